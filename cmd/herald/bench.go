@@ -1,0 +1,544 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/spf13/cobra"
+
+	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/sse"
+)
+
+// benchConfig is one `herald bench` run.
+type benchConfig struct {
+	URL         string
+	Subscribers int
+	Topics      int
+	Rate        float64
+	Duration    time.Duration
+	Publishers  int
+	Batch       int
+	Payload     int
+	ConnectRate int
+	ServerPID   int
+	Token       string
+	Drain       time.Duration
+	Idle        bool
+	JSON        bool
+}
+
+func newBenchCommand() *cobra.Command {
+	var c benchConfig
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "whole-system load: N subscribers over M topics, paced or max-rate publishing",
+		Long: `Run a bounded load against a Herald node: open --subscribers SSE streams
+spread over --topics topics, publish at --rate events/s (0: as fast as accepted)
+for --duration, then report deliveries/s, publish→deliver latency percentiles,
+lost and duplicated events (checked through each event's cursor), reconnects
+(streams cut off as slow and resumed), and, with --server-pid, the server's
+CPU seconds and RSS. --idle only holds the streams and reports memory per stream.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rep, err := runBench(cmd.Context(), c, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if c.JSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			rep.print(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.URL, "url", "http://127.0.0.1:8080", "Herald node")
+	f.IntVar(&c.Subscribers, "subscribers", 1000, "SSE streams to open (one topic each, round-robin)")
+	f.IntVar(&c.Topics, "topics", 1, "topics")
+	f.Float64Var(&c.Rate, "rate", 100, "events per second in total (0: as fast as accepted)")
+	f.DurationVar(&c.Duration, "duration", 20*time.Second, "publishing time (bounded: at most 10m)")
+	f.IntVar(&c.Publishers, "publishers", 4, "concurrent publishers")
+	f.IntVar(&c.Batch, "batch", 1, "events per publish request (POST /v1/events when > 1)")
+	f.IntVar(&c.Payload, "payload", 64, "event data bytes")
+	f.IntVar(&c.ConnectRate, "connect-rate", 2000, "new streams per second while connecting")
+	f.IntVar(&c.ServerPID, "server-pid", 0, "server process id, for CPU and RSS (local runs)")
+	f.StringVar(&c.Token, "token", os.Getenv("HERALD_TOKEN"), "bearer token (env HERALD_TOKEN)")
+	f.DurationVar(&c.Drain, "drain", 10*time.Second, "time to wait for deliveries after publishing stops")
+	f.BoolVar(&c.Idle, "idle", false, "only hold the streams and report memory per stream")
+	f.BoolVar(&c.JSON, "json", false, "print the report as JSON")
+	return cmd
+}
+
+// benchReport is what a run measured.
+type benchReport struct {
+	Subscribers      int     `json:"subscribers"`
+	Topics           int     `json:"topics"`
+	TargetRate       float64 `json:"target_rate"`
+	DurationSec      float64 `json:"duration_s"`
+	Published        int64   `json:"published"`
+	PublishErrors    int64   `json:"publish_errors"`
+	PublishRate      float64 `json:"publish_rate"`
+	PublishP50Ms     float64 `json:"publish_p50_ms"`
+	PublishP99Ms     float64 `json:"publish_p99_ms"`
+	Deliveries       int64   `json:"deliveries"`
+	DeliveriesPerSec float64 `json:"deliveries_per_s"`
+	LatP50Ms         float64 `json:"latency_p50_ms"`
+	LatP90Ms         float64 `json:"latency_p90_ms"`
+	LatP99Ms         float64 `json:"latency_p99_ms"`
+	LatP999Ms        float64 `json:"latency_p999_ms"`
+	LatMaxMs         float64 `json:"latency_max_ms"`
+	Lost             int64   `json:"lost"`
+	Duplicated       int64   `json:"duplicated"`
+	Resets           int64   `json:"resets"`
+	Reconnects       int64   `json:"reconnects"`
+	ServerCPUSec     float64 `json:"server_cpu_s,omitempty"`
+	CPUPerMillion    float64 `json:"server_cpu_s_per_million_deliveries,omitempty"`
+	ServerRSSBaseMB  float64 `json:"server_rss_base_mib,omitempty"`
+	ServerRSSPeakMB  float64 `json:"server_rss_with_streams_mib,omitempty"`
+	RSSPerStreamKiB  float64 `json:"server_rss_per_stream_kib,omitempty"`
+}
+
+func (r benchReport) print(w io.Writer) {
+	fmt.Fprintf(w, "subscribers=%d topics=%d target_rate=%.0f/s duration=%.1fs\n", r.Subscribers, r.Topics, r.TargetRate, r.DurationSec)
+	fmt.Fprintf(w, "published    %d (%.0f/s), errors %d, publish latency p50 %.2f ms p99 %.2f ms\n", r.Published, r.PublishRate, r.PublishErrors, r.PublishP50Ms, r.PublishP99Ms)
+	fmt.Fprintf(w, "delivered    %d (%.0f/s)\n", r.Deliveries, r.DeliveriesPerSec)
+	fmt.Fprintf(w, "latency      p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  p999 %.2f ms  max %.2f ms\n", r.LatP50Ms, r.LatP90Ms, r.LatP99Ms, r.LatP999Ms, r.LatMaxMs)
+	fmt.Fprintf(w, "lost %d  duplicated %d  resets %d  reconnects (slow cut-offs resumed) %d\n", r.Lost, r.Duplicated, r.Resets, r.Reconnects)
+	if r.ServerRSSBaseMB > 0 {
+		fmt.Fprintf(w, "server       cpu %.2f s (%.2f s per million deliveries)  rss %.1f MiB → %.1f MiB (%.1f KiB per stream)\n",
+			r.ServerCPUSec, r.CPUPerMillion, r.ServerRSSBaseMB, r.ServerRSSPeakMB, r.RSSPerStreamKiB)
+	}
+}
+
+// histograms is a sharded latency recorder (one lock per shard).
+type histograms struct {
+	shards [64]struct {
+		mu sync.Mutex
+		h  *hdrhistogram.Histogram
+	}
+}
+
+func newHistograms() *histograms {
+	hs := &histograms{}
+	for i := range hs.shards {
+		hs.shards[i].h = hdrhistogram.New(1, int64(5*time.Minute/time.Microsecond), 3)
+	}
+	return hs
+}
+
+func (hs *histograms) record(shard int, d time.Duration) {
+	s := &hs.shards[shard%len(hs.shards)]
+	us := max(int64(d/time.Microsecond), 1)
+	s.mu.Lock()
+	_ = s.h.RecordValue(min(us, s.h.HighestTrackableValue()))
+	s.mu.Unlock()
+}
+
+func (hs *histograms) merged() *hdrhistogram.Histogram {
+	out := hdrhistogram.New(1, int64(5*time.Minute/time.Microsecond), 3)
+	for i := range hs.shards {
+		hs.shards[i].mu.Lock()
+		out.Merge(hs.shards[i].h)
+		hs.shards[i].mu.Unlock()
+	}
+	return out
+}
+
+func ms(h *hdrhistogram.Histogram, q float64) float64 {
+	return float64(h.ValueAtQuantile(q)) / 1000
+}
+
+// benchSub is one simulated subscriber.
+type benchSub struct {
+	id, topic  string
+	next       atomic.Uint64 // next expected offset (0: not connected yet)
+	connected  atomic.Bool
+	received   atomic.Int64
+	dups, gaps atomic.Int64
+	resets     atomic.Int64
+	reconnects atomic.Int64
+	lastID     string
+}
+
+func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchReport, error) {
+	if c.Subscribers < 0 || c.Topics < 1 || c.Publishers < 1 || c.Batch < 1 || c.Payload < 24 {
+		return nil, errors.New("bench: need subscribers ≥ 0, topics ≥ 1, publishers ≥ 1, batch ≥ 1, payload ≥ 24")
+	}
+	if c.Duration <= 0 || c.Duration > 10*time.Minute {
+		return nil, errors.New("bench: duration must be in (0, 10m]")
+	}
+	base := strings.TrimRight(c.URL, "/")
+	prefix := fmt.Sprintf("bench-%x-", rand.Uint32())
+	topics := make([]string, c.Topics)
+	for i := range topics {
+		topics[i] = prefix + strconv.Itoa(i)
+	}
+	rep := &benchReport{Subscribers: c.Subscribers, Topics: c.Topics, TargetRate: c.Rate}
+
+	ctx, cancel := context.WithTimeout(ctx, c.Duration+c.Drain+5*time.Minute)
+	defer cancel()
+	subCtx, stopSubs := context.WithCancel(ctx)
+	defer stopSubs()
+
+	var rssBase float64
+	if c.ServerPID > 0 {
+		rssBase = procRSS(c.ServerPID)
+		rep.ServerRSSBaseMB = rssBase / (1 << 20)
+	}
+
+	subTransport := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: -1, DisableCompression: true, ResponseHeaderTimeout: 30 * time.Second,
+		ReadBufferSize: 8 << 10, WriteBufferSize: 1 << 10,
+	}
+	defer subTransport.CloseIdleConnections()
+	lat := newHistograms()
+	subs := make([]*benchSub, c.Subscribers)
+	var wg sync.WaitGroup
+	interval := time.Second / time.Duration(max(c.ConnectRate, 1))
+	for i := range subs {
+		s := &benchSub{id: strconv.Itoa(i), topic: topics[i%len(topics)]}
+		subs[i] = s
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(subCtx, subTransport, base, c.Token, lat, i)
+		}()
+		if i%100 == 99 {
+			time.Sleep(interval * 100)
+		}
+	}
+	connectDeadline := time.Now().Add(2 * time.Minute)
+	for {
+		n := 0
+		for _, s := range subs {
+			if s.connected.Load() {
+				n++
+			}
+		}
+		fmt.Fprintf(progress, "\rconnected %d/%d", n, len(subs))
+		if n == len(subs) {
+			break
+		}
+		if time.Now().After(connectDeadline) || ctx.Err() != nil {
+			stopSubs()
+			wg.Wait()
+			return nil, fmt.Errorf("bench: only %d of %d streams connected", n, len(subs))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	fmt.Fprintln(progress)
+	if c.ServerPID > 0 {
+		time.Sleep(time.Second) // let the server's heap settle before sampling
+		rss := procRSS(c.ServerPID)
+		rep.ServerRSSPeakMB = rss / (1 << 20)
+		if c.Subscribers > 0 {
+			rep.RSSPerStreamKiB = (rss - rssBase) / float64(c.Subscribers) / 1024
+		}
+	}
+	if c.Idle {
+		stopSubs()
+		wg.Wait()
+		return rep, nil
+	}
+
+	// Publish.
+	pubTransport := &http.Transport{MaxIdleConnsPerHost: c.Publishers * 2, DisableCompression: true}
+	defer pubTransport.CloseIdleConnections()
+	pubClient := &http.Client{Transport: pubTransport, Timeout: 10 * time.Second}
+	pubLat := newHistograms()
+	var published, pubErrs, delivered0 atomic.Int64
+	for _, s := range subs {
+		delivered0.Add(s.received.Load())
+	}
+	cpu0 := procCPU(c.ServerPID)
+	start := time.Now()
+	pubCtx, stopPub := context.WithTimeout(ctx, c.Duration)
+	var pwg sync.WaitGroup
+	pad := strings.Repeat("x", c.Payload)
+	for p := range c.Publishers {
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			per := c.Rate / float64(c.Publishers)
+			seq := 0
+			for pubCtx.Err() == nil {
+				if per > 0 {
+					due := start.Add(time.Duration(float64(seq) / per * float64(time.Second)))
+					if d := time.Until(due); d > 0 {
+						select {
+						case <-time.After(d):
+						case <-pubCtx.Done():
+							return
+						}
+					}
+				}
+				n := c.Batch
+				items := make([]map[string]any, n)
+				for j := range items {
+					t := topics[(p+(seq+j)*c.Publishers)%len(topics)]
+					ts := strconv.FormatInt(time.Now().UnixNano(), 10)
+					items[j] = map[string]any{"topic": t, "data": ts + " " + pad[len(ts)+1:]}
+				}
+				t0 := time.Now()
+				err := benchPublish(pubCtx, pubClient, base, c.Token, items)
+				pubLat.record(p, time.Since(t0))
+				if err != nil {
+					if pubCtx.Err() == nil {
+						pubErrs.Add(int64(n))
+					}
+				} else {
+					published.Add(int64(n))
+				}
+				seq += n
+			}
+		}()
+	}
+	tick := time.NewTicker(time.Second)
+	for done := false; !done; {
+		select {
+		case <-pubCtx.Done():
+			done = true
+		case <-tick.C:
+			var d int64
+			for _, s := range subs {
+				d += s.received.Load()
+			}
+			h := lat.merged()
+			fmt.Fprintf(progress, "t=%4.0fs published %d delivered %d  p50 %.1f ms p99 %.1f ms\n",
+				time.Since(start).Seconds(), published.Load(), d-delivered0.Load(), ms(h, 50), ms(h, 99))
+		}
+	}
+	tick.Stop()
+	stopPub()
+	pwg.Wait()
+	pubDur := time.Since(start)
+
+	// Drain: wait until every subscriber reached its topic's head.
+	heads := map[string]uint64{}
+	for _, t := range topics {
+		heads[t] = topicHead(ctx, pubClient, base, c.Token, t)
+	}
+	drainUntil := time.Now().Add(c.Drain)
+	for time.Now().Before(drainUntil) {
+		behind := 0
+		for _, s := range subs {
+			if s.next.Load()-1 < heads[s.topic] {
+				behind++
+			}
+		}
+		if behind == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	cpu1 := procCPU(c.ServerPID)
+	stopSubs()
+	wg.Wait()
+
+	var deliveries int64
+	for _, s := range subs {
+		deliveries += s.received.Load()
+		rep.Duplicated += s.dups.Load()
+		rep.Lost += s.gaps.Load()
+		if behind := int64(heads[s.topic]) - int64(s.next.Load()-1); behind > 0 {
+			rep.Lost += behind
+		}
+		rep.Resets += s.resets.Load()
+		rep.Reconnects += s.reconnects.Load()
+	}
+	deliveries -= delivered0.Load()
+	h := lat.merged()
+	ph := pubLat.merged()
+	rep.DurationSec = pubDur.Seconds()
+	rep.Published = published.Load()
+	rep.PublishErrors = pubErrs.Load()
+	rep.PublishRate = float64(rep.Published) / pubDur.Seconds()
+	rep.PublishP50Ms, rep.PublishP99Ms = ms(ph, 50), ms(ph, 99)
+	rep.Deliveries = deliveries
+	rep.DeliveriesPerSec = float64(deliveries) / elapsed.Seconds()
+	rep.LatP50Ms, rep.LatP90Ms, rep.LatP99Ms, rep.LatP999Ms = ms(h, 50), ms(h, 90), ms(h, 99), ms(h, 99.9)
+	rep.LatMaxMs = float64(h.Max()) / 1000
+	if c.ServerPID > 0 {
+		rep.ServerCPUSec = cpu1 - cpu0
+		if deliveries > 0 {
+			rep.CPUPerMillion = rep.ServerCPUSec / (float64(deliveries) / 1e6)
+		}
+	}
+	return rep, nil
+}
+
+// run holds one stream, reconnecting with its cursor, until ctx ends.
+func (s *benchSub) run(ctx context.Context, tr *http.Transport, base, token string, lat *histograms, shard int) {
+	client := &http.Client{Transport: tr}
+	q := url.Values{"topic": {s.topic}}.Encode()
+	offs := make([]uint64, 0, 1)
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		if attempt > 0 {
+			s.reconnects.Add(1)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Duration(50+rand.IntN(450)) * time.Millisecond):
+			}
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/stream?"+q, nil)
+		if s.lastID != "" {
+			req.Header.Set("Last-Event-ID", s.lastID)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			continue
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			continue
+		}
+		dec := sse.NewDecoder(bufio.NewReaderSize(resp.Body, 4<<10))
+		for {
+			ev, err := dec.Next()
+			if err != nil {
+				break
+			}
+			now := time.Now()
+			offs, err = push.DecodeOffsets(ev.ID, 1, offs[:0])
+			if ev.ID != "" && err == nil && len(offs) == 1 {
+				s.lastID = ev.ID
+			}
+			switch ev.Type {
+			case "herald.hello":
+				if s.next.Load() == 0 && len(offs) == 1 {
+					s.next.Store(offs[0] + 1)
+				}
+				s.connected.Store(true)
+				continue
+			case "herald.reset":
+				s.resets.Add(1)
+				if len(offs) == 1 {
+					s.next.Store(offs[0] + 1)
+				}
+				continue
+			}
+			if len(offs) != 1 {
+				continue
+			}
+			switch next := s.next.Load(); {
+			case offs[0] < next:
+				s.dups.Add(1)
+				continue
+			case offs[0] > next:
+				s.gaps.Add(int64(offs[0] - next))
+			}
+			s.next.Store(offs[0] + 1)
+			s.received.Add(1)
+			if sp := strings.IndexByte(ev.Data, ' '); sp > 0 {
+				if ns, err := strconv.ParseInt(ev.Data[:sp], 10, 64); err == nil {
+					lat.record(shard, now.Sub(time.Unix(0, ns)))
+				}
+			}
+		}
+		resp.Body.Close()
+	}
+}
+
+func benchPublish(ctx context.Context, c *http.Client, base, token string, items []map[string]any) error {
+	var path string
+	var body []byte
+	if len(items) == 1 {
+		path = "/v1/topics/" + items[0]["topic"].(string) + "/events"
+		body, _ = json.Marshal(map[string]any{"data": items[0]["data"]})
+	} else {
+		path = "/v1/events"
+		body, _ = json.Marshal(map[string]any{"events": items})
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("publish: status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func topicHead(ctx context.Context, c *http.Client, base, token, topic string) uint64 {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/topics/"+topic, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Last uint64 `json:"last_offset"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return out.Last
+}
+
+// procCPU returns a process's user+system CPU seconds (Linux /proc), or 0.
+func procCPU(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; utime and stime are 14 and 15.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ is 100 on Linux
+}
+
+// procRSS returns a process's resident set size in bytes (Linux /proc), or 0.
+func procRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}

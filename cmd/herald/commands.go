@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/heraldpush/herald/push/auth"
+	"github.com/heraldpush/herald/push/client"
+)
+
+func newRootCommand(environ func() []string) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "herald",
+		Short:         "Herald: a multi-region Server-Sent Events push cluster",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		newServeCommand(environ),
+		newPublishCommand(),
+		newTailCommand(),
+		newTokenCommand(),
+		newBenchCommand(),
+		&cobra.Command{
+			Use:   "version",
+			Short: "print the version",
+			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "herald", Version) },
+		},
+	)
+	return root
+}
+
+func newServeCommand(environ func() []string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "run a Herald node",
+		Long: `Run a Herald node. Configuration: defaults, then the YAML file (--config),
+then HERALD_* environment variables, then flags. Without --redis the node runs
+on an in-memory store that is NOT durable.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := LoadConfig(cmd.Flags(), environ)
+			if err != nil {
+				return err
+			}
+			m := NewMain()
+			m.Config = cfg
+			if err := m.Run(cmd.Context()); err != nil {
+				return err
+			}
+			printBanner(cmd.OutOrStdout(), m)
+			<-cmd.Context().Done()
+			// A second signal now kills the process at once.
+			signal.Reset(os.Interrupt, syscall.SIGTERM)
+			m.Logger.Info("shutting down", "timeout", m.Config.ShutdownTimeout.String())
+			return m.Close()
+		},
+	}
+	registerServeFlags(cmd.Flags())
+	return cmd
+}
+
+func printBanner(w io.Writer, m *Main) {
+	u := m.URL()
+	var notes []string
+	if !m.Store.Durable() {
+		notes = append(notes, "in-memory store: NOT durable")
+	}
+	if m.Config.Dev {
+		notes = append(notes, "dev mode: no authentication")
+	}
+	fmt.Fprintf(w, "\nHerald %s is running (%s)\n\n", Version, strings.Join(notes, "; "))
+	fmt.Fprintf(w, "  public API  %s\n", u)
+	if a := m.AdminURL(); a != "" {
+		fmt.Fprintf(w, "  admin       %s  (/healthz, /readyz)\n", a)
+	}
+	fmt.Fprintf(w, "\n  subscribe:  curl -N '%s/v1/stream?topic=demo&topic=news'\n", u)
+	fmt.Fprintf(w, "  publish:    curl -X POST %s/v1/topics/demo/events -H 'Content-Type: application/json' -d '{\"event\":\"greeting\",\"data\":{\"hello\":\"world\"}}'\n", u)
+	fmt.Fprintf(w, "  history:    curl '%s/v1/topics/demo/events?after=0'\n", u)
+	fmt.Fprintf(w, "  or:         herald tail --url %s --topic demo    |    herald publish --url %s --topic demo --data hi\n\n", u, u)
+}
+
+func newPublishCommand() *cobra.Command {
+	var (
+		urls                      []string
+		token, topic, event, data string
+		jsonData                  bool
+		idem                      string
+		timeout                   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "publish",
+		Short: "publish one event (fails over across --url endpoints, retries with an idempotency key)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if topic == "" {
+				return errors.New("--topic is required")
+			}
+			if data == "-" {
+				b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), 1<<20))
+				if err != nil {
+					return err
+				}
+				data = string(b)
+			}
+			msg := client.Message{Event: event, IdempotencyKey: idem}
+			if jsonData {
+				if !json.Valid([]byte(data)) {
+					return errors.New("--json given but --data is not valid JSON")
+				}
+				msg.Data = json.RawMessage(data)
+			} else {
+				msg.Text = data
+			}
+			p := client.NewPublisher(client.PublisherConfig{Endpoints: urls, Token: token})
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			res, err := p.Publish(ctx, topic, msg)
+			if err != nil {
+				return err
+			}
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&urls, "url", []string{"http://127.0.0.1:8080"}, "Herald endpoint(s), tried in order")
+	f.StringVar(&token, "token", os.Getenv("HERALD_TOKEN"), "API key or JWT (env HERALD_TOKEN)")
+	f.StringVar(&topic, "topic", "", "topic to publish to")
+	f.StringVar(&event, "event", "", "event type (default message)")
+	f.StringVar(&data, "data", "", "event data (\"-\" reads stdin)")
+	f.BoolVar(&jsonData, "json", false, "send --data as a JSON value instead of a string")
+	f.StringVar(&idem, "idempotency-key", "", "idempotency key (default: random, reused across retries)")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "overall timeout")
+	return cmd
+}
+
+func newTailCommand() *cobra.Command {
+	var (
+		urls          []string
+		topics        []string
+		token, lastID string
+		from          string
+		count         int
+	)
+	cmd := &cobra.Command{
+		Use:   "tail",
+		Short: "follow topics and print events as JSON lines (reconnects and resumes)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(topics) == 0 {
+				return errors.New("at least one --topic is required")
+			}
+			out := json.NewEncoder(cmd.OutOrStdout())
+			seen := 0
+			errDone := errors.New("done")
+			s := client.Subscribe(client.StreamConfig{
+				Endpoints: urls, Topics: topics, Token: token, LastEventID: lastID, From: from,
+				OnDisconnect: func(ep string, err error) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "herald tail: disconnected from %s: %v; resuming\n", ep, err)
+				},
+			})
+			err := s.Run(cmd.Context(), func(ev client.Event) error {
+				if err := out.Encode(ev); err != nil {
+					return err
+				}
+				if !strings.HasPrefix(ev.Type, "herald.") {
+					seen++
+				}
+				if count > 0 && seen >= count {
+					return errDone
+				}
+				return nil
+			})
+			if errors.Is(err, errDone) || errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&urls, "url", []string{"http://127.0.0.1:8080"}, "Herald endpoint(s) to fail over across")
+	f.StringArrayVar(&topics, "topic", nil, "topic to follow (repeatable)")
+	f.StringVar(&token, "token", os.Getenv("HERALD_TOKEN"), "JWT (env HERALD_TOKEN)")
+	f.StringVar(&lastID, "last-event-id", "", "resume from this cursor")
+	f.StringVar(&from, "from", "", `"earliest" replays everything retained`)
+	f.IntVar(&count, "count", 0, "exit after this many data events (0: follow forever)")
+	return cmd
+}
+
+func newTokenCommand() *cobra.Command {
+	var o auth.MintOptions
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "mint a JWT for subscribers or publishers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tok, err := auth.Mint(o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), tok)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Algorithm, "alg", "HS256", "HS256|HS384|HS512|RS256|RS384|RS512|PS256|ES256|ES384|EdDSA")
+	f.StringVar(&o.KeyFile, "key-file", "", "HMAC secret file or PEM private key")
+	f.StringVar(&o.KeyID, "kid", "", "key id header")
+	f.StringVar(&o.Issuer, "iss", "", "issuer")
+	f.StringVar(&o.Audience, "aud", "", "audience")
+	f.StringVar(&o.Subject, "sub", "", "subject")
+	f.StringVar(&o.Tenant, "tenant", "", "tenant claim")
+	f.DurationVar(&o.TTL, "ttl", time.Hour, "lifetime")
+	f.StringArrayVar(&o.Subscribe, "subscribe", nil, "topic pattern the token may subscribe to (repeatable)")
+	f.StringArrayVar(&o.Publish, "publish", nil, "topic pattern the token may publish to (repeatable)")
+	cmd.AddCommand(&cobra.Command{
+		Use:   "apikey",
+		Short: "generate a publisher API key and the hash to put in the config",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			key, hash, err := auth.GenerateAPIKey()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "key:  %s\nhash: %s\n", key, hash)
+			return nil
+		},
+	})
+	return cmd
+}

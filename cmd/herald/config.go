@@ -1,0 +1,236 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/providers/structs"
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+
+	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/auth"
+	"github.com/heraldpush/herald/push/server"
+	"github.com/heraldpush/herald/push/store/redisstore"
+)
+
+// EnvPrefix prefixes every environment variable; nested keys join with "__"
+// (HERALD_LIMITS__MAX_EVENT_BYTES = limits.max_event_bytes).
+const EnvPrefix = "HERALD_"
+
+// Config is the whole node configuration. Every key is documented in
+// README.md ("Configuration reference"); keep them in step.
+type Config struct {
+	// Listen is the public API address (publish, stream, history).
+	Listen string `koanf:"listen"`
+	// AdminListen serves health and (later) metrics; "" disables it.
+	AdminListen string `koanf:"admin_listen"`
+	// Redis is the store URL: redis://, rediss://, redis+sentinel://, redis+cluster://.
+	// Empty runs on the embedded in-memory store (not durable).
+	Redis string `koanf:"redis"`
+	// RedisPrefix prefixes every Redis key and channel.
+	RedisPrefix string `koanf:"redis_prefix"`
+	// Dev disables authentication. Never in production.
+	Dev bool `koanf:"dev"`
+	// NodeName identifies this node; defaults to the host name.
+	NodeName string `koanf:"node_name"`
+	// Region is the origin name of events published here.
+	Region string `koanf:"region"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `koanf:"log_level"`
+	// ShutdownTimeout bounds a graceful stop.
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	// IdempotencyWindow is how long a publish idempotency key is remembered.
+	IdempotencyWindow time.Duration `koanf:"idempotency_window"`
+
+	Retention push.RetentionPolicy `koanf:"retention"`
+	Limits    LimitsConfig         `koanf:"limits"`
+	Stream    StreamConfig         `koanf:"stream"`
+	Auth      auth.Config          `koanf:"auth"`
+	CORS      server.CORSConfig    `koanf:"cors"`
+}
+
+// LimitsConfig bounds requests.
+type LimitsConfig struct {
+	MaxEventBytes      int `koanf:"max_event_bytes"`
+	MaxTopicsPerStream int `koanf:"max_topics_per_stream"`
+	MaxBatchEvents     int `koanf:"max_batch_events"`
+	QueueMaxEvents     int `koanf:"queue_max_events"`
+	QueueMaxBytes      int `koanf:"queue_max_bytes"`
+}
+
+// StreamConfig tunes SSE streams.
+type StreamConfig struct {
+	Heartbeat    time.Duration `koanf:"heartbeat"`
+	RetryMin     time.Duration `koanf:"retry_min"`
+	RetryMax     time.Duration `koanf:"retry_max"`
+	WriteTimeout time.Duration `koanf:"write_timeout"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen:            "127.0.0.1:8080",
+		AdminListen:       "127.0.0.1:9090",
+		RedisPrefix:       "herald",
+		Region:            "local",
+		LogLevel:          "info",
+		ShutdownTimeout:   30 * time.Second,
+		IdempotencyWindow: 2 * time.Minute,
+		Retention:         push.RetentionPolicy{Default: push.DefaultRetention},
+		Limits: LimitsConfig{
+			MaxEventBytes:      64 << 10,
+			MaxTopicsPerStream: 32,
+			MaxBatchEvents:     100,
+			QueueMaxEvents:     4096,
+			QueueMaxBytes:      4 << 20,
+		},
+		Stream: StreamConfig{
+			Heartbeat:    15 * time.Second,
+			RetryMin:     time.Second,
+			RetryMax:     5 * time.Second,
+			WriteTimeout: 10 * time.Second,
+		},
+		Auth: auth.Config{CookieName: "herald_token", Leeway: 30 * time.Second},
+	}
+}
+
+// registerServeFlags declares the serve flags; each has a HERALD_ env twin.
+func registerServeFlags(fs *pflag.FlagSet) {
+	d := DefaultConfig()
+	fs.String("config", "", "YAML config file (env HERALD_CONFIG)")
+	fs.String("listen", d.Listen, "public API address")
+	fs.String("admin-listen", d.AdminListen, `admin address for health and metrics ("" disables)`)
+	fs.String("redis", "", "Redis URL (redis://, rediss://, redis+sentinel://h:p,h:p/master, redis+cluster://h:p,h:p); empty = in-memory store, not durable")
+	fs.Bool("dev", false, "development mode: no authentication")
+	fs.String("node-name", "", "node name (default: host name)")
+	fs.String("region", d.Region, "region (origin) name of events published here")
+	fs.String("log-level", d.LogLevel, "debug, info, warn or error")
+}
+
+// LoadConfig builds the configuration: defaults, then the YAML file, then
+// HERALD_* environment variables, then flags that were set; then Validate.
+func LoadConfig(fs *pflag.FlagSet, environ func() []string) (Config, error) {
+	k := koanf.New(".")
+	if err := k.Load(structs.Provider(DefaultConfig(), "koanf"), nil); err != nil {
+		return Config{}, err
+	}
+	path, _ := fs.GetString("config")
+	if path == "" {
+		for _, kv := range environ() {
+			if v, ok := strings.CutPrefix(kv, EnvPrefix+"CONFIG="); ok {
+				path = v
+			}
+		}
+	}
+	if path != "" {
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	envp := env.Provider(".", env.Opt{
+		Prefix:      EnvPrefix,
+		EnvironFunc: environ,
+		TransformFunc: func(key, v string) (string, any) {
+			key = strings.ToLower(strings.TrimPrefix(key, EnvPrefix))
+			if key == "config" {
+				return "", nil
+			}
+			return strings.ReplaceAll(key, "__", "."), v
+		},
+	})
+	if err := k.Load(envp, nil); err != nil {
+		return Config{}, err
+	}
+	flags := posflag.ProviderWithFlag(fs, ".", nil, func(f *pflag.Flag) (string, any) {
+		if f.Name == "config" {
+			return "", nil
+		}
+		return strings.ReplaceAll(f.Name, "-", "_"), posflag.FlagVal(fs, f)
+	})
+	if err := k.Load(flags, nil); err != nil {
+		return Config{}, err
+	}
+	var cfg Config
+	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate checks the whole configuration once, naming offending values.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen %q: %v", c.Listen, err)
+	}
+	if c.AdminListen != "" {
+		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+			add("admin_listen %q: %v", c.AdminListen, err)
+		}
+	}
+	if c.Redis != "" {
+		if _, err := redisstore.ParseURL(c.Redis); err != nil {
+			add("redis: %v", err)
+		}
+	}
+	if err := push.ValidateOrigin(c.Region); err != nil {
+		add("region: %v", err)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.ShutdownTimeout <= 0 {
+		add("shutdown_timeout must be positive, got %s", c.ShutdownTimeout)
+	}
+	if c.IdempotencyWindow <= 0 {
+		add("idempotency_window must be positive, got %s", c.IdempotencyWindow)
+	}
+	if err := c.Retention.Validate(); err != nil {
+		add("%v", err)
+	}
+	l := c.Limits
+	if l.MaxEventBytes < 1 || l.MaxEventBytes > 1<<20 {
+		add("limits.max_event_bytes %d: want 1..1048576", l.MaxEventBytes)
+	}
+	if l.MaxTopicsPerStream < 1 || l.MaxTopicsPerStream > 256 {
+		add("limits.max_topics_per_stream %d: want 1..256", l.MaxTopicsPerStream)
+	}
+	if l.MaxBatchEvents < 1 || l.MaxBatchEvents > 10000 {
+		add("limits.max_batch_events %d: want 1..10000", l.MaxBatchEvents)
+	}
+	if l.QueueMaxEvents < 1 || l.QueueMaxBytes < l.MaxEventBytes {
+		add("limits.queue_max_events must be ≥ 1 and limits.queue_max_bytes ≥ max_event_bytes (%d, %d)", l.QueueMaxEvents, l.QueueMaxBytes)
+	}
+	s := c.Stream
+	if s.Heartbeat < time.Second {
+		add("stream.heartbeat %s: want ≥ 1s", s.Heartbeat)
+	}
+	if s.RetryMin <= 0 || s.RetryMax < s.RetryMin {
+		add("stream.retry_min %s / retry_max %s: want 0 < min ≤ max", s.RetryMin, s.RetryMax)
+	}
+	if s.WriteTimeout <= 0 {
+		add("stream.write_timeout must be positive")
+	}
+	if !c.Dev {
+		if len(c.Auth.Keys) == 0 && len(c.Auth.APIKeys) == 0 {
+			add("auth: no JWT keys and no API keys configured; configure auth or run with --dev (no authentication)")
+		} else if err := c.Auth.Validate(); err != nil {
+			add("auth: %v", err)
+		}
+	}
+	if err := c.CORS.Validate(); err != nil {
+		add("%v", err)
+	}
+	return errors.Join(errs...)
+}

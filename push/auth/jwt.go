@@ -1,0 +1,206 @@
+package auth
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+const (
+	// maxHeaderLen bounds the encoded JOSE header decoded before key selection.
+	maxHeaderLen = 2 << 10
+	// maxClaimLen bounds `sub`, `tenant` and `jti`: they end up in logs and
+	// metric labels.
+	maxClaimLen = 256
+)
+
+// verifier is one configured JWT key with its pinned algorithm and a parser
+// whose options pin that algorithm, the audience, the bound issuer and the
+// leeway. golang-jwt Parsers are read-only during ParseWithClaims, so one
+// parser serves all goroutines.
+type verifier struct {
+	id     string
+	issuer string
+	alg    string
+	key    any // []byte, *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey; checked by checkVerifyKey
+	parser *jwt.Parser
+}
+
+// keyfunc returns the verifier's key after checking once more that the
+// token's algorithm is the pinned one and its kid is this key's. The parser
+// has already refused any other algorithm (WithValidMethods); this is the
+// defence in depth RFC 8725 §3.1 asks for.
+func (v *verifier) keyfunc(t *jwt.Token) (any, error) {
+	if t.Method == nil || t.Method.Alg() != v.alg {
+		return nil, errors.New("algorithm does not match the pinned algorithm")
+	}
+	if kid, _ := t.Header["kid"].(string); kid != "" && kid != v.id {
+		return nil, errors.New("kid does not match the selected key")
+	}
+	return v.key, nil
+}
+
+// joseHeader is the part of the JOSE header read before verification, only
+// to select the key. Decoded with encoding/json like golang-jwt does, so
+// both agree on duplicate members (last wins).
+type joseHeader struct {
+	Kid  string          `json:"kid"`
+	Typ  string          `json:"typ"`
+	Crit json.RawMessage `json:"crit"`
+}
+
+// claims are the claims Herald reads from a token.
+type claims struct {
+	jwt.RegisteredClaims
+	// Tenant scopes the principal; absent means the subject.
+	Tenant string `json:"tenant,omitempty"`
+	// Herald carries the topic grants.
+	Herald *heraldClaim `json:"herald,omitempty"`
+}
+
+// heraldClaim is the "herald" claim: topic patterns the bearer may
+// subscribe and publish to (see ValidatePattern).
+type heraldClaim struct {
+	Sub []string `json:"sub,omitempty"`
+	Pub []string `json:"pub,omitempty"`
+}
+
+// jwtFailure turns a golang-jwt error into ours. golang-jwt's sentinels
+// are tried from most to least specific; the first one err wraps becomes the
+// reason. Only these fixed texts reach our errors: golang-jwt's detail
+// messages can quote decoded token bytes.
+func jwtFailure(err error) error {
+	sentinels := [...]error{
+		jwt.ErrTokenExpired,
+		jwt.ErrTokenNotValidYet,
+		jwt.ErrTokenUsedBeforeIssued,
+		jwt.ErrTokenInvalidAudience,
+		jwt.ErrTokenInvalidIssuer,
+		jwt.ErrTokenRequiredClaimMissing,
+		jwt.ErrInvalidType,
+		jwt.ErrTokenSignatureInvalid,
+		jwt.ErrTokenMalformed,
+		jwt.ErrTokenUnverifiable,
+		jwt.ErrTokenInvalidClaims,
+	}
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return fmt.Errorf("%w: %w", ErrInvalidCredentials, s)
+		}
+	}
+	return invalid("token rejected")
+}
+
+// verifyJWT selects the key by kid, verifies the token with the key's
+// pinned parser and builds the principal.
+func (a *Authenticator) verifyJWT(tok string) (*Principal, error) {
+	if len(a.keys) == 0 {
+		return nil, invalid("token presented but no JWT keys are configured")
+	}
+	hdr, err := decodeHeader(tok)
+	if err != nil {
+		return nil, err
+	}
+	v, err := a.selectKey(hdr.Kid)
+	if err != nil {
+		return nil, err
+	}
+	if hdr.Crit != nil {
+		// RFC 7515 §4.1.11: we understand no extension, so must reject.
+		return nil, invalid("token has a crit header")
+	}
+	if a.requireTyp != "" && normalizeTyp(hdr.Typ) != a.requireTyp {
+		return nil, invalid("token typ header is not the required type")
+	}
+
+	var c claims
+	if _, err := v.parser.ParseWithClaims(tok, &c, v.keyfunc); err != nil {
+		return nil, jwtFailure(err)
+	}
+	if v.issuer == "" && len(a.issuers) > 0 && !slices.Contains(a.issuers, c.Issuer) {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidCredentials, jwt.ErrTokenInvalidIssuer)
+	}
+	if !validClaimString(c.Subject) {
+		return nil, invalid("token sub claim missing, too long or not printable")
+	}
+	if c.ID != "" && !validClaimString(c.ID) {
+		return nil, invalid("token jti claim too long or not printable")
+	}
+	tenant := c.Tenant
+	if tenant == "" {
+		tenant = c.Subject
+	} else if !validClaimString(tenant) {
+		return nil, invalid("token tenant claim too long or not printable")
+	}
+	var h heraldClaim
+	if c.Herald != nil {
+		h = *c.Herald
+	}
+	sub, err := compileGrants(h.Sub)
+	if err != nil {
+		return nil, invalid("token herald.sub holds an invalid topic pattern")
+	}
+	pub, err := compileGrants(h.Pub)
+	if err != nil {
+		return nil, invalid("token herald.pub holds an invalid topic pattern")
+	}
+	p := &Principal{
+		Subject:   c.Subject,
+		Tenant:    tenant,
+		Kind:      KindJWT,
+		KeyID:     v.id,
+		TokenID:   c.ID,
+		subscribe: sub,
+		publish:   pub,
+	}
+	if c.ExpiresAt != nil { // always set: WithExpirationRequired
+		p.Expires = c.ExpiresAt.Time
+	}
+	return p, nil
+}
+
+// decodeHeader decodes the JOSE header of tok without trusting it.
+func decodeHeader(tok string) (joseHeader, error) {
+	var h joseHeader
+	seg, _, _ := strings.Cut(tok, ".")
+	if len(seg) > maxHeaderLen {
+		return h, fmt.Errorf("%w: %w", ErrInvalidCredentials, jwt.ErrTokenMalformed)
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(seg)
+	if err != nil || json.Unmarshal(raw, &h) != nil {
+		return h, fmt.Errorf("%w: %w", ErrInvalidCredentials, jwt.ErrTokenMalformed)
+	}
+	return h, nil
+}
+
+// selectKey picks the verifier for a token's kid: exact match, or the only
+// key when the token has no kid.
+func (a *Authenticator) selectKey(kid string) (*verifier, error) {
+	if kid == "" {
+		if len(a.keys) == 1 {
+			return a.keys[0], nil
+		}
+		return nil, invalid("token has no kid and several keys are configured")
+	}
+	v, ok := a.keysByID[kid]
+	if !ok || v.id == "" {
+		return nil, invalid("token kid matches no configured key")
+	}
+	return v, nil
+}
+
+// validClaimString accepts 1..maxClaimLen bytes of valid UTF-8 without
+// control characters.
+func validClaimString(s string) bool {
+	if s == "" || len(s) > maxClaimLen || !utf8.ValidString(s) {
+		return false
+	}
+	return !strings.ContainsFunc(s, unicode.IsControl)
+}

@@ -1,0 +1,21 @@
+package push
+
+import "errors"
+
+// Sentinel errors of the push domain. Wrap with %w; callers test with errors.Is.
+// The HTTP layer maps each to a status and a stable JSON error code.
+var (
+	// ErrInvalidTopic: a topic name outside the grammar (see ValidateTopic).
+	ErrInvalidTopic = errors.New("invalid topic")
+	// ErrInvalidEvent: an event type outside the grammar, or data that is not
+	// UTF-8, contains NUL, or exceeds the size cap.
+	ErrInvalidEvent = errors.New("invalid event")
+	// ErrMalformedCursor: a Last-Event-ID that does not decode as a Herald cursor.
+	ErrMalformedCursor = errors.New("malformed cursor")
+	// ErrForeignCursor: a well-formed cursor minted for a different topic set.
+	ErrForeignCursor = errors.New("cursor belongs to a different topic set")
+	// ErrUnavailable: the store cannot be reached or failed; nothing was written.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrClosed: the component was shut down.
+	ErrClosed = errors.New("closed")
+)

@@ -1,0 +1,416 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/sse"
+)
+
+// Config configures a Hub. Zero values mean the documented defaults.
+type Config struct {
+	// Store is the origin store: its announcements feed the hub and it fills gaps.
+	Store push.Store
+	// Shards is the number of topic shards; zero means 64.
+	Shards int
+	// FillTimeout bounds one gap-fill read; zero means 2s.
+	FillTimeout time.Duration
+	// FillLimit caps the events read to fill one gap; a larger gap is left to
+	// the subscribers (each fills from its own position). Zero means 10000.
+	FillLimit int
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Stats are cumulative counters.
+type Stats struct {
+	Dispatched  uint64 // deliveries enqueued on subscriber queues
+	SlowCutoffs uint64 // subscribers cut off because their queue overflowed
+	GapsFilled  uint64 // events read from the store to fill announcement gaps
+	Duplicates  uint64 // announcements dropped as already dispatched
+	Resyncs     uint64 // resync passes run
+}
+
+// Hub is a node's topic → local subscribers fan-out. See the package doc.
+type Hub struct {
+	cfg      Config
+	log      *slog.Logger
+	store    push.Store
+	listener push.Listener
+	seed     maphash.Seed
+	shards   []shard
+
+	resync chan struct{} // capacity 1
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
+	closed atomic.Bool
+
+	dispatched, slow, filled, dups, resyncs atomic.Uint64
+}
+
+type shard struct {
+	mu     sync.Mutex
+	topics map[string]*topicState
+	// watchMu serialises Watch/Unwatch decisions for the shard's topics so an
+	// Unwatch of a topic that emptied cannot undo a newer Watch.
+	watchMu sync.Mutex
+}
+
+type topicState struct {
+	subs map[*Subscriber]struct{}
+	// last dispatched position per origin.
+	last map[string]push.Position
+	// ready is closed when the topic's Watch finished; err is its result.
+	ready chan struct{}
+	err   error
+}
+
+// New builds a hub and starts listening to cfg.Store.
+func New(cfg Config) (*Hub, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("hub: Store is required")
+	}
+	if cfg.Shards <= 0 {
+		cfg.Shards = 64
+	}
+	if cfg.FillTimeout <= 0 {
+		cfg.FillTimeout = 2 * time.Second
+	}
+	if cfg.FillLimit <= 0 {
+		cfg.FillLimit = 10000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := &Hub{
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "hub"),
+		store:  cfg.Store,
+		seed:   maphash.MakeSeed(),
+		shards: make([]shard, cfg.Shards),
+		resync: make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+	}
+	for i := range h.shards {
+		h.shards[i].topics = make(map[string]*topicState)
+	}
+	l, err := cfg.Store.Listen(h)
+	if err != nil {
+		return nil, fmt.Errorf("hub: listen: %w", err)
+	}
+	h.listener = l
+	h.wg.Add(1)
+	go h.resyncLoop()
+	return h, nil
+}
+
+func (h *Hub) shard(topic string) *shard {
+	return &h.shards[maphash.String(h.seed, topic)%uint64(len(h.shards))]
+}
+
+// Stats returns the cumulative counters.
+func (h *Hub) Stats() Stats {
+	return Stats{
+		Dispatched:  h.dispatched.Load(),
+		SlowCutoffs: h.slow.Load(),
+		GapsFilled:  h.filled.Load(),
+		Duplicates:  h.dups.Load(),
+		Resyncs:     h.resyncs.Load(),
+	}
+}
+
+// Subscribe registers sub for its topics. When it returns nil, every event
+// appended from now on reaches sub's queue (or sub is cut off); the caller
+// then reads history from its own position to close the seam, dropping
+// queued events it already has. On error sub is not registered.
+func (h *Hub) Subscribe(ctx context.Context, sub *Subscriber) error {
+	if h.closed.Load() {
+		return push.ErrClosed
+	}
+	for i, t := range sub.topics {
+		if err := h.subscribeTopic(ctx, sub, t); err != nil {
+			h.unsubscribeTopics(sub, sub.topics[:i+1])
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Hub) subscribeTopic(ctx context.Context, sub *Subscriber, topic string) error {
+	sh := h.shard(topic)
+	sh.mu.Lock()
+	ts := sh.topics[topic]
+	fresh := ts == nil
+	if fresh {
+		ts = &topicState{
+			subs:  make(map[*Subscriber]struct{}),
+			last:  make(map[string]push.Position),
+			ready: make(chan struct{}),
+		}
+		sh.topics[topic] = ts
+	}
+	ts.subs[sub] = struct{}{}
+	sh.mu.Unlock()
+
+	if fresh {
+		ts.err = h.watch(ctx, sh, topic, ts)
+		close(ts.ready)
+	}
+	select {
+	case <-ts.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return ts.err
+}
+
+// watch starts announcements for topic and records the stream's position at
+// that moment, so later announcement gaps are detectable.
+func (h *Hub) watch(ctx context.Context, sh *shard, topic string, ts *topicState) error {
+	sh.watchMu.Lock()
+	err := h.listener.Watch(ctx, topic)
+	sh.watchMu.Unlock()
+	if err != nil {
+		sh.mu.Lock()
+		if sh.topics[topic] == ts {
+			delete(sh.topics, topic) // the next subscriber retries
+		}
+		sh.mu.Unlock()
+		return fmt.Errorf("watch %q: %w", topic, err)
+	}
+	infos, err := h.store.Info(ctx, []string{topic})
+	if err != nil {
+		return fmt.Errorf("watch %q: %w", topic, err)
+	}
+	sh.mu.Lock()
+	for _, in := range infos {
+		if _, seen := ts.last[in.Origin]; !seen && in.Epoch != "" {
+			ts.last[in.Origin] = push.Position{Epoch: in.Epoch, Offset: in.Last}
+		}
+	}
+	sh.mu.Unlock()
+	return nil
+}
+
+// Unsubscribe removes sub from every topic. It is idempotent.
+func (h *Hub) Unsubscribe(sub *Subscriber) { h.unsubscribeTopics(sub, sub.topics) }
+
+func (h *Hub) unsubscribeTopics(sub *Subscriber, topics []string) {
+	for _, t := range topics {
+		sh := h.shard(t)
+		sh.mu.Lock()
+		ts := sh.topics[t]
+		empty := false
+		if ts != nil {
+			delete(ts.subs, sub)
+			if len(ts.subs) == 0 {
+				delete(sh.topics, t)
+				empty = true
+			}
+		}
+		sh.mu.Unlock()
+		if empty && !h.closed.Load() {
+			sh.watchMu.Lock()
+			sh.mu.Lock()
+			_, again := sh.topics[t]
+			sh.mu.Unlock()
+			if !again {
+				h.listener.Unwatch(t)
+			}
+			sh.watchMu.Unlock()
+		}
+	}
+}
+
+// Deliver implements push.Sink.
+func (h *Hub) Deliver(ev *push.Event) {
+	sh := h.shard(ev.Topic)
+	sh.mu.Lock()
+	ts := sh.topics[ev.Topic]
+	if ts == nil {
+		sh.mu.Unlock()
+		return
+	}
+	last, seen := ts.last[ev.Origin]
+	if seen && last.Epoch == ev.Epoch && ev.Offset > last.Offset+1 {
+		sh.mu.Unlock()
+		fill := h.read(ev.Topic, last.Offset, ev.Offset-1)
+		sh.mu.Lock()
+		if ts = sh.topics[ev.Topic]; ts == nil {
+			sh.mu.Unlock()
+			return
+		}
+		for i := range fill {
+			h.filled.Add(1)
+			h.dispatchLocked(ts, &fill[i])
+		}
+	}
+	h.dispatchLocked(ts, ev)
+	sh.mu.Unlock()
+}
+
+// dispatchLocked enqueues ev on every subscriber of ts unless it was already
+// dispatched. The shard lock is held.
+func (h *Hub) dispatchLocked(ts *topicState, ev *push.Event) {
+	last, seen := ts.last[ev.Origin]
+	if seen && last.Epoch == ev.Epoch && ev.Offset <= last.Offset {
+		h.dups.Add(1)
+		return
+	}
+	ts.last[ev.Origin] = push.Position{Epoch: ev.Epoch, Offset: ev.Offset}
+	d := &Delivery{Event: ev, Body: sse.AppendBody(nil, ev.Type, ev.Data)}
+	for s := range ts.subs {
+		if s.enqueue(d) {
+			h.dispatched.Add(1)
+		} else if s.Reason() == ReasonSlow {
+			h.slow.Add(1)
+			delete(ts.subs, s) // its connection unsubscribes the other topics
+		}
+	}
+}
+
+// read returns events of topic in (after, upto], bounded by FillLimit and
+// FillTimeout; on error it returns what it has (subscribers fill the rest).
+func (h *Hub) read(topic string, after, upto uint64) []push.Event {
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.FillTimeout)
+	defer cancel()
+	var out []push.Event
+	for after < upto && len(out) < h.cfg.FillLimit {
+		n := min(int(upto-after), h.cfg.FillLimit-len(out), 1000)
+		evs, _, err := h.store.Read(ctx, topic, after, n)
+		if err != nil {
+			h.log.Warn("gap fill failed", "topic", topic, "after", after, "err", err)
+			return out
+		}
+		if len(evs) == 0 {
+			return out
+		}
+		for _, e := range evs {
+			if e.Offset > upto {
+				return out
+			}
+			out = append(out, e)
+			after = e.Offset
+		}
+	}
+	return out
+}
+
+// Resync implements push.Sink: it schedules a comparison of every watched
+// stream's position with the store. It never blocks.
+func (h *Hub) Resync() {
+	select {
+	case h.resync <- struct{}{}:
+	default:
+	}
+}
+
+func (h *Hub) resyncLoop() {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-h.resync:
+			h.resyncOnce()
+		}
+	}
+}
+
+func (h *Hub) resyncOnce() {
+	h.resyncs.Add(1)
+	var topics []string
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for t := range sh.topics {
+			topics = append(topics, t)
+		}
+		sh.mu.Unlock()
+	}
+	for len(topics) > 0 {
+		batch := topics[:min(len(topics), 500)]
+		topics = topics[len(batch):]
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.FillTimeout)
+		infos, err := h.store.Info(ctx, batch)
+		cancel()
+		if err != nil {
+			h.log.Warn("resync: info failed", "err", err)
+			return
+		}
+		for _, in := range infos {
+			select {
+			case <-h.stop:
+				return
+			default:
+			}
+			h.catchUp(in)
+		}
+	}
+}
+
+// catchUp dispatches events the hub missed for one stream.
+func (h *Hub) catchUp(in push.StreamInfo) {
+	sh := h.shard(in.Topic)
+	sh.mu.Lock()
+	ts := sh.topics[in.Topic]
+	if ts == nil || in.Epoch == "" {
+		sh.mu.Unlock()
+		return
+	}
+	last, seen := ts.last[in.Origin]
+	if !seen || last.Epoch != in.Epoch {
+		// Unknown or changed lineage: adopt the store's head; subscribers
+		// detect the epoch change on their next event.
+		if !seen {
+			ts.last[in.Origin] = push.Position{Epoch: in.Epoch, Offset: in.Last}
+		}
+		sh.mu.Unlock()
+		return
+	}
+	sh.mu.Unlock()
+	if in.Last <= last.Offset {
+		return
+	}
+	fill := h.read(in.Topic, last.Offset, in.Last)
+	sh.mu.Lock()
+	if ts = sh.topics[in.Topic]; ts != nil {
+		for i := range fill {
+			fill[i].Epoch = in.Epoch
+			h.filled.Add(1)
+			h.dispatchLocked(ts, &fill[i])
+		}
+	}
+	sh.mu.Unlock()
+}
+
+// Close stops the hub and cuts off every subscriber with ReasonShutdown.
+func (h *Hub) Close() error {
+	var err error
+	h.once.Do(func() {
+		h.closed.Store(true)
+		close(h.stop)
+		err = h.listener.Close()
+		h.wg.Wait()
+		for i := range h.shards {
+			sh := &h.shards[i]
+			sh.mu.Lock()
+			for _, ts := range sh.topics {
+				for s := range ts.subs {
+					s.Close(ReasonShutdown)
+				}
+			}
+			clear(sh.topics)
+			sh.mu.Unlock()
+		}
+	})
+	return err
+}

@@ -1,0 +1,146 @@
+package hub
+
+import (
+	"sync"
+
+	"github.com/heraldpush/herald/push"
+)
+
+// Delivery is an announced event with its SSE body (event type and data
+// lines, no id, no terminator) encoded once and shared by all subscribers.
+// Neither field may be modified.
+type Delivery struct {
+	Event *push.Event
+	Body  []byte
+}
+
+// Reason tells why a subscriber was cut off.
+type Reason string
+
+// Reasons for Subscriber.Close.
+const (
+	ReasonNone     Reason = ""
+	ReasonSlow     Reason = "slow"     // queue overflowed
+	ReasonShutdown Reason = "shutdown" // hub closed
+	ReasonKicked   Reason = "kicked"   // closed by its owner (takeover, admin, drain)
+)
+
+// Limits bound one subscriber's queue.
+type Limits struct {
+	// MaxEvents queued; zero means 4096.
+	MaxEvents int
+	// MaxBytes of queued bodies; zero means 4 MiB.
+	MaxBytes int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxEvents <= 0 {
+		l.MaxEvents = 4096
+	}
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = 4 << 20
+	}
+	return l
+}
+
+// Subscriber is one connection's inbox. The hub enqueues; the connection
+// goroutine waits on Ready and drains with Take.
+type Subscriber struct {
+	topics []string
+	limits Limits
+
+	mu     sync.Mutex
+	queue  []*Delivery
+	bytes  int
+	closed bool
+	reason Reason
+
+	ready chan struct{} // capacity 1: "queue became non-empty"
+	done  chan struct{} // closed once when cut off
+}
+
+// NewSubscriber returns a subscriber for topics (validated by the caller).
+func NewSubscriber(topics []string, limits Limits) *Subscriber {
+	return &Subscriber{
+		topics: topics,
+		limits: limits.withDefaults(),
+		ready:  make(chan struct{}, 1),
+		done:   make(chan struct{}),
+	}
+}
+
+// Topics returns the subscribed topics.
+func (s *Subscriber) Topics() []string { return s.topics }
+
+// Ready fires after the queue becomes non-empty.
+func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
+
+// Done is closed when the subscriber is cut off; see Reason.
+func (s *Subscriber) Done() <-chan struct{} { return s.done }
+
+// Reason returns why the subscriber was closed (ReasonNone while open).
+func (s *Subscriber) Reason() Reason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reason
+}
+
+// Take moves every queued delivery to dst and returns it.
+func (s *Subscriber) Take(dst []*Delivery) []*Delivery {
+	s.mu.Lock()
+	dst = append(dst, s.queue...)
+	clear(s.queue)
+	s.queue = s.queue[:0]
+	s.bytes = 0
+	s.mu.Unlock()
+	return dst
+}
+
+// Len returns the number of queued deliveries.
+func (s *Subscriber) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue)
+}
+
+// Close cuts the subscriber off. Only the first reason is kept.
+func (s *Subscriber) Close(r Reason) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeLocked(r)
+}
+
+func (s *Subscriber) closeLocked(r Reason) {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	s.reason = r
+	clear(s.queue)
+	s.queue = nil
+	s.bytes = 0
+	close(s.done)
+}
+
+// enqueue adds d without blocking; it reports false when the subscriber was
+// cut off (now or before).
+func (s *Subscriber) enqueue(d *Delivery) bool {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false
+	}
+	if len(s.queue)+1 > s.limits.MaxEvents || s.bytes+len(d.Body) > s.limits.MaxBytes {
+		s.closeLocked(ReasonSlow)
+		s.mu.Unlock()
+		return false
+	}
+	s.queue = append(s.queue, d)
+	s.bytes += len(d.Body)
+	s.mu.Unlock()
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+	return true
+}

@@ -1,0 +1,225 @@
+package server_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/hub"
+	"github.com/heraldpush/herald/push/server"
+)
+
+func jsonDecode(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }
+
+func do(t testing.TB, method, url, ctype, body string, hdr map[string]string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func TestBadInputTable(t *testing.T) {
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.MaxEventBytes = 1024; c.MaxTopicsPerStream = 4 })
+	const js = "application/json"
+	big := strings.Repeat("x", 1025)
+	tests := []struct {
+		name, method, path, ctype, body string
+		hdr                             map[string]string
+		status                          int
+		code                            string
+	}{
+		{"malformed json", "POST", "/v1/topics/a/events", js, `{"data":`, nil, 400, server.CodeInvalidJSON},
+		{"unknown field", "POST", "/v1/topics/a/events", js, `{"data":"x","bogus":1}`, nil, 400, server.CodeInvalidJSON},
+		{"trailing data", "POST", "/v1/topics/a/events", js, `{"data":"x"} {}`, nil, 400, server.CodeInvalidJSON},
+		{"missing data", "POST", "/v1/topics/a/events", js, `{"event":"x"}`, nil, 400, server.CodeInvalidEvent},
+		{"data too large", "POST", "/v1/topics/a/events", js, `{"data":"` + big + `"}`, nil, 400, server.CodeInvalidEvent},
+		{"body too large", "POST", "/v1/topics/a/events", js, `{"data":"` + strings.Repeat("y", 8000) + `"}`, nil, 413, server.CodeBodyTooLarge},
+		{"NUL in data", "POST", "/v1/topics/a/events", js, `{"data":"a\u0000b"}`, nil, 400, server.CodeInvalidEvent},
+		{"bad event type", "POST", "/v1/topics/a/events", js, `{"event":"a\nb","data":"x"}`, nil, 400, server.CodeInvalidEvent},
+		{"reserved event type", "POST", "/v1/topics/a/events", js, `{"event":"herald.reset","data":"x"}`, nil, 400, server.CodeInvalidEvent},
+		{"bad topic", "POST", "/v1/topics/bad%20topic/events", js, `{"data":"x"}`, nil, 400, server.CodeInvalidTopic},
+		{"topic with brace", "POST", "/v1/topics/%7Bx%7D/events", js, `{"data":"x"}`, nil, 400, server.CodeInvalidTopic},
+		{"text/plain", "POST", "/v1/topics/a/events", "text/plain", `{"data":"x"}`, nil, 415, server.CodeUnsupportedType},
+		{"form post", "POST", "/v1/topics/a/events", "application/x-www-form-urlencoded", `data=x`, nil, 415, server.CodeUnsupportedType},
+		{"bad idempotency key", "POST", "/v1/topics/a/events", js, `{"data":"x"}`, map[string]string{"Idempotency-Key": "has space"}, 400, server.CodeInvalidEvent},
+		{"empty batch", "POST", "/v1/events", js, `{"events":[]}`, nil, 400, server.CodeInvalidEvent},
+		{"batch not array", "POST", "/v1/events", js, `{"events":{}}`, nil, 400, server.CodeInvalidJSON},
+		{"stream no topic", "GET", "/v1/stream", "", "", nil, 400, server.CodeInvalidQuery},
+		{"stream bad topic", "GET", "/v1/stream?topic=a%0Ab", "", "", nil, 400, server.CodeInvalidTopic},
+		{"stream too many topics", "GET", "/v1/stream?topic=a&topic=b&topic=c&topic=d&topic=e", "", "", nil, 400, server.CodeInvalidQuery},
+		{"stream bad from", "GET", "/v1/stream?topic=a&from=yesterday", "", "", nil, 400, server.CodeInvalidQuery},
+		{"stream forged cursor", "GET", "/v1/stream?topic=a", "", "", map[string]string{"Last-Event-ID": "%%%"}, 400, server.CodeInvalidCursor},
+		{"stream oversized cursor", "GET", "/v1/stream?topic=a", "", "", map[string]string{"Last-Event-ID": strings.Repeat("A", 4096)}, 400, server.CodeInvalidCursor},
+		{"history bad after", "GET", "/v1/topics/a/events?after=-1", "", "", nil, 400, server.CodeInvalidQuery},
+		{"history bad limit", "GET", "/v1/topics/a/events?limit=100000", "", "", nil, 400, server.CodeInvalidQuery},
+		{"topic info bad topic", "GET", "/v1/topics/..", "", "", nil, 400, server.CodeInvalidTopic},
+		{"unknown route", "GET", "/v2/nothing", "", "", nil, 404, server.CodeNotFound},
+		{"wrong method", "DELETE", "/v1/stream", "", "", nil, 405, server.CodeMethod},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, _, body := do(t, tt.method, n.URL+tt.path, tt.ctype, tt.body, tt.hdr)
+			if status != tt.status {
+				t.Fatalf("status %d, want %d: %s", status, tt.status, body)
+			}
+			var eb struct {
+				Error struct{ Code, Message string } `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(body), &eb); err != nil || eb.Error.Code != tt.code || eb.Error.Message == "" {
+				t.Fatalf("body %q: want JSON error with code %q", body, tt.code)
+			}
+		})
+	}
+	// Nothing above was appended, and the node still serves.
+	if info := topicInfo(t, n, "a"); info.Last != 0 {
+		t.Fatalf("bad input appended %d events", info.Last)
+	}
+	n.publish("a", "", "still alive")
+}
+
+func TestBatchAndIdempotency(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore storeFactory) {
+		n := startNode(t, newStore(t, push.Retention{}), nil)
+		body := `{"events":[{"topic":"a","data":"1"},{"topic":"b","data":{"k":[1, 2]}},{"topic":"bad topic","data":"x"},{"topic":"a","data":"2","idempotency_key":"k1"}]}`
+		status, _, out := do(t, "POST", n.URL+"/v1/events", "application/json", body, nil)
+		if status != http.StatusMultiStatus {
+			t.Fatalf("batch status %d: %s", status, out)
+		}
+		var br struct {
+			Results []struct {
+				Offset uint64 `json:"offset"`
+				Topic  string `json:"topic"`
+				Error  *struct{ Code string } `json:"error"`
+			} `json:"results"`
+		}
+		decodeJSON(t, out, &br)
+		if len(br.Results) != 4 || br.Results[0].Offset != 1 || br.Results[1].Offset != 1 ||
+			br.Results[2].Error == nil || br.Results[2].Error.Code != server.CodeInvalidTopic || br.Results[3].Offset != 2 {
+			t.Fatalf("batch results %s", out)
+		}
+		// JSON data is stored compacted; history returns it.
+		_, _, hist := do(t, "GET", n.URL+"/v1/topics/b/events?after=0", "", "", nil)
+		if !strings.Contains(hist, `"data":"{\"k\":[1,2]}"`) {
+			t.Fatalf("history %s", hist)
+		}
+		// Retrying with the same key appends nothing and returns the original.
+		for range 3 {
+			status, _, out = do(t, "POST", n.URL+"/v1/topics/a/events", "application/json", `{"data":"2"}`, map[string]string{"Idempotency-Key": "k1"})
+			var r publishResult
+			decodeJSON(t, out, &r)
+			if status != 201 || r.Offset != 2 || !r.Duplicate {
+				t.Fatalf("idempotent retry: %d %s", status, out)
+			}
+		}
+		if info := topicInfo(t, n, "a"); info.Last != 2 || info.Length != 2 {
+			t.Fatalf("after retries: %+v", info)
+		}
+	})
+}
+
+func TestHealthAndReady(t *testing.T) {
+	n := startNode(t, newMemStore(t, push.Retention{}), nil)
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if status, _, body := do(t, "GET", n.URL+p, "", "", nil); status != 200 {
+			t.Errorf("%s: %d %s", p, status, body)
+		}
+	}
+}
+
+func TestSlowSubscriberIsCutOffOthersUnaffected(t *testing.T) {
+	n := startNode(t, newMemStore(t, push.Retention{MaxLen: 100000}), func(c *server.Config) {
+		c.Queue = hub.Limits{MaxEvents: 64, MaxBytes: 64 << 10}
+		c.WriteTimeout = 500 * time.Millisecond
+	})
+	// The slow client: a raw TCP connection that never reads, with a tiny
+	// receive buffer, so the server's writes back up.
+	raw, err := net.Dial("tcp", strings.TrimPrefix(n.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(raw, "GET /v1/stream?topic=a HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(raw)
+	if line, _ := br.ReadString('\n'); !strings.Contains(line, "200") {
+		t.Fatalf("slow client status line %q", line)
+	}
+	fast := n.openStream(t, []string{"a"}, "", nil)
+	fast.next(wait)
+	waitFor(t, wait, "both streams open", func() bool { return n.Srv.Stats().Streams == 2 })
+	payload := strings.Repeat("z", 2000)
+	const total = 3000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < total; i++ {
+			n.publish("a", "", payload)
+		}
+	}()
+	for i := 1; i <= total; i++ {
+		ev := fast.next(wait)
+		if got := offsets(t, ev.ID, []string{"a"})["a"]; got != uint64(i) {
+			t.Fatalf("fast subscriber got offset %d, want %d", got, i)
+		}
+	}
+	<-done
+	waitFor(t, wait, "slow stream cut off", func() bool { return n.Srv.Stats().Streams == 1 })
+	if n.Hub.Stats().SlowCutoffs == 0 && n.Srv.Stats().Streams != 1 {
+		t.Fatal("slow subscriber neither cut off by queue nor by write deadline")
+	}
+}
+
+func TestStreamsReleaseGoroutines(t *testing.T) {
+	n := startNode(t, newMemStore(t, push.Retention{}), nil)
+	n.publish("warm", "", "x")
+	waitFor(t, wait, "idle", func() bool { return n.Srv.Stats().Streams == 0 })
+	runtime.GC()
+	base := runtime.NumGoroutine()
+	const streams = 1000
+	tr := &http.Transport{MaxIdleConnsPerHost: -1, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	var bodies []io.ReadCloser
+	for i := range streams {
+		resp, err := client.Get(fmt.Sprintf("%s/v1/stream?topic=t%d&topic=shared", n.URL, i%50))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			t.Fatalf("stream %d: %d", i, resp.StatusCode)
+		}
+		bodies = append(bodies, resp.Body)
+	}
+	waitFor(t, wait, "1000 streams open", func() bool { return n.Srv.Stats().Streams == streams })
+	n.publish("shared", "", "to everyone")
+	for _, b := range bodies {
+		b.Close()
+	}
+	waitFor(t, 10*time.Second, "streams closed", func() bool { return n.Srv.Stats().Streams == 0 })
+	tr.CloseIdleConnections()
+	waitFor(t, 10*time.Second, fmt.Sprintf("goroutines back to baseline %d", base), func() bool {
+		return runtime.NumGoroutine() <= base+2
+	})
+}

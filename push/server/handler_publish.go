@@ -1,0 +1,333 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/auth"
+)
+
+// publishRequest is the body of POST /v1/topics/{topic}/events.
+type publishRequest struct {
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data"`
+}
+
+// batchRequest is the body of POST /v1/events.
+type batchRequest struct {
+	Events []batchItem `json:"events"`
+}
+
+type batchItem struct {
+	Topic          string          `json:"topic"`
+	Event          string          `json:"event"`
+	Data           json.RawMessage `json:"data"`
+	IdempotencyKey string          `json:"idempotency_key"`
+}
+
+// publishResult is one appended event's position.
+type publishResult struct {
+	Topic     string    `json:"topic"`
+	Origin    string    `json:"origin"`
+	Epoch     string    `json:"epoch"`
+	Offset    uint64    `json:"offset"`
+	Time      time.Time `json:"time"`
+	Duplicate bool      `json:"duplicate"`
+}
+
+type batchResult struct {
+	*publishResult
+	Error *errorDetail `json:"error,omitempty"`
+}
+
+func (s *Server) handlePublish(c *gin.Context) {
+	topic := c.Param("topic")
+	if err := push.ValidateTopic(topic); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	p, err := s.principal(c.Request, false)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	if !p.CanPublish(topic) {
+		s.writeError(c, errf(http.StatusForbidden, CodeForbidden, "not allowed to publish to "+strconv.Quote(topic)))
+		return
+	}
+	var req publishRequest
+	if err := s.decodeJSON(c, s.cfg.MaxEventBytes*2+4096, &req); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	d, err := s.draft(req.Event, req.Data, c.GetHeader("Idempotency-Key"), p)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	res, err := s.store.Append(c.Request.Context(), topic, []push.Draft{d})
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, s.result(topic, res[0]))
+}
+
+func (s *Server) handleBatch(c *gin.Context) {
+	p, err := s.principal(c.Request, false)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	var req batchRequest
+	if err := s.decodeJSON(c, s.cfg.MaxBatchEvents*(s.cfg.MaxEventBytes*2+1024)+4096, &req); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	if len(req.Events) == 0 || len(req.Events) > s.cfg.MaxBatchEvents {
+		s.writeError(c, errf(http.StatusBadRequest, CodeInvalidEvent,
+			fmt.Sprintf("a batch holds 1..%d events, got %d", s.cfg.MaxBatchEvents, len(req.Events))))
+		return
+	}
+	results := make([]batchResult, len(req.Events))
+	// Group valid items by topic, keeping input order within each topic, so
+	// each topic's events are appended in one atomic call.
+	type group struct {
+		idx    []int
+		drafts []push.Draft
+	}
+	groups := map[string]*group{}
+	var order []string
+	for i, it := range req.Events {
+		err := push.ValidateTopic(it.Topic)
+		if err == nil && !p.CanPublish(it.Topic) {
+			err = errf(http.StatusForbidden, CodeForbidden, "not allowed to publish to "+strconv.Quote(it.Topic))
+		}
+		var d push.Draft
+		if err == nil {
+			d, err = s.draft(it.Event, it.Data, it.IdempotencyKey, p)
+		}
+		if err != nil {
+			ae := toAPIError(err)
+			results[i].Error = &errorDetail{Code: ae.Code, Message: ae.Message}
+			continue
+		}
+		g := groups[it.Topic]
+		if g == nil {
+			g = &group{}
+			groups[it.Topic] = g
+			order = append(order, it.Topic)
+		}
+		g.idx = append(g.idx, i)
+		g.drafts = append(g.drafts, d)
+	}
+	failed := false
+	for _, topic := range order {
+		g := groups[topic]
+		res, err := s.store.Append(c.Request.Context(), topic, g.drafts)
+		for j, i := range g.idx {
+			if err != nil {
+				ae := toAPIError(err)
+				results[i].Error = &errorDetail{Code: ae.Code, Message: ae.Message}
+				continue
+			}
+			r := s.result(topic, res[j])
+			results[i].publishResult = &r
+		}
+	}
+	for _, r := range results {
+		if r.Error != nil {
+			failed = true
+		}
+	}
+	status := http.StatusOK
+	if failed {
+		status = http.StatusMultiStatus
+	}
+	c.JSON(status, gin.H{"results": results})
+}
+
+// draft validates one event and turns it into a Draft. JSON string data is
+// stored as its text; any other JSON value is stored compacted.
+func (s *Server) draft(typ string, raw json.RawMessage, idem string, p *auth.Principal) (push.Draft, error) {
+	if typ == "" {
+		typ = push.DefaultEventType
+	}
+	if err := push.ValidateEventType(typ); err != nil {
+		return push.Draft{}, err
+	}
+	if len(raw) == 0 {
+		return push.Draft{}, fmt.Errorf("%w: \"data\" is required", push.ErrInvalidEvent)
+	}
+	var data []byte
+	if raw[0] == '"' {
+		var str string
+		if err := json.Unmarshal(raw, &str); err != nil {
+			return push.Draft{}, fmt.Errorf("%w: data: %v", push.ErrInvalidEvent, err)
+		}
+		data = []byte(str)
+	} else {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, raw); err != nil {
+			return push.Draft{}, fmt.Errorf("%w: data: %v", push.ErrInvalidEvent, err)
+		}
+		data = buf.Bytes()
+	}
+	if err := push.ValidateData(data, s.cfg.MaxEventBytes); err != nil {
+		return push.Draft{}, err
+	}
+	d := push.Draft{Type: typ, Data: data}
+	if idem != "" {
+		if err := push.ValidateIdempotencyKey(idem); err != nil {
+			return push.Draft{}, err
+		}
+		// Keys are scoped to the publisher's tenant so tenants cannot collide.
+		d.IdempotencyKey = p.Tenant + "/" + idem
+	}
+	return d, nil
+}
+
+func (s *Server) result(topic string, r push.AppendResult) publishResult {
+	return publishResult{
+		Topic: topic, Origin: s.store.Origin(), Epoch: r.Epoch, Offset: r.Offset,
+		Time: r.Time.UTC(), Duplicate: r.Duplicate,
+	}
+}
+
+// decodeJSON reads a JSON body of at most limit bytes into v, strictly: the
+// content type must be JSON (a form or text/plain post is refused, which
+// also keeps publishing out of reach of cross-site forms), unknown fields and
+// trailing data are errors.
+func (s *Server) decodeJSON(c *gin.Context, limit int, v any) error {
+	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return errf(http.StatusUnsupportedMediaType, CodeUnsupportedType, "Content-Type must be application/json")
+	}
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, int64(limit))
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return errf(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON body: "+err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return errf(http.StatusBadRequest, CodeInvalidJSON, "trailing data after the JSON body")
+	}
+	return nil
+}
+
+// topicInfo is the body of GET /v1/topics/{topic}.
+type topicInfo struct {
+	Topic     string         `json:"topic"`
+	Origin    string         `json:"origin"`
+	Epoch     string         `json:"epoch"`
+	First     uint64         `json:"first_offset"`
+	Last      uint64         `json:"last_offset"`
+	Length    int64          `json:"length"`
+	Retention push.Retention `json:"retention"`
+}
+
+func (s *Server) handleTopic(c *gin.Context) {
+	topic, ok := s.readableTopic(c)
+	if !ok {
+		return
+	}
+	infos, err := s.store.Info(c.Request.Context(), []string{topic})
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	in := infos[0]
+	c.JSON(http.StatusOK, topicInfo{
+		Topic: topic, Origin: in.Origin, Epoch: in.Epoch, First: in.First, Last: in.Last,
+		Length: in.Length, Retention: s.cfg.Retention.For(topic),
+	})
+}
+
+type historyEvent struct {
+	Offset uint64    `json:"offset"`
+	Event  string    `json:"event"`
+	Data   string    `json:"data"`
+	Time   time.Time `json:"time"`
+}
+
+func (s *Server) handleHistory(c *gin.Context) {
+	topic, ok := s.readableTopic(c)
+	if !ok {
+		return
+	}
+	after, err := queryUint(c, "after", 0)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	limit, err := queryUint(c, "limit", 100)
+	if err != nil || limit < 1 || limit > 1000 {
+		s.writeError(c, errf(http.StatusBadRequest, CodeInvalidQuery, "limit must be 1..1000"))
+		return
+	}
+	evs, in, err := s.store.Read(c.Request.Context(), topic, after, int(limit))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	out := make([]historyEvent, len(evs))
+	next := after
+	for i, e := range evs {
+		out[i] = historyEvent{Offset: e.Offset, Event: e.Type, Data: string(e.Data), Time: e.Time.UTC()}
+		next = e.Offset
+	}
+	c.JSON(http.StatusOK, gin.H{
+		"topic": topic, "origin": in.Origin, "epoch": in.Epoch,
+		"first_offset": in.First, "last_offset": in.Last,
+		"events": out, "next_after": next,
+	})
+}
+
+// readableTopic validates the path topic and the caller's right to read it.
+func (s *Server) readableTopic(c *gin.Context) (string, bool) {
+	topic := c.Param("topic")
+	if err := push.ValidateTopic(topic); err != nil {
+		s.writeError(c, err)
+		return "", false
+	}
+	p, err := s.principal(c.Request, true)
+	if err != nil {
+		s.writeError(c, err)
+		return "", false
+	}
+	if !p.CanSubscribe(topic) {
+		s.writeError(c, errf(http.StatusForbidden, CodeForbidden, "not allowed to read "+strconv.Quote(topic)))
+		return "", false
+	}
+	return topic, true
+}
+
+func queryUint(c *gin.Context, name string, def uint64) (uint64, error) {
+	v, ok := c.GetQuery(name)
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, errf(http.StatusBadRequest, CodeInvalidQuery, name+" must be a non-negative integer")
+	}
+	return n, nil
+}

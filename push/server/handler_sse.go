@@ -1,0 +1,473 @@
+package server
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/hub"
+	"github.com/heraldpush/herald/push/sse"
+)
+
+// Control event types.
+const (
+	EventHello = "herald.hello"
+	EventReset = "herald.reset"
+)
+
+// Reset reasons, carried in herald.reset.
+const (
+	ResetTrimmed       = "trimmed"        // the cursor is older than retention
+	ResetEpochChanged  = "epoch_changed"  // the store may have lost events since the cursor
+	ResetAhead         = "ahead"          // the cursor is past the stream's head (its tail was lost)
+	ResetForeignCursor = "foreign_cursor" // the cursor was minted for another topic set
+)
+
+// flushThreshold is the buffered frame size that triggers a write mid-batch.
+const flushThreshold = 32 << 10
+
+// helloData is the data of herald.hello.
+type helloData struct {
+	Session string   `json:"session"`
+	Node    string   `json:"node"`
+	Origin  string   `json:"origin"`
+	Topics  []string `json:"topics"`
+	Cursor  string   `json:"cursor,omitempty"`
+	Resumed bool     `json:"resumed"`
+	Durable bool     `json:"durable"`
+}
+
+// StreamReset names one stream whose history the client cannot get.
+type StreamReset struct {
+	Topic  string `json:"topic"`
+	Origin string `json:"origin"`
+	Reason string `json:"reason"`
+	// LostFrom..LostTo is the offset range the client will never receive
+	// (LostTo 0: unknown upper bound, e.g. after an epoch change).
+	LostFrom uint64 `json:"lost_from"`
+	LostTo   uint64 `json:"lost_to"`
+	// Epoch is the stream's current epoch; the client continues there.
+	Epoch string `json:"epoch"`
+}
+
+type resetData struct {
+	Streams []StreamReset `json:"streams"`
+}
+
+// conn is one stream's state, owned by its handler goroutine.
+type conn struct {
+	s      *Server
+	ctx    context.Context
+	w      gin.ResponseWriter
+	rc     *http.ResponseController
+	cur    *push.Cursor
+	buf    []byte
+	origin string
+}
+
+func (s *Server) handleStream(c *gin.Context) {
+	r := c.Request
+	q := r.URL.Query()
+	topics := q["topic"]
+	if len(topics) == 0 || len(topics) > s.cfg.MaxTopicsPerStream {
+		s.writeError(c, errf(http.StatusBadRequest, CodeInvalidQuery,
+			fmt.Sprintf("give 1..%d topic parameters", s.cfg.MaxTopicsPerStream)))
+		return
+	}
+	for _, t := range topics {
+		if err := push.ValidateTopic(t); err != nil {
+			s.writeError(c, err)
+			return
+		}
+	}
+	p, err := s.principal(r, true)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	for _, t := range topics {
+		if !p.CanSubscribe(t) {
+			s.writeError(c, errf(http.StatusForbidden, CodeForbidden, "not allowed to subscribe to "+strconv.Quote(t)))
+			return
+		}
+	}
+	from := q.Get("from")
+	if from != "" && from != "latest" && from != "earliest" {
+		s.writeError(c, errf(http.StatusBadRequest, CodeInvalidQuery, `from must be "latest" or "earliest"`))
+		return
+	}
+	raw := r.Header.Get("Last-Event-ID")
+	if raw == "" {
+		raw = q.Get("last_event_id")
+	}
+	cur, err := push.NewCursor(topics, s.origins)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	var parsed *push.ParsedCursor
+	foreign := false
+	if raw != "" {
+		parsed, err = push.ParseCursor(raw, topics, s.origins)
+		switch {
+		case errors.Is(err, push.ErrForeignCursor):
+			foreign, parsed = true, nil
+		case err != nil:
+			s.writeError(c, err)
+			return
+		}
+	}
+
+	infoCtx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	infos, err := s.store.Info(infoCtx, cur.Topics())
+	cancel()
+	if err != nil {
+		s.log.Warn("stream: store unavailable at connect", "err", err)
+		s.shed(c)
+		return
+	}
+
+	s.streams.Add(1)
+	defer s.streams.Add(-1)
+	s.connected.Add(1)
+
+	cn := &conn{s: s, ctx: r.Context(), w: c.Writer, rc: http.NewResponseController(c.Writer), cur: cur, origin: s.store.Origin()}
+	bp := s.bufs.Get().(*[]byte)
+	cn.buf = (*bp)[:0]
+	defer func() {
+		if cap(cn.buf) <= 64<<10 {
+			*bp = cn.buf[:0]
+			s.bufs.Put(bp)
+		}
+	}()
+
+	resets, upto := s.plan(cur, parsed, foreign, from, infos)
+
+	h := c.Writer.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("X-Content-Type-Options", "nosniff")
+	c.Status(http.StatusOK)
+
+	// retry: and herald.hello. The hello carries the client's resume point
+	// as its id, unless streams are being reset: then the id is left to the
+	// reset event, so a drop in between repeats the same reset.
+	cn.buf = fmt.Appendf(cn.buf, "retry: %d\n", s.retryMillis())
+	hello := helloData{
+		Session: newSessionID(), Node: s.cfg.Node, Origin: cn.origin, Topics: cur.Topics(),
+		Resumed: parsed != nil, Durable: s.store.Durable(),
+	}
+	if len(resets) == 0 {
+		hello.Cursor = cur.String()
+		cn.appendControl(EventHello, hello, true)
+	} else {
+		cn.appendControl(EventHello, hello, false)
+		cn.appendReset(resets)
+	}
+	if err := cn.flush(); err != nil {
+		return
+	}
+
+	// Replay history up to the head seen at connect.
+	for i := range cur.Len() {
+		if upto[i] > cur.At(i).Offset {
+			if err := cn.fromStore(i, upto[i], true); err != nil {
+				return
+			}
+		}
+	}
+	// Go live: register, then read once more from our position to close the
+	// window between replay and registration.
+	sub := hub.NewSubscriber(cur.Topics(), s.cfg.Queue)
+	if err := s.hub.Subscribe(r.Context(), sub); err != nil {
+		s.log.Debug("stream: subscribe failed", "err", err)
+		return
+	}
+	defer s.hub.Unsubscribe(sub)
+	for i := range cur.Len() {
+		if cur.Key(i).Origin == cn.origin {
+			if err := cn.fromStore(i, 0, true); err != nil {
+				return
+			}
+		}
+	}
+	if err := cn.flush(); err != nil {
+		return
+	}
+	cn.live(sub)
+}
+
+// plan decides, per stream, where the client starts: it sets each slot of
+// cur and returns the streams to reset and, per slot, the offset to replay
+// up to (0: nothing to replay).
+func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, foreign bool, from string, infos []push.StreamInfo) ([]StreamReset, []uint64) {
+	byTopic := make(map[string]push.StreamInfo, len(infos))
+	for _, in := range infos {
+		byTopic[in.Topic] = in
+	}
+	upto := make([]uint64, cur.Len())
+	var verified []bool
+	if parsed != nil {
+		epochs := make([]string, cur.Len())
+		for i := range epochs {
+			epochs[i] = byTopic[cur.Key(i).Topic].Epoch
+		}
+		verified = parsed.Verify(epochs)
+	}
+	var resets []StreamReset
+	for i := range cur.Len() {
+		k := cur.Key(i)
+		if k.Origin != s.store.Origin() {
+			continue
+		}
+		in := byTopic[k.Topic]
+		head := push.Position{Epoch: in.Epoch, Offset: in.Last}
+		reset := func(reason string, lostFrom, lostTo uint64) {
+			resets = append(resets, StreamReset{Topic: k.Topic, Origin: k.Origin, Reason: reason, LostFrom: lostFrom, LostTo: lostTo, Epoch: in.Epoch})
+			cur.SetAt(i, head)
+		}
+		switch {
+		case foreign:
+			reset(ResetForeignCursor, 0, 0)
+		case parsed == nil || !parsed.Present(i):
+			if from == "earliest" {
+				cur.SetAt(i, push.Position{Epoch: in.Epoch})
+				upto[i] = in.Last
+			} else {
+				cur.SetAt(i, head)
+			}
+		case !verified[i]:
+			reset(ResetEpochChanged, parsed.Offset(i)+1, 0)
+		default:
+			off := parsed.Offset(i)
+			first := in.First
+			if in.Length == 0 {
+				first = in.Last + 1 // nothing retained
+			}
+			switch {
+			case off > in.Last:
+				reset(ResetAhead, in.Last+1, off)
+			case off+1 < first:
+				reset(ResetTrimmed, off+1, first-1)
+			default:
+				cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: off})
+				upto[i] = in.Last
+			}
+		}
+	}
+	return resets, upto
+}
+
+// live serves queued events until the client leaves, falls behind, or the
+// server closes.
+func (cn *conn) live(sub *hub.Subscriber) {
+	s := cn.s
+	var batch []*hub.Delivery
+	for {
+		beat := s.beat.C()
+		select {
+		case <-cn.ctx.Done():
+			return
+		case <-s.closing:
+			return
+		case <-sub.Done():
+			return
+		case <-beat:
+			cn.buf = append(cn.buf, ":\n\n"...)
+			if cn.flush() != nil {
+				return
+			}
+		case <-sub.Ready():
+			batch = sub.Take(batch[:0])
+			for _, d := range batch {
+				if err := cn.deliver(d); err != nil {
+					return
+				}
+			}
+			clear(batch)
+			if cn.flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// deliver writes one live delivery, dropping what the client already has,
+// filling an offset jump from the store, and announcing an epoch change.
+func (cn *conn) deliver(d *hub.Delivery) error {
+	ev := d.Event
+	i := cn.cur.Index(ev.Topic, ev.Origin)
+	if i < 0 {
+		return nil
+	}
+	pos := cn.cur.At(i)
+	if pos.Epoch != ev.Epoch {
+		if pos.Epoch != "" {
+			cn.appendReset([]StreamReset{{Topic: ev.Topic, Origin: ev.Origin, Reason: ResetEpochChanged, LostFrom: pos.Offset + 1, Epoch: ev.Epoch}})
+			cn.cur.SetAt(i, push.Position{Epoch: ev.Epoch, Offset: ev.Offset - 1})
+		} else {
+			// The stream did not exist at connect: everything is new.
+			cn.cur.SetAt(i, push.Position{Epoch: ev.Epoch})
+		}
+		pos = cn.cur.At(i)
+	}
+	if ev.Offset <= pos.Offset {
+		return nil
+	}
+	if ev.Offset > pos.Offset+1 {
+		if err := cn.fromStore(i, ev.Offset-1, false); err != nil {
+			return err
+		}
+		if cn.cur.At(i).Offset >= ev.Offset {
+			return nil
+		}
+	}
+	cn.cur.SetAt(i, push.Position{Epoch: ev.Epoch, Offset: ev.Offset})
+	cn.appendFrame(d.Body)
+	cn.s.delivered.Add(1)
+	return cn.maybeFlush()
+}
+
+// fromStore writes slot i's events after its position from the store, up to
+// offset upto (0: up to the head). A hole in history (trimmed while we read)
+// becomes a reset; a changed epoch ends the connection so the client's next
+// connect resolves it against a fresh snapshot.
+func (cn *conn) fromStore(i int, upto uint64, replay bool) error {
+	s := cn.s
+	k := cn.cur.Key(i)
+	for upto == 0 || cn.cur.At(i).Offset < upto {
+		pos := cn.cur.At(i)
+		n := s.cfg.ReplayPage
+		if upto > 0 {
+			n = int(min(uint64(n), upto-pos.Offset))
+		}
+		ctx, cancel := context.WithTimeout(cn.ctx, 5*time.Second)
+		evs, in, err := s.store.Read(ctx, k.Topic, pos.Offset, n)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if pos.Epoch != "" && in.Epoch != pos.Epoch {
+			return fmt.Errorf("epoch of %v changed while reading", k)
+		}
+		if len(evs) == 0 {
+			if upto > 0 && in.Last < upto {
+				return fmt.Errorf("%v: head %d below expected %d", k, in.Last, upto)
+			}
+			return nil
+		}
+		for j := range evs {
+			e := &evs[j]
+			if upto > 0 && e.Offset > upto {
+				break
+			}
+			if e.Offset > pos.Offset+1 {
+				cn.appendReset([]StreamReset{{Topic: k.Topic, Origin: k.Origin, Reason: ResetTrimmed, LostFrom: pos.Offset + 1, LostTo: e.Offset - 1, Epoch: in.Epoch}})
+			}
+			pos = push.Position{Epoch: in.Epoch, Offset: e.Offset}
+			cn.cur.SetAt(i, pos)
+			cn.appendFrameEvent(e)
+			s.delivered.Add(1)
+			if replay {
+				s.replayed.Add(1)
+			}
+			if err := cn.maybeFlush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (cn *conn) appendFrame(body []byte) {
+	cn.buf = append(cn.buf, "id: "...)
+	cn.buf = cn.cur.AppendEncode(cn.buf)
+	cn.buf = append(cn.buf, '\n')
+	cn.buf = append(cn.buf, body...)
+	cn.buf = append(cn.buf, '\n')
+}
+
+func (cn *conn) appendFrameEvent(e *push.Event) {
+	cn.buf = append(cn.buf, "id: "...)
+	cn.buf = cn.cur.AppendEncode(cn.buf)
+	cn.buf = append(cn.buf, '\n')
+	cn.buf = sse.AppendBody(cn.buf, e.Type, e.Data)
+	cn.buf = append(cn.buf, '\n')
+}
+
+// appendControl appends a herald.* event, with the current cursor as id if withID.
+func (cn *conn) appendControl(typ string, v any, withID bool) {
+	data, _ := json.Marshal(v) // plain structs: cannot fail
+	if withID {
+		cn.buf = append(cn.buf, "id: "...)
+		cn.buf = cn.cur.AppendEncode(cn.buf)
+		cn.buf = append(cn.buf, '\n')
+	}
+	cn.buf = sse.AppendBody(cn.buf, typ, data)
+	cn.buf = append(cn.buf, '\n')
+}
+
+// appendReset appends one herald.reset naming every stream in rs; its id is
+// the cursor after the reset, so the reset is delivered exactly once.
+func (cn *conn) appendReset(rs []StreamReset) {
+	cn.s.resets.Add(1)
+	cn.appendControl(EventReset, resetData{Streams: rs}, true)
+}
+
+func (cn *conn) maybeFlush() error {
+	if len(cn.buf) >= flushThreshold {
+		return cn.flush()
+	}
+	return nil
+}
+
+// flush writes the buffered frames with a per-write deadline.
+func (cn *conn) flush() error {
+	if len(cn.buf) == 0 {
+		return nil
+	}
+	_ = cn.rc.SetWriteDeadline(time.Now().Add(cn.s.cfg.WriteTimeout))
+	_, err := cn.w.Write(cn.buf)
+	if err == nil {
+		err = cn.rc.Flush()
+	}
+	cn.buf = cn.buf[:0]
+	return err
+}
+
+// shed refuses a stream in a way every client retries: 200, a jittered
+// retry:, and an immediate close. (A native EventSource gives up for good on
+// any non-200 status.)
+func (s *Server) shed(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	c.Status(http.StatusOK)
+	_, _ = fmt.Fprintf(c.Writer, "retry: %d\n\n", s.retryMillis())
+	c.Writer.Flush()
+}
+
+func (s *Server) retryMillis() int64 {
+	lo, hi := s.cfg.RetryMin.Milliseconds(), s.cfg.RetryMax.Milliseconds()
+	if hi <= lo {
+		return lo
+	}
+	return lo + rand.Int64N(hi-lo+1)
+}
+
+func newSessionID() string {
+	var b [12]byte
+	_, _ = crand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}

@@ -1,0 +1,321 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-contrib/cors"
+	"github.com/gin-gonic/gin"
+
+	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/auth"
+	"github.com/heraldpush/herald/push/hub"
+)
+
+// Authenticator resolves a request's credentials to a principal. push/auth
+// implements it; the server holds it behind an atomic pointer so keys can be
+// rotated without a restart.
+type Authenticator interface {
+	Authenticate(r *http.Request, allowCookie bool) (*auth.Principal, error)
+}
+
+// Config configures a Server. Zero values mean the documented defaults.
+type Config struct {
+	// Node is this node's name, reported in herald.hello.
+	Node string
+	// Store holds the local origin's events.
+	Store push.Store
+	// Hub fans live events out; it must be fed by Store.
+	Hub *hub.Hub
+	// Auth authenticates requests; required unless Dev.
+	Auth Authenticator
+	// Dev disables authentication: every request may publish and subscribe
+	// to every topic. Never enable it in production.
+	Dev bool
+	// Retention is reported by GET /v1/topics/{topic}.
+	Retention push.RetentionPolicy
+
+	// MaxTopicsPerStream caps topics on one stream; zero means 32.
+	MaxTopicsPerStream int
+	// MaxEventBytes caps one event's data; zero means 64 KiB.
+	MaxEventBytes int
+	// MaxBatchEvents caps POST /v1/events; zero means 100.
+	MaxBatchEvents int
+	// Heartbeat is the interval of keep-alive comments; zero means 15s.
+	Heartbeat time.Duration
+	// RetryMin and RetryMax bound the jittered reconnection delay sent as
+	// `retry:` at connect; zero means 1s and 5s.
+	RetryMin, RetryMax time.Duration
+	// WriteTimeout bounds each write to a stream; a client that cannot take
+	// a write in time is cut off. Zero means 10s.
+	WriteTimeout time.Duration
+	// ReplayPage is the number of events read per history page; zero means 500.
+	ReplayPage int
+	// Queue bounds each stream's live queue (see hub.Limits).
+	Queue hub.Limits
+	// CORS configures cross-origin access; empty AllowedOrigins disables CORS.
+	CORS CORSConfig
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// CORSConfig is the cross-origin allow-list.
+type CORSConfig struct {
+	// AllowedOrigins are exact origins ("https://app.example.com"), or "*"
+	// (only without credentials).
+	AllowedOrigins []string `koanf:"allowed_origins"`
+	// AllowCredentials lets browsers send cookies (EventSource withCredentials).
+	AllowCredentials bool `koanf:"allow_credentials"`
+	// MaxAge of preflight results; zero means 10m.
+	MaxAge time.Duration `koanf:"max_age"`
+}
+
+// Validate reports an unsafe or malformed CORS configuration.
+func (c CORSConfig) Validate() error {
+	for _, o := range c.AllowedOrigins {
+		if o == "*" && c.AllowCredentials {
+			return errors.New("cors: allow_credentials needs exact origins, not \"*\"")
+		}
+		if o == "" {
+			return errors.New("cors: empty origin in allowed_origins")
+		}
+	}
+	return nil
+}
+
+// Server serves Herald's public API.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   push.Store
+	hub     *hub.Hub
+	origins []string
+	engine  *gin.Engine
+	beat    beacon
+	bufs    sync.Pool
+
+	closing chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+
+	streams   atomic.Int64
+	connected atomic.Uint64
+	resets    atomic.Uint64
+	replayed  atomic.Uint64
+	delivered atomic.Uint64
+}
+
+// New builds a Server and starts its heartbeat ticker. Close stops it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Hub == nil {
+		return nil, errors.New("server: Store and Hub are required")
+	}
+	if cfg.Auth == nil && !cfg.Dev {
+		return nil, errors.New("server: Auth is required unless Dev")
+	}
+	if err := cfg.CORS.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxTopicsPerStream <= 0 {
+		cfg.MaxTopicsPerStream = 32
+	}
+	if cfg.MaxEventBytes <= 0 {
+		cfg.MaxEventBytes = 64 << 10
+	}
+	if cfg.MaxBatchEvents <= 0 {
+		cfg.MaxBatchEvents = 100
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = time.Second
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		cfg.RetryMax = max(5*time.Second, cfg.RetryMin)
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.ReplayPage <= 0 {
+		cfg.ReplayPage = 500
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Node == "" {
+		cfg.Node = "herald"
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "http"),
+		store:   cfg.Store,
+		hub:     cfg.Hub,
+		origins: []string{cfg.Store.Origin()},
+		closing: make(chan struct{}),
+		beat:    beacon{ch: make(chan struct{})},
+	}
+	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
+	s.engine = s.routes()
+	s.wg.Add(1)
+	go s.heartbeat()
+	return s, nil
+}
+
+// Handler returns the public HTTP handler.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Stats are cumulative counters of the stream endpoint.
+type Stats struct {
+	Streams   int64  // open now
+	Connected uint64 // streams accepted
+	Resets    uint64 // herald.reset events sent
+	Replayed  uint64 // events written from history
+	Delivered uint64 // events written in total
+}
+
+// Stats returns the stream counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Streams:   s.streams.Load(),
+		Connected: s.connected.Load(),
+		Resets:    s.resets.Load(),
+		Replayed:  s.replayed.Load(),
+		Delivered: s.delivered.Load(),
+	}
+}
+
+// Close ends every open stream (clients reconnect and resume) and stops the
+// heartbeat. It does not close Store or Hub, which the caller owns.
+func (s *Server) Close() error {
+	s.once.Do(func() { close(s.closing) })
+	s.wg.Wait()
+	return nil
+}
+
+// NewHTTPServer returns an http.Server with Herald's hardening: header read
+// timeout and size cap, idle timeout, and no server-wide WriteTimeout (it
+// would kill long-lived streams; streams use per-write deadlines instead).
+func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+func (s *Server) routes() *gin.Engine {
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.Use(s.recover)
+	if len(s.cfg.CORS.AllowedOrigins) > 0 {
+		cc := cors.Config{
+			AllowOrigins:     s.cfg.CORS.AllowedOrigins,
+			AllowMethods:     []string{http.MethodGet, http.MethodPost},
+			AllowHeaders:     []string{"Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key", "X-API-Key", "Traceparent"},
+			ExposeHeaders:    []string{"Retry-After"},
+			AllowCredentials: s.cfg.CORS.AllowCredentials,
+			MaxAge:           s.cfg.CORS.MaxAge,
+		}
+		if cc.MaxAge == 0 {
+			cc.MaxAge = 10 * time.Minute
+		}
+		e.Use(cors.New(cc))
+	}
+	e.NoRoute(func(c *gin.Context) { s.writeError(c, errf(http.StatusNotFound, CodeNotFound, "no such endpoint")) })
+	e.NoMethod(func(c *gin.Context) {
+		s.writeError(c, errf(http.StatusMethodNotAllowed, CodeMethod, "method not allowed"))
+	})
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	e.GET("/readyz", s.handleReady)
+	v1 := e.Group("/v1")
+	v1.POST("/topics/:topic/events", s.handlePublish)
+	v1.GET("/topics/:topic/events", s.handleHistory)
+	v1.GET("/topics/:topic", s.handleTopic)
+	v1.POST("/events", s.handleBatch)
+	v1.GET("/stream", s.handleStream)
+	return e
+}
+
+// recover turns a handler panic into a 500 JSON error (the connection
+// survives, the node keeps serving); the panic is logged as a defect.
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("handler panic", "path", c.FullPath(), "panic", fmt.Sprint(v))
+			if !c.Writer.Written() {
+				s.writeError(c, fmt.Errorf("panic: %v", v))
+			}
+		}
+	}()
+	c.Next()
+}
+
+func (s *Server) handleReady(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.writeError(c, fmt.Errorf("%w: %v", push.ErrUnavailable, err))
+		return
+	}
+	select {
+	case <-s.closing:
+		s.writeError(c, push.ErrClosed)
+		return
+	default:
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready", "durable": s.store.Durable()})
+}
+
+// principal authenticates the request (or grants everything in dev mode).
+func (s *Server) principal(r *http.Request, allowCookie bool) (*auth.Principal, error) {
+	if s.cfg.Dev {
+		return auth.DevPrincipal(), nil
+	}
+	return s.cfg.Auth.Authenticate(r, allowCookie)
+}
+
+// beacon is one shared heartbeat: C returns a channel closed at the next
+// beat, so every stream waits on the same ticker.
+type beacon struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (b *beacon) C() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ch
+}
+
+func (b *beacon) fire() {
+	b.mu.Lock()
+	close(b.ch)
+	b.ch = make(chan struct{})
+	b.mu.Unlock()
+}
+
+func (s *Server) heartbeat() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+			s.beat.fire()
+		}
+	}
+}

@@ -1,0 +1,285 @@
+package server_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/server"
+)
+
+const wait = 5 * time.Second
+
+// storeFactory builds a fresh, empty store with the given retention.
+type storeFactory func(t testing.TB, r push.Retention) push.Store
+
+// eachStore runs fn against every store implementation.
+func eachStore(t *testing.T, fn func(t *testing.T, newStore storeFactory)) {
+	t.Run("memory", func(t *testing.T) { fn(t, newMemStore) })
+	t.Run("redis", func(t *testing.T) { fn(t, newRedisStore) })
+}
+
+func TestStreamHeadersHelloAndLive(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore storeFactory) {
+		n := startNode(t, newStore(t, push.Retention{}), nil)
+		s := n.openStream(t, []string{"a", "b"}, "", nil)
+		h := s.resp.Header
+		if ct := h.Get("Content-Type"); ct != "text/event-stream" {
+			t.Errorf("Content-Type %q", ct)
+		}
+		if h.Get("Cache-Control") != "no-cache" || h.Get("X-Accel-Buffering") != "no" {
+			t.Errorf("missing streaming headers: %v", h)
+		}
+		if h.Get("Connection") != "" && s.resp.ProtoMajor == 2 {
+			t.Errorf("Connection header on HTTP/2")
+		}
+		hello := s.next(wait)
+		if hello.Type != server.EventHello || hello.ID == "" {
+			t.Fatalf("first event %+v, want id-bearing herald.hello", hello)
+		}
+		if d, ok := s.dec.Retry(); !ok || d < time.Second || d > 5*time.Second {
+			t.Errorf("retry %v %v, want jittered 1s..5s", d, ok)
+		}
+		var hd helloEvent
+		decodeJSON(t, hello.Data, &hd)
+		if hd.Session == "" || hd.Cursor != hello.ID || hd.Resumed {
+			t.Errorf("hello data %+v", hd)
+		}
+		n.publish("a", "greet", "line1\nline2\r\nline3\rline4")
+		n.publish("b", "", "  leading spaces, ünïcødé ✓")
+		ev := s.next(wait)
+		if ev.Type != "greet" || ev.Data != "line1\nline2\nline3\nline4" {
+			t.Errorf("event 1 = %+v", ev)
+		}
+		if got := offsets(t, ev.ID, []string{"a", "b"}); got["a"] != 1 || got["b"] != 0 {
+			t.Errorf("event 1 cursor offsets %v", got)
+		}
+		ev = s.next(wait)
+		if ev.Type != "message" || ev.Data != "  leading spaces, ünïcødé ✓" {
+			t.Errorf("event 2 = %+v", ev)
+		}
+		if got := offsets(t, ev.ID, []string{"a", "b"}); got["a"] != 1 || got["b"] != 1 {
+			t.Errorf("event 2 cursor offsets %v", got)
+		}
+	})
+}
+
+func TestResumeExactAfterDisconnect(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore storeFactory) {
+		n := startNode(t, newStore(t, push.Retention{}), nil)
+		topics := []string{"a", "b"}
+		s := n.openStream(t, topics, "", nil)
+		s.next(wait) // hello
+		for i := 1; i <= 3; i++ {
+			n.publish("a", "", fmt.Sprint("a", i))
+		}
+		var last string
+		for i := 1; i <= 3; i++ {
+			last = s.next(wait).ID
+		}
+		s.Close()
+		for i := 4; i <= 6; i++ {
+			n.publish("a", "", fmt.Sprint("a", i))
+			n.publish("b", "", fmt.Sprint("b", i))
+		}
+		r := n.openStream(t, topics, last, nil)
+		hello := r.next(wait)
+		var hd helloEvent
+		decodeJSON(t, hello.Data, &hd)
+		if hello.Type != server.EventHello || hello.ID != last || !hd.Resumed {
+			t.Fatalf("hello on resume: %+v %+v (id should equal the client's cursor)", hello, hd)
+		}
+		got := map[string][]string{}
+		for range 6 {
+			ev := r.next(wait)
+			topic := "a"
+			if strings.HasPrefix(ev.Data, "b") {
+				topic = "b"
+			}
+			got[topic] = append(got[topic], ev.Data)
+		}
+		if strings.Join(got["a"], ",") != "a4,a5,a6" || strings.Join(got["b"], ",") != "b4,b5,b6" {
+			t.Fatalf("replayed %v, want a4..a6 and b4..b6 exactly once in order", got)
+		}
+		// Live continues with no duplicate at the seam.
+		n.publish("a", "", "a7")
+		if ev := r.next(wait); ev.Data != "a7" {
+			t.Fatalf("live after replay = %q", ev.Data)
+		}
+		r.noEvent(200 * time.Millisecond)
+	})
+}
+
+func TestHelloCursorResumesFromConnectPoint(t *testing.T) {
+	// A client that drops before its first data event resumes from where it
+	// connected, not from a later head.
+	eachStore(t, func(t *testing.T, newStore storeFactory) {
+		n := startNode(t, newStore(t, push.Retention{}), nil)
+		n.publish("a", "", "before")
+		s := n.openStream(t, []string{"a"}, "", nil)
+		hello := s.next(wait)
+		s.Close()
+		n.publish("a", "", "missed-1")
+		n.publish("a", "", "missed-2")
+		r := n.openStream(t, []string{"a"}, hello.ID, nil)
+		r.next(wait)
+		if a, b := r.next(wait).Data, r.next(wait).Data; a != "missed-1" || b != "missed-2" {
+			t.Fatalf("got %q %q", a, b)
+		}
+	})
+}
+
+func TestFromEarliestAndQueryCursor(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore storeFactory) {
+		n := startNode(t, newStore(t, push.Retention{}), nil)
+		n.publish("a", "", "1")
+		n.publish("a", "", "2")
+		s := n.openStream(t, []string{"a"}, "", url.Values{"from": {"earliest"}})
+		s.next(wait)
+		first := s.next(wait)
+		if first.Data != "1" || s.next(wait).Data != "2" {
+			t.Fatal("from=earliest did not replay everything retained")
+		}
+		// First request carrying the cursor as a query parameter.
+		n.publish("a", "", "3")
+		r := n.openStream(t, []string{"a"}, "", url.Values{"last_event_id": {first.ID}})
+		r.next(wait)
+		if r.next(wait).Data != "2" || r.next(wait).Data != "3" {
+			t.Fatal("last_event_id query parameter not honoured")
+		}
+	})
+}
+
+func TestResumeTrimmedSendsReset(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore storeFactory) {
+		n := startNode(t, newStore(t, push.Retention{MaxLen: 5}), nil)
+		s := n.openStream(t, []string{"a"}, "", nil)
+		s.next(wait)
+		n.publish("a", "", "1")
+		id1 := s.next(wait).ID
+		s.Close()
+		for i := 2; i <= 200; i++ {
+			n.publish("a", "", fmt.Sprint(i))
+		}
+		info := topicInfo(t, n, "a")
+		r := n.openStream(t, []string{"a"}, id1, nil)
+		hello := r.next(wait)
+		if hello.Type != server.EventHello || hello.ID != "" {
+			t.Fatalf("hello before a reset must not carry an id: %+v", hello)
+		}
+		reset := r.next(wait)
+		if reset.Type != server.EventReset || reset.ID == "" {
+			t.Fatalf("want id-bearing herald.reset, got %+v", reset)
+		}
+		var rd resetEvent
+		decodeJSON(t, reset.Data, &rd)
+		if len(rd.Streams) != 1 || rd.Streams[0].Reason != server.ResetTrimmed || rd.Streams[0].Topic != "a" ||
+			rd.Streams[0].LostFrom != 2 || rd.Streams[0].LostTo != info.First-1 {
+			t.Fatalf("reset %+v, want trimmed a lost 2..%d", rd, info.First-1)
+		}
+		if got := offsets(t, reset.ID, []string{"a"})["a"]; got != 200 {
+			t.Fatalf("reset cursor at %d, want head 200", got)
+		}
+		n.publish("a", "", "201")
+		if ev := r.next(wait); ev.Data != "201" {
+			t.Fatalf("after reset got %q, want live 201", ev.Data)
+		}
+	})
+}
+
+func TestResumeEpochChangedSendsReset(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore storeFactory) {
+		old := startNode(t, newStore(t, push.Retention{}), nil)
+		old.publish("a", "", "x")
+		old.publish("b", "", "y")
+		s := old.openStream(t, []string{"a", "b"}, "", url.Values{"from": {"earliest"}})
+		s.next(wait)
+		s.next(wait)
+		last := s.next(wait).ID
+		// Another store instance: same topics, different epochs (history lost).
+		n := startNode(t, newStore(t, push.Retention{}), nil)
+		n.publish("a", "", "new-a")
+		r := n.openStream(t, []string{"a", "b"}, last, nil)
+		r.next(wait)
+		reset := r.next(wait)
+		var rd resetEvent
+		decodeJSON(t, reset.Data, &rd)
+		if reset.Type != server.EventReset || len(rd.Streams) != 2 {
+			t.Fatalf("reset %+v %+v, want both streams", reset, rd)
+		}
+		for _, sr := range rd.Streams {
+			if sr.Reason != server.ResetEpochChanged || sr.LostFrom != 2 {
+				t.Errorf("stream reset %+v", sr)
+			}
+		}
+		n.publish("b", "", "new-b")
+		if ev := r.next(wait); ev.Data != "new-b" {
+			t.Fatalf("after reset got %q", ev.Data)
+		}
+	})
+}
+
+func TestResumeAheadOfHeadSendsReset(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore storeFactory) {
+		n := startNode(t, newStore(t, push.Retention{}), nil)
+		res := n.publish("a", "", "1")
+		c, _ := push.NewCursor([]string{"a"}, []string{"local"})
+		c.SetAt(0, push.Position{Epoch: res.Epoch, Offset: 50})
+		r := n.openStream(t, []string{"a"}, c.String(), nil)
+		r.next(wait)
+		reset := r.next(wait)
+		var rd resetEvent
+		decodeJSON(t, reset.Data, &rd)
+		if len(rd.Streams) != 1 || rd.Streams[0].Reason != server.ResetAhead || rd.Streams[0].LostFrom != 2 || rd.Streams[0].LostTo != 50 {
+			t.Fatalf("reset %+v", rd)
+		}
+	})
+}
+
+func TestForeignAndMalformedCursors(t *testing.T) {
+	n := startNode(t, newMemStore(t, push.Retention{}), nil)
+	n.publish("a", "", "1")
+	other, _ := push.NewCursor([]string{"x", "y"}, []string{"local"})
+	r := n.openStream(t, []string{"a"}, other.String(), nil)
+	hello := r.next(wait)
+	if hello.ID != "" {
+		t.Fatalf("hello carried id %q for a foreign cursor", hello.ID)
+	}
+	reset := r.next(wait)
+	var rd resetEvent
+	decodeJSON(t, reset.Data, &rd)
+	if len(rd.Streams) != 1 || rd.Streams[0].Reason != server.ResetForeignCursor {
+		t.Fatalf("reset %+v", rd)
+	}
+	for _, bad := range []string{"garbage!", "12345", strings.Repeat("A", 600), "AQAAAAAAAAE"} {
+		_, status, body := n.tryStream([]string{"a"}, bad, nil)
+		if status != http.StatusBadRequest || !strings.Contains(body, `"code":"invalid_cursor"`) {
+			t.Errorf("cursor %.20q: %d %s", bad, status, body)
+		}
+	}
+}
+
+func topicInfo(t testing.TB, n *testNode, topic string) (out struct {
+	First  uint64 `json:"first_offset"`
+	Last   uint64 `json:"last_offset"`
+	Length int64  `json:"length"`
+	Epoch  string `json:"epoch"`
+}) {
+	t.Helper()
+	resp, err := http.Get(n.URL + "/v1/topics/" + topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("topic info: %d", resp.StatusCode)
+	}
+	if err := jsonDecode(resp, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

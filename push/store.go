@@ -1,0 +1,59 @@
+package push
+
+import "context"
+
+// Store persists events per stream and serves history. Implementations:
+// push/store/redisstore (durable, Redis Streams) and push/store/memstore
+// (embedded, not durable). All methods are safe for concurrent use.
+//
+// Contract every implementation keeps (tested by push/store/storetest):
+//   - Append assigns contiguous offsets in call order per topic; the drafts of
+//     one call are appended atomically and in order.
+//   - An idempotency key seen within the window returns the original result
+//     and appends nothing.
+//   - (Epoch, Offset) is never reused for a different event: if the backend may
+//     have lost acknowledged events, the epoch changes.
+//   - Every appended event is announced to Listeners watching its topic, in
+//     offset order per stream; announcements may be lost (Sink.Resync is then
+//     called when the loss is known), never reordered.
+type Store interface {
+	// Origin is the region whose events this store holds.
+	Origin() string
+	// Append persists drafts to topic. On error nothing was acknowledged,
+	// though some drafts may have been written (retry with idempotency keys).
+	Append(ctx context.Context, topic string, drafts []Draft) ([]AppendResult, error)
+	// Info describes the named topics' streams, in the same order.
+	Info(ctx context.Context, topics []string) ([]StreamInfo, error)
+	// Read returns up to limit events of topic with offset > after, ascending,
+	// plus the stream's info taken atomically with them.
+	Read(ctx context.Context, topic string, after uint64, limit int) ([]Event, StreamInfo, error)
+	// Listen starts announcing appended events of watched topics to sink.
+	Listen(sink Sink) (Listener, error)
+	// Ping checks that the backend is reachable.
+	Ping(ctx context.Context) error
+	// Durable reports whether acknowledged events survive a process restart.
+	Durable() bool
+	Close() error
+}
+
+// Sink receives announcements. Its methods must not block: they are called
+// from the store's notification goroutine.
+type Sink interface {
+	// Deliver announces an appended event. The sink may retain ev.
+	Deliver(ev *Event)
+	// Resync tells the sink announcements may have been lost (for example the
+	// notification connection was re-established); the sink should compare its
+	// positions with Info and fill gaps from Read.
+	Resync()
+}
+
+// Listener controls which topics are announced to one Sink.
+type Listener interface {
+	// Watch starts announcements for topic. When it returns nil, every event
+	// appended afterwards will be announced (or a Resync will follow).
+	Watch(ctx context.Context, topic string) error
+	// Unwatch stops announcements for topic.
+	Unwatch(topic string)
+	// Close stops all announcements and releases resources.
+	Close() error
+}
