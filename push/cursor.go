@@ -185,7 +185,11 @@ func ParseCursor(s string, topics, origins []string) (*ParsedCursor, error) {
 	if b[0] != cursorVersion1 {
 		return nil, fmt.Errorf("%w: unknown version %d", ErrMalformedCursor, b[0])
 	}
-	th := binary.BigEndian.Uint16(b[1:])
+	// A cursor minted for another topic set cannot be parsed against this
+	// one (its slot count differs); the topic-set hash says so up front.
+	if binary.BigEndian.Uint16(b[1:]) != c.tHash {
+		return nil, ErrForeignCursor
+	}
 	p := &ParsedCursor{
 		c:         c,
 		present:   make([]bool, len(c.origins)),
@@ -235,9 +239,6 @@ func ParseCursor(s string, topics, origins []string) (*ParsedCursor, error) {
 	}
 	if len(b) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformedCursor, len(b))
-	}
-	if th != c.tHash {
-		return nil, ErrForeignCursor
 	}
 	return p, nil
 }

@@ -150,7 +150,7 @@ func TestHealthAndReady(t *testing.T) {
 
 func TestSlowSubscriberIsCutOffOthersUnaffected(t *testing.T) {
 	n := startNode(t, newMemStore(t, push.Retention{MaxLen: 100000}), func(c *server.Config) {
-		c.Queue = hub.Limits{MaxEvents: 64, MaxBytes: 64 << 10}
+		c.Queue = hub.Limits{MaxEvents: 1024, MaxBytes: 1 << 20}
 		c.WriteTimeout = 500 * time.Millisecond
 	})
 	// The slow client: a raw TCP connection that never reads, with a tiny
@@ -169,8 +169,8 @@ func TestSlowSubscriberIsCutOffOthersUnaffected(t *testing.T) {
 	fast := n.openStream(t, []string{"a"}, "", nil)
 	fast.next(wait)
 	waitFor(t, wait, "both streams open", func() bool { return n.Srv.Stats().Streams == 2 })
-	payload := strings.Repeat("z", 2000)
-	const total = 3000
+	payload := strings.Repeat("z", 4000)
+	const total = 5000
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

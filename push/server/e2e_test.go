@@ -86,12 +86,14 @@ func runChecker(t *testing.T, n *testNode, vol checkerVolume, seed uint64) {
 	// Every subscriber connects (and gets its hello cursor) before publishing.
 	var wg sync.WaitGroup
 	ready := make(chan struct{}, len(subs))
-	stop := make(chan struct{})
+	// Cancelling stopCtx ends every subscriber, including those blocked in a read.
+	stopCtx, stopAll := context.WithCancel(ctx)
+	defer stopAll()
 	for i, s := range subs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.err = s.run(ctx, client, n.URL, seed+uint64(i), ready, stop)
+			s.err = s.run(stopCtx, client, n.URL, seed+uint64(i), ready)
 		}()
 	}
 	for range subs {
@@ -133,8 +135,8 @@ func runChecker(t *testing.T, n *testNode, vol checkerVolume, seed uint64) {
 	}
 	pubDur := time.Since(start)
 	want := map[string]uint64{}
-	for i, c := range perTopic {
-		want[allTopics[i]] = c.Load()
+	for i := range perTopic {
+		want[allTopics[i]] = perTopic[i].Load()
 	}
 
 	// Wait until every subscriber has everything (or the deadline).
@@ -153,8 +155,17 @@ func runChecker(t *testing.T, n *testNode, vol checkerVolume, seed uint64) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	close(stop)
+	stopAll()
 	wg.Wait()
+	stuck := 0
+	for i, s := range subs {
+		for _, tp := range s.topics {
+			if got := s.position(tp); got < want[tp] && stuck < 5 {
+				stuck++
+				t.Logf("subscriber %d topic %s at %d of %d", i, tp, got, want[tp])
+			}
+		}
+	}
 
 	var deliveries, connects int64
 	for i, s := range subs {
@@ -191,18 +202,14 @@ func (s *subscriberLog) position(topic string) uint64 {
 
 // run connects, reads a random number of events, disconnects, and resumes
 // with its cursor, until stop. Every event is checked on arrival.
-func (s *subscriberLog) run(ctx context.Context, client *http.Client, base string, seed uint64, ready chan<- struct{}, stop <-chan struct{}) error {
+func (s *subscriberLog) run(ctx context.Context, client *http.Client, base string, seed uint64, ready chan<- struct{}) error {
 	rng := rand.New(rand.NewPCG(seed, 99))
 	q := url.Values{"topic": s.topics}
 	last := ""
 	first := true
 	for {
-		select {
-		case <-stop:
+		if ctx.Err() != nil {
 			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
 		}
 		cctx, cancel := context.WithCancel(ctx)
 		req, _ := http.NewRequestWithContext(cctx, http.MethodGet, base+"/v1/stream?"+q.Encode(), nil)
@@ -212,6 +219,9 @@ func (s *subscriberLog) run(ctx context.Context, client *http.Client, base strin
 		resp, err := client.Do(req)
 		if err != nil {
 			cancel()
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 		if resp.StatusCode != 200 {
@@ -227,10 +237,8 @@ func (s *subscriberLog) run(ctx context.Context, client *http.Client, base strin
 			for budget > 0 {
 				ev, err := dec.Next()
 				if err != nil {
-					select {
-					case <-stop:
+					if ctx.Err() != nil {
 						return nil
-					default:
 					}
 					return fmt.Errorf("stream ended: %w", err)
 				}
@@ -260,11 +268,6 @@ func (s *subscriberLog) run(ctx context.Context, client *http.Client, base strin
 				prev, last = cur, ev.ID
 				s.received.Add(1)
 				budget--
-				select {
-				case <-stop:
-					return nil
-				default:
-				}
 			}
 			return nil
 		}()

@@ -255,7 +255,10 @@ func TestForeignAndMalformedCursors(t *testing.T) {
 	if len(rd.Streams) != 1 || rd.Streams[0].Reason != server.ResetForeignCursor {
 		t.Fatalf("reset %+v", rd)
 	}
-	for _, bad := range []string{"garbage!", "12345", strings.Repeat("A", 600), "AQAAAAAAAAE"} {
+	mine, _ := push.NewCursor([]string{"a"}, []string{"local"})
+	mine.SetAt(0, push.Position{Epoch: "e", Offset: 1 << 20})
+	truncated := mine.String()[:len(mine.String())-2]
+	for _, bad := range []string{"garbage!", "12345", strings.Repeat("A", 600), truncated, mine.String() + "AAAA"} {
 		_, status, body := n.tryStream([]string{"a"}, bad, nil)
 		if status != http.StatusBadRequest || !strings.Contains(body, `"code":"invalid_cursor"`) {
 			t.Errorf("cursor %.20q: %d %s", bad, status, body)

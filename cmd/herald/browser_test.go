@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/heraldpush/herald/push/redistest"
+	"github.com/heraldpush/herald/push/server"
+)
+
+// TestBrowserEventSourceResumesAcrossRestart drives a real headless
+// Chromium: a native EventSource on two topics receives payloads with LF,
+// CRLF, bare CR, leading spaces and Unicode exactly, then the Herald node
+// (Redis store) is restarted on the same address; the browser reconnects by
+// itself with Last-Event-ID and receives every event published meanwhile
+// exactly once.
+func TestBrowserEventSourceResumesAcrossRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test is not a -short test")
+	}
+	driver := requireTool(t, "chromedriver")
+	browser := requireTool(t, "chromium")
+	rs := redistest.StartServer(t)
+
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, browserPage)
+	}))
+	defer page.Close()
+
+	// A fixed free port, so the restarted node has the same URL.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	start := func() *Main {
+		return MustRunMain(t, func(c *Config) {
+			c.Listen = addr
+			c.Redis = rs.URL()
+			c.RedisPrefix = "browser"
+			c.CORS.AllowedOrigins = []string{page.URL}
+			c.Stream.RetryMin, c.Stream.RetryMax = 1500*time.Millisecond, 2*time.Second
+		})
+	}
+	m := start()
+	base := m.URL()
+
+	wd := startWebDriver(t, driver, browser)
+	wd.navigate(page.URL + "/?herald=" + base)
+	wd.waitFor(t, "hello", `return window.log.filter(e => e.type === "herald.hello").length >= 1`)
+
+	payloads := []struct{ topic, data, want string }{
+		{"t1", "line1\nline2", "line1\nline2"},
+		{"t2", "crlf1\r\ncrlf2", "crlf1\ncrlf2"},
+		{"t1", "cr1\rcr2", "cr1\ncr2"},
+		{"t2", "   three leading spaces", "   three leading spaces"},
+		{"t1", "ünïcødé ✓ 🚀 日本語", "ünïcødé ✓ 🚀 日本語"},
+		{"t2", "", ""},
+		{"t1", ` {"json": "text"} `, ` {"json": "text"} `},
+	}
+	for _, p := range payloads {
+		publishJSON(t, base, p.topic, map[string]any{"event": "payload", "data": p.data})
+	}
+	wd.waitFor(t, "first payloads", fmt.Sprintf(`return window.log.filter(e => e.type === "payload").length >= %d`, len(payloads)))
+
+	// Restart the node; publish while the browser is disconnected.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wd.waitFor(t, "disconnect noticed", `return window.log.some(e => e.type === "error")`)
+	m = start()
+	var missed []struct{ topic, data, want string }
+	for i := range 6 {
+		topic := []string{"t1", "t2"}[i%2]
+		d := fmt.Sprintf("after-restart-%d\nline", i)
+		publishJSON(t, base, topic, map[string]any{"event": "payload", "data": d})
+		missed = append(missed, struct{ topic, data, want string }{topic, d, d})
+	}
+	want := append(payloads, missed...)
+	wd.waitFor(t, "replay after restart", fmt.Sprintf(`return window.log.filter(e => e.type === "payload").length >= %d`, len(want)))
+	// One more live event proves the resumed stream is live, and lets any
+	// duplicate surface before we compare.
+	publishJSON(t, base, "t1", map[string]any{"event": "payload", "data": "live-end"})
+	want = append(want, struct{ topic, data, want string }{"t1", "live-end", "live-end"})
+	wd.waitFor(t, "live after resume", `return window.log.some(e => e.data === "live-end")`)
+
+	var log []struct {
+		Type, Data, ID string
+	}
+	wd.execute(t, `return window.log`, &log)
+	var got []string
+	hellos := 0
+	for _, e := range log {
+		switch e.Type {
+		case "payload":
+			got = append(got, e.Data)
+		case server.EventHello:
+			hellos++
+		case server.EventReset:
+			t.Errorf("unexpected reset: %s", e.Data)
+		}
+	}
+	if hellos != 2 {
+		t.Errorf("saw %d hellos, want 2 (connect, resume)", hellos)
+	}
+	// Per-topic order and exactly-once: compare per topic.
+	perTopic := func(items []string, topicOf func(i int) string) map[string][]string {
+		out := map[string][]string{}
+		for i, d := range items {
+			out[topicOf(i)] = append(out[topicOf(i)], d)
+		}
+		return out
+	}
+	topicByData := map[string]string{}
+	for _, w := range want {
+		topicByData[w.want] = w.topic
+	}
+	wantData := make([]string, len(want))
+	for i, w := range want {
+		wantData[i] = w.want
+	}
+	g := perTopic(got, func(i int) string { return topicByData[got[i]] })
+	w := perTopic(wantData, func(i int) string { return want[i].topic })
+	for _, topic := range []string{"t1", "t2"} {
+		if fmt.Sprintf("%q", g[topic]) != fmt.Sprintf("%q", w[topic]) {
+			t.Errorf("topic %s: browser received\n  %q\nwant exactly\n  %q", topic, g[topic], w[topic])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("received %d payload events, want %d (loss or duplicate)", len(got), len(want))
+	}
+}
+
+const browserPage = `<!doctype html><meta charset="utf-8"><title>herald</title><script>
+window.log = [];
+const herald = new URLSearchParams(location.search).get("herald");
+const es = new EventSource(herald + "/v1/stream?topic=t1&topic=t2");
+for (const type of ["herald.hello", "herald.reset", "payload", "message"]) {
+  es.addEventListener(type, e => window.log.push({type, data: e.data, id: e.lastEventId}));
+}
+es.onerror = () => window.log.push({type: "error", data: String(es.readyState), id: ""});
+</script>`
+
+// requireTool finds a binary; a missing one fails the test in CI and skips it elsewhere.
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not installed (make test installs it with apt as root)", name)
+		}
+		t.Skipf("%s not installed; run make deps as root", name)
+	}
+	return p
+}
+
+// webDriver is a minimal W3C WebDriver client for chromedriver.
+type webDriver struct {
+	t       *testing.T
+	base    string
+	session string
+	client  *http.Client
+}
+
+func startWebDriver(t *testing.T, driver, browser string) *webDriver {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(driver, fmt.Sprintf("--port=%d", port), "--allowed-ips=127.0.0.1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	wd := &webDriver{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port), client: &http.Client{Timeout: 60 * time.Second}}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := wd.client.Get(wd.base + "/status")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("chromedriver did not start: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	caps := map[string]any{"capabilities": map[string]any{"alwaysMatch": map[string]any{
+		"browserName": "chrome",
+		"goog:chromeOptions": map[string]any{
+			"binary": browser,
+			"args": []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+				"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"},
+		},
+	}}}
+	var out struct {
+		Value struct {
+			SessionID string `json:"sessionId"`
+		} `json:"value"`
+	}
+	wd.call(t, http.MethodPost, "/session", caps, &out)
+	if out.Value.SessionID == "" {
+		t.Fatal("no webdriver session")
+	}
+	wd.session = out.Value.SessionID
+	t.Cleanup(func() { wd.call(t, http.MethodDelete, "/session/"+wd.session, nil, nil) })
+	return wd
+}
+
+func (wd *webDriver) call(t *testing.T, method, path string, body, out any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), method, wd.base+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := wd.client.Do(req)
+	if err != nil {
+		t.Fatalf("webdriver %s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("webdriver %s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("webdriver response %s: %v", b, err)
+		}
+	}
+}
+
+func (wd *webDriver) navigate(u string) {
+	wd.call(wd.t, http.MethodPost, "/session/"+wd.session+"/url", map[string]any{"url": u}, nil)
+}
+
+// execute runs script in the page and decodes its return value into out.
+func (wd *webDriver) execute(t *testing.T, script string, out any) {
+	t.Helper()
+	var resp struct {
+		Value json.RawMessage `json:"value"`
+	}
+	wd.call(t, http.MethodPost, "/session/"+wd.session+"/execute/sync", map[string]any{"script": script, "args": []any{}}, &resp)
+	if err := json.Unmarshal(resp.Value, out); err != nil {
+		t.Fatalf("script result %s: %v", resp.Value, err)
+	}
+}
+
+// waitFor polls a boolean script until true (bounded).
+func (wd *webDriver) waitFor(t *testing.T, what, script string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var ok bool
+		wd.execute(t, script, &ok)
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			var log any
+			wd.execute(t, "return window.log", &log)
+			t.Fatalf("browser: timed out waiting for %s; log: %v", what, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

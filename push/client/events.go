@@ -1,0 +1,139 @@
+package client
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Types of Herald's control events.
+const (
+	// EventHello is the first event of every connection.
+	EventHello = "herald.hello"
+	// EventReset reports events the server could not deliver (trimmed or
+	// lost history); the stream continues after it.
+	EventReset = "herald.reset"
+	// ControlPrefix starts the type of every Herald control event; user
+	// events cannot use it.
+	ControlPrefix = "herald."
+)
+
+// Event is one event received on a Stream.
+type Event struct {
+	// ID is the event's cursor: opaque, to be stored and handed back as
+	// StreamConfig.LastEventID to resume after it.
+	ID string
+	// Type is the event type: "message" when the publisher set none, or a
+	// control event type (see ControlPrefix).
+	Type string
+	// Data is the event's data as sent by the publisher (line breaks
+	// normalised to LF).
+	Data string
+}
+
+// IsControl reports whether e is a Herald control event.
+func (e Event) IsControl() bool {
+	return len(e.Type) >= len(ControlPrefix) && e.Type[:len(ControlPrefix)] == ControlPrefix
+}
+
+// Hello is the data of a herald.hello event.
+type Hello struct {
+	Session string   `json:"session"`
+	Node    string   `json:"node"`
+	Topics  []string `json:"topics"`
+	Cursor  string   `json:"cursor"`
+}
+
+// Reset is the data of a herald.reset event: the server could not deliver
+// some events of one stream (Topic, Origin), for the Reason given (history
+// trimmed, history lost after a store failover, …). LostFrom and LostTo are
+// the offsets bounding the loss as the server reports them; 0 when absent.
+type Reset struct {
+	Topic    string
+	Origin   string
+	Reason   string
+	LostFrom uint64
+	LostTo   uint64
+}
+
+// UnmarshalJSON accepts the offsets as JSON numbers or decimal strings.
+func (r *Reset) UnmarshalJSON(b []byte) error {
+	var aux struct {
+		Topic    string   `json:"topic"`
+		Origin   string   `json:"origin"`
+		Reason   string   `json:"reason"`
+		LostFrom flexUint `json:"lost_from"`
+		LostTo   flexUint `json:"lost_to"`
+	}
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	*r = Reset{aux.Topic, aux.Origin, aux.Reason, uint64(aux.LostFrom), uint64(aux.LostTo)}
+	return nil
+}
+
+// ParseHello decodes a herald.hello event.
+func ParseHello(e Event) (Hello, error) {
+	var h Hello
+	if e.Type != EventHello {
+		return h, fmt.Errorf("client: event type %q is not %s", e.Type, EventHello)
+	}
+	if err := json.Unmarshal([]byte(e.Data), &h); err != nil {
+		return h, fmt.Errorf("client: decode %s: %w", EventHello, err)
+	}
+	return h, nil
+}
+
+// ParseReset decodes a herald.reset event.
+func ParseReset(e Event) (Reset, error) {
+	var r Reset
+	if e.Type != EventReset {
+		return r, fmt.Errorf("client: event type %q is not %s", e.Type, EventReset)
+	}
+	if err := json.Unmarshal([]byte(e.Data), &r); err != nil {
+		return r, fmt.Errorf("client: decode %s: %w", EventReset, err)
+	}
+	return r, nil
+}
+
+// flexUint is a uint64 that decodes from a JSON number or a decimal string
+// (servers may quote 64-bit offsets for JavaScript clients).
+type flexUint uint64
+
+func (f *flexUint) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(b, []byte("null")) {
+		return nil
+	}
+	b = bytes.Trim(b, `"`)
+	n, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return fmt.Errorf("not an unsigned integer: %s", b)
+	}
+	*f = flexUint(n)
+	return nil
+}
+
+// flexTime decodes from an RFC 3339 string or a number of Unix milliseconds.
+type flexTime time.Time
+
+func (f *flexTime) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(b, []byte("null")) {
+		return nil
+	}
+	if len(b) > 0 && b[0] == '"' {
+		var t time.Time
+		if err := t.UnmarshalJSON(b); err != nil {
+			return err
+		}
+		*f = flexTime(t)
+		return nil
+	}
+	ms, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		return fmt.Errorf("time is neither RFC 3339 nor Unix milliseconds: %s", b)
+	}
+	*f = flexTime(time.UnixMilli(ms))
+	return nil
+}
