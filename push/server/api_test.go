@@ -109,8 +109,8 @@ func TestBatchAndIdempotency(t *testing.T) {
 		}
 		var br struct {
 			Results []struct {
-				Offset uint64 `json:"offset"`
-				Topic  string `json:"topic"`
+				Offset uint64                 `json:"offset"`
+				Topic  string                 `json:"topic"`
 				Error  *struct{ Code string } `json:"error"`
 			} `json:"results"`
 		}
