@@ -40,6 +40,10 @@ test-short: ## fast unit tests only (no long end-to-end runs)
 bench: ## Go benchmarks of the hot paths (frame encode, hub fan-out, cursor codec)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./push/...
 
+.PHONY: bench-system
+bench-system: build ## whole-system load scenarios with herald bench (own redis-server + node; ~3 min)
+	./deploy/local/bench.sh
+
 .PHONY: fuzz
 fuzz: ## fuzz every parser for FUZZTIME each (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCursor$$' -fuzztime $(FUZZTIME) ./push/

@@ -166,7 +166,9 @@ func newTailCommand() *cobra.Command {
 			s := client.Subscribe(client.StreamConfig{
 				Endpoints: urls, Topics: topics, Token: token, LastEventID: lastID, From: from,
 				OnDisconnect: func(ep string, err error) {
-					fmt.Fprintf(cmd.ErrOrStderr(), "herald tail: disconnected from %s: %v; resuming\n", ep, err)
+					if !errors.Is(err, errDone) && cmd.Context().Err() == nil {
+						fmt.Fprintf(cmd.ErrOrStderr(), "herald tail: disconnected from %s: %v; resuming\n", ep, err)
+					}
 				},
 			})
 			err := s.Run(cmd.Context(), func(ev client.Event) error {

@@ -32,6 +32,8 @@ type Config struct {
 	Listen string `koanf:"listen"`
 	// AdminListen serves health and (later) metrics; "" disables it.
 	AdminListen string `koanf:"admin_listen"`
+	// AdminPprof exposes /debug/pprof on the admin listener (never on the public one).
+	AdminPprof bool `koanf:"admin_pprof"`
 	// Redis is the store URL: redis://, rediss://, redis+sentinel://, redis+cluster://.
 	// Empty runs on the embedded in-memory store (not durable).
 	Redis string `koanf:"redis"`
@@ -110,6 +112,7 @@ func registerServeFlags(fs *pflag.FlagSet) {
 	fs.String("admin-listen", d.AdminListen, `admin address for health and metrics ("" disables)`)
 	fs.String("redis", "", "Redis URL (redis://, rediss://, redis+sentinel://h:p,h:p/master, redis+cluster://h:p,h:p); empty = in-memory store, not durable")
 	fs.Bool("dev", false, "development mode: no authentication")
+	fs.Bool("admin-pprof", false, "serve /debug/pprof on the admin listener")
 	fs.String("node-name", "", "node name (default: host name)")
 	fs.String("region", d.Region, "region (origin) name of events published here")
 	fs.String("log-level", d.LogLevel, "debug, info, warn or error")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -14,7 +15,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCommand(os.Environ).ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "herald:", err)
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "herald") {
+			msg = "herald: " + msg
+		}
+		fmt.Fprintln(os.Stderr, msg)
 		os.Exit(1)
 	}
 }

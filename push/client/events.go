@@ -24,13 +24,13 @@ const (
 type Event struct {
 	// ID is the event's cursor: opaque, to be stored and handed back as
 	// StreamConfig.LastEventID to resume after it.
-	ID string
+	ID string `json:"id"`
 	// Type is the event type: "message" when the publisher set none, or a
 	// control event type (see ControlPrefix).
-	Type string
+	Type string `json:"event"`
 	// Data is the event's data as sent by the publisher (line breaks
 	// normalised to LF).
-	Data string
+	Data string `json:"data"`
 }
 
 // IsControl reports whether e is a Herald control event.

@@ -67,14 +67,14 @@ type Message struct {
 
 // Result is the server's acknowledgement of one published event.
 type Result struct {
-	Topic  string
-	Origin string
-	Epoch  string
-	Offset uint64
-	Time   time.Time
+	Topic  string    `json:"topic"`
+	Origin string    `json:"origin"`
+	Epoch  string    `json:"epoch"`
+	Offset uint64    `json:"offset"`
+	Time   time.Time `json:"time"`
 	// Duplicate is true when the idempotency key matched an earlier publish;
 	// the other fields then describe that earlier event.
-	Duplicate bool
+	Duplicate bool `json:"duplicate"`
 }
 
 // resultJSON is Result on the wire, tolerant of offsets as strings and times

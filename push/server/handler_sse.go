@@ -73,6 +73,8 @@ type conn struct {
 	cur    *push.Cursor
 	buf    []byte
 	origin string
+	// deadline is the write deadline currently armed on the connection.
+	deadline time.Time
 }
 
 func (s *Server) handleStream(c *gin.Context) {
@@ -432,12 +434,18 @@ func (cn *conn) maybeFlush() error {
 	return nil
 }
 
-// flush writes the buffered frames with a per-write deadline.
+// flush writes the buffered frames under a write deadline. Re-arming the
+// deadline costs a timer update per write, so it is re-armed only when less
+// than half of WriteTimeout remains: a write that stalls still fails within
+// WriteTimeout.
 func (cn *conn) flush() error {
 	if len(cn.buf) == 0 {
 		return nil
 	}
-	_ = cn.rc.SetWriteDeadline(time.Now().Add(cn.s.cfg.WriteTimeout))
+	if now := time.Now(); cn.deadline.Sub(now) < cn.s.cfg.WriteTimeout/2 {
+		cn.deadline = now.Add(cn.s.cfg.WriteTimeout)
+		_ = cn.rc.SetWriteDeadline(cn.deadline)
+	}
 	_, err := cn.w.Write(cn.buf)
 	if err == nil {
 		err = cn.rc.Flush()

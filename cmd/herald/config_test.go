@@ -1,0 +1,94 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func flagSet(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	registerServeFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "herald.yaml")
+	yaml := `
+listen: 127.0.0.1:7000
+region: from-file
+dev: true
+limits:
+  max_event_bytes: 2048
+stream:
+  heartbeat: 20s
+retention:
+  default: {max_len: 50, max_age: 1h}
+  rules:
+    - {pattern: "chat.*", max_len: 5}
+`
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		"HERALD_CONFIG=" + file,
+		"HERALD_REGION=from-env",
+		"HERALD_LISTEN=127.0.0.1:7001",
+		"HERALD_LIMITS__MAX_EVENT_BYTES=4096",
+		"UNRELATED=1",
+	}
+	cfg, err := LoadConfig(flagSet(t, "--listen", "127.0.0.1:7002"), func() []string { return env })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:7002" {
+		t.Errorf("flag should win: listen %q", cfg.Listen)
+	}
+	if cfg.Region != "from-env" {
+		t.Errorf("env should beat file: region %q", cfg.Region)
+	}
+	if cfg.Limits.MaxEventBytes != 4096 {
+		t.Errorf("nested env: max_event_bytes %d", cfg.Limits.MaxEventBytes)
+	}
+	if cfg.Stream.Heartbeat != 20*time.Second || !cfg.Dev {
+		t.Errorf("file values lost: %+v dev=%v", cfg.Stream, cfg.Dev)
+	}
+	if cfg.Stream.RetryMax != 5*time.Second || cfg.AdminListen != "127.0.0.1:9090" {
+		t.Errorf("defaults lost: %+v %q", cfg.Stream, cfg.AdminListen)
+	}
+	if got := cfg.Retention.For("chat.room").MaxLen; got != 5 {
+		t.Errorf("retention rule: %d", got)
+	}
+}
+
+func TestConfigValidateNamesKeys(t *testing.T) {
+	env := []string{"HERALD_LIMITS__MAX_EVENT_BYTES=0", "HERALD_LOG_LEVEL=loud", "HERALD_REDIS=mysql://x"}
+	_, err := LoadConfig(flagSet(t, "--region", "Bad_Region", "--listen", "nope"), func() []string { return env })
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, key := range []string{"limits.max_event_bytes", "log_level", "redis", "region", "listen", "auth"} {
+		if !strings.Contains(err.Error(), key) {
+			t.Errorf("error does not name %s: %v", key, err)
+		}
+	}
+}
+
+func TestConfigRequiresAuthOutsideDev(t *testing.T) {
+	_, err := LoadConfig(flagSet(t), func() []string { return nil })
+	if err == nil || !strings.Contains(err.Error(), "--dev") {
+		t.Fatalf("no auth and no --dev: %v", err)
+	}
+	if _, err := LoadConfig(flagSet(t, "--dev"), func() []string { return nil }); err != nil {
+		t.Fatalf("dev config: %v", err)
+	}
+}

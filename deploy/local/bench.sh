@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Whole-system benchmarks of issue "Herald core" on this machine: starts its
+# own redis-server and Herald node on loopback, runs `herald bench` for each
+# scenario, prints one JSON report per scenario. Bounded in time and count.
+#
+#   deploy/local/bench.sh [scenario ...]   (default: all)
+#   scenarios: idle10k fanout10k max1k topics10k overload
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+HERALD=${HERALD:-bin/herald}
+PORT_REDIS=${PORT_REDIS:-16611}
+PORT_HTTP=${PORT_HTTP:-18611}
+work=$(mktemp -d)
+trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+URL=http://127.0.0.1:$PORT_HTTP
+
+start_node() { # $@: extra serve flags
+  redis-server --port "$PORT_REDIS" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log" --dir "$work"
+  for _ in $(seq 50); do redis-cli -p "$PORT_REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  "$HERALD" serve --dev --redis "redis://127.0.0.1:$PORT_REDIS" --listen "127.0.0.1:$PORT_HTTP" \
+    --admin-listen '' --log-level warn "$@" >"$work/herald.log" 2>&1 &
+  echo $! >"$work/herald.pid"
+  for _ in $(seq 50); do curl -fsS "$URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+}
+stop_node() {
+  kill "$(cat "$work/herald.pid")" 2>/dev/null || true
+  wait "$(cat "$work/herald.pid")" 2>/dev/null || true
+  redis-cli -p "$PORT_REDIS" shutdown nosave >/dev/null 2>&1 || true
+  rm -f "$work"/*.pid
+  sleep 1
+}
+run() { # name, bench flags...
+  local name=$1; shift
+  start_node
+  echo "== $name: herald bench $*" >&2
+  "$HERALD" bench --url "$URL" --server-pid "$(cat "$work/herald.pid")" --json "$@" | sed "1s/^{/{\"scenario\": \"$name\",/"
+  stop_node
+}
+
+scenarios=("$@")
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(idle10k fanout10k max1k topics10k overload)
+for s in "${scenarios[@]}"; do
+  case $s in
+    idle10k)   run idle10k   --subscribers 10000 --topics 100 --idle --duration 1s ;;
+    fanout10k) run fanout10k --subscribers 10000 --topics 1 --rate 5 --publishers 1 --duration 20s ;;
+    max1k)     run max1k     --subscribers 1000 --topics 1 --rate 0 --publishers 4 --batch 50 --duration 20s ;;
+    topics10k) run topics10k --subscribers 10000 --topics 10000 --rate 2000 --publishers 8 --duration 20s ;;
+    overload)  run overload  --subscribers 10000 --topics 1 --rate 20 --publishers 1 --duration 20s ;;
+    *) echo "unknown scenario $s" >&2; exit 2 ;;
+  esac
+done

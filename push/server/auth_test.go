@@ -1,0 +1,147 @@
+package server_test
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/auth"
+	"github.com/heraldpush/herald/push/server"
+)
+
+// authNode runs a node with real authentication: an HS256 JWT key and one
+// publisher API key allowed to publish to "orders.*".
+func authNode(t *testing.T) (n *testNode, secretFile, apiKey string) {
+	t.Helper()
+	dir := t.TempDir()
+	secretFile = filepath.Join(dir, "jwt.secret")
+	if err := os.WriteFile(secretFile, []byte(strings.Repeat("s3cr3t-", 8)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key, hash, err := auth.GenerateAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(auth.Config{
+		Audience: "herald",
+		Keys:     []auth.KeyConfig{{ID: "k1", Algorithm: "HS256", File: secretFile}},
+		APIKeys:  []auth.APIKeyConfig{{ID: "billing", Hash: hash, Tenant: "billing", Publish: []string{"orders.*"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n = startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Dev = false; c.Auth = a })
+	return n, secretFile, key
+}
+
+func mint(t *testing.T, secretFile string, sub, pub []string, ttl time.Duration) string {
+	t.Helper()
+	tok, err := auth.Mint(auth.MintOptions{Algorithm: "HS256", KeyFile: secretFile, KeyID: "k1", Audience: "herald",
+		Subject: "alice", TTL: ttl, Subscribe: sub, Publish: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// expired signs a token that expired two hours ago (beyond any leeway).
+func expired(t *testing.T, secretFile string) string {
+	t.Helper()
+	key, err := os.ReadFile(secretFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "alice", "aud": "herald", "iat": time.Now().Add(-3 * time.Hour).Unix(),
+		"exp": time.Now().Add(-2 * time.Hour).Unix(), "herald": map[string]any{"sub": []string{"*"}},
+	})
+	tok.Header["kid"] = "k1"
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestAuthenticatedPaths(t *testing.T) {
+	n, secret, apiKey := authNode(t)
+	reader := mint(t, secret, []string{"orders.*"}, nil, time.Hour)
+	const js = "application/json"
+	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+	cookie := func(tok string) map[string]string { return map[string]string{"Cookie": "herald_token=" + tok} }
+	tests := []struct {
+		name, method, path, body string
+		hdr                      map[string]string
+		status                   int
+		code                     string
+	}{
+		{"publish without credentials", "POST", "/v1/topics/orders.eu/events", `{"data":"x"}`, nil, 401, server.CodeUnauthorized},
+		{"publish with api key", "POST", "/v1/topics/orders.eu/events", `{"data":"x"}`, bearer(apiKey), 201, ""},
+		{"publish with X-API-Key", "POST", "/v1/topics/orders.eu/events", `{"data":"y"}`, map[string]string{"X-API-Key": apiKey}, 201, ""},
+		{"publish outside grant", "POST", "/v1/topics/chat/events", `{"data":"x"}`, bearer(apiKey), 403, server.CodeForbidden},
+		{"publish with wrong api key", "POST", "/v1/topics/orders.eu/events", `{"data":"x"}`, bearer("hk_wrong"), 401, server.CodeUnauthorized},
+		{"publish with cookie refused", "POST", "/v1/topics/orders.eu/events", `{"data":"x"}`, cookie(mint(t, secret, nil, []string{"*"}, time.Hour)), 401, server.CodeUnauthorized},
+		{"publish with read-only jwt", "POST", "/v1/topics/orders.eu/events", `{"data":"x"}`, bearer(reader), 403, server.CodeForbidden},
+		{"history with jwt cookie", "GET", "/v1/topics/orders.eu/events", "", cookie(reader), 200, ""},
+		{"history outside grant", "GET", "/v1/topics/chat/events", "", bearer(reader), 403, server.CodeForbidden},
+		{"stream outside grant", "GET", "/v1/stream?topic=orders.eu&topic=chat", "", bearer(reader), 403, server.CodeForbidden},
+		{"stream with garbage token", "GET", "/v1/stream?topic=orders.eu", "", bearer("a.b.c"), 401, server.CodeUnauthorized},
+		{"stream with expired token", "GET", "/v1/stream?topic=orders.eu", "", bearer(expired(t, secret)), 401, server.CodeUnauthorized},
+		{"batch partly forbidden", "POST", "/v1/events", `{"events":[{"topic":"orders.a","data":"1"},{"topic":"chat","data":"2"}]}`, bearer(apiKey), 207, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctype := ""
+			if tt.body != "" {
+				ctype = js
+			}
+			status, _, body := do(t, tt.method, n.URL+tt.path, ctype, tt.body, tt.hdr)
+			if status != tt.status {
+				t.Fatalf("status %d, want %d: %s", status, tt.status, body)
+			}
+			if tt.code != "" && !strings.Contains(body, `"code":"`+tt.code+`"`) {
+				t.Fatalf("body %s, want code %s", body, tt.code)
+			}
+			if strings.Contains(body, apiKey) || strings.Contains(body, reader) {
+				t.Fatal("credential echoed in response")
+			}
+		})
+	}
+	// An EventSource authenticates with the cookie and streams.
+	req, _ := http.NewRequest("GET", n.URL+"/v1/stream?topic=orders.eu", nil)
+	req.AddCookie(&http.Cookie{Name: "herald_token", Value: reader})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("cookie stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+}
+
+func TestCORS(t *testing.T) {
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) {
+		c.CORS = server.CORSConfig{AllowedOrigins: []string{"https://app.example.com"}, AllowCredentials: true}
+	})
+	hdr := map[string]string{"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "last-event-id"}
+	status, h, _ := do(t, "OPTIONS", n.URL+"/v1/stream?topic=a", "", "", hdr)
+	if status/100 != 2 || h.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
+		h.Get("Access-Control-Allow-Credentials") != "true" || !strings.Contains(strings.ToLower(h.Get("Access-Control-Allow-Headers")), "last-event-id") {
+		t.Fatalf("preflight: %d %v", status, h)
+	}
+	hdr["Origin"] = "https://evil.example.com"
+	_, h, _ = do(t, "OPTIONS", n.URL+"/v1/stream?topic=a", "", "", hdr)
+	if h.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("foreign origin allowed: %v", h)
+	}
+	if err := (server.CORSConfig{AllowedOrigins: []string{"*"}, AllowCredentials: true}).Validate(); err == nil {
+		t.Fatal("wildcard origin with credentials accepted")
+	}
+}
