@@ -89,6 +89,11 @@ type StreamInfo struct {
 	Last uint64
 	// Length is the number of retained events.
 	Length int64
+	// EpochStart is the first offset of the current epoch's lineage: events
+	// from it on were written under Epoch and no reader of an earlier epoch
+	// has seen them; events below it are history the epoch inherited. 1 for
+	// a stream whose epoch never changed; 0 when the stream was never written.
+	EpochStart uint64
 }
 
 // ValidateTopic checks a topic name against the grammar

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,7 @@ type Main struct {
 	Hub    *hub.Hub
 	Server *server.Server
 
+	scheme            string // "https" when the public listener serves TLS
 	public, admin     *http.Server
 	publicLn, adminLn net.Listener
 	serveWG           sync.WaitGroup
@@ -50,7 +52,12 @@ type Main struct {
 func NewMain() *Main { return &Main{Config: DefaultConfig()} }
 
 // URL is the public base URL (valid after Run).
-func (m *Main) URL() string { return "http://" + m.publicLn.Addr().String() }
+func (m *Main) URL() string {
+	if m.scheme == "" {
+		return "http://" + m.publicLn.Addr().String()
+	}
+	return m.scheme + "://" + m.publicLn.Addr().String()
+}
 
 // AdminURL is the admin base URL, or "" when disabled (valid after Run).
 func (m *Main) AdminURL() string {
@@ -148,7 +155,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	m.public = server.NewHTTPServer(m.Server.Handler(), log)
-	m.serve(m.public, m.publicLn)
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		m.public.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		m.scheme = "https"
+	}
+	m.serve(m.public, m.publicLn, m.scheme == "https")
 
 	if cfg.AdminListen != "" {
 		m.adminLn, err = net.Listen("tcp", cfg.AdminListen)
@@ -156,7 +171,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("admin listen %s: %w", cfg.AdminListen, err)
 		}
 		m.admin = server.NewHTTPServer(m.adminHandler(), log)
-		m.serve(m.admin, m.adminLn)
+		m.serve(m.admin, m.adminLn, false)
 	}
 	log.Info("herald node started", "node", cfg.NodeName, "region", cfg.Region, "version", Version,
 		"public", m.URL(), "admin", m.AdminURL(), "durable", m.Store.Durable(), "dev", cfg.Dev)
@@ -164,11 +179,16 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	return nil
 }
 
-func (m *Main) serve(srv *http.Server, ln net.Listener) {
+func (m *Main) serve(srv *http.Server, ln net.Listener, useTLS bool) {
 	m.serveWG.Add(1)
 	go func() {
 		defer m.serveWG.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := srv.Serve
+		if useTLS {
+			// ServeTLS with the certificate in TLSConfig; it also enables HTTP/2.
+			serve = func(l net.Listener) error { return srv.ServeTLS(l, "", "") }
+		}
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Logger.Error("http server stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()

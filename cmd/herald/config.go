@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -30,6 +31,10 @@ const EnvPrefix = "HERALD_"
 type Config struct {
 	// Listen is the public API address (publish, stream, history).
 	Listen string `koanf:"listen"`
+	// TLSCertFile and TLSKeyFile, when both set, serve the public API over
+	// TLS, which also enables HTTP/2 (no 6-streams-per-host browser limit).
+	TLSCertFile string `koanf:"tls_cert_file"`
+	TLSKeyFile  string `koanf:"tls_key_file"`
 	// AdminListen serves health and (later) metrics; "" disables it.
 	AdminListen string `koanf:"admin_listen"`
 	// AdminPprof exposes /debug/pprof on the admin listener (never on the public one).
@@ -109,6 +114,8 @@ func registerServeFlags(fs *pflag.FlagSet) {
 	d := DefaultConfig()
 	fs.String("config", "", "YAML config file (env HERALD_CONFIG)")
 	fs.String("listen", d.Listen, "public API address")
+	fs.String("tls-cert-file", "", "PEM certificate for the public listener (enables TLS and HTTP/2)")
+	fs.String("tls-key-file", "", "PEM private key for --tls-cert-file")
 	fs.String("admin-listen", d.AdminListen, `admin address for health and metrics ("" disables)`)
 	fs.String("redis", "", "Redis URL (redis://, rediss://, redis+sentinel://h:p,h:p/master, redis+cluster://h:p,h:p); empty = in-memory store, not durable")
 	fs.Bool("dev", false, "development mode: no authentication")
@@ -174,6 +181,13 @@ func (c Config) Validate() error {
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		add("listen %q: %v", c.Listen, err)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		add("tls_cert_file and tls_key_file must be set together")
+	} else if c.TLSCertFile != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+			add("tls_cert_file/tls_key_file: %v", err)
+		}
 	}
 	if c.AdminListen != "" {
 		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {

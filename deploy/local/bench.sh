@@ -43,10 +43,10 @@ scenarios=("$@")
 for s in "${scenarios[@]}"; do
   case $s in
     idle10k)   run idle10k   --subscribers 10000 --topics 100 --idle --duration 1s ;;
-    fanout10k) run fanout10k --subscribers 10000 --topics 1 --rate 5 --publishers 1 --duration 20s ;;
+    fanout10k) run fanout10k --subscribers 10000 --topics 1 --rate 5 --publishers 2 --duration 20s ;;
     max1k)     run max1k     --subscribers 1000 --topics 1 --rate 0 --publishers 4 --batch 50 --duration 20s ;;
     topics10k) run topics10k --subscribers 10000 --topics 10000 --rate 2000 --publishers 8 --duration 20s ;;
-    overload)  run overload  --subscribers 10000 --topics 1 --rate 20 --publishers 1 --duration 20s ;;
+    overload)  run overload  --subscribers 10000 --topics 1 --rate 20 --publishers 8 --duration 20s ;;
     *) echo "unknown scenario $s" >&2; exit 2 ;;
   esac
 done

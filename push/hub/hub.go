@@ -367,14 +367,20 @@ func (h *Hub) catchUp(in push.StreamInfo) {
 		return
 	}
 	last, seen := ts.last[in.Origin]
-	if !seen || last.Epoch != in.Epoch {
-		// Unknown or changed lineage: adopt the store's head; subscribers
-		// detect the epoch change on their next event.
-		if !seen {
-			ts.last[in.Origin] = push.Position{Epoch: in.Epoch, Offset: in.Last}
-		}
+	if !seen {
+		ts.last[in.Origin] = push.Position{Epoch: in.Epoch, Offset: in.Last}
 		sh.mu.Unlock()
 		return
+	}
+	if last.Epoch != in.Epoch {
+		// A new lineage whose announcements the hub missed: dispatch it
+		// from its start; subscribers reset the old lineage when they see
+		// the new epoch.
+		last = push.Position{Epoch: in.Epoch}
+		if in.EpochStart > 0 {
+			last.Offset = in.EpochStart - 1
+		}
+		ts.last[in.Origin] = last
 	}
 	sh.mu.Unlock()
 	if in.Last <= last.Offset {

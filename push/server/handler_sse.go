@@ -58,6 +58,18 @@ type StreamReset struct {
 	LostTo   uint64 `json:"lost_to"`
 	// Epoch is the stream's current epoch; the client continues there.
 	Epoch string `json:"epoch"`
+	// ContinueFrom is the first offset of Epoch the client will receive
+	// next on this stream.
+	ContinueFrom uint64 `json:"continue_from"`
+}
+
+// lineageStart returns the offset before the first event of the stream's
+// current epoch (0 for a stream never written).
+func lineageStart(in push.StreamInfo) uint64 {
+	if in.EpochStart == 0 {
+		return 0
+	}
+	return in.EpochStart - 1
 }
 
 type resetData struct {
@@ -71,8 +83,12 @@ type conn struct {
 	w      gin.ResponseWriter
 	rc     *http.ResponseController
 	cur    *push.Cursor
-	buf    []byte
 	origin string
+	// buf holds frames not yet written. It is borrowed from the server's
+	// pool only while there is something to write, so an idle stream holds
+	// no write buffer.
+	buf []byte
+	bp  *[]byte
 	// deadline is the write deadline currently armed on the connection.
 	deadline time.Time
 }
@@ -144,14 +160,7 @@ func (s *Server) handleStream(c *gin.Context) {
 	s.connected.Add(1)
 
 	cn := &conn{s: s, ctx: r.Context(), w: c.Writer, rc: http.NewResponseController(c.Writer), cur: cur, origin: s.store.Origin()}
-	bp := s.bufs.Get().(*[]byte)
-	cn.buf = (*bp)[:0]
-	defer func() {
-		if cap(cn.buf) <= 64<<10 {
-			*bp = cn.buf[:0]
-			s.bufs.Put(bp)
-		}
-	}()
+	defer cn.release()
 
 	resets, upto := s.plan(cur, parsed, foreign, from, infos)
 
@@ -165,6 +174,7 @@ func (s *Server) handleStream(c *gin.Context) {
 	// retry: and herald.hello. The hello carries the client's resume point
 	// as its id, unless streams are being reset: then the id is left to the
 	// reset event, so a drop in between repeats the same reset.
+	cn.grab()
 	cn.buf = fmt.Appendf(cn.buf, "retry: %d\n", s.retryMillis())
 	hello := helloData{
 		Session: newSessionID(), Node: s.cfg.Node, Origin: cn.origin, Topics: cur.Topics(),
@@ -236,7 +246,8 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, foreign bool,
 		in := byTopic[k.Topic]
 		head := push.Position{Epoch: in.Epoch, Offset: in.Last}
 		reset := func(reason string, lostFrom, lostTo uint64) {
-			resets = append(resets, StreamReset{Topic: k.Topic, Origin: k.Origin, Reason: reason, LostFrom: lostFrom, LostTo: lostTo, Epoch: in.Epoch})
+			resets = append(resets, StreamReset{Topic: k.Topic, Origin: k.Origin, Reason: reason,
+				LostFrom: lostFrom, LostTo: lostTo, Epoch: in.Epoch, ContinueFrom: in.Last + 1})
 			cur.SetAt(i, head)
 		}
 		switch {
@@ -250,7 +261,14 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, foreign bool,
 				cur.SetAt(i, head)
 			}
 		case !verified[i]:
+			// The client's lineage ended somewhere after its cursor; what it
+			// missed there is lost. Everything written in the current epoch
+			// is new to it: replay that lineage from its start.
 			reset(ResetEpochChanged, parsed.Offset(i)+1, 0)
+			start := lineageStart(in)
+			resets[len(resets)-1].ContinueFrom = start + 1
+			cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: start})
+			upto[i] = in.Last
 		default:
 			off := parsed.Offset(i)
 			first := in.First
@@ -286,6 +304,7 @@ func (cn *conn) live(sub *hub.Subscriber) {
 		case <-sub.Done():
 			return
 		case <-beat:
+			cn.grab()
 			cn.buf = append(cn.buf, ":\n\n"...)
 			if cn.flush() != nil {
 				return
@@ -315,12 +334,26 @@ func (cn *conn) deliver(d *hub.Delivery) error {
 	}
 	pos := cn.cur.At(i)
 	if pos.Epoch != ev.Epoch {
-		if pos.Epoch != "" {
-			cn.appendReset([]StreamReset{{Topic: ev.Topic, Origin: ev.Origin, Reason: ResetEpochChanged, LostFrom: pos.Offset + 1, Epoch: ev.Epoch}})
-			cn.cur.SetAt(i, push.Position{Epoch: ev.Epoch, Offset: ev.Offset - 1})
-		} else {
+		if pos.Epoch == "" {
 			// The stream did not exist at connect: everything is new.
 			cn.cur.SetAt(i, push.Position{Epoch: ev.Epoch})
+		} else {
+			// The store moved to a new lineage: what this client missed of
+			// the old one is lost; the new one is delivered from its start
+			// (the gap fill below reads it).
+			ctx, cancel := context.WithTimeout(cn.ctx, 5*time.Second)
+			infos, err := cn.s.store.Info(ctx, []string{ev.Topic})
+			cancel()
+			if err != nil {
+				return err
+			}
+			if infos[0].Epoch != ev.Epoch {
+				return fmt.Errorf("%v: epoch changed again", ev.Key())
+			}
+			start := lineageStart(infos[0])
+			cn.cur.SetAt(i, push.Position{Epoch: ev.Epoch, Offset: start})
+			cn.appendReset([]StreamReset{{Topic: ev.Topic, Origin: ev.Origin, Reason: ResetEpochChanged,
+				LostFrom: pos.Offset + 1, Epoch: ev.Epoch, ContinueFrom: start + 1}})
 		}
 		pos = cn.cur.At(i)
 	}
@@ -392,7 +425,28 @@ func (cn *conn) fromStore(i int, upto uint64, replay bool) error {
 	return nil
 }
 
+// grab borrows a write buffer if the connection holds none.
+func (cn *conn) grab() {
+	if cn.bp == nil {
+		cn.bp = cn.s.bufs.Get().(*[]byte)
+		cn.buf = (*cn.bp)[:0]
+	}
+}
+
+// release returns the write buffer to the pool (oversized ones are dropped).
+func (cn *conn) release() {
+	if cn.bp == nil {
+		return
+	}
+	if cap(cn.buf) <= 64<<10 {
+		*cn.bp = cn.buf[:0]
+		cn.s.bufs.Put(cn.bp)
+	}
+	cn.bp, cn.buf = nil, nil
+}
+
 func (cn *conn) appendFrame(body []byte) {
+	cn.grab()
 	cn.buf = append(cn.buf, "id: "...)
 	cn.buf = cn.cur.AppendEncode(cn.buf)
 	cn.buf = append(cn.buf, '\n')
@@ -401,6 +455,7 @@ func (cn *conn) appendFrame(body []byte) {
 }
 
 func (cn *conn) appendFrameEvent(e *push.Event) {
+	cn.grab()
 	cn.buf = append(cn.buf, "id: "...)
 	cn.buf = cn.cur.AppendEncode(cn.buf)
 	cn.buf = append(cn.buf, '\n')
@@ -411,6 +466,7 @@ func (cn *conn) appendFrameEvent(e *push.Event) {
 // appendControl appends a herald.* event, with the current cursor as id if withID.
 func (cn *conn) appendControl(typ string, v any, withID bool) {
 	data, _ := json.Marshal(v) // plain structs: cannot fail
+	cn.grab()
 	if withID {
 		cn.buf = append(cn.buf, "id: "...)
 		cn.buf = cn.cur.AppendEncode(cn.buf)
@@ -450,7 +506,7 @@ func (cn *conn) flush() error {
 	if err == nil {
 		err = cn.rc.Flush()
 	}
-	cn.buf = cn.buf[:0]
+	cn.release()
 	return err
 }
 

@@ -212,9 +212,13 @@ func TestResumeEpochChangedSendsReset(t *testing.T) {
 			t.Fatalf("reset %+v %+v, want both streams", reset, rd)
 		}
 		for _, sr := range rd.Streams {
-			if sr.Reason != server.ResetEpochChanged || sr.LostFrom != 2 {
-				t.Errorf("stream reset %+v", sr)
+			if sr.Reason != server.ResetEpochChanged || sr.LostFrom != 2 || sr.ContinueFrom != 1 {
+				t.Errorf("stream reset %+v, want lost from 2, continue from 1 (the new lineage's start)", sr)
 			}
+		}
+		// The new lineage is new to the client: it is replayed, not skipped.
+		if ev := r.next(wait); ev.Data != "new-a" {
+			t.Fatalf("after reset got %q, want the new epoch's new-a", ev.Data)
 		}
 		n.publish("b", "", "new-b")
 		if ev := r.next(wait); ev.Data != "new-b" {

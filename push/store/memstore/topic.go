@@ -89,6 +89,9 @@ func (t *topic) info(origin string) push.StreamInfo {
 	if in.Length > 0 {
 		in.First = t.evs[t.head].Offset
 	}
+	if t.epoch != "" {
+		in.EpochStart = 1 // an in-memory stream lives in one epoch
+	}
 	return in
 }
 

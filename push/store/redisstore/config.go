@@ -16,7 +16,7 @@ const (
 	DefaultOrigin            = "local"
 	DefaultKeyPrefix         = "herald"
 	DefaultIdempotencyWindow = 2 * time.Minute
-	DefaultResyncInterval    = 5 * time.Second
+	DefaultResyncInterval    = 30 * time.Second
 	DefaultOpTimeout         = 2 * time.Second
 	// MinIdleTTL is the idle TTL floor when IdleTTL is zero.
 	MinIdleTTL = 24 * time.Hour

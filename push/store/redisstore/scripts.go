@@ -115,15 +115,18 @@ local function last_generated()
   return 0
 end
 
-local m = redis.call('HMGET', meta, 'e', 'o', 'r', 'a')
+local m = redis.call('HMGET', meta, 'e', 'o', 'r', 'a', 's')
 local epoch, off, nextage = m[1], tonumber(m[2]) or 0, tonumber(m[4]) or 0
+local start = tonumber(m[5]) or 1
 if not epoch then
   -- New stream, or meta lost while the stream survived: new lineage, and
   -- offsets continue above the stream's last id so XADD ids keep growing.
   epoch = ARGV[1]
   off = last_generated()
   nextage = 0
+  start = off + 1
 else
+  if m[3] ~= gen then start = off + 1 end -- a new lineage begins here
   epoch = effective_epoch(epoch, m[3], gen)
 end
 
@@ -203,7 +206,7 @@ if wrote then
       nextage = now + gran
     end
   end
-  redis.call('HSET', meta, 'e', epoch, 'o', fmt(off), 'r', gen, 'a', fmt(nextage))
+  redis.call('HSET', meta, 'e', epoch, 'o', fmt(off), 'r', gen, 'a', fmt(nextage), 's', fmt(start))
   if idle > 0 then
     redis.call('PEXPIRE', stream, ARGV[6])
     redis.call('PEXPIRE', meta, ARGV[6])
@@ -225,10 +228,14 @@ return out
 var readScript = redis.NewScript("#!lua flags=no-writes\n" + luaCommon + `
 local stream, meta = KEYS[1], KEYS[2]
 local after, limit, maxage = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local m = redis.call('HMGET', meta, 'e', 'o', 'r')
-if not m[1] then return {'', 0, 0, 0, {}} end
-local epoch = effective_epoch(m[1], m[3], replid())
+local m = redis.call('HMGET', meta, 'e', 'o', 'r', 's')
+if not m[1] then return {'', 0, 0, 0, {}, 0} end
+local gen = replid()
+local epoch = effective_epoch(m[1], m[3], gen)
 local last = tonumber(m[2]) or 0
+-- The epoch start the next append will persist when the lineage changed.
+local start = tonumber(m[4]) or 1
+if m[3] ~= gen then start = last + 1 end
 local first, len = 0, 0
 local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
 if #head > 0 then
@@ -249,5 +256,5 @@ local entries = {}
 if limit > 0 and len > 0 then
   entries = redis.call('XRANGE', stream, fmt(math.max(after + 1, first)) .. '-0', '+', 'COUNT', limit)
 end
-return {epoch, first, last, len, entries}
+return {epoch, first, last, len, entries, start}
 `)
