@@ -46,32 +46,20 @@ type Hello struct {
 	Cursor  string   `json:"cursor"`
 }
 
-// Reset is the data of a herald.reset event: the server could not deliver
-// some events of one stream (Topic, Origin), for the Reason given (history
-// trimmed, history lost after a store failover, …). LostFrom and LostTo are
-// the offsets bounding the loss as the server reports them; 0 when absent.
-type Reset struct {
-	Topic    string
-	Origin   string
-	Reason   string
-	LostFrom uint64
-	LostTo   uint64
-}
-
-// UnmarshalJSON accepts the offsets as JSON numbers or decimal strings.
-func (r *Reset) UnmarshalJSON(b []byte) error {
-	var aux struct {
-		Topic    string   `json:"topic"`
-		Origin   string   `json:"origin"`
-		Reason   string   `json:"reason"`
-		LostFrom flexUint `json:"lost_from"`
-		LostTo   flexUint `json:"lost_to"`
-	}
-	if err := json.Unmarshal(b, &aux); err != nil {
-		return err
-	}
-	*r = Reset{aux.Topic, aux.Origin, aux.Reason, uint64(aux.LostFrom), uint64(aux.LostTo)}
-	return nil
+// StreamReset names one stream whose history the client cannot get, as
+// carried by a herald.reset event (which may name several streams).
+type StreamReset struct {
+	Topic  string `json:"topic"`
+	Origin string `json:"origin"`
+	// Reason: trimmed, epoch_changed, ahead or foreign_cursor.
+	Reason string `json:"reason"`
+	// LostFrom..LostTo is the offset range lost (LostTo 0: unknown bound).
+	LostFrom uint64 `json:"lost_from"`
+	LostTo   uint64 `json:"lost_to"`
+	// Epoch is the stream's current epoch and ContinueFrom the first offset
+	// of it the stream delivers next.
+	Epoch        string `json:"epoch"`
+	ContinueFrom uint64 `json:"continue_from"`
 }
 
 // ParseHello decodes a herald.hello event.
@@ -86,16 +74,18 @@ func ParseHello(e Event) (Hello, error) {
 	return h, nil
 }
 
-// ParseReset decodes a herald.reset event.
-func ParseReset(e Event) (Reset, error) {
-	var r Reset
+// ParseReset decodes a herald.reset event: every stream it names.
+func ParseReset(e Event) ([]StreamReset, error) {
 	if e.Type != EventReset {
-		return r, fmt.Errorf("client: event type %q is not %s", e.Type, EventReset)
+		return nil, fmt.Errorf("client: event type %q is not %s", e.Type, EventReset)
 	}
-	if err := json.Unmarshal([]byte(e.Data), &r); err != nil {
-		return r, fmt.Errorf("client: decode %s: %w", EventReset, err)
+	var body struct {
+		Streams []StreamReset `json:"streams"`
 	}
-	return r, nil
+	if err := json.Unmarshal([]byte(e.Data), &body); err != nil {
+		return nil, fmt.Errorf("client: decode %s: %w", EventReset, err)
+	}
+	return body.Streams, nil
 }
 
 // flexUint is a uint64 that decodes from a JSON number or a decimal string

@@ -148,14 +148,15 @@ func TestStreamControlEvents(t *testing.T) {
 }
 
 func TestParseReset(t *testing.T) {
-	for _, data := range []string{
-		`{"topic":"a","origin":"eu","reason":"trimmed","lost_from":3,"lost_to":9}`,
-		`{"topic":"a","origin":"eu","reason":"trimmed","lost_from":"3","lost_to":"9"}`,
-	} {
-		r, err := ParseReset(Event{Type: EventReset, Data: data})
-		if err != nil || r != (Reset{Topic: "a", Origin: "eu", Reason: "trimmed", LostFrom: 3, LostTo: 9}) {
-			t.Fatalf("ParseReset(%s) = %+v, %v", data, r, err)
-		}
+	data := `{"streams":[{"topic":"a","origin":"eu","reason":"trimmed","lost_from":3,"lost_to":9,"epoch":"e2","continue_from":12},` +
+		`{"topic":"b","origin":"eu","reason":"epoch_changed","lost_from":5,"lost_to":0,"epoch":"f","continue_from":4}]}`
+	rs, err := ParseReset(Event{Type: EventReset, Data: data})
+	want := []StreamReset{
+		{Topic: "a", Origin: "eu", Reason: "trimmed", LostFrom: 3, LostTo: 9, Epoch: "e2", ContinueFrom: 12},
+		{Topic: "b", Origin: "eu", Reason: "epoch_changed", LostFrom: 5, Epoch: "f", ContinueFrom: 4},
+	}
+	if err != nil || len(rs) != 2 || rs[0] != want[0] || rs[1] != want[1] {
+		t.Fatalf("ParseReset = %+v, %v", rs, err)
 	}
 	if _, err := ParseReset(Event{Type: "update", Data: "{}"}); err == nil {
 		t.Fatal("ParseReset accepted a user event")
