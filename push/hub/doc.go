@@ -7,10 +7,13 @@
 //
 // Guarantees:
 //   - Per stream, events reach each subscriber queue in offset order, without
-//     duplicates. The hub tracks the last offset it dispatched per stream; a
-//     jump (an announcement was lost) is filled from the store before the
-//     later event is dispatched, and Resync (store reconnect, periodic
-//     backstop) compares positions with the store and fills what is missing.
+//     duplicates. The hub tracks the last offset it dispatched per stream. A
+//     jump (an announcement was lost) is dispatched as is and a resync is
+//     scheduled: Deliver runs on the store's announcing goroutine and must
+//     never call back into the store, so each subscriber fills the jump from
+//     its own position. Resync (store reconnect, periodic backstop, jumps)
+//     runs on the hub's goroutine, compares positions with the store and
+//     dispatches what the hub missed.
 //   - Fan-out never blocks: a subscriber whose queue is full (events or bytes)
 //     is cut off with ReasonSlow; its connection ends and the client resumes
 //     from its cursor. The publisher and the other subscribers never wait.

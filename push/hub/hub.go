@@ -20,10 +20,10 @@ type Config struct {
 	Store push.Store
 	// Shards is the number of topic shards; zero means 64.
 	Shards int
-	// FillTimeout bounds one gap-fill read; zero means 2s.
+	// FillTimeout bounds one resync read; zero means 2s.
 	FillTimeout time.Duration
-	// FillLimit caps the events read to fill one gap; a larger gap is left to
-	// the subscribers (each fills from its own position). Zero means 10000.
+	// FillLimit caps the events one resync reads per stream; a larger gap is
+	// left to the subscribers (each fills from its own position). Zero means 10000.
 	FillLimit int
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
@@ -33,7 +33,8 @@ type Config struct {
 type Stats struct {
 	Dispatched  uint64 // deliveries enqueued on subscriber queues
 	SlowCutoffs uint64 // subscribers cut off because their queue overflowed
-	GapsFilled  uint64 // events read from the store to fill announcement gaps
+	GapsFilled  uint64 // events read from the store by resyncs to fill announcement gaps
+	Gaps        uint64 // announcement jumps seen by Deliver (left to subscribers, then resynced)
 	Duplicates  uint64 // announcements dropped as already dispatched
 	Resyncs     uint64 // resync passes run
 }
@@ -53,7 +54,7 @@ type Hub struct {
 	once   sync.Once
 	closed atomic.Bool
 
-	dispatched, slow, filled, dups, resyncs atomic.Uint64
+	dispatched, slow, filled, gaps, dups, resyncs atomic.Uint64
 }
 
 type shard struct {
@@ -122,6 +123,7 @@ func (h *Hub) Stats() Stats {
 		Dispatched:  h.dispatched.Load(),
 		SlowCutoffs: h.slow.Load(),
 		GapsFilled:  h.filled.Load(),
+		Gaps:        h.gaps.Load(),
 		Duplicates:  h.dups.Load(),
 		Resyncs:     h.resyncs.Load(),
 	}
@@ -134,6 +136,9 @@ func (h *Hub) Stats() Stats {
 func (h *Hub) Subscribe(ctx context.Context, sub *Subscriber) error {
 	if h.closed.Load() {
 		return push.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	for i, t := range sub.topics {
 		if err := h.subscribeTopic(ctx, sub, t); err != nil {
@@ -167,7 +172,9 @@ func (h *Hub) subscribeTopic(ctx context.Context, sub *Subscriber, topic string)
 	select {
 	case <-ts.ready:
 	case <-ctx.Done():
-		return ctx.Err()
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	return ts.err
 }
@@ -240,21 +247,17 @@ func (h *Hub) Deliver(ev *push.Event) {
 		return
 	}
 	last, seen := ts.last[ev.Origin]
-	if seen && last.Epoch == ev.Epoch && ev.Offset > last.Offset+1 {
-		sh.mu.Unlock()
-		fill := h.read(ev.Topic, last.Offset, ev.Offset-1)
-		sh.mu.Lock()
-		if ts = sh.topics[ev.Topic]; ts == nil {
-			sh.mu.Unlock()
-			return
-		}
-		for i := range fill {
-			h.filled.Add(1)
-			h.dispatchLocked(ts, &fill[i])
-		}
-	}
+	gap := seen && last.Epoch == ev.Epoch && ev.Offset > last.Offset+1
 	h.dispatchLocked(ts, ev)
 	sh.mu.Unlock()
+	if gap {
+		// Announcements were lost. Deliver runs on the store's announcing
+		// goroutine and must not block (memstore even holds the topic's
+		// lock), so it does not read the store: each subscriber fills the
+		// jump from its own position, and a resync re-aligns the hub.
+		h.gaps.Add(1)
+		h.Resync()
+	}
 }
 
 // dispatchLocked enqueues ev on every subscriber of ts unless it was already
@@ -268,11 +271,14 @@ func (h *Hub) dispatchLocked(ts *topicState, ev *push.Event) {
 	ts.last[ev.Origin] = push.Position{Epoch: ev.Epoch, Offset: ev.Offset}
 	d := &Delivery{Event: ev, Body: sse.AppendBody(nil, ev.Type, ev.Data)}
 	for s := range ts.subs {
-		if s.enqueue(d) {
+		switch s.enqueue(d) {
+		case enqueued:
 			h.dispatched.Add(1)
-		} else if s.Reason() == ReasonSlow {
+		case cutOff:
 			h.slow.Add(1)
 			delete(ts.subs, s) // its connection unsubscribes the other topics
+		case wasClosed:
+			delete(ts.subs, s)
 		}
 	}
 }

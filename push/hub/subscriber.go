@@ -122,18 +122,27 @@ func (s *Subscriber) closeLocked(r Reason) {
 	close(s.done)
 }
 
-// enqueue adds d without blocking; it reports false when the subscriber was
-// cut off (now or before).
-func (s *Subscriber) enqueue(d *Delivery) bool {
+// enqueueResult is what enqueue did.
+type enqueueResult int
+
+const (
+	enqueued  enqueueResult = iota
+	cutOff                  // the queue overflowed: closed now with ReasonSlow
+	wasClosed               // already closed before
+)
+
+// enqueue adds d without blocking, or cuts the subscriber off when its queue
+// is full.
+func (s *Subscriber) enqueue(d *Delivery) enqueueResult {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return false
+		return wasClosed
 	}
 	if len(s.queue)+1 > s.limits.MaxEvents || s.bytes+len(d.Body) > s.limits.MaxBytes {
 		s.closeLocked(ReasonSlow)
 		s.mu.Unlock()
-		return false
+		return cutOff
 	}
 	s.queue = append(s.queue, d)
 	s.bytes += len(d.Body)
@@ -142,5 +151,5 @@ func (s *Subscriber) enqueue(d *Delivery) bool {
 	case s.ready <- struct{}{}:
 	default:
 	}
-	return true
+	return enqueued
 }

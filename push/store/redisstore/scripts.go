@@ -88,7 +88,7 @@ end
 
 // appendScript appends all drafts of one Append call.
 //
-//	KEYS[1] stream, KEYS[2] meta, KEYS[3..] idempotency keys
+//	KEYS[1] stream, KEYS[2] meta, KEYS[3] this call's result record, KEYS[4..] idempotency keys
 //	ARGV[1] fresh random epoch (used only when the meta hash is missing)
 //	ARGV[2] notification channel
 //	ARGV[3] MaxLen (0: none)       ARGV[4] "1" for approximate MAXLEN
@@ -102,7 +102,9 @@ end
 // The shebang makes Redis 7 reject the whole script up front (never half-way)
 // when it is out of memory or is asked to run on a replica.
 var appendScript = redis.NewScript("#!lua\n" + luaCommon + `
-local stream, meta = KEYS[1], KEYS[2]
+local stream, meta, call = KEYS[1], KEYS[2], KEYS[3]
+local prior = redis.call('GET', call)
+if prior then return cjson.decode(prior) end -- a retried call: answer, write nothing
 local gen = replid()
 local now = now_ms()
 
@@ -212,6 +214,7 @@ if wrote then
     redis.call('PEXPIRE', meta, ARGV[6])
   end
 end
+redis.call('SET', call, cjson.encode(out), 'PX', 30000)
 return out
 `)
 

@@ -108,8 +108,12 @@ func (s *Store) Append(ctx context.Context, topic string, drafts []push.Draft) (
 	}
 	ret := s.cfg.Retention.For(topic)
 	tag := s.tag(topic)
-	keys := make([]string, 2, 2+len(drafts))
-	keys[0], keys[1] = tag+"s", tag+"m"
+	// KEYS[3] names this call: the script records its result there, so a
+	// call the driver retries after losing the reply (go-redis retries
+	// network errors, ClusterClient even across nodes) returns the recorded
+	// result instead of appending the drafts a second time.
+	keys := make([]string, 3, 3+len(drafts))
+	keys[0], keys[1], keys[2] = tag+"s", tag+"m", tag+"c:"+storeutil.NewEpoch()+storeutil.NewEpoch()
 	approx := "0"
 	if ret.MaxLen >= ExactTrimBelow {
 		approx = "1"

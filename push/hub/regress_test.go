@@ -1,0 +1,95 @@
+package hub_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/hub"
+	"github.com/heraldpush/herald/push/store/memstore"
+)
+
+// Regression tests for defects found by review and fixed; each comment says
+// what used to go wrong.
+
+// Subscribe used to return nil about half the time with an already-cancelled
+// context (the select between ready and ctx.Done picked at random).
+func TestSubscribeWithCancelledContextFails(t *testing.T) {
+
+	store := newSpyStore(t, memstore.Config{})
+	h := newHub(t, store, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	succeeded := 0
+	for range 100 {
+		sub := hub.NewSubscriber([]string{"cancelled"}, hub.Limits{})
+		if err := h.Subscribe(ctx, sub); err == nil {
+			succeeded++
+			h.Unsubscribe(sub)
+		}
+	}
+	if succeeded > 0 {
+		t.Fatalf("%d of 100 Subscribe calls with a cancelled context returned nil", succeeded)
+	}
+}
+
+// A subscriber cut off as slow stays registered on its other topics until its
+// connection unsubscribes; SlowCutoffs used to count it again on each.
+func TestSlowCutoffCountedOnce(t *testing.T) {
+
+	store := newSpyStore(t, memstore.Config{})
+	h := newHub(t, store, 0)
+	slow := mustSubscribe(t, h, []string{"a", "b", "c"}, hub.Limits{MaxEvents: 1})
+	mustAppend(t, store, "a", "1", "2") // the second one overflows: cut off
+	if slow.Reason() != hub.ReasonSlow {
+		t.Fatalf("reason %q", slow.Reason())
+	}
+	mustAppend(t, store, "b", "1")
+	mustAppend(t, store, "c", "1")
+	if n := h.Stats().SlowCutoffs; n != 1 {
+		t.Fatalf("one slow subscriber counted %d times", n)
+	}
+}
+
+// Deliver used to fill gaps with store.Read. memstore announces
+// synchronously under the topic's lock (memstore/store.go Append → announce),
+// and its doc forbids sinks to call back into the store, so Read blocks on
+// the lock its own goroutine holds. memstore itself produces such a gap when
+// retention trims part of a batch before announcing it (announce skips
+// events already trimmed): with MaxLen 1, a batch of two appended to a topic
+// the hub has seen deadlocks the appending goroutine, the topic, its watch
+// shard and hub.Close (reachable over HTTP: retention max_len 1 and a
+// POST /v1/events with two events for one subscribed topic). Deliver no
+// longer reads the store.
+func TestBatchLongerThanRetentionDoesNotDeadlock(t *testing.T) {
+
+	// Nothing is closed: after the deadlock Close would block too.
+	store := memstore.New(memstore.Config{Retention: push.RetentionPolicy{Default: push.Retention{MaxLen: 1}}})
+	h, err := hub.New(hub.Config{Store: store, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := hub.NewSubscriber([]string{"latest"}, hub.Limits{})
+	if err := h.Subscribe(context.Background(), sub); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx := context.Background()
+		if _, err := store.Append(ctx, "latest", []push.Draft{{Type: "v", Data: []byte("1")}}); err != nil {
+			done <- err
+			return
+		}
+		_, err := store.Append(ctx, "latest", []push.Draft{{Type: "v", Data: []byte("2")}, {Type: "v", Data: []byte("3")}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Append of a batch longer than MaxLen did not return within 5s: deadlock (the appending goroutine is leaked)")
+	}
+}

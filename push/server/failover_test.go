@@ -1,0 +1,1275 @@
+package server_test
+
+// Failure-injection tests over real redis-server processes: a Sentinel
+// failover, an RDB rollback, a Redis Cluster, and a full Redis outage. Every
+// test counts events end to end: each acknowledged publish must reach every
+// subscriber of its topic exactly once, or fall inside a range that a
+// herald.reset received by that subscriber names as lost. Nothing else is
+// acceptable: no silent gap, no duplicate, no reordering.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/redistest"
+	"github.com/heraldpush/herald/push/server"
+	"github.com/heraldpush/herald/push/sse"
+	"github.com/heraldpush/herald/push/store/redisstore"
+)
+
+// newRedisStoreAt returns a store over any Redis URL (single node,
+// redis+sentinel://, redis+cluster://), with a fresh key prefix.
+func newRedisStoreAt(t testing.TB, rawURL string) push.Store {
+	t.Helper()
+	opts, err := redisstore.ParseURL(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := redisstore.New(redisstore.Config{
+		Options:   opts,
+		Origin:    "local",
+		KeyPrefix: fmt.Sprintf("f%d", prefixSeq.Add(1)),
+		Logger:    debugLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// debugLogger shows the store's listener warnings (reconnects, resyncs)
+// when HERALD_FAILOVER_DEBUG is set; otherwise it discards.
+func debugLogger() *slog.Logger {
+	if os.Getenv("HERALD_FAILOVER_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return quietLogger()
+}
+
+// ---------------------------------------------------------------------------
+// Publisher side: every attempt is recorded as acknowledged or failed.
+
+// ack is one publish the server acknowledged with 201.
+type ack struct {
+	Topic, Epoch, Data string
+	Offset             uint64
+	Seq                int
+}
+
+// ledger records every publish attempt of a test.
+type ledger struct {
+	mu         sync.Mutex
+	acks       []ack
+	byData     map[string]int    // data -> index in acks
+	failed     map[string]string // data -> why (503 unavailable / transport error)
+	unexpected []string          // statuses other than 201 and a clean 503
+	n503       int
+	nTransport int
+}
+
+func newLedger() *ledger {
+	return &ledger{byData: map[string]int{}, failed: map[string]string{}}
+}
+
+func (l *ledger) snapshot() []ack {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.acks)
+}
+
+func (l *ledger) ackCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acks)
+}
+
+func (l *ledger) counts() (acked, n503, transport int, unexpected []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acks), l.n503, l.nTransport, slices.Clone(l.unexpected)
+}
+
+// pubOutcome is one publish attempt as the HTTP client saw it.
+type pubOutcome struct {
+	Status     int
+	Result     publishResult
+	Code       string // error code of a JSON error body
+	RetryAfter string
+	Body       string
+	Err        error // transport error
+	Elapsed    time.Duration
+}
+
+// tryPublish posts one event without failing the test: the caller judges.
+func tryPublish(ctx context.Context, hc *http.Client, base, topic, data string) pubOutcome {
+	start := time.Now()
+	body, _ := json.Marshal(map[string]any{"data": data})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/topics/"+topic+"/events", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return pubOutcome{Err: err, Elapsed: time.Since(start)}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	out := pubOutcome{Status: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After"), Body: string(b), Elapsed: time.Since(start)}
+	if resp.StatusCode == http.StatusCreated {
+		if err := json.Unmarshal(b, &out.Result); err != nil {
+			out.Err = fmt.Errorf("201 with undecodable body %q: %w", b, err)
+		}
+		return out
+	}
+	var eb struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if json.Unmarshal(b, &eb) == nil {
+		out.Code = eb.Error.Code
+	}
+	return out
+}
+
+// cleanUnavailable reports whether o is the documented outage answer: 503,
+// JSON code "unavailable", and a positive integer Retry-After.
+func (o pubOutcome) cleanUnavailable() bool {
+	ra, err := strconv.Atoi(o.RetryAfter)
+	return o.Status == http.StatusServiceUnavailable && o.Code == server.CodeUnavailable && err == nil && ra >= 1
+}
+
+// publishRecorded publishes data to topic and records the outcome.
+func (l *ledger) publishRecorded(ctx context.Context, hc *http.Client, base, topic string, seq int) pubOutcome {
+	data := fmt.Sprintf("%s|%d", topic, seq)
+	o := tryPublish(ctx, hc, base, topic, data)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case o.Err == nil && o.Status == http.StatusCreated:
+		if o.Result.Topic != topic || o.Result.Epoch == "" || o.Result.Offset == 0 || o.Result.Duplicate {
+			l.unexpected = append(l.unexpected, fmt.Sprintf("publish %s: malformed 201 result %+v", data, o.Result))
+			return o
+		}
+		l.byData[data] = len(l.acks)
+		l.acks = append(l.acks, ack{Topic: topic, Epoch: o.Result.Epoch, Data: data, Offset: o.Result.Offset, Seq: seq})
+	case o.Err != nil:
+		if ctx.Err() == nil {
+			l.nTransport++
+		}
+		l.failed[data] = "transport: " + o.Err.Error()
+	case o.cleanUnavailable():
+		l.n503++
+		l.failed[data] = "503 unavailable"
+	default:
+		l.failed[data] = fmt.Sprintf("status %d", o.Status)
+		l.unexpected = append(l.unexpected, fmt.Sprintf("publish %s: status %d Retry-After %q body %s", data, o.Status, o.RetryAfter, o.Body))
+	}
+	return o
+}
+
+// ---------------------------------------------------------------------------
+// Subscriber side: a reconnecting SSE reader that records everything.
+
+// recvItem is one thing a subscriber received, in arrival order: an event,
+// a herald.reset, or an id-bearing herald.hello.
+type recvItem struct {
+	Reset  *recvReset
+	Hello  map[string]uint64 // cursor offsets of an id-bearing hello
+	Topic  string            // event's topic (from its data "topic|seq")
+	Seq    int
+	Data   string
+	Offset uint64 // the event's offset, decoded from its cursor id
+	Conn   int    // connection number (1-based)
+}
+
+type recvReset struct {
+	Streams []server.StreamReset
+	After   map[string]uint64 // cursor offsets carried by the reset's id
+}
+
+// liveSub is a subscriber that resumes with Last-Event-ID on every end of
+// stream (as EventSource does), quickly (the test is the client, and it
+// picks its own reconnect delay).
+type liveSub struct {
+	name   string
+	topics []string
+	base   string
+	hc     *http.Client
+	ready  chan struct{} // closed at the first herald.hello
+
+	mu       sync.Mutex
+	drop     context.CancelFunc // ends the current connection
+	lastID   string
+	items    []recvItem
+	connects int      // connections that got a herald.hello
+	sheds    int      // 200 responses that closed before a hello
+	dialErrs int      // transport errors on connect
+	errs     []string // protocol violations
+}
+
+func newLiveSub(name, base string, hc *http.Client, topics ...string) *liveSub {
+	return &liveSub{name: name, topics: topics, base: base, hc: hc, ready: make(chan struct{})}
+}
+
+func (s *liveSub) fail(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.errs) < 20 {
+		s.errs = append(s.errs, fmt.Sprintf(format, args...))
+	}
+}
+
+// run reads and reconnects until ctx ends.
+func (s *liveSub) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		s.connectOnce(ctx)
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// cut ends the current connection, as a network drop would; run resumes.
+func (s *liveSub) cut() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.drop != nil {
+		s.drop()
+	}
+}
+
+func (s *liveSub) connectOnce(parent context.Context) {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	q := url.Values{"topic": s.topics}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/v1/stream?"+q.Encode(), nil)
+	s.mu.Lock()
+	last := s.lastID
+	s.drop = cancel
+	s.mu.Unlock()
+	if last != "" {
+		req.Header.Set("Last-Event-ID", last)
+	}
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.mu.Lock()
+			s.dialErrs++
+			s.mu.Unlock()
+		}
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		s.fail("stream answered %d %s (a browser EventSource would give up for good)", resp.StatusCode, b)
+		return
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		s.fail("stream Content-Type %q", ct)
+		return
+	}
+	dec := sse.NewDecoder(bufio.NewReader(resp.Body))
+	conn := 0
+	prev := map[string]uint64(nil)
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			if conn == 0 && ctx.Err() == nil {
+				s.mu.Lock()
+				s.sheds++
+				s.mu.Unlock()
+			}
+			return
+		}
+		switch ev.Type {
+		case server.EventHello:
+			s.mu.Lock()
+			s.connects++
+			conn = s.connects
+			if ev.ID != "" {
+				if last != "" && ev.ID != last {
+					s.errs = append(s.errs, fmt.Sprintf("hello id %q on resume, want our cursor %q", ev.ID, last))
+				}
+				s.lastID = ev.ID
+			}
+			s.mu.Unlock()
+			if conn == 1 {
+				close(s.ready)
+			}
+			if ev.ID != "" {
+				if prev = s.decode(ev.ID); prev == nil {
+					s.fail("hello id %q is not a cursor of %v", ev.ID, s.topics)
+					return
+				}
+				s.mu.Lock()
+				s.items = append(s.items, recvItem{Hello: prev, Conn: conn})
+				s.mu.Unlock()
+			}
+		case server.EventReset:
+			var rd resetEvent
+			if err := json.Unmarshal([]byte(ev.Data), &rd); err != nil || ev.ID == "" {
+				s.fail("bad reset %+v: %v", ev, err)
+				return
+			}
+			after := s.decode(ev.ID)
+			if after == nil {
+				s.fail("reset id %q is not a cursor of %v", ev.ID, s.topics)
+				return
+			}
+			s.mu.Lock()
+			s.items = append(s.items, recvItem{Reset: &recvReset{Streams: rd.Streams, After: after}, Conn: conn})
+			s.lastID = ev.ID
+			s.mu.Unlock()
+			prev = after
+		default:
+			cur := s.decode(ev.ID)
+			topic, seqStr, ok := strings.Cut(ev.Data, "|")
+			seq, err := strconv.Atoi(seqStr)
+			if cur == nil || !ok || err != nil || !slices.Contains(s.topics, topic) {
+				s.fail("undecodable event %+v", ev)
+				return
+			}
+			// Exactly the event's topic must advance the cursor.
+			for tp, off := range cur {
+				if tp != topic && prev != nil && off != prev[tp] {
+					s.fail("event %q moved the cursor of %s (%d -> %d)", ev.Data, tp, prev[tp], off)
+				}
+			}
+			s.mu.Lock()
+			s.items = append(s.items, recvItem{Topic: topic, Seq: seq, Data: ev.Data, Offset: cur[topic], Conn: conn})
+			s.lastID = ev.ID
+			s.mu.Unlock()
+			prev = cur
+		}
+	}
+}
+
+// decode returns the per-topic offsets of a cursor id, or nil.
+func (s *liveSub) decode(id string) map[string]uint64 {
+	p, err := push.ParseCursor(id, s.topics, []string{"local"})
+	if err != nil {
+		return nil
+	}
+	out := make(map[string]uint64, p.Len())
+	for i := range p.Len() {
+		out[p.Key(i).Topic] = p.Offset(i)
+	}
+	return out
+}
+
+func (s *liveSub) snapshot() []recvItem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.items)
+}
+
+// ---------------------------------------------------------------------------
+// The delivery check.
+
+// deliveryReport is one subscriber's account against the ledger.
+type deliveryReport struct {
+	delivered     int // events received that were acknowledged
+	unackedSeen   int // events received whose publish failed (ambiguous failure: allowed once)
+	covered       int // acknowledged events not received but named by a reset
+	resets        int
+	silent        []string // acknowledged, not received, not named by any reset
+	newEpochSkips []string // subset of silent: acked in the epoch a reset moved the subscriber to
+	problems      []string // duplicates, phantoms, offset mismatches, reordering
+}
+
+// coveredBy reports whether a reset the subscriber received names a as lost.
+// epoch_changed covers offsets >= lost_from (up to lost_to when set) of an
+// epoch other than the one the reset moves to; trimmed and ahead cover their
+// range in the current epoch.
+func coveredBy(a ack, items []recvItem) bool {
+	for _, it := range items {
+		if it.Reset == nil {
+			continue
+		}
+		for _, sr := range it.Reset.Streams {
+			if sr.Topic != a.Topic || a.Offset < sr.LostFrom || (sr.LostTo != 0 && a.Offset > sr.LostTo) {
+				continue
+			}
+			switch sr.Reason {
+			case server.ResetEpochChanged:
+				if a.Epoch != sr.Epoch {
+					return true
+				}
+			case server.ResetTrimmed, server.ResetAhead:
+				if a.Epoch == sr.Epoch {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// inResetEpoch reports whether a reset moved this subscriber into a's epoch:
+// a was acknowledged in the lineage the subscriber was told to continue in.
+func inResetEpoch(a ack, items []recvItem) bool {
+	for _, it := range items {
+		if it.Reset == nil {
+			continue
+		}
+		for _, sr := range it.Reset.Streams {
+			if sr.Topic == a.Topic && sr.Epoch == a.Epoch {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pending counts the acknowledged events of s's topics that s has neither
+// received nor been told it lost.
+func (s *liveSub) pending(acks []ack) int {
+	items := s.snapshot()
+	got := make(map[string]bool, len(items))
+	for _, it := range items {
+		if it.Reset == nil && it.Hello == nil {
+			got[it.Data] = true
+		}
+	}
+	n := 0
+	for _, a := range acks {
+		if slices.Contains(s.topics, a.Topic) && !got[a.Data] && !coveredBy(a, items) {
+			n++
+		}
+	}
+	return n
+}
+
+// check compares s's receipts with the ledger.
+func (s *liveSub) check(l *ledger) deliveryReport {
+	var r deliveryReport
+	items := s.snapshot()
+	l.mu.Lock()
+	acks := slices.Clone(l.acks)
+	byData := make(map[string]int, len(l.byData))
+	for k, v := range l.byData {
+		byData[k] = v
+	}
+	failed := make(map[string]string, len(l.failed))
+	for k, v := range l.failed {
+		failed[k] = v
+	}
+	l.mu.Unlock()
+
+	seen := map[string]int{}
+	lastSeq := map[string]int{}
+	// lastOff is the subscriber's position per topic as the server stated
+	// it (hello id, reset id, event id). Between resets every event must be
+	// the next offset: per stream, history has no holes.
+	lastOff := map[string]uint64{}
+	for _, it := range items {
+		if it.Hello != nil {
+			maps.Copy(lastOff, it.Hello)
+			continue
+		}
+		if it.Reset != nil {
+			r.resets++
+			for _, sr := range it.Reset.Streams {
+				if sr.Reason != server.ResetEpochChanged {
+					r.problems = append(r.problems, fmt.Sprintf("unexpected reset reason %q for %s", sr.Reason, sr.Topic))
+				}
+				// The reset's id is documented as the cursor after the reset,
+				// and continue_from as the next offset the client receives.
+				lastOff[sr.Topic] = it.Reset.After[sr.Topic]
+				if sr.ContinueFrom != it.Reset.After[sr.Topic]+1 {
+					r.problems = append(r.problems, fmt.Sprintf("reset of %s says continue_from %d but its id puts the cursor at %d",
+						sr.Topic, sr.ContinueFrom, it.Reset.After[sr.Topic]))
+				}
+			}
+			continue
+		}
+		seen[it.Data]++
+		if seen[it.Data] == 2 {
+			r.problems = append(r.problems, fmt.Sprintf("duplicate %q (conn %d)", it.Data, it.Conn))
+		}
+		if prev, ok := lastSeq[it.Topic]; ok && it.Seq <= prev {
+			r.problems = append(r.problems, fmt.Sprintf("reordered on %s: seq %d after %d", it.Topic, it.Seq, prev))
+		}
+		lastSeq[it.Topic] = it.Seq
+		if prev, ok := lastOff[it.Topic]; ok && it.Offset != prev+1 {
+			what := "gap"
+			if it.Offset <= prev {
+				what = "offset went back"
+			}
+			r.problems = append(r.problems, fmt.Sprintf("%s on %s: %q at offset %d follows position %d (as stated by the previous hello, reset or event id; conn %d)",
+				what, it.Topic, it.Data, it.Offset, prev, it.Conn))
+		}
+		lastOff[it.Topic] = it.Offset
+		if i, ok := byData[it.Data]; ok {
+			r.delivered++
+			if a := acks[i]; a.Offset != it.Offset {
+				r.problems = append(r.problems, fmt.Sprintf("%q acknowledged at offset %d, delivered at %d", it.Data, a.Offset, it.Offset))
+			}
+		} else if _, ok := failed[it.Data]; ok {
+			r.unackedSeen++
+		} else {
+			r.problems = append(r.problems, fmt.Sprintf("phantom event %q: never published", it.Data))
+		}
+	}
+	for _, a := range acks {
+		if !slices.Contains(s.topics, a.Topic) || seen[a.Data] > 0 {
+			continue
+		}
+		if coveredBy(a, items) {
+			r.covered++
+			continue
+		}
+		desc := fmt.Sprintf("%s (epoch %s offset %d)", a.Data, a.Epoch, a.Offset)
+		r.silent = append(r.silent, desc)
+		if inResetEpoch(a, items) {
+			r.newEpochSkips = append(r.newEpochSkips, desc)
+		}
+	}
+	return r
+}
+
+// assertDelivery checks every subscriber and fails the test on any silent
+// loss, duplicate, reordering or protocol error. It returns the totals.
+func assertDelivery(t *testing.T, subs []*liveSub, l *ledger) (delivered, covered, resets int) {
+	t.Helper()
+	for _, s := range subs {
+		r := s.check(l)
+		s.mu.Lock()
+		errs, connects, sheds, dialErrs := slices.Clone(s.errs), s.connects, s.sheds, s.dialErrs
+		s.mu.Unlock()
+		for _, e := range errs {
+			t.Errorf("%s %v: %s", s.name, s.topics, e)
+		}
+		for _, p := range head(r.problems, 10) {
+			t.Errorf("%s %v: %s", s.name, s.topics, p)
+		}
+		if len(r.silent) > 0 {
+			t.Errorf("%s %v: SILENT LOSS of %d acknowledged events (not received, not named by any herald.reset); first: %v",
+				s.name, s.topics, len(r.silent), head(r.silent, 5))
+		}
+		if len(r.newEpochSkips) > 0 {
+			t.Errorf("%s %v: %d of them were acknowledged in the NEW epoch (the one a reset moved the subscriber to) and are in Redis, yet were skipped; first: %v",
+				s.name, s.topics, len(r.newEpochSkips), head(r.newEpochSkips, 5))
+		}
+		t.Logf("%s %v: delivered %d, covered by resets %d, unacknowledged-but-delivered %d, resets %d, connections %d, sheds %d, dial errors %d",
+			s.name, s.topics, r.delivered, r.covered, r.unackedSeen, r.resets, connects, sheds, dialErrs)
+		delivered += r.delivered
+		covered += r.covered
+		resets += r.resets
+	}
+	return delivered, covered, resets
+}
+
+func head(s []string, n int) []string { return s[:min(len(s), n)] }
+
+// nodeReady reports whether the node's /readyz answers 200 (store reachable).
+func nodeReady(n *testNode) bool {
+	resp, err := http.Get(n.URL + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// startSubs runs subs until the test ends and waits for their first hello.
+func startSubs(t *testing.T, subs []*liveSub) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, s := range subs {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.run(ctx) }()
+	}
+	stop = func() { cancel(); wg.Wait() }
+	t.Cleanup(stop)
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for _, s := range subs {
+		select {
+		case <-s.ready:
+		case <-deadline.C:
+			t.Fatalf("%s did not get its herald.hello", s.name)
+		}
+	}
+	return stop
+}
+
+// awaitDelivery polls until no subscriber has pending events.
+func awaitDelivery(subs []*liveSub, l *ledger, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		acks := l.snapshot()
+		done := true
+		for _, s := range subs {
+			if s.pending(acks) > 0 {
+				done = false
+				break
+			}
+		}
+		if done {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func streamClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+}
+
+// ---------------------------------------------------------------------------
+// 1. Sentinel failover.
+
+func TestSentinelFailoverNoSilentLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Sentinel topology and kills its primary")
+	}
+	set := redistest.StartSentinel(t)
+	n := startNode(t, newRedisStoreAt(t, set.URL()), nil)
+
+	topics := []string{"fo0", "fo1", "fo2", "fo3"}
+	hc := streamClient()
+	defer hc.CloseIdleConnections()
+	subs := []*liveSub{
+		newLiveSub("single-0", n.URL, hc, "fo0"),
+		newLiveSub("single-1", n.URL, hc, "fo1"),
+		newLiveSub("single-3", n.URL, hc, "fo3"),
+		newLiveSub("multi-012", n.URL, hc, "fo0", "fo1", "fo2"),
+		newLiveSub("multi-123", n.URL, hc, "fo1", "fo2", "fo3"),
+		newLiveSub("multi-023", n.URL, hc, "fo0", "fo2", "fo3"),
+	}
+	stopSubs := startSubs(t, subs)
+
+	// One publisher, sequential: per topic, ack order is seq order.
+	led := newLedger()
+	pc := &http.Client{Timeout: 10 * time.Second}
+	pctx, stopPub := context.WithCancel(context.Background())
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		for seq := 1; pctx.Err() == nil; seq++ {
+			led.publishRecorded(pctx, pc, n.URL, topics[seq%len(topics)], seq)
+		}
+	}()
+	defer func() { stopPub(); <-pubDone }()
+
+	waitFor(t, 15*time.Second, "150 acknowledged publishes before the kill", func() bool { return led.ackCount() >= 150 })
+	killedAt := time.Now()
+	ackedBefore := led.ackCount()
+	old := set.KillPrimary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	newPrimary, err := set.WaitFailover(ctx)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	failoverAt := time.Now()
+	failoverTook := failoverAt.Sub(killedAt)
+	// Two subscribers lose their connection now and resume with their
+	// cursor (the resume path); the others stay connected (the live path).
+	subs[0].cut()
+	subs[3].cut()
+	// Keep publishing on the new primary for a while: at least 150 acks and
+	// 3 s, long enough for every component to have reconnected.
+	waitFor(t, 20*time.Second, "150 acknowledged publishes and 3s after the failover", func() bool {
+		return led.ackCount() >= ackedBefore+150 && time.Since(failoverAt) >= 3*time.Second
+	})
+	stopPub()
+	<-pubDone
+
+	ok := awaitDelivery(subs, led, 12*time.Second)
+	stopSubs()
+	acked, n503, transport, unexpected := led.counts()
+	for _, u := range head(unexpected, 10) {
+		t.Errorf("publisher: %s (only 201, a clean 503 unavailable, or a transport error are acceptable)", u)
+	}
+	epochs := map[string]int{} // acks per epoch
+	topicEpochs := map[string]map[string]bool{}
+	for _, a := range led.snapshot() {
+		epochs[a.Epoch]++
+		if topicEpochs[a.Topic] == nil {
+			topicEpochs[a.Topic] = map[string]bool{}
+		}
+		topicEpochs[a.Topic][a.Epoch] = true
+	}
+	for _, tp := range topics {
+		if len(topicEpochs[tp]) != 2 {
+			t.Errorf("topic %s acknowledged in %d epochs, want 2 (one before, one after the failover)", tp, len(topicEpochs[tp]))
+		}
+	}
+	if !ok {
+		t.Errorf("subscribers did not converge within the deadline")
+	}
+	delivered, covered, resets := assertDelivery(t, subs, led)
+	t.Logf("failover %s -> %s in %s; acked %d (%d before the kill), failed %d (503: %d, transport: %d), epochs %v; delivered %d, covered by resets %d, resets %d",
+		old, newPrimary, failoverTook.Round(time.Millisecond), acked, ackedBefore, n503+transport, n503, transport, epochs, delivered, covered, resets)
+}
+
+// ---------------------------------------------------------------------------
+// 2. RDB rollback: the offset counter goes back, offsets are reused under a
+// new epoch, and a client holding an old cursor is told.
+
+func TestRDBRollbackResetsNoReuse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts redis-server")
+	}
+	rs := redistest.StartServer(t) // --save '': only an explicit SAVE writes dump.rdb
+	n := startNode(t, newRedisStoreAt(t, rs.URL()), nil)
+	const k, N, M = 5, 10, 8 // SAVE after k; N before the crash; M after (k+M > N)
+	topics := []string{"rb"}
+
+	s := n.openStream(t, topics, "", nil)
+	s.next(wait) // hello
+	rc := rs.Client(t)
+	var lastID string
+	var oldEpoch string
+	for i := 1; i <= N; i++ {
+		res := n.publish("rb", "", fmt.Sprintf("old-%d", i))
+		if res.Offset != uint64(i) {
+			t.Fatalf("old-%d at offset %d", i, res.Offset)
+		}
+		oldEpoch = res.Epoch
+		ev := s.next(wait)
+		if ev.Data != fmt.Sprintf("old-%d", i) || offsets(t, ev.ID, topics)["rb"] != uint64(i) {
+			t.Fatalf("event %d: %+v", i, ev)
+		}
+		lastID = ev.ID
+		if i == k {
+			if err := rc.Save(context.Background()).Err(); err != nil {
+				t.Fatalf("SAVE: %v", err)
+			}
+		}
+	}
+	s.Close()
+
+	rs.Kill() // crash: events k+1..N were acknowledged, never saved
+	rs.Restart(t)
+	waitFor(t, 10*time.Second, "node ready after the restart", func() bool { return nodeReady(n) })
+	info := topicInfo(t, n, "rb")
+	if info.Last != k || info.Epoch == oldEpoch {
+		t.Fatalf("after the rollback: epoch %s last %d, want a new epoch (old %s) at offset %d", info.Epoch, info.Last, oldEpoch, k)
+	}
+	newEpoch := info.Epoch
+	var newData []string
+	for i := 1; i <= M; i++ {
+		d := fmt.Sprintf("new-%d", i)
+		res := n.publish("rb", "", d)
+		if res.Epoch != newEpoch || res.Offset != uint64(k+i) {
+			t.Fatalf("%s: epoch %s offset %d, want epoch %s offset %d (offsets reused under the new epoch)", d, res.Epoch, res.Offset, newEpoch, k+i)
+		}
+		newData = append(newData, d)
+	}
+	info = topicInfo(t, n, "rb")
+	if info.Epoch != newEpoch || info.Epoch == oldEpoch || info.Last != k+M {
+		t.Fatalf("GET /v1/topics/rb: epoch %s last %d, want epoch %s (not %s) last %d", info.Epoch, info.Last, newEpoch, oldEpoch, k+M)
+	}
+
+	// The client resumes with its cursor at N of the old epoch.
+	r := n.openStream(t, topics, lastID, nil)
+	hello := r.next(wait)
+	var hd helloEvent
+	decodeJSON(t, hello.Data, &hd)
+	if hello.Type != server.EventHello || !hd.Resumed || hello.ID != "" {
+		t.Fatalf("hello %+v %+v: want a resumed hello without id (a reset follows)", hello, hd)
+	}
+	reset := r.next(wait)
+	if reset.Type != server.EventReset {
+		t.Fatalf("after the rollback the first event is %+v (%q): want herald.reset, not a silent replay of reused offsets", reset.Type, reset.Data)
+	}
+	var rd resetEvent
+	decodeJSON(t, reset.Data, &rd)
+	// lost_from: at most N+1 (everything after the client's position in the
+	// old epoch may be gone), at least k+1 (offsets up to k survived).
+	if len(rd.Streams) != 1 || rd.Streams[0].Topic != "rb" || rd.Streams[0].Reason != server.ResetEpochChanged ||
+		rd.Streams[0].Epoch != newEpoch || rd.Streams[0].LostFrom < k+1 || rd.Streams[0].LostFrom > N+1 || rd.Streams[0].LostTo != 0 {
+		t.Fatalf("reset %+v: want rb epoch_changed into epoch %s, lost_from in %d..%d, open-ended", rd, newEpoch, k+1, N+1)
+	}
+	resetAt := offsets(t, reset.ID, topics)["rb"]
+	if rd.Streams[0].ContinueFrom != resetAt+1 || resetAt > k {
+		t.Errorf("reset continue_from %d, id cursor at %d: want the id at continue_from-1, at most %d (the new lineage starts at %d)",
+			rd.Streams[0].ContinueFrom, resetAt, k, k+1)
+	}
+
+	// Then live. Everything between the reset and the live marker is what
+	// the client got of the new epoch's acknowledged events.
+	n.publish("rb", "", "live-1")
+	var between []string
+	for {
+		ev := r.next(wait)
+		if ev.Type == server.EventReset {
+			t.Fatalf("second reset %q", ev.Data)
+		}
+		if ev.Data == "live-1" {
+			if got := offsets(t, ev.ID, topics)["rb"]; got != k+M+1 {
+				t.Errorf("live-1 delivered at offset %d, want %d", got, k+M+1)
+			}
+			break
+		}
+		if strings.HasPrefix(ev.Data, "old-") {
+			t.Fatalf("rolled-back event %q replayed", ev.Data)
+		}
+		between = append(between, ev.Data)
+	}
+	r.noEvent(200 * time.Millisecond)
+	// new-1..new-M were acknowledged after the restart and are in Redis. The
+	// reset names offsets of the OLD epoch as lost; the new epoch's events
+	// must be delivered, never skipped.
+	if !slices.Equal(between, newData) {
+		var missing []string
+		for i, d := range newData {
+			if !slices.Contains(between, d) {
+				missing = append(missing, fmt.Sprintf("%s@%d", d, k+i+1))
+			}
+		}
+		t.Errorf("SILENT LOSS after the rollback: the client got %v of the new epoch's acknowledged events %v; missing %v "+
+			"(the reset named only offsets >= %d of the old epoch, and placed the cursor at %d of the new epoch)",
+			between, newData, missing, rd.Streams[0].LostFrom, resetAt)
+	}
+	t.Logf("rollback: old epoch %s (N=%d, saved at %d) -> new epoch %s; reset lost_from %d, cursor after reset at %d; new events delivered %d of %d",
+		oldEpoch, N, k, newEpoch, rd.Streams[0].LostFrom, resetAt, len(between), M)
+}
+
+// ---------------------------------------------------------------------------
+// 3. Redis Cluster.
+
+// batchAck is one acknowledged event of a batch.
+type batchAck struct {
+	Data   string
+	Offset uint64
+}
+
+func TestStreamOnRedisCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster")
+	}
+	cl := redistest.StartCluster(t, 3)
+	n := startNode(t, newRedisStoreAt(t, cl.URL()), nil)
+
+	const nTopics, nEvents, batch = 20, 2000, 100
+	topics := make([]string, nTopics)
+	for i := range topics {
+		topics[i] = fmt.Sprintf("cl-%d", i)
+	}
+	multiTopics := []string{topics[0], topics[5], topics[11], topics[17]}
+	singleTopics := []string{topics[0], topics[5], topics[11], topics[17], topics[3], topics[19]}
+
+	multi := n.openStream(t, multiTopics, "", nil)
+	multi.next(wait)
+	singles := make([]*stream, len(singleTopics))
+	for i, tp := range singleTopics {
+		singles[i] = n.openStream(t, []string{tp}, "", nil)
+		singles[i].next(wait)
+	}
+
+	rng := rand.New(rand.NewPCG(3, 3))
+	expected := map[string][]batchAck{}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	for sent := 0; sent < nEvents; sent += batch {
+		var items []map[string]any
+		var want []string
+		for j := range batch {
+			tp := topics[rng.IntN(nTopics)]
+			d := fmt.Sprintf("%s|%d", tp, sent+j)
+			items = append(items, map[string]any{"topic": tp, "data": d})
+			want = append(want, d)
+		}
+		body, _ := json.Marshal(map[string]any{"events": items})
+		resp, err := hc.Post(n.URL+"/v1/events", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			Results []struct {
+				Topic  string                          `json:"topic"`
+				Offset uint64                          `json:"offset"`
+				Error  *struct{ Code, Message string } `json:"error"`
+			} `json:"results"`
+		}
+		err = jsonDecode(resp, &out)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || len(out.Results) != batch {
+			t.Fatalf("batch at %d: status %d, %v, %d results", sent, resp.StatusCode, err, len(out.Results))
+		}
+		for j, r := range out.Results {
+			tp := items[j]["topic"].(string)
+			if r.Error != nil || r.Topic != tp {
+				t.Fatalf("batch item %s: %+v", want[j], r)
+			}
+			if prev := expected[tp]; r.Offset != uint64(len(prev)+1) {
+				t.Fatalf("%s acknowledged at offset %d, want %d (contiguous per topic)", want[j], r.Offset, len(prev)+1)
+			}
+			expected[tp] = append(expected[tp], batchAck{Data: want[j], Offset: r.Offset})
+		}
+	}
+
+	// Keys are spread over every master.
+	var spread []int64
+	for _, node := range cl.Nodes() {
+		size, err := node.Client(t).DBSize(context.Background()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		spread = append(spread, size)
+		if size == 0 {
+			t.Errorf("master %s holds no keys: topics not spread over slots (%v)", node.Addr(), spread)
+		}
+	}
+
+	// readExact reads want events from s and checks them per topic.
+	readExact := func(name string, s *stream, tps []string, from map[string]uint64) []sse.Event {
+		t.Helper()
+		total := 0
+		for _, tp := range tps {
+			total += len(expected[tp]) - int(from[tp])
+		}
+		next := map[string]uint64{}
+		for _, tp := range tps {
+			next[tp] = from[tp] + 1
+		}
+		var evs []sse.Event
+		for range total {
+			ev := s.next(10 * time.Second)
+			tp, _, _ := strings.Cut(ev.Data, "|")
+			if !slices.Contains(tps, tp) {
+				t.Fatalf("%s: foreign event %+v", name, ev)
+			}
+			off := offsets(t, ev.ID, tps)
+			want := expected[tp][next[tp]-1]
+			if ev.Data != want.Data || off[tp] != want.Offset {
+				t.Fatalf("%s: got %q at offset %d, want %q at %d (in order, exactly once)", name, ev.Data, off[tp], want.Data, want.Offset)
+			}
+			next[tp]++
+			evs = append(evs, ev)
+		}
+		s.noEvent(200 * time.Millisecond)
+		return evs
+	}
+	zero := map[string]uint64{}
+	got := readExact("multi", multi, multiTopics, zero)
+	for i, s := range singles {
+		readExact("single "+singleTopics[i], s, []string{singleTopics[i]}, zero)
+	}
+
+	// Resume mid-way with Last-Event-ID: exactly the rest, per topic in order.
+	cut := got[len(got)/3]
+	multi.Close()
+	from := offsets(t, cut.ID, multiTopics)
+	r := n.openStream(t, multiTopics, cut.ID, nil)
+	hello := r.next(wait)
+	var hd helloEvent
+	decodeJSON(t, hello.Data, &hd)
+	if hello.Type != server.EventHello || hello.ID != cut.ID || !hd.Resumed {
+		t.Fatalf("resume hello %+v %+v", hello, hd)
+	}
+	replayed := readExact("resumed multi", r, multiTopics, from)
+	// And live continues on every topic of the resumed stream.
+	for _, tp := range multiTopics {
+		d := fmt.Sprintf("%s|%d", tp, nEvents+1)
+		res := n.publish(tp, "", d)
+		expected[tp] = append(expected[tp], batchAck{Data: d, Offset: res.Offset})
+	}
+	last := map[string]uint64{}
+	for _, tp := range multiTopics {
+		last[tp] = uint64(len(expected[tp]) - 1)
+	}
+	live := readExact("resumed multi (live)", r, multiTopics, last)
+	perTopic := map[string]int{}
+	for _, tp := range topics {
+		perTopic[tp] = len(expected[tp])
+	}
+	t.Logf("cluster: %d events over %d topics via %d batches, keys per master %v; multi got %d, resumed at %v and replayed %d, then %d live",
+		nEvents, nTopics, nEvents/batch, spread, len(got), from, len(replayed), len(live))
+}
+
+// ---------------------------------------------------------------------------
+// 4. Redis outage under a running node.
+
+func TestRedisDownStreamsShedPublishes503(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills redis-server")
+	}
+	// AOF with fsync always: no acknowledged event is lost by the kill, so
+	// only the replication id (and so the epoch) changes.
+	rs := redistest.StartServer(t, redistest.WithAppendOnly(true), redistest.WithArgs("--appendfsync", "always"))
+	n := startNode(t, newRedisStoreAt(t, rs.URL()), nil)
+	topics := []string{"out-a", "out-b"}
+	hc := streamClient()
+	defer hc.CloseIdleConnections()
+	// Both subscribers connect before the outage. "connected" keeps its
+	// stream open throughout (the live path); "away" goes offline during the
+	// outage and resumes with its cursor only after Redis is back and new
+	// events were published (the resume path), like a phone that slept.
+	sub := newLiveSub("connected", n.URL, hc, topics...)
+	away := newLiveSub("away", n.URL, hc, topics...)
+	subs := []*liveSub{sub, away}
+	stopSubs := startSubs(t, []*liveSub{sub})
+	stopAway := startSubs(t, []*liveSub{away})
+
+	led := newLedger()
+	pc := &http.Client{Timeout: 10 * time.Second}
+	ctx := context.Background()
+	seq := 0
+	publishSome := func(count int) {
+		for range count {
+			seq++
+			o := led.publishRecorded(ctx, pc, n.URL, topics[seq%2], seq)
+			if o.Status != http.StatusCreated {
+				t.Fatalf("publish %d with Redis up: %d %v %s", seq, o.Status, o.Err, o.Body)
+			}
+		}
+	}
+	publishSome(10)
+	if !awaitDelivery(subs, led, 10*time.Second) {
+		t.Fatal("events before the outage not delivered")
+	}
+	oldEpoch := topicInfo(t, n, "out-a").Epoch
+
+	rs.Kill()
+	stopAway()
+	// Publishes fail fast and clearly.
+	for i := range 3 {
+		seq++
+		o := led.publishRecorded(ctx, pc, n.URL, topics[seq%2], seq)
+		if !o.cleanUnavailable() || o.Elapsed > 3*time.Second {
+			t.Errorf("publish %d during the outage: status %d code %q Retry-After %q err %v in %s; want 503 unavailable with Retry-After within 3s",
+				i, o.Status, o.Code, o.RetryAfter, o.Err, o.Elapsed)
+		}
+		t.Logf("publish during outage: %d %s Retry-After %s in %s", o.Status, o.Code, o.RetryAfter, o.Elapsed.Round(time.Millisecond))
+	}
+	// Readiness reports the outage.
+	if resp, err := http.Get(n.URL + "/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("readyz during the outage: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// A new stream is shed the browser-safe way: 200, retry:, close.
+	start := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, n.URL+"/v1/stream?topic=out-a", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatalf("stream during the outage: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	cancel()
+	shedIn := time.Since(start)
+	if err != nil || errors.Is(sctx.Err(), context.DeadlineExceeded) {
+		t.Errorf("shed stream did not end within 3s: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" ||
+		!strings.HasPrefix(string(body), "retry: ") || strings.Contains(string(body), "event:") {
+		t.Errorf("stream during the outage: %d %q body %q; want 200 text/event-stream with only retry:", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	t.Logf("stream during outage: %d, body %q, ended in %s", resp.StatusCode, body, shedIn.Round(time.Millisecond))
+
+	// Redis comes back on the same port (AOF reload, new replication id).
+	rs.Restart(t)
+	restartedAt := time.Now()
+	// The publisher retries at once, as a real one would. Whether its first
+	// events land before or after the node's Pub/Sub connection is back
+	// depends on two independent reconnect backoffs; either way the
+	// subscriber must get them (the node learns of them on resync).
+	var firstOK time.Duration
+	for {
+		seq++
+		o := led.publishRecorded(ctx, pc, n.URL, topics[seq%2], seq)
+		if o.Status == http.StatusCreated {
+			firstOK = time.Since(restartedAt)
+			break
+		}
+		if !o.cleanUnavailable() || time.Since(restartedAt) > 10*time.Second {
+			t.Fatalf("publish after Redis came back: %d %s %v (%s after the restart)", o.Status, o.Body, o.Err, time.Since(restartedAt))
+		}
+	}
+	publishSome(9) // publishes work again
+	newEpoch := topicInfo(t, n, "out-a").Epoch
+	if newEpoch == oldEpoch {
+		t.Errorf("epoch %s unchanged across the restart", newEpoch)
+	}
+	stopAway = startSubs(t, []*liveSub{away})
+	ok1 := awaitDelivery(subs, led, 8*time.Second)
+	publishSome(10) // and later
+	ok2 := awaitDelivery(subs, led, 8*time.Second)
+	stopSubs()
+	stopAway()
+	if !ok1 || !ok2 {
+		t.Errorf("pre-outage subscribers did not converge (right after the restart: %v, later: %v)", ok1, ok2)
+	}
+	acked, n503, transport, unexpected := led.counts()
+	for _, u := range unexpected {
+		t.Errorf("publisher: %s", u)
+	}
+	delivered, covered, resets := assertDelivery(t, subs, led)
+	for _, s := range subs {
+		epochReset := false
+		for _, it := range s.snapshot() {
+			if it.Reset != nil {
+				for _, sr := range it.Reset.Streams {
+					epochReset = epochReset || (sr.Topic == "out-a" && sr.Reason == server.ResetEpochChanged && sr.Epoch == newEpoch)
+				}
+			}
+		}
+		if !epochReset {
+			t.Errorf("%s got no epoch_changed reset for out-a into epoch %s", s.name, newEpoch)
+		}
+	}
+	t.Logf("outage: epoch %s -> %s; first publish OK %s after restart; acked %d, failed %d (503: %d, transport: %d); delivered %d, covered %d, resets %d",
+		oldEpoch, newEpoch, firstOK.Round(time.Millisecond), acked, n503+transport, n503, transport, delivered, covered, resets)
+}
+
+// ---------------------------------------------------------------------------
+// 5. A lost reply: Redis ran the append, the connection died before the reply
+// reached the node. Whatever the node answers, the event must not be
+// appended twice.
+
+// replyDropper is a loopback TCP proxy in front of Redis that, when armed,
+// lets the next append script (EVALSHA, not the read-only EVALSHA_RO) reach
+// Redis and then cuts that connection instead of passing the reply back.
+type replyDropper struct {
+	ln     net.Listener
+	target string
+	armed  atomic.Bool
+	drops  atomic.Int32
+	wg     sync.WaitGroup
+}
+
+func startReplyDropper(t *testing.T, target string) *replyDropper {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &replyDropper{ln: ln, target: target}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(func() { ln.Close(); p.wg.Wait() })
+	return p
+}
+
+func (p *replyDropper) Addr() string { return p.ln.Addr().String() }
+
+func (p *replyDropper) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		var victim atomic.Bool
+		p.wg.Add(2)
+		go func() { // client -> redis
+			defer p.wg.Done()
+			defer s.Close()
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := c.Read(buf)
+				if n > 0 {
+					if p.armed.Load() && bytes.Contains(bytes.ToLower(buf[:n]), []byte("$7\r\nevalsha\r\n")) && p.armed.CompareAndSwap(true, false) {
+						victim.Store(true)
+					}
+					if _, err := s.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+		go func() { // redis -> client
+			defer p.wg.Done()
+			defer c.Close()
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := s.Read(buf)
+				if n > 0 && victim.Load() {
+					p.drops.Add(1)
+					s.Close() // the reply is lost with the connection
+					return
+				}
+				if n > 0 {
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+func TestPublishLostReplyNoDuplicate(t *testing.T) {
+	rs := redistest.StartServer(t)
+	proxy := startReplyDropper(t, rs.Addr())
+	n := startNode(t, newRedisStoreAt(t, "redis://"+proxy.Addr()), nil)
+	s := n.openStream(t, []string{"lr"}, "", nil)
+	s.next(wait)
+	n.publish("lr", "", "before")
+	if ev := s.next(wait); ev.Data != "before" {
+		t.Fatalf("got %q", ev.Data)
+	}
+
+	proxy.armed.Store(true)
+	o := tryPublish(context.Background(), http.DefaultClient, n.URL, "lr", "lost-reply")
+	if proxy.drops.Load() != 1 {
+		t.Fatalf("the proxy dropped %d replies, want 1", proxy.drops.Load())
+	}
+	if o.Status != http.StatusCreated && !o.cleanUnavailable() {
+		t.Errorf("publish with a lost reply: %d %s %v; want 201 or a clean 503", o.Status, o.Body, o.Err)
+	}
+	n.publish("lr", "", "after")
+	var got []string
+	for {
+		ev := s.next(wait)
+		got = append(got, fmt.Sprintf("%s@%d", ev.Data, offsets(t, ev.ID, []string{"lr"})["lr"]))
+		if ev.Data == "after" {
+			break
+		}
+	}
+	copies := 0
+	for _, g := range got {
+		if strings.HasPrefix(g, "lost-reply@") {
+			copies++
+		}
+	}
+	t.Logf("publish with a lost reply answered %d (offset %d); the subscriber then got %v", o.Status, o.Result.Offset, got)
+	if copies != 1 {
+		t.Errorf("the event whose reply was lost was appended %d times (%v): a retried append script must not write twice", copies, got)
+	}
+}
