@@ -1,7 +1,8 @@
 package server_test
 
 // Failure-injection tests over real redis-server processes: a Sentinel
-// failover, an RDB rollback, a Redis Cluster, and a full Redis outage. Every
+// failover, an RDB rollback, a Redis Cluster, a full Redis outage, and an
+// append whose reply is lost on the wire. Every
 // test counts events end to end: each acknowledged publish must reach every
 // subscriber of its topic exactly once, or fall inside a range that a
 // herald.reset received by that subscriber names as lost. Nothing else is

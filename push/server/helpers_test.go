@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -171,22 +170,6 @@ func (s *stream) next(timeout time.Duration) sse.Event {
 	return sse.Event{}
 }
 
-// expectEnd asserts the server closes the stream within timeout.
-func (s *stream) expectEnd(timeout time.Duration) {
-	s.t.Helper()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case _, ok := <-s.events:
-			if !ok {
-				return
-			}
-		case <-deadline:
-			s.t.Fatalf("stream still open after %s", timeout)
-		}
-	}
-}
-
 // noEvent asserts nothing but heartbeats arrives within d.
 func (s *stream) noEvent(d time.Duration) {
 	s.t.Helper()
@@ -247,5 +230,3 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
-var errStop = errors.New("stop")

@@ -155,7 +155,9 @@ func (l *listener) Unwatch(topic string) {
 	delete(l.confirmed, ch)
 	ps := l.ps
 	l.mu.Unlock()
-	l.deliverMu.Lock() // barrier: wait out a delivery in progress
+	// An empty critical section is the point: wait out a delivery in progress.
+	l.deliverMu.Lock()
+	//lint:ignore SA2001 barrier, see above
 	l.deliverMu.Unlock()
 	l.unsubscribe(ps, ch)
 }

@@ -805,7 +805,7 @@ func TestEpochChangesOnLaggingReplicaPromotion(t *testing.T) {
 	record(appendN(t, ps, topic, 6, 3), 6)
 	primary.Kill()
 	replica.Resume()
-	if err := replica.Client(t).SlaveOf(testCtx(t), "NO", "ONE").Err(); err != nil {
+	if err := replica.Client(t).ReplicaOf(testCtx(t), "NO", "ONE").Err(); err != nil {
 		t.Fatal(err)
 	}
 	in := waitReady(t, rs, topic)
