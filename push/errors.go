@@ -14,7 +14,9 @@ var (
 	ErrMalformedCursor = errors.New("malformed cursor")
 	// ErrForeignCursor: a well-formed cursor minted for a different topic set.
 	ErrForeignCursor = errors.New("cursor belongs to a different topic set")
-	// ErrUnavailable: the store cannot be reached or failed; nothing was written.
+	// ErrUnavailable: the store cannot be reached or did not confirm. The
+	// write may or may not have happened (a reply can be lost after Redis
+	// applied it): retry with the same idempotency key.
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrClosed: the component was shut down.
 	ErrClosed = errors.New("closed")

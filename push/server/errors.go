@@ -63,7 +63,7 @@ func toAPIError(err error) *apiError {
 	case errors.Is(err, auth.ErrInvalidCredentials):
 		return errf(http.StatusUnauthorized, CodeUnauthorized, "invalid credentials")
 	case errors.Is(err, push.ErrUnavailable), errors.Is(err, push.ErrClosed):
-		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "event store unavailable, retry later", RetryAfter: 1}
+		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "event store unavailable or did not confirm; retry with the same Idempotency-Key", RetryAfter: 1}
 	default:
 		return errf(http.StatusInternalServerError, CodeInternal, "internal error")
 	}

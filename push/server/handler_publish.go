@@ -132,9 +132,13 @@ func (s *Server) handleBatch(c *gin.Context) {
 		g.drafts = append(g.drafts, d)
 	}
 	failed := false
+	var storeErr error
 	for _, topic := range order {
 		g := groups[topic]
 		res, err := s.store.Append(c.Request.Context(), topic, g.drafts)
+		if err != nil && storeErr == nil {
+			storeErr = err
+		}
 		for j, i := range g.idx {
 			if err != nil {
 				ae := toAPIError(err)
@@ -145,10 +149,19 @@ func (s *Server) handleBatch(c *gin.Context) {
 			results[i].publishResult = &r
 		}
 	}
+	ok := 0
 	for _, r := range results {
 		if r.Error != nil {
 			failed = true
+		} else {
+			ok++
 		}
+	}
+	if ok == 0 && storeErr != nil && toAPIError(storeErr).Status == http.StatusServiceUnavailable {
+		// Nothing was accepted because the store is away: one 503 with
+		// Retry-After tells publishers to retry the whole batch.
+		s.writeError(c, storeErr)
+		return
 	}
 	status := http.StatusOK
 	if failed {

@@ -13,15 +13,15 @@
 //     continue above the stream's last id, under a new epoch). The drafts of
 //     one Append are one script: appended together, in order.
 //   - (epoch, offset) is never reused for a different event. The epoch is
-//     tied to Redis's replication id, which changes on every restart and
-//     every failover, that is whenever Redis may have lost acknowledged
-//     writes (RDB rollback, AOF tail loss, promotion of a lagging replica).
-//     This is conservative: a clean restart that lost nothing also changes
-//     the epoch, so readers get an explicit reset instead of ever risking a
-//     silent gap. Deviation from the first design (which keyed on run_id):
-//     a replica reports its primary's replication id but its own run_id, so
-//     only the replication id lets reads served by replicas agree with the
-//     primary on the epoch.
+//     tied to the primary's run_id, which changes on every restart and with
+//     every failover (a promoted replica is another process), that is
+//     whenever Redis may have lost acknowledged writes (RDB rollback, AOF
+//     tail loss, promotion of a lagging replica). This is conservative: a
+//     clean restart that lost nothing also changes the epoch, so readers get
+//     an explicit reset instead of ever risking a silent gap. The
+//     replication id is not used: a primary changes it when its first
+//     replica attaches, which would reset every reader for nothing. Reads on
+//     a replica report the replicated epoch unchanged.
 //   - An acknowledged Append is in Redis (with Redis's own durability: AOF
 //     fsync policy and asynchronous replication decide what survives a
 //     crash; what does not survive shows as an epoch change).

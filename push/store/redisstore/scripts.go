@@ -8,29 +8,41 @@ import "github.com/redis/go-redis/v9"
 //	P:{T@O}:s          stream; entry id "<offset>-0", fields t (type),
 //	                   d (data), ts (accept time, ms, Redis clock), tp
 //	                   (traceparent, only when set)
-//	P:{T@O}:m          meta hash: e (epoch), o (last offset), r (replication
-//	                   id under which e was last confirmed), a (next age-trim
-//	                   check, ms)
+//	P:{T@O}:m          meta hash: e (epoch), o (last offset), r (primary
+//	                   run_id under which e was last confirmed), a (next
+//	                   age-trim check, ms), s (first offset of epoch e)
+//	P:{T@O}:c:<rand>   one append call's result, PX 10s (driver retries)
 //	P:{T@O}:i:<sha256> idempotency result "epoch:offset:ts", PX window
 //	P:n:T@O            Pub/Sub channel announcing every appended event
 //
-// Epoch rule. The effective epoch is e when r equals the server's current
-// master_replid, else derive(e, replid) = sha1hex(e .. replid):sub(1,16).
-// Redis assigns a new replication id whenever its dataset may have diverged
-// from what it acknowledged before: on every restart (whatever it reloads)
-// and on every promotion of a replica (Sentinel or Cluster failover,
-// REPLICAOF NO ONE). So after any event that can roll back the offset
-// counter, the effective epoch is new and (epoch, offset) pairs handed out
-// before cannot be handed out again for different events. Replicas report
-// their primary's replication id, so a read served by a replica computes the
-// same epoch as the primary. A missing meta hash (expired, evicted,
-// deleted) starts a fresh random epoch and continues offsets above the
-// stream's last id.
+// Epoch rule. The effective epoch is e when r equals the primary's current
+// run_id, else derive(e, run_id) = sha1hex(e .. run_id):sub(1,16). A primary
+// gets a new run_id whenever its dataset may have diverged from what it
+// acknowledged before: on every restart (whatever it reloads) and whenever a
+// replica is promoted (Sentinel or Cluster failover, REPLICAOF NO ONE: the
+// new primary is another process). So after any event that can roll back
+// the offset counter, the effective epoch is new and (epoch, offset) pairs
+// handed out before cannot be handed out again for different events.
+//
+// Why run_id and not master_replid: a primary also changes its replication
+// id when its first replica attaches and when its backlog expires without
+// replicas, which would reset every client for nothing. A replica has its
+// own run_id, so reads served by a replica report the replicated epoch as
+// is; it lags the primary only between a primary restart and that stream's
+// next append (a reader then sees the old epoch with the restored data, and
+// new events are only ever written under the new epoch).
+//
+// A missing meta hash (expired, evicted, deleted) starts a fresh random epoch
+// and continues offsets above the stream's last id.
 
 // luaCommon is shared by both scripts (after their shebang line).
 const luaCommon = `
-local function replid()
-  return string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)') or ''
+-- generation returns this server's run_id, or nil on a replica (whose reads
+-- report the replicated epoch unchanged).
+local function generation()
+  local info = redis.call('INFO', 'server', 'replication')
+  if string.match(info, 'role:slave') then return nil end
+  return string.match(info, 'run_id:(%w+)') or ''
 end
 
 local function now_ms()
@@ -39,7 +51,7 @@ local function now_ms()
 end
 
 local function effective_epoch(e, r, gen)
-  if r == gen then return e end
+  if gen == nil or r == gen then return e end
   return string.sub(redis.sha1hex(e .. gen), 1, 16)
 end
 
@@ -105,7 +117,7 @@ var appendScript = redis.NewScript("#!lua\n" + luaCommon + `
 local stream, meta, call = KEYS[1], KEYS[2], KEYS[3]
 local prior = redis.call('GET', call)
 if prior then return cjson.decode(prior) end -- a retried call: answer, write nothing
-local gen = replid()
+local gen = generation() or '' -- appends only run on primaries
 local now = now_ms()
 
 local function last_generated()
@@ -214,7 +226,7 @@ if wrote then
     redis.call('PEXPIRE', meta, ARGV[6])
   end
 end
-redis.call('SET', call, cjson.encode(out), 'PX', 30000)
+redis.call('SET', call, cjson.encode(out), 'PX', 10000)
 return out
 `)
 
@@ -233,12 +245,12 @@ local stream, meta = KEYS[1], KEYS[2]
 local after, limit, maxage = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local m = redis.call('HMGET', meta, 'e', 'o', 'r', 's')
 if not m[1] then return {'', 0, 0, 0, {}, 0} end
-local gen = replid()
+local gen = generation()
 local epoch = effective_epoch(m[1], m[3], gen)
 local last = tonumber(m[2]) or 0
 -- The epoch start the next append will persist when the lineage changed.
 local start = tonumber(m[4]) or 1
-if m[3] ~= gen then start = last + 1 end
+if gen ~= nil and m[3] ~= gen then start = last + 1 end
 local first, len = 0, 0
 local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
 if #head > 0 then

@@ -1,0 +1,73 @@
+package server_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/sse"
+)
+
+// BenchmarkFrameEncode measures the per-delivery work a stream does on top
+// of the hub: advance the cursor, re-encode it as the event's id, frame
+// "id: <cursor>\n" + body + "\n" into the connection's buffer. It mirrors
+// conn.appendFrame (live: the body is the hub's shared encoding) and
+// conn.appendFrameEvent (replay: the body is encoded per frame from a
+// stored event) with the exported push.Cursor and sse.AppendBody.
+// Deliveries rotate over the topics, as on a multi-topic stream; the buffer
+// is reset at the handler's 32 KiB flush threshold, as a flush would.
+func benchmarkFrameEncode(b *testing.B, topics int, replay bool) {
+	names := make([]string, topics)
+	for i := range names {
+		names[i] = fmt.Sprintf("orders.region-%d", i)
+	}
+	cur, err := push.NewCursor(names, []string{"local"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const epoch = "3f2a9c1d7e5b4a60"
+	offsets := make([]uint64, topics)
+	for i := range offsets {
+		offsets[i] = 1<<20 + uint64(i)*7919 // realistic varint widths
+		cur.SetAt(i, push.Position{Epoch: epoch, Offset: offsets[i]})
+	}
+	ev := push.Event{Topic: names[0], Origin: "local", Epoch: epoch, Type: "price",
+		Data: []byte(`{"sym":"ABC","price":123.45,"qty":100,"ts":"2026-01-02T03:04:05.678Z"}`)}
+	shared := sse.AppendBody(nil, ev.Type, ev.Data) // the hub encodes once per event
+	buf := make([]byte, 0, 64<<10)
+	frames := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		slot := i % topics
+		offsets[slot]++
+		cur.SetAt(slot, push.Position{Epoch: epoch, Offset: offsets[slot]})
+		if len(buf) >= 32<<10 {
+			buf = buf[:0]
+		}
+		start := len(buf)
+		buf = append(buf, "id: "...)
+		buf = cur.AppendEncode(buf)
+		buf = append(buf, '\n')
+		if replay {
+			buf = sse.AppendBody(buf, ev.Type, ev.Data)
+		} else {
+			buf = append(buf, shared...)
+		}
+		buf = append(buf, '\n')
+		frames += len(buf) - start
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(frames)/float64(b.N), "B/frame")
+}
+
+func BenchmarkFrameEncode(b *testing.B) {
+	for _, path := range []struct {
+		name   string
+		replay bool
+	}{{"live", false}, {"replay", true}} {
+		for _, topics := range []int{1, 4} {
+			b.Run(fmt.Sprintf("path=%s/topics=%d", path.name, topics), func(b *testing.B) { benchmarkFrameEncode(b, topics, path.replay) })
+		}
+	}
+}
