@@ -33,6 +33,10 @@ type spyStore struct {
 	watches map[string]int // successful Watch calls per topic
 	drop    map[string]bool
 	dropped []*push.Event // announcements swallowed by drop, in order
+	// hook, when set, runs before each Watch ("watch") and Unwatch
+	// ("unwatch") reaches memstore, on the caller's goroutine, so a test
+	// can hold a call at that point and interleave others deterministically.
+	hook func(op, topic string)
 }
 
 func newSpyStore(tb testing.TB, cfg memstore.Config) *spyStore {
@@ -85,12 +89,29 @@ func (s *spyStore) Dropped() []*push.Event {
 	return append([]*push.Event(nil), s.dropped...)
 }
 
+// SetHook installs fn as the Watch/Unwatch hook (nil removes it).
+func (s *spyStore) SetHook(fn func(op, topic string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hook = fn
+}
+
+func (s *spyStore) runHook(op, topic string) {
+	s.mu.Lock()
+	fn := s.hook
+	s.mu.Unlock()
+	if fn != nil {
+		fn(op, topic)
+	}
+}
+
 type spyListener struct {
 	s    *spyStore
 	next push.Listener
 }
 
 func (l spyListener) Watch(ctx context.Context, topic string) error {
+	l.s.runHook("watch", topic)
 	if err := l.next.Watch(ctx, topic); err != nil {
 		return err
 	}
@@ -102,6 +123,7 @@ func (l spyListener) Watch(ctx context.Context, topic string) error {
 }
 
 func (l spyListener) Unwatch(topic string) {
+	l.s.runHook("unwatch", topic)
 	l.next.Unwatch(topic)
 	l.s.mu.Lock()
 	delete(l.s.watched, topic)

@@ -197,9 +197,13 @@ func (h *Hub) watch(ctx context.Context, sh *shard, topic string, ts *topicState
 	if err != nil {
 		return fmt.Errorf("watch %q: %w", topic, err)
 	}
+	// Adopt the head unless an announcement already moved past it. Moving
+	// forward is safe: nobody subscribed through this fresh state has
+	// returned from Subscribe yet, and each reads the store after it does.
 	sh.mu.Lock()
 	for _, in := range infos {
-		if _, seen := ts.last[in.Origin]; !seen && in.Epoch != "" {
+		last, seen := ts.last[in.Origin]
+		if in.Epoch != "" && (!seen || (last.Epoch == in.Epoch && in.Last > last.Offset)) {
 			ts.last[in.Origin] = push.Position{Epoch: in.Epoch, Offset: in.Last}
 		}
 	}
