@@ -34,8 +34,9 @@ type spyStore struct {
 	drop    map[string]bool
 	dropped []*push.Event // announcements swallowed by drop, in order
 	// hook, when set, runs before each Watch ("watch") and Unwatch
-	// ("unwatch") reaches memstore, on the caller's goroutine, so a test
-	// can hold a call at that point and interleave others deterministically.
+	// ("unwatch") reaches memstore and after a Watch succeeded ("watched"),
+	// on the caller's goroutine, so a test can hold a call at that point and
+	// interleave others deterministically.
 	hook func(op, topic string)
 }
 
@@ -119,6 +120,7 @@ func (l spyListener) Watch(ctx context.Context, topic string) error {
 	l.s.watched[topic] = true
 	l.s.watches[topic]++
 	l.s.mu.Unlock()
+	l.s.runHook("watched", topic)
 	return nil
 }
 

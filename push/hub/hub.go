@@ -183,6 +183,13 @@ func (h *Hub) subscribeTopic(ctx context.Context, sub *Subscriber, topic string)
 // that moment, so later announcement gaps are detectable.
 func (h *Hub) watch(ctx context.Context, sh *shard, topic string, ts *topicState) error {
 	sh.watchMu.Lock()
+	// A fresh state may have taken announcements from a watch that was
+	// being undone (its previous last subscriber leaving); the Unwatch has
+	// landed now (watchMu), so forget that position: the first announcement
+	// after Watch, or the head from Info below, starts the tracking.
+	sh.mu.Lock()
+	clear(ts.last)
+	sh.mu.Unlock()
 	err := h.listener.Watch(ctx, topic)
 	sh.watchMu.Unlock()
 	if err != nil {

@@ -163,3 +163,70 @@ func TestResubscribeRaceAdoptsStoreHead(t *testing.T) {
 		t.Fatalf("stats %+v: the store lost no announcement, yet the hub saw %d jump(s): its position after re-watch was %d, the store's head %d", s, s.Gaps, k, k+2)
 	}
 }
+
+// The remaining window of TestResubscribeRaceAdoptsStoreHead. hub.go watch
+// adopts Info's head only after Watch returned and Info answered; an
+// announcement landing between the two is compared with the stale position
+// k a fresh state took before the previous Unwatch, so Deliver counts a jump
+// (Stats.Gaps) and schedules a full resync pass, from a store that lost
+// nothing (TestResubscribeRaceDoesNotDeadlock logged ~60 Gaps in 3 s of
+// reconnect churn). Fixed: watch forgets positions recorded before this
+// Watch (the previous Unwatch has landed by then), under the shard lock.
+func TestAnnouncementBetweenWatchAndInfoIsNoJump(t *testing.T) {
+	store := newSpyStore(t, memstore.Config{})
+	h := newHub(t, store, 0)
+	a := hub.NewSubscriber([]string{"rw"}, hub.Limits{})
+	if err := h.Subscribe(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, store, "rw", "1")
+
+	unwatchHeld, releaseUnwatch := make(chan struct{}), make(chan struct{})
+	watchHeld, releaseWatch := make(chan struct{}), make(chan struct{})
+	watchedHeld, releaseWatched := make(chan struct{}), make(chan struct{})
+	store.SetHook(func(op, topic string) {
+		switch op {
+		case "unwatch":
+			close(unwatchHeld)
+			<-releaseUnwatch
+		case "watch":
+			close(watchHeld)
+			<-releaseWatch
+		case "watched": // B's Watch is registered, its Info not yet read
+			close(watchedHeld)
+			<-releaseWatched
+		}
+	})
+	left := make(chan struct{})
+	go func() { defer close(left); h.Unsubscribe(a) }()
+	<-unwatchHeld
+	b := hub.NewSubscriber([]string{"rw"}, hub.Limits{})
+	joined := make(chan error, 1)
+	go func() { joined <- h.Subscribe(context.Background(), b) }()
+	waitFor(t, "B's fresh state to take an announcement", func() bool {
+		mustAppend(t, store, "rw", "x")
+		return b.Len() > 0
+	})
+	k := b.Take(nil)[0].Event.Offset
+	close(releaseUnwatch)
+	<-left
+	// Between A's Unwatch and B's Watch: not announced (lost to nobody:
+	// B reads the store once Subscribe returns).
+	<-watchHeld
+	mustAppend(t, store, "rw", "unannounced")
+	close(releaseWatch)
+	<-watchedHeld
+	mustAppend(t, store, "rw", "announced") // offset k+2, hub position k
+	store.SetHook(nil)
+	close(releaseWatched)
+	if err := <-joined; err != nil {
+		t.Fatal(err)
+	}
+	defer h.Unsubscribe(b)
+	if o := offsetsOf(b.Take(nil)); !slices.Equal(o, []string{fmt.Sprint("rw:", k+2)}) {
+		t.Fatalf("B got %v, want rw:%d", o, k+2)
+	}
+	if s := h.Stats(); s.Gaps != 0 {
+		t.Fatalf("stats %+v: the store lost no announcement, yet the hub counted %d jump(s) (position %d, announcement %d)", s, s.Gaps, k, k+2)
+	}
+}
