@@ -142,7 +142,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		RetryMin:           cfg.Stream.RetryMin,
 		RetryMax:           cfg.Stream.RetryMax,
 		WriteTimeout:       cfg.Stream.WriteTimeout,
-		Queue:              hub.Limits{MaxEvents: cfg.Limits.QueueMaxEvents, MaxBytes: cfg.Limits.QueueMaxBytes},
+		Queue:              hub.Limits{MaxEvents: cfg.Limits.QueueMaxEvents, MaxBytes: cfg.Limits.QueueMaxBytes, MaxLag: cfg.Limits.QueueMaxLag},
 		CORS:               cfg.CORS,
 		Logger:             log,
 	})

@@ -66,11 +66,12 @@ type Config struct {
 
 // LimitsConfig bounds requests.
 type LimitsConfig struct {
-	MaxEventBytes      int `koanf:"max_event_bytes"`
-	MaxTopicsPerStream int `koanf:"max_topics_per_stream"`
-	MaxBatchEvents     int `koanf:"max_batch_events"`
-	QueueMaxEvents     int `koanf:"queue_max_events"`
-	QueueMaxBytes      int `koanf:"queue_max_bytes"`
+	MaxEventBytes      int           `koanf:"max_event_bytes"`
+	MaxTopicsPerStream int           `koanf:"max_topics_per_stream"`
+	MaxBatchEvents     int           `koanf:"max_batch_events"`
+	QueueMaxEvents     int           `koanf:"queue_max_events"`
+	QueueMaxBytes      int           `koanf:"queue_max_bytes"`
+	QueueMaxLag        time.Duration `koanf:"queue_max_lag"`
 }
 
 // StreamConfig tunes SSE streams.
@@ -98,6 +99,7 @@ func DefaultConfig() Config {
 			MaxBatchEvents:     100,
 			QueueMaxEvents:     4096,
 			QueueMaxBytes:      4 << 20,
+			QueueMaxLag:        2 * time.Second,
 		},
 		Stream: StreamConfig{
 			Heartbeat:    15 * time.Second,
@@ -225,6 +227,9 @@ func (c Config) Validate() error {
 	}
 	if l.MaxBatchEvents < 1 || l.MaxBatchEvents > 10000 {
 		add("limits.max_batch_events %d: want 1..10000", l.MaxBatchEvents)
+	}
+	if l.QueueMaxLag < 100*time.Millisecond {
+		add("limits.queue_max_lag %s: want ≥ 100ms", l.QueueMaxLag)
 	}
 	if l.QueueMaxEvents < 1 || l.QueueMaxBytes < l.MaxEventBytes {
 		add("limits.queue_max_events must be ≥ 1 and limits.queue_max_bytes ≥ max_event_bytes (%d, %d)", l.QueueMaxEvents, l.QueueMaxBytes)

@@ -280,7 +280,7 @@ func (h *Hub) dispatchLocked(ts *topicState, ev *push.Event) {
 		return
 	}
 	ts.last[ev.Origin] = push.Position{Epoch: ev.Epoch, Offset: ev.Offset}
-	d := &Delivery{Event: ev, Body: sse.AppendBody(nil, ev.Type, ev.Data)}
+	d := &Delivery{Event: ev, Body: sse.AppendBody(make([]byte, 0, len(ev.Data)+len(ev.Type)+24), ev.Type, ev.Data), At: time.Now()}
 	for s := range ts.subs {
 		switch s.enqueue(d) {
 		case enqueued:

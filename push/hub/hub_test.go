@@ -547,3 +547,24 @@ func TestSubscribeErrorLeavesNoRegistration(t *testing.T) {
 		t.Fatalf("the other subscriber got %d events (want 50), shared watched=%v", other.Len(), store.Watched("shared"))
 	}
 }
+
+// A subscriber whose oldest queued event waited longer than MaxLag is cut
+// off as slow at the next enqueue, and reports Lagging to its connection.
+func TestQueueLagCutsOff(t *testing.T) {
+	store := newSpyStore(t, memstore.Config{})
+	h := newHub(t, store, 0)
+	sub := mustSubscribe(t, h, []string{"lag"}, hub.Limits{MaxLag: 50 * time.Millisecond})
+	other := mustSubscribe(t, h, []string{"lag"}, hub.Limits{})
+	mustAppend(t, store, "lag", "1")
+	if sub.Lagging(time.Now()) {
+		t.Fatal("fresh queue reported lagging")
+	}
+	waitFor(t, "the lag to exceed MaxLag", func() bool { return sub.Lagging(time.Now()) })
+	mustAppend(t, store, "lag", "2")
+	if sub.Reason() != hub.ReasonSlow || h.Stats().SlowCutoffs != 1 {
+		t.Fatalf("reason %q, stats %+v: want cut off as slow once", sub.Reason(), h.Stats())
+	}
+	if got := offsetsOf(other.Take(nil)); len(got) != 2 {
+		t.Fatalf("the other subscriber got %v, want both events", got)
+	}
+}

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"sync"
+	"time"
 
 	"github.com/heraldpush/herald/push"
 )
@@ -12,6 +13,8 @@ import (
 type Delivery struct {
 	Event *push.Event
 	Body  []byte
+	// At is when the hub dispatched the event (bounds queue lag).
+	At time.Time
 }
 
 // Reason tells why a subscriber was cut off.
@@ -31,6 +34,11 @@ type Limits struct {
 	MaxEvents int
 	// MaxBytes of queued bodies; zero means 4 MiB.
 	MaxBytes int
+	// MaxLag bounds how long an event may wait in the queue: a subscriber
+	// whose oldest queued event is older is cut off (it resumes from its
+	// cursor), so overload turns into reconnects with backoff instead of an
+	// unbounded backlog. Zero means 2s.
+	MaxLag time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -39,6 +47,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxBytes <= 0 {
 		l.MaxBytes = 4 << 20
+	}
+	if l.MaxLag <= 0 {
+		l.MaxLag = 2 * time.Second
 	}
 	return l
 }
@@ -83,6 +94,15 @@ func (s *Subscriber) Reason() Reason {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.reason
+}
+
+// Lagging reports whether the oldest queued delivery waited longer than
+// MaxLag at now; the connection then cuts itself off instead of writing a
+// stale backlog.
+func (s *Subscriber) Lagging(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue) > 0 && now.Sub(s.queue[0].At) > s.limits.MaxLag
 }
 
 // Take moves every queued delivery to dst and returns it.
@@ -139,7 +159,8 @@ func (s *Subscriber) enqueue(d *Delivery) enqueueResult {
 		s.mu.Unlock()
 		return wasClosed
 	}
-	if len(s.queue)+1 > s.limits.MaxEvents || s.bytes+len(d.Body) > s.limits.MaxBytes {
+	if len(s.queue)+1 > s.limits.MaxEvents || s.bytes+len(d.Body) > s.limits.MaxBytes ||
+		(len(s.queue) > 0 && d.At.Sub(s.queue[0].At) > s.limits.MaxLag) {
 		s.closeLocked(ReasonSlow)
 		s.mu.Unlock()
 		return cutOff

@@ -310,6 +310,11 @@ func (cn *conn) live(sub *hub.Subscriber) {
 				return
 			}
 		case <-sub.Ready():
+			if sub.Lagging(time.Now()) {
+				sub.Close(hub.ReasonSlow)
+				s.lagCutoffs.Add(1)
+				return
+			}
 			batch = sub.Take(batch[:0])
 			for _, d := range batch {
 				if err := cn.deliver(d); err != nil {

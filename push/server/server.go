@@ -104,11 +104,12 @@ type Server struct {
 	once    sync.Once
 	wg      sync.WaitGroup
 
-	streams   atomic.Int64
-	connected atomic.Uint64
-	resets    atomic.Uint64
-	replayed  atomic.Uint64
-	delivered atomic.Uint64
+	streams    atomic.Int64
+	lagCutoffs atomic.Uint64
+	connected  atomic.Uint64
+	resets     atomic.Uint64
+	replayed   atomic.Uint64
+	delivered  atomic.Uint64
 }
 
 // New builds a Server and starts its heartbeat ticker. Close stops it.
@@ -178,16 +179,20 @@ type Stats struct {
 	Resets    uint64 // herald.reset events sent
 	Replayed  uint64 // events written from history
 	Delivered uint64 // events written in total
+	// LagCutoffs counts streams that ended because their oldest queued event
+	// waited longer than the queue's MaxLag when the stream got to run.
+	LagCutoffs uint64
 }
 
 // Stats returns the stream counters.
 func (s *Server) Stats() Stats {
 	return Stats{
-		Streams:   s.streams.Load(),
-		Connected: s.connected.Load(),
-		Resets:    s.resets.Load(),
-		Replayed:  s.replayed.Load(),
-		Delivered: s.delivered.Load(),
+		Streams:    s.streams.Load(),
+		Connected:  s.connected.Load(),
+		Resets:     s.resets.Load(),
+		Replayed:   s.replayed.Load(),
+		Delivered:  s.delivered.Load(),
+		LagCutoffs: s.lagCutoffs.Load(),
 	}
 }
 
