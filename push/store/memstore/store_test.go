@@ -155,7 +155,8 @@ func TestParallelTopics(t *testing.T) {
 }
 
 func benchmarkAppend(b *testing.B, batch, topics int) {
-	s := memstore.New(memstore.Config{})
+	// Retention bounds the run's memory below the store-wide MaxBytes.
+	s := memstore.New(memstore.Config{Retention: push.RetentionPolicy{Default: push.Retention{MaxLen: 10000}}})
 	defer s.Close()
 	drafts := make([]push.Draft, batch)
 	for i := range drafts {
