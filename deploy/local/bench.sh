@@ -47,6 +47,7 @@ for s in "${scenarios[@]}"; do
     max1k)     run max1k     --subscribers 1000 --topics 1 --rate 0 --publishers 4 --batch 50 --duration 20s ;;
     topics10k) run topics10k --subscribers 10000 --topics 10000 --rate 2000 --publishers 8 --duration 20s ;;
     overload)  run overload  --subscribers 10000 --topics 1 --rate 20 --publishers 8 --duration 20s ;;
+    pubonly)   run pubonly   --subscribers 10 --topics 10000 --rate 2000 --publishers 8 --duration 10s ;;
     *) echo "unknown scenario $s" >&2; exit 2 ;;
   esac
 done
