@@ -6,18 +6,20 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/heraldpush/herald/push"
 )
 
 // Types of Herald's control events.
 const (
 	// EventHello is the first event of every connection.
-	EventHello = "herald.hello"
+	EventHello = push.EventHello
 	// EventReset reports events the server could not deliver (trimmed or
 	// lost history); the stream continues after it.
-	EventReset = "herald.reset"
+	EventReset = push.EventReset
 	// ControlPrefix starts the type of every Herald control event; user
 	// events cannot use it.
-	ControlPrefix = "herald."
+	ControlPrefix = push.ControlPrefix
 )
 
 // Event is one event received on a Stream.
@@ -39,28 +41,11 @@ func (e Event) IsControl() bool {
 }
 
 // Hello is the data of a herald.hello event.
-type Hello struct {
-	Session string   `json:"session"`
-	Node    string   `json:"node"`
-	Topics  []string `json:"topics"`
-	Cursor  string   `json:"cursor"`
-}
+type Hello = push.Hello
 
 // StreamReset names one stream whose history the client cannot get, as
 // carried by a herald.reset event (which may name several streams).
-type StreamReset struct {
-	Topic  string `json:"topic"`
-	Origin string `json:"origin"`
-	// Reason: trimmed, epoch_changed, ahead or foreign_cursor.
-	Reason string `json:"reason"`
-	// LostFrom..LostTo is the offset range lost (LostTo 0: unknown bound).
-	LostFrom uint64 `json:"lost_from"`
-	LostTo   uint64 `json:"lost_to"`
-	// Epoch is the stream's current epoch and ContinueFrom the first offset
-	// of it the stream delivers next.
-	Epoch        string `json:"epoch"`
-	ContinueFrom uint64 `json:"continue_from"`
-}
+type StreamReset = push.StreamReset
 
 // ParseHello decodes a herald.hello event.
 func ParseHello(e Event) (Hello, error) {
@@ -79,9 +64,7 @@ func ParseReset(e Event) ([]StreamReset, error) {
 	if e.Type != EventReset {
 		return nil, fmt.Errorf("client: event type %q is not %s", e.Type, EventReset)
 	}
-	var body struct {
-		Streams []StreamReset `json:"streams"`
-	}
+	var body push.Reset
 	if err := json.Unmarshal([]byte(e.Data), &body); err != nil {
 		return nil, fmt.Errorf("client: decode %s: %w", EventReset, err)
 	}

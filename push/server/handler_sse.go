@@ -19,49 +19,21 @@ import (
 	"github.com/heraldpush/herald/push/sse"
 )
 
-// Control event types.
+// Control event types and reset reasons (see push/control.go).
 const (
-	EventHello = "herald.hello"
-	EventReset = "herald.reset"
+	EventHello         = push.EventHello
+	EventReset         = push.EventReset
+	ResetTrimmed       = push.ResetTrimmed
+	ResetEpochChanged  = push.ResetEpochChanged
+	ResetAhead         = push.ResetAhead
+	ResetForeignCursor = push.ResetForeignCursor
 )
 
-// Reset reasons, carried in herald.reset.
-const (
-	ResetTrimmed       = "trimmed"        // the cursor is older than retention
-	ResetEpochChanged  = "epoch_changed"  // the store may have lost events since the cursor
-	ResetAhead         = "ahead"          // the cursor is past the stream's head (its tail was lost)
-	ResetForeignCursor = "foreign_cursor" // the cursor was minted for another topic set
-)
+// StreamReset names one stream whose history the client cannot get.
+type StreamReset = push.StreamReset
 
 // flushThreshold is the buffered frame size that triggers a write mid-batch.
 const flushThreshold = 32 << 10
-
-// helloData is the data of herald.hello.
-type helloData struct {
-	Session string   `json:"session"`
-	Node    string   `json:"node"`
-	Origin  string   `json:"origin"`
-	Topics  []string `json:"topics"`
-	Cursor  string   `json:"cursor,omitempty"`
-	Resumed bool     `json:"resumed"`
-	Durable bool     `json:"durable"`
-}
-
-// StreamReset names one stream whose history the client cannot get.
-type StreamReset struct {
-	Topic  string `json:"topic"`
-	Origin string `json:"origin"`
-	Reason string `json:"reason"`
-	// LostFrom..LostTo is the offset range the client will never receive
-	// (LostTo 0: unknown upper bound, e.g. after an epoch change).
-	LostFrom uint64 `json:"lost_from"`
-	LostTo   uint64 `json:"lost_to"`
-	// Epoch is the stream's current epoch; the client continues there.
-	Epoch string `json:"epoch"`
-	// ContinueFrom is the first offset of Epoch the client will receive
-	// next on this stream.
-	ContinueFrom uint64 `json:"continue_from"`
-}
 
 // lineageStart returns the offset before the first event of the stream's
 // current epoch (0 for a stream never written).
@@ -70,10 +42,6 @@ func lineageStart(in push.StreamInfo) uint64 {
 		return 0
 	}
 	return in.EpochStart - 1
-}
-
-type resetData struct {
-	Streams []StreamReset `json:"streams"`
 }
 
 // conn is one stream's state, owned by its handler goroutine.
@@ -176,7 +144,7 @@ func (s *Server) handleStream(c *gin.Context) {
 	// reset event, so a drop in between repeats the same reset.
 	cn.grab()
 	cn.buf = fmt.Appendf(cn.buf, "retry: %d\n", s.retryMillis())
-	hello := helloData{
+	hello := push.Hello{
 		Session: newSessionID(), Node: s.cfg.Node, Origin: cn.origin, Topics: cur.Topics(),
 		Resumed: parsed != nil, Durable: s.store.Durable(),
 	}
@@ -485,7 +453,7 @@ func (cn *conn) appendControl(typ string, v any, withID bool) {
 // the cursor after the reset, so the reset is delivered exactly once.
 func (cn *conn) appendReset(rs []StreamReset) {
 	cn.s.resets.Add(1)
-	cn.appendControl(EventReset, resetData{Streams: rs}, true)
+	cn.appendControl(EventReset, push.Reset{Streams: rs}, true)
 }
 
 func (cn *conn) maybeFlush() error {

@@ -1,0 +1,51 @@
+package push
+
+// Control events: Herald's own in-band SSE events (types start with
+// ControlPrefix). Their data is JSON in these shapes; the server writes them
+// and clients (push/client, browsers) read them.
+const (
+	// EventHello opens every stream; its id is the client's resume point.
+	EventHello = ControlPrefix + "hello"
+	// EventReset names streams whose history the client cannot get.
+	EventReset = ControlPrefix + "reset"
+)
+
+// Reset reasons, carried in StreamReset.Reason.
+const (
+	ResetTrimmed       = "trimmed"        // the cursor is older than retention
+	ResetEpochChanged  = "epoch_changed"  // the store may have lost events since the cursor
+	ResetAhead         = "ahead"          // the cursor is past the stream's head (its tail was lost)
+	ResetForeignCursor = "foreign_cursor" // the cursor was minted for another topic set
+)
+
+// Hello is the data of herald.hello.
+type Hello struct {
+	Session string   `json:"session"`
+	Node    string   `json:"node"`
+	Origin  string   `json:"origin"`
+	Topics  []string `json:"topics"`
+	// Cursor repeats the event's id when it carries one.
+	Cursor  string `json:"cursor,omitempty"`
+	Resumed bool   `json:"resumed"`
+	Durable bool   `json:"durable"`
+}
+
+// StreamReset names one stream whose history the client cannot get.
+type StreamReset struct {
+	Topic  string `json:"topic"`
+	Origin string `json:"origin"`
+	Reason string `json:"reason"`
+	// LostFrom..LostTo is the offset range the client will never receive
+	// (LostTo 0: unknown upper bound, e.g. after an epoch change).
+	LostFrom uint64 `json:"lost_from"`
+	LostTo   uint64 `json:"lost_to"`
+	// Epoch is the stream's current epoch; the client continues there.
+	Epoch string `json:"epoch"`
+	// ContinueFrom is the first offset of Epoch the stream delivers next.
+	ContinueFrom uint64 `json:"continue_from"`
+}
+
+// Reset is the data of herald.reset: every stream reset at one point.
+type Reset struct {
+	Streams []StreamReset `json:"streams"`
+}
