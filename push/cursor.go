@@ -7,12 +7,13 @@ import (
 	"slices"
 )
 
-// Cursor wire format, version 1 (the SSE `id:` of every Herald event):
+// Cursor wire format, version 2 (the SSE `id:` of every Herald event):
 //
 //	base64url-nopad(
-//	  u8      version (=1)
+//	  u8      version (=2; 1 is the same without the session id)
 //	  u16 BE  topic-set hash   (FNV-1a of the sorted topics; binds the cursor to its URL)
 //	  u32 BE  epoch check      (FNV-1a over (origin, topic, epoch) of every stream with offset > 0)
+//	  u64 BE  session id       (version 2 only; 0 = none; see ADR 0004)
 //	  u8      number of origins N (1..MaxCursorOrigins)
 //	  N times, origins in ascending tag order:
 //	    u16 BE  origin tag (FNV-1a of the region name, truncated)
@@ -25,11 +26,15 @@ import (
 // are full epochs: the 32-bit check proves that every stream the reader has
 // read from is still in the same epoch; the per-stream 8-bit tags only name
 // which stream changed when the check fails. 4 topics × 3 origins with offsets
-// below 2^28 encode in 99 characters.
+// below 2^21 encode in at most 94 characters (110 below 2^28).
 //
-// Adding a field means a new version byte; decoders keep accepting version 1.
+// The session id lets any node recognise a reconnecting stream (takeover,
+// trace continuity) without server-side state on the resume path.
+//
+// Adding a field means a new version byte; decoders keep accepting older ones.
 const (
 	cursorVersion1 = 1
+	cursorVersion2 = 2
 	// MaxCursorLen caps the encoded cursor accepted from clients.
 	MaxCursorLen = 512
 	// MaxCursorOrigins caps the regions in one cursor.
@@ -44,6 +49,7 @@ type Cursor struct {
 	tags    []uint16
 	pos     []Position // index: origin*len(topics) + topic
 	tHash   uint16
+	session uint64
 
 	check      uint32
 	checkValid bool
@@ -112,6 +118,12 @@ func (c *Cursor) SetAt(i int, p Position) {
 	}
 }
 
+// Session returns the stream's session id (0: none).
+func (c *Cursor) Session() uint64 { return c.session }
+
+// SetSession sets the session id carried in the encoded cursor.
+func (c *Cursor) SetSession(id uint64) { c.session = id }
+
 // Clone returns an independent copy.
 func (c *Cursor) Clone() *Cursor {
 	d := *c
@@ -123,9 +135,16 @@ func (c *Cursor) Clone() *Cursor {
 func (c *Cursor) AppendEncode(dst []byte) []byte {
 	var raw [256]byte
 	b := raw[:0]
-	b = append(b, cursorVersion1)
+	if c.session != 0 {
+		b = append(b, cursorVersion2)
+	} else {
+		b = append(b, cursorVersion1)
+	}
 	b = binary.BigEndian.AppendUint16(b, c.tHash)
 	b = binary.BigEndian.AppendUint32(b, c.epochCheck())
+	if c.session != 0 {
+		b = binary.BigEndian.AppendUint64(b, c.session)
+	}
 	b = append(b, byte(len(c.origins)))
 	for oi := range c.origins {
 		b = binary.BigEndian.AppendUint16(b, c.tags[oi])
@@ -179,11 +198,9 @@ func ParseCursor(s string, topics, origins []string) (*ParsedCursor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: not base64url", ErrMalformedCursor)
 	}
-	if len(b) < 8 {
-		return nil, fmt.Errorf("%w: too short", ErrMalformedCursor)
-	}
-	if b[0] != cursorVersion1 {
-		return nil, fmt.Errorf("%w: unknown version %d", ErrMalformedCursor, b[0])
+	hdr, err := cursorHeaderLen(b)
+	if err != nil {
+		return nil, err
 	}
 	// A cursor minted for another topic set cannot be parsed against this
 	// one (its slot count differs); the topic-set hash says so up front.
@@ -196,11 +213,17 @@ func ParseCursor(s string, topics, origins []string) (*ParsedCursor, error) {
 		epochTags: make([]byte, len(c.pos)),
 		check:     binary.BigEndian.Uint32(b[3:]),
 	}
-	n := int(b[7])
+	if b[0] == cursorVersion2 {
+		c.session = binary.BigEndian.Uint64(b[7:])
+		if c.session == 0 {
+			return nil, fmt.Errorf("%w: zero session id", ErrMalformedCursor)
+		}
+	}
+	n := int(b[hdr-1])
 	if n == 0 || n > MaxCursorOrigins {
 		return nil, fmt.Errorf("%w: %d origins", ErrMalformedCursor, n)
 	}
-	b = b[8:]
+	b = b[hdr:]
 	var prevTag int = -1
 	for range n {
 		if len(b) < 2 {
@@ -242,6 +265,31 @@ func ParseCursor(s string, topics, origins []string) (*ParsedCursor, error) {
 	}
 	return p, nil
 }
+
+// cursorHeaderLen validates the version byte and returns the length of the
+// fixed header, including the origin count byte.
+func cursorHeaderLen(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, fmt.Errorf("%w: too short", ErrMalformedCursor)
+	}
+	n := 0
+	switch b[0] {
+	case cursorVersion1:
+		n = 8
+	case cursorVersion2:
+		n = 16
+	default:
+		return 0, fmt.Errorf("%w: unknown version %d", ErrMalformedCursor, b[0])
+	}
+	if len(b) < n {
+		return 0, fmt.Errorf("%w: too short", ErrMalformedCursor)
+	}
+	return n, nil
+}
+
+// Session returns the session id the cursor carries (0: none, e.g. a
+// version 1 cursor).
+func (p *ParsedCursor) Session() uint64 { return p.c.session }
 
 // Len is the number of slots; slot indexes match NewCursor's for the same sets.
 func (p *ParsedCursor) Len() int { return len(p.c.pos) }
@@ -355,11 +403,15 @@ func DecodeOffsets(s string, topics int, dst []uint64) ([]uint64, error) {
 	}
 	var raw [MaxCursorLen]byte
 	n, err := base64.RawURLEncoding.Decode(raw[:], []byte(s))
-	if err != nil || n < 8 || raw[0] != cursorVersion1 {
+	if err != nil {
 		return dst, ErrMalformedCursor
 	}
-	b := raw[8:n]
-	for range int(raw[7]) {
+	hdr, err := cursorHeaderLen(raw[:n])
+	if err != nil {
+		return dst, ErrMalformedCursor
+	}
+	b := raw[hdr:n]
+	for range int(raw[hdr-1]) {
 		if len(b) < 2 {
 			return dst, ErrMalformedCursor
 		}

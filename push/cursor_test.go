@@ -1,6 +1,7 @@
 package push
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -55,6 +56,51 @@ func TestCursorSizeBudget(t *testing.T) {
 	}
 	if n := len(c.String()); n > 100 {
 		t.Fatalf("cursor for 4 topics x 3 origins with offsets < 2^28 is %d bytes, budget 100", n)
+	}
+	// With a session id (ADR 0004) the budget holds for offsets below 2^21,
+	// and costs 11 characters more above.
+	c.SetSession(^uint64(0))
+	if n := len(c.String()); n > 110 {
+		t.Fatalf("cursor with session, offsets < 2^28: %d bytes, want <= 110", n)
+	}
+	for i := range c.Len() {
+		c.SetAt(i, Position{Epoch: "0123456789abcdef", Offset: 1<<21 - 1})
+	}
+	if n := len(c.String()); n > 100 {
+		t.Fatalf("cursor with session, offsets < 2^21: %d bytes, budget 100", n)
+	}
+}
+
+func TestCursorSessionRoundTrip(t *testing.T) {
+	topics, origins := []string{"a", "b"}, []string{"eu", "us"}
+	c, _ := NewCursor(topics, origins)
+	c.SetAt(1, Position{Epoch: "e", Offset: 77})
+	v1 := c.String()
+	c.SetSession(0xdeadbeefcafef00d)
+	v2 := c.String()
+	for _, tc := range []struct {
+		s    string
+		want uint64
+	}{{v1, 0}, {v2, 0xdeadbeefcafef00d}} {
+		p, err := ParseCursor(tc.s, topics, origins)
+		if err != nil {
+			t.Fatalf("parse %q: %v", tc.s, err)
+		}
+		if p.Session() != tc.want || p.Offset(1) != 77 {
+			t.Fatalf("parse %q: session %x offset %d, want %x 77", tc.s, p.Session(), p.Offset(1), tc.want)
+		}
+		offs, err := DecodeOffsets(tc.s, len(topics), nil)
+		if err != nil || len(offs) != 4 || offs[1]+offs[3] != 77 {
+			t.Fatalf("DecodeOffsets(%q) = %v, %v", tc.s, offs, err)
+		}
+	}
+	// A version 2 cursor with a zero session id is never minted: reject it.
+	raw, _ := base64.RawURLEncoding.DecodeString(v2)
+	for i := 7; i < 15; i++ {
+		raw[i] = 0
+	}
+	if _, err := ParseCursor(base64.RawURLEncoding.EncodeToString(raw), topics, origins); !errors.Is(err, ErrMalformedCursor) {
+		t.Fatalf("zero session: err = %v, want ErrMalformedCursor", err)
 	}
 }
 
@@ -156,6 +202,8 @@ func FuzzParseCursor(f *testing.F) {
 	f.Add(c.String())
 	f.Add("")
 	f.Add("AQAAAAAAAAE")
+	c.SetSession(42)
+	f.Add(c.String())
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := ParseCursor(s, []string{"a", "b"}, []string{"local", "us"})
 		if err != nil {
@@ -165,12 +213,16 @@ func FuzzParseCursor(f *testing.F) {
 		_ = p.Verify(epochs)
 		// A cursor that parses re-encodes to a cursor that parses to the same offsets.
 		re, _ := NewCursor([]string{"a", "b"}, []string{"local", "us"})
+		re.SetSession(p.Session())
 		for i := range p.Len() {
 			re.SetAt(i, Position{Offset: p.Offset(i)})
 		}
 		q, err := ParseCursor(re.String(), []string{"a", "b"}, []string{"local", "us"})
 		if err != nil {
 			t.Fatalf("re-encoded cursor does not parse: %v", err)
+		}
+		if q.Session() != p.Session() {
+			t.Fatalf("session %x != %x", q.Session(), p.Session())
 		}
 		for i := range p.Len() {
 			if q.Offset(i) != p.Offset(i) {

@@ -84,6 +84,8 @@ type APIKeyConfig struct {
 	// means nothing is allowed.
 	Publish   []string `koanf:"publish"`
 	Subscribe []string `koanf:"subscribe"`
+	// Admin grants the cluster admin API (members, sessions).
+	Admin bool `koanf:"admin"`
 }
 
 // Validate checks the configuration, including reading and type-checking the
@@ -209,7 +211,7 @@ func compile(cfg Config) (*Authenticator, error) {
 			tenant = k.ID
 		}
 		a.apiKeys = append(a.apiKeys, apiKey{hash: sum, principal: Principal{
-			Subject: k.ID, Tenant: tenant, Kind: KindAPIKey, KeyID: k.ID,
+			Subject: k.ID, Tenant: tenant, Kind: KindAPIKey, KeyID: k.ID, Admin: k.Admin,
 			subscribe: sub, publish: pub,
 		}})
 	}

@@ -41,6 +41,9 @@ type Principal struct {
 	// Expires is the token's `exp`; zero for API keys and DevPrincipal, which
 	// do not expire. Long-lived streams must end by Expires.
 	Expires time.Time
+	// Admin may use the cluster admin API: list members, look up and
+	// disconnect any session.
+	Admin bool
 
 	subscribe grants
 	publish   grants
@@ -65,7 +68,7 @@ func NewPrincipal(kind Kind, subject, tenant string, subscribe, publish []string
 // topic. Use it only in explicit dev mode, never as a fallback.
 func DevPrincipal() *Principal {
 	all := grants{all: true, patterns: []string{"*"}}
-	return &Principal{Subject: "dev", Tenant: "dev", Kind: KindDev, subscribe: all, publish: all}
+	return &Principal{Subject: "dev", Tenant: "dev", Kind: KindDev, Admin: true, subscribe: all, publish: all}
 }
 
 // CanSubscribe reports whether p may subscribe to topic. It is false for a

@@ -70,6 +70,8 @@ type claims struct {
 type heraldClaim struct {
 	Sub []string `json:"sub,omitempty"`
 	Pub []string `json:"pub,omitempty"`
+	// Admin grants the cluster admin API (sessions, members).
+	Admin bool `json:"admin,omitempty"`
 }
 
 // jwtFailure turns a golang-jwt error into ours. golang-jwt's sentinels
@@ -157,6 +159,7 @@ func (a *Authenticator) verifyJWT(tok string) (*Principal, error) {
 		Kind:      KindJWT,
 		KeyID:     v.id,
 		TokenID:   c.ID,
+		Admin:     h.Admin,
 		subscribe: sub,
 		publish:   pub,
 	}

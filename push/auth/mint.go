@@ -40,6 +40,8 @@ type MintOptions struct {
 	// Subscribe and Publish are the topic patterns of the "herald" claim.
 	Subscribe []string
 	Publish   []string
+	// Admin grants the cluster admin API (members, sessions).
+	Admin bool
 }
 
 // Mint signs a Herald access token: iss, sub, aud, iat = nbf = now,
@@ -115,8 +117,8 @@ func Mint(o MintOptions) (string, error) {
 		},
 		Tenant: o.Tenant,
 	}
-	if len(o.Subscribe) > 0 || len(o.Publish) > 0 {
-		c.Herald = &heraldClaim{Sub: o.Subscribe, Pub: o.Publish}
+	if len(o.Subscribe) > 0 || len(o.Publish) > 0 || o.Admin {
+		c.Herald = &heraldClaim{Sub: o.Subscribe, Pub: o.Publish, Admin: o.Admin}
 	}
 	t := jwt.NewWithClaims(method, c)
 	if o.KeyID != "" {

@@ -300,6 +300,9 @@ func (s *Stream) newRequest(ctx context.Context, ep *url.URL) (*http.Request, er
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Cache-Control", "no-cache")
+	// Declares an SDK client: the server may then answer overload with 503
+	// and Retry-After instead of the browser-safe 200 + retry: + close.
+	req.Header.Set("Herald-Client", "herald-go")
 	if s.cfg.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
 	}

@@ -13,19 +13,22 @@ import (
 
 // Stable error codes of the JSON error body {"error":{"code","message"}}.
 const (
-	CodeInvalidTopic    = "invalid_topic"
-	CodeInvalidEvent    = "invalid_event"
-	CodeInvalidJSON     = "invalid_json"
-	CodeInvalidCursor   = "invalid_cursor"
-	CodeInvalidQuery    = "invalid_query"
-	CodeBodyTooLarge    = "body_too_large"
-	CodeUnsupportedType = "unsupported_media_type"
-	CodeUnauthorized    = "unauthorized"
-	CodeForbidden       = "forbidden"
-	CodeNotFound        = "not_found"
-	CodeMethod          = "method_not_allowed"
-	CodeUnavailable     = "unavailable"
-	CodeInternal        = "internal"
+	CodeInvalidTopic     = "invalid_topic"
+	CodeInvalidEvent     = "invalid_event"
+	CodeInvalidJSON      = "invalid_json"
+	CodeInvalidCursor    = "invalid_cursor"
+	CodeInvalidQuery     = "invalid_query"
+	CodeBodyTooLarge     = "body_too_large"
+	CodeUnsupportedType  = "unsupported_media_type"
+	CodeUnauthorized     = "unauthorized"
+	CodeForbidden        = "forbidden"
+	CodeNotFound         = "not_found"
+	CodeMethod           = "method_not_allowed"
+	CodeUnavailable      = "unavailable"
+	CodeDraining         = "draining"
+	CodeOverloaded       = "overloaded"
+	CodeOwnerUnreachable = "owner_unreachable"
+	CodeInternal         = "internal"
 )
 
 // apiError is an error with its HTTP rendering.

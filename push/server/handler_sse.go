@@ -3,13 +3,14 @@ package server
 import (
 	"context"
 	crand "crypto/rand"
-	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -59,6 +60,8 @@ type conn struct {
 	bp  *[]byte
 	// deadline is the write deadline currently armed on the connection.
 	deadline time.Time
+	// kick ends the stream from outside (takeover, drain, admin).
+	kick *kick
 }
 
 func (s *Server) handleStream(c *gin.Context) {
@@ -114,6 +117,21 @@ func (s *Server) handleStream(c *gin.Context) {
 		}
 	}
 
+	session := uint64(0)
+	if parsed != nil {
+		session = parsed.Session()
+	}
+	if session == 0 {
+		session = newSessionID()
+	}
+	cur.SetSession(session)
+	sid := FormatSessionID(session)
+
+	if dest := s.admit(); dest != "" {
+		s.steer(c, dest)
+		return
+	}
+
 	infoCtx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	infos, err := s.store.Info(infoCtx, cur.Topics())
 	cancel()
@@ -127,7 +145,20 @@ func (s *Server) handleStream(c *gin.Context) {
 	defer s.streams.Add(-1)
 	s.connected.Add(1)
 
-	cn := &conn{s: s, ctx: r.Context(), w: c.Writer, rc: http.NewResponseController(c.Writer), cur: cur, origin: s.store.Origin()}
+	// Take the session over: an older stream of it, here or on another
+	// node, is closed.
+	ls := &localStream{session: sid, topics: cur.Topics(), since: time.Now(), kick: newKick()}
+	if cl := s.cfg.Cluster; cl != nil {
+		rec := cl.Claim(sid, cur.Topics(), "")
+		ls.incarnation = rec.Incarnation
+		defer cl.Release(sid, rec.Incarnation)
+	} else {
+		ls.incarnation = s.table.nextIncarnation()
+	}
+	s.table.add(ls)
+	defer s.table.remove(ls)
+
+	cn := &conn{s: s, ctx: r.Context(), w: c.Writer, rc: http.NewResponseController(c.Writer), cur: cur, origin: s.store.Origin(), kick: ls.kick}
 	defer cn.release()
 
 	resets, upto := s.plan(cur, parsed, foreign, from, infos)
@@ -145,7 +176,7 @@ func (s *Server) handleStream(c *gin.Context) {
 	cn.grab()
 	cn.buf = fmt.Appendf(cn.buf, "retry: %d\n", s.retryMillis())
 	hello := push.Hello{
-		Session: newSessionID(), Node: s.cfg.Node, Origin: cn.origin, Topics: cur.Topics(),
+		Session: sid, Node: s.cfg.Node, Origin: cn.origin, Topics: cur.Topics(),
 		Resumed: parsed != nil, Durable: s.store.Durable(),
 	}
 	if len(resets) == 0 {
@@ -270,6 +301,13 @@ func (cn *conn) live(sub *hub.Subscriber) {
 		case <-s.closing:
 			return
 		case <-sub.Done():
+			return
+		case <-cn.kick.ch:
+			if cn.kick.retry > 0 {
+				cn.grab()
+				cn.buf = fmt.Appendf(cn.buf, "retry: %d\n\n", cn.kick.retry.Milliseconds())
+				_ = cn.flush()
+			}
 			return
 		case <-beat:
 			cn.grab()
@@ -503,8 +541,34 @@ func (s *Server) retryMillis() int64 {
 	return lo + rand.Int64N(hi-lo+1)
 }
 
-func newSessionID() string {
-	var b [12]byte
-	_, _ = crand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+// newSessionID returns a random non-zero session id.
+func newSessionID() uint64 {
+	var b [8]byte
+	for {
+		_, _ = crand.Read(b[:])
+		if id := binary.BigEndian.Uint64(b[:]); id != 0 {
+			return id
+		}
+	}
+}
+
+// steer sends a new stream elsewhere: a 307 to a peer's base URL (same
+// path and query; browsers keep Last-Event-ID across the redirect), or,
+// with no peer ("-"), a browser-safe shed. SDK clients that declare
+// themselves with the Herald-Client header get 503 + Retry-After instead.
+func (s *Server) steer(c *gin.Context, dest string) {
+	if dest != "-" {
+		c.Redirect(http.StatusTemporaryRedirect, strings.TrimRight(dest, "/")+c.Request.URL.RequestURI())
+		return
+	}
+	if c.GetHeader("Herald-Client") != "" {
+		code := CodeOverloaded
+		if s.draining.Load() {
+			code = CodeDraining
+		}
+		s.writeError(c, &apiError{Status: http.StatusServiceUnavailable, Code: code,
+			Message: "this node is not taking new streams; retry", RetryAfter: int(max(1, s.retryMillis()/1000))})
+		return
+	}
+	s.shed(c)
 }

@@ -63,6 +63,26 @@ type Config struct {
 	CORS CORSConfig
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+
+	// Cluster is the membership and session-ownership view; nil runs a
+	// single node (sessions are then tracked on this node only).
+	Cluster Cluster
+	// Region is this node's region, reported in session records.
+	Region string
+	// Target is this node's connection target: above it, new streams go to
+	// a less loaded peer (Redirect) or are shed. Zero means no target.
+	Target int
+	// Redirect lets the node answer a new stream with 307 to a less loaded
+	// peer's advertised URL when it is over Target or draining. Enable it
+	// only when clients can reach every node's advertised URL.
+	Redirect bool
+	// RebalanceWindow is the window over which a node above the region's
+	// average sheds its excess streams after a node joins; zero disables
+	// rebalancing.
+	RebalanceWindow time.Duration
+	// LoadInterval is how often the node publishes its load to the cluster
+	// and checks for joins; zero means 1s.
+	LoadInterval time.Duration
 }
 
 // CORSConfig is the cross-origin allow-list.
@@ -103,6 +123,9 @@ type Server struct {
 	closing chan struct{}
 	once    sync.Once
 	wg      sync.WaitGroup
+
+	table    *streamTable
+	draining atomic.Bool
 
 	streams    atomic.Int64
 	lagCutoffs atomic.Uint64
@@ -153,6 +176,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Node == "" {
 		cfg.Node = "herald"
 	}
+	if cfg.LoadInterval <= 0 {
+		cfg.LoadInterval = time.Second
+	}
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "http"),
@@ -161,11 +187,16 @@ func New(cfg Config) (*Server, error) {
 		origins: []string{cfg.Store.Origin()},
 		closing: make(chan struct{}),
 		beat:    beacon{ch: make(chan struct{})},
+		table:   newStreamTable(),
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	s.engine = s.routes()
 	s.wg.Add(1)
 	go s.heartbeat()
+	if cfg.Cluster != nil {
+		s.wg.Add(1)
+		go s.clusterLoop()
+	}
 	return s, nil
 }
 
@@ -225,7 +256,7 @@ func (s *Server) routes() *gin.Engine {
 		cc := cors.Config{
 			AllowOrigins:     s.cfg.CORS.AllowedOrigins,
 			AllowMethods:     []string{http.MethodGet, http.MethodPost},
-			AllowHeaders:     []string{"Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key", "X-API-Key", "Traceparent"},
+			AllowHeaders:     []string{"Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key", "X-API-Key", "Traceparent", "Herald-Client"},
 			ExposeHeaders:    []string{"Retry-After"},
 			AllowCredentials: s.cfg.CORS.AllowCredentials,
 			MaxAge:           s.cfg.CORS.MaxAge,
@@ -247,6 +278,10 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/topics/:topic", s.handleTopic)
 	v1.POST("/events", s.handleBatch)
 	v1.GET("/stream", s.handleStream)
+	v1.GET("/topics/:topic/presence", s.handlePresence)
+	v1.GET("/cluster/members", s.requireAdmin, s.handleMembers)
+	v1.GET("/sessions/:id", s.requireAdmin, s.handleSession)
+	v1.DELETE("/sessions/:id", s.requireAdmin, s.handleDisconnect)
 	return e
 }
 
@@ -279,6 +314,10 @@ func (s *Server) handleReady(c *gin.Context) {
 		s.writeError(c, push.ErrClosed)
 		return
 	default:
+	}
+	if s.draining.Load() {
+		s.writeError(c, errf(http.StatusServiceUnavailable, CodeDraining, "node is draining"))
+		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready", "durable": s.store.Durable()})
 }

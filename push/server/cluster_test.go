@@ -1,0 +1,213 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/server"
+)
+
+// ended waits for the stream to end (the server closed it), failing the
+// test after timeout.
+func (s *stream) ended(timeout time.Duration) {
+	s.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case _, ok := <-s.events:
+			if !ok {
+				return
+			}
+		case <-deadline:
+			s.t.Fatalf("stream still open after %s", timeout)
+		}
+	}
+}
+
+func hello(t *testing.T, s *stream) (helloEvent, string) {
+	t.Helper()
+	ev := s.next(5 * time.Second)
+	if ev.Type != server.EventHello {
+		t.Fatalf("first event %q, want hello", ev.Type)
+	}
+	var h helloEvent
+	decodeJSON(t, ev.Data, &h)
+	return h, ev.ID
+}
+
+func TestSessionCarriedInCursorAndTakenOver(t *testing.T) {
+	n := startNode(t, newMemStore(t, push.Retention{}), nil)
+	first := n.openStream(t, []string{"a"}, "", nil)
+	h1, id1 := hello(t, first)
+	if _, err := server.ParseSessionID(h1.Session); err != nil {
+		t.Fatalf("hello session %q: %v", h1.Session, err)
+	}
+	n.publish("a", "m", "1")
+	ev := first.next(5 * time.Second)
+	if ev.Data != "1" {
+		t.Fatalf("got %+v", ev)
+	}
+
+	// Resuming with the first stream's id is the same session: the old
+	// stream is closed, the new one has the same session id.
+	second := n.openStream(t, []string{"a"}, ev.ID, nil)
+	h2, _ := hello(t, second)
+	if h2.Session != h1.Session {
+		t.Fatalf("resumed session %q, want %q", h2.Session, h1.Session)
+	}
+	first.ended(5 * time.Second)
+	// A fresh stream (no cursor) is another session and takes nothing over.
+	third := n.openStream(t, []string{"a"}, "", nil)
+	h3, _ := hello(t, third)
+	if h3.Session == h1.Session {
+		t.Fatal("a fresh stream reused a session id")
+	}
+	n.publish("a", "m", "2")
+	for _, s := range []*stream{second, third} {
+		if ev := s.next(5 * time.Second); ev.Data != "2" {
+			t.Fatalf("live stream got %+v", ev)
+		}
+	}
+	// The hello id of the first stream also carries the session.
+	again := n.openStream(t, []string{"a"}, id1, nil)
+	if h, _ := hello(t, again); h.Session != h1.Session {
+		t.Fatalf("hello id resumed session %q, want %q", h.Session, h1.Session)
+	}
+	second.ended(5 * time.Second) // closed by the takeover
+}
+
+func adminDo(t *testing.T, method, url string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body
+}
+
+func TestAdminSessionsAndPresenceSingleNode(t *testing.T) {
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Region = "eu" })
+	s := n.openStream(t, []string{"a", "b"}, "", nil)
+	h, _ := hello(t, s)
+
+	code, body := adminDo(t, http.MethodGet, n.URL+"/v1/sessions/"+h.Session)
+	if code != http.StatusOK || body["node"] != "n1" || body["region"] != "eu" {
+		t.Fatalf("GET session: %d %v", code, body)
+	}
+	code, body = adminDo(t, http.MethodGet, n.URL+"/v1/topics/b/presence")
+	if code != http.StatusOK || body["count"].(float64) != 1 || body["consistency"] != "eventual" {
+		t.Fatalf("presence: %d %v", code, body)
+	}
+	code, body = adminDo(t, http.MethodGet, n.URL+"/v1/cluster/members")
+	if code != http.StatusOK || body["self"] != "n1" {
+		t.Fatalf("members: %d %v", code, body)
+	}
+	for _, bad := range []string{"xyz", "0000000000000000", strings.Repeat("g", 16)} {
+		if code, body := adminDo(t, http.MethodGet, n.URL+"/v1/sessions/"+bad); code != http.StatusBadRequest || body["error"] == nil {
+			t.Fatalf("GET session %q: %d %v, want 400 JSON", bad, code, body)
+		}
+	}
+	if code, _ := adminDo(t, http.MethodDelete, n.URL+"/v1/sessions/00000000000000ff"); code != http.StatusNotFound {
+		t.Fatalf("DELETE unknown session: %d, want 404", code)
+	}
+	if code, body := adminDo(t, http.MethodDelete, n.URL+"/v1/sessions/"+h.Session); code != http.StatusAccepted {
+		t.Fatalf("DELETE session: %d %v", code, body)
+	}
+	s.ended(5 * time.Second) // closed by the admin disconnect
+	waitFor(t, 5*time.Second, "session gone", func() bool {
+		code, _ := adminDo(t, http.MethodGet, n.URL+"/v1/sessions/"+h.Session)
+		return code == http.StatusNotFound
+	})
+}
+
+func TestDrainSpreadsClosesAndSheds(t *testing.T) {
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.RetryMin = 400 * time.Millisecond })
+	const streams = 20
+	var ss []*stream
+	for range streams {
+		s := n.openStream(t, []string{"a"}, "", nil)
+		hello(t, s)
+		ss = append(ss, s)
+	}
+	window := 600 * time.Millisecond
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- n.Srv.Drain(context.Background(), window) }()
+	waitFor(t, 2*time.Second, "draining", n.Srv.Draining)
+
+	// Readiness fails, new browser streams are shed with 200 + retry,
+	// declared SDK clients get 503 + Retry-After.
+	code, body := adminDo(t, http.MethodGet, n.URL+"/readyz")
+	if code != http.StatusServiceUnavailable || body["error"].(map[string]any)["code"] != server.CodeDraining {
+		t.Fatalf("readyz while draining: %d %v", code, body)
+	}
+	resp, err := http.Get(n.URL + "/v1/stream?topic=a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(b), "retry: ") {
+		t.Fatalf("stream while draining: %d %q, want 200 + retry", resp.StatusCode, b)
+	}
+	req, _ := http.NewRequest(http.MethodGet, n.URL+"/v1/stream?topic=a", nil)
+	req.Header.Set("Herald-Client", "test")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("SDK stream while draining: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+
+	var firstEnd, lastEnd time.Duration
+	for i, s := range ss {
+		s.ended(5 * time.Second)
+		el := time.Since(start)
+		if i == 0 || el < firstEnd {
+			firstEnd = el
+		}
+		lastEnd = max(lastEnd, el)
+		r, ok := s.dec.Retry()
+		if !ok || r > 400*time.Millisecond || r < 100*time.Millisecond {
+			t.Fatalf("stream %d: final retry %v (set %v), want within 100..400ms", i, r, ok)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	// Closes are spread over the window, not all at once.
+	if lastEnd < window/2 {
+		t.Fatalf("all %d streams closed within %v of a %v window", streams, lastEnd, window)
+	}
+	if got := n.Srv.Stats().Streams; got != 0 {
+		t.Fatalf("%d streams open after drain", got)
+	}
+}
+
+func TestOverTargetShedsWithoutCluster(t *testing.T) {
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Target = 2 })
+	for range 2 {
+		hello(t, n.openStream(t, []string{"a"}, "", nil))
+	}
+	resp, err := http.Get(n.URL + "/v1/stream?topic=a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.Contains(string(b), "herald.hello") || !strings.HasPrefix(string(b), "retry: ") {
+		t.Fatalf("third stream over target: %d %q, want browser-safe shed", resp.StatusCode, b)
+	}
+}
