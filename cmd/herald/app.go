@@ -11,10 +11,15 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/hashicorp/memberlist"
+
+	"github.com/heraldpush/herald/cluster"
 
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
@@ -35,10 +40,14 @@ type Main struct {
 	// LogOutput receives JSON logs; nil means os.Stderr.
 	LogOutput io.Writer
 
-	Logger *slog.Logger
-	Store  push.Store
-	Hub    *hub.Hub
-	Server *server.Server
+	Logger  *slog.Logger
+	Store   push.Store
+	Hub     *hub.Hub
+	Server  *server.Server
+	Cluster *cluster.Cluster // nil on a single node
+	// GossipTransport, when set, replaces memberlist's UDP/TCP transport
+	// (tests use it to cut gossip between in-process nodes).
+	GossipTransport memberlist.Transport
 
 	scheme            string // "https" when the public listener serves TLS
 	public, admin     *http.Server
@@ -132,6 +141,23 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		authn = a
 	}
+	m.publicLn, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if cfg.TLSCertFile != "" {
+		m.scheme = "https"
+	}
+	// The cluster's revocations reach the server, which is built after it
+	// (the server needs the cluster view).
+	var srv atomic.Pointer[server.Server]
+	var view server.Cluster
+	if cfg.GossipListen != "" {
+		if m.Cluster, err = m.startCluster(cfg, &srv); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		view = clusterView{m.Cluster}
+	}
 	m.Server, err = server.New(server.Config{
 		Node: cfg.NodeName, Store: m.Store, Hub: m.Hub, Auth: authn, Dev: cfg.Dev,
 		Retention:          cfg.Retention,
@@ -145,15 +171,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Queue:              hub.Limits{MaxEvents: cfg.Limits.QueueMaxEvents, MaxBytes: cfg.Limits.QueueMaxBytes, MaxLag: cfg.Limits.QueueMaxLag},
 		CORS:               cfg.CORS,
 		Logger:             log,
+		Cluster:            view,
+		Region:             cfg.Region,
+		Target:             cfg.Cluster.ConnectionTarget,
+		Redirect:           cfg.Cluster.Redirect,
+		RebalanceWindow:    cfg.Cluster.RebalanceWindow,
 	})
 	if err != nil {
 		return err
 	}
+	srv.Store(m.Server)
 
-	m.publicLn, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
 	m.public = server.NewHTTPServer(m.Server.Handler(), log)
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -161,7 +189,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("tls: %w", err)
 		}
 		m.public.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-		m.scheme = "https"
 	}
 	m.serve(m.public, m.publicLn, m.scheme == "https")
 
@@ -201,7 +228,9 @@ func (m *Main) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	})
-	mux.Handle("GET /readyz", m.Server.Handler())
+	admin := m.Server.AdminHandler()
+	mux.Handle("GET /readyz", admin)
+	mux.Handle("/v1/", admin)
 	if m.Config.AdminPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -224,6 +253,13 @@ func (m *Main) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		var errs []error
+		if m.Cluster != nil {
+			// Leave first: peers stop counting this node at once instead of
+			// waiting for the failure detector.
+			if err := m.Cluster.Leave(2 * time.Second); err != nil {
+				m.Logger.Warn("cluster leave", "err", err)
+			}
+		}
 		if m.Server != nil {
 			errs = append(errs, m.Server.Close())
 		}
@@ -235,6 +271,9 @@ func (m *Main) Close() error {
 			}
 		}
 		m.serveWG.Wait()
+		if m.Cluster != nil {
+			errs = append(errs, m.Cluster.Close())
+		}
 		if m.Hub != nil {
 			errs = append(errs, m.Hub.Close())
 		}
@@ -244,4 +283,80 @@ func (m *Main) Close() error {
 		m.closeErr = errors.Join(errs...)
 	})
 	return m.closeErr
+}
+
+// startCluster joins the gossip pool. Revocations (a session taken over
+// elsewhere, an admin disconnect) are handed to the server once it exists.
+func (m *Main) startCluster(cfg Config, srv *atomic.Pointer[server.Server]) (*cluster.Cluster, error) {
+	host, port, err := splitHostPort(cfg.GossipListen)
+	if err != nil {
+		return nil, fmt.Errorf("gossip_listen: %w", err)
+	}
+	advHost, advPort := "", 0
+	if cfg.GossipAdvertise != "" {
+		if advHost, advPort, err = splitHostPort(cfg.GossipAdvertise); err != nil {
+			return nil, fmt.Errorf("gossip_advertise: %w", err)
+		}
+	}
+	var keys [][]byte
+	for _, k := range append([]string{cfg.GossipKey}, cfg.GossipOldKeys...) {
+		if k == "" {
+			continue
+		}
+		b, err := cluster.ParseKey(k)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, b)
+	}
+	advURL := cfg.AdvertiseURL
+	if advURL == "" {
+		advURL = m.URL()
+	}
+	return cluster.New(cluster.Config{
+		NodeName: cfg.NodeName, Region: cfg.Region, Zone: cfg.Zone,
+		BindAddr: host, BindPort: port, AdvertiseAddr: advHost, AdvertisePort: advPort,
+		Join: cfg.Join, RejoinInterval: cfg.Cluster.RejoinInterval,
+		Keys: keys, Dev: cfg.Dev, Label: cfg.Cluster.Label,
+		HTTPURL: advURL, Version: Version, DeadGrace: cfg.Cluster.DeadGrace,
+		Transport: m.GossipTransport,
+		Logger:    m.Logger.With("component", "cluster"),
+		OnRevoke: func(r cluster.Revocation) {
+			if s := srv.Load(); s != nil {
+				s.Revoke(r.Session, r.Incarnation, r.Reason)
+			}
+		},
+	})
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	h, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	}
+	return h, int(port), nil
+}
+
+// Drain is the lame-duck stop (SIGTERM): the node reports draining to its
+// peers and to readiness probes, stops accepting connections, and closes
+// its streams spread over the drain window with a final retry: so clients
+// resume on other nodes at a steady rate; publishes in flight complete.
+// Close must still be called.
+func (m *Main) Drain(ctx context.Context) error {
+	if m.Server == nil {
+		return nil
+	}
+	if m.Cluster != nil {
+		m.Cluster.SetDraining()
+	}
+	// Stop accepting; Shutdown returns once every request, streams
+	// included, has finished.
+	shut := make(chan error, 1)
+	go func() { shut <- m.public.Shutdown(ctx) }()
+	err := m.Server.Drain(ctx, m.Config.Cluster.DrainWindow)
+	return errors.Join(err, <-shut)
 }

@@ -62,7 +62,13 @@ on an in-memory store that is NOT durable.`,
 			<-cmd.Context().Done()
 			// A second signal now kills the process at once.
 			signal.Reset(os.Interrupt, syscall.SIGTERM)
-			m.Logger.Info("shutting down", "timeout", m.Config.ShutdownTimeout.String())
+			m.Logger.Info("draining", "window", m.Config.Cluster.DrainWindow.String(),
+				"timeout", m.Config.ShutdownTimeout.String())
+			ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+			defer cancel()
+			if err := m.Drain(ctx); err != nil {
+				m.Logger.Warn("drain did not finish; closing remaining streams", "err", err)
+			}
 			return m.Close()
 		},
 	}
@@ -82,7 +88,10 @@ func printBanner(w io.Writer, m *Main) {
 	fmt.Fprintf(w, "\nHerald %s is running (%s)\n\n", Version, strings.Join(notes, "; "))
 	fmt.Fprintf(w, "  public API  %s\n", u)
 	if a := m.AdminURL(); a != "" {
-		fmt.Fprintf(w, "  admin       %s  (/healthz, /readyz)\n", a)
+		fmt.Fprintf(w, "  admin       %s  (/healthz, /readyz, /v1/node, /v1/cluster/members)\n", a)
+	}
+	if m.Cluster != nil {
+		fmt.Fprintf(w, "  gossip      %s  (region %s)\n", m.Cluster.Local().GossipAddr, m.Config.Region)
 	}
 	fmt.Fprintf(w, "\n  subscribe:  curl -N '%s/v1/stream?topic=demo&topic=news'\n", u)
 	fmt.Fprintf(w, "  publish:    curl -X POST %s/v1/topics/demo/events -H 'Content-Type: application/json' -d '{\"event\":\"greeting\",\"data\":{\"hello\":\"world\"}}'\n", u)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
 
+	"github.com/heraldpush/herald/cluster"
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
 	"github.com/heraldpush/herald/push/server"
@@ -50,6 +53,24 @@ type Config struct {
 	NodeName string `koanf:"node_name"`
 	// Region is the origin name of events published here.
 	Region string `koanf:"region"`
+	// Zone is this node's availability zone (informational, in gossip).
+	Zone string `koanf:"zone"`
+	// AdvertiseURL is the public base URL peers redirect clients to; empty
+	// means the listen address (only useful on one host).
+	AdvertiseURL string `koanf:"advertise_url"`
+	// GossipListen is the memberlist bind address (host:port, UDP and TCP);
+	// empty runs a single node without a cluster.
+	GossipListen string `koanf:"gossip_listen"`
+	// GossipAdvertise is the gossip address peers use; empty means
+	// GossipListen (set it behind NAT or with a 0.0.0.0 bind).
+	GossipAdvertise string `koanf:"gossip_advertise"`
+	// Join lists seed nodes (host:port; DNS names are re-resolved).
+	Join []string `koanf:"join"`
+	// GossipKey is the base64 AES key (16, 24 or 32 bytes) encrypting
+	// gossip; required with a cluster unless dev.
+	GossipKey string `koanf:"gossip_key"`
+	// GossipOldKeys are still accepted for decryption during a rotation.
+	GossipOldKeys []string `koanf:"gossip_old_keys"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `koanf:"log_level"`
 	// ShutdownTimeout bounds a graceful stop.
@@ -57,11 +78,34 @@ type Config struct {
 	// IdempotencyWindow is how long a publish idempotency key is remembered.
 	IdempotencyWindow time.Duration `koanf:"idempotency_window"`
 
+	Cluster   ClusterConfig        `koanf:"cluster"`
 	Retention push.RetentionPolicy `koanf:"retention"`
 	Limits    LimitsConfig         `koanf:"limits"`
 	Stream    StreamConfig         `koanf:"stream"`
 	Auth      auth.Config          `koanf:"auth"`
 	CORS      server.CORSConfig    `koanf:"cors"`
+}
+
+// ClusterConfig tunes membership, ownership and load balancing.
+type ClusterConfig struct {
+	// Label separates clusters sharing a network; default "herald/<region>".
+	Label string `koanf:"label"`
+	// ConnectionTarget is the number of streams this node aims to hold;
+	// above it new streams are redirected (Redirect) or shed. 0 = none.
+	ConnectionTarget int `koanf:"connection_target"`
+	// Redirect answers new streams with 307 to a less loaded peer's
+	// advertise_url when over target or draining.
+	Redirect bool `koanf:"redirect"`
+	// RebalanceWindow spreads the streams a node above the average sheds
+	// after a join; 0 disables rebalancing.
+	RebalanceWindow time.Duration `koanf:"rebalance_window"`
+	// DrainWindow spreads stream closes on SIGTERM; it must be shorter than
+	// shutdown_timeout.
+	DrainWindow time.Duration `koanf:"drain_window"`
+	// DeadGrace is how long session records of a dead node are kept.
+	DeadGrace time.Duration `koanf:"dead_grace"`
+	// RejoinInterval is how often seeds are re-resolved and re-joined.
+	RejoinInterval time.Duration `koanf:"rejoin_interval"`
 }
 
 // LimitsConfig bounds requests.
@@ -93,6 +137,12 @@ func DefaultConfig() Config {
 		ShutdownTimeout:   30 * time.Second,
 		IdempotencyWindow: 2 * time.Minute,
 		Retention:         push.RetentionPolicy{Default: push.DefaultRetention},
+		Cluster: ClusterConfig{
+			RebalanceWindow: 30 * time.Second,
+			DrainWindow:     10 * time.Second,
+			DeadGrace:       30 * time.Second,
+			RejoinInterval:  30 * time.Second,
+		},
 		Limits: LimitsConfig{
 			MaxEventBytes:      64 << 10,
 			MaxTopicsPerStream: 32,
@@ -125,6 +175,23 @@ func registerServeFlags(fs *pflag.FlagSet) {
 	fs.String("node-name", "", "node name (default: host name)")
 	fs.String("region", d.Region, "region (origin) name of events published here")
 	fs.String("log-level", d.LogLevel, "debug, info, warn or error")
+	fs.String("zone", "", "availability zone (informational)")
+	fs.String("advertise-url", "", "public base URL peers redirect clients to")
+	fs.String("gossip-listen", "", `gossip bind address host:port ("" = single node, no cluster)`)
+	fs.String("gossip-advertise", "", "gossip address peers use (default: --gossip-listen)")
+	fs.StringSlice("join", nil, "seed node host:port (repeatable; DNS names are re-resolved)")
+	fs.String("gossip-key", "", "base64 gossip encryption key, 16/24/32 bytes (herald gossip-key makes one)")
+	fs.Int("connection-target", 0, "streams this node aims to hold (0 = no target)")
+	fs.Duration("drain-window", d.Cluster.DrainWindow, "spread stream closes over this window on SIGTERM")
+}
+
+// listKeys are the keys whose environment values are comma-separated lists.
+var listKeys = map[string]bool{"join": true, "gossip_old_keys": true, "cors.allowed_origins": true}
+
+// flagKeys maps flags that set nested keys.
+var flagKeys = map[string]string{
+	"connection-target": "cluster.connection_target",
+	"drain-window":      "cluster.drain_window",
 }
 
 // LoadConfig builds the configuration: defaults, then the YAML file, then
@@ -155,7 +222,11 @@ func LoadConfig(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 			if key == "config" {
 				return "", nil
 			}
-			return strings.ReplaceAll(key, "__", "."), v
+			key = strings.ReplaceAll(key, "__", ".")
+			if listKeys[key] {
+				return key, strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
+			}
+			return key, v
 		},
 	})
 	if err := k.Load(envp, nil); err != nil {
@@ -164,6 +235,9 @@ func LoadConfig(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 	flags := posflag.ProviderWithFlag(fs, ".", nil, func(f *pflag.Flag) (string, any) {
 		if f.Name == "config" {
 			return "", nil
+		}
+		if key, ok := flagKeys[f.Name]; ok {
+			return key, posflag.FlagVal(fs, f)
 		}
 		return strings.ReplaceAll(f.Name, "-", "_"), posflag.FlagVal(fs, f)
 	})
@@ -254,5 +328,57 @@ func (c Config) Validate() error {
 	if err := c.CORS.Validate(); err != nil {
 		add("%v", err)
 	}
+	c.validateCluster(add)
 	return errors.Join(errs...)
+}
+
+func (c Config) validateCluster(add func(format string, a ...any)) {
+	cl := c.Cluster
+	if cl.ConnectionTarget < 0 {
+		add("cluster.connection_target %d: must not be negative", cl.ConnectionTarget)
+	}
+	if cl.DrainWindow < 0 || cl.DrainWindow >= c.ShutdownTimeout {
+		add("cluster.drain_window %s: want 0 ≤ drain_window < shutdown_timeout (%s)", cl.DrainWindow, c.ShutdownTimeout)
+	}
+	if cl.RebalanceWindow < 0 || cl.DeadGrace <= 0 || cl.RejoinInterval <= 0 {
+		add("cluster: rebalance_window ≥ 0, dead_grace > 0 and rejoin_interval > 0 required (%s, %s, %s)",
+			cl.RebalanceWindow, cl.DeadGrace, cl.RejoinInterval)
+	}
+	if c.AdvertiseURL != "" {
+		if u, err := url.Parse(c.AdvertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("advertise_url %q: want http(s)://host[:port]", c.AdvertiseURL)
+		}
+	}
+	if c.GossipListen == "" {
+		if len(c.Join) > 0 {
+			add("join needs gossip_listen (this node has no gossip address)")
+		}
+		return
+	}
+	for name, addr := range map[string]string{"gossip_listen": c.GossipListen, "gossip_advertise": c.GossipAdvertise} {
+		if addr == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil {
+			add("%s %q: %v", name, addr, err)
+		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			add("%s %q: bad port", name, addr)
+		}
+	}
+	for _, j := range c.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			add("join %q: want host:port (%v)", j, err)
+		}
+	}
+	if c.GossipKey == "" && !c.Dev {
+		add("gossip_key: required when gossip_listen is set (encrypts gossip); make one with `herald gossip-key`, or run with --dev")
+	}
+	for i, k := range append([]string{c.GossipKey}, c.GossipOldKeys...) {
+		if k == "" && i == 0 {
+			continue
+		}
+		if _, err := cluster.ParseKey(k); err != nil {
+			add("gossip key #%d: %v", i, err)
+		}
+	}
 }

@@ -29,6 +29,7 @@ func (s *Server) AdminHandler() http.Handler {
 	})
 	e.GET("/readyz", s.handleReady)
 	v1 := e.Group("/v1")
+	v1.GET("/node", s.handleNode)
 	v1.GET("/cluster/members", s.handleMembers)
 	v1.GET("/sessions/:id", s.handleSession)
 	v1.DELETE("/sessions/:id", s.handleDisconnect)
@@ -210,4 +211,22 @@ func ParseSessionID(s string) (uint64, error) {
 		return 0, errors.New("session id: want 16 hex digits, not zero")
 	}
 	return id, nil
+}
+
+type nodeResponse struct {
+	Name     string `json:"name"`
+	Region   string `json:"region"`
+	Streams  int64  `json:"streams"`
+	Target   int    `json:"target"`
+	Draining bool   `json:"draining"`
+	Durable  bool   `json:"durable"`
+	Stats    Stats  `json:"stats"`
+}
+
+// handleNode reports this node's own view (admin listener only).
+func (s *Server) handleNode(c *gin.Context) {
+	c.JSON(http.StatusOK, nodeResponse{
+		Name: s.cfg.Node, Region: s.cfg.Region, Streams: s.streams.Load(), Target: s.cfg.Target,
+		Draining: s.draining.Load(), Durable: s.store.Durable(), Stats: s.Stats(),
+	})
 }

@@ -205,14 +205,14 @@ func (s *Server) Handler() http.Handler { return s.engine }
 
 // Stats are cumulative counters of the stream endpoint.
 type Stats struct {
-	Streams   int64  // open now
-	Connected uint64 // streams accepted
-	Resets    uint64 // herald.reset events sent
-	Replayed  uint64 // events written from history
-	Delivered uint64 // events written in total
+	Streams   int64  `json:"streams"`   // open now
+	Connected uint64 `json:"connected"` // streams accepted
+	Resets    uint64 `json:"resets"`    // herald.reset events sent
+	Replayed  uint64 `json:"replayed"`  // events written from history
+	Delivered uint64 `json:"delivered"` // events written in total
 	// LagCutoffs counts streams that ended because their oldest queued event
 	// waited longer than the queue's MaxLag when the stream got to run.
-	LagCutoffs uint64
+	LagCutoffs uint64 `json:"lag_cutoffs"`
 }
 
 // Stats returns the stream counters.
