@@ -320,7 +320,7 @@ func (m *Main) startCluster(cfg Config, srv *atomic.Pointer[server.Server]) (*cl
 		Keys: keys, Dev: cfg.Dev, Label: cfg.Cluster.Label,
 		HTTPURL: advURL, Version: Version, DeadGrace: cfg.Cluster.DeadGrace,
 		Transport: m.GossipTransport,
-		Logger:    m.Logger.With("component", "cluster"),
+		Logger:    m.Logger,
 		OnRevoke: func(r cluster.Revocation) {
 			if s := srv.Load(); s != nil {
 				s.Revoke(r.Session, r.Incarnation, r.Reason)

@@ -1,12 +1,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/heraldpush/herald/cluster"
+	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/redistest"
+	"github.com/heraldpush/herald/push/server"
+	"github.com/heraldpush/herald/push/sse"
 )
 
 // Cluster fault tests on real processes: three herald nodes sharing one
@@ -182,4 +189,272 @@ func TestClusterSIGTERMDrainSpreadsReconnects(t *testing.T) {
 		t.Fatalf("exit took %v", took)
 	}
 	waitMembers(t, []*proc{tr.b, tr.c}, "b", "c")
+}
+
+// rawStream is a plain SSE connection that stays open until the server
+// closes it (it never times out on its own, like a half-open client).
+type rawStream struct {
+	hello  string // herald.hello id
+	events chan sse.Event
+	done   chan struct{}
+	closed time.Time // when the server closed it
+	cancel context.CancelFunc
+}
+
+func openRaw(t *testing.T, base, topic, lastID string) *rawStream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/stream?topic="+topic, nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		cancel()
+		t.Fatalf("stream: %d", resp.StatusCode)
+	}
+	rs := &rawStream{events: make(chan sse.Event, 1024), done: make(chan struct{}), cancel: cancel}
+	dec := sse.NewDecoder(resp.Body)
+	ev, err := dec.Next()
+	if err != nil || ev.Type != push.EventHello {
+		cancel()
+		t.Fatalf("first event %+v, %v", ev, err)
+	}
+	rs.hello = ev.ID
+	go func() {
+		defer close(rs.done)
+		defer resp.Body.Close()
+		for {
+			ev, err := dec.Next()
+			if err != nil {
+				rs.closed = time.Now()
+				return
+			}
+			select {
+			case rs.events <- ev:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-rs.done })
+	return rs
+}
+
+func memberState(t *testing.T, p *proc, name string) string { return p.members(t)[name] }
+
+func TestClusterSIGSTOPPausedNodeLearnsItWasDeadAndRevokes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster test")
+	}
+	env := append([]string{"HERALD_STREAM__HEARTBEAT=1s"}, noRebalance...)
+	// Debug logs carry memberlist's own messages (the refutation).
+	tr := startTrio(t, env, "--log-level", "debug")
+	// SDK clients on a notice the pause by their idle timeout and move.
+	f := tr.fleetOn(t, 300, 30, 3*time.Second)
+	// Half-open clients: connections to a that never give up on their own,
+	// like a client behind a dead NAT.
+	const sticky = 40
+	var stuck []*rawStream
+	for i := range sticky {
+		stuck = append(stuck, openRaw(t, tr.a.URL, tr.topics[i%len(tr.topics)], ""))
+	}
+	pub := startPublisher([]string{tr.b.URL, tr.c.URL}, tr.topics, 40)
+	waitAcked(t, pub, 40)
+
+	tStop := time.Now()
+	tr.a.signal(syscall.SIGSTOP)
+	eventually(t, 30*time.Second, "b and c declare a dead", func() bool {
+		return memberState(t, tr.b, "a") == "dead" && memberState(t, tr.c, "a") == "dead"
+	})
+	t.Logf("a declared dead by both survivors %v after SIGSTOP", time.Since(tStop).Round(time.Millisecond))
+	// The sticky clients' sessions resume on b while a still holds them.
+	var moved []*rawStream
+	for i, s := range stuck {
+		moved = append(moved, openRaw(t, tr.b.URL, tr.topics[i%len(tr.topics)], s.hello))
+	}
+	// Keep a paused well past the SDK clients' idle timeout.
+	eventually(t, 30*time.Second, "SDK clients off the paused node", func() bool {
+		resume, _ := f.reconnectsAfter(tStop, tr.a.URL)
+		return len(resume) >= 300
+	})
+	waitAcked(t, pub, 40)
+
+	tCont := time.Now()
+	tr.a.signal(syscall.SIGCONT)
+	eventually(t, 30*time.Second, "a alive again on b", func() bool { return memberState(t, tr.b, "a") == "alive" })
+	tAlive := time.Now()
+	for i, s := range stuck {
+		select {
+		case <-s.done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("sticky stream %d still served by the resumed node 30s after SIGCONT", i)
+		}
+	}
+	var last time.Time
+	for _, s := range stuck {
+		if s.closed.After(last) {
+			last = s.closed
+		}
+	}
+	t.Logf("after SIGCONT: a seen alive by b in %v; all %d sessions taken over meanwhile were closed on a %v after SIGCONT (%v after b saw a alive)",
+		tAlive.Sub(tCont).Round(time.Millisecond), sticky, last.Sub(tCont).Round(time.Millisecond), last.Sub(tAlive).Round(time.Millisecond))
+	if d := last.Sub(tAlive); d > 2*time.Second {
+		t.Fatalf("sessions served by two nodes for %v after the paused node rejoined", d)
+	}
+	// The paused node learned that it had been declared dead: memberlist
+	// refuted it (which is also why the survivors list it alive again).
+	eventually(t, 10*time.Second, "a logs its refutation", func() bool {
+		return strings.Contains(tr.a.log.String(), "memberlist: Refuting a") // "suspect" or "dead" message
+	})
+	// The new owners keep their streams.
+	for i, s := range moved {
+		select {
+		case <-s.done:
+			t.Fatalf("moved stream %d on b was closed", i)
+		default:
+		}
+	}
+	finish(t, f, pub)
+	resume, _ := f.reconnectsAfter(tStop, tr.a.URL)
+	t.Logf("%d SDK clients moved off the paused node; resume p50 %v p99 %v", len(resume), percentile(resume, 0.5), percentile(resume, 0.99))
+	if len(resume) < 300 {
+		t.Fatalf("only %d of 300 clients moved off the paused node", len(resume))
+	}
+}
+
+func TestClusterTakeoverAdminAndPresenceAcrossNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster test")
+	}
+	tr := startTrio(t, noRebalance)
+	old := openRaw(t, tr.a.URL, "tk", "")
+	p, err := push.ParseCursor(old.hello, []string{"tk"}, []string{"local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := server.FormatSessionID(p.Session())
+
+	// Presence and the session record are visible from every node.
+	for _, n := range tr.all {
+		eventually(t, 10*time.Second, "presence on "+n.name, func() bool {
+			var r struct {
+				Count    int
+				Sessions []struct{ Session, Node string }
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := getJSON(ctx, n.Admin+"/v1/topics/tk/presence", &r); err != nil {
+				t.Fatal(err)
+			}
+			return r.Count == 1 && r.Sessions[0].Session == session && r.Sessions[0].Node == "a"
+		})
+	}
+
+	// Takeover: the same session resuming on b closes the stream on a.
+	start := time.Now()
+	moved := openRaw(t, tr.b.URL, "tk", old.hello)
+	select {
+	case <-old.done:
+		t.Logf("takeover: old stream on a closed %v after the session resumed on b", time.Since(start).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("old stream on a still open 10s after the session resumed on b")
+	}
+	eventually(t, 10*time.Second, "record owned by b on c", func() bool {
+		var r struct{ Node string }
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return getJSON(ctx, tr.c.Admin+"/v1/sessions/"+session, &r) == nil && r.Node == "b"
+	})
+
+	// Admin disconnect from c closes the stream on b.
+	req, _ := http.NewRequest(http.MethodDelete, tr.c.Admin+"/v1/sessions/"+session, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("DELETE session on c: %d", resp.StatusCode)
+	}
+	select {
+	case <-moved.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("admin disconnect from c did not close the stream on b")
+	}
+}
+
+func TestClusterWrongGossipKeyCannotJoin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster test")
+	}
+	key, other := cluster.GenerateKey(), cluster.GenerateKey()
+	tr := startTrio(t, noRebalance, "--gossip-key", key)
+	for _, tc := range []struct{ name, key string }{{"wrongkey", other}, {"nokey", ""}} {
+		args := []string{"--redis", tr.redis.URL(), "--gossip-listen", "127.0.0.1:0", "--join", tr.a.Gossip}
+		if tc.key != "" {
+			args = append(args, "--gossip-key", tc.key)
+		}
+		d := startProc(t, tc.name, noRebalance, args...)
+		// Give it several gossip rounds and rejoin attempts, then check
+		// nothing changed on either side.
+		eventually(t, 20*time.Second, tc.name+" logs its failed join", func() bool {
+			l := d.log.String()
+			return strings.Contains(l, "no installed keys could decrypt") || strings.Contains(l, "encryption is not configured") ||
+				strings.Contains(l, "join") && strings.Contains(l, "fail")
+		})
+		for _, l := range strings.Split(d.log.String(), "\n") {
+			if strings.Contains(l, "join") {
+				t.Logf("%s: %s", tc.name, l)
+			}
+		}
+		waitMembers(t, tr.all, "a", "b", "c")
+		if got := d.members(t); len(got) != 1 {
+			t.Fatalf("%s sees members %v, want only itself", tc.name, got)
+		}
+		d.kill()
+	}
+}
+
+func TestClusterRebalanceOntoJoiningNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster test")
+	}
+	const window = 3 * time.Second
+	env := []string{"HERALD_CLUSTER__CONNECTION_TARGET=100", "HERALD_CLUSTER__REDIRECT=true",
+		"HERALD_CLUSTER__REBALANCE_WINDOW=" + window.String()}
+	tr := startTrio(t, env)
+	f := tr.fleetOn(t, 150, 150, 0) // 450 streams over three nodes with target 100: overloaded
+	pub := startPublisher([]string{tr.a.URL, tr.b.URL, tr.c.URL}, tr.topics, 40)
+	waitAcked(t, pub, 40)
+	counts := func(ps ...*proc) (out []int64, total int64) {
+		for _, p := range ps {
+			n := p.node(t).Streams
+			out = append(out, n)
+			total += n
+		}
+		return out, total
+	}
+	before, _ := counts(tr.all...)
+
+	d := startProc(t, "d", env, "--redis", tr.redis.URL(), "--gossip-listen", "127.0.0.1:0", "--join", tr.a.Gossip)
+	joined := time.Now()
+	waitMembers(t, append(tr.all, d), "a", "b", "c", "d")
+	// Bound: the window plus load-gossip delay and the clients' retry.
+	var after []int64
+	var avg float64
+	eventually(t, window+10*time.Second, "joining node within 20% of the average", func() bool {
+		var total int64
+		after, total = counts(append(tr.all, d)...)
+		avg = float64(total) / 4
+		dn := float64(after[3])
+		return dn >= 0.8*avg && dn <= 1.2*avg
+	})
+	t.Logf("streams before join %v; %v (a, b, c, d) %v after d joined, average %.1f",
+		before, after, time.Since(joined).Round(100*time.Millisecond), avg)
+	waitAcked(t, pub, 40)
+	finish(t, f, pub)
 }

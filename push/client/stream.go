@@ -50,8 +50,10 @@ type StreamConfig struct {
 	// MaxRetryAfter). Zero means 30s.
 	MaxBackoff time.Duration
 	// IdleTimeout closes and re-establishes a connection on which nothing,
-	// not even a heartbeat comment, arrived for this long: it detects
-	// half-open TCP connections. Keep it a few heartbeat intervals long.
+	// not even a heartbeat comment (or, before that, the response headers),
+	// arrived for this long: it detects half-open TCP connections and
+	// paused nodes, and the stream resumes on the next endpoint. Keep it a
+	// few heartbeat intervals long.
 	// Zero means 45s; negative disables it.
 	IdleTimeout time.Duration
 	// MaxEventSize caps one event's data. A larger event stops the stream
@@ -206,9 +208,14 @@ func (s *Stream) Run(ctx context.Context, handler func(Event) error) error {
 			s.log.Error("stream stopped", "endpoint", ep.Redacted(), "err", out.err)
 			return out.err
 		}
-		if out.delivered {
+		switch {
+		case out.delivered && errors.Is(out.err, ErrIdleTimeout):
+			// The endpoint went silent mid-stream: resume on the next one.
 			failures = 0
-		} else {
+			s.next = (s.next + 1) % len(s.endpoints)
+		case out.delivered:
+			failures = 0
+		default:
 			failures++
 			s.next = (s.next + 1) % len(s.endpoints)
 		}
@@ -238,8 +245,20 @@ func (s *Stream) connect(ctx context.Context, epIdx int, handler func(Event) err
 	if err != nil {
 		return outcome{err: err, permanent: true}
 	}
+	// A node that accepts connections but does not answer (paused, wedged)
+	// gets the idle timeout for its response headers too.
+	var hdr *time.Timer
+	if s.cfg.IdleTimeout > 0 {
+		hdr = time.AfterFunc(s.cfg.IdleTimeout, func() { cancel(errIdle) })
+	}
 	resp, err := s.hc.Do(req)
+	if hdr != nil {
+		hdr.Stop()
+	}
 	if err != nil {
+		if errors.Is(context.Cause(connCtx), errIdle) {
+			err = ErrIdleTimeout
+		}
 		return outcome{err: err}
 	}
 	defer resp.Body.Close()
