@@ -1,0 +1,151 @@
+package resilience
+
+import (
+	"fmt"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/alibaba/sentinel-golang/api"
+	"github.com/alibaba/sentinel-golang/core/base"
+	"github.com/alibaba/sentinel-golang/core/hotspot"
+)
+
+// Layer 1 — ingress. One sentinel resource per Guards carries up to two
+// hotspot (parameter) QPS rules: argument 0 is the tenant key, argument 1
+// the topic. Hotspot rules keep one token bucket per argument value in an
+// LRU of IngressConfig.TrackedKeys entries.
+
+const (
+	paramTenant = 0 // hotspot ParamIndex of the tenant key
+	paramTopic  = 1 // hotspot ParamIndex of the topic
+
+	// unlimitedTokens stands for "no limit" in a hotspot rule that needs a
+	// number (the default of a rule that only has overrides, or an
+	// override of 0). Small enough that sentinel's refill arithmetic
+	// (elapsed ms × tokens) cannot overflow for a key idle over a year.
+	unlimitedTokens = 1 << 28
+)
+
+// Pass is an admitted publish. Call Done exactly once when the publish has
+// completed; further calls are ignored. The zero Pass is valid and inert.
+type Pass struct{ p *pass }
+
+type pass struct {
+	e    *base.SentinelEntry
+	done atomic.Bool
+}
+
+// Done records the publish's outcome in sentinel's statistics (err nil =
+// success) and releases the entry.
+func (p Pass) Done(err error) {
+	if p.p == nil || !p.p.done.CompareAndSwap(false, true) {
+		return
+	}
+	if err != nil {
+		api.TraceError(p.p.e, err)
+	}
+	p.p.e.Exit()
+}
+
+// Publish decides whether tenant may publish to topic now (layer 1). On
+// success the caller must call Pass.Done. A refusal has Layer "ingress",
+// Reason "tenant_qps" or "topic_qps" and RetryAfter = the limiter's refill
+// period (1 s for rates ≥ 1/s). With IngressConfig.Throttle, Publish may
+// sleep up to MaxQueueing before it returns a Pass.
+func (g *Guards) Publish(tenant, topic string) (Pass, *Blocked) {
+	e, blk := api.Entry(g.resPublish, api.WithArgs(tenant, topic))
+	if blk != nil {
+		reason := ReasonTenantQPS
+		retry := time.Second
+		if r, ok := blk.TriggeredRule().(*hotspot.Rule); ok {
+			if r.ParamIndex == paramTopic {
+				reason = ReasonTopicQPS
+			}
+			retry = time.Duration(r.DurationInSec) * time.Second
+		}
+		return Pass{}, g.block(LayerIngress, ResourcePublish, reason, retry)
+	}
+	return Pass{p: &pass{e: e}}, nil
+}
+
+// ingressRules builds the hotspot rules of c for resource res.
+func ingressRules(res string, c *IngressConfig) []*hotspot.Rule {
+	var rules []*hotspot.Rule
+	build := func(param int, def float64, overrides map[string]float64) {
+		rates := []float64{def}
+		limited := def > 0
+		for _, v := range overrides {
+			rates = append(rates, v)
+			limited = limited || v > 0
+		}
+		if !limited {
+			return
+		}
+		period := bucketPeriod(rates)
+		items := make(map[any]int64, len(overrides))
+		for k, v := range overrides {
+			items[k] = tokensPer(v, period)
+		}
+		r := &hotspot.Rule{
+			ID:                fmt.Sprintf("%s#%d", res, param),
+			Resource:          res,
+			MetricType:        hotspot.QPS,
+			ControlBehavior:   hotspot.Reject,
+			ParamIndex:        param,
+			Threshold:         tokensPer(def, period),
+			DurationInSec:     period,
+			ParamsMaxCapacity: int64(c.TrackedKeys),
+			SpecificItems:     items,
+		}
+		if c.Throttle {
+			r.ControlBehavior = hotspot.Throttling
+			r.MaxQueueingTimeMs = c.MaxQueueing.Milliseconds()
+		}
+		rules = append(rules, r)
+	}
+	build(paramTenant, c.PublishQPS, c.Tenants)
+	topics := make(map[string]float64, len(c.Topics))
+	for k, v := range c.Topics {
+		topics[k] = float64(v)
+	}
+	build(paramTopic, float64(c.TopicQPS), topics)
+	return rules
+}
+
+// bucketPeriod picks the hotspot bucket period in seconds: 1 unless some
+// rate is below one per second, then long enough for the slowest rate to
+// get a whole token (at most 60).
+func bucketPeriod(rates []float64) int64 {
+	slowest := 0.0
+	for _, r := range rates {
+		if r > 0 && r < 1 && (slowest == 0 || r < slowest) {
+			slowest = r
+		}
+	}
+	if slowest == 0 {
+		return 1
+	}
+	return min(int64(math.Ceil(1/slowest-1e-9)), 60)
+}
+
+// tokensPer converts a per-second rate to whole tokens per period.
+func tokensPer(rate float64, period int64) int64 {
+	if rate <= 0 {
+		return unlimitedTokens
+	}
+	return min(max(int64(math.Round(rate*float64(period))), 1), unlimitedTokens)
+}
+
+func loadIngressRules(res string, c *IngressConfig) error {
+	rules := ingressRules(res, c)
+	if _, err := hotspot.LoadRulesOfResource(res, rules); err != nil {
+		return fmt.Errorf("resilience: ingress rules: %w", err)
+	}
+	if got := len(hotspot.GetRulesOfResource(res)); got != len(rules) {
+		return fmt.Errorf("resilience: ingress rules: sentinel kept %d of %d hotspot rules (see sentinel's warnings in the log)", got, len(rules))
+	}
+	return nil
+}
+
+func clearIngressRules(res string) { _ = hotspot.ClearRulesOfResource(res) }

@@ -1,0 +1,189 @@
+package resilience
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/alibaba/sentinel-golang/api"
+	"github.com/alibaba/sentinel-golang/core/circuitbreaker"
+	"github.com/alibaba/sentinel-golang/core/config"
+	"github.com/alibaba/sentinel-golang/core/system_metric"
+)
+
+// This file is the only place that touches sentinel's process-global setup:
+// initialisation, its logger and circuit-breaker state listeners. Rule
+// managers are touched per resource (LoadRulesOfResource) by the Guards that
+// own those resources, never with the replace-everything LoadRules.
+
+// sentinelApp is the application name given to sentinel (it only appears
+// in sentinel's own log lines).
+const sentinelApp = "herald"
+
+// collectIntervalMs is the period of sentinel's CPU and load collectors.
+const collectIntervalMs = 1000
+
+// reg is this package's one piece of process-wide mutable state. Sentinel
+// itself is process-global (rule managers, statistics, one logger, one
+// list of breaker listeners), so something has to remember, across all live
+// Guards, that sentinel was initialised, which logger receives its messages
+// and which Breaker owns a sentinel resource. Every field is guarded by mu
+// except where noted.
+var reg = &registry{breakers: make(map[string]*Breaker)}
+
+type registry struct {
+	mu          sync.Mutex
+	initialized bool      // api.InitWithConfig and the breaker listener are done (once per process)
+	live        []*Guards // open Guards in creation order; the oldest one's logger gets sentinel's lines
+
+	bmu      sync.RWMutex        // guards breakers; read on every breaker state change
+	breakers map[string]*Breaker // sentinel resource name → owning breaker
+
+	logger atomic.Pointer[slog.Logger] // where sentinel's own log lines go; nil = dropped
+}
+
+// register initialises sentinel on first use and records g as live.
+func (r *registry) register(g *Guards) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.initialized {
+		if len(r.live) == 0 {
+			r.logger.Store(g.sentinelLog) // sentinel logs while initialising
+		}
+		if err := initSentinel(); err != nil {
+			r.logger.Store(nil)
+			return fmt.Errorf("resilience: init sentinel: %w", err)
+		}
+		// One listener for the life of the process, dispatching by
+		// resource name. Registered before any breaker rule exists:
+		// sentinel reads its listener slice without a lock.
+		circuitbreaker.RegisterStateChangeListeners(stateListener{r})
+		r.initialized = true
+	}
+	r.live = append(r.live, g)
+	r.logger.Store(r.live[0].sentinelLog)
+	return nil
+}
+
+// unregister forgets g; its breakers must already be dropped.
+func (r *registry) unregister(g *Guards) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.live = slices.DeleteFunc(r.live, func(x *Guards) bool { return x == g })
+	if len(r.live) == 0 {
+		r.logger.Store(nil)
+		return
+	}
+	r.logger.Store(r.live[0].sentinelLog)
+}
+
+// startCollectors starts sentinel's CPU and/or load collectors. Each is a
+// goroutine started at most once per process that never stops (sentinel
+// offers no stop); see doc.go.
+func (r *registry) startCollectors(cpu, load bool) {
+	if cpu {
+		system_metric.InitCpuCollector(collectIntervalMs)
+	}
+	if load {
+		system_metric.InitLoadCollector(collectIntervalMs)
+	}
+}
+
+func (r *registry) addBreaker(b *Breaker) {
+	r.bmu.Lock()
+	r.breakers[b.res] = b
+	r.bmu.Unlock()
+}
+
+func (r *registry) dropBreaker(b *Breaker) {
+	r.bmu.Lock()
+	if r.breakers[b.res] == b {
+		delete(r.breakers, b.res)
+	}
+	r.bmu.Unlock()
+}
+
+func (r *registry) breaker(res string) *Breaker {
+	r.bmu.RLock()
+	defer r.bmu.RUnlock()
+	return r.breakers[res]
+}
+
+// initSentinel initialises sentinel without a config file, without log or
+// metric files, without an HTTP exporter and without background goroutines.
+// Environment variables SENTINEL_* still override the app name and type
+// (sentinel applies them unconditionally); the log directory they may set
+// is unused because a logger is configured.
+func initSentinel() error {
+	c := config.NewDefaultConfig()
+	c.Sentinel.App.Name = sentinelApp
+	c.Sentinel.Log.Logger = sentinelLogger{reg}
+	c.Sentinel.Log.Metric.FlushIntervalSec = 0         // no metric log writer, no files
+	c.Sentinel.Stat.System = config.SystemStatConfig{} // collectors start on demand (startCollectors)
+	c.Sentinel.Exporter.Metric.HttpAddr = ""           // never an HTTP server on DefaultServeMux
+	c.Sentinel.UseCacheTime = false                    // no time-ticker goroutine
+	return api.InitWithConfig(c)
+}
+
+// sentinelLogger routes sentinel's logging.Logger calls to the registry's
+// current slog logger. Sentinel logs every rule load at Info, which becomes
+// Debug here so that a reload does not flood the log; its Debug lines are
+// per call (e.g. one per hotspot check) and become levelSentinelDebug,
+// below slog's Debug, so that they appear only when asked for.
+type sentinelLogger struct{ r *registry }
+
+// levelSentinelDebug is the slog level of sentinel's Debug lines.
+const levelSentinelDebug = slog.LevelDebug - 4
+
+func (l sentinelLogger) log(level slog.Level, err error, msg string, kv []any) {
+	lg := l.r.logger.Load()
+	if lg == nil || !lg.Enabled(context.Background(), level) {
+		return
+	}
+	if err != nil {
+		kv = append(kv, "err", err)
+	}
+	lg.Log(context.Background(), level, msg, kv...)
+}
+
+func (l sentinelLogger) enabled(level slog.Level) bool {
+	lg := l.r.logger.Load()
+	return lg != nil && lg.Enabled(context.Background(), level)
+}
+
+func (l sentinelLogger) Debug(msg string, kv ...any) { l.log(levelSentinelDebug, nil, msg, kv) }
+func (l sentinelLogger) DebugEnabled() bool          { return l.enabled(levelSentinelDebug) }
+func (l sentinelLogger) Info(msg string, kv ...any)  { l.log(slog.LevelDebug, nil, msg, kv) }
+func (l sentinelLogger) InfoEnabled() bool           { return l.enabled(slog.LevelDebug) }
+func (l sentinelLogger) Warn(msg string, kv ...any)  { l.log(slog.LevelWarn, nil, msg, kv) }
+func (l sentinelLogger) WarnEnabled() bool           { return l.enabled(slog.LevelWarn) }
+func (l sentinelLogger) Error(err error, msg string, kv ...any) {
+	l.log(slog.LevelError, err, msg, kv)
+}
+func (l sentinelLogger) ErrorEnabled() bool { return l.enabled(slog.LevelError) }
+
+// stateListener is the single process-wide circuit-breaker listener. It
+// runs synchronously inside sentinel's Entry/Exit on the caller's
+// goroutine, so it only looks the breaker up and hands the transition over.
+type stateListener struct{ r *registry }
+
+func (l stateListener) OnTransformToClosed(prev circuitbreaker.State, rule circuitbreaker.Rule) {
+	if b := l.r.breaker(rule.Resource); b != nil {
+		b.transition(rule, prev, circuitbreaker.Closed)
+	}
+}
+
+func (l stateListener) OnTransformToOpen(prev circuitbreaker.State, rule circuitbreaker.Rule, _ any) {
+	if b := l.r.breaker(rule.Resource); b != nil {
+		b.transition(rule, prev, circuitbreaker.Open)
+	}
+}
+
+func (l stateListener) OnTransformToHalfOpen(prev circuitbreaker.State, rule circuitbreaker.Rule) {
+	if b := l.r.breaker(rule.Resource); b != nil {
+		b.transition(rule, prev, circuitbreaker.HalfOpen)
+	}
+}
