@@ -1,0 +1,604 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Cluster is this node's membership in a region's LAN pool: node metadata,
+// failure detection and the gossiped session-ownership table. Build it with
+// New, stop it with Leave (graceful) and Close. All methods are safe for
+// concurrent use.
+//
+// Goroutines, each started by goFunc, counted in wg and stopped by stopCh:
+// the event loop (applies everything memberlist hands over, sweeps expired
+// records, reconciles membership), the revocation notifier (calls
+// OnRevoke), the meta loop (UpdateNode), the sync loop (prompt push/pull
+// with a member that came back), the notice loop (direct takeover notices)
+// and the join loop (seeds and dead members).
+//
+// Lock order: recMu, then memMu, then revMu or metaMu. The broadcast queue
+// has its own lock and is taken last.
+type Cluster struct {
+	cfg       Config
+	log       *slog.Logger
+	ml        *memberlist.Memberlist // set once in New before any goroutine of ours starts
+	mlp       atomic.Pointer[memberlist.Memberlist]
+	localAddr string
+	queue     *memberlist.TransmitLimitedQueue
+	// bcastLimit is the largest record broadcast (bytes) that always fits
+	// one gossip packet; bigger records are sent with trimmed topics.
+	bcastLimit int
+
+	ctx    context.Context // cancelled by Close; bounds DNS look-ups
+	cancel context.CancelFunc
+	stopCh chan struct{}
+	wg     sync.WaitGroup
+	goMu   sync.Mutex
+	closed bool
+	once   sync.Once
+	cerr   error
+
+	inbox        chan inboxItem
+	queuedStates atomic.Int32
+	syncReq      chan string
+	noticeCh     chan notice
+	metaKick     chan struct{}
+	revokeKick   chan struct{}
+
+	metaMu     sync.Mutex
+	meta       nodeMeta
+	metaUrgent bool
+
+	memMu   sync.RWMutex
+	members map[string]*memberEntry // peers, not self
+
+	recMu   sync.RWMutex
+	records map[string]*entry
+	byTopic map[string]map[string]struct{} // topic -> live sessions
+	owned   map[string]uint64              // sessions this node serves -> incarnation
+
+	revMu   sync.Mutex
+	pending []Revocation // bounded by len(owned): each claim is revoked at most once
+
+	st counters
+}
+
+const (
+	// maxQueuedStates bounds push/pull states waiting in the inbox, so
+	// their memory is bounded (each up to maxStateMsg).
+	maxQueuedStates = 4
+	// syncQueue bounds prompt push/pull requests; one sync with any node of
+	// the other side of a healed partition is enough, so drops are harmless.
+	syncQueue = 4
+	// noticeQueue bounds pending direct takeover notices.
+	noticeQueue = 256
+	// noticeAttempts bounds retries of one notice (every ProbeInterval): by
+	// then an unreachable owner has been declared dead.
+	noticeAttempts = 20
+	// reconcileInterval is how often the member table is compared with
+	// memberlist's, repairing any dropped callback.
+	reconcileInterval = time.Second
+)
+
+// New validates cfg, creates the memberlist instance, starts the Cluster's
+// goroutines and makes one attempt to join the seeds. Failing to reach the
+// seeds is not an error: it is logged and retried every RejoinInterval.
+func New(cfg Config) (*Cluster, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	t := cfg.Tuning
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Cluster{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "cluster", "node", cfg.NodeName),
+		ctx:        ctx,
+		cancel:     cancel,
+		stopCh:     make(chan struct{}),
+		inbox:      make(chan inboxItem, t.InboxSize),
+		syncReq:    make(chan string, syncQueue),
+		noticeCh:   make(chan notice, noticeQueue),
+		metaKick:   make(chan struct{}, 1),
+		revokeKick: make(chan struct{}, 1),
+		meta: nodeMeta{V: 1, Region: cfg.Region, Zone: cfg.Zone, URL: cfg.HTTPURL,
+			Version: cfg.Version, State: metaAlive},
+		members: make(map[string]*memberEntry),
+		records: make(map[string]*entry),
+		byTopic: make(map[string]map[string]struct{}),
+		owned:   make(map[string]uint64),
+	}
+	if err := c.meta.checkSize(); err != nil {
+		cancel()
+		return nil, err
+	}
+	c.queue = &memberlist.TransmitLimitedQueue{
+		NumNodes: func() int {
+			if ml := c.mlp.Load(); ml != nil {
+				return ml.NumMembers()
+			}
+			return 1
+		},
+		RetransmitMult: t.RetransmitMult,
+	}
+
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.NodeName
+	mc.BindAddr, mc.BindPort = cfg.BindAddr, cfg.BindPort
+	mc.AdvertiseAddr, mc.AdvertisePort = cfg.AdvertiseAddr, cfg.AdvertisePort
+	mc.Transport = cfg.Transport
+	mc.Label = cfg.Label
+	mc.Logger = slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)
+	mc.Delegate = delegate{c}
+	mc.Events = events{c}
+	mc.ProbeInterval, mc.ProbeTimeout = t.ProbeInterval, t.ProbeTimeout
+	mc.IndirectChecks = t.IndirectChecks
+	mc.SuspicionMult, mc.SuspicionMaxTimeoutMult = t.SuspicionMult, t.SuspicionMaxTimeoutMult
+	mc.AwarenessMaxMultiplier = t.AwarenessMaxMultiplier
+	mc.GossipInterval, mc.GossipNodes = t.GossipInterval, t.GossipNodes
+	mc.GossipToTheDeadTime = t.GossipToTheDeadTime
+	mc.RetransmitMult = t.RetransmitMult
+	mc.PushPullInterval = t.PushPullInterval
+	mc.TCPTimeout = t.TCPTimeout
+	mc.DeadNodeReclaimTime = t.DeadNodeReclaimTime
+	encOverhead := 0
+	if len(cfg.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("%w: Keys: %w", ErrConfig, err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+		encOverhead = 45 // memberlist encryptOverhead, worst version
+	}
+	// memberlist: packet = compound header (2) + label header (2+len) +
+	// encryption + per-message compound overhead (2) + user-message byte
+	// (1). Keep 16 bytes of slack.
+	c.bcastLimit = mc.UDPBufferSize - 2 - (2 + len(cfg.Label)) - encOverhead - 3 - 16
+
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("cluster: starting memberlist for node %q: %w", cfg.NodeName, err)
+	}
+	c.ml = ml
+	c.mlp.Store(ml)
+	c.localAddr = ml.LocalNode().Address()
+
+	for _, f := range []func(){c.eventLoop, c.notifyLoop, c.metaLoop, c.syncLoop, c.noticeLoop} {
+		c.goFunc(f)
+	}
+	if len(cfg.Join) > 0 {
+		c.joinSeeds()
+	}
+	c.goFunc(c.joinLoop)
+	c.log.Info("cluster member started", "gossip_addr", c.localAddr, "region", cfg.Region,
+		"label", cfg.Label, "encrypted", len(cfg.Keys) > 0, "seeds", len(cfg.Join))
+	return c, nil
+}
+
+// goFunc starts f as an owned goroutine; it refuses after Close.
+func (c *Cluster) goFunc(f func()) bool {
+	c.goMu.Lock()
+	defer c.goMu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// Leave announces a graceful departure: state "draining"/"leaving" in
+// metadata (so peers report StateLeft rather than StateDead), then
+// memberlist's Leave, waiting at most timeout for it to be gossiped. Close
+// must still be called. Records this node owns are kept by peers for
+// DeadGrace; release them first (drain) so that peers see tombstones.
+func (c *Cluster) Leave(timeout time.Duration) error {
+	c.goMu.Lock()
+	closed := c.closed
+	c.goMu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	start := time.Now()
+	c.metaMu.Lock()
+	c.meta.State = metaLeaving
+	c.metaMu.Unlock()
+	if err := c.ml.UpdateNode(timeout / 2); err != nil {
+		c.log.Debug("leave: metadata update not confirmed", "err", err)
+	}
+	rest := timeout - time.Since(start)
+	if rest < 10*time.Millisecond {
+		rest = 10 * time.Millisecond
+	}
+	if err := c.ml.Leave(rest); err != nil {
+		return fmt.Errorf("cluster: leave: %w", err)
+	}
+	c.log.Info("left the cluster")
+	return nil
+}
+
+// Close shuts memberlist down (without Leave: peers see a crash) and stops
+// every goroutine of the Cluster, waiting for them. Idempotent.
+func (c *Cluster) Close() error {
+	c.once.Do(func() {
+		c.goMu.Lock()
+		c.closed = true
+		c.goMu.Unlock()
+		close(c.stopCh)
+		c.cancel()
+		if err := c.ml.Shutdown(); err != nil {
+			c.cerr = fmt.Errorf("cluster: shutdown: %w", err)
+		}
+		c.wg.Wait()
+		c.log.Info("cluster member stopped")
+	})
+	return c.cerr
+}
+
+// inboxItem is what a memberlist callback hands to the event loop: always a
+// copy, never memberlist's own memory.
+type inboxItem struct {
+	kind int
+	data []byte // itemMsg, itemState
+	node nodeInfo
+}
+
+const (
+	itemMsg = iota
+	itemState
+	itemJoin
+	itemUpdate
+	itemLeave
+)
+
+type nodeInfo struct {
+	name string
+	addr string
+	meta []byte
+}
+
+func nodeInfoOf(n *memberlist.Node) nodeInfo {
+	return nodeInfo{name: n.Name, addr: n.Address(), meta: bytes.Clone(n.Meta)}
+}
+
+// enqueue hands it to the event loop without blocking; a full inbox drops
+// it and counts the drop (membership is repaired by reconcile, records by
+// push/pull).
+func (c *Cluster) enqueue(it inboxItem) bool {
+	select {
+	case c.inbox <- it:
+		return true
+	default:
+		c.st.inboxDrops.Add(1)
+		return false
+	}
+}
+
+// eventLoop is the single consumer of the inbox; it also sweeps expired
+// records and reconciles membership.
+func (c *Cluster) eventLoop() {
+	every := min(max(c.cfg.DeadGrace/10, 50*time.Millisecond), 5*time.Second)
+	sweep := time.NewTicker(every)
+	defer sweep.Stop()
+	recon := time.NewTicker(reconcileInterval)
+	defer recon.Stop()
+	for {
+		select {
+		case <-c.stopCh:
+			return
+		case it := <-c.inbox:
+			c.handle(it, time.Now())
+		case now := <-sweep.C:
+			c.sweep(now)
+		case now := <-recon.C:
+			c.reconcile(now)
+		}
+	}
+}
+
+func (c *Cluster) handle(it inboxItem, now time.Time) {
+	switch it.kind {
+	case itemJoin, itemUpdate:
+		c.onAlive(it.node, now)
+	case itemLeave:
+		c.onDown(it.node.name, now)
+	case itemState:
+		c.queuedStates.Add(-1)
+		m, err := decodeMessage(it.data)
+		if err != nil || m.kind != msgState {
+			c.st.invalid.Add(1)
+			c.log.Debug("dropping malformed push/pull state", "err", err, "bytes", len(it.data))
+			return
+		}
+		c.mergeState(m, now)
+	case itemMsg:
+		m, err := decodeMessage(it.data)
+		if err != nil {
+			c.st.invalid.Add(1)
+			c.log.Debug("dropping malformed gossip message", "err", err, "bytes", len(it.data))
+			return
+		}
+		switch m.kind {
+		case msgRecord:
+			c.st.received.Add(1)
+			c.recMu.Lock()
+			c.applyLocked(m.rec, m.partial, true, now)
+			c.recMu.Unlock()
+		case msgDisconnect:
+			c.onDisconnect(m)
+		case msgState:
+			c.mergeState(m, now)
+		}
+	}
+}
+
+// onAlive records that memberlist sees name alive (join, update or
+// reconcile). A member that comes back from dead triggers a prompt
+// push/pull with it, so that ownership taken over while it was gone reaches
+// it (and revokes its stale streams) within one TCP round trip.
+func (c *Cluster) onAlive(n nodeInfo, now time.Time) {
+	if n.name == c.cfg.NodeName {
+		return
+	}
+	meta, ok := decodeMeta(n.meta)
+	if !ok {
+		if n.meta != nil {
+			c.st.invalid.Add(1)
+		}
+		meta = nodeMeta{V: 1, State: metaAlive}
+	}
+	c.memMu.Lock()
+	e := c.members[n.name]
+	fresh, back := e == nil, e != nil && e.down
+	if fresh {
+		e = &memberEntry{name: n.name}
+		c.members[n.name] = e
+	}
+	e.addr, e.meta, e.raw = n.addr, meta, n.meta
+	e.down, e.left, e.downSince = false, false, time.Time{}
+	c.memMu.Unlock()
+	switch {
+	case back:
+		c.log.Info("member is back", "member", n.name, "addr", n.addr)
+		if n.addr != "" {
+			c.requestSync(n.addr)
+		}
+	case fresh:
+		c.log.Info("member joined", "member", n.name, "addr", n.addr, "region", meta.Region)
+	}
+}
+
+// onDown records that memberlist declared name dead or departed. Node.State
+// is not consulted (it is stale in memberlist v0.7.0's NotifyLeave); a
+// member whose last metadata said "leaving" is reported as left.
+func (c *Cluster) onDown(name string, now time.Time) {
+	if name == c.cfg.NodeName {
+		return
+	}
+	c.memMu.Lock()
+	e := c.members[name]
+	if e == nil {
+		e = &memberEntry{name: name}
+		c.members[name] = e
+	} else if e.down {
+		c.memMu.Unlock()
+		return
+	}
+	e.down, e.left, e.downSince = true, e.meta.State == metaLeaving, now
+	st := e.state()
+	c.memMu.Unlock()
+	c.log.Info("member is down", "member", name, "state", st)
+}
+
+// reconcile compares the member table with memberlist's and repairs any
+// difference left by a dropped callback. Only Node.Name is read from
+// memberlist's Members(): the other fields are rewritten by memberlist under
+// its own lock, so reading them here would race. A member repaired this way
+// keeps its last known address and metadata until its next update.
+func (c *Cluster) reconcile(now time.Time) {
+	live := make(map[string]bool)
+	for _, n := range c.ml.Members() {
+		live[n.Name] = true
+	}
+	delete(live, c.cfg.NodeName)
+	var gone []string
+	var back []nodeInfo
+	c.memMu.RLock()
+	for name, e := range c.members {
+		if !e.down && !live[name] {
+			gone = append(gone, name)
+		}
+	}
+	for name := range live {
+		switch e := c.members[name]; {
+		case e == nil:
+			back = append(back, nodeInfo{name: name})
+		case e.down:
+			back = append(back, nodeInfo{name: name, addr: e.addr, meta: e.raw})
+		}
+	}
+	c.memMu.RUnlock()
+	for _, name := range gone {
+		c.onDown(name, now)
+	}
+	for _, n := range back {
+		c.onAlive(n, now)
+	}
+	if len(gone)+len(back) > 0 {
+		c.log.Warn("member table repaired from memberlist (callbacks were dropped)", "down", len(gone), "up", len(back))
+	}
+}
+
+// requestSync asks the sync loop for a push/pull with addr; never blocks.
+func (c *Cluster) requestSync(addr string) {
+	select {
+	case c.syncReq <- addr:
+	default:
+		c.st.syncDrops.Add(1)
+	}
+}
+
+// syncLoop performs requested push/pulls (memberlist Join of one address:
+// a full state exchange in both directions).
+func (c *Cluster) syncLoop() {
+	for {
+		select {
+		case <-c.stopCh:
+			return
+		case addr := <-c.syncReq:
+			c.st.syncs.Add(1)
+			if _, err := c.ml.Join([]string{addr}); err != nil {
+				c.log.Debug("push/pull with returning member failed", "addr", addr, "err", err)
+			}
+		}
+	}
+}
+
+// joinLoop re-joins seeds every RejoinInterval and dead members every
+// ReconnectInterval.
+func (c *Cluster) joinLoop() {
+	seeds := time.NewTicker(c.cfg.RejoinInterval)
+	defer seeds.Stop()
+	dead := time.NewTicker(c.cfg.Tuning.ReconnectInterval)
+	defer dead.Stop()
+	for {
+		select {
+		case <-c.stopCh:
+			return
+		case <-seeds.C:
+			if len(c.cfg.Join) > 0 {
+				c.joinSeeds()
+			}
+		case <-dead.C:
+			c.reconnectDead(time.Now())
+		}
+	}
+}
+
+// joinSeeds resolves the seeds and joins every address that is not a live
+// member (nor this node).
+func (c *Cluster) joinSeeds() {
+	known := map[string]bool{c.localAddr: true}
+	c.memMu.RLock()
+	for _, e := range c.members {
+		if !e.down {
+			known[e.addr] = true
+		}
+	}
+	c.memMu.RUnlock()
+	var addrs []string
+	for _, s := range c.cfg.Join {
+		host, port, err := splitSeed(s)
+		if err != nil {
+			continue // validated in New
+		}
+		ips := []string{host}
+		if net.ParseIP(host) == nil {
+			ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Tuning.TCPTimeout)
+			ips, err = c.cfg.Resolver(ctx, host)
+			cancel()
+			if err != nil {
+				c.log.Warn("cannot resolve seed", "seed", s, "err", err)
+				continue
+			}
+		}
+		for _, ip := range ips {
+			a := net.JoinHostPort(ip, strconv.Itoa(port))
+			if !known[a] {
+				known[a] = true
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	n, err := c.joinEach(addrs)
+	if n == 0 {
+		c.log.Warn("could not join any seed; retrying", "seeds", addrs, "every", c.cfg.RejoinInterval, "err", err)
+		return
+	}
+	c.log.Info("joined seeds", "joined", n, "tried", len(addrs))
+}
+
+// joinEach joins addresses one at a time (each a push/pull bounded by
+// TCPTimeout), stopping early on Close. It returns how many succeeded and
+// the last error.
+func (c *Cluster) joinEach(addrs []string) (int, error) {
+	n := 0
+	var last error
+	for _, a := range addrs {
+		select {
+		case <-c.stopCh:
+			return n, ErrClosed
+		default:
+		}
+		c.st.joinAttempts.Add(1)
+		if _, err := c.ml.Join([]string{a}); err != nil {
+			c.st.joinFailures.Add(1)
+			last = err
+			continue
+		}
+		n++
+	}
+	return n, last
+}
+
+// reconnectDead tries to join members that died (not those that left) less
+// than ReconnectTimeout ago. memberlist never probes a dead member again, so
+// without this the two sides of a healed partition would stay apart.
+func (c *Cluster) reconnectDead(now time.Time) {
+	var addrs []string
+	c.memMu.RLock()
+	for _, e := range c.members {
+		if e.down && !e.left && e.addr != "" && now.Sub(e.downSince) < c.cfg.Tuning.ReconnectTimeout {
+			addrs = append(addrs, e.addr)
+		}
+	}
+	c.memMu.RUnlock()
+	if len(addrs) == 0 {
+		return
+	}
+	if n, _ := c.joinEach(addrs); n > 0 {
+		c.log.Info("reconnected to dead members", "reached", n, "tried", len(addrs))
+	}
+}
+
+// liveNode returns a memberlist.Node to reach name if it is a live member.
+// It is built from the member table rather than taken from memberlist's
+// Members(), whose nodes memberlist mutates concurrently.
+func (c *Cluster) liveNode(name string) *memberlist.Node {
+	c.memMu.RLock()
+	e := c.members[name]
+	var addr string
+	if e != nil && !e.down {
+		addr = e.addr
+	}
+	c.memMu.RUnlock()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	p, err := strconv.ParseUint(port, 10, 16)
+	if ip == nil || err != nil {
+		return nil
+	}
+	return &memberlist.Node{Name: name, Addr: ip, Port: uint16(p)}
+}

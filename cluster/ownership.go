@@ -1,0 +1,573 @@
+package cluster
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Record is the ownership record of one session: which node serves it, since
+// when, and on which topics. Records are gossiped; every node converges to the
+// highest record per session (see Newer).
+type Record struct {
+	Session string
+	Node    string // owner node name
+	Region  string // owner node region
+	// Incarnation orders claims of one session: max(previous+1, claim time
+	// in unix nanoseconds). Ties (same value on two nodes) are broken by node
+	// name, the greater name winning.
+	Incarnation uint64
+	// Topics the session is subscribed to. A record learned from a gossip
+	// broadcast may carry a prefix of them only when the full list did not
+	// fit one UDP packet; push/pull state then brings the full list.
+	Topics []string
+	Since  time.Time // claim time on the owner's clock
+	// Trace is opaque to this package, e.g. the W3C traceparent of the
+	// session span, so that a reconnect elsewhere can link to it.
+	Trace string
+	// Ended marks a tombstone: the stream ended (Release). Tombstones stay
+	// readable through Lookup for DeadGrace after EndedAt.
+	Ended   bool
+	EndedAt time.Time
+}
+
+func (r Record) clone() Record {
+	if r.Topics != nil {
+		r.Topics = append([]string(nil), r.Topics...)
+	}
+	return r
+}
+
+// Newer reports whether a supersedes b (same session assumed): higher
+// incarnation, then greater node name, then a tombstone over a live record
+// of the same claim.
+func Newer(a, b Record) bool { return compareRecords(a, b) > 0 }
+
+func compareRecords(a, b Record) int {
+	if c := cmp.Compare(a.Incarnation, b.Incarnation); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Node, b.Node); c != 0 {
+		return c
+	}
+	switch {
+	case a.Ended == b.Ended:
+		return 0
+	case a.Ended:
+		return 1
+	default:
+		return -1
+	}
+}
+
+// Revocation tells the owner of a session to stop serving it.
+type Revocation struct {
+	Session     string
+	Incarnation uint64 // the revoked (old) claim
+	Reason      string // ReasonTakeover or ReasonAdmin
+	By          string // node that claimed the session or asked for the disconnect
+}
+
+// Revocation reasons.
+const (
+	ReasonTakeover = "takeover"
+	ReasonAdmin    = "admin"
+)
+
+// entry is a stored record plus local bookkeeping.
+type entry struct {
+	rec     Record
+	partial bool      // topics trimmed in a broadcast; a full copy replaces it
+	seen    time.Time // local receipt time (expiry of records of unknown owners)
+}
+
+// ValidateClaim reports whether Claim would accept these arguments: a
+// session id of 1..MaxSessionLen printable bytes, at most MaxTopics topics of
+// 1..MaxTopicLen printable bytes, a trace of at most MaxTraceLen printable
+// bytes.
+func ValidateClaim(session string, topics []string, trace string) error {
+	for _, err := range []error{validateSession(session), validateTopics(topics), validateTrace(trace)} {
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidClaim, err)
+		}
+	}
+	return nil
+}
+
+// Claim records that this node now serves session and gossips it. The
+// incarnation is max(known incarnation+1, now in unix ns), so a reconnect
+// orders after the previous claim as long as clocks are closer than the
+// reconnect delay. If this node already served the session under an older
+// claim, OnRevoke fires for that one (same-node takeover). If another live
+// node served it, that node is also sent the claim directly (TCP), so its
+// revocation does not depend on UDP gossip. Arguments that fail
+// ValidateClaim claim nothing and return a zero Record.
+func (c *Cluster) Claim(session string, topics []string, trace string) Record {
+	if err := ValidateClaim(session, topics, trace); err != nil {
+		c.st.invalidClaims.Add(1)
+		c.log.Warn("claim refused", "session", clip(session), "err", err)
+		return Record{}
+	}
+	self := c.cfg.NodeName
+	now := time.Now()
+	ns := now.UnixNano()
+	rec := Record{
+		Session: session, Node: self, Region: c.cfg.Region, Incarnation: uint64(max(ns, 1)),
+		Since: time.Unix(0, ns), Trace: trace,
+	}
+	if len(topics) > 0 {
+		rec.Topics = append([]string(nil), topics...)
+	}
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
+	notify := ""
+	if e, ok := c.records[session]; ok {
+		rec.Incarnation = max(rec.Incarnation, e.rec.Incarnation+1)
+		if !e.rec.Ended && e.rec.Node != self {
+			notify = e.rec.Node
+		}
+	}
+	if old, ok := c.owned[session]; ok {
+		c.revokeLocked(Revocation{Session: session, Incarnation: old, Reason: ReasonTakeover, By: self})
+	}
+	c.owned[session] = rec.Incarnation
+	c.storeLocked(rec, false, now)
+	c.broadcastLocked(rec, false)
+	if notify != "" {
+		select {
+		case c.noticeCh <- notice{node: notify, rec: rec}:
+		default:
+			c.st.noticeDrops.Add(1)
+		}
+	}
+	return rec.clone()
+}
+
+// Release records that the stream of claim (session, incarnation) ended: if
+// it is still the latest record, it becomes a tombstone (gossiped, kept
+// DeadGrace, then forgotten). Releasing a claim that was superseded only
+// forgets it locally. Idempotent.
+func (c *Cluster) Release(session string, incarnation uint64) {
+	now := time.Now()
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
+	if c.owned[session] == incarnation {
+		delete(c.owned, session)
+	}
+	e, ok := c.records[session]
+	if !ok || e.rec.Node != c.cfg.NodeName || e.rec.Incarnation != incarnation || e.rec.Ended {
+		return
+	}
+	c.tombstoneLocked(e, now)
+}
+
+// tombstoneLocked turns this node's own record e into a tombstone and
+// gossips it.
+func (c *Cluster) tombstoneLocked(e *entry, now time.Time) {
+	r := e.rec
+	r.Ended, r.EndedAt = true, time.Unix(0, now.UnixNano())
+	c.storeLocked(r, e.partial, now)
+	c.broadcastLocked(r, e.partial)
+}
+
+// Lookup returns the latest record known for session, tombstones included
+// (Ended), so that a reconnect can read the previous owner and Trace.
+func (c *Cluster) Lookup(session string) (Record, bool) {
+	c.recMu.RLock()
+	defer c.recMu.RUnlock()
+	e, ok := c.records[session]
+	if !ok {
+		return Record{}, false
+	}
+	return e.rec.clone(), true
+}
+
+// Presence returns the live records (not Ended) whose Topics contain topic,
+// sorted by session. It is this node's eventually consistent view: claims
+// made elsewhere appear within a gossip round or two, records of a dead
+// node disappear DeadGrace after its death.
+func (c *Cluster) Presence(topic string) []Record {
+	c.recMu.RLock()
+	defer c.recMu.RUnlock()
+	out := make([]Record, 0, len(c.byTopic[topic]))
+	for s := range c.byTopic[topic] {
+		if e := c.records[s]; e != nil && !e.rec.Ended {
+			out = append(out, e.rec.clone())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Session < out[j].Session })
+	return out
+}
+
+// Disconnect asks the owner of session to stop serving it (an admin
+// action). If this node owns it, OnRevoke fires here with ReasonAdmin;
+// otherwise a reliable (TCP) message is sent to the owner, whose OnRevoke
+// fires on receipt. A nil error means the request was delivered, not that
+// the stream has closed yet. Errors: ErrUnknownSession when no live record
+// is known, ErrOwnerUnreachable when the owner is not a live member or the
+// message failed, ctx's error when ctx ends first.
+func (c *Cluster) Disconnect(ctx context.Context, session string) (Record, error) {
+	self := c.cfg.NodeName
+	c.recMu.Lock()
+	e, ok := c.records[session]
+	if !ok || e.rec.Ended {
+		c.recMu.Unlock()
+		return Record{}, fmt.Errorf("%w: %q", ErrUnknownSession, clip(session))
+	}
+	rec := e.rec.clone()
+	if rec.Node == self {
+		inc, owned := c.owned[session]
+		if owned {
+			c.adminRevokeLocked(session, inc, self)
+		}
+		c.recMu.Unlock()
+		if !owned {
+			return rec, fmt.Errorf("%w: %q is no longer served here", ErrUnknownSession, clip(session))
+		}
+		return rec, nil
+	}
+	c.recMu.Unlock()
+
+	node := c.liveNode(rec.Node)
+	if node == nil {
+		return rec, fmt.Errorf("%w: owner %q of session %q is not a live member", ErrOwnerUnreachable, rec.Node, clip(session))
+	}
+	msg := encodeDisconnect(self, session, rec.Incarnation)
+	done := make(chan error, 1)
+	if !c.goFunc(func() { done <- c.ml.SendReliable(node, msg) }) {
+		return rec, ErrClosed
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return rec, fmt.Errorf("%w: sending to %q: %w", ErrOwnerUnreachable, rec.Node, err)
+		}
+		return rec, nil
+	case <-ctx.Done():
+		return rec, fmt.Errorf("cluster: disconnect %q: %w", clip(session), ctx.Err())
+	}
+}
+
+// onDisconnect handles an admin request for a session this node may own.
+func (c *Cluster) onDisconnect(m message) {
+	c.st.disconnectsReceived.Add(1)
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
+	inc, ok := c.owned[m.session]
+	if !ok {
+		c.log.Debug("disconnect for a session not served here", "session", m.session, "from", m.from)
+		return
+	}
+	c.adminRevokeLocked(m.session, inc, m.from)
+}
+
+// adminRevokeLocked revokes claim (session, inc) served here and turns its
+// record into a tombstone at once, so that presence drops it without
+// waiting for the application's Release (which then does nothing).
+func (c *Cluster) adminRevokeLocked(session string, inc uint64, by string) {
+	delete(c.owned, session)
+	c.revokeLocked(Revocation{Session: session, Incarnation: inc, Reason: ReasonAdmin, By: by})
+	if e := c.records[session]; e != nil && e.rec.Node == c.cfg.NodeName && e.rec.Incarnation == inc && !e.rec.Ended {
+		c.tombstoneLocked(e, time.Now())
+	}
+}
+
+// applyLocked merges a received record. relay re-gossips it when it was new
+// here (epidemic spread of broadcasts); push/pull state is not relayed. It
+// returns whether the table changed.
+//
+// Order of checks:
+//  1. A record that supersedes a claim this node serves revokes that claim,
+//     whatever else happens to the record: the revocation depends on
+//     incarnation order only.
+//  2. Older or identical records are dropped (counted stale / duplicate); an
+//     identical claim with the full topic list replaces a trimmed one.
+//  3. Records of an owner down for more than DeadGrace, and tombstones older
+//     than DeadGrace, are not stored (no resurrection of forgotten records
+//     by a peer that still had them); they still remove what they supersede.
+//  4. A live record naming this node for a claim it does not serve (e.g.
+//     from before a restart) is replaced by a tombstone: each node is the
+//     authority on its own claims.
+func (c *Cluster) applyLocked(r Record, partial, relay bool, now time.Time) bool {
+	self := c.cfg.NodeName
+	if inc, ok := c.owned[r.Session]; ok && !(r.Node == self && r.Incarnation == inc) &&
+		compareRecords(r, Record{Node: self, Incarnation: inc}) > 0 {
+		delete(c.owned, r.Session)
+		c.revokeLocked(Revocation{Session: r.Session, Incarnation: inc, Reason: ReasonTakeover, By: r.Node})
+	}
+	cur, exists := c.records[r.Session]
+	if exists {
+		switch d := compareRecords(r, cur.rec); {
+		case d < 0:
+			c.st.stale.Add(1)
+			return false
+		case d == 0:
+			if cur.partial && !partial {
+				c.storeLocked(r, false, now)
+				return true
+			}
+			c.st.duplicates.Add(1)
+			return false
+		}
+	}
+	if (r.Ended && now.Sub(r.EndedAt) > c.cfg.DeadGrace) || (r.Node != self && c.ownerExpired(r.Node, now)) {
+		c.st.stale.Add(1)
+		if exists {
+			c.deleteLocked(r.Session)
+		}
+		return exists
+	}
+	if r.Node == self && !r.Ended {
+		if inc, ok := c.owned[r.Session]; !ok || inc != r.Incarnation {
+			c.st.corrections.Add(1)
+			c.storeLocked(r, partial, now)
+			c.tombstoneLocked(c.records[r.Session], now)
+			return true
+		}
+	}
+	c.storeLocked(r, partial, now)
+	if relay {
+		c.broadcastLocked(r, partial)
+	}
+	return true
+}
+
+// ownerExpired reports whether node has been dead or gone for longer than
+// DeadGrace. Caller holds recMu.
+func (c *Cluster) ownerExpired(node string, now time.Time) bool {
+	c.memMu.RLock()
+	defer c.memMu.RUnlock()
+	e := c.members[node]
+	return e != nil && e.down && now.Sub(e.downSince) > c.cfg.DeadGrace
+}
+
+// mergeState applies a push/pull state (anti-entropy).
+func (c *Cluster) mergeState(m message, now time.Time) {
+	c.st.merges.Add(1)
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
+	for i, r := range m.recs {
+		c.applyLocked(r, m.parts[i], false, now)
+	}
+}
+
+// localState encodes this node's own records and those of owners it sees
+// alive, for push/pull. Records of down owners are left out, so that they
+// expire everywhere instead of being passed around.
+func (c *Cluster) localState() []byte {
+	self := c.cfg.NodeName
+	c.recMu.RLock()
+	c.memMu.RLock()
+	recs := make([]Record, 0, len(c.records))
+	parts := make([]bool, 0, len(c.records))
+	for _, e := range c.records { // own records first: they must not be truncated away
+		if e.rec.Node == self {
+			recs, parts = append(recs, e.rec), append(parts, false)
+		}
+	}
+	for _, e := range c.records {
+		if m := c.members[e.rec.Node]; m != nil && !m.down {
+			recs, parts = append(recs, e.rec), append(parts, e.partial)
+		}
+	}
+	c.memMu.RUnlock()
+	c.recMu.RUnlock()
+	b, left := encodeState(self, recs, parts, stateBudget)
+	if left > 0 {
+		c.st.stateTruncated.Add(1)
+		c.log.Warn("push/pull state truncated", "records", len(recs), "left_out", left)
+	}
+	return b
+}
+
+// sweep forgets expired records and members. Own live records are never
+// expired while served; an own live record no longer served (admin
+// disconnect without Release) becomes a tombstone.
+func (c *Cluster) sweep(now time.Time) {
+	self, grace := c.cfg.NodeName, c.cfg.DeadGrace
+	c.recMu.Lock()
+	c.memMu.RLock()
+	var drop []string
+	var correct []*entry
+	for s, e := range c.records {
+		r := e.rec
+		switch {
+		case r.Ended:
+			if now.Sub(r.EndedAt) > grace {
+				drop = append(drop, s)
+			}
+		case r.Node == self:
+			if c.owned[s] != r.Incarnation {
+				correct = append(correct, e)
+			}
+		default:
+			m := c.members[r.Node]
+			if (m == nil && now.Sub(e.seen) > grace) || (m != nil && m.down && now.Sub(m.downSince) > grace) {
+				drop = append(drop, s)
+			}
+		}
+	}
+	c.memMu.RUnlock()
+	for _, s := range drop {
+		c.deleteLocked(s)
+	}
+	for _, e := range correct {
+		c.tombstoneLocked(e, now)
+	}
+	c.recMu.Unlock()
+	c.st.expired.Add(uint64(len(drop)))
+
+	c.memMu.Lock()
+	for name, e := range c.members {
+		keep := c.cfg.Tuning.ReconnectTimeout
+		if e.left {
+			keep = 2 * grace
+		}
+		if e.down && now.Sub(e.downSince) > keep {
+			delete(c.members, name)
+		}
+	}
+	c.memMu.Unlock()
+}
+
+func (c *Cluster) storeLocked(r Record, partial bool, now time.Time) {
+	if old, ok := c.records[r.Session]; ok {
+		c.unindexLocked(old.rec)
+	}
+	c.records[r.Session] = &entry{rec: r, partial: partial, seen: now}
+	if r.Ended {
+		return
+	}
+	for _, t := range r.Topics {
+		set := c.byTopic[t]
+		if set == nil {
+			set = make(map[string]struct{})
+			c.byTopic[t] = set
+		}
+		set[r.Session] = struct{}{}
+	}
+}
+
+func (c *Cluster) deleteLocked(session string) {
+	if old, ok := c.records[session]; ok {
+		c.unindexLocked(old.rec)
+		delete(c.records, session)
+	}
+}
+
+func (c *Cluster) unindexLocked(r Record) {
+	for _, t := range r.Topics {
+		if set := c.byTopic[t]; set != nil {
+			delete(set, r.Session)
+			if len(set) == 0 {
+				delete(c.byTopic, t)
+			}
+		}
+	}
+}
+
+// revokeLocked queues a revocation for the notifier; never blocks. The
+// pending list is bounded by the number of claims this node serves, since
+// every path that revokes removes the claim from owned first.
+func (c *Cluster) revokeLocked(r Revocation) {
+	c.st.revocations.Add(1)
+	if r.Reason == ReasonAdmin {
+		c.st.revocationsAdmin.Add(1)
+	} else {
+		c.st.revocationsTakeover.Add(1)
+	}
+	c.log.Debug("revoking session", "session", r.Session, "incarnation", r.Incarnation, "reason", r.Reason, "by", r.By)
+	c.revMu.Lock()
+	c.pending = append(c.pending, r)
+	c.revMu.Unlock()
+	select {
+	case c.revokeKick <- struct{}{}:
+	default:
+	}
+}
+
+// notifyLoop calls OnRevoke, serially, for queued revocations.
+func (c *Cluster) notifyLoop() {
+	for {
+		select {
+		case <-c.stopCh:
+			return
+		case <-c.revokeKick:
+		}
+		for {
+			c.revMu.Lock()
+			batch := c.pending
+			c.pending = nil
+			c.revMu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			for _, r := range batch {
+				if c.cfg.OnRevoke != nil {
+					c.cfg.OnRevoke(r)
+				}
+			}
+		}
+	}
+}
+
+// notice is a claim sent directly to the previous owner of the session.
+type notice struct {
+	node     string
+	rec      Record
+	attempts int
+}
+
+// noticeLoop sends takeover notices over TCP (memberlist SendReliable) and
+// retries failed ones every ProbeInterval while the claim is current and the
+// previous owner a live member, at most noticeAttempts times.
+func (c *Cluster) noticeLoop() {
+	tick := time.NewTicker(c.cfg.Tuning.ProbeInterval)
+	defer tick.Stop()
+	var retry []notice
+	for {
+		select {
+		case <-c.stopCh:
+			return
+		case n := <-c.noticeCh:
+			retry = c.sendNotice(n, retry)
+		case <-tick.C:
+			pending := retry
+			retry = nil
+			for _, n := range pending {
+				retry = c.sendNotice(n, retry)
+			}
+		}
+	}
+}
+
+func (c *Cluster) sendNotice(n notice, retry []notice) []notice {
+	c.recMu.RLock()
+	e := c.records[n.rec.Session]
+	current := e != nil && !e.rec.Ended && compareRecords(e.rec, n.rec) == 0
+	c.recMu.RUnlock()
+	if !current {
+		return retry
+	}
+	node := c.liveNode(n.node)
+	if node == nil {
+		return retry // a dead owner is revoked by push/pull when it comes back
+	}
+	msg, _ := encodeRecordMsg(c.cfg.NodeName, n.rec, false, 0)
+	if err := c.ml.SendReliable(node, msg); err != nil {
+		c.st.noticeFailures.Add(1)
+		n.attempts++
+		if n.attempts < noticeAttempts && len(retry) < noticeQueue {
+			retry = append(retry, n)
+		} else {
+			c.st.noticeDrops.Add(1)
+		}
+		c.log.Debug("takeover notice failed", "to", n.node, "session", n.rec.Session, "attempt", n.attempts, "err", err)
+		return retry
+	}
+	c.st.noticesSent.Add(1)
+	return retry
+}

@@ -1,0 +1,151 @@
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func sampleRecord() Record {
+	return Record{
+		Session: "sess-01HZX", Node: "herald-0", Region: "eu-west-1", Incarnation: 1732240000123456789,
+		Topics: []string{"orders", "chat.room-1"}, Since: time.Unix(0, 1732240000123456789),
+		Trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+	}
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	r := sampleRecord()
+	msg, trimmed := encodeRecordMsg("herald-1", r, false, 1300)
+	if trimmed || len(msg) > 300 {
+		t.Fatalf("typical record: %d bytes, trimmed %v", len(msg), trimmed)
+	}
+	m, err := decodeMessage(msg)
+	if err != nil || m.kind != msgRecord || m.from != "herald-1" || m.partial || !reflect.DeepEqual(m.rec, r) {
+		t.Fatalf("decode = %+v, %v", m, err)
+	}
+	ended := r
+	ended.Ended, ended.EndedAt = true, time.Unix(0, 1732240009000000000)
+	state, left := encodeState("herald-1", []Record{r, ended}, []bool{false, true}, 0)
+	m, err = decodeMessage(state)
+	if err != nil || left != 0 || len(m.recs) != 2 || !reflect.DeepEqual(m.recs[1], ended) || !m.parts[1] {
+		t.Fatalf("state decode = %+v, %v", m, err)
+	}
+	m, err = decodeMessage(encodeDisconnect("x", "s", 9))
+	if err != nil || m.session != "s" || m.inc != 9 || m.kind != msgDisconnect {
+		t.Fatalf("disconnect decode = %+v, %v", m, err)
+	}
+	if _, left := encodeState("n", []Record{r, r, r}, []bool{false, false, false}, 400); left == 0 {
+		t.Fatalf("state budget not enforced")
+	}
+}
+
+func TestBroadcastTrimmedToBudget(t *testing.T) {
+	r := sampleRecord()
+	r.Topics = nil
+	for i := 0; i < MaxTopics; i++ {
+		r.Topics = append(r.Topics, strings.Repeat(string(rune('a'+i%26)), 128))
+	}
+	const limit = 1300
+	msg, trimmed := encodeRecordMsg("n", r, false, limit)
+	if !trimmed || len(msg) > limit {
+		t.Fatalf("trimmed=%v len=%d", trimmed, len(msg))
+	}
+	m, err := decodeMessage(msg)
+	if err != nil || !m.partial || len(m.rec.Topics) == 0 || !reflect.DeepEqual(m.rec.Topics, r.Topics[:len(m.rec.Topics)]) {
+		t.Fatalf("decode = %v partial=%v topics=%d", err, m.partial, len(m.rec.Topics))
+	}
+	// One more topic would not fit: the prefix is maximal.
+	longer := r
+	longer.Topics = r.Topics[:len(m.rec.Topics)+1]
+	if full, _ := encodeRecordMsg("n", longer, true, 0); len(full) <= limit {
+		t.Fatalf("prefix of %d topics is not maximal", len(m.rec.Topics))
+	}
+}
+
+func TestBroadcastWithoutRoomDropsTraceThenGivesUp(t *testing.T) {
+	r := Record{Session: strings.Repeat(`"`, MaxSessionLen), Node: strings.Repeat(`"`, MaxNodeNameLen),
+		Region: strings.Repeat(`"`, MaxRegionLen), Incarnation: 1, Trace: strings.Repeat(`"`, MaxTraceLen), Topics: []string{"t"}}
+	msg, trimmed := encodeRecordMsg(strings.Repeat(`"`, MaxNodeNameLen), r, false, 1300)
+	if !trimmed || msg == nil || len(msg) > 1300 {
+		t.Fatalf("trimmed=%v len=%d", trimmed, len(msg))
+	}
+	if m, err := decodeMessage(msg); err != nil || m.rec.Trace != "" || !m.partial {
+		t.Fatalf("decode = %+v, %v", m, err)
+	}
+	if msg, _ := encodeRecordMsg("n", r, false, 100); msg != nil {
+		t.Fatalf("a message over any budget was produced")
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	long := strings.Repeat("x", MaxSessionLen+1)
+	cases := map[string][]byte{
+		"empty":        nil,
+		"version":      {2, msgRecord, '{', '}'},
+		"kind":         append([]byte{wireVersion, 99}, `{"f":"n"}`...),
+		"no sender":    append([]byte{wireVersion, msgRecord}, `{"r":{"s":"s","n":"n","i":1}}`...),
+		"no record":    append([]byte{wireVersion, msgRecord}, `{"f":"n"}`...),
+		"long session": append([]byte{wireVersion, msgRecord}, `{"f":"n","r":{"s":"`+long+`","n":"n","i":1}}`...),
+		"control char": append([]byte{wireVersion, msgRecord}, `{"f":"n","r":{"s":"a\u0001","n":"n","i":1}}`...),
+		"zero inc":     append([]byte{wireVersion, msgRecord}, `{"f":"n","r":{"s":"s","n":"n","i":0}}`...),
+		"neg time":     append([]byte{wireVersion, msgRecord}, `{"f":"n","r":{"s":"s","n":"n","i":1,"c":-5}}`...),
+		"bad state":    append([]byte{wireVersion, msgState}, `{"f":"n","rs":[{"s":"","n":"n","i":1}]}`...),
+		"oversized":    append([]byte{wireVersion, msgRecord}, bytes.Repeat([]byte{' '}, maxSmallMsg)...),
+		"type":         append([]byte{wireVersion, msgRecord}, `{"f":1}`...),
+		"bad utf-8":    append([]byte{wireVersion, msgRecord}, "{\"f\":\"n\",\"r\":{\"s\":\"a\xff\",\"n\":\"n\",\"i\":1}}"...),
+		"topic count":  append([]byte{wireVersion, msgRecord}, `{"f":"n","r":{"s":"s","n":"n","i":1,"t":[`+strings.Repeat(`"t",`, MaxTopics)+`"t"]}}`...),
+	}
+	for name, b := range cases {
+		if _, err := decodeMessage(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+// FuzzDecodeMessage checks that no input panics the decoder and that every
+// accepted message re-encodes to an equivalent one. `go test` runs the seeds;
+// `go test -fuzz FuzzDecodeMessage ./cluster` explores.
+func FuzzDecodeMessage(f *testing.F) {
+	r := sampleRecord()
+	msg, _ := encodeRecordMsg("herald-1", r, false, 0)
+	f.Add(msg)
+	ended := r
+	ended.Ended, ended.EndedAt = true, time.Unix(0, 5)
+	msg, _ = encodeRecordMsg("herald-1", ended, true, 0)
+	f.Add(msg)
+	st, _ := encodeState("herald-2", []Record{r, ended}, []bool{false, true}, 0)
+	f.Add(st)
+	f.Add(encodeDisconnect("herald-3", "sess", 7))
+	f.Add([]byte{wireVersion, msgState, '{', '}'})
+	f.Add([]byte{wireVersion, msgRecord, 'n', 'u', 'l', 'l'})
+	f.Add([]byte{0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeMessage(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error does not wrap ErrMalformed: %v", err)
+			}
+			return
+		}
+		var again []byte
+		switch m.kind {
+		case msgRecord:
+			again, _ = encodeRecordMsg(m.from, m.rec, m.partial, 0)
+		case msgState:
+			again, _ = encodeState(m.from, m.recs, m.parts, 0)
+		case msgDisconnect:
+			again = encodeDisconnect(m.from, m.session, m.inc)
+		}
+		m2, err := decodeMessage(again)
+		if err != nil {
+			t.Fatalf("re-encoded message rejected: %v", err)
+		}
+		if !reflect.DeepEqual(m, m2) {
+			t.Fatalf("round trip changed the message:\n%+v\n%+v", m, m2)
+		}
+	})
+}
