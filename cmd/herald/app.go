@@ -27,6 +27,7 @@ import (
 	"github.com/heraldpush/herald/push/server"
 	"github.com/heraldpush/herald/push/store/memstore"
 	"github.com/heraldpush/herald/push/store/redisstore"
+	"github.com/heraldpush/herald/resilience"
 )
 
 // Version is set at build time (-ldflags "-X main.Version=…").
@@ -45,6 +46,7 @@ type Main struct {
 	Hub     *hub.Hub
 	Server  *server.Server
 	Cluster *cluster.Cluster // nil on a single node
+	Guards  *resilience.Guards
 	// GossipTransport, when set, replaces memberlist's UDP/TCP transport
 	// (tests use it to cut gossip between in-process nodes).
 	GossipTransport memberlist.Transport
@@ -127,7 +129,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		cancel()
 	}
 
-	m.Hub, err = hub.New(hub.Config{Store: m.Store, Logger: log})
+	m.Guards, err = resilience.New(cfg.Protection, resilience.Options{
+		Name: "herald-" + cfg.NodeName, Logger: log.With("component", "protection"), IsFailure: storeFailure,
+	})
+	if err != nil {
+		return fmt.Errorf("protection: %w", err)
+	}
+	store := m.Store
+	if m.Store.Durable() {
+		store = guardedStore{Store: m.Store, b: m.Guards.Breaker("redis:" + cfg.Region)}
+	}
+
+	m.Hub, err = hub.New(hub.Config{Store: store, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -159,7 +172,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		view = clusterView{m.Cluster}
 	}
 	m.Server, err = server.New(server.Config{
-		Node: cfg.NodeName, Store: m.Store, Hub: m.Hub, Auth: authn, Dev: cfg.Dev,
+		Node: cfg.NodeName, Store: store, Hub: m.Hub, Auth: authn, Dev: cfg.Dev,
+		Guard: guardView{m.Guards}, TrustedProxies: cfg.TrustedProxies,
 		Retention:          cfg.Retention,
 		MaxTopicsPerStream: cfg.Limits.MaxTopicsPerStream,
 		MaxEventBytes:      cfg.Limits.MaxEventBytes,
@@ -280,6 +294,9 @@ func (m *Main) Close() error {
 		if m.Store != nil {
 			errs = append(errs, m.Store.Close())
 		}
+		if m.Guards != nil {
+			errs = append(errs, m.Guards.Close())
+		}
 		m.closeErr = errors.Join(errs...)
 	})
 	return m.closeErr
@@ -359,4 +376,23 @@ func (m *Main) Drain(ctx context.Context) error {
 	go func() { shut <- m.public.Shutdown(ctx) }()
 	err := m.Server.Drain(ctx, m.Config.Cluster.DrainWindow)
 	return errors.Join(err, <-shut)
+}
+
+// Reload applies the reloadable part of cfg without a restart (SIGHUP):
+// protection rules and authentication keys. Everything else needs a
+// restart and is left as it is.
+func (m *Main) Reload(cfg Config) error {
+	if err := m.Guards.Reload(cfg.Protection); err != nil {
+		return fmt.Errorf("protection: %w", err)
+	}
+	if !m.Config.Dev {
+		a, err := auth.New(cfg.Auth)
+		if err != nil {
+			return fmt.Errorf("auth: %w", err)
+		}
+		m.Server.SetAuth(a)
+	}
+	m.Config.Protection, m.Config.Auth = cfg.Protection, cfg.Auth
+	m.Logger.Info("configuration reloaded", "protection", true, "auth_keys", len(cfg.Auth.Keys), "api_keys", len(cfg.Auth.APIKeys))
+	return nil
 }

@@ -59,7 +59,24 @@ on an in-memory store that is NOT durable.`,
 				return err
 			}
 			printBanner(cmd.OutOrStdout(), m)
-			<-cmd.Context().Done()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+		wait:
+			for {
+				select {
+				case <-cmd.Context().Done():
+					break wait
+				case <-hup:
+					next, err := LoadConfig(cmd.Flags(), environ)
+					if err == nil {
+						err = m.Reload(next)
+					}
+					if err != nil {
+						m.Logger.Error("reload failed; keeping the running configuration", "err", err)
+					}
+				}
+			}
 			// A second signal now kills the process at once.
 			signal.Reset(os.Interrupt, syscall.SIGTERM)
 			m.Logger.Info("draining", "window", m.Config.Cluster.DrainWindow.String(),

@@ -23,6 +23,7 @@ import (
 	"github.com/heraldpush/herald/push/auth"
 	"github.com/heraldpush/herald/push/server"
 	"github.com/heraldpush/herald/push/store/redisstore"
+	"github.com/heraldpush/herald/resilience"
 )
 
 // EnvPrefix prefixes every environment variable; nested keys join with "__"
@@ -78,12 +79,17 @@ type Config struct {
 	// IdempotencyWindow is how long a publish idempotency key is remembered.
 	IdempotencyWindow time.Duration `koanf:"idempotency_window"`
 
-	Cluster   ClusterConfig        `koanf:"cluster"`
-	Retention push.RetentionPolicy `koanf:"retention"`
-	Limits    LimitsConfig         `koanf:"limits"`
-	Stream    StreamConfig         `koanf:"stream"`
-	Auth      auth.Config          `koanf:"auth"`
-	CORS      server.CORSConfig    `koanf:"cors"`
+	Cluster ClusterConfig `koanf:"cluster"`
+	// Protection is the four protection layers' rules (reloaded on SIGHUP).
+	Protection resilience.Config `koanf:"protection"`
+	// TrustedProxies are proxy CIDRs/IPs whose X-Forwarded-For is believed
+	// for the client IP; empty means the peer address is the client.
+	TrustedProxies []string             `koanf:"trusted_proxies"`
+	Retention      push.RetentionPolicy `koanf:"retention"`
+	Limits         LimitsConfig         `koanf:"limits"`
+	Stream         StreamConfig         `koanf:"stream"`
+	Auth           auth.Config          `koanf:"auth"`
+	CORS           server.CORSConfig    `koanf:"cors"`
 }
 
 // ClusterConfig tunes membership, ownership and load balancing.
@@ -137,6 +143,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout:   30 * time.Second,
 		IdempotencyWindow: 2 * time.Minute,
 		Retention:         push.RetentionPolicy{Default: push.DefaultRetention},
+		Protection:        defaultProtection(),
 		Cluster: ClusterConfig{
 			RebalanceWindow: 30 * time.Second,
 			DrainWindow:     10 * time.Second,
@@ -186,7 +193,7 @@ func registerServeFlags(fs *pflag.FlagSet) {
 }
 
 // listKeys are the keys whose environment values are comma-separated lists.
-var listKeys = map[string]bool{"join": true, "gossip_old_keys": true, "cors.allowed_origins": true}
+var listKeys = map[string]bool{"join": true, "gossip_old_keys": true, "cors.allowed_origins": true, "trusted_proxies": true}
 
 // flagKeys maps flags that set nested keys.
 var flagKeys = map[string]string{
@@ -329,6 +336,9 @@ func (c Config) Validate() error {
 		add("%v", err)
 	}
 	c.validateCluster(add)
+	if err := c.Protection.Validate(); err != nil {
+		add("protection: %v", err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -381,4 +391,19 @@ func (c Config) validateCluster(add func(format string, a ...any)) {
 			add("gossip key #%d: %v", i, err)
 		}
 	}
+}
+
+// defaultProtection is resilience's defaults tuned for a push node: a
+// generous publish budget per tenant, no per-IP cap (it punishes clients
+// behind one NAT unless trusted_proxies is set), and a stream cap under
+// the process's open-file limit.
+func defaultProtection() resilience.Config {
+	p := resilience.DefaultConfig()
+	p.Ingress.PublishQPS = 1000
+	p.Ingress.TopicQPS = 1000
+	p.Admission.ConnectRate = 1000
+	p.Admission.WarmUp = 10 * time.Second
+	p.Admission.MaxStreams = 19000
+	p.Admission.MaxStreamsPerIP = 0
+	return p
 }

@@ -26,6 +26,7 @@ const (
 	CodeMethod           = "method_not_allowed"
 	CodeUnavailable      = "unavailable"
 	CodeDraining         = "draining"
+	CodeRateLimited      = "rate_limited"
 	CodeOverloaded       = "overloaded"
 	CodeOwnerUnreachable = "owner_unreachable"
 	CodeInternal         = "internal"
@@ -66,7 +67,7 @@ func toAPIError(err error) *apiError {
 	case errors.Is(err, auth.ErrInvalidCredentials):
 		return errf(http.StatusUnauthorized, CodeUnauthorized, "invalid credentials")
 	case errors.Is(err, push.ErrUnavailable), errors.Is(err, push.ErrClosed):
-		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "event store unavailable or did not confirm; retry with the same Idempotency-Key", RetryAfter: 1}
+		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "event store unavailable or did not confirm; retry with the same Idempotency-Key", RetryAfter: retryAfterOf(err)}
 	default:
 		return errf(http.StatusInternalServerError, CodeInternal, "internal error")
 	}

@@ -75,7 +75,13 @@ func (s *Server) handlePublish(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
+	done, err := s.guardPublish(p.Tenant, topic)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
 	res, err := s.store.Append(c.Request.Context(), topic, []push.Draft{d})
+	done(err)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -116,6 +122,12 @@ func (s *Server) handleBatch(c *gin.Context) {
 		var d push.Draft
 		if err == nil {
 			d, err = s.draft(it.Event, it.Data, it.IdempotencyKey, p)
+		}
+		if err == nil {
+			var done func(error)
+			if done, err = s.guardPublish(p.Tenant, it.Topic); err == nil {
+				defer func() { done(nil) }()
+			}
 		}
 		if err != nil {
 			ae := toAPIError(err)
@@ -343,4 +355,19 @@ func queryUint(c *gin.Context, name string, def uint64) (uint64, error) {
 		return 0, errf(http.StatusBadRequest, CodeInvalidQuery, name+" must be a non-negative integer")
 	}
 	return n, nil
+}
+
+// guardPublish asks the ingress layer; a refusal renders as 429 with
+// Retry-After.
+func (s *Server) guardPublish(tenant, topic string) (func(error), error) {
+	if s.cfg.Guard == nil {
+		return nopErr, nil
+	}
+	done, err := s.cfg.Guard.Publish(tenant, topic)
+	if err != nil {
+		return nil, &apiError{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+			Message:    "publish rate limit exceeded for this tenant or topic; retry after the Retry-After delay",
+			RetryAfter: retryAfterOf(err)}
+	}
+	return done, nil
 }

@@ -131,6 +131,16 @@ func (s *Server) handleStream(c *gin.Context) {
 		s.steer(c, dest)
 		return
 	}
+	live, done := nop, nop
+	if g := s.cfg.Guard; g != nil {
+		l, d, err := g.Admit(c.ClientIP())
+		if err != nil {
+			s.refuse(c, err)
+			return
+		}
+		live, done = l, d
+	}
+	defer done()
 
 	infoCtx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	infos, err := s.store.Info(infoCtx, cur.Topics())
@@ -162,6 +172,19 @@ func (s *Server) handleStream(c *gin.Context) {
 	defer cn.release()
 
 	resets, upto := s.plan(cur, parsed, foreign, from, infos)
+	// History reads are the expensive part of a reconnect storm: take a
+	// replay slot (bounded wait) before answering, so a refusal can still
+	// be a browser-safe shed.
+	releaseReplay := nopRelease
+	if g := s.cfg.Guard; g != nil && needsReplay(cur, upto) {
+		rel, err := g.Replay(r.Context())
+		if err != nil {
+			s.refuse(c, err)
+			return
+		}
+		releaseReplay = rel
+	}
+	defer releaseReplay()
 
 	h := c.Writer.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -198,6 +221,7 @@ func (s *Server) handleStream(c *gin.Context) {
 			}
 		}
 	}
+	releaseReplay()
 	// Go live: register, then read once more from our position to close the
 	// window between replay and registration.
 	sub := hub.NewSubscriber(cur.Topics(), s.cfg.Queue)
@@ -216,6 +240,7 @@ func (s *Server) handleStream(c *gin.Context) {
 	if err := cn.flush(); err != nil {
 		return
 	}
+	live()
 	cn.live(sub)
 }
 
@@ -524,12 +549,14 @@ func (cn *conn) flush() error {
 // shed refuses a stream in a way every client retries: 200, a jittered
 // retry:, and an immediate close. (A native EventSource gives up for good on
 // any non-200 status.)
-func (s *Server) shed(c *gin.Context) {
+func (s *Server) shed(c *gin.Context) { s.shedWith(c, s.retryMillis()) }
+
+func (s *Server) shedWith(c *gin.Context, retryMillis int64) {
 	h := c.Writer.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	c.Status(http.StatusOK)
-	_, _ = fmt.Fprintf(c.Writer, "retry: %d\n\n", s.retryMillis())
+	_, _ = fmt.Fprintf(c.Writer, "retry: %d\n\n", retryMillis)
 	c.Writer.Flush()
 }
 
@@ -550,6 +577,31 @@ func newSessionID() uint64 {
 			return id
 		}
 	}
+}
+
+// needsReplay reports whether any slot has history to replay.
+func needsReplay(cur *push.Cursor, upto []uint64) bool {
+	for i, u := range upto {
+		if u > cur.At(i).Offset {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse turns a protection layer's refusal of a new stream into a
+// browser-safe shed (200, retry: at least the refusal's delay, jittered,
+// close), or 503 + Retry-After for declared SDK clients.
+func (s *Server) refuse(c *gin.Context, err error) {
+	s.log.Debug("stream refused", "err", err)
+	ra := retryAfterOf(err)
+	if c.GetHeader("Herald-Client") != "" {
+		s.writeError(c, &apiError{Status: http.StatusServiceUnavailable, Code: CodeOverloaded,
+			Message: "this node is not taking new streams now; retry after the Retry-After delay", RetryAfter: ra})
+		return
+	}
+	ms := int64(ra) * 1000
+	s.shedWith(c, ms+rand.Int64N(ms+1))
 }
 
 // steer sends a new stream elsewhere: a 307 to a peer's base URL (same

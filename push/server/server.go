@@ -83,6 +83,12 @@ type Config struct {
 	// LoadInterval is how often the node publishes its load to the cluster
 	// and checks for joins; zero means 1s.
 	LoadInterval time.Duration
+	// Guard is the protection layers; nil means unguarded.
+	Guard Guard
+	// TrustedProxies are the proxy addresses (CIDRs or IPs) whose
+	// X-Forwarded-For is believed for the client IP (per-IP stream caps);
+	// empty means the peer address is the client.
+	TrustedProxies []string
 }
 
 // CORSConfig is the cross-origin allow-list.
@@ -126,6 +132,7 @@ type Server struct {
 
 	table    *streamTable
 	draining atomic.Bool
+	auth     atomic.Pointer[authHolder]
 
 	streams    atomic.Int64
 	lagCutoffs atomic.Uint64
@@ -189,6 +196,7 @@ func New(cfg Config) (*Server, error) {
 		beat:    beacon{ch: make(chan struct{})},
 		table:   newStreamTable(),
 	}
+	s.auth.Store(&authHolder{cfg.Auth})
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	s.engine = s.routes()
 	s.wg.Add(1)
@@ -251,6 +259,10 @@ func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 func (s *Server) routes() *gin.Engine {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
+	if err := e.SetTrustedProxies(s.cfg.TrustedProxies); err != nil {
+		s.log.Error("trusted_proxies ignored", "err", err)
+		_ = e.SetTrustedProxies(nil)
+	}
 	e.Use(s.recover)
 	if len(s.cfg.CORS.AllowedOrigins) > 0 {
 		cc := cors.Config{
@@ -322,12 +334,22 @@ func (s *Server) handleReady(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ready", "durable": s.store.Durable()})
 }
 
+type authHolder struct{ a Authenticator }
+
+// SetAuth replaces the authenticator (key rotation on SIGHUP). Requests in
+// flight finish with the one they started with.
+func (s *Server) SetAuth(a Authenticator) {
+	if a != nil {
+		s.auth.Store(&authHolder{a})
+	}
+}
+
 // principal authenticates the request (or grants everything in dev mode).
 func (s *Server) principal(r *http.Request, allowCookie bool) (*auth.Principal, error) {
 	if s.cfg.Dev {
 		return auth.DevPrincipal(), nil
 	}
-	return s.cfg.Auth.Authenticate(r, allowCookie)
+	return s.auth.Load().a.Authenticate(r, allowCookie)
 }
 
 // beacon is one shared heartbeat: C returns a channel closed at the next
