@@ -531,7 +531,7 @@ func (c *Cluster) joinSeeds() {
 	}
 	n, err := c.joinEach(addrs)
 	if n == 0 {
-		c.log.Warn("could not join any seed; retrying", "seeds", addrs, "every", c.cfg.RejoinInterval, "err", err)
+		c.log.Warn("could not join any seed; retrying", "seeds", addrs, "every", c.cfg.RejoinInterval.String(), "err", err)
 		return
 	}
 	c.log.Info("joined seeds", "joined", n, "tried", len(addrs))
