@@ -25,6 +25,12 @@ type Config struct {
 	// FillLimit caps the events one resync reads per stream; a larger gap is
 	// left to the subscribers (each fills from its own position). Zero means 10000.
 	FillLimit int
+	// RecentEvents is the number of last events kept per stream with local
+	// subscribers, served to resuming clients while the store is
+	// unreachable; zero means 64, negative disables the cache.
+	RecentEvents int
+	// RecentBytes bounds the cache across all streams; zero means 32 MiB.
+	RecentBytes int64
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -55,6 +61,7 @@ type Hub struct {
 	closed atomic.Bool
 
 	dispatched, slow, filled, gaps, dups, resyncs atomic.Uint64
+	budget                                        recentBudget
 }
 
 type shard struct {
@@ -69,6 +76,8 @@ type topicState struct {
 	subs map[*Subscriber]struct{}
 	// last dispatched position per origin.
 	last map[string]push.Position
+	// recent caches the last events per origin (see recent.go).
+	recent map[string]*recent
 	// ready is closed when the topic's Watch finished; err is its result.
 	ready chan struct{}
 	err   error
@@ -91,6 +100,12 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.RecentEvents == 0 {
+		cfg.RecentEvents = 64
+	}
+	if cfg.RecentBytes <= 0 {
+		cfg.RecentBytes = 32 << 20
+	}
 	h := &Hub{
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "hub"),
@@ -100,6 +115,7 @@ func New(cfg Config) (*Hub, error) {
 		resync: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 	}
+	h.budget.limit = cfg.RecentBytes
 	for i := range h.shards {
 		h.shards[i].topics = make(map[string]*topicState)
 	}
@@ -230,6 +246,9 @@ func (h *Hub) unsubscribeTopics(sub *Subscriber, topics []string) {
 		if ts != nil {
 			delete(ts.subs, sub)
 			if len(ts.subs) == 0 {
+				for _, r := range ts.recent {
+					r.reset(&h.budget)
+				}
 				delete(sh.topics, t)
 				empty = true
 			}
@@ -280,6 +299,17 @@ func (h *Hub) dispatchLocked(ts *topicState, ev *push.Event) {
 		return
 	}
 	ts.last[ev.Origin] = push.Position{Epoch: ev.Epoch, Offset: ev.Offset}
+	if h.cfg.RecentEvents > 0 {
+		if ts.recent == nil {
+			ts.recent = make(map[string]*recent, 1)
+		}
+		r := ts.recent[ev.Origin]
+		if r == nil {
+			r = &recent{}
+			ts.recent[ev.Origin] = r
+		}
+		r.add(ev, h.cfg.RecentEvents, &h.budget)
+	}
 	d := &Delivery{Event: ev, Body: sse.AppendBody(make([]byte, 0, len(ev.Data)+len(ev.Type)+24), ev.Type, ev.Data), At: time.Now()}
 	for s := range ts.subs {
 		switch s.enqueue(d) {

@@ -62,6 +62,9 @@ type conn struct {
 	deadline time.Time
 	// kick ends the stream from outside (takeover, drain, admin).
 	kick *kick
+	// recent, when set, replaces store reads: the stream was accepted from
+	// the recent-events cache while the store was unreachable.
+	recent map[string][]*push.Event
 }
 
 func (s *Server) handleStream(c *gin.Context) {
@@ -145,10 +148,16 @@ func (s *Server) handleStream(c *gin.Context) {
 	infoCtx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	infos, err := s.store.Info(infoCtx, cur.Topics())
 	cancel()
+	var recent map[string][]*push.Event
 	if err != nil {
-		s.log.Warn("stream: store unavailable at connect", "err", err)
-		s.shed(c)
-		return
+		// The store is away: a resume this node's recent-events cache
+		// covers is served from it; anything else comes back later.
+		infos, recent = s.recentInfos(cur.Topics())
+		if recent == nil {
+			s.log.Warn("stream: store unavailable at connect", "err", err)
+			s.shed(c)
+			return
+		}
 	}
 
 	s.streams.Add(1)
@@ -168,10 +177,16 @@ func (s *Server) handleStream(c *gin.Context) {
 	s.table.add(ls)
 	defer s.table.remove(ls)
 
-	cn := &conn{s: s, ctx: r.Context(), w: c.Writer, rc: http.NewResponseController(c.Writer), cur: cur, origin: s.store.Origin(), kick: ls.kick}
+	cn := &conn{s: s, ctx: r.Context(), w: c.Writer, rc: http.NewResponseController(c.Writer), cur: cur, origin: s.store.Origin(), kick: ls.kick, recent: recent}
 	defer cn.release()
 
 	resets, upto := s.plan(cur, parsed, foreign, from, infos)
+	if recent != nil && (len(resets) > 0 || from == "earliest") {
+		// Without the store we cannot tell what is lost: never announce
+		// a reset we are not sure of.
+		s.shed(c)
+		return
+	}
 	// History reads are the expensive part of a reconnect storm: take a
 	// replay slot (bounded wait) before answering, so a refusal can still
 	// be a browser-safe shed.
@@ -240,6 +255,7 @@ func (s *Server) handleStream(c *gin.Context) {
 	if err := cn.flush(); err != nil {
 		return
 	}
+	cn.recent = nil // from here on, gaps are filled from the store
 	live()
 	cn.live(sub)
 }
@@ -415,6 +431,9 @@ func (cn *conn) deliver(d *hub.Delivery) error {
 // becomes a reset; a changed epoch ends the connection so the client's next
 // connect resolves it against a fresh snapshot.
 func (cn *conn) fromStore(i int, upto uint64, replay bool) error {
+	if cn.recent != nil {
+		return cn.fromRecent(i, upto)
+	}
 	s := cn.s
 	k := cn.cur.Key(i)
 	for upto == 0 || cn.cur.At(i).Offset < upto {
@@ -577,6 +596,50 @@ func newSessionID() uint64 {
 			return id
 		}
 	}
+}
+
+// recentInfos describes the topics from the hub's recent-events cache, or
+// returns nil when the cache does not hold every topic.
+func (s *Server) recentInfos(topics []string) ([]push.StreamInfo, map[string][]*push.Event) {
+	origin := s.store.Origin()
+	infos := make([]push.StreamInfo, 0, len(topics))
+	recent := make(map[string][]*push.Event, len(topics))
+	for _, t := range topics {
+		evs, ok := s.hub.Recent(t, origin)
+		if !ok {
+			return nil, nil
+		}
+		first, last := evs[0], evs[len(evs)-1]
+		infos = append(infos, push.StreamInfo{Topic: t, Origin: origin, Epoch: last.Epoch,
+			First: first.Offset, Last: last.Offset, Length: int64(len(evs))})
+		recent[t] = evs
+	}
+	return infos, recent
+}
+
+// fromRecent is fromStore served from the recent-events cache.
+func (cn *conn) fromRecent(i int, upto uint64) error {
+	k := cn.cur.Key(i)
+	for _, e := range cn.recent[k.Topic] {
+		pos := cn.cur.At(i)
+		if e.Offset <= pos.Offset {
+			continue
+		}
+		if upto > 0 && e.Offset > upto {
+			break
+		}
+		if e.Offset != pos.Offset+1 || (pos.Epoch != "" && e.Epoch != pos.Epoch) {
+			return fmt.Errorf("%v: recent-events cache does not continue at %d", k, pos.Offset)
+		}
+		cn.cur.SetAt(i, push.Position{Epoch: e.Epoch, Offset: e.Offset})
+		cn.appendFrameEvent(e)
+		cn.s.delivered.Add(1)
+		cn.s.replayed.Add(1)
+		if err := cn.maybeFlush(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // needsReplay reports whether any slot has history to replay.

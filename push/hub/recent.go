@@ -1,0 +1,97 @@
+package hub
+
+import (
+	"sync/atomic"
+
+	"github.com/heraldpush/herald/push"
+)
+
+// recent is one stream's last dispatched events, contiguous in offset and
+// epoch, oldest first: the cache a node serves short resumes from while the
+// store is unreachable (protection layer 4). Guarded by its shard's lock.
+type recent struct {
+	evs   []*push.Event // ring of up to cap events
+	start int           // index of the oldest
+	n     int
+	bytes int
+}
+
+// recentBudget bounds the bytes cached across a hub's streams.
+type recentBudget struct {
+	used  atomic.Int64
+	limit int64
+}
+
+func eventBytes(ev *push.Event) int { return len(ev.Data) + len(ev.Type) + 64 }
+
+// add appends ev (already deduplicated); a discontinuity restarts the run.
+func (r *recent) add(ev *push.Event, size int, b *recentBudget) {
+	if size <= 0 {
+		return
+	}
+	if r.n > 0 {
+		last := r.evs[(r.start+r.n-1)%len(r.evs)]
+		if last.Epoch != ev.Epoch || ev.Offset != last.Offset+1 {
+			r.reset(b)
+		}
+	}
+	if r.evs == nil {
+		r.evs = make([]*push.Event, size)
+	}
+	sz := eventBytes(ev)
+	for r.n > 0 && (r.n == len(r.evs) || b.used.Load()+int64(sz) > b.limit) {
+		r.dropOldest(b)
+	}
+	if b.used.Load()+int64(sz) > b.limit {
+		return // over budget even alone: not cached
+	}
+	r.evs[(r.start+r.n)%len(r.evs)] = ev
+	r.n++
+	r.bytes += sz
+	b.used.Add(int64(sz))
+}
+
+func (r *recent) dropOldest(b *recentBudget) {
+	ev := r.evs[r.start]
+	r.evs[r.start] = nil
+	r.start = (r.start + 1) % len(r.evs)
+	r.n--
+	sz := eventBytes(ev)
+	r.bytes -= sz
+	b.used.Add(-int64(sz))
+}
+
+func (r *recent) reset(b *recentBudget) {
+	for r.n > 0 {
+		r.dropOldest(b)
+	}
+	r.start = 0
+}
+
+// snapshot returns the cached events, oldest first.
+func (r *recent) snapshot() []*push.Event {
+	out := make([]*push.Event, r.n)
+	for i := range r.n {
+		out[i] = r.evs[(r.start+i)%len(r.evs)]
+	}
+	return out
+}
+
+// Recent returns the events this hub last dispatched for (topic, origin),
+// contiguous and oldest first, or ok=false when it holds none (the topic
+// has no local subscribers, or caching is off). The events are shared:
+// do not modify them.
+func (h *Hub) Recent(topic, origin string) (evs []*push.Event, ok bool) {
+	sh := h.shard(topic)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ts := sh.topics[topic]
+	if ts == nil || ts.recent == nil {
+		return nil, false
+	}
+	r := ts.recent[origin]
+	if r == nil || r.n == 0 {
+		return nil, false
+	}
+	return r.snapshot(), true
+}
