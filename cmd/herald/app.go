@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -242,6 +243,7 @@ func (m *Main) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	})
+	mux.HandleFunc("GET /v1/protection", m.handleProtection)
 	admin := m.Server.AdminHandler()
 	mux.Handle("GET /readyz", admin)
 	mux.Handle("/v1/", admin)
@@ -395,4 +397,16 @@ func (m *Main) Reload(cfg Config) error {
 	m.Config.Protection, m.Config.Auth = cfg.Protection, cfg.Auth
 	m.Logger.Info("configuration reloaded", "protection", true, "auth_keys", len(cfg.Auth.Keys), "api_keys", len(cfg.Auth.APIKeys))
 	return nil
+}
+
+// handleProtection reports the protection layers (admin listener only):
+// every block/trip/recovery counter and the breaker state.
+func (m *Main) handleProtection(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	body := map[string]any{
+		"counters": m.Guards.Counters(),
+		"streams":  m.Guards.Streams(),
+		"breakers": map[string]string{"redis:" + m.Config.Region: m.Guards.Breaker("redis:" + m.Config.Region).State()},
+	}
+	_ = json.NewEncoder(w).Encode(body)
 }

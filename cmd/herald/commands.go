@@ -6,16 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/heraldpush/herald/cluster"
 	"github.com/heraldpush/herald/push/auth"
 	"github.com/heraldpush/herald/push/client"
+	"github.com/heraldpush/herald/push/server"
 )
 
 func newRootCommand(environ func() []string) *cobra.Command {
@@ -31,6 +35,13 @@ func newRootCommand(environ func() []string) *cobra.Command {
 		newTailCommand(),
 		newTokenCommand(),
 		newBenchCommand(),
+		newMembersCommand(),
+		&cobra.Command{
+			Use:   "gossip-key",
+			Short: "generate a gossip encryption key (base64, 32 bytes) for --gossip-key",
+			Args:  cobra.NoArgs,
+			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), cluster.GenerateKey()) },
+		},
 		&cobra.Command{
 			Use:   "version",
 			Short: "print the version",
@@ -264,5 +275,59 @@ func newTokenCommand() *cobra.Command {
 			return nil
 		},
 	})
+	return cmd
+}
+
+func newMembersCommand() *cobra.Command {
+	var admin string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "members",
+		Short: "print the cluster as a node sees it (from its admin listener)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(admin, "/")+"/v1/cluster/members", nil)
+			if err != nil {
+				return err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+			if err != nil {
+				return err
+			}
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+			}
+			if asJSON {
+				_, err = cmd.OutOrStdout().Write(append(body, '\n'))
+				return err
+			}
+			var r struct {
+				Self    string          `json:"self"`
+				Members []server.Member `json:"members"`
+			}
+			if err := json.Unmarshal(body, &r); err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tREGION\tZONE\tSTATE\tSTREAMS\tTARGET\tHEALTH\tURL\tVERSION")
+			for _, m := range r.Members {
+				name := m.Name
+				if name == r.Self {
+					name += " *"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", name, m.Region, m.Zone, m.State, m.Streams, m.Target, m.Health, m.URL, m.Version)
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&admin, "admin", "http://127.0.0.1:9090", "admin base URL of any node")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON")
 	return cmd
 }

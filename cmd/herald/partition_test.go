@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,5 +146,25 @@ func TestClusterGossipPartitionAndHeal(t *testing.T) {
 		r.clients, r.received, r.lost, r.dups, net.Dropped(), net.Refused())
 	if r.lost != 0 || r.dups != 0 || r.resets != 0 {
 		t.Fatal(fmt.Sprintf("lost %d, duplicated %d, resets %d", r.lost, r.dups, r.resets))
+	}
+}
+
+func TestMembersCommandPrintsTheCluster(t *testing.T) {
+	rd := redistest.StartServer(t)
+	net := gossiptest.NewNetwork()
+	a := runGossipNode(t, net, "a", rd.URL(), "")
+	b := runGossipNode(t, net, "b", rd.URL(), a.Cluster.Local().GossipAddr)
+	eventually(t, 20*time.Second, "two members", func() bool { return len(aliveSet(b)) == 2 })
+	var out strings.Builder
+	cmd := newRootCommand(func() []string { return nil })
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"members", "--admin", b.AdminURL()})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "NAME") || !strings.HasPrefix(lines[1], "a ") ||
+		!strings.HasPrefix(lines[2], "b *") || !strings.Contains(lines[1], "alive") || !strings.Contains(lines[1], a.URL()) {
+		t.Fatalf("herald members printed:\n%s", out.String())
 	}
 }
