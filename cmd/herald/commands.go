@@ -262,6 +262,7 @@ func newTokenCommand() *cobra.Command {
 	f.DurationVar(&o.TTL, "ttl", time.Hour, "lifetime")
 	f.StringArrayVar(&o.Subscribe, "subscribe", nil, "topic pattern the token may subscribe to (repeatable)")
 	f.StringArrayVar(&o.Publish, "publish", nil, "topic pattern the token may publish to (repeatable)")
+	f.BoolVar(&o.Admin, "admin", false, "grant the cluster admin API (members, sessions)")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "apikey",
 		Short: "generate a publisher API key and the hash to put in the config",
