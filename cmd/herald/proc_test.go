@@ -74,8 +74,11 @@ type lockedBuffer struct {
 func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.b.Len() < 4<<20 {
-		l.b.Write(p)
+	l.b.Write(p)
+	if l.b.Len() > 8<<20 { // keep the most recent 4 MiB
+		rest := l.b.String()[l.b.Len()-4<<20:]
+		l.b.Reset()
+		l.b.WriteString(rest)
 	}
 	return len(p), nil
 }
