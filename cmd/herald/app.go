@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/heraldpush/herald/cluster"
+	"github.com/heraldpush/herald/observability"
 
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
@@ -42,12 +43,13 @@ type Main struct {
 	// LogOutput receives JSON logs; nil means os.Stderr.
 	LogOutput io.Writer
 
-	Logger  *slog.Logger
-	Store   push.Store
-	Hub     *hub.Hub
-	Server  *server.Server
-	Cluster *cluster.Cluster // nil on a single node
-	Guards  *resilience.Guards
+	Logger    *slog.Logger
+	Store     push.Store
+	Hub       *hub.Hub
+	Server    *server.Server
+	Cluster   *cluster.Cluster // nil on a single node
+	Guards    *resilience.Guards
+	Telemetry *observability.Telemetry
 	// GossipTransport, when set, replaces memberlist's UDP/TCP transport
 	// (tests use it to cut gossip between in-process nodes).
 	GossipTransport memberlist.Transport
@@ -94,13 +96,21 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	if m.Logger == nil {
-		m.Logger = slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level}))
-	}
-	log := m.Logger
 	if cfg.NodeName == "" {
 		cfg.NodeName, _ = os.Hostname()
 	}
+	if m.Logger == nil {
+		// JSON logs with trace ids; secrets redacted wherever they appear.
+		m.Logger = slog.New(observability.NewLogHandler(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level})))
+	}
+	log := m.Logger
+	tcfg := cfg.Telemetry
+	tcfg.Version, tcfg.Node, tcfg.Region, tcfg.Zone = Version, cfg.NodeName, cfg.Region, cfg.Zone
+	tcfg.Logger = log.With("component", "telemetry")
+	if m.Telemetry, err = observability.Setup(ctx, tcfg); err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	metrics := m.Telemetry.Metrics()
 	gin.SetMode(gin.ReleaseMode)
 
 	if cfg.Redis == "" {
@@ -132,13 +142,27 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	m.Guards, err = resilience.New(cfg.Protection, resilience.Options{
 		Name: "herald-" + cfg.NodeName, Logger: log.With("component", "protection"), IsFailure: storeFailure,
+		OnEvent: func(e resilience.Event) {
+			metrics.Protection(context.Background(), e.Layer, e.Resource, e.Reason, e.Kind)
+			if e.Layer == resilience.LayerDependency {
+				switch e.Kind {
+				case resilience.KindTrip:
+					metrics.BreakerState(e.Resource, observability.BreakerOpen)
+				case resilience.KindHalfOpen:
+					metrics.BreakerState(e.Resource, observability.BreakerHalfOpen)
+				case resilience.KindRecover:
+					metrics.BreakerState(e.Resource, observability.BreakerClosed)
+				}
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("protection: %w", err)
 	}
 	store := m.Store
 	if m.Store.Durable() {
-		store = guardedStore{Store: m.Store, b: m.Guards.Breaker("redis:" + cfg.Region)}
+		store = guardedStore{Store: m.Store, b: m.Guards.Breaker("redis:" + cfg.Region), m: metrics}
+		metrics.BreakerState("redis:"+cfg.Region, observability.BreakerClosed)
 	}
 
 	m.Hub, err = hub.New(hub.Config{Store: store, Logger: log})
@@ -174,7 +198,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.Server, err = server.New(server.Config{
 		Node: cfg.NodeName, Store: store, Hub: m.Hub, Auth: authn, Dev: cfg.Dev,
-		Guard: guardView{m.Guards}, TrustedProxies: cfg.TrustedProxies,
+		Guard: guardView{m.Guards}, TrustedProxies: cfg.TrustedProxies, Telemetry: m.Telemetry,
 		Retention:          cfg.Retention,
 		MaxTopicsPerStream: cfg.Limits.MaxTopicsPerStream,
 		MaxEventBytes:      cfg.Limits.MaxEventBytes,
@@ -196,6 +220,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	srv.Store(m.Server)
+	metrics.RegisterGauges(m.gauges)
 
 	m.public = server.NewHTTPServer(m.Server.Handler(), log)
 	if cfg.TLSCertFile != "" {
@@ -244,6 +269,7 @@ func (m *Main) adminHandler() http.Handler {
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	})
 	mux.HandleFunc("GET /v1/protection", m.handleProtection)
+	mux.Handle("GET /metrics", m.Telemetry.MetricsHandler())
 	admin := m.Server.AdminHandler()
 	mux.Handle("GET /readyz", admin)
 	mux.Handle("/v1/", admin)
@@ -298,6 +324,9 @@ func (m *Main) Close() error {
 		}
 		if m.Guards != nil {
 			errs = append(errs, m.Guards.Close())
+		}
+		if m.Telemetry != nil {
+			errs = append(errs, m.Telemetry.Shutdown(ctx))
 		}
 		m.closeErr = errors.Join(errs...)
 	})
@@ -409,4 +438,14 @@ func (m *Main) handleProtection(w http.ResponseWriter, _ *http.Request) {
 		"breakers": map[string]string{"redis:" + m.Config.Region: m.Guards.Breaker("redis:" + m.Config.Region).State()},
 	}
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// gauges is the snapshot behind the observable gauges (read at scrape).
+func (m *Main) gauges() observability.GaugeSnapshot {
+	g := observability.GaugeSnapshot{QueueDepth: int64(m.Server.QueueDepth())}
+	if m.Cluster != nil {
+		g.GossipMembers = m.Cluster.Stats().Members
+		g.GossipHealthScore = m.Cluster.HealthScore()
+	}
+	return g
 }

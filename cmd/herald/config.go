@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/heraldpush/herald/cluster"
+	"github.com/heraldpush/herald/observability"
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
 	"github.com/heraldpush/herald/push/server"
@@ -80,6 +81,8 @@ type Config struct {
 	IdempotencyWindow time.Duration `koanf:"idempotency_window"`
 
 	Cluster ClusterConfig `koanf:"cluster"`
+	// Telemetry configures traces and metrics (OTLP, sampling).
+	Telemetry observability.Config `koanf:"telemetry"`
 	// Protection is the four protection layers' rules (reloaded on SIGHUP).
 	Protection resilience.Config `koanf:"protection"`
 	// TrustedProxies are proxy CIDRs/IPs whose X-Forwarded-For is believed
@@ -338,6 +341,9 @@ func (c Config) Validate() error {
 	c.validateCluster(add)
 	if err := c.Protection.Validate(); err != nil {
 		add("protection: %v", err)
+	}
+	if err := c.Telemetry.Validate(); err != nil {
+		add("telemetry: %v", err)
 	}
 	return errors.Join(errs...)
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/heraldpush/herald/observability"
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/server"
 	"github.com/heraldpush/herald/resilience"
@@ -52,14 +54,22 @@ func storeFailure(err error) bool {
 type guardedStore struct {
 	push.Store
 	b *resilience.Breaker
+	m *observability.Metrics // Redis call latency by operation and result
 }
 
 func (s guardedStore) do(ctx context.Context, op string, fn func(context.Context) error) error {
+	start := time.Now()
 	err := s.b.Do(ctx, op, fn)
 	var blk *resilience.Blocked
-	if errors.As(err, &blk) {
-		return fmt.Errorf("%w: %w", push.ErrUnavailable, blk)
+	result := "ok"
+	switch {
+	case errors.As(err, &blk):
+		result = "breaker_open"
+		err = fmt.Errorf("%w: %w", push.ErrUnavailable, blk)
+	case err != nil:
+		result = "error"
 	}
+	s.m.RedisCall(ctx, op, s.b.Target(), result, time.Since(start))
 	return err
 }
 

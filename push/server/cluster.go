@@ -6,7 +6,11 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/heraldpush/herald/observability"
+	"github.com/heraldpush/herald/push/hub"
 )
 
 // Cluster is the membership and session-ownership view the server consumes.
@@ -109,17 +113,38 @@ type localStream struct {
 	topics      []string
 	since       time.Time
 	kick        *kick
+	trace       string // traceparent of the stream's session span
+	sub         atomic.Pointer[hub.Subscriber]
 }
 
 // streamTable tracks this node's live streams by session id.
 type streamTable struct {
-	mu      sync.Mutex
-	next    uint64 // local incarnations when there is no cluster
-	by      map[string]*localStream
-	drained bool
+	mu   sync.Mutex
+	next uint64 // local incarnations when there is no cluster
+	by   map[string]*localStream
+	// ended remembers the session-span trace of recently ended streams
+	// (bounded, oldest forgotten first) so that a reconnect to this node
+	// links to its previous connection even without a cluster.
+	ended      map[string]string
+	endedOrder []string
 }
 
-func newStreamTable() *streamTable { return &streamTable{by: make(map[string]*localStream)} }
+// maxEndedTraces bounds streamTable.ended.
+const maxEndedTraces = 10000
+
+func newStreamTable() *streamTable {
+	return &streamTable{by: make(map[string]*localStream), ended: make(map[string]string)}
+}
+
+// endedTrace returns the trace of the session's last stream on this node.
+func (t *streamTable) endedTrace(session string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ls := t.by[session]; ls != nil {
+		return ls.trace
+	}
+	return t.ended[session]
+}
 
 // add registers ls; an older stream of the same session on this node is
 // kicked (same-node takeover). A newer one wins and ls is kicked instead.
@@ -142,6 +167,16 @@ func (t *streamTable) remove(ls *localStream) {
 	t.mu.Lock()
 	if t.by[ls.session] == ls {
 		delete(t.by, ls.session)
+	}
+	if ls.trace != "" {
+		if _, ok := t.ended[ls.session]; !ok {
+			t.endedOrder = append(t.endedOrder, ls.session)
+		}
+		t.ended[ls.session] = ls.trace
+		for len(t.endedOrder) > maxEndedTraces {
+			delete(t.ended, t.endedOrder[0])
+			t.endedOrder = t.endedOrder[1:]
+		}
 	}
 	t.mu.Unlock()
 }
@@ -178,7 +213,22 @@ func (t *streamTable) snapshot() []*localStream {
 // most incarnation: another node took the session over ("takeover") or an
 // operator disconnected it ("admin"). It reports whether a stream closed.
 func (s *Server) Revoke(session string, incarnation uint64, reason string) bool {
-	return s.table.revoke(session, incarnation, reason)
+	ok := s.table.revoke(session, incarnation, reason)
+	if ok {
+		s.cfg.Telemetry.Metrics().OwnershipChange(context.Background(), observability.OwnershipRevoke)
+	}
+	return ok
+}
+
+// QueueDepth is the number of events queued on this node's live streams.
+func (s *Server) QueueDepth() int {
+	n := 0
+	for _, ls := range s.table.snapshot() {
+		if sub := ls.sub.Load(); sub != nil {
+			n += sub.Len()
+		}
+	}
+	return n
 }
 
 // Draining reports whether Drain has begun.

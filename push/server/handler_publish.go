@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +13,12 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/heraldpush/herald/observability"
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
 )
@@ -51,6 +57,10 @@ type batchResult struct {
 }
 
 func (s *Server) handlePublish(c *gin.Context) {
+	start := time.Now()
+	result := observability.PublishRejected
+	ctx, span := s.startPublish(c, c.Param("topic"))
+	defer func() { s.endPublish(ctx, span, result, start) }()
 	topic := c.Param("topic")
 	if err := push.ValidateTopic(topic); err != nil {
 		s.writeError(c, err)
@@ -80,16 +90,67 @@ func (s *Server) handlePublish(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	res, err := s.store.Append(c.Request.Context(), topic, []push.Draft{d})
+	d.TraceParent = observability.EventTraceparent(ctx)
+	res, err := s.append(ctx, topic, []push.Draft{d})
 	done(err)
 	if err != nil {
+		result = publishResultOf(err)
 		s.writeError(c, err)
 		return
 	}
+	result = observability.PublishOK
+	if res[0].Duplicate {
+		result = observability.PublishDuplicate
+	}
+	span.SetAttributes(attribute.Int64("herald.offset", int64(res[0].Offset)))
 	c.JSON(http.StatusCreated, s.result(topic, res[0]))
 }
 
+// startPublish starts the publish span: a child of the publisher's W3C
+// traceparent (publishers are authenticated services), or a root.
+func (s *Server) startPublish(c *gin.Context, topic string) (context.Context, trace.Span) {
+	tel := s.cfg.Telemetry
+	ctx := c.Request.Context()
+	if tel != nil {
+		ctx = tel.Propagator().Extract(ctx, propagation.HeaderCarrier(c.Request.Header))
+	}
+	return tel.StartPublish(ctx, topic)
+}
+
+func (s *Server) endPublish(ctx context.Context, span trace.Span, result string, start time.Time) {
+	if result != observability.PublishOK && result != observability.PublishDuplicate {
+		span.SetStatus(codes.Error, result)
+	}
+	span.End()
+	s.cfg.Telemetry.Metrics().Publish(ctx, result, time.Since(start))
+}
+
+// append is Store.Append inside a "store.append" span.
+func (s *Server) append(ctx context.Context, topic string, drafts []push.Draft) ([]push.AppendResult, error) {
+	ctx, span := s.cfg.Telemetry.Tracer().Start(ctx, "herald.store.append", trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
+	res, err := s.store.Append(ctx, topic, drafts)
+	if err != nil {
+		span.SetStatus(codes.Error, "append failed")
+	}
+	return res, err
+}
+
+func publishResultOf(err error) string {
+	switch toAPIError(err).Status {
+	case http.StatusServiceUnavailable:
+		return observability.PublishUnavailable
+	case http.StatusInternalServerError:
+		return observability.PublishError
+	}
+	return observability.PublishRejected
+}
+
 func (s *Server) handleBatch(c *gin.Context) {
+	start := time.Now()
+	result := observability.PublishRejected
+	ctx, span := s.startPublish(c, "")
+	defer func() { s.endPublish(ctx, span, result, start) }()
 	p, err := s.principal(c.Request, false)
 	if err != nil {
 		s.writeError(c, err)
@@ -122,6 +183,7 @@ func (s *Server) handleBatch(c *gin.Context) {
 		var d push.Draft
 		if err == nil {
 			d, err = s.draft(it.Event, it.Data, it.IdempotencyKey, p)
+			d.TraceParent = observability.EventTraceparent(ctx)
 		}
 		if err == nil {
 			var done func(error)
@@ -147,7 +209,7 @@ func (s *Server) handleBatch(c *gin.Context) {
 	var storeErr error
 	for _, topic := range order {
 		g := groups[topic]
-		res, err := s.store.Append(c.Request.Context(), topic, g.drafts)
+		res, err := s.append(ctx, topic, g.drafts)
 		if err != nil && storeErr == nil {
 			storeErr = err
 		}
@@ -167,6 +229,13 @@ func (s *Server) handleBatch(c *gin.Context) {
 			failed = true
 		} else {
 			ok++
+		}
+	}
+	result = observability.PublishOK
+	if ok == 0 {
+		result = observability.PublishRejected
+		if storeErr != nil {
+			result = publishResultOf(storeErr)
 		}
 	}
 	if ok == 0 && storeErr != nil && toAPIError(storeErr).Status == http.StatusServiceUnavailable {

@@ -14,6 +14,10 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/heraldpush/herald/observability"
 
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/hub"
@@ -65,11 +69,16 @@ type conn struct {
 	// recent, when set, replaces store reads: the stream was accepted from
 	// the recent-events cache while the store was unreachable.
 	recent map[string][]*push.Event
+	// replayedN counts events written from history.
+	replayedN int
 }
 
 func (s *Server) handleStream(c *gin.Context) {
 	r := c.Request
 	q := r.URL.Query()
+	tel := s.cfg.Telemetry
+	result := observability.ConnectRejected
+	defer func() { tel.Metrics().Connect(r.Context(), result) }()
 	topics := q["topic"]
 	if len(topics) == 0 || len(topics) > s.cfg.MaxTopicsPerStream {
 		s.writeError(c, errf(http.StatusBadRequest, CodeInvalidQuery,
@@ -130,7 +139,11 @@ func (s *Server) handleStream(c *gin.Context) {
 	cur.SetSession(session)
 	sid := FormatSessionID(session)
 
+	result = observability.ConnectShed
 	if dest := s.admit(); dest != "" {
+		if dest != "-" {
+			result = observability.ConnectRedirected
+		}
 		s.steer(c, dest)
 		return
 	}
@@ -164,11 +177,43 @@ func (s *Server) handleStream(c *gin.Context) {
 	defer s.streams.Add(-1)
 	s.connected.Add(1)
 
+	// The session span links to the previous connection of this session
+	// (its record's trace, wherever it was served) and to a traceparent the
+	// client sent: links, not parents, since both are client-controlled.
+	var links []trace.Link
+	if tel != nil {
+		prev := s.table.endedTrace(sid)
+		if cl := s.cfg.Cluster; cl != nil {
+			if rec, ok := cl.Lookup(sid); ok && rec.Trace != "" {
+				prev = rec.Trace
+			}
+		}
+		for _, tp := range []string{prev, r.Header.Get("traceparent")} {
+			if l, ok := observability.LinkFromTraceparent(tp); ok {
+				links = append(links, l)
+			}
+		}
+	}
+	ctx, span := tel.StartSession(r.Context(), observability.SessionAttrs{
+		SessionID: sid, Topics: cur.Topics(), Cursor: raw, Resumed: parsed != nil, Node: s.cfg.Node, Region: s.cfg.Region,
+	}, links...)
+	traceparent := observability.EventTraceparent(ctx)
+	end := EndError
+	defer func() {
+		span.SetAttributes(attribute.String("herald.disconnect", end))
+		span.End()
+	}()
+
 	// Take the session over: an older stream of it, here or on another
 	// node, is closed.
-	ls := &localStream{session: sid, topics: cur.Topics(), since: time.Now(), kick: newKick()}
+	ls := &localStream{session: sid, topics: cur.Topics(), since: time.Now(), kick: newKick(), trace: traceparent}
 	if cl := s.cfg.Cluster; cl != nil {
-		rec := cl.Claim(sid, cur.Topics(), "")
+		kind := observability.OwnershipClaim
+		if prev, ok := cl.Lookup(sid); ok && !prev.Ended {
+			kind = observability.OwnershipTakeover
+		}
+		tel.Metrics().OwnershipChange(ctx, kind)
+		rec := cl.Claim(sid, cur.Topics(), traceparent)
 		ls.incarnation = rec.Incarnation
 		defer cl.Release(sid, rec.Incarnation)
 	} else {
@@ -177,13 +222,14 @@ func (s *Server) handleStream(c *gin.Context) {
 	s.table.add(ls)
 	defer s.table.remove(ls)
 
-	cn := &conn{s: s, ctx: r.Context(), w: c.Writer, rc: http.NewResponseController(c.Writer), cur: cur, origin: s.store.Origin(), kick: ls.kick, recent: recent}
+	cn := &conn{s: s, ctx: ctx, w: c.Writer, rc: http.NewResponseController(c.Writer), cur: cur, origin: s.store.Origin(), kick: ls.kick, recent: recent}
 	defer cn.release()
 
 	resets, upto := s.plan(cur, parsed, foreign, from, infos)
-	if recent != nil && (len(resets) > 0 || from == "earliest") {
-		// Without the store we cannot tell what is lost: never announce
-		// a reset we are not sure of.
+	if recent != nil && (len(resets) > 0 || !resumesEverySlot(parsed)) {
+		// Without the store we cannot tell what is lost (never announce a
+		// reset we are not sure of) nor where the live head is: only exact
+		// resumes are served from the cache.
 		s.shed(c)
 		return
 	}
@@ -207,6 +253,10 @@ func (s *Server) handleStream(c *gin.Context) {
 	h.Set("X-Accel-Buffering", "no")
 	h.Set("X-Content-Type-Options", "nosniff")
 	c.Status(http.StatusOK)
+	result = observability.ConnectAccepted
+	tel.Metrics().StreamOpened(ctx)
+	defer func() { tel.Metrics().StreamClosed(ctx, end) }()
+	end = EndClient
 
 	// retry: and herald.hello. The hello carries the client's resume point
 	// as its id, unless streams are being reset: then the id is left to the
@@ -229,12 +279,21 @@ func (s *Server) handleStream(c *gin.Context) {
 	}
 
 	// Replay history up to the head seen at connect.
-	for i := range cur.Len() {
-		if upto[i] > cur.At(i).Offset {
-			if err := cn.fromStore(i, upto[i], true); err != nil {
-				return
+	if needsReplay(cur, upto) {
+		rctx, rspan := tel.Tracer().Start(ctx, "herald.replay")
+		cn.ctx = rctx
+		for i := range cur.Len() {
+			if upto[i] > cur.At(i).Offset {
+				if err := cn.fromStore(i, upto[i], true); err != nil {
+					rspan.End()
+					end = cn.writeEnd()
+					return
+				}
 			}
 		}
+		rspan.SetAttributes(attribute.Int("herald.replayed", cn.replayedN))
+		rspan.End()
+		cn.ctx = ctx
 	}
 	releaseReplay()
 	// Go live: register, then read once more from our position to close the
@@ -245,6 +304,7 @@ func (s *Server) handleStream(c *gin.Context) {
 		return
 	}
 	defer s.hub.Unsubscribe(sub)
+	ls.sub.Store(sub)
 	for i := range cur.Len() {
 		if cur.Key(i).Origin == cn.origin {
 			if err := cn.fromStore(i, 0, true); err != nil {
@@ -257,7 +317,16 @@ func (s *Server) handleStream(c *gin.Context) {
 	}
 	cn.recent = nil // from here on, gaps are filled from the store
 	live()
-	cn.live(sub)
+	outcome := observability.ResumeLive
+	switch {
+	case len(resets) > 0:
+		outcome = observability.ResumeReset
+	case parsed != nil:
+		outcome = observability.ResumeReplayed
+	}
+	tel.Metrics().Resume(ctx, outcome, cn.replayedN)
+	span.SetAttributes(attribute.Int("herald.replayed", cn.replayedN), attribute.Bool("herald.reset", len(resets) > 0))
+	end = cn.live(sub)
 }
 
 // plan decides, per stream, where the client starts: it sets each slot of
@@ -331,49 +400,61 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, foreign bool,
 
 // live serves queued events until the client leaves, falls behind, or the
 // server closes.
-func (cn *conn) live(sub *hub.Subscriber) {
+func (cn *conn) live(sub *hub.Subscriber) string {
 	s := cn.s
 	var batch []*hub.Delivery
 	for {
 		beat := s.beat.C()
 		select {
 		case <-cn.ctx.Done():
-			return
+			return EndClient
 		case <-s.closing:
-			return
+			return EndShutdown
 		case <-sub.Done():
-			return
+			if sub.Reason() == hub.ReasonSlow {
+				return EndSlow
+			}
+			return EndShutdown
 		case <-cn.kick.ch:
 			if cn.kick.retry > 0 {
 				cn.grab()
 				cn.buf = fmt.Appendf(cn.buf, "retry: %d\n\n", cn.kick.retry.Milliseconds())
 				_ = cn.flush()
 			}
-			return
+			return cn.kick.reason
 		case <-beat:
 			cn.grab()
 			cn.buf = append(cn.buf, ":\n\n"...)
 			if cn.flush() != nil {
-				return
+				return cn.writeEnd()
 			}
 		case <-sub.Ready():
 			if sub.Lagging(time.Now()) {
 				sub.Close(hub.ReasonSlow)
 				s.lagCutoffs.Add(1)
-				return
+				return EndSlow
 			}
 			batch = sub.Take(batch[:0])
 			for _, d := range batch {
 				if err := cn.deliver(d); err != nil {
-					return
+					return cn.writeEnd()
 				}
 			}
 			clear(batch)
 			if cn.flush() != nil {
-				return
+				return cn.writeEnd()
 			}
 		}
 	}
+}
+
+// writeEnd names why a write failed: the client left, or it was too slow
+// to take it within the write deadline.
+func (cn *conn) writeEnd() string {
+	if cn.ctx.Err() != nil {
+		return EndClient
+	}
+	return EndSlow
 }
 
 // deliver writes one live delivery, dropping what the client already has,
@@ -423,6 +504,13 @@ func (cn *conn) deliver(d *hub.Delivery) error {
 	cn.cur.SetAt(i, push.Position{Epoch: ev.Epoch, Offset: ev.Offset})
 	cn.appendFrame(d.Body)
 	cn.s.delivered.Add(1)
+	if t := cn.s.cfg.Telemetry; t != nil {
+		t.Metrics().Delivered(cn.ctx, time.Since(ev.Time))
+		if ev.TraceParent != "" {
+			_, span := t.StartDelivery(cn.ctx, ev.TraceParent, observability.DeliveryAttrs{Topic: ev.Topic, Origin: ev.Origin, Offset: int64(ev.Offset)})
+			span.End()
+		}
+	}
 	return cn.maybeFlush()
 }
 
@@ -471,6 +559,11 @@ func (cn *conn) fromStore(i int, upto uint64, replay bool) error {
 			s.delivered.Add(1)
 			if replay {
 				s.replayed.Add(1)
+				cn.replayedN++
+			}
+			if t := s.cfg.Telemetry; t != nil && e.TraceParent != "" {
+				_, span := t.StartDelivery(cn.ctx, e.TraceParent, observability.DeliveryAttrs{Topic: e.Topic, Origin: e.Origin, Offset: int64(e.Offset)})
+				span.End()
 			}
 			if err := cn.maybeFlush(); err != nil {
 				return err
@@ -635,11 +728,26 @@ func (cn *conn) fromRecent(i int, upto uint64) error {
 		cn.appendFrameEvent(e)
 		cn.s.delivered.Add(1)
 		cn.s.replayed.Add(1)
+		cn.replayedN++
 		if err := cn.maybeFlush(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// resumesEverySlot reports whether the client's cursor names a position
+// for every slot.
+func resumesEverySlot(p *push.ParsedCursor) bool {
+	if p == nil {
+		return false
+	}
+	for i := range p.Len() {
+		if !p.Present(i) {
+			return false
+		}
+	}
+	return true
 }
 
 // needsReplay reports whether any slot has history to replay.

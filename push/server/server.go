@@ -13,6 +13,7 @@ import (
 	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
 
+	"github.com/heraldpush/herald/observability"
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
 	"github.com/heraldpush/herald/push/hub"
@@ -85,6 +86,8 @@ type Config struct {
 	LoadInterval time.Duration
 	// Guard is the protection layers; nil means unguarded.
 	Guard Guard
+	// Telemetry records traces and metrics; nil records nothing.
+	Telemetry *observability.Telemetry
 	// TrustedProxies are the proxy addresses (CIDRs or IPs) whose
 	// X-Forwarded-For is believed for the client IP (per-IP stream caps);
 	// empty means the peer address is the client.
