@@ -28,6 +28,10 @@ type Hello struct {
 	Cursor  string `json:"cursor,omitempty"`
 	Resumed bool   `json:"resumed"`
 	Durable bool   `json:"durable"`
+	// Trace is the W3C traceparent of the connection's session span, when
+	// traced. SDK clients send it back as the traceparent header of their
+	// next connection, whose span then links to this one (ADR 0006).
+	Trace string `json:"trace,omitempty"`
 }
 
 // StreamReset names one stream whose history the client cannot get.

@@ -107,8 +107,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	tcfg := cfg.Telemetry
 	tcfg.Version, tcfg.Node, tcfg.Region, tcfg.Zone = Version, cfg.NodeName, cfg.Region, cfg.Zone
 	tcfg.Logger = log.With("component", "telemetry")
-	if m.Telemetry, err = observability.Setup(ctx, tcfg); err != nil {
-		return fmt.Errorf("telemetry: %w", err)
+	if m.Telemetry == nil { // tests inject an in-memory one
+		if m.Telemetry, err = observability.Setup(ctx, tcfg); err != nil {
+			return fmt.Errorf("telemetry: %w", err)
+		}
 	}
 	metrics := m.Telemetry.Metrics()
 	gin.SetMode(gin.ReleaseMode)

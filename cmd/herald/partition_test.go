@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/cluster/gossiptest"
+	"github.com/heraldpush/herald/observability"
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/redistest"
 	"github.com/heraldpush/herald/push/server"
@@ -18,11 +19,19 @@ import (
 // runGossipNode starts an in-process node whose gossip goes through net.
 func runGossipNode(t *testing.T, net *gossiptest.Network, name, redisURL, join string) *Main {
 	t.Helper()
+	return runGossipNodeWith(t, net, name, redisURL, join, nil)
+}
+
+// runGossipNodeWith is runGossipNode with an injected telemetry (nil: none
+// injected, Run sets up its own).
+func runGossipNodeWith(t *testing.T, net *gossiptest.Network, name, redisURL, join string, tel *observability.Telemetry) *Main {
+	t.Helper()
 	tr, err := net.NewTransport(name, "127.0.0.1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := NewMain()
+	m.Telemetry = tel
 	m.GossipTransport = tr
 	m.Config.Listen, m.Config.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
 	m.Config.Dev, m.Config.LogLevel, m.Config.NodeName = true, "warn", name

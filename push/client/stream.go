@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/sse"
 )
 
@@ -97,6 +99,7 @@ type Stream struct {
 	// Owned by the active Run.
 	next      int           // index of the endpoint to try next
 	connected bool          // a connection was established at least once
+	trace     string        // the last herald.hello's session trace (Run's goroutine only)
 	retry     time.Duration // latest "retry:" from a server; 0 when none
 }
 
@@ -326,6 +329,9 @@ func (s *Stream) newRequest(ctx context.Context, ep *url.URL) (*http.Request, er
 		req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
 	}
 	req.Header.Del("Last-Event-ID")
+	if s.trace != "" && req.Header.Get("traceparent") == "" {
+		req.Header.Set("traceparent", s.trace)
+	}
 	if header {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
@@ -376,6 +382,14 @@ func (s *Stream) read(ctx context.Context, cancel context.CancelCauseFunc, body 
 			// handing them over; they are not consumed.
 			out.err = err
 			return out
+		}
+		if ev.Type == push.EventHello {
+			// The server's session span: sent back as traceparent on the
+			// next connection so that its span links to this one.
+			var h push.Hello
+			if json.Unmarshal([]byte(ev.Data), &h) == nil && len(h.Trace) <= 128 {
+				s.trace = h.Trace
+			}
 		}
 		if err := handler(Event{ID: ev.ID, Type: ev.Type, Data: ev.Data}); err != nil {
 			out.handlerErr = err

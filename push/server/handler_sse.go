@@ -265,7 +265,7 @@ func (s *Server) handleStream(c *gin.Context) {
 	cn.buf = fmt.Appendf(cn.buf, "retry: %d\n", s.retryMillis())
 	hello := push.Hello{
 		Session: sid, Node: s.cfg.Node, Origin: cn.origin, Topics: cur.Topics(),
-		Resumed: parsed != nil, Durable: s.store.Durable(),
+		Resumed: parsed != nil, Durable: s.store.Durable(), Trace: traceparent,
 	}
 	if len(resets) == 0 {
 		hello.Cursor = cur.String()
