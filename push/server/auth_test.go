@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -143,5 +144,31 @@ func TestCORS(t *testing.T) {
 	}
 	if err := (server.CORSConfig{AllowedOrigins: []string{"*"}, AllowCredentials: true}).Validate(); err == nil {
 		t.Fatal("wildcard origin with credentials accepted")
+	}
+}
+
+// A stream ends when its token expires: a final retry:, then close, so the
+// client reconnects with a fresh credential.
+func TestStreamEndsAtTokenExpiry(t *testing.T) {
+	n, secret, _ := authNode(t)
+	tok := mint(t, secret, []string{"*"}, nil, 2*time.Second)
+	req, _ := http.NewRequest(http.MethodGet, n.URL+"/v1/stream?topic=exp", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream: %d", resp.StatusCode)
+	}
+	body, _ := io.ReadAll(resp.Body) // returns when the server closes the stream
+	took := time.Since(start)
+	if took < time.Second || took > 10*time.Second {
+		t.Fatalf("stream with a 2s token ended after %v", took)
+	}
+	if !strings.Contains(string(body), "herald.hello") || !strings.Contains(string(body[strings.Index(string(body), "herald.hello"):]), "\nretry: ") {
+		t.Fatalf("stream body %q: want hello, then a final retry:", body)
 	}
 }

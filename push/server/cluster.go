@@ -82,6 +82,7 @@ const (
 	EndAdmin     = "admin"
 	EndRebalance = "rebalance"
 	EndShutdown  = "shutdown"
+	EndAuth      = "auth" // the credential expired: the client reconnects with a fresh one
 	EndError     = "error"
 )
 

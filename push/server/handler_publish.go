@@ -59,8 +59,8 @@ type batchResult struct {
 func (s *Server) handlePublish(c *gin.Context) {
 	start := time.Now()
 	result := observability.PublishRejected
-	ctx, span := s.startPublish(c, c.Param("topic"))
-	defer func() { s.endPublish(ctx, span, result, start) }()
+	ctx, srv, span := s.startPublish(c, c.Param("topic"))
+	defer func() { s.endPublish(ctx, srv, span, result, start) }()
 	topic := c.Param("topic")
 	if err := push.ValidateTopic(topic); err != nil {
 		s.writeError(c, err)
@@ -106,22 +106,28 @@ func (s *Server) handlePublish(c *gin.Context) {
 	c.JSON(http.StatusCreated, s.result(topic, res[0]))
 }
 
-// startPublish starts the publish span: a child of the publisher's W3C
-// traceparent (publishers are authenticated services), or a root.
-func (s *Server) startPublish(c *gin.Context, topic string) (context.Context, trace.Span) {
+// startPublish starts the request's server span, a child of the
+// publisher's W3C traceparent (publishers are authenticated services) or a
+// root, and under it the publish (producer) span whose context is stored
+// with the event.
+func (s *Server) startPublish(c *gin.Context, topic string) (context.Context, trace.Span, trace.Span) {
 	tel := s.cfg.Telemetry
 	ctx := c.Request.Context()
 	if tel != nil {
 		ctx = tel.Propagator().Extract(ctx, propagation.HeaderCarrier(c.Request.Header))
 	}
-	return tel.StartPublish(ctx, topic)
+	ctx, srv := tel.Tracer().Start(ctx, c.Request.Method+" "+c.FullPath(), trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := tel.StartPublish(ctx, topic)
+	return ctx, srv, span
 }
 
-func (s *Server) endPublish(ctx context.Context, span trace.Span, result string, start time.Time) {
+func (s *Server) endPublish(ctx context.Context, srv, span trace.Span, result string, start time.Time) {
 	if result != observability.PublishOK && result != observability.PublishDuplicate {
 		span.SetStatus(codes.Error, result)
+		srv.SetStatus(codes.Error, result)
 	}
 	span.End()
+	srv.End()
 	s.cfg.Telemetry.Metrics().Publish(ctx, result, time.Since(start))
 }
 
@@ -149,8 +155,8 @@ func publishResultOf(err error) string {
 func (s *Server) handleBatch(c *gin.Context) {
 	start := time.Now()
 	result := observability.PublishRejected
-	ctx, span := s.startPublish(c, "")
-	defer func() { s.endPublish(ctx, span, result, start) }()
+	ctx, srv, span := s.startPublish(c, "")
+	defer func() { s.endPublish(ctx, srv, span, result, start) }()
 	p, err := s.principal(c.Request, false)
 	if err != nil {
 		s.writeError(c, err)

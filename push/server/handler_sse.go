@@ -221,6 +221,12 @@ func (s *Server) handleStream(c *gin.Context) {
 	}
 	s.table.add(ls)
 	defer s.table.remove(ls)
+	// A stream lives no longer than its credential: at expiry it ends with
+	// a retry:, and the client comes back with a fresh token.
+	if !p.Expires.IsZero() {
+		expiry := time.AfterFunc(time.Until(p.Expires), func() { ls.kick.fire(EndAuth, s.finalRetry()) })
+		defer expiry.Stop()
+	}
 
 	cn := &conn{s: s, ctx: ctx, w: c.Writer, rc: http.NewResponseController(c.Writer), cur: cur, origin: s.store.Origin(), kick: ls.kick, recent: recent}
 	defer cn.release()
