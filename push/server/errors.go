@@ -86,8 +86,12 @@ type errorDetail struct {
 // become a generic 500.
 func (s *Server) writeError(c *gin.Context, err error) {
 	ae := toAPIError(err)
+	ctx := c.Request.Context()
 	if ae.Status >= 500 && ae.Code == CodeInternal {
-		s.log.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "err", err)
+		s.log.ErrorContext(ctx, "request failed", "method", c.Request.Method, "path", c.FullPath(), "err", err)
+	} else {
+		s.log.DebugContext(ctx, "request refused", "method", c.Request.Method, "path", c.FullPath(),
+			"status", ae.Status, "code", ae.Code, "err", err)
 	}
 	if ae.RetryAfter > 0 {
 		c.Header("Retry-After", strconv.Itoa(ae.RetryAfter))

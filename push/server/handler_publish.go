@@ -118,6 +118,7 @@ func (s *Server) startPublish(c *gin.Context, topic string) (context.Context, tr
 	}
 	ctx, srv := tel.Tracer().Start(ctx, c.Request.Method+" "+c.FullPath(), trace.WithSpanKind(trace.SpanKindServer))
 	ctx, span := tel.StartPublish(ctx, topic)
+	c.Request = c.Request.WithContext(ctx) // request-scoped logs carry the trace
 	return ctx, srv, span
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -202,6 +203,7 @@ func (s *Server) handleStream(c *gin.Context) {
 	defer func() {
 		span.SetAttributes(attribute.String("herald.disconnect", end))
 		span.End()
+		s.log.DebugContext(ctx, "stream closed", "session", sid, "reason", end)
 	}()
 
 	// Take the session over: an older stream of it, here or on another
@@ -228,7 +230,13 @@ func (s *Server) handleStream(c *gin.Context) {
 		defer expiry.Stop()
 	}
 
-	cn := &conn{s: s, ctx: ctx, w: c.Writer, rc: http.NewResponseController(c.Writer), cur: cur, origin: s.store.Origin(), kick: ls.kick, recent: recent}
+	// The controller wraps the unwrapped writer: gin's Flush swallows
+	// errors, and a failed flush must end the stream with its cause.
+	var rw http.ResponseWriter = c.Writer
+	if u, ok := c.Writer.(interface{ Unwrap() http.ResponseWriter }); ok {
+		rw = u.Unwrap()
+	}
+	cn := &conn{s: s, ctx: ctx, w: c.Writer, rc: http.NewResponseController(rw), cur: cur, origin: s.store.Origin(), kick: ls.kick, recent: recent}
 	defer cn.release()
 
 	resets, upto := s.plan(cur, parsed, foreign, from, infos)
@@ -283,6 +291,21 @@ func (s *Server) handleStream(c *gin.Context) {
 	if err := cn.flush(); err != nil {
 		return
 	}
+	outcome := observability.ResumeLive
+	switch {
+	case len(resets) > 0:
+		outcome = observability.ResumeReset
+	case parsed != nil:
+		outcome = observability.ResumeReplayed
+	}
+	resumed := false
+	recordResume := func() {
+		if !resumed {
+			resumed = true
+			tel.Metrics().Resume(ctx, outcome, cn.replayedN)
+		}
+	}
+	defer recordResume()
 
 	// Replay history up to the head seen at connect.
 	if needsReplay(cur, upto) {
@@ -292,7 +315,7 @@ func (s *Server) handleStream(c *gin.Context) {
 			if upto[i] > cur.At(i).Offset {
 				if err := cn.fromStore(i, upto[i], true); err != nil {
 					rspan.End()
-					end = cn.writeEnd()
+					end = cn.writeEnd(err)
 					return
 				}
 			}
@@ -302,11 +325,12 @@ func (s *Server) handleStream(c *gin.Context) {
 		cn.ctx = ctx
 	}
 	releaseReplay()
+	recordResume()
 	// Go live: register, then read once more from our position to close the
 	// window between replay and registration.
 	sub := hub.NewSubscriber(cur.Topics(), s.cfg.Queue)
 	if err := s.hub.Subscribe(r.Context(), sub); err != nil {
-		s.log.Debug("stream: subscribe failed", "err", err)
+		s.log.DebugContext(ctx, "stream: subscribe failed", "err", err)
 		return
 	}
 	defer s.hub.Unsubscribe(sub)
@@ -323,14 +347,6 @@ func (s *Server) handleStream(c *gin.Context) {
 	}
 	cn.recent = nil // from here on, gaps are filled from the store
 	live()
-	outcome := observability.ResumeLive
-	switch {
-	case len(resets) > 0:
-		outcome = observability.ResumeReset
-	case parsed != nil:
-		outcome = observability.ResumeReplayed
-	}
-	tel.Metrics().Resume(ctx, outcome, cn.replayedN)
 	span.SetAttributes(attribute.Int("herald.replayed", cn.replayedN), attribute.Bool("herald.reset", len(resets) > 0))
 	end = cn.live(sub)
 }
@@ -431,8 +447,8 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 		case <-beat:
 			cn.grab()
 			cn.buf = append(cn.buf, ":\n\n"...)
-			if cn.flush() != nil {
-				return cn.writeEnd()
+			if err := cn.flush(); err != nil {
+				return cn.writeEnd(err)
 			}
 		case <-sub.Ready():
 			if sub.Lagging(time.Now()) {
@@ -443,24 +459,27 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 			batch = sub.Take(batch[:0])
 			for _, d := range batch {
 				if err := cn.deliver(d); err != nil {
-					return cn.writeEnd()
+					return cn.writeEnd(err)
 				}
 			}
 			clear(batch)
-			if cn.flush() != nil {
-				return cn.writeEnd()
+			if err := cn.flush(); err != nil {
+				return cn.writeEnd(err)
 			}
 		}
 	}
 }
 
-// writeEnd names why a write failed: the client left, or it was too slow
-// to take it within the write deadline.
-func (cn *conn) writeEnd() string {
-	if cn.ctx.Err() != nil {
+// writeEnd names why a write failed: too slow to take it within the write
+// deadline, the client left, or something else (a store read failed).
+func (cn *conn) writeEnd(err error) string {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return EndSlow
+	case cn.ctx.Err() != nil:
 		return EndClient
 	}
-	return EndSlow
+	return EndError
 }
 
 // deliver writes one live delivery, dropping what the client already has,
