@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// SIGHUP re-reads the config file and applies new protection rules to a
+// running node without a restart.
+func TestSIGHUPReloadsProtectionRules(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test")
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "herald.yaml")
+	write := func(qps int) {
+		body := []byte("protection:\n  ingress:\n    topics:\n      hot: " + strconv.Itoa(qps) + "\n")
+		if err := os.WriteFile(cfgPath, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(1000)
+	p := startProc(t, "reload", nil, "--config", cfgPath)
+	burst := func() (ok, limited int) {
+		for range 20 {
+			resp, err := http.Post(p.URL+"/v1/topics/hot/events", "application/json", bytes.NewReader([]byte(`{"data":"x"}`)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusCreated:
+				ok++
+			case http.StatusTooManyRequests:
+				limited++
+			default:
+				t.Fatalf("publish: %d", resp.StatusCode)
+			}
+		}
+		return ok, limited
+	}
+	if ok, limited := burst(); limited != 0 || ok != 20 {
+		t.Fatalf("before reload: %d ok, %d limited; want 20, 0", ok, limited)
+	}
+	write(2)
+	p.signal(syscall.SIGHUP)
+	eventually(t, 10*time.Second, "the new topic limit applies", func() bool {
+		_, limited := burst()
+		return limited > 0
+	})
+	// The process kept running through the reload (same URL, same node).
+	if n := p.node(t); n.Name != "reload" {
+		t.Fatalf("node %q after reload", n.Name)
+	}
+	// A broken file is refused and the running rules stay.
+	if err := os.WriteFile(cfgPath, []byte("protection: [not a map"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(syscall.SIGHUP)
+	eventually(t, 10*time.Second, "the reload failure is logged", func() bool {
+		return bytes.Contains([]byte(p.log.String()), []byte("reload failed; keeping the running configuration"))
+	})
+	if _, limited := burst(); limited == 0 {
+		t.Fatal("a failed reload dropped the running limits")
+	}
+}
