@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldpush/herald/push/auth"
 )
 
 // SIGHUP re-reads the config file and applies new protection rules to a
@@ -68,5 +70,47 @@ func TestSIGHUPReloadsProtectionRules(t *testing.T) {
 	})
 	if _, limited := burst(); limited == 0 {
 		t.Fatal("a failed reload dropped the running limits")
+	}
+}
+
+// Reload rotates credentials: after it, the old API key is refused and the
+// new one accepted, on the running node.
+func TestReloadRotatesAPIKeys(t *testing.T) {
+	oldKey, oldHash, err := auth.GenerateAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey, newHash, err := auth.GenerateAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func(id, hash string) auth.APIKeyConfig {
+		return auth.APIKeyConfig{ID: id, Hash: hash, Publish: []string{"*"}, Subscribe: []string{"*"}}
+	}
+	m := MustRunMain(t, func(c *Config) {
+		c.Dev = false
+		c.Auth.APIKeys = []auth.APIKeyConfig{entry("old", oldHash)}
+	})
+	publish := func(key string) int {
+		req, _ := http.NewRequest(http.MethodPost, m.URL()+"/v1/topics/rot/events", bytes.NewReader([]byte(`{"data":"x"}`)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-API-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if a, b := publish(oldKey), publish(newKey); a != http.StatusCreated || b != http.StatusUnauthorized {
+		t.Fatalf("before rotation: old key %d, new key %d; want 201, 401", a, b)
+	}
+	next := m.Config
+	next.Auth.APIKeys = []auth.APIKeyConfig{entry("new", newHash)}
+	if err := m.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := publish(oldKey), publish(newKey); a != http.StatusUnauthorized || b != http.StatusCreated {
+		t.Fatalf("after rotation: old key %d, new key %d; want 401, 201", a, b)
 	}
 }
