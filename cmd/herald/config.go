@@ -407,7 +407,7 @@ func defaultProtection() resilience.Config {
 	p := resilience.DefaultConfig()
 	p.Ingress.PublishQPS = 1000
 	p.Ingress.TopicQPS = 1000
-	p.Admission.ConnectRate = 1000
+	p.Admission.ConnectRate = 500
 	p.Admission.WarmUp = 10 * time.Second
 	p.Admission.MaxStreams = 19000
 	p.Admission.MaxStreamsPerIP = 0

@@ -257,7 +257,7 @@ func publishBatch(t testing.TB, base, topic string, n int) {
 	}
 }
 
-// topicHead returns a topic's last offset (GET /v1/topics/{topic}).
+// topicLast returns a topic's last offset (GET /v1/topics/{topic}).
 func topicLast(t testing.TB, base, key, topic string) uint64 {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, base+"/v1/topics/"+topic, nil)

@@ -79,7 +79,11 @@ func (s *Server) handleStream(c *gin.Context) {
 	q := r.URL.Query()
 	tel := s.cfg.Telemetry
 	result := observability.ConnectRejected
-	defer func() { tel.Metrics().Connect(r.Context(), result) }()
+	defer func() {
+		if result != observability.ConnectAccepted { // accepted is counted at once
+			tel.Metrics().Connect(r.Context(), result)
+		}
+	}()
 	topics := q["topic"]
 	if len(topics) == 0 || len(topics) > s.cfg.MaxTopicsPerStream {
 		s.writeError(c, errf(http.StatusBadRequest, CodeInvalidQuery,
@@ -168,8 +172,8 @@ func (s *Server) handleStream(c *gin.Context) {
 		// covers is served from it; anything else comes back later.
 		infos, recent = s.recentInfos(cur.Topics())
 		if recent == nil {
-			s.log.Warn("stream: store unavailable at connect", "err", err)
-			s.shed(c)
+			s.log.WarnContext(r.Context(), "stream: store unavailable at connect", "err", err)
+			s.refuse(c, err)
 			return
 		}
 	}
@@ -268,6 +272,7 @@ func (s *Server) handleStream(c *gin.Context) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	c.Status(http.StatusOK)
 	result = observability.ConnectAccepted
+	tel.Metrics().Connect(ctx, result)
 	tel.Metrics().StreamOpened(ctx)
 	defer func() { tel.Metrics().StreamClosed(ctx, end) }()
 	end = EndClient

@@ -224,17 +224,21 @@ type Stats struct {
 	// LagCutoffs counts streams that ended because their oldest queued event
 	// waited longer than the queue's MaxLag when the stream got to run.
 	LagCutoffs uint64 `json:"lag_cutoffs"`
+	// SlowCutoffs counts subscribers the hub cut off because their queue
+	// overflowed (events or bytes).
+	SlowCutoffs uint64 `json:"slow_cutoffs"`
 }
 
 // Stats returns the stream counters.
 func (s *Server) Stats() Stats {
 	return Stats{
-		Streams:    s.streams.Load(),
-		Connected:  s.connected.Load(),
-		Resets:     s.resets.Load(),
-		Replayed:   s.replayed.Load(),
-		Delivered:  s.delivered.Load(),
-		LagCutoffs: s.lagCutoffs.Load(),
+		Streams:     s.streams.Load(),
+		Connected:   s.connected.Load(),
+		Resets:      s.resets.Load(),
+		Replayed:    s.replayed.Load(),
+		Delivered:   s.delivered.Load(),
+		LagCutoffs:  s.lagCutoffs.Load(),
+		SlowCutoffs: s.hub.Stats().SlowCutoffs,
 	}
 }
 
