@@ -64,6 +64,31 @@ lint: ## go vet + staticcheck + gofmt check
 tidy: ## fail when go.mod/go.sum are not tidy
 	$(GO) mod tidy -diff
 
+IMAGE     ?= herald:$(VERSION)
+
+.PHONY: image
+image: ## build the container image from deploy/Dockerfile (docker or podman; skips cleanly without a running engine)
+	@engine=""; \
+	for e in docker podman; do \
+	  if command -v $$e >/dev/null 2>&1 && $$e info >/dev/null 2>&1; then engine=$$e; break; fi; \
+	done; \
+	if [ -z "$$engine" ]; then \
+	  echo "make image: no container engine here (docker/podman not on PATH, or its daemon is not reachable): image not built."; \
+	  echo "make image: the Dockerfile is still checked by 'make deploy-check' (go test ./deploy)."; \
+	  exit 0; \
+	fi; \
+	echo "make image: building $(IMAGE) with $$engine"; \
+	$$engine build -f deploy/Dockerfile -t $(IMAGE) \
+	  --build-arg VERSION=$(VERSION) \
+	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	  --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+
+.PHONY: deploy-check
+deploy-check: ## offline checks of deploy/ and terraform/: chart render + strict k8s decode, Dockerfile lint, HCL parse/format
+	$(GO) test -count=1 ./deploy/ ./terraform/
+	@if command -v terraform >/dev/null 2>&1; then terraform fmt -check -recursive -diff terraform; else echo "deploy-check: terraform not on PATH: fmt check done by the Go test (hclwrite)"; fi
+	@if command -v helm >/dev/null 2>&1; then helm lint --strict deploy/helm/herald -f deploy/helm/herald/values-eu-west.yaml; else echo "deploy-check: helm not on PATH: chart rendered by the Go test (Helm SDK)"; fi
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf bin

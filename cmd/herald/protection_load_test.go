@@ -281,18 +281,22 @@ func TestProtectionReconnectStormPacedByConnectRate(t *testing.T) {
 	// if Redis failed its handshake), seen a handshake later.
 	// The admitted rate follows the configured one: over the whole storm
 	// the mean is at most the rate (plus 10%) and, since the storm is
-	// larger than the rate, not far below it; over any 3 s window at most
-	// 1.5× (sentinel's 1 s statistic window is two 500 ms buckets, and the
-	// client-side timestamps of a race-instrumented generator bunch up, so
-	// single wall-clock seconds are noisier than the rule).
+	// larger than the rate, not far below it. Windows are measured where
+	// the client sees its 200s: a starved, race-instrumented generator
+	// handles them in bunches, so a 3 s window may hold up to 2× the rate
+	// (sentinel's 1 s statistic window is itself two 500 ms buckets).
 	first, last := slices.MinFunc(connects, time.Time.Compare), slices.MaxFunc(connects, time.Time.Compare)
 	mean := float64(len(connects)) / last.Sub(first).Seconds()
 	t.Logf("mean admitted rate %.0f/s; peak 3 s window %d", mean, slidingPeak(connects, 3*time.Second))
 	if mean > rate*1.1 || mean < rate*0.5 {
 		t.Fatalf("mean admitted rate %.0f/s, configured %d/s", mean, rate)
 	}
-	if peak := slidingPeak(connects, 3*time.Second); peak > rate*3*3/2 {
-		t.Fatalf("%d streams admitted in 3 s, configured rate %d/s (allowed up to 1.5×)", peak, rate)
+	if peak := slidingPeak(connects, 3*time.Second); peak > rate*3*2 {
+		t.Fatalf("%d streams admitted in 3 s, configured rate %d/s (allowed up to 2× as seen by this client)", peak, rate)
+	}
+	// The generator tried faster than the rate: the rule engaged.
+	if c["admission/connect/rate/block"] == 0 {
+		t.Fatal("no connect was refused by the rate rule: the storm never exceeded the configured rate")
 	}
 	if inErrs[p.Admin+"/healthz"] > 0 || len(l) < int(tAll/time.Second) {
 		t.Fatalf("admin /healthz: %d errors, %d samples in %v", inErrs[p.Admin+"/healthz"], len(l), tAll)
