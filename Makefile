@@ -86,7 +86,7 @@ image: ## build the container image from deploy/Dockerfile (docker or podman; sk
 .PHONY: deploy-check
 deploy-check: ## offline checks of deploy/ and terraform/: chart render + strict k8s decode, Dockerfile lint, HCL parse/format
 	$(GO) test -count=1 ./deploy/ ./terraform/
-	@if command -v terraform >/dev/null 2>&1; then terraform fmt -check -recursive -diff terraform; else echo "deploy-check: terraform not on PATH: fmt check done by the Go test (hclwrite)"; fi
+	@if command -v terraform >/dev/null 2>&1; then TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive -diff terraform; else echo "deploy-check: terraform not on PATH: fmt check done by the Go test (hclwrite)"; fi
 	@if command -v helm >/dev/null 2>&1; then helm lint --strict deploy/helm/herald -f deploy/helm/herald/values-eu-west.yaml; else echo "deploy-check: helm not on PATH: chart rendered by the Go test (Helm SDK)"; fi
 
 .PHONY: clean

@@ -185,6 +185,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
+	m.publicLn = server.LimitSendBuffer(m.publicLn, cfg.Stream.SendBuffer)
 	if cfg.TLSCertFile != "" {
 		m.scheme = "https"
 	}
@@ -328,7 +329,11 @@ func (m *Main) Close() error {
 			errs = append(errs, m.Guards.Close())
 		}
 		if m.Telemetry != nil {
-			errs = append(errs, m.Telemetry.Shutdown(ctx))
+			// A collector that is down must not turn a clean stop into a
+			// failure: the last export is lost, which is logged.
+			if err := m.Telemetry.Shutdown(ctx); err != nil {
+				m.Logger.Warn("telemetry: final export failed", "err", err)
+			}
 		}
 		m.closeErr = errors.Join(errs...)
 	})

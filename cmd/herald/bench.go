@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -42,6 +43,11 @@ type benchConfig struct {
 	Drain       time.Duration
 	Idle        bool
 	JSON        bool
+	// SlowFraction of the subscribers read at SlowBPS bytes/s through a
+	// small socket receive buffer: clients that cannot keep up.
+	SlowFraction float64
+	SlowBPS      int
+	AdminURL     string
 }
 
 func newBenchCommand() *cobra.Command {
@@ -85,6 +91,9 @@ CPU seconds and RSS. --idle only holds the streams and reports memory per stream
 	f.DurationVar(&c.Drain, "drain", 10*time.Second, "time to wait for deliveries after publishing stops")
 	f.BoolVar(&c.Idle, "idle", false, "only hold the streams and report memory per stream")
 	f.BoolVar(&c.JSON, "json", false, "print the report as JSON")
+	f.Float64Var(&c.SlowFraction, "slow-fraction", 0, "fraction of subscribers that read slowly (0..0.5); their latency and loss are reported apart")
+	f.IntVar(&c.SlowBPS, "slow-bps", 256, "read speed of slow subscribers, bytes/s")
+	f.StringVar(&c.AdminURL, "admin-url", "", "the node's admin URL, to report the streams it ended as slow")
 	return cmd
 }
 
@@ -115,6 +124,16 @@ type benchReport struct {
 	ServerRSSBaseMB  float64 `json:"server_rss_base_mib,omitempty"`
 	ServerRSSPeakMB  float64 `json:"server_rss_with_streams_mib,omitempty"`
 	RSSPerStreamKiB  float64 `json:"server_rss_per_stream_kib,omitempty"`
+	// Slow subscribers (--slow-fraction): not part of the figures above.
+	SlowSubscribers int   `json:"slow_subscribers,omitempty"`
+	SlowCutoffs     int64 `json:"slow_cutoffs,omitempty"`
+	SlowCutOffSubs  int   `json:"slow_subscribers_cut_off,omitempty"`
+	SlowGaps        int64 `json:"slow_gaps,omitempty"`
+	SlowDuplicated  int64 `json:"slow_duplicated,omitempty"`
+	SlowReceived    int64 `json:"slow_received,omitempty"`
+	// ServerSlowEnded is the node's count of streams it ended as slow
+	// during the run (from --admin-url /v1/node).
+	ServerSlowEnded int64 `json:"server_slow_ended,omitempty"`
 }
 
 func (r benchReport) print(w io.Writer) {
@@ -123,6 +142,10 @@ func (r benchReport) print(w io.Writer) {
 	fmt.Fprintf(w, "delivered    %d (%.0f/s)\n", r.Deliveries, r.DeliveriesPerSec)
 	fmt.Fprintf(w, "latency      p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  p999 %.2f ms  max %.2f ms\n", r.LatP50Ms, r.LatP90Ms, r.LatP99Ms, r.LatP999Ms, r.LatMaxMs)
 	fmt.Fprintf(w, "lost %d  duplicated %d  resets %d  reconnects (slow cut-offs resumed) %d\n", r.Lost, r.Duplicated, r.Resets, r.Reconnects)
+	if r.SlowSubscribers > 0 {
+		fmt.Fprintf(w, "slow         %d subscribers (not in the figures above): %d reconnected after a cut-off (%d times), received %d, gaps %d, duplicated %d; node ended %d streams as slow\n",
+			r.SlowSubscribers, r.SlowCutOffSubs, r.SlowCutoffs, r.SlowReceived, r.SlowGaps, r.SlowDuplicated, r.ServerSlowEnded)
+	}
 	if r.ServerRSSBaseMB > 0 {
 		fmt.Fprintf(w, "server       cpu %.2f s (%.2f s per million deliveries)  rss %.1f MiB → %.1f MiB (%.1f KiB per stream)\n",
 			r.ServerCPUSec, r.CPUPerMillion, r.ServerRSSBaseMB, r.ServerRSSPeakMB, r.RSSPerStreamKiB)
@@ -177,6 +200,7 @@ type benchSub struct {
 	resets     atomic.Int64
 	reconnects atomic.Int64
 	lastID     string
+	slow       bool
 }
 
 func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchReport, error) {
@@ -185,6 +209,9 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 	}
 	if c.Duration <= 0 || c.Duration > 10*time.Minute {
 		return nil, errors.New("bench: duration must be in (0, 10m]")
+	}
+	if c.SlowFraction < 0 || c.SlowFraction > 0.5 || (c.SlowFraction > 0 && c.SlowBPS < 1) {
+		return nil, errors.New("bench: slow-fraction must be in [0, 0.5] and slow-bps ≥ 1")
 	}
 	base := strings.TrimRight(c.URL, "/")
 	prefix := fmt.Sprintf("bench-%x-", rand.Uint32())
@@ -199,6 +226,28 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 	subCtx, stopSubs := context.WithCancel(ctx)
 	defer stopSubs()
 
+	slowEnded := func() int64 {
+		if c.AdminURL == "" {
+			return 0
+		}
+		var n struct {
+			Stats struct {
+				SlowEnded int64 `json:"slow_ended"`
+			} `json:"stats"`
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.AdminURL, "/")+"/v1/node", nil)
+		if err != nil {
+			return 0
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		_ = json.NewDecoder(resp.Body).Decode(&n)
+		return n.Stats.SlowEnded
+	}
+	slow0 := slowEnded()
 	var rssBase float64
 	if c.ServerPID > 0 {
 		rssBase = procRSS(c.ServerPID)
@@ -211,17 +260,35 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 		ReadBufferSize: 8 << 10, WriteBufferSize: 1 << 10,
 	}
 	defer subTransport.CloseIdleConnections()
+	// Slow readers: a 4 KiB socket receive buffer, so the server sees them
+	// fall behind instead of loopback buffers hiding it.
+	slowTransport := subTransport.Clone()
+	slowTransport.DialContext = (&net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return errors.Join(err, serr)
+	}}).DialContext
+	defer slowTransport.CloseIdleConnections()
 	lat := newHistograms()
+	slowLat := newHistograms()
+	slowEvery := 0
+	if c.SlowFraction > 0 {
+		slowEvery = int(1 / c.SlowFraction)
+	}
 	subs := make([]*benchSub, c.Subscribers)
 	var wg sync.WaitGroup
 	interval := time.Second / time.Duration(max(c.ConnectRate, 1))
 	for i := range subs {
-		s := &benchSub{id: strconv.Itoa(i), topic: topics[i%len(topics)]}
+		s := &benchSub{id: strconv.Itoa(i), topic: topics[i%len(topics)], slow: slowEvery > 0 && i%slowEvery == slowEvery-1}
 		subs[i] = s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.run(subCtx, subTransport, base, c.Token, lat, i)
+			if s.slow {
+				s.run(subCtx, slowTransport, base, c.Token, slowLat, i, c.SlowBPS)
+				return
+			}
+			s.run(subCtx, subTransport, base, c.Token, lat, i, 0)
 		}()
 		if i%100 == 99 {
 			time.Sleep(interval * 100)
@@ -342,7 +409,7 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 	for time.Now().Before(drainUntil) {
 		behind := 0
 		for _, s := range subs {
-			if s.next.Load()-1 < heads[s.topic] {
+			if !s.slow && s.next.Load()-1 < heads[s.topic] {
 				behind++
 			}
 		}
@@ -358,6 +425,18 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 
 	var deliveries int64
 	for _, s := range subs {
+		if s.slow {
+			// Slow by design: behind at the end is expected; a skip is not.
+			rep.SlowSubscribers++
+			rep.SlowReceived += s.received.Load()
+			rep.SlowGaps += s.gaps.Load()
+			rep.SlowDuplicated += s.dups.Load()
+			rep.SlowCutoffs += s.reconnects.Load()
+			if s.reconnects.Load() > 0 {
+				rep.SlowCutOffSubs++
+			}
+			continue
+		}
 		deliveries += s.received.Load()
 		rep.Duplicated += s.dups.Load()
 		rep.Lost += s.gaps.Load()
@@ -368,6 +447,7 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 		rep.Reconnects += s.reconnects.Load()
 	}
 	deliveries -= delivered0.Load()
+	rep.ServerSlowEnded = slowEnded() - slow0
 	h := lat.merged()
 	ph := pubLat.merged()
 	rep.DurationSec = pubDur.Seconds()
@@ -389,7 +469,7 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 }
 
 // run holds one stream, reconnecting with its cursor, until ctx ends.
-func (s *benchSub) run(ctx context.Context, tr *http.Transport, base, token string, lat *histograms, shard int) {
+func (s *benchSub) run(ctx context.Context, tr *http.Transport, base, token string, lat *histograms, shard int, bps int) {
 	client := &http.Client{Transport: tr}
 	q := url.Values{"topic": {s.topic}}.Encode()
 	offs := make([]uint64, 0, 1)
@@ -417,7 +497,11 @@ func (s *benchSub) run(ctx context.Context, tr *http.Transport, base, token stri
 			resp.Body.Close()
 			continue
 		}
-		dec := sse.NewDecoder(bufio.NewReaderSize(resp.Body, 4<<10))
+		var body io.Reader = resp.Body
+		if bps > 0 {
+			body = &throttledReader{r: resp.Body, bps: bps, ctx: ctx}
+		}
+		dec := sse.NewDecoder(bufio.NewReaderSize(body, 4<<10))
 		for {
 			ev, err := dec.Next()
 			if err != nil {
@@ -541,4 +625,34 @@ func procRSS(pid int) float64 {
 		}
 	}
 	return 0
+}
+
+// throttledReader reads at most bps bytes per second: a client that cannot
+// keep up.
+type throttledReader struct {
+	ctx   context.Context
+	r     io.Reader
+	bps   int
+	start time.Time
+	n     int
+}
+
+func (t *throttledReader) Read(p []byte) (int, error) {
+	if t.start.IsZero() {
+		t.start = time.Now()
+	}
+	// Sleep until the bytes read so far are within budget, then read a
+	// small chunk.
+	if wait := time.Duration(float64(t.n)/float64(t.bps)*float64(time.Second)) - time.Since(t.start); wait > 0 {
+		tm := time.NewTimer(wait)
+		select {
+		case <-t.ctx.Done():
+			tm.Stop()
+			return 0, t.ctx.Err()
+		case <-tm.C:
+		}
+	}
+	n, err := t.r.Read(p[:min(len(p), max(1, t.bps/4))])
+	t.n += n
+	return n, err
 }

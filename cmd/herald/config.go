@@ -133,6 +133,10 @@ type StreamConfig struct {
 	RetryMin     time.Duration `koanf:"retry_min"`
 	RetryMax     time.Duration `koanf:"retry_max"`
 	WriteTimeout time.Duration `koanf:"write_timeout"`
+	// SendBuffer fixes each public connection's socket send buffer (bytes;
+	// 0 keeps the kernel's autotuning): bounds what a slow client can
+	// leave queued in the kernel.
+	SendBuffer int `koanf:"send_buffer"`
 }
 
 // DefaultConfig returns the documented defaults.
@@ -166,6 +170,7 @@ func DefaultConfig() Config {
 			RetryMin:     time.Second,
 			RetryMax:     5 * time.Second,
 			WriteTimeout: 10 * time.Second,
+			SendBuffer:   64 << 10,
 		},
 		Auth: auth.Config{CookieName: "herald_token", Leeway: 30 * time.Second},
 	}
@@ -327,6 +332,9 @@ func (c Config) Validate() error {
 	}
 	if s.WriteTimeout <= 0 {
 		add("stream.write_timeout must be positive")
+	}
+	if s.SendBuffer != 0 && (s.SendBuffer < 4<<10 || s.SendBuffer > 64<<20) {
+		add("stream.send_buffer %d: want 0 (kernel autotuning) or 4096..67108864", s.SendBuffer)
 	}
 	if !c.Dev {
 		if len(c.Auth.Keys) == 0 && len(c.Auth.APIKeys) == 0 {

@@ -4,12 +4,17 @@
 # scenario, prints one JSON report per scenario. Bounded in time and count.
 #
 #   deploy/local/bench.sh [scenario ...]   (default: all)
-#   scenarios: idle10k fanout10k max1k topics10k overload
+#   scenarios: idle10k fanout10k max1k topics10k overload fast2k slow2k
+#
+# The node runs with the publish and connect-rate limits of the protection
+# layers lifted (they would cap the throughput being measured); breakers,
+# stream caps and queue bounds stay at their defaults.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERALD=${HERALD:-bin/herald}
 PORT_REDIS=${PORT_REDIS:-16611}
 PORT_HTTP=${PORT_HTTP:-18611}
+PORT_ADMIN=${PORT_ADMIN:-18612}
 work=$(mktemp -d)
 trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 URL=http://127.0.0.1:$PORT_HTTP
@@ -18,8 +23,10 @@ start_node() { # $@: extra serve flags
   redis-server --port "$PORT_REDIS" --bind 127.0.0.1 --save '' --appendonly no \
     --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log" --dir "$work"
   for _ in $(seq 50); do redis-cli -p "$PORT_REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  HERALD_PROTECTION__INGRESS__PUBLISH_QPS=0 HERALD_PROTECTION__INGRESS__TOPIC_QPS=0 \
+  HERALD_PROTECTION__ADMISSION__CONNECT_RATE=100000 \
   "$HERALD" serve --dev --redis "redis://127.0.0.1:$PORT_REDIS" --listen "127.0.0.1:$PORT_HTTP" \
-    --admin-listen '' --log-level warn "$@" >"$work/herald.log" 2>&1 &
+    --admin-listen "127.0.0.1:$PORT_ADMIN" --log-level warn "$@" >"$work/herald.log" 2>&1 &
   echo $! >"$work/herald.pid"
   for _ in $(seq 50); do curl -fsS "$URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 }
@@ -34,7 +41,7 @@ run() { # name, bench flags...
   local name=$1; shift
   start_node
   echo "== $name: herald bench $*" >&2
-  "$HERALD" bench --url "$URL" --server-pid "$(cat "$work/herald.pid")" --json "$@" | sed "1s/^{/{\"scenario\": \"$name\",/"
+  "$HERALD" bench --url "$URL" --admin-url "http://127.0.0.1:$PORT_ADMIN" --server-pid "$(cat "$work/herald.pid")" --json "$@" | sed "1s/^{/{\"scenario\": \"$name\",/"
   stop_node
 }
 
@@ -48,6 +55,8 @@ for s in "${scenarios[@]}"; do
     topics10k) run topics10k --subscribers 10000 --topics 10000 --rate 2000 --publishers 8 --duration 20s ;;
     overload)  run overload  --subscribers 10000 --topics 1 --rate 20 --publishers 8 --duration 20s ;;
     pubonly)   run pubonly   --subscribers 10 --topics 10000 --rate 2000 --publishers 8 --duration 10s ;;
+    fast2k)    run fast2k    --subscribers 2000 --topics 10 --rate 100 --publishers 2 --payload 1024 --duration 30s ;;
+    slow2k)    run slow2k    --subscribers 2000 --topics 10 --rate 100 --publishers 2 --payload 1024 --duration 30s --slow-fraction 0.05 --slow-bps 256 ;;
     *) echo "unknown scenario $s" >&2; exit 2 ;;
   esac
 done

@@ -207,6 +207,9 @@ func (s *Server) handleStream(c *gin.Context) {
 	defer func() {
 		span.SetAttributes(attribute.String("herald.disconnect", end))
 		span.End()
+		if end == EndSlow {
+			s.slowEnded.Add(1)
+		}
 		s.log.DebugContext(ctx, "stream closed", "session", sid, "reason", end)
 	}()
 

@@ -139,6 +139,7 @@ type Server struct {
 
 	streams    atomic.Int64
 	lagCutoffs atomic.Uint64
+	slowEnded  atomic.Uint64
 	connected  atomic.Uint64
 	resets     atomic.Uint64
 	replayed   atomic.Uint64
@@ -227,6 +228,9 @@ type Stats struct {
 	// SlowCutoffs counts subscribers the hub cut off because their queue
 	// overflowed (events or bytes).
 	SlowCutoffs uint64 `json:"slow_cutoffs"`
+	// SlowEnded counts streams that ended as slow for any reason: queue
+	// lag or overflow, or a write that missed its deadline.
+	SlowEnded uint64 `json:"slow_ended"`
 }
 
 // Stats returns the stream counters.
@@ -239,6 +243,7 @@ func (s *Server) Stats() Stats {
 		Delivered:   s.delivered.Load(),
 		LagCutoffs:  s.lagCutoffs.Load(),
 		SlowCutoffs: s.hub.Stats().SlowCutoffs,
+		SlowEnded:   s.slowEnded.Load(),
 	}
 }
 

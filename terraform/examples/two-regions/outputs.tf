@@ -1,0 +1,20 @@
+output "client_url" {
+  description = "Global subscriber URL base (EventSource: <this>/v1/stream?topic=...)."
+  value       = "https://${module.global.client_fqdn}"
+}
+
+output "publish_url" {
+  description = "Global publisher URL base (POST <this>/v1/topics/{topic}/events)."
+  value       = "https://${module.global.publish_fqdn}"
+}
+
+output "regional_endpoints" {
+  description = "Per region: client and publish base URLs and the private admin Service."
+  value = {
+    for m in [module.eu_west, module.us_east] : m.region => {
+      client  = m.client_endpoint
+      publish = m.publish_endpoint
+      admin   = m.admin_service
+    }
+  }
+}

@@ -1,0 +1,454 @@
+// Package terraform holds the offline checks of Herald's Terraform modules:
+// every .tf file parses with hashicorp/hcl/v2 and is canonically formatted,
+// variables are typed and described, outputs described, providers pinned,
+// and every module call passes only (and all required) declared variables.
+//
+// `terraform validate` needs the provider plugins, which cannot be
+// downloaded here (no registry access); TestTerraformCLI runs what the CLI
+// can do offline when a binary is on PATH (fmt -check).
+package terraform
+
+import (
+	"bytes"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/zclconf/go-cty/cty"
+	"sigs.k8s.io/yaml"
+)
+
+// tfFiles lists every .tf file under this directory.
+func tfFiles(t *testing.T) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".terraform" || strings.HasPrefix(d.Name(), ".") && p != ".") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".tf") {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no .tf files found")
+	}
+	return files
+}
+
+// topLevel is Terraform's top-level block schema: anything else is an error.
+var topLevel = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+	{Type: "terraform"},
+	{Type: "variable", LabelNames: []string{"name"}},
+	{Type: "output", LabelNames: []string{"name"}},
+	{Type: "locals"},
+	{Type: "provider", LabelNames: []string{"name"}},
+	{Type: "resource", LabelNames: []string{"type", "name"}},
+	{Type: "data", LabelNames: []string{"type", "name"}},
+	{Type: "module", LabelNames: []string{"name"}},
+	{Type: "moved"}, {Type: "import"}, {Type: "removed"}, {Type: "check", LabelNames: []string{"name"}},
+}}
+
+// module is one directory of .tf files, parsed.
+type module struct {
+	dir       string
+	blocks    []*hclsyntax.Block
+	variables map[string]*hclsyntax.Block
+	providers map[string]string // local name -> version constraint
+}
+
+func parseDir(t *testing.T, p *hclparse.Parser, dir string) *module {
+	t.Helper()
+	m := &module{dir: dir, variables: map[string]*hclsyntax.Block{}, providers: map[string]string{}}
+	matches, _ := filepath.Glob(filepath.Join(dir, "*.tf"))
+	if len(matches) == 0 {
+		t.Fatalf("%s: no .tf files", dir)
+	}
+	for _, f := range matches {
+		file, diags := p.ParseHCLFile(f)
+		if diags.HasErrors() {
+			t.Fatalf("%s: %v", f, diags)
+		}
+		if _, diags := file.Body.Content(topLevel); diags.HasErrors() {
+			t.Errorf("%s: %v", f, diags)
+		}
+		body := file.Body.(*hclsyntax.Body)
+		for _, b := range body.Blocks {
+			m.blocks = append(m.blocks, b)
+			switch b.Type {
+			case "variable":
+				m.variables[b.Labels[0]] = b
+			case "terraform":
+				for _, rp := range b.Body.Blocks {
+					if rp.Type != "required_providers" {
+						continue
+					}
+					for name, attr := range rp.Body.Attributes {
+						v, diags := attr.Expr.Value(nil)
+						if diags.HasErrors() || !v.Type().IsObjectType() {
+							t.Errorf("%s: required_providers.%s is not a literal object", f, name)
+							continue
+						}
+						var source, version string
+						if v.Type().HasAttribute("source") {
+							source = v.GetAttr("source").AsString()
+						}
+						if v.Type().HasAttribute("version") {
+							version = v.GetAttr("version").AsString()
+						}
+						if source != "hashicorp/"+name {
+							t.Errorf("%s: provider %s source %q, want hashicorp/%s", f, name, source, name)
+						}
+						m.providers[name] = version
+					}
+				}
+			}
+		}
+	}
+	return m
+}
+
+func TestTerraformFilesParseAndAreCanonical(t *testing.T) {
+	p := hclparse.NewParser()
+	for _, f := range tfFiles(t) {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, diags := p.ParseHCL(src, f); diags.HasErrors() {
+			t.Errorf("%s: %v", f, diags)
+			continue
+		}
+		if got := hclwrite.Format(src); !bytes.Equal(got, src) {
+			t.Errorf("%s is not canonically formatted (terraform fmt): hclwrite.Format changes it", f)
+		}
+	}
+}
+
+// moduleDirs are the directories that hold .tf files.
+func moduleDirs(t *testing.T) []string {
+	var dirs []string
+	for _, f := range tfFiles(t) {
+		if d := filepath.Dir(f); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	slices.Sort(dirs)
+	return dirs
+}
+
+func TestTerraformVariablesOutputsAndProviders(t *testing.T) {
+	p := hclparse.NewParser()
+	for _, dir := range moduleDirs(t) {
+		m := parseDir(t, p, dir)
+		hasTerraformBlock := false
+		used := map[string]bool{}
+		for _, b := range m.blocks {
+			switch b.Type {
+			case "variable":
+				for _, attr := range []string{"type", "description"} {
+					if _, ok := b.Body.Attributes[attr]; !ok {
+						t.Errorf("%s: variable %q has no %s", dir, b.Labels[0], attr)
+					}
+				}
+				if d, ok := b.Body.Attributes["description"]; ok {
+					if v, diags := d.Expr.Value(nil); diags.HasErrors() || strings.TrimSpace(v.AsString()) == "" {
+						t.Errorf("%s: variable %q has an empty description", dir, b.Labels[0])
+					}
+				}
+			case "output":
+				if _, ok := b.Body.Attributes["description"]; !ok {
+					t.Errorf("%s: output %q has no description", dir, b.Labels[0])
+				}
+				if s, ok := b.Body.Attributes["sensitive"]; ok {
+					if v, _ := s.Expr.Value(nil); v.True() {
+						t.Errorf("%s: output %q is sensitive: modules here output no secrets", dir, b.Labels[0])
+					}
+				}
+			case "resource", "data":
+				used[strings.SplitN(b.Labels[0], "_", 2)[0]] = true
+			case "provider":
+				used[b.Labels[0]] = true
+			case "terraform":
+				hasTerraformBlock = true
+				if _, ok := b.Body.Attributes["required_version"]; !ok {
+					t.Errorf("%s: terraform block without required_version", dir)
+				}
+			}
+		}
+		if !hasTerraformBlock {
+			t.Errorf("%s: no terraform block (versions.tf)", dir)
+		}
+		for name := range used {
+			c, ok := m.providers[name]
+			if !ok {
+				t.Errorf("%s: provider %s used but not in required_providers", dir, name)
+			} else if !strings.HasPrefix(c, "~>") && !strings.Contains(c, "<") && !strings.HasPrefix(strings.TrimSpace(c), "=") {
+				t.Errorf("%s: provider %s version %q is not pinned to a major version", dir, name, c)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, "versions.tf")); err != nil {
+			t.Errorf("%s: no versions.tf", dir)
+		}
+	}
+}
+
+var metaArguments = []string{"source", "version", "providers", "count", "for_each", "depends_on"}
+
+// TestTerraformModuleCalls: every module call passes only variables the
+// called module declares, and all of its required ones (no default); the
+// providers it passes are ones the module requires; literal file paths exist.
+func TestTerraformModuleCalls(t *testing.T) {
+	p := hclparse.NewParser()
+	calls := 0
+	for _, dir := range moduleDirs(t) {
+		caller := parseDir(t, p, dir)
+		for _, b := range caller.blocks {
+			if b.Type != "module" {
+				continue
+			}
+			calls++
+			name := dir + ": module " + b.Labels[0]
+			srcAttr, ok := b.Body.Attributes["source"]
+			if !ok {
+				t.Errorf("%s: no source", name)
+				continue
+			}
+			v, diags := srcAttr.Expr.Value(nil)
+			if diags.HasErrors() || !strings.HasPrefix(v.AsString(), "./") && !strings.HasPrefix(v.AsString(), "../") {
+				t.Errorf("%s: source must be a literal local path here", name)
+				continue
+			}
+			calledDir := filepath.Join(dir, v.AsString())
+			called := parseDir(t, p, calledDir)
+			for arg := range b.Body.Attributes {
+				if slices.Contains(metaArguments, arg) {
+					continue
+				}
+				if _, ok := called.variables[arg]; !ok {
+					t.Errorf("%s passes %q, which %s does not declare", name, arg, calledDir)
+				}
+			}
+			for vname, vb := range called.variables {
+				if _, hasDefault := vb.Body.Attributes["default"]; hasDefault {
+					continue
+				}
+				if _, passed := b.Body.Attributes[vname]; !passed {
+					t.Errorf("%s does not pass required variable %q of %s", name, vname, calledDir)
+				}
+			}
+			if pa, ok := b.Body.Attributes["providers"]; ok {
+				obj, ok := pa.Expr.(*hclsyntax.ObjectConsExpr)
+				if !ok {
+					t.Errorf("%s: providers is not an object", name)
+				} else {
+					for _, item := range obj.Items {
+						key := hcl.ExprAsKeyword(item.KeyExpr)
+						if _, ok := called.providers[key]; !ok {
+							t.Errorf("%s passes provider %q that %s does not require", name, key, calledDir)
+						}
+					}
+				}
+			}
+			checkLiteralPaths(t, name, dir, b)
+		}
+	}
+	if calls == 0 {
+		t.Fatal("no module calls found (examples/two-regions should call region and global)")
+	}
+}
+
+// checkLiteralPaths evaluates values_files (with path.module bound) and
+// checks every file exists, so the example cannot point at a missing file.
+func checkLiteralPaths(t *testing.T, name, dir string, b *hclsyntax.Block) {
+	t.Helper()
+	attr, ok := b.Body.Attributes["values_files"]
+	if !ok {
+		return
+	}
+	locals := map[string]cty.Value{}
+	// The example's locals that only use path.module are resolvable.
+	ctx := &hcl.EvalContext{Variables: map[string]cty.Value{
+		"path": cty.ObjectVal(map[string]cty.Value{"module": cty.StringVal(dir), "root": cty.StringVal(dir)}),
+	}}
+	matches, _ := filepath.Glob(filepath.Join(dir, "*.tf"))
+	for _, f := range matches {
+		src, _ := os.ReadFile(f)
+		file, _ := hclsyntax.ParseConfig(src, f, hcl.InitialPos)
+		for _, lb := range file.Body.(*hclsyntax.Body).Blocks {
+			if lb.Type != "locals" {
+				continue
+			}
+			for ln, la := range lb.Body.Attributes {
+				if v, diags := la.Expr.Value(ctx); !diags.HasErrors() {
+					locals[ln] = v
+				}
+			}
+		}
+	}
+	ctx.Variables["local"] = cty.ObjectVal(locals)
+	v, diags := attr.Expr.Value(ctx)
+	if diags.HasErrors() {
+		t.Errorf("%s: values_files is not resolvable offline: %v", name, diags)
+		return
+	}
+	for it := v.ElementIterator(); it.Next(); {
+		_, f := it.Element()
+		if _, err := os.Stat(f.AsString()); err != nil {
+			t.Errorf("%s: values file %s: %v", name, f.AsString(), err)
+		}
+	}
+}
+
+// TestRegionModuleDefaultChartPath: the region module's default chart path
+// resolves to the chart in this repository.
+func TestRegionModuleDefaultChartPath(t *testing.T) {
+	dir := filepath.Join("modules", "region")
+	src, err := os.ReadFile(filepath.Join(dir, "main.tf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, diags := hclsyntax.ParseConfig(src, "main.tf", hcl.InitialPos)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	ctx := &hcl.EvalContext{Variables: map[string]cty.Value{
+		"path": cty.ObjectVal(map[string]cty.Value{"module": cty.StringVal(dir)}),
+	}}
+	for _, b := range file.Body.(*hclsyntax.Body).Blocks {
+		if b.Type != "locals" {
+			continue
+		}
+		if a, ok := b.Body.Attributes["default_chart_path"]; ok {
+			v, diags := a.Expr.Value(ctx)
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			if _, err := os.Stat(filepath.Join(v.AsString(), "Chart.yaml")); err != nil {
+				t.Fatalf("default chart path %s: %v", v.AsString(), err)
+			}
+			return
+		}
+	}
+	t.Fatal("modules/region: no local default_chart_path")
+}
+
+// TestTerraformCLI runs `terraform fmt -check` (or tofu) when a binary is
+// on PATH. `validate` is not attempted: it needs `init`, which downloads the
+// aws/helm/kubernetes providers from a registry this machine cannot reach.
+func TestTerraformCLI(t *testing.T) {
+	var bin string
+	for _, b := range []string{"terraform", "tofu"} {
+		if p, err := exec.LookPath(b); err == nil {
+			bin = p
+			break
+		}
+	}
+	if bin == "" {
+		t.Skip("neither terraform nor tofu on PATH; hclwrite covers formatting")
+	}
+	cmd := exec.Command(bin, "fmt", "-check", "-recursive", "-diff", ".")
+	cmd.Env = append(os.Environ(), "TF_CLI_CONFIG_FILE=/dev/null", "CHECKPOINT_DISABLE=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s fmt -check: %v\n%s", filepath.Base(bin), err, out)
+	}
+	t.Logf("%s fmt -check: ok; validate skipped (providers cannot be downloaded offline)", filepath.Base(bin))
+}
+
+// TestRegionModuleValuesExistInChart: every chart value the region module
+// sets (local.module_values, read from the expression's structure) is a
+// value the chart declares in values.yaml. Helm ignores unknown values
+// silently, so a misspelt key would otherwise be lost without a word.
+func TestRegionModuleValuesExistInChart(t *testing.T) {
+	raw, err := os.ReadFile("../deploy/helm/herald/values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chartValues map[string]any
+	if err := yaml.Unmarshal(raw, &chartValues); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join("modules", "region", "main.tf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, diags := hclsyntax.ParseConfig(src, "main.tf", hcl.InitialPos)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	var expr hclsyntax.Expression
+	for _, b := range file.Body.(*hclsyntax.Body).Blocks {
+		if a, ok := b.Body.Attributes["module_values"]; ok && b.Type == "locals" {
+			expr = a.Expr
+		}
+	}
+	if expr == nil {
+		t.Fatal("modules/region: no local module_values")
+	}
+	var paths [][]string
+	var walk func(e hclsyntax.Expression, prefix []string)
+	walk = func(e hclsyntax.Expression, prefix []string) {
+		switch x := e.(type) {
+		case *hclsyntax.ObjectConsExpr:
+			if len(x.Items) == 0 {
+				return
+			}
+			for _, item := range x.Items {
+				key := hcl.ExprAsKeyword(item.KeyExpr)
+				if key == "" {
+					t.Errorf("module_values: non-literal key under %v", prefix)
+					continue
+				}
+				walk(item.ValueExpr, append(slices.Clone(prefix), key))
+			}
+		case *hclsyntax.ConditionalExpr:
+			walk(x.TrueResult, prefix)
+			walk(x.FalseResult, prefix)
+		case *hclsyntax.FunctionCallExpr:
+			if x.Name == "merge" {
+				for _, a := range x.Args {
+					walk(a, prefix)
+				}
+				return
+			}
+			paths = append(paths, prefix)
+		default:
+			paths = append(paths, prefix)
+		}
+	}
+	walk(expr, nil)
+	if len(paths) < 10 {
+		t.Fatalf("module_values: only %d paths found: %v", len(paths), paths)
+	}
+	for _, p := range paths {
+		var cur any = chartValues
+		for i, k := range p {
+			m, ok := cur.(map[string]any)
+			if !ok {
+				break // a list or free-form value: its inside is the chart's business
+			}
+			v, ok := m[k]
+			if !ok {
+				t.Errorf("module sets chart value %s, which values.yaml does not declare", strings.Join(p[:i+1], "."))
+				break
+			}
+			cur = v
+		}
+	}
+}
