@@ -24,7 +24,7 @@ start_node() { # $@: extra serve flags
     --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log" --dir "$work"
   for _ in $(seq 50); do redis-cli -p "$PORT_REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
   HERALD_PROTECTION__INGRESS__PUBLISH_QPS=0 HERALD_PROTECTION__INGRESS__TOPIC_QPS=0 \
-  HERALD_PROTECTION__ADMISSION__CONNECT_RATE=100000 HERALD_PROTECTION__BREAKER__SLOW_THRESHOLD=${SLOW_THRESHOLD:-300ms} \
+  HERALD_PROTECTION__ADMISSION__CONNECT_RATE=100000 HERALD_PROTECTION__BREAKER__SLOW_THRESHOLD=${SLOW_THRESHOLD:-1s} \
   "$HERALD" serve --dev --redis "redis://127.0.0.1:$PORT_REDIS" --listen "127.0.0.1:$PORT_HTTP" \
     --admin-listen "127.0.0.1:$PORT_ADMIN" --log-level warn "$@" >"$work/herald.log" 2>&1 &
   echo $! >"$work/herald.pid"
