@@ -25,11 +25,10 @@ import (
 var noRebalance = []string{"HERALD_CLUSTER__REBALANCE_WINDOW=0s"}
 
 type trio struct {
-	redis     *redistest.Server
-	a, b, c   *proc
-	all       []*proc
-	topics    []string
-	endpoints func(i int) []string
+	redis   *redistest.Server
+	a, b, c *proc
+	all     []*proc
+	topics  []string
 }
 
 // startTrio starts nodes a, b, c; victimShare of the fleet prefers a.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -154,7 +153,7 @@ func TestClusterGossipPartitionAndHeal(t *testing.T) {
 	t.Logf("partition and heal: %d clients received %d events; lost %d, duplicated %d; gossip dropped %d packets, refused %d dials",
 		r.clients, r.received, r.lost, r.dups, net.Dropped(), net.Refused())
 	if r.lost != 0 || r.dups != 0 || r.resets != 0 {
-		t.Fatal(fmt.Sprintf("lost %d, duplicated %d, resets %d", r.lost, r.dups, r.resets))
+		t.Fatalf("lost %d, duplicated %d, resets %d", r.lost, r.dups, r.resets)
 	}
 }
 
