@@ -116,7 +116,7 @@ func printBanner(w io.Writer, m *Main) {
 	fmt.Fprintf(w, "\nHerald %s is running (%s)\n\n", Version, strings.Join(notes, "; "))
 	fmt.Fprintf(w, "  public API  %s\n", u)
 	if a := m.AdminURL(); a != "" {
-		fmt.Fprintf(w, "  admin       %s  (/healthz, /readyz, /v1/node, /v1/cluster/members)\n", a)
+		fmt.Fprintf(w, "  admin       %s  (/healthz, /readyz, /metrics, /v1/node, /v1/cluster/members)\n", a)
 	}
 	if m.Cluster != nil {
 		fmt.Fprintf(w, "  gossip      %s  (region %s)\n", m.Cluster.Local().GossipAddr, m.Config.Region)
