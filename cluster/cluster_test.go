@@ -276,7 +276,11 @@ func TestCannotJoinWithoutCredentials(t *testing.T) {
 
 func TestCrashDetectionAndRecordExpiry(t *testing.T) {
 	const grace = 2 * time.Second
-	nodes := startCluster(t, 3, func(c *Config) { c.DeadGrace = grace })
+	var orphaned atomic.Int64 // OnExpire reports on every node
+	nodes := startCluster(t, 3, func(c *Config) {
+		c.DeadGrace = grace
+		c.OnExpire = func(n int) { orphaned.Add(int64(n)) }
+	})
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	c.Claim("c1", []string{"tc"}, "")
 	for _, n := range []*testNode{a, b} {
@@ -305,6 +309,8 @@ func TestCrashDetectionAndRecordExpiry(t *testing.T) {
 	if gone := time.Since(crash); gone < grace {
 		t.Fatalf("records expired %v after the crash, before DeadGrace %v", gone, grace)
 	}
+	// Both survivors reported the dead owner's live record as expired.
+	eventually(t, 5*time.Second, func() bool { return orphaned.Load() == 2 }, "OnExpire on a and b (got %d)", orphaned.Load())
 }
 
 func TestTrimmedBroadcastCompletedByPushPull(t *testing.T) {

@@ -110,6 +110,11 @@ type Config struct {
 	// (Close waits for that goroutine). It may call Release and Claim.
 	// Zero means ignore.
 	OnRevoke func(Revocation)
+	// OnExpire, when set, is called with the number of live records just
+	// forgotten because their owner left the cluster more than DeadGrace
+	// ago (not tombstones of ended streams), from the Cluster's own
+	// goroutine. It must be cheap (increment a metric).
+	OnExpire func(n int)
 }
 
 // Tuning holds memberlist timings and this package's own loop intervals.

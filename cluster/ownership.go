@@ -391,6 +391,7 @@ func (c *Cluster) sweep(now time.Time) {
 	c.recMu.Lock()
 	c.memMu.RLock()
 	var drop []string
+	orphaned := 0
 	var correct []*entry
 	for s, e := range c.records {
 		r := e.rec
@@ -407,6 +408,7 @@ func (c *Cluster) sweep(now time.Time) {
 			m := c.members[r.Node]
 			if (m == nil && now.Sub(e.seen) > grace) || (m != nil && m.down && now.Sub(m.downSince) > grace) {
 				drop = append(drop, s)
+				orphaned++
 			}
 		}
 	}
@@ -419,6 +421,9 @@ func (c *Cluster) sweep(now time.Time) {
 	}
 	c.recMu.Unlock()
 	c.st.expired.Add(uint64(len(drop)))
+	if orphaned > 0 && c.cfg.OnExpire != nil {
+		c.cfg.OnExpire(orphaned)
+	}
 
 	c.memMu.Lock()
 	for name, e := range c.members {

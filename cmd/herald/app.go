@@ -381,6 +381,11 @@ func (m *Main) startCluster(cfg Config, srv *atomic.Pointer[server.Server]) (*cl
 				s.Revoke(r.Session, r.Incarnation, r.Reason)
 			}
 		},
+		OnExpire: func(n int) {
+			for range n {
+				m.Telemetry.Metrics().OwnershipChange(context.Background(), observability.OwnershipExpire)
+			}
+		},
 	})
 }
 
