@@ -20,4 +20,7 @@ var (
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrClosed: the component was shut down.
 	ErrClosed = errors.New("closed")
+	// ErrReadOnly: an append to a read-only store (a replica of another
+	// region's events).
+	ErrReadOnly = errors.New("store is read-only")
 )

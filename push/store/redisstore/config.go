@@ -57,6 +57,11 @@ type Config struct {
 	// negative means they never expire. When they expire the next append
 	// starts a new epoch at offset 1.
 	IdleTTL time.Duration
+	// ReadOnly makes the store a reader of another region's events, for a
+	// read replica of that region's primary: Info, Read and Listen work
+	// (reads run as read-only scripts, Pub/Sub messages published on the
+	// primary reach its replicas), Append fails with push.ErrReadOnly.
+	ReadOnly bool
 	// Logger receives warnings from the listener. Zero discards.
 	Logger *slog.Logger
 	// ResyncInterval is how often listeners call Sink.Resync as a backstop

@@ -97,6 +97,9 @@ func (s *Store) Append(ctx context.Context, topic string, drafts []push.Draft) (
 	if s.closed.Load() {
 		return nil, push.ErrClosed
 	}
+	if s.cfg.ReadOnly {
+		return nil, fmt.Errorf("%w: origin %s is read here from a replica", push.ErrReadOnly, s.cfg.Origin)
+	}
 	if err := push.ValidateTopic(topic); err != nil {
 		return nil, err
 	}
