@@ -270,6 +270,8 @@ func TestClusterSIGSTOPPausedNodeLearnsItWasDeadAndRevokes(t *testing.T) {
 	pub := startPublisher([]string{tr.b.URL, tr.c.URL}, tr.topics, 40)
 	waitAcked(t, pub, 40)
 
+	const refutation = "memberlist: Refuting a" // "suspect" or "dead" message
+	tr.a.log.watch(refutation)
 	tStop := time.Now()
 	tr.a.signal(syscall.SIGSTOP)
 	eventually(t, 30*time.Second, "b and c declare a dead", func() bool {
@@ -313,7 +315,7 @@ func TestClusterSIGSTOPPausedNodeLearnsItWasDeadAndRevokes(t *testing.T) {
 	// The paused node learned that it had been declared dead: memberlist
 	// refuted it (which is also why the survivors list it alive again).
 	eventually(t, 10*time.Second, "a logs its refutation", func() bool {
-		return strings.Contains(tr.a.log.String(), "memberlist: Refuting a") // "suspect" or "dead" message
+		return tr.a.log.saw(refutation)
 	})
 	// The new owners keep their streams.
 	for i, s := range moved {

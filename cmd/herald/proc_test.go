@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -69,11 +70,41 @@ type proc struct {
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
+	// watched patterns, matched as output arrives (the buffer itself keeps
+	// only the newest bytes, so a line can be gone when a test looks).
+	watched map[string]bool
+}
+
+// watch starts looking for pattern in the output from now on.
+func (l *lockedBuffer) watch(pattern string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.watched == nil {
+		l.watched = map[string]bool{}
+	}
+	l.watched[pattern] = l.watched[pattern] || strings.Contains(l.b.String(), pattern)
+}
+
+// saw reports whether a watched pattern appeared.
+func (l *lockedBuffer) saw(pattern string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.watched[pattern]
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if len(l.watched) > 0 {
+		// Include the end of the previous write: a line can arrive split.
+		prev := l.b.String()
+		chunk := append([]byte(prev[max(0, len(prev)-256):]), p...)
+		for pat, seen := range l.watched {
+			if !seen && bytes.Contains(chunk, []byte(pat)) {
+				l.watched[pat] = true
+			}
+		}
+	}
 	l.b.Write(p)
 	if l.b.Len() > 8<<20 { // keep the most recent 4 MiB
 		rest := l.b.String()[l.b.Len()-4<<20:]
