@@ -25,8 +25,8 @@ run: build ## run one dev node on the in-memory store (no auth) and print its UR
 	./$(BIN) serve --dev --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9090
 
 .PHONY: deps
-deps: ## install what tests need on a fresh Debian machine (redis-server, chromium; root only)
-	@./.ci/deps.sh
+deps: ## install what tests need on a fresh Debian machine (redis-server, chromium: root only; promtool into GOPATH/bin)
+	@GO='$(GO)' ./.ci/deps.sh
 
 .PHONY: test
 test: deps ## run every test with the race detector (starts its own redis-server processes)

@@ -3,7 +3,27 @@
 # (tests start their own instances on free loopback ports) and, for the
 # real-browser test, chromium + chromium-driver. Needs root for apt; without
 # root it only reports what is missing.
+#
+# promtool (deploy/prometheus_rules_test.go) is taken out of Debian's
+# prometheus package without installing it (no Prometheus service) and put in
+# $(go env GOPATH)/bin, where that test also looks. apt-get download needs no
+# root, only package lists (refreshed first when root and they are empty).
 set -euo pipefail
+gobin="$(${GO:-go} env GOPATH)"
+gobin="${gobin%%:*}/bin"
+if ! command -v promtool >/dev/null 2>&1 && [ ! -x "$gobin/promtool" ]; then
+  echo "deps: fetching promtool from Debian's prometheus package into $gobin" >&2
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  [ "$(id -u)" != 0 ] || chown _apt "$tmp" 2>/dev/null || true # apt's download sandbox
+  dl() { (cd "$tmp" && apt-get download -qq prometheus) >/dev/null 2>&1; }
+  if dl || { [ "$(id -u)" = 0 ] && apt-get update -qq >/dev/null && dl; }; then
+    dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -x -C "$tmp" ./usr/bin/promtool
+    install -D -m 0755 "$tmp/usr/bin/promtool" "$gobin/promtool"
+  else
+    echo "deps: could not download Debian's prometheus package for promtool (empty apt lists? run as root, or put promtool on PATH)" >&2
+  fi
+fi
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

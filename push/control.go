@@ -16,6 +16,12 @@ const (
 	ResetEpochChanged  = "epoch_changed"  // the store may have lost events since the cursor
 	ResetAhead         = "ahead"          // the cursor is past the stream's head (its tail was lost)
 	ResetForeignCursor = "foreign_cursor" // the cursor was minted for another topic set
+	// ResetReplicaBehind: this region's replica of a remote origin has not
+	// received events the client already has (LostFrom..LostTo); nothing
+	// is repeated or skipped: the client keeps its position, and events
+	// after it arrive once the replica catches up, or an epoch_changed
+	// reset follows if the origin comes back without them.
+	ResetReplicaBehind = "replica_behind"
 )
 
 // Hello is the data of herald.hello.
@@ -32,6 +38,20 @@ type Hello struct {
 	// traced. SDK clients send it back as the traceparent header of their
 	// next connection, whose span then links to this one (ADR 0006).
 	Trace string `json:"trace,omitempty"`
+	// Alternates are client-facing base URLs of other regions that are
+	// serving now, in order of preference: where an SDK client goes when
+	// this region is unreachable or evacuated.
+	Alternates []string `json:"alternates,omitempty"`
+}
+
+// EventMoved is sent just before a stream is closed because its region is
+// being evacuated: the client should reconnect to one of Alternates.
+const EventMoved = ControlPrefix + "moved"
+
+// Moved is the data of herald.moved.
+type Moved struct {
+	Reason     string   `json:"reason"`
+	Alternates []string `json:"alternates"`
 }
 
 // StreamReset names one stream whose history the client cannot get.

@@ -1,6 +1,9 @@
 package push
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Store persists events per stream and serves history. Implementations:
 // push/store/redisstore (durable, Redis Streams) and push/store/memstore
@@ -56,4 +59,48 @@ type Listener interface {
 	Unwatch(topic string)
 	// Close stops all announcements and releases resources.
 	Close() error
+}
+
+// RegionSignals is implemented by stores that also carry their region's
+// heartbeat and evacuation order next to its events (push/store/redisstore,
+// push/store/memstore). On a replica of a remote region's store the reads
+// see what that region wrote, as replicated so far.
+type RegionSignals interface {
+	// Beat records a heartbeat of the store's origin at t and returns it,
+	// with a sequence number that grows with every beat. It fails on a
+	// read-only store.
+	Beat(ctx context.Context, t time.Time) (Heartbeat, error)
+	// LastBeat returns the newest heartbeat this store holds (zero when
+	// none was ever written).
+	LastBeat(ctx context.Context) (Heartbeat, error)
+	// Evacuation returns the region's evacuation order in force (zero
+	// value: none was ever given).
+	Evacuation(ctx context.Context) (Evacuation, error)
+	// SetEvacuation records o unless an order with an equal or higher ID is
+	// in force, and returns the order in force afterwards.
+	SetEvacuation(ctx context.Context, o Evacuation) (Evacuation, error)
+}
+
+// ReplicaLinker is implemented by stores that can read from a replica of a
+// remote region's primary: LinkUp reports whether the replication link to
+// that primary is up now.
+type ReplicaLinker interface {
+	LinkUp(ctx context.Context) (bool, error)
+}
+
+// Heartbeat is one beat of an origin region. Seq orders beats: a reader
+// that sees Seq >= n has received everything the origin acknowledged before
+// beat n was written (one replication stream carries both).
+type Heartbeat struct {
+	Time time.Time `json:"time"`
+	Seq  int64     `json:"seq"`
+}
+
+// Evacuation is a region-wide order: while Active, the region's nodes take
+// no new streams or publishes and move their clients to other regions. The
+// order with the highest ID wins (IDs are issue times in Unix nanoseconds).
+type Evacuation struct {
+	ID     int64  `json:"id"`
+	Active bool   `json:"active"`
+	By     string `json:"by,omitempty"`
 }

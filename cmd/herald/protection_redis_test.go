@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,10 +13,7 @@ import (
 	"testing"
 	"time"
 
-	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/redistest"
@@ -26,21 +22,6 @@ import (
 // Layer 4 on real processes: node → toxiproxy (in this test process) →
 // redis-server. The fault is injected on the node's only path to Redis
 // (store calls and the Pub/Sub listener alike).
-
-// startToxiproxy runs toxiproxy's API in-process and returns a proxy to
-// upstream on a free loopback port.
-func startToxiproxy(t *testing.T, upstream string) *toxiclient.Proxy {
-	t.Helper()
-	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
-	api := httptest.NewServer(srv.Routes())
-	t.Cleanup(api.Close)
-	px, err := toxiclient.NewClient(api.URL).CreateProxy("redis", "127.0.0.1:0", upstream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = px.Delete() })
-	return px
-}
 
 // breakerEnv makes the breaker decide within seconds: a 3s window, 5
 // calls, probing 3s after opening.
@@ -218,7 +199,7 @@ func TestProtectionRedisOutageBreaker(t *testing.T) {
 	}
 	const outage = 30 * time.Second
 	rd := redistest.StartServer(t)
-	px := startToxiproxy(t, rd.Addr())
+	px := redistest.StartProxy(t, "redis", rd.Addr())
 	p := startProc(t, "outage", append(slices.Clone(unguarded), breakerEnv...),
 		"--redis", "redis://"+px.Listen, "--admin-pprof")
 	topics := make([]string, 20)
@@ -468,7 +449,7 @@ func TestProtectionSlowRedisTripsSlowRatioBreaker(t *testing.T) {
 		t.Skip("multi-process protection test")
 	}
 	rd := redistest.StartServer(t)
-	px := startToxiproxy(t, rd.Addr())
+	px := redistest.StartProxy(t, "redis", rd.Addr())
 	p := startProc(t, "slowredis", append(slices.Clone(unguarded), append(breakerEnv,
 		"HERALD_PROTECTION__BREAKER__SLOW_THRESHOLD=100ms")...), "--redis", "redis://"+px.Listen)
 	topics := []string{"slow-0", "slow-1", "slow-2", "slow-3"}

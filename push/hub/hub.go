@@ -16,8 +16,13 @@ import (
 
 // Config configures a Hub. Zero values mean the documented defaults.
 type Config struct {
-	// Store is the origin store: its announcements feed the hub and it fills gaps.
+	// Store is the local origin's store: its announcements feed the hub and
+	// it fills gaps of that origin's streams.
 	Store push.Store
+	// Remotes are the stores of other origin regions (read-only replicas in
+	// a multi-region deployment), fed and gap-filled like Store. Each must
+	// have a distinct Origin.
+	Remotes []push.Store
 	// Shards is the number of topic shards; zero means 64.
 	Shards int
 	// FillTimeout bounds one resync read; zero means 2s.
@@ -47,12 +52,12 @@ type Stats struct {
 
 // Hub is a node's topic → local subscribers fan-out. See the package doc.
 type Hub struct {
-	cfg      Config
-	log      *slog.Logger
-	store    push.Store
-	listener push.Listener
-	seed     maphash.Seed
-	shards   []shard
+	cfg       Config
+	log       *slog.Logger
+	stores    map[string]push.Store // by origin
+	listeners []push.Listener       // one per store
+	seed      maphash.Seed
+	shards    []shard
 
 	resync chan struct{} // capacity 1
 	stop   chan struct{}
@@ -109,7 +114,7 @@ func New(cfg Config) (*Hub, error) {
 	h := &Hub{
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "hub"),
-		store:  cfg.Store,
+		stores: map[string]push.Store{cfg.Store.Origin(): cfg.Store},
 		seed:   maphash.MakeSeed(),
 		shards: make([]shard, cfg.Shards),
 		resync: make(chan struct{}, 1),
@@ -119,11 +124,25 @@ func New(cfg Config) (*Hub, error) {
 	for i := range h.shards {
 		h.shards[i].topics = make(map[string]*topicState)
 	}
-	l, err := cfg.Store.Listen(h)
-	if err != nil {
-		return nil, fmt.Errorf("hub: listen: %w", err)
+	for _, r := range cfg.Remotes {
+		if r == nil {
+			return nil, errors.New("hub: nil remote store")
+		}
+		if _, dup := h.stores[r.Origin()]; dup {
+			return nil, fmt.Errorf("hub: two stores for origin %q", r.Origin())
+		}
+		h.stores[r.Origin()] = r
 	}
-	h.listener = l
+	for _, st := range append([]push.Store{cfg.Store}, cfg.Remotes...) {
+		l, err := st.Listen(h)
+		if err != nil {
+			for _, l := range h.listeners {
+				_ = l.Close()
+			}
+			return nil, fmt.Errorf("hub: listen to %s: %w", st.Origin(), err)
+		}
+		h.listeners = append(h.listeners, l)
+	}
 	h.wg.Add(1)
 	go h.resyncLoop()
 	return h, nil
@@ -206,7 +225,12 @@ func (h *Hub) watch(ctx context.Context, sh *shard, topic string, ts *topicState
 	sh.mu.Lock()
 	clear(ts.last)
 	sh.mu.Unlock()
-	err := h.listener.Watch(ctx, topic)
+	var err error
+	for _, l := range h.listeners {
+		if err = l.Watch(ctx, topic); err != nil {
+			break
+		}
+	}
 	sh.watchMu.Unlock()
 	if err != nil {
 		sh.mu.Lock()
@@ -216,9 +240,13 @@ func (h *Hub) watch(ctx context.Context, sh *shard, topic string, ts *topicState
 		sh.mu.Unlock()
 		return fmt.Errorf("watch %q: %w", topic, err)
 	}
-	infos, err := h.store.Info(ctx, []string{topic})
-	if err != nil {
-		return fmt.Errorf("watch %q: %w", topic, err)
+	var infos []push.StreamInfo
+	for _, st := range h.stores {
+		in, err := st.Info(ctx, []string{topic})
+		if err != nil {
+			return fmt.Errorf("watch %q: %w", topic, err)
+		}
+		infos = append(infos, in...)
 	}
 	// Adopt the head unless an announcement already moved past it. Moving
 	// forward is safe: nobody subscribed through this fresh state has
@@ -260,7 +288,9 @@ func (h *Hub) unsubscribeTopics(sub *Subscriber, topics []string) {
 			_, again := sh.topics[t]
 			sh.mu.Unlock()
 			if !again {
-				h.listener.Unwatch(t)
+				for _, l := range h.listeners {
+					l.Unwatch(t)
+				}
 			}
 			sh.watchMu.Unlock()
 		}
@@ -324,15 +354,20 @@ func (h *Hub) dispatchLocked(ts *topicState, ev *push.Event) {
 	}
 }
 
-// read returns events of topic in (after, upto], bounded by FillLimit and
-// FillTimeout; on error it returns what it has (subscribers fill the rest).
-func (h *Hub) read(topic string, after, upto uint64) []push.Event {
+// read returns events of (topic, origin) in (after, upto], bounded by
+// FillLimit and FillTimeout; on error it returns what it has (subscribers
+// fill the rest).
+func (h *Hub) read(topic, origin string, after, upto uint64) []push.Event {
+	st := h.stores[origin]
+	if st == nil {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.FillTimeout)
 	defer cancel()
 	var out []push.Event
 	for after < upto && len(out) < h.cfg.FillLimit {
 		n := min(int(upto-after), h.cfg.FillLimit-len(out), 1000)
-		evs, _, err := h.store.Read(ctx, topic, after, n)
+		evs, _, err := st.Read(ctx, topic, after, n)
 		if err != nil {
 			h.log.Warn("gap fill failed", "topic", topic, "after", after, "err", err)
 			return out
@@ -386,20 +421,22 @@ func (h *Hub) resyncOnce() {
 	for len(topics) > 0 {
 		batch := topics[:min(len(topics), 500)]
 		topics = topics[len(batch):]
-		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.FillTimeout)
-		infos, err := h.store.Info(ctx, batch)
-		cancel()
-		if err != nil {
-			h.log.Warn("resync: info failed", "err", err)
-			return
-		}
-		for _, in := range infos {
-			select {
-			case <-h.stop:
-				return
-			default:
+		for origin, st := range h.stores {
+			ctx, cancel := context.WithTimeout(context.Background(), h.cfg.FillTimeout)
+			infos, err := st.Info(ctx, batch)
+			cancel()
+			if err != nil {
+				h.log.Warn("resync: info failed", "origin", origin, "err", err)
+				continue
 			}
-			h.catchUp(in)
+			for _, in := range infos {
+				select {
+				case <-h.stop:
+					return
+				default:
+				}
+				h.catchUp(in)
+			}
 		}
 	}
 }
@@ -433,7 +470,7 @@ func (h *Hub) catchUp(in push.StreamInfo) {
 	if in.Last <= last.Offset {
 		return
 	}
-	fill := h.read(in.Topic, last.Offset, in.Last)
+	fill := h.read(in.Topic, in.Origin, last.Offset, in.Last)
 	sh.mu.Lock()
 	if ts = sh.topics[in.Topic]; ts != nil {
 		for i := range fill {
@@ -451,7 +488,9 @@ func (h *Hub) Close() error {
 	h.once.Do(func() {
 		h.closed.Store(true)
 		close(h.stop)
-		err = h.listener.Close()
+		for _, l := range h.listeners {
+			err = errors.Join(err, l.Close())
+		}
 		h.wg.Wait()
 		for i := range h.shards {
 			sh := &h.shards[i]

@@ -81,6 +81,7 @@ const (
 	EndTakeover  = "takeover"
 	EndAdmin     = "admin"
 	EndRebalance = "rebalance"
+	EndEvacuate  = "evacuate" // the region is evacuated: herald.moved names where to go
 	EndShutdown  = "shutdown"
 	EndAuth      = "auth" // the credential expired: the client reconnects with a fresh one
 	EndError     = "error"
@@ -304,6 +305,9 @@ func (s *Server) finalRetry() time.Duration {
 // its connection target: "" to serve it here, else the base URL of a peer
 // to redirect to ("-" to shed without a peer).
 func (s *Server) admit() string {
+	if s.evacuating.Load() {
+		return "-"
+	}
 	draining := s.draining.Load()
 	over := s.cfg.Target > 0 && int(s.streams.Load()) >= s.cfg.Target
 	if !draining && !over {

@@ -26,6 +26,7 @@ const (
 	CodeMethod           = "method_not_allowed"
 	CodeUnavailable      = "unavailable"
 	CodeDraining         = "draining"
+	CodeEvacuating       = "evacuating"
 	CodeRateLimited      = "rate_limited"
 	CodeOverloaded       = "overloaded"
 	CodeOwnerUnreachable = "owner_unreachable"
@@ -39,6 +40,8 @@ type apiError struct {
 	Message string
 	// RetryAfter, when positive, is sent as Retry-After (seconds).
 	RetryAfter int
+	// Alternates, when set, are other regions' endpoints to go to.
+	Alternates []string
 }
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }
@@ -80,6 +83,8 @@ type errorBody struct {
 type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Alternates are other regions' endpoints (evacuation).
+	Alternates []string `json:"alternates,omitempty"`
 }
 
 // writeError renders err as a JSON error body; unknown errors are logged and
@@ -96,5 +101,5 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	if ae.RetryAfter > 0 {
 		c.Header("Retry-After", strconv.Itoa(ae.RetryAfter))
 	}
-	c.AbortWithStatusJSON(ae.Status, errorBody{Error: errorDetail{Code: ae.Code, Message: ae.Message}})
+	c.AbortWithStatusJSON(ae.Status, errorBody{Error: errorDetail{Code: ae.Code, Message: ae.Message, Alternates: ae.Alternates}})
 }

@@ -34,6 +34,8 @@ func (s *Server) AdminHandler() http.Handler {
 	v1.GET("/sessions/:id", s.handleSession)
 	v1.DELETE("/sessions/:id", s.handleDisconnect)
 	v1.GET("/topics/:topic/presence", s.handlePresence)
+	v1.GET("/region", s.handleRegion)
+	v1.POST("/region/evacuate", s.handleEvacuate)
 	return e
 }
 

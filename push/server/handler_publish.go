@@ -75,6 +75,12 @@ func (s *Server) handlePublish(c *gin.Context) {
 		s.writeError(c, errf(http.StatusForbidden, CodeForbidden, "not allowed to publish to "+strconv.Quote(topic)))
 		return
 	}
+	endPublish, err := s.beginPublish()
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	defer endPublish()
 	var req publishRequest
 	if err := s.decodeJSON(c, s.cfg.MaxEventBytes*2+4096, &req); err != nil {
 		s.writeError(c, err)
@@ -163,6 +169,12 @@ func (s *Server) handleBatch(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
+	endPublish, err := s.beginPublish()
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	defer endPublish()
 	var req batchRequest
 	if err := s.decodeJSON(c, s.cfg.MaxBatchEvents*(s.cfg.MaxEventBytes*2+1024)+4096, &req); err != nil {
 		s.writeError(c, err)

@@ -33,6 +33,7 @@ const (
 	ResetEpochChanged  = push.ResetEpochChanged
 	ResetAhead         = push.ResetAhead
 	ResetForeignCursor = push.ResetForeignCursor
+	ResetReplicaBehind = push.ResetReplicaBehind
 )
 
 // StreamReset names one stream whose history the client cannot get.
@@ -67,9 +68,10 @@ type conn struct {
 	deadline time.Time
 	// kick ends the stream from outside (takeover, drain, admin).
 	kick *kick
-	// recent, when set, replaces store reads: the stream was accepted from
-	// the recent-events cache while the store was unreachable.
-	recent map[string][]*push.Event
+	// recent, when set, replaces store reads for the streams it holds: the
+	// stream was accepted from the recent-events cache while their origin's
+	// store was unreachable.
+	recent map[push.StreamKey][]*push.Event
 	// replayedN counts events written from history.
 	replayedN int
 }
@@ -163,19 +165,14 @@ func (s *Server) handleStream(c *gin.Context) {
 	}
 	defer done()
 
-	infoCtx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	infos, err := s.store.Info(infoCtx, cur.Topics())
-	cancel()
-	var recent map[string][]*push.Event
+	infos, recent, err := s.infos(r.Context(), cur.Topics())
 	if err != nil {
-		// The store is away: a resume this node's recent-events cache
-		// covers is served from it; anything else comes back later.
-		infos, recent = s.recentInfos(cur.Topics())
-		if recent == nil {
-			s.log.WarnContext(r.Context(), "stream: store unavailable at connect", "err", err)
-			s.refuse(c, err)
-			return
-		}
+		s.log.WarnContext(r.Context(), "stream: store unavailable at connect", "err", err)
+		s.refuse(c, err)
+		return
+	}
+	if parsed != nil {
+		infos = s.awaitReplicas(r.Context(), cur, parsed, infos)
 	}
 
 	s.streams.Add(1)
@@ -243,11 +240,14 @@ func (s *Server) handleStream(c *gin.Context) {
 	if u, ok := c.Writer.(interface{ Unwrap() http.ResponseWriter }); ok {
 		rw = u.Unwrap()
 	}
-	cn := &conn{s: s, ctx: ctx, w: c.Writer, rc: http.NewResponseController(rw), cur: cur, origin: s.store.Origin(), kick: ls.kick, recent: recent}
+	cn := &conn{s: s, ctx: ctx, w: c.Writer, rc: http.NewResponseController(rw), cur: cur, origin: s.store.Origin(), kick: ls.kick}
+	if len(recent) > 0 {
+		cn.recent = recent
+	}
 	defer cn.release()
 
 	resets, upto := s.plan(cur, parsed, foreign, from, infos)
-	if recent != nil && (len(resets) > 0 || !resumesEverySlot(parsed)) {
+	if len(recent) > 0 && (len(resets) > 0 || !resumesEverySlot(parsed)) {
 		// Without the store we cannot tell what is lost (never announce a
 		// reset we are not sure of) nor where the live head is: only exact
 		// resumes are served from the cache.
@@ -288,6 +288,7 @@ func (s *Server) handleStream(c *gin.Context) {
 	hello := push.Hello{
 		Session: sid, Node: s.cfg.Node, Origin: cn.origin, Topics: cur.Topics(),
 		Resumed: parsed != nil, Durable: s.store.Durable(), Trace: traceparent,
+		Alternates: s.alternates(),
 	}
 	if len(resets) == 0 {
 		hello.Cursor = cur.String()
@@ -344,10 +345,9 @@ func (s *Server) handleStream(c *gin.Context) {
 	defer s.hub.Unsubscribe(sub)
 	ls.sub.Store(sub)
 	for i := range cur.Len() {
-		if cur.Key(i).Origin == cn.origin {
-			if err := cn.fromStore(i, 0, true); err != nil {
-				return
-			}
+		if err := cn.fromStore(i, 0, true); err != nil {
+			end = cn.writeEnd(err)
+			return
 		}
 	}
 	if err := cn.flush(); err != nil {
@@ -363,26 +363,23 @@ func (s *Server) handleStream(c *gin.Context) {
 // cur and returns the streams to reset and, per slot, the offset to replay
 // up to (0: nothing to replay).
 func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, foreign bool, from string, infos []push.StreamInfo) ([]StreamReset, []uint64) {
-	byTopic := make(map[string]push.StreamInfo, len(infos))
+	byKey := make(map[push.StreamKey]push.StreamInfo, len(infos))
 	for _, in := range infos {
-		byTopic[in.Topic] = in
+		byKey[push.StreamKey{Topic: in.Topic, Origin: in.Origin}] = in
 	}
 	upto := make([]uint64, cur.Len())
 	var verified []bool
 	if parsed != nil {
 		epochs := make([]string, cur.Len())
 		for i := range epochs {
-			epochs[i] = byTopic[cur.Key(i).Topic].Epoch
+			epochs[i] = byKey[cur.Key(i)].Epoch
 		}
 		verified = parsed.Verify(epochs)
 	}
 	var resets []StreamReset
 	for i := range cur.Len() {
 		k := cur.Key(i)
-		if k.Origin != s.store.Origin() {
-			continue
-		}
-		in := byTopic[k.Topic]
+		in := byKey[k]
 		head := push.Position{Epoch: in.Epoch, Offset: in.Last}
 		reset := func(reason string, lostFrom, lostTo uint64) {
 			resets = append(resets, StreamReset{Topic: k.Topic, Origin: k.Origin, Reason: reason,
@@ -415,6 +412,15 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, foreign bool,
 				first = in.Last + 1 // nothing retained
 			}
 			switch {
+			case off > in.Last && k.Origin != s.store.Origin():
+				// This region's replica of the origin has not received
+				// events the client already has (the origin is down or
+				// far behind): the client keeps its position and gets the
+				// rest when the replica catches up, or an epoch_changed
+				// reset if the origin comes back without them.
+				resets = append(resets, StreamReset{Topic: k.Topic, Origin: k.Origin, Reason: ResetReplicaBehind,
+					LostFrom: in.Last + 1, LostTo: off, Epoch: in.Epoch, ContinueFrom: off + 1})
+				cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: off})
 			case off > in.Last:
 				reset(ResetAhead, in.Last+1, off)
 			case off+1 < first:
@@ -446,6 +452,10 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 			}
 			return EndShutdown
 		case <-cn.kick.ch:
+			if cn.kick.reason == EndEvacuate {
+				cn.grab()
+				cn.appendControl(push.EventMoved, push.Moved{Reason: "evacuation", Alternates: s.alternates()}, false)
+			}
 			if cn.kick.retry > 0 {
 				cn.grab()
 				cn.buf = fmt.Appendf(cn.buf, "retry: %d\n\n", cn.kick.retry.Milliseconds())
@@ -508,7 +518,7 @@ func (cn *conn) deliver(d *hub.Delivery) error {
 			// the old one is lost; the new one is delivered from its start
 			// (the gap fill below reads it).
 			ctx, cancel := context.WithTimeout(cn.ctx, 5*time.Second)
-			infos, err := cn.s.store.Info(ctx, []string{ev.Topic})
+			infos, err := cn.s.stores[ev.Origin].Info(ctx, []string{ev.Topic})
 			cancel()
 			if err != nil {
 				return err
@@ -552,11 +562,12 @@ func (cn *conn) deliver(d *hub.Delivery) error {
 // becomes a reset; a changed epoch ends the connection so the client's next
 // connect resolves it against a fresh snapshot.
 func (cn *conn) fromStore(i int, upto uint64, replay bool) error {
-	if cn.recent != nil {
-		return cn.fromRecent(i, upto)
-	}
 	s := cn.s
 	k := cn.cur.Key(i)
+	if _, ok := cn.recent[k]; ok {
+		return cn.fromRecent(i, upto)
+	}
+	st := s.stores[k.Origin]
 	for upto == 0 || cn.cur.At(i).Offset < upto {
 		pos := cn.cur.At(i)
 		n := s.cfg.ReplayPage
@@ -564,7 +575,7 @@ func (cn *conn) fromStore(i int, upto uint64, replay bool) error {
 			n = int(min(uint64(n), upto-pos.Offset))
 		}
 		ctx, cancel := context.WithTimeout(cn.ctx, 5*time.Second)
-		evs, in, err := s.store.Read(ctx, k.Topic, pos.Offset, n)
+		evs, in, err := st.Read(ctx, k.Topic, pos.Offset, n)
 		cancel()
 		if err != nil {
 			return err
@@ -724,10 +735,99 @@ func newSessionID() uint64 {
 	}
 }
 
-// recentInfos describes the topics from the hub's recent-events cache, or
-// returns nil when the cache does not hold every topic.
-func (s *Server) recentInfos(topics []string) ([]push.StreamInfo, map[string][]*push.Event) {
-	origin := s.store.Origin()
+// infos describes the topics' streams of every origin. An origin whose
+// store is unreachable is described from the hub's recent-events cache
+// (returned, by stream, for the reads); when the cache does not hold all
+// its topics, the error is returned.
+func (s *Server) infos(ctx context.Context, topics []string) ([]push.StreamInfo, map[push.StreamKey][]*push.Event, error) {
+	var infos []push.StreamInfo
+	var recent map[push.StreamKey][]*push.Event
+	for _, origin := range s.origins {
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		in, err := s.stores[origin].Info(ictx, topics)
+		cancel()
+		if err == nil {
+			infos = append(infos, in...)
+			continue
+		}
+		// The store is away: a resume this node's recent-events cache
+		// covers is served from it; anything else comes back later.
+		in, evs := s.recentInfos(topics, origin)
+		if evs == nil {
+			return nil, nil, fmt.Errorf("origin %s: %w", origin, err)
+		}
+		infos = append(infos, in...)
+		if recent == nil {
+			recent = make(map[push.StreamKey][]*push.Event)
+		}
+		for t, e := range evs {
+			recent[push.StreamKey{Topic: t, Origin: origin}] = e
+		}
+	}
+	return infos, recent, nil
+}
+
+// awaitReplicas gives the replicas of remote origins that are behind the
+// client's cursor a short while (Config.ReplicaWait) to catch up, and
+// returns the infos refreshed. Streams still behind are answered with a
+// replica_behind reset by plan.
+func (s *Server) awaitReplicas(ctx context.Context, cur *push.Cursor, parsed *push.ParsedCursor, infos []push.StreamInfo) []push.StreamInfo {
+	behind := func() map[string]bool {
+		var out map[string]bool
+		for _, in := range infos {
+			if in.Origin == s.store.Origin() {
+				continue
+			}
+			i := cur.Index(in.Topic, in.Origin)
+			if i >= 0 && parsed.Present(i) && parsed.Offset(i) > in.Last {
+				if out == nil {
+					out = make(map[string]bool)
+				}
+				out[in.Origin] = true
+			}
+		}
+		return out
+	}
+	waiting := behind()
+	if len(waiting) == 0 {
+		return infos
+	}
+	deadline := time.Now().Add(s.cfg.ReplicaWait)
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for len(waiting) > 0 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return infos
+		case <-s.closing:
+			return infos
+		case <-t.C:
+		}
+		for origin := range waiting {
+			ictx, cancel := context.WithTimeout(ctx, time.Second)
+			fresh, err := s.stores[origin].Info(ictx, cur.Topics())
+			cancel()
+			if err != nil {
+				continue
+			}
+			for j, in := range infos {
+				if in.Origin == origin {
+					for _, f := range fresh {
+						if f.Topic == in.Topic {
+							infos[j] = f
+						}
+					}
+				}
+			}
+		}
+		waiting = behind()
+	}
+	return infos
+}
+
+// recentInfos describes (topic, origin) streams from the hub's recent-events
+// cache, or returns nil when the cache does not hold every topic.
+func (s *Server) recentInfos(topics []string, origin string) ([]push.StreamInfo, map[string][]*push.Event) {
 	infos := make([]push.StreamInfo, 0, len(topics))
 	recent := make(map[string][]*push.Event, len(topics))
 	for _, t := range topics {
@@ -746,7 +846,7 @@ func (s *Server) recentInfos(topics []string) ([]push.StreamInfo, map[string][]*
 // fromRecent is fromStore served from the recent-events cache.
 func (cn *conn) fromRecent(i int, upto uint64) error {
 	k := cn.cur.Key(i)
-	for _, e := range cn.recent[k.Topic] {
+	for _, e := range cn.recent[k] {
 		pos := cn.cur.At(i)
 		if e.Offset <= pos.Offset {
 			continue
@@ -819,11 +919,15 @@ func (s *Server) steer(c *gin.Context, dest string) {
 	}
 	if c.GetHeader("Herald-Client") != "" {
 		code := CodeOverloaded
-		if s.draining.Load() {
+		var alts []string
+		switch {
+		case s.evacuating.Load():
+			code, alts = CodeEvacuating, s.alternates()
+		case s.draining.Load():
 			code = CodeDraining
 		}
 		s.writeError(c, &apiError{Status: http.StatusServiceUnavailable, Code: code,
-			Message: "this node is not taking new streams; retry", RetryAfter: int(max(1, s.retryMillis()/1000))})
+			Message: "this node is not taking new streams; retry", RetryAfter: int(max(1, s.retryMillis()/1000)), Alternates: alts})
 		return
 	}
 	s.shed(c)

@@ -39,6 +39,12 @@ func startNode(t testing.TB, store push.Store, mutate func(*server.Config)) *tes
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startNodeWithHub(t, store, h, mutate)
+}
+
+// startNodeWithHub is startNode over a hub the caller built.
+func startNodeWithHub(t testing.TB, store push.Store, h *hub.Hub, mutate func(*server.Config)) *testNode {
+	t.Helper()
 	cfg := server.Config{Node: "n1", Store: store, Hub: h, Dev: true, Logger: quietLogger(), Heartbeat: time.Second}
 	if mutate != nil {
 		mutate(&cfg)

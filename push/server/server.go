@@ -30,9 +30,13 @@ type Authenticator interface {
 type Config struct {
 	// Node is this node's name, reported in herald.hello.
 	Node string
-	// Store holds the local origin's events.
+	// Store holds the local origin's events: publishes append to it.
 	Store push.Store
-	// Hub fans live events out; it must be fed by Store.
+	// Remotes are the read-only stores of the other origin regions (the
+	// local replica of each remote region's primary). Streams carry a
+	// position per topic per origin and read each origin from its store.
+	Remotes []push.Store
+	// Hub fans live events out; it must be fed by Store and every Remote.
 	Hub *hub.Hub
 	// Auth authenticates requests; required unless Dev.
 	Auth Authenticator
@@ -84,6 +88,22 @@ type Config struct {
 	// LoadInterval is how often the node publishes its load to the cluster
 	// and checks for joins; zero means 1s.
 	LoadInterval time.Duration
+	// ReplicaWait bounds how long a resume waits for a remote origin's
+	// replica to reach the client's cursor before answering with an
+	// explicit replica_behind reset; zero means 2s.
+	ReplicaWait time.Duration
+	// Federation is the view of the other regions (alternate endpoints,
+	// their replication progress); nil runs a single region.
+	Federation Federation
+	// RegionInterval is the period of the region loop: heartbeat written
+	// to the local store, replication lag of every remote origin measured,
+	// evacuation orders read. Zero means 1s.
+	RegionInterval time.Duration
+	// EvacuationWindow spreads the closing of streams when the region is
+	// evacuated; zero means 30s. EvacuationCatchUp bounds the wait for the
+	// other regions' replicas to reach this origin's head first; zero
+	// means 60s.
+	EvacuationWindow, EvacuationCatchUp time.Duration
 	// Guard is the protection layers; nil means unguarded.
 	Guard Guard
 	// Telemetry records traces and metrics; nil records nothing.
@@ -123,6 +143,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	store   push.Store
+	stores  map[string]push.Store // by origin, the local one included
 	hub     *hub.Hub
 	origins []string
 	engine  *gin.Engine
@@ -135,7 +156,12 @@ type Server struct {
 
 	table    *streamTable
 	draining atomic.Bool
-	auth     atomic.Pointer[authHolder]
+	// evacuating is set while the region's evacuation order is applied;
+	// publishing counts publishes in flight (evacuation waits for them).
+	evacuating atomic.Bool
+	publishing atomic.Int64
+	region     regionState
+	auth       atomic.Pointer[authHolder]
 
 	streams    atomic.Int64
 	lagCutoffs atomic.Uint64
@@ -190,16 +216,45 @@ func New(cfg Config) (*Server, error) {
 	if cfg.LoadInterval <= 0 {
 		cfg.LoadInterval = time.Second
 	}
+	if cfg.ReplicaWait <= 0 {
+		cfg.ReplicaWait = 2 * time.Second
+	}
+	if cfg.RegionInterval <= 0 {
+		cfg.RegionInterval = time.Second
+	}
+	if cfg.EvacuationWindow <= 0 {
+		cfg.EvacuationWindow = 30 * time.Second
+	}
+	if cfg.EvacuationCatchUp <= 0 {
+		cfg.EvacuationCatchUp = time.Minute
+	}
+	stores := map[string]push.Store{cfg.Store.Origin(): cfg.Store}
+	origins := []string{cfg.Store.Origin()}
+	for _, r := range cfg.Remotes {
+		if r == nil {
+			return nil, errors.New("server: nil remote store")
+		}
+		if _, dup := stores[r.Origin()]; dup {
+			return nil, fmt.Errorf("server: two stores for origin %q", r.Origin())
+		}
+		stores[r.Origin()] = r
+		origins = append(origins, r.Origin())
+	}
+	if _, err := push.NewCursor([]string{"t"}, origins); err != nil {
+		return nil, fmt.Errorf("server: regions: %w", err)
+	}
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "http"),
 		store:   cfg.Store,
+		stores:  stores,
 		hub:     cfg.Hub,
-		origins: []string{cfg.Store.Origin()},
+		origins: origins,
 		closing: make(chan struct{}),
 		beat:    beacon{ch: make(chan struct{})},
 		table:   newStreamTable(),
 	}
+	s.region.links = make(map[string]bool)
 	s.auth.Store(&authHolder{cfg.Auth})
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	s.engine = s.routes()
@@ -209,6 +264,8 @@ func New(cfg Config) (*Server, error) {
 		s.wg.Add(1)
 		go s.clusterLoop()
 	}
+	s.wg.Add(1)
+	go s.regionLoop()
 	return s, nil
 }
 
@@ -341,6 +398,11 @@ func (s *Server) handleReady(c *gin.Context) {
 	}
 	if s.draining.Load() {
 		s.writeError(c, errf(http.StatusServiceUnavailable, CodeDraining, "node is draining"))
+		return
+	}
+	if s.evacuating.Load() {
+		s.writeError(c, &apiError{Status: http.StatusServiceUnavailable, Code: CodeEvacuating,
+			Message: "region is being evacuated", Alternates: s.alternates()})
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready", "durable": s.store.Durable()})

@@ -100,6 +100,9 @@ type Store struct {
 
 	lmu       sync.Mutex
 	listeners map[*listener]struct{}
+
+	smu sync.Mutex
+	sig signals
 }
 
 var _ push.Store = (*Store)(nil)
