@@ -48,6 +48,10 @@ type Main struct {
 	Hub       *hub.Hub
 	Server    *server.Server
 	Cluster   *cluster.Cluster // nil on a single node
+	// Remotes are the read-only stores of the other regions' events.
+	Remotes []push.Store
+	// Federation is the WAN pool membership; nil outside it.
+	Federation *cluster.Federation
 	Guards    *resilience.Guards
 	Telemetry *observability.Telemetry
 	// GossipTransport, when set, replaces memberlist's UDP/TCP transport
@@ -167,7 +171,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		metrics.BreakerState("redis:"+cfg.Region, observability.BreakerClosed)
 	}
 
-	m.Hub, err = hub.New(hub.Config{Store: store, Logger: log})
+	remotes, err := m.openRemotes(cfg)
+	if err != nil {
+		return err
+	}
+	m.Hub, err = hub.New(hub.Config{Store: store, Remotes: remotes, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -199,6 +207,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		view = clusterView{m.Cluster}
 	}
+	var fed server.Federation
+	if cfg.WANListen != "" {
+		if m.Federation, err = m.startFederation(cfg); err != nil {
+			return fmt.Errorf("federation: %w", err)
+		}
+		fed = fedView{m.Federation}
+	}
 	m.Server, err = server.New(server.Config{
 		Node: cfg.NodeName, Store: store, Hub: m.Hub, Auth: authn, Dev: cfg.Dev,
 		Guard: guardView{m.Guards}, TrustedProxies: cfg.TrustedProxies, Telemetry: m.Telemetry,
@@ -218,6 +233,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Target:             cfg.Cluster.ConnectionTarget,
 		Redirect:           cfg.Cluster.Redirect,
 		RebalanceWindow:    cfg.Cluster.RebalanceWindow,
+		Remotes:            remotes,
+		Federation:         fed,
+		RegionInterval:     cfg.Federation.Interval,
+		ReplicaWait:        cfg.Federation.ReplicaWait,
+		EvacuationWindow:   cfg.Federation.EvacuationWindow,
+		EvacuationCatchUp:  cfg.Federation.EvacuationCatchUp,
 	})
 	if err != nil {
 		return err
@@ -319,11 +340,20 @@ func (m *Main) Close() error {
 		if m.Cluster != nil {
 			errs = append(errs, m.Cluster.Close())
 		}
+		if m.Federation != nil {
+			if err := m.Federation.Leave(2 * time.Second); err != nil {
+				m.Logger.Warn("federation leave", "err", err)
+			}
+			errs = append(errs, m.Federation.Close())
+		}
 		if m.Hub != nil {
 			errs = append(errs, m.Hub.Close())
 		}
 		if m.Store != nil {
 			errs = append(errs, m.Store.Close())
+		}
+		for _, st := range m.Remotes {
+			errs = append(errs, st.Close())
 		}
 		if m.Guards != nil {
 			errs = append(errs, m.Guards.Close())
@@ -389,6 +419,75 @@ func (m *Main) startCluster(cfg Config, srv *atomic.Pointer[server.Server]) (*cl
 	})
 }
 
+// openRemotes opens the read-only store of every remote region, each behind
+// its own breaker ("redis:<region>").
+func (m *Main) openRemotes(cfg Config) ([]push.Store, error) {
+	rs, err := cfg.Remotes()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		opts, err := redisstore.ParseURL(r.URL)
+		if err != nil {
+			return nil, err
+		}
+		st, err := redisstore.New(redisstore.Config{
+			Options: opts, Origin: r.Name, KeyPrefix: cfg.RedisPrefix, ReadOnly: true,
+			Retention: cfg.Retention, IdempotencyWindow: cfg.IdempotencyWindow, Logger: m.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("remote redis %s: %w", r.Name, err)
+		}
+		m.Remotes = append(m.Remotes, st)
+	}
+	out := make([]push.Store, len(m.Remotes))
+	for i, st := range m.Remotes {
+		target := "redis:" + st.Origin()
+		out[i] = guardedStore{Store: st, b: m.Guards.Breaker(target), m: m.Telemetry.Metrics()}
+		m.Telemetry.Metrics().BreakerState(target, observability.BreakerClosed)
+	}
+	return out, nil
+}
+
+// startFederation joins the WAN pool that federates regions.
+func (m *Main) startFederation(cfg Config) (*cluster.Federation, error) {
+	host, port, err := splitHostPort(cfg.WANListen)
+	if err != nil {
+		return nil, fmt.Errorf("wan_listen: %w", err)
+	}
+	advHost, advPort := "", 0
+	if cfg.WANAdvertise != "" {
+		if advHost, advPort, err = splitHostPort(cfg.WANAdvertise); err != nil {
+			return nil, fmt.Errorf("wan_advertise: %w", err)
+		}
+	}
+	var keys [][]byte
+	key := cfg.WANKey
+	if key == "" {
+		key = cfg.GossipKey
+	}
+	if key != "" {
+		b, err := cluster.ParseKey(key)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, b)
+	}
+	regionURL := cfg.RegionURL
+	if regionURL == "" {
+		regionURL = cfg.AdvertiseURL
+	}
+	if regionURL == "" {
+		regionURL = m.URL()
+	}
+	return cluster.NewFederation(cluster.FederationConfig{
+		NodeName: cfg.NodeName + "." + cfg.Region, Region: cfg.Region, RegionURL: regionURL,
+		BindAddr: host, BindPort: port, AdvertiseAddr: advHost, AdvertisePort: advPort,
+		Join: cfg.WANJoin, Keys: keys, Dev: cfg.Dev, Label: cfg.Federation.Label,
+		Logger: m.Logger,
+	})
+}
+
 func splitHostPort(hp string) (string, int, error) {
 	h, p, err := net.SplitHostPort(hp)
 	if err != nil {
@@ -412,6 +511,9 @@ func (m *Main) Drain(ctx context.Context) error {
 	}
 	if m.Cluster != nil {
 		m.Cluster.SetDraining()
+	}
+	if m.Federation != nil {
+		m.Federation.SetState(cluster.StateDraining)
 	}
 	// Stop accepting; Shutdown returns once every request, streams
 	// included, has finished.
@@ -458,6 +560,9 @@ func (m *Main) gauges() observability.GaugeSnapshot {
 	if m.Cluster != nil {
 		g.GossipMembers = m.Cluster.Stats().Members
 		g.GossipHealthScore = m.Cluster.HealthScore()
+	}
+	if len(m.Remotes) > 0 {
+		g.ReplicationLag = m.Server.ReplicationLag()
 	}
 	return g
 }

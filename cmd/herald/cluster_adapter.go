@@ -71,3 +71,22 @@ func (v clusterView) Members() []server.Member {
 func (v clusterView) Local() server.Member { return toMember(v.c.Local()) }
 
 func (v clusterView) SetLoad(streams, target int) { v.c.SetLoad(streams, target) }
+
+// fedView adapts *cluster.Federation to server.Federation.
+type fedView struct{ f *cluster.Federation }
+
+var _ server.Federation = fedView{}
+
+func (v fedView) Alternates() []string { return v.f.Alternates() }
+
+func (v fedView) Regions() []server.RegionStatus {
+	rs := v.f.Regions()
+	out := make([]server.RegionStatus, len(rs))
+	for i, r := range rs {
+		out[i] = server.RegionStatus{Name: r.Name, State: r.State, URLs: r.URLs, Serving: r.Serving, Seen: r.Seen}
+	}
+	return out
+}
+
+func (v fedView) SetState(state string)         { v.f.SetState(state) }
+func (v fedView) SetSeen(seen map[string]int64) { v.f.SetSeen(seen) }

@@ -73,6 +73,26 @@ type Config struct {
 	GossipKey string `koanf:"gossip_key"`
 	// GossipOldKeys are still accepted for decryption during a rotation.
 	GossipOldKeys []string `koanf:"gossip_old_keys"`
+	// RemoteRedis lists the other regions' events as "NAME=URL": the local
+	// replica of region NAME's primary (read-only here). Requires Redis.
+	RemoteRedis []string `koanf:"remote_redis"`
+	// RegionURL is the client-facing base URL of this region (its load
+	// balancer), advertised to other regions' clients as an alternate
+	// endpoint; empty means advertise_url, else the listen address.
+	RegionURL string `koanf:"region_url"`
+	// WANListen is the bind address (host:port) of the WAN pool that
+	// federates regions; empty keeps this node out of it.
+	WANListen string `koanf:"wan_listen"`
+	// WANAdvertise is the WAN address other regions use; empty means
+	// WANListen.
+	WANAdvertise string `koanf:"wan_advertise"`
+	// WANJoin lists WAN seeds (host:port of nodes in any region).
+	WANJoin []string `koanf:"wan_join"`
+	// WANKey is the base64 key encrypting the WAN pool; empty means
+	// gossip_key. Every region's WAN nodes share it.
+	WANKey string `koanf:"wan_key"`
+	// Federation tunes multi-region behaviour.
+	Federation FederationConfig `koanf:"federation"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `koanf:"log_level"`
 	// ShutdownTimeout bounds a graceful stop.
@@ -117,6 +137,53 @@ type ClusterConfig struct {
 	RejoinInterval time.Duration `koanf:"rejoin_interval"`
 }
 
+// FederationConfig tunes multi-region behaviour.
+type FederationConfig struct {
+	// Label separates WAN pools sharing a network; default "herald-wan".
+	Label string `koanf:"label"`
+	// Interval is the region loop's period: heartbeat written, replication
+	// lag of every remote origin measured, evacuation orders read.
+	Interval time.Duration `koanf:"interval"`
+	// ReplicaWait bounds how long a resume waits for a remote origin's
+	// replica to reach the client's cursor before a replica_behind reset.
+	ReplicaWait time.Duration `koanf:"replica_wait"`
+	// EvacuationWindow spreads stream closes when the region is evacuated.
+	EvacuationWindow time.Duration `koanf:"evacuation_window"`
+	// EvacuationCatchUp bounds the wait for other regions' replicas to
+	// reach this region's head before streams are moved.
+	EvacuationCatchUp time.Duration `koanf:"evacuation_catch_up"`
+}
+
+// remote is one parsed remote_redis entry.
+type remote struct{ Name, URL string }
+
+// Remotes parses remote_redis.
+func (c Config) Remotes() ([]remote, error) {
+	var out []remote
+	seen := map[string]bool{}
+	for _, r := range c.RemoteRedis {
+		name, u, ok := strings.Cut(r, "=")
+		if !ok || name == "" || u == "" {
+			return nil, fmt.Errorf("remote_redis %q: want NAME=URL", r)
+		}
+		if err := push.ValidateOrigin(name); err != nil {
+			return nil, fmt.Errorf("remote_redis %q: %w", r, err)
+		}
+		if name == c.Region {
+			return nil, fmt.Errorf("remote_redis %q: %s is this node's own region", r, name)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("remote_redis: region %s given twice", name)
+		}
+		seen[name] = true
+		if _, err := redisstore.ParseURL(u); err != nil {
+			return nil, fmt.Errorf("remote_redis %s: %w", name, err)
+		}
+		out = append(out, remote{name, u})
+	}
+	return out, nil
+}
+
 // LimitsConfig bounds requests.
 type LimitsConfig struct {
 	MaxEventBytes      int           `koanf:"max_event_bytes"`
@@ -147,6 +214,12 @@ func DefaultConfig() Config {
 		RedisPrefix:       "herald",
 		Region:            "local",
 		LogLevel:          "info",
+		Federation: FederationConfig{
+			Interval:          time.Second,
+			ReplicaWait:       2 * time.Second,
+			EvacuationWindow:  30 * time.Second,
+			EvacuationCatchUp: time.Minute,
+		},
 		ShutdownTimeout:   30 * time.Second,
 		IdempotencyWindow: 2 * time.Minute,
 		Retention:         push.RetentionPolicy{Default: push.DefaultRetention},
@@ -197,11 +270,18 @@ func registerServeFlags(fs *pflag.FlagSet) {
 	fs.StringSlice("join", nil, "seed node host:port (repeatable; DNS names are re-resolved)")
 	fs.String("gossip-key", "", "base64 gossip encryption key, 16/24/32 bytes (herald gossip-key makes one)")
 	fs.Int("connection-target", 0, "streams this node aims to hold (0 = no target)")
+	fs.StringSlice("remote-redis", nil, "NAME=URL: the local replica of region NAME's primary (repeatable)")
+	fs.String("region-url", "", "client-facing base URL of this region, offered to other regions' clients (default --advertise-url)")
+	fs.String("wan-listen", "", `WAN federation bind address host:port ("" = not in the WAN pool)`)
+	fs.String("wan-advertise", "", "WAN address other regions use (default --wan-listen)")
+	fs.StringSlice("wan-join", nil, "WAN seed host:port in any region (repeatable)")
+	fs.String("wan-key", "", "base64 WAN encryption key (default --gossip-key)")
 	fs.Duration("drain-window", d.Cluster.DrainWindow, "spread stream closes over this window on SIGTERM")
 }
 
 // listKeys are the keys whose environment values are comma-separated lists.
-var listKeys = map[string]bool{"join": true, "gossip_old_keys": true, "cors.allowed_origins": true, "trusted_proxies": true}
+var listKeys = map[string]bool{"join": true, "gossip_old_keys": true, "cors.allowed_origins": true, "trusted_proxies": true,
+	"remote_redis": true, "wan_join": true}
 
 // flagKeys maps flags that set nested keys.
 var flagKeys = map[string]string{
@@ -347,6 +427,7 @@ func (c Config) Validate() error {
 		add("%v", err)
 	}
 	c.validateCluster(add)
+	c.validateFederation(add)
 	if err := c.Protection.Validate(); err != nil {
 		add("protection: %v", err)
 	}
@@ -403,6 +484,60 @@ func (c Config) validateCluster(add func(format string, a ...any)) {
 		}
 		if _, err := cluster.ParseKey(k); err != nil {
 			add("gossip key #%d: %v", i, err)
+		}
+	}
+}
+
+func (c Config) validateFederation(add func(format string, a ...any)) {
+	rs, err := c.Remotes()
+	if err != nil {
+		add("%v", err)
+	}
+	if len(rs) > 0 && c.Redis == "" {
+		add("remote_redis needs redis: a multi-region node keeps its own region's events in Redis")
+	}
+	if len(rs)+1 > push.MaxCursorOrigins {
+		add("remote_redis: at most %d regions in all", push.MaxCursorOrigins)
+	}
+	if c.RegionURL != "" {
+		if u, err := url.Parse(c.RegionURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("region_url %q: want http(s)://host[:port]", c.RegionURL)
+		}
+	}
+	f := c.Federation
+	if f.Interval < 100*time.Millisecond || f.ReplicaWait < 0 || f.EvacuationWindow < 0 || f.EvacuationCatchUp < 0 {
+		add("federation: interval ≥ 100ms and non-negative replica_wait, evacuation_window, evacuation_catch_up required")
+	}
+	if c.WANListen == "" {
+		if len(c.WANJoin) > 0 {
+			add("wan_join needs wan_listen")
+		}
+		return
+	}
+	for name, addr := range map[string]string{"wan_listen": c.WANListen, "wan_advertise": c.WANAdvertise} {
+		if addr == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil {
+			add("%s %q: %v", name, addr, err)
+		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			add("%s %q: bad port", name, addr)
+		}
+	}
+	for _, j := range c.WANJoin {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			add("wan_join %q: want host:port (%v)", j, err)
+		}
+	}
+	key := c.WANKey
+	if key == "" {
+		key = c.GossipKey
+	}
+	if key == "" && !c.Dev {
+		add("wan_key (or gossip_key): required when wan_listen is set (encrypts the WAN pool), or run with --dev")
+	} else if key != "" {
+		if _, err := cluster.ParseKey(key); err != nil {
+			add("wan_key: %v", err)
 		}
 	}
 }

@@ -57,6 +57,9 @@ type guardedStore struct {
 	m *observability.Metrics // Redis call latency by operation and result
 }
 
+// Unwrap returns the guarded store (its region signals are read through it).
+func (s guardedStore) Unwrap() push.Store { return s.Store }
+
 func (s guardedStore) do(ctx context.Context, op string, fn func(context.Context) error) error {
 	start := time.Now()
 	err := s.b.Do(ctx, op, fn)
