@@ -105,9 +105,11 @@
 //
 // # Scope
 //
-// One LAN pool per region. Federation of regions (WAN pool, gateways) is not
-// in this package yet; the default Label keeps pools of different regions
-// apart. The record table is one map under one lock (claims happen at
+// One LAN pool per region (Cluster); the default Label keeps pools of
+// different regions apart. Regions federate over a separate WAN pool
+// (Federation: its own key, label "herald-wan" and WANTuning timings) that
+// carries only per-node region, client-facing URL, state and replication
+// progress ("seen" heartbeats per origin); session records never cross it. The record table is one map under one lock (claims happen at
 // connection rate, not event rate); a push/pull state is capped at 16 MiB
 // (about 80k records), beyond which the rest waits for broadcasts and later
 // exchanges (Stats.StateTruncated).

@@ -1,0 +1,787 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Federation: one memberlist pool over the WAN that joins the regions
+// (ADR 0007, step 4). It is separate from every region's LAN pool (own
+// label, own timings, usually own key) and carries, per node, the region it
+// serves, the region's client-facing URL, a serving state and, per origin
+// region, the newest heartbeat this node has read from its copy of that
+// origin's event store. From these, every node derives the status of every
+// region (Regions) and the endpoints clients of this region can fail over
+// to (Alternates). Session records stay in the LAN pools.
+//
+// Guarantees:
+//   - A region is "down" once none of its members is alive: within the WAN
+//     preset's detection time after the last one crashed (see WANTuning),
+//     within a gossip round after the last one left (Leave). It stays
+//     listed as down for Tuning.ReconnectTimeout, then is forgotten.
+//   - Region Seen is a minimum over the region's alive members, so
+//     "region R has seen origin O's heartbeat >= T" holds on every alive
+//     node of R that reports O (a member that does not report O is not
+//     counted; a region whose nodes report nothing for O has no entry).
+//   - A member whose metadata does not decode (another version, garbage)
+//     is listed by Members with Region "" and never counts for a region.
+//   - State changes (SetState) are gossiped at once; Seen updates (SetSeen)
+//     at most every Tuning.MetaInterval, coalesced, and the last value
+//     always goes out.
+//
+// Node names are global to the WAN pool: the caller must make them unique
+// across regions, e.g. "<node>.<region>" ("herald-0.eu-west"). Two nodes
+// of different regions with the same name conflict in memberlist and one
+// of them is not a member.
+
+// Region states reported by RegionStatus.State, besides StateAlive and
+// StateDraining, and the extra node state accepted by SetState.
+const (
+	// StateEvacuating: the node (or region) is being evacuated: clients
+	// should move to another region (Alternates), not to another node of
+	// this one.
+	StateEvacuating = "evacuating"
+	// StateDown: a region none of whose known members is alive.
+	StateDown = "down"
+)
+
+// FederationConfig configures this node's membership in the WAN pool that
+// joins regions. Every field's zero value means the documented default;
+// NewFederation fills defaults in a copy and validates it.
+type FederationConfig struct {
+	// NodeName is this node's name in the WAN pool. It must be unique
+	// across all regions: use "<node>.<region>". Required, at most
+	// MaxNodeNameLen printable bytes.
+	NodeName string
+	// Region is the region this node serves. Required, at most
+	// MaxRegionLen printable bytes.
+	Region string
+	// RegionURL is the client-facing base URL of this region: what clients
+	// of other regions fail over to. Zero means this node advertises no URL
+	// (it still counts for its region's status). At most MaxURLLen bytes.
+	RegionURL string
+
+	// BindAddr is the gossip listen address (UDP and TCP). Zero means
+	// "0.0.0.0". Ignored when Transport is set.
+	BindAddr string
+	// BindPort is the gossip listen port. Zero picks a free port; read it
+	// back with GossipAddr. Ignored when Transport is set.
+	BindPort int
+	// AdvertiseAddr is the address other members (in other regions: it must
+	// be routable from there) use to reach this node. Zero means the bound
+	// address (or a private IP when bound to 0.0.0.0).
+	AdvertiseAddr string
+	// AdvertisePort is the advertised port. Zero means the bound port.
+	AdvertisePort int
+
+	// Join lists seeds as "host:port", in other regions or this one. IP
+	// seeds are joined at start and re-tried every RejoinInterval while they
+	// are not live members; DNS names are re-resolved every RejoinInterval
+	// and every resolved address that is not a live member is joined.
+	// Failing to reach the seeds is not fatal. Zero means start a new pool
+	// and wait to be joined.
+	Join []string
+	// RejoinInterval is how often seeds are re-resolved and re-joined.
+	// Zero means 30s.
+	RejoinInterval time.Duration
+	// Resolver resolves a seed host to IP addresses. Zero means
+	// net.DefaultResolver.LookupHost.
+	Resolver func(ctx context.Context, host string) ([]string, error)
+
+	// Keys is the WAN gossip keyring, as Config.Keys: the first key
+	// encrypts, all decrypt; 16, 24 or 32 bytes each. Required unless Dev.
+	// Use other keys than the LAN pools'.
+	Keys [][]byte
+	// Dev allows running without Keys (plain-text gossip). Never in
+	// production.
+	Dev bool
+	// Label is memberlist's packet and stream label. Zero means
+	// "herald-wan". It must not start with "herald/", the prefix of the LAN
+	// pools' labels, so that a LAN node can never join the WAN pool nor a
+	// WAN node a LAN pool, even with a shared key.
+	Label string
+
+	// Tuning holds the failure-detector and gossip timings. Zero fields
+	// take the WAN preset values (see WANTuning). MaxQueuedBroadcasts and
+	// InboxSize are not used by the federation.
+	Tuning Tuning
+
+	// Transport replaces memberlist's NetTransport (BindAddr and BindPort
+	// are then ignored), e.g. cluster/gossiptest to partition regions in
+	// tests. Zero means memberlist's NetTransport on BindAddr:BindPort.
+	Transport memberlist.Transport
+
+	// Logger receives the federation's logs (component=federation) and
+	// memberlist's own logs at debug level. Zero means discard.
+	Logger *slog.Logger
+}
+
+// WANTuning returns the preset used for zero FederationConfig.Tuning
+// fields: links between regions, with round trips up to ~300 ms
+// (antipodal) and occasional loss.
+//
+// A crashed node is declared dead in about 5–15 s, versus ~41 s with
+// memberlist's DefaultWANConfig (probe 5s/3s, SuspicionMult 6): a survivor
+// probes it within about one ProbeInterval (1s), the probe fails after
+// ProbeTimeout (600ms, twice the worst inter-region RTT) plus indirect and
+// TCP fallback probes until the end of the interval, and the suspicion then
+// runs for SuspicionMult*ProbeInterval = 4 s (pools of up to 10 nodes;
+// ×log10(N) above) when enough other members confirm it, up to
+// SuspicionMaxTimeoutMult times that (12 s) when they do not (e.g. the
+// whole region died and only one other region observes it). A region that
+// loses all its nodes therefore leaves the other regions' Alternates
+// within ~6–14 s. Measured: 9.8 s for a crashed region of two nodes seen
+// from a region of two (one confirmation, so the suspicion runs ~7 s), on
+// loopback under -race (TestFederationWANPresetDetection).
+//
+// Why not faster: one lost probe across the WAN only starts a suspicion,
+// which the node refutes within a gossip round or two (GossipInterval
+// 200ms, plus an RTT); 4 s leaves room for ~a dozen gossip rounds and for
+// a pause of a couple of seconds on a loaded node before a live region is
+// wrongly marked down, and Lifeguard stretches timeouts further on a node
+// that notices it is itself slow (AwarenessMaxMultiplier 8).
+//
+// The other numbers: GossipNodes 4 (as DefaultWANConfig: fewer, wider
+// rounds), PushPullInterval 30s (anti-entropy: repairs metadata updates
+// lost in transit), TCPTimeout 10s (join and push/pull over a long link),
+// GossipToTheDeadTime 30s, DeadNodeReclaimTime 10s (a restarted pod with
+// a new IP may rejoin under its name), ReconnectInterval 5s and
+// ReconnectTimeout 30m (members seen dead are re-joined for this long, so
+// two regions find each other again after a partition, and a dead region
+// stays listed as down for as long), MetaInterval 500ms (SetSeen rate).
+func WANTuning() Tuning {
+	return Tuning{
+		ProbeInterval:           time.Second,
+		ProbeTimeout:            600 * time.Millisecond,
+		IndirectChecks:          3,
+		SuspicionMult:           4,
+		SuspicionMaxTimeoutMult: 3,
+		AwarenessMaxMultiplier:  8,
+		GossipInterval:          200 * time.Millisecond,
+		GossipNodes:             4,
+		GossipToTheDeadTime:     30 * time.Second,
+		RetransmitMult:          4,
+		PushPullInterval:        30 * time.Second,
+		TCPTimeout:              10 * time.Second,
+		DeadNodeReclaimTime:     10 * time.Second,
+		ReconnectInterval:       5 * time.Second,
+		ReconnectTimeout:        30 * time.Minute,
+		MetaInterval:            500 * time.Millisecond,
+		MaxQueuedBroadcasts:     4096,
+		InboxSize:               4096,
+	}
+}
+
+const defaultWANLabel = "herald-wan"
+
+// withPreset returns a copy of t with zero fields taken from p.
+func (t Tuning) withPreset(p Tuning) Tuning {
+	setD := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	setI := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	setD(&t.ProbeInterval, p.ProbeInterval)
+	setD(&t.ProbeTimeout, p.ProbeTimeout)
+	setI(&t.IndirectChecks, p.IndirectChecks)
+	setI(&t.SuspicionMult, p.SuspicionMult)
+	setI(&t.SuspicionMaxTimeoutMult, p.SuspicionMaxTimeoutMult)
+	setI(&t.AwarenessMaxMultiplier, p.AwarenessMaxMultiplier)
+	setD(&t.GossipInterval, p.GossipInterval)
+	setI(&t.GossipNodes, p.GossipNodes)
+	setD(&t.GossipToTheDeadTime, p.GossipToTheDeadTime)
+	setI(&t.RetransmitMult, p.RetransmitMult)
+	setD(&t.PushPullInterval, p.PushPullInterval)
+	setD(&t.TCPTimeout, p.TCPTimeout)
+	setD(&t.DeadNodeReclaimTime, p.DeadNodeReclaimTime)
+	setD(&t.ReconnectInterval, p.ReconnectInterval)
+	setD(&t.ReconnectTimeout, p.ReconnectTimeout)
+	setD(&t.MetaInterval, p.MetaInterval)
+	setI(&t.MaxQueuedBroadcasts, p.MaxQueuedBroadcasts)
+	setI(&t.InboxSize, p.InboxSize)
+	return t
+}
+
+// withDefaults returns a validated copy of cfg with defaults filled in.
+func (cfg FederationConfig) withDefaults() (FederationConfig, error) {
+	if cfg.NodeName == "" {
+		return cfg, fmt.Errorf("%w: federation NodeName is required", ErrConfig)
+	}
+	if len(cfg.NodeName) > MaxNodeNameLen || !printable(cfg.NodeName) {
+		return cfg, fmt.Errorf("%w: federation NodeName %q must be 1..%d printable bytes", ErrConfig, clip(cfg.NodeName), MaxNodeNameLen)
+	}
+	if cfg.Region == "" {
+		return cfg, fmt.Errorf("%w: federation Region is required (node %q)", ErrConfig, cfg.NodeName)
+	}
+	if len(cfg.Region) > MaxRegionLen || !printable(cfg.Region) {
+		return cfg, fmt.Errorf("%w: federation Region %q must be 1..%d printable bytes", ErrConfig, clip(cfg.Region), MaxRegionLen)
+	}
+	if len(cfg.RegionURL) > MaxURLLen || !printable(cfg.RegionURL) {
+		return cfg, fmt.Errorf("%w: federation RegionURL must be at most %d printable bytes, got %d", ErrConfig, MaxURLLen, len(cfg.RegionURL))
+	}
+	if len(cfg.Keys) == 0 && !cfg.Dev {
+		return cfg, fmt.Errorf("%w: federation Keys is empty: gossip encryption keys are required outside dev mode (set Dev for plain-text gossip)", ErrConfig)
+	}
+	for i, k := range cfg.Keys {
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			return cfg, fmt.Errorf("%w: federation Keys[%d] is %d bytes, must be 16, 24 or 32", ErrConfig, i, n)
+		}
+	}
+	if cfg.BindPort < 0 || cfg.BindPort > 65535 || cfg.AdvertisePort < 0 || cfg.AdvertisePort > 65535 {
+		return cfg, fmt.Errorf("%w: federation BindPort %d / AdvertisePort %d out of range", ErrConfig, cfg.BindPort, cfg.AdvertisePort)
+	}
+	if cfg.BindAddr == "" {
+		cfg.BindAddr = "0.0.0.0"
+	}
+	if cfg.AdvertisePort == 0 {
+		cfg.AdvertisePort = cfg.BindPort
+	}
+	for _, s := range cfg.Join {
+		if _, _, err := splitSeed(s); err != nil {
+			return cfg, fmt.Errorf("%w: federation Join seed %q: %w", ErrConfig, s, err)
+		}
+	}
+	if cfg.RejoinInterval < 0 {
+		return cfg, fmt.Errorf("%w: federation RejoinInterval (%v) must not be negative", ErrConfig, cfg.RejoinInterval)
+	}
+	if cfg.RejoinInterval == 0 {
+		cfg.RejoinInterval = defaultRejoinInterval
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver.LookupHost
+	}
+	if cfg.Label == "" {
+		cfg.Label = defaultWANLabel
+	}
+	if strings.HasPrefix(cfg.Label, "herald/") {
+		return cfg, fmt.Errorf("%w: federation Label %q must not start with \"herald/\" (the LAN pools' labels)", ErrConfig, clip(cfg.Label))
+	}
+	if len(cfg.Label) > memberlist.LabelMaxSize {
+		return cfg, fmt.Errorf("%w: federation Label is %d bytes, at most %d", ErrConfig, len(cfg.Label), memberlist.LabelMaxSize)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Tuning = cfg.Tuning.withPreset(WANTuning())
+	if err := cfg.Tuning.validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// Federation is this node's membership in the WAN pool that joins regions.
+// Build it with NewFederation, stop it with Leave (graceful) and Close. All
+// methods are safe for concurrent use.
+//
+// Goroutines, each started by goFunc, counted in wg and stopped by stopCh:
+// the meta loop (UpdateNode) and the join loop (seeds, dead members, and
+// forgetting members down for longer than ReconnectTimeout).
+//
+// The member table is written directly by memberlist's event callbacks
+// (decode at most 512 bytes of metadata, one map update under memMu, one
+// log line, as memberlist itself logs under its lock); memMu
+// is never held while calling into memberlist, and readers hold it only to
+// copy, so the callbacks never wait on anything slow and nothing is
+// dropped. memMu and metaMu are never held together, nor across a
+// memberlist call (NodeMeta takes metaMu inside UpdateNode).
+type Federation struct {
+	cfg       FederationConfig
+	log       *slog.Logger
+	ml        *memberlist.Memberlist
+	localAddr string
+
+	ctx    context.Context // cancelled by Close; bounds DNS look-ups
+	cancel context.CancelFunc
+	stopCh chan struct{}
+	wg     sync.WaitGroup
+	goMu   sync.Mutex
+	closed bool
+	once   sync.Once
+	cerr   error
+
+	metaKick chan struct{}
+
+	metaMu      sync.Mutex
+	meta        wanMeta
+	metaUrgent  bool
+	seenDropped int // origins left out of the last SetSeen
+
+	memMu   sync.RWMutex
+	members map[string]*wanEntry // peers, not self
+
+	joinAttempts, joinFailures atomic.Uint64 // seeds and dead members
+}
+
+// NewFederation validates cfg, creates the memberlist instance, starts the
+// Federation's goroutines and makes one attempt to join the seeds. Failing
+// to reach the seeds is not an error: it is logged and retried every
+// RejoinInterval.
+func NewFederation(cfg FederationConfig) (*Federation, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	t := cfg.Tuning
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &Federation{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "federation", "node", cfg.NodeName, "region", cfg.Region),
+		ctx:      ctx,
+		cancel:   cancel,
+		stopCh:   make(chan struct{}),
+		metaKick: make(chan struct{}, 1),
+		meta:     wanMeta{V: 1, Region: cfg.Region, URL: cfg.RegionURL, State: StateAlive},
+		members:  make(map[string]*wanEntry),
+	}
+	if err := f.meta.checkSize(); err != nil {
+		cancel()
+		return nil, err
+	}
+
+	mc := memberlist.DefaultWANConfig()
+	mc.Name = cfg.NodeName
+	mc.BindAddr, mc.BindPort = cfg.BindAddr, cfg.BindPort
+	mc.AdvertiseAddr, mc.AdvertisePort = cfg.AdvertiseAddr, cfg.AdvertisePort
+	mc.Transport = cfg.Transport
+	mc.Label = cfg.Label
+	mc.Logger = slog.NewLogLogger(f.log.Handler(), slog.LevelDebug)
+	mc.Delegate = fedDelegate{f}
+	mc.Events = fedEvents{f}
+	mc.ProbeInterval, mc.ProbeTimeout = t.ProbeInterval, t.ProbeTimeout
+	mc.IndirectChecks = t.IndirectChecks
+	mc.SuspicionMult, mc.SuspicionMaxTimeoutMult = t.SuspicionMult, t.SuspicionMaxTimeoutMult
+	mc.AwarenessMaxMultiplier = t.AwarenessMaxMultiplier
+	mc.GossipInterval, mc.GossipNodes = t.GossipInterval, t.GossipNodes
+	mc.GossipToTheDeadTime = t.GossipToTheDeadTime
+	mc.RetransmitMult = t.RetransmitMult
+	mc.PushPullInterval = t.PushPullInterval
+	mc.TCPTimeout = t.TCPTimeout
+	mc.DeadNodeReclaimTime = t.DeadNodeReclaimTime
+	if len(cfg.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("%w: federation Keys: %w", ErrConfig, err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("cluster: starting WAN memberlist for node %q: %w", cfg.NodeName, err)
+	}
+	f.ml = ml
+	f.localAddr = ml.LocalNode().Address()
+
+	f.goFunc(f.metaLoop)
+	if len(cfg.Join) > 0 {
+		f.joinSeeds()
+	}
+	f.goFunc(f.joinLoop)
+	f.log.Info("federation member started", "gossip_addr", f.localAddr, "url", cfg.RegionURL,
+		"label", cfg.Label, "encrypted", len(cfg.Keys) > 0, "seeds", len(cfg.Join))
+	return f, nil
+}
+
+// goFunc starts fn as an owned goroutine; it refuses after Close.
+func (f *Federation) goFunc(fn func()) bool {
+	f.goMu.Lock()
+	defer f.goMu.Unlock()
+	if f.closed {
+		return false
+	}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// GossipAddr returns this node's gossip address, "ip:port": the advertised
+// address, with the port actually bound when BindPort was 0.
+func (f *Federation) GossipAddr() string { return f.localAddr }
+
+// SetState advertises this node's serving state: StateAlive (the default),
+// StateDraining (this node is closing its streams; its region may still
+// serve) or StateEvacuating (the region is being evacuated: clients go to
+// other regions). It is gossiped at once, not rate-limited. Other values
+// are logged and ignored, as are calls after Leave.
+func (f *Federation) SetState(state string) {
+	switch state {
+	case StateAlive, StateDraining, StateEvacuating:
+	default:
+		f.log.Error("SetState: unknown state ignored", "state", clip(state))
+		return
+	}
+	f.metaMu.Lock()
+	changed := f.meta.State != state && f.meta.State != metaLeaving
+	if changed {
+		f.meta.State = state
+	}
+	f.metaMu.Unlock()
+	if changed {
+		f.log.Info("federation state changed", "state", state)
+		f.kickMeta(true)
+	}
+}
+
+// SetSeen advertises, per origin region, the newest heartbeat (unix ms)
+// this node has read from its copy of that origin's event store. The map is
+// copied. Re-gossip is coalesced and happens at most every
+// Tuning.MetaInterval; the last value set is always gossiped.
+//
+// Node metadata is limited to 512 bytes (memberlist.MetaMaxSize): origins
+// are kept in name order while they fit (with the longest state, so a later
+// SetState never overflows), and the rest are left out and logged. With a
+// 40-byte RegionURL, a 9-byte Region and 13-digit millisecond values, 15
+// origins of 10 bytes fit (each costs its name plus 17 bytes). Origins that are not
+// valid region names (empty, longer than MaxRegionLen, not printable) are
+// left out too. Local().Seen shows what is advertised.
+func (f *Federation) SetSeen(seen map[string]int64) {
+	f.metaMu.Lock()
+	kept, dropped := fitSeen(f.meta, seen)
+	changed := !maps.Equal(f.meta.Seen, kept)
+	f.meta.Seen = kept
+	warn := dropped > 0 && dropped != f.seenDropped
+	f.seenDropped = dropped
+	f.metaMu.Unlock()
+	if warn {
+		f.log.Warn("SetSeen: origins left out of node metadata (512-byte limit or invalid names)",
+			"dropped", dropped, "kept", len(kept))
+	}
+	if changed {
+		f.kickMeta(false)
+	}
+}
+
+// kickMeta asks the meta loop to re-gossip metadata; urgent skips the rate
+// limit. Never blocks.
+func (f *Federation) kickMeta(urgent bool) {
+	if urgent {
+		f.metaMu.Lock()
+		f.metaUrgent = true
+		f.metaMu.Unlock()
+	}
+	select {
+	case f.metaKick <- struct{}{}:
+	default:
+	}
+}
+
+// metaLoop owns metadata re-gossip (memberlist UpdateNode): coalesced, at
+// most every MetaInterval unless urgent. NodeMeta reads the current
+// metadata when UpdateNode runs, so the newest value always goes out.
+func (f *Federation) metaLoop() {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var last time.Time
+	pending := false
+	for {
+		select {
+		case <-f.stopCh:
+			return
+		case <-f.metaKick:
+			pending = true
+		case <-timer.C:
+		}
+		if !pending {
+			continue
+		}
+		f.metaMu.Lock()
+		urgent := f.metaUrgent
+		f.metaUrgent = false
+		f.metaMu.Unlock()
+		if wait := time.Until(last.Add(f.cfg.Tuning.MetaInterval)); !urgent && wait > 0 {
+			timer.Reset(wait)
+			continue
+		}
+		pending = false
+		// The wait only confirms transmission; a change made meanwhile is
+		// picked up by the next round.
+		if err := f.ml.UpdateNode(min(f.cfg.Tuning.TCPTimeout, time.Second)); err != nil {
+			f.log.Debug("metadata update not confirmed", "err", err)
+		}
+		last = time.Now()
+	}
+}
+
+// Leave announces a graceful departure: state "leaving" in metadata, then
+// memberlist's Leave, waiting at most timeout for it to be gossiped. Peers
+// list the member as not alive within a gossip round. The "leaving" state
+// is best effort: memberlist's leave message replaces the metadata update
+// in its queue, so a peer that had not received the update yet (a loaded
+// node, a lost packet) takes the departure for a crash and re-tries the
+// member for ReconnectTimeout (harmless: the joins fail). Close must still
+// be called.
+func (f *Federation) Leave(timeout time.Duration) error {
+	f.goMu.Lock()
+	closed := f.closed
+	f.goMu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	start := time.Now()
+	f.metaMu.Lock()
+	f.meta.State = metaLeaving
+	f.metaMu.Unlock()
+	if err := f.ml.UpdateNode(timeout / 2); err != nil {
+		f.log.Debug("leave: metadata update not confirmed", "err", err)
+	}
+	rest := max(timeout-time.Since(start), 10*time.Millisecond)
+	if err := f.ml.Leave(rest); err != nil {
+		return fmt.Errorf("cluster: federation leave: %w", err)
+	}
+	f.log.Info("left the federation")
+	return nil
+}
+
+// Close shuts memberlist down (without Leave: peers see a crash) and stops
+// every goroutine of the Federation, waiting for them. Idempotent.
+func (f *Federation) Close() error {
+	f.once.Do(func() {
+		f.goMu.Lock()
+		f.closed = true
+		f.goMu.Unlock()
+		close(f.stopCh)
+		f.cancel()
+		if err := f.ml.Shutdown(); err != nil {
+			f.cerr = fmt.Errorf("cluster: federation shutdown: %w", err)
+		}
+		f.wg.Wait()
+		f.log.Info("federation member stopped")
+	})
+	return f.cerr
+}
+
+// fedDelegate implements memberlist.Delegate: node metadata only; the
+// federation sends no user messages and no push/pull state of its own.
+type fedDelegate struct{ f *Federation }
+
+// fedEvents implements memberlist.EventDelegate.
+type fedEvents struct{ f *Federation }
+
+var (
+	_ memberlist.Delegate      = fedDelegate{}
+	_ memberlist.EventDelegate = fedEvents{}
+)
+
+func (d fedDelegate) NodeMeta(limit int) []byte {
+	d.f.metaMu.Lock()
+	b := d.f.meta.encode()
+	d.f.metaMu.Unlock()
+	if len(b) > limit { // cannot happen: SetSeen keeps it within MetaMaxSize
+		return nil
+	}
+	return b
+}
+
+func (fedDelegate) NotifyMsg([]byte)                           {}
+func (fedDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (fedDelegate) LocalState(join bool) []byte                { return nil }
+func (fedDelegate) MergeRemoteState(buf []byte, join bool)     {}
+
+func (e fedEvents) NotifyJoin(n *memberlist.Node) {
+	e.f.onAlive(n.Name, n.Address(), n.Meta, time.Now())
+}
+
+func (e fedEvents) NotifyUpdate(n *memberlist.Node) {
+	e.f.onAlive(n.Name, n.Address(), n.Meta, time.Now())
+}
+
+// NotifyLeave must not read n.State (stale in memberlist v0.7.0); the event
+// itself means dead or left.
+func (e fedEvents) NotifyLeave(n *memberlist.Node) {
+	e.f.onDown(n.Name, time.Now())
+}
+
+// onAlive records that memberlist sees name alive (join or metadata
+// update). raw is memberlist's memory: it is only decoded here.
+func (f *Federation) onAlive(name, addr string, raw []byte, now time.Time) {
+	if name == f.cfg.NodeName {
+		return
+	}
+	meta, ok := decodeWANMeta(raw)
+	f.memMu.Lock()
+	e := f.members[name]
+	fresh, back := e == nil, e != nil && !e.alive
+	if fresh {
+		e = &wanEntry{name: name}
+		f.members[name] = e
+	}
+	prevState := e.meta.State
+	e.addr, e.meta, e.metaOK = addr, meta, ok
+	e.alive, e.left, e.downSince = true, false, time.Time{}
+	f.memMu.Unlock()
+	switch {
+	case !ok:
+		f.log.Warn("WAN member metadata does not decode; member ignored for region status",
+			"member", name, "addr", addr, "bytes", len(raw))
+	case fresh || back:
+		f.log.Info("WAN member up", "member", name, "addr", addr, "member_region", meta.Region, "state", meta.State)
+	case prevState != meta.State:
+		f.log.Info("WAN member state changed", "member", name, "member_region", meta.Region, "state", meta.State)
+	}
+}
+
+// onDown records that memberlist declared name dead or departed. A member
+// whose last metadata said "leaving" has left and is not reconnected.
+func (f *Federation) onDown(name string, now time.Time) {
+	if name == f.cfg.NodeName {
+		return
+	}
+	f.memMu.Lock()
+	e := f.members[name]
+	if e == nil {
+		e = &wanEntry{name: name}
+		f.members[name] = e
+	} else if !e.alive && !e.downSince.IsZero() {
+		f.memMu.Unlock()
+		return
+	}
+	e.alive, e.left, e.downSince = false, e.meta.State == metaLeaving, now
+	region, left := e.meta.Region, e.left
+	f.memMu.Unlock()
+	f.log.Info("WAN member down", "member", name, "member_region", region, "left", left)
+}
+
+// joinLoop re-joins seeds every RejoinInterval; every ReconnectInterval it
+// re-joins members that died (not those that left) and forgets members
+// down for longer than ReconnectTimeout.
+func (f *Federation) joinLoop() {
+	seeds := time.NewTicker(f.cfg.RejoinInterval)
+	defer seeds.Stop()
+	dead := time.NewTicker(f.cfg.Tuning.ReconnectInterval)
+	defer dead.Stop()
+	for {
+		select {
+		case <-f.stopCh:
+			return
+		case <-seeds.C:
+			if len(f.cfg.Join) > 0 {
+				f.joinSeeds()
+			}
+		case now := <-dead.C:
+			f.forget(now)
+			f.reconnectDead(now)
+		}
+	}
+}
+
+// joinSeeds resolves the seeds and joins every address that is not a live
+// member (nor this node).
+func (f *Federation) joinSeeds() {
+	known := map[string]bool{f.localAddr: true}
+	f.memMu.RLock()
+	for _, e := range f.members {
+		if e.alive {
+			known[e.addr] = true
+		}
+	}
+	f.memMu.RUnlock()
+	var addrs []string
+	for _, s := range f.cfg.Join {
+		host, port, err := splitSeed(s)
+		if err != nil {
+			continue // validated in NewFederation
+		}
+		ips := []string{host}
+		if net.ParseIP(host) == nil {
+			ctx, cancel := context.WithTimeout(f.ctx, f.cfg.Tuning.TCPTimeout)
+			ips, err = f.cfg.Resolver(ctx, host)
+			cancel()
+			if err != nil {
+				f.log.Warn("cannot resolve WAN seed", "seed", s, "err", err)
+				continue
+			}
+		}
+		for _, ip := range ips {
+			a := net.JoinHostPort(ip, strconv.Itoa(port))
+			if !known[a] {
+				known[a] = true
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	n, err := f.joinEach(addrs)
+	if n == 0 {
+		f.log.Warn("could not join any WAN seed; retrying", "seeds", addrs, "every", f.cfg.RejoinInterval.String(), "err", err)
+		return
+	}
+	f.log.Info("joined WAN seeds", "joined", n, "tried", len(addrs))
+}
+
+// joinEach joins addresses one at a time (each a push/pull bounded by
+// TCPTimeout), stopping early on Close. It returns how many succeeded and
+// the last error.
+func (f *Federation) joinEach(addrs []string) (int, error) {
+	n := 0
+	var last error
+	for _, a := range addrs {
+		select {
+		case <-f.stopCh:
+			return n, ErrClosed
+		default:
+		}
+		f.joinAttempts.Add(1)
+		if _, err := f.ml.Join([]string{a}); err != nil {
+			f.joinFailures.Add(1)
+			last = err
+			continue
+		}
+		n++
+	}
+	return n, last
+}
+
+// reconnectDead tries to join members that died (not those that left) less
+// than ReconnectTimeout ago: memberlist never probes a dead member again,
+// so without this two regions would stay apart after a partition.
+func (f *Federation) reconnectDead(now time.Time) {
+	var addrs []string
+	f.memMu.RLock()
+	for _, e := range f.members {
+		if !e.alive && !e.left && e.addr != "" && now.Sub(e.downSince) < f.cfg.Tuning.ReconnectTimeout {
+			addrs = append(addrs, e.addr)
+		}
+	}
+	f.memMu.RUnlock()
+	if len(addrs) == 0 {
+		return
+	}
+	if n, _ := f.joinEach(addrs); n > 0 {
+		f.log.Info("reconnected to dead WAN members", "reached", n, "tried", len(addrs))
+	}
+}
+
+// forget deletes members down for at least ReconnectTimeout.
+func (f *Federation) forget(now time.Time) {
+	f.memMu.Lock()
+	defer f.memMu.Unlock()
+	for name, e := range f.members {
+		if e.expired(now, f.cfg.Tuning.ReconnectTimeout) {
+			delete(f.members, name)
+		}
+	}
+}
