@@ -43,17 +43,17 @@ type Main struct {
 	// LogOutput receives JSON logs; nil means os.Stderr.
 	LogOutput io.Writer
 
-	Logger    *slog.Logger
-	Store     push.Store
-	Hub       *hub.Hub
-	Server    *server.Server
-	Cluster   *cluster.Cluster // nil on a single node
+	Logger  *slog.Logger
+	Store   push.Store
+	Hub     *hub.Hub
+	Server  *server.Server
+	Cluster *cluster.Cluster // nil on a single node
 	// Remotes are the read-only stores of the other regions' events.
 	Remotes []push.Store
 	// Federation is the WAN pool membership; nil outside it.
 	Federation *cluster.Federation
-	Guards    *resilience.Guards
-	Telemetry *observability.Telemetry
+	Guards     *resilience.Guards
+	Telemetry  *observability.Telemetry
 	// GossipTransport, when set, replaces memberlist's UDP/TCP transport
 	// (tests use it to cut gossip between in-process nodes).
 	GossipTransport memberlist.Transport

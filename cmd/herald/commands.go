@@ -121,6 +121,10 @@ func printBanner(w io.Writer, m *Main) {
 	if m.Cluster != nil {
 		fmt.Fprintf(w, "  gossip      %s  (region %s)\n", m.Cluster.Local().GossipAddr, m.Config.Region)
 	}
+	if m.Federation != nil {
+		fmt.Fprintf(w, "  wan         %s  (federates regions; /v1/region on the admin listener)\n", m.Federation.GossipAddr())
+	}
+
 	fmt.Fprintf(w, "\n  subscribe:  curl -N '%s/v1/stream?topic=demo&topic=news'\n", u)
 	fmt.Fprintf(w, "  publish:    curl -X POST %s/v1/topics/demo/events -H 'Content-Type: application/json' -d '{\"event\":\"greeting\",\"data\":{\"hello\":\"world\"}}'\n", u)
 	fmt.Fprintf(w, "  history:    curl '%s/v1/topics/demo/events?after=0'\n", u)

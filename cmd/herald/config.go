@@ -209,11 +209,11 @@ type StreamConfig struct {
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		Listen:            "127.0.0.1:8080",
-		AdminListen:       "127.0.0.1:9090",
-		RedisPrefix:       "herald",
-		Region:            "local",
-		LogLevel:          "info",
+		Listen:      "127.0.0.1:8080",
+		AdminListen: "127.0.0.1:9090",
+		RedisPrefix: "herald",
+		Region:      "local",
+		LogLevel:    "info",
 		Federation: FederationConfig{
 			Interval:          time.Second,
 			ReplicaWait:       2 * time.Second,

@@ -62,6 +62,7 @@ type proc struct {
 	URL    string
 	Admin  string
 	Gossip string
+	WAN    string
 	log    *lockedBuffer
 	exited chan struct{}
 	err    error // exit status, valid after exited closes
@@ -149,6 +150,8 @@ func startProc(t testing.TB, name string, env []string, args ...string) *proc {
 				p.Admin = f[1]
 			case len(f) >= 2 && f[0] == "gossip":
 				p.Gossip = f[1]
+			case len(f) >= 2 && f[0] == "wan":
+				p.WAN = f[1]
 			case len(f) >= 1 && f[0] == "subscribe:":
 				close(ready)
 			}

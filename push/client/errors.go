@@ -40,6 +40,9 @@ type APIError struct {
 	Message string
 	// RetryAfter is the server's Retry-After, or 0.
 	RetryAfter time.Duration
+	// Alternates are other regions' endpoints the server pointed to (its
+	// region is being evacuated), or nil.
+	Alternates []string
 }
 
 func (e *APIError) Error() string {
@@ -69,8 +72,9 @@ const maxErrorBody = 64 << 10
 // errorBody is Herald's JSON error shape.
 type errorBody struct {
 	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
+		Code       string   `json:"code"`
+		Message    string   `json:"message"`
+		Alternates []string `json:"alternates"`
 	} `json:"error"`
 }
 
@@ -82,7 +86,7 @@ func readAPIError(resp *http.Response, now time.Time) *APIError {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var eb errorBody
 	if json.Unmarshal(body, &eb) == nil && eb.Error != nil {
-		e.Code, e.Message = eb.Error.Code, eb.Error.Message
+		e.Code, e.Message, e.Alternates = eb.Error.Code, eb.Error.Message, eb.Error.Alternates
 		return e
 	}
 	if text := strings.TrimSpace(string(body)); text != "" && utf8.ValidString(text) {

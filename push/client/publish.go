@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -117,7 +119,8 @@ type BatchResult struct {
 type Publisher struct {
 	cfg       PublisherConfig
 	cfgErr    error
-	endpoints []*url.URL
+	mu        sync.Mutex
+	endpoints []*url.URL // configured, then alternates learned from evacuating servers
 	hc        *http.Client
 	bo        backoff
 	log       *slog.Logger
@@ -279,7 +282,6 @@ const maxResponseBody = 8 << 20
 
 // do POSTs body with retries; path maps an endpoint to the request URL.
 func (p *Publisher) do(ctx context.Context, path func(*url.URL) *url.URL, body []byte, idemKey string, okStatus ...int) (response, error) {
-	n := int64(len(p.endpoints))
 	start := p.preferred.Load()
 	var lastErr error
 	var retryAfter time.Duration
@@ -294,8 +296,12 @@ func (p *Publisher) do(ctx context.Context, path func(*url.URL) *url.URL, body [
 				return response{}, err
 			}
 		}
+		p.mu.Lock()
+		eps := p.endpoints
+		p.mu.Unlock()
+		n := int64(len(eps))
 		idx := (start + int64(attempt)) % n
-		resp, err := p.once(ctx, path(p.endpoints[idx]), body, idemKey, okStatus)
+		resp, err := p.once(ctx, path(eps[idx]), body, idemKey, okStatus)
 		if err == nil {
 			p.preferred.Store(idx)
 			return resp, nil
@@ -309,6 +315,14 @@ func (p *Publisher) do(ctx context.Context, path func(*url.URL) *url.URL, body [
 				return response{}, err
 			}
 			retryAfter = apiErr.RetryAfter
+			if alt := p.learn(apiErr.Alternates); alt >= 0 {
+				// The region is being evacuated: the next attempt goes to
+				// the first alternate it named, without waiting.
+				p.preferred.Store(alt)
+				start, retryAfter = alt-int64(attempt)-1, 0
+				lastErr = err
+				continue
+			}
 		} else {
 			retryAfter = 0
 		}
@@ -316,6 +330,38 @@ func (p *Publisher) do(ctx context.Context, path func(*url.URL) *url.URL, body [
 		p.preferred.CompareAndSwap(idx, (idx+1)%n)
 	}
 	return response{}, fmt.Errorf("client: gave up after %d attempts: %w", p.cfg.MaxAttempts, lastErr)
+}
+
+// learn adds alternates to the endpoints (at most maxLearned) and returns
+// the index of the first one, or -1.
+func (p *Publisher) learn(alts []string) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	first := int64(-1)
+	for _, a := range alts {
+		idx := -1
+		for i, u := range p.endpoints {
+			if strings.TrimRight(u.String(), "/") == strings.TrimRight(a, "/") {
+				idx = i
+				break
+			}
+		}
+		if idx < 0 {
+			if len(p.endpoints) >= len(p.cfg.Endpoints)+maxLearned {
+				continue
+			}
+			u, err := url.Parse(a)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				continue
+			}
+			p.endpoints = append(p.endpoints[:len(p.endpoints):len(p.endpoints)], u)
+			idx = len(p.endpoints) - 1
+		}
+		if first < 0 {
+			first = int64(idx)
+		}
+	}
+	return first
 }
 
 // once performs one attempt.

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,13 @@ type StreamConfig struct {
 	// with sse.ErrTooLarge: reconnecting would replay it forever. Zero means
 	// sse.DefaultMaxEventSize (1 MiB).
 	MaxEventSize int
+	// Failback, when positive, returns a stream that runs on another
+	// endpoint than the first one (after a failover) to the first one once
+	// its /readyz has answered 200 for this long without a failure (probed
+	// every Failback/4, at least every 250ms). A stream thus moves at most
+	// twice per outage of its home region: away, and back once the home
+	// is steadily healthy. Zero means stay where it is.
+	Failback time.Duration
 	// OnConnect, when set, is called after a connection is established
 	// (200 with an event stream), with the endpoint used.
 	OnConnect func(endpoint string)
@@ -86,7 +94,11 @@ const (
 type Stream struct {
 	cfg       StreamConfig
 	cfgErr    error
+	// endpoints are the configured ones, then alternates learned from the
+	// servers (herald.hello, herald.moved, evacuation errors); names are
+	// their strings as given. Owned by the active Run; only appended to.
 	endpoints []*url.URL
+	names     []string
 	hc        *http.Client
 	ownHC     bool
 	bo        backoff
@@ -126,6 +138,7 @@ func Subscribe(cfg StreamConfig) *Stream {
 		s.hc, s.ownHC = &http.Client{Transport: newTransport(30 * time.Second)}, true
 	}
 	s.endpoints, s.cfgErr = parseEndpoints(cfg.Endpoints)
+	s.names = append([]string(nil), cfg.Endpoints...)
 	if s.cfgErr == nil && len(cfg.Topics) == 0 {
 		s.cfgErr = fmt.Errorf("%w: no topics", ErrConfig)
 	}
@@ -212,6 +225,16 @@ func (s *Stream) Run(ctx context.Context, handler func(Event) error) error {
 			return out.err
 		}
 		switch {
+		case errors.Is(out.err, errFailback):
+			// The home endpoint is steadily healthy again: go back now.
+			failures = 0
+			s.next = 0
+			s.log.Info("stream failing back", "from", ep.Redacted(), "to", s.endpoints[0].Redacted())
+			continue
+		case out.moveTo >= 0:
+			// The server's region is being evacuated: go where it said.
+			failures = 0
+			s.next = out.moveTo
 		case out.delivered && errors.Is(out.err, ErrIdleTimeout):
 			// The endpoint went silent mid-stream: resume on the next one.
 			failures = 0
@@ -235,6 +258,79 @@ type outcome struct {
 	permanent  bool
 	delivered  bool          // the handler accepted at least one event
 	retryAfter time.Duration // server-imposed minimum wait
+	moveTo     int           // endpoint the server sent the client to; -1: none
+}
+
+// maxLearned bounds the alternates a stream learns from servers.
+const maxLearned = 16
+
+// learn adds alternates to the endpoint list and returns the index of the
+// first usable one that is not the current endpoint (-1 when none).
+func (s *Stream) learn(alts []string, current int) int {
+	first := -1
+	for _, a := range alts {
+		idx := -1
+		for i, n := range s.names {
+			if n == a || strings.TrimRight(n, "/") == strings.TrimRight(a, "/") {
+				idx = i
+				break
+			}
+		}
+		if idx < 0 {
+			if len(s.names) >= len(s.cfg.Endpoints)+maxLearned {
+				continue
+			}
+			u, err := url.Parse(a)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				continue
+			}
+			s.endpoints = append(s.endpoints, u)
+			s.names = append(s.names, a)
+			idx = len(s.names) - 1
+		}
+		if first < 0 && idx != current {
+			first = idx
+		}
+	}
+	return first
+}
+
+// errFailback is the cancellation cause of a connection left for the home
+// endpoint.
+var errFailback = errors.New("failback")
+
+// watchHome probes the first endpoint's /readyz while the stream runs
+// elsewhere and cancels the connection once it has been ready for
+// Config.Failback. It returns when ctx is done.
+func (s *Stream) watchHome(ctx context.Context, cancel context.CancelCauseFunc, probe string) {
+	every := max(s.cfg.Failback/4, 250*time.Millisecond)
+	var since time.Time
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, pcancel := context.WithTimeout(ctx, every)
+		req, _ := http.NewRequestWithContext(pctx, http.MethodGet, probe, nil)
+		ok := false
+		if resp, err := s.hc.Do(req); err == nil {
+			ok = resp.StatusCode == http.StatusOK
+			drain(resp.Body)
+		}
+		pcancel()
+		switch {
+		case !ok:
+			since = time.Time{}
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= s.cfg.Failback:
+			cancel(errFailback)
+			return
+		}
+	}
 }
 
 // errIdle is the cancellation cause of a connection closed by the idle timer.
@@ -246,7 +342,7 @@ func (s *Stream) connect(ctx context.Context, epIdx int, handler func(Event) err
 	defer cancel(nil)
 	req, err := s.newRequest(connCtx, ep)
 	if err != nil {
-		return outcome{err: err, permanent: true}
+		return outcome{err: err, permanent: true, moveTo: -1}
 	}
 	// A node that accepts connections but does not answer (paused, wedged)
 	// gets the idle timeout for its response headers too.
@@ -262,24 +358,37 @@ func (s *Stream) connect(ctx context.Context, epIdx int, handler func(Event) err
 		if errors.Is(context.Cause(connCtx), errIdle) {
 			err = ErrIdleTimeout
 		}
-		return outcome{err: err}
+		return outcome{err: err, moveTo: -1}
 	}
 	defer resp.Body.Close()
 
 	if o, ok := s.checkResponse(resp); !ok {
 		drain(resp.Body)
+		o.moveTo = -1
+		var apiErr *APIError
+		if errors.As(o.err, &apiErr) && len(apiErr.Alternates) > 0 {
+			o.moveTo = s.learn(apiErr.Alternates, epIdx)
+		}
 		return o
 	}
 
-	endpoint := s.cfg.Endpoints[epIdx]
+	endpoint := s.names[epIdx]
+	if epIdx != 0 && s.cfg.Failback > 0 {
+		home, stop := context.WithCancel(connCtx)
+		defer stop()
+		go s.watchHome(home, cancel, s.endpoints[0].JoinPath("readyz").String())
+	}
 	s.connected = true
 	s.log.Info("stream connected", "endpoint", ep.Redacted())
 	if s.cfg.OnConnect != nil {
 		s.cfg.OnConnect(endpoint)
 	}
-	out := s.read(connCtx, cancel, resp.Body, handler)
-	if errors.Is(context.Cause(connCtx), errIdle) {
+	out := s.read(connCtx, cancel, resp.Body, handler, epIdx)
+	switch cause := context.Cause(connCtx); {
+	case errors.Is(cause, errIdle):
 		out.err = ErrIdleTimeout
+	case errors.Is(cause, errFailback) && ctx.Err() == nil:
+		out.err = errFailback
 	}
 	if s.cfg.OnDisconnect != nil {
 		reason := out.err
@@ -355,7 +464,7 @@ func (s *Stream) checkResponse(resp *http.Response) (outcome, bool) {
 }
 
 // read decodes the body and hands events to handler until the body ends.
-func (s *Stream) read(ctx context.Context, cancel context.CancelCauseFunc, body io.Reader, handler func(Event) error) outcome {
+func (s *Stream) read(ctx context.Context, cancel context.CancelCauseFunc, body io.Reader, handler func(Event) error, epIdx int) outcome {
 	if s.cfg.IdleTimeout > 0 {
 		idle := &idleReader{r: body, d: s.cfg.IdleTimeout}
 		idle.t = time.AfterFunc(idle.d, func() { cancel(errIdle) })
@@ -363,7 +472,7 @@ func (s *Stream) read(ctx context.Context, cancel context.CancelCauseFunc, body 
 		body = idle
 	}
 	dec := sse.DecoderConfig{MaxEventSize: s.cfg.MaxEventSize, LastEventID: s.LastEventID()}.NewDecoder(body)
-	var out outcome
+	out := outcome{moveTo: -1}
 	for {
 		ev, err := dec.Next()
 		if r, ok := dec.Retry(); ok {
@@ -387,8 +496,17 @@ func (s *Stream) read(ctx context.Context, cancel context.CancelCauseFunc, body 
 			// The server's session span: sent back as traceparent on the
 			// next connection so that its span links to this one.
 			var h push.Hello
-			if json.Unmarshal([]byte(ev.Data), &h) == nil && len(h.Trace) <= 128 {
-				s.trace = h.Trace
+			if json.Unmarshal([]byte(ev.Data), &h) == nil {
+				if len(h.Trace) <= 128 {
+					s.trace = h.Trace
+				}
+				s.learn(h.Alternates, epIdx)
+			}
+		}
+		if ev.Type == push.EventMoved {
+			var m push.Moved
+			if json.Unmarshal([]byte(ev.Data), &m) == nil {
+				out.moveTo = s.learn(m.Alternates, epIdx)
 			}
 		}
 		if err := handler(Event{ID: ev.ID, Type: ev.Type, Data: ev.Data}); err != nil {
