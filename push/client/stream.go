@@ -92,8 +92,8 @@ const (
 // Stream is a resuming subscription. Create it with Subscribe and consume it
 // with Run.
 type Stream struct {
-	cfg       StreamConfig
-	cfgErr    error
+	cfg    StreamConfig
+	cfgErr error
 	// endpoints are the configured ones, then alternates learned from the
 	// servers (herald.hello, herald.moved, evacuation errors); names are
 	// their strings as given. Owned by the active Run; only appended to.

@@ -378,3 +378,30 @@ func regionStoreInfo(t testing.TB, url string) (uint64, error) {
 	}
 	return in[0].Last, nil
 }
+
+// TestReplicationLagFollowsTheLink: the lag of origin a measured in region
+// b (age of a's newest heartbeat on b's replica, the gauge
+// herald_replication_lag_seconds) rises when the cross-region link is
+// slowed and falls back when it recovers.
+func TestReplicationLagFollowsTheLink(t *testing.T) {
+	r := startTwoRegions(t)
+	lag := func() time.Duration { return r.b.Srv.ReplicationLag()["a"] }
+	waitFor(t, 10*time.Second, "a measured lag in b", func() bool {
+		l, ok := r.b.Srv.ReplicationLag()["a"]
+		return ok && l < 500*time.Millisecond
+	})
+	base := lag()
+	if _, err := r.pxA.AddToxic("slow", "latency", "downstream", 1, toxiclient.Attributes{"latency": 2000}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "lag above 1.5s on a slowed link", func() bool { return lag() > 1500*time.Millisecond })
+	high := lag()
+	if err := r.pxA.RemoveToxic("slow"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "lag back under 500ms", func() bool { return lag() < 500*time.Millisecond })
+	t.Logf("lag of a in b: %s at rest, %s with 2s link latency, %s after", base, high, lag())
+	if _, ok := r.a.Srv.ReplicationLag()["a"]; ok {
+		t.Fatal("a node reports a lag for its own region")
+	}
+}
