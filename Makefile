@@ -24,6 +24,10 @@ build: ## build bin/herald
 run: build ## run one dev node on the in-memory store (no auth) and print its URLs
 	./$(BIN) serve --dev --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9090
 
+.PHONY: demo
+demo: build ## two local regions × two nodes, their Redis primaries and cross-region replicas; prints URLs and how to kill a region
+	./deploy/local/demo.sh
+
 .PHONY: deps
 deps: ## install what tests need on a fresh Debian machine (redis-server, chromium: root only; promtool into GOPATH/bin)
 	@GO='$(GO)' ./.ci/deps.sh
