@@ -128,7 +128,6 @@ type regionPublisher struct {
 	stopc   chan struct{}
 	done    chan struct{}
 	failed  atomic.Int64
-	origins sync.Map // origin → count
 }
 
 func startRegionPublisher(name string, endpoints, topics []string, led *ledger, rate int) *regionPublisher {
