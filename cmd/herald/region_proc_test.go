@@ -121,13 +121,13 @@ type ack struct {
 
 // regionPublisher publishes payloads "<name>-<i>" to topics in turn.
 type regionPublisher struct {
-	name    string
-	pub     *client.Publisher
-	led     *ledger
-	topics  []string
-	stopc   chan struct{}
-	done    chan struct{}
-	failed  atomic.Int64
+	name   string
+	pub    *client.Publisher
+	led    *ledger
+	topics []string
+	stopc  chan struct{}
+	done   chan struct{}
+	failed atomic.Int64
 }
 
 func startRegionPublisher(name string, endpoints, topics []string, led *ledger, rate int) *regionPublisher {
