@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -157,31 +158,39 @@ type FederationConfig struct {
 // remote is one parsed remote_redis entry.
 type remote struct{ Name, URL string }
 
-// Remotes parses remote_redis.
+// Remotes parses remote_redis. Errors never repeat a password.
 func (c Config) Remotes() ([]remote, error) {
 	var out []remote
 	seen := map[string]bool{}
 	for _, r := range c.RemoteRedis {
 		name, u, ok := strings.Cut(r, "=")
 		if !ok || name == "" || u == "" {
-			return nil, fmt.Errorf("remote_redis %q: want NAME=URL", r)
+			return nil, fmt.Errorf("remote_redis %q: want NAME=URL", redactPassword(r))
 		}
 		if err := push.ValidateOrigin(name); err != nil {
-			return nil, fmt.Errorf("remote_redis %q: %w", r, err)
+			return nil, fmt.Errorf("remote_redis %q: %w", redactPassword(r), err)
 		}
 		if name == c.Region {
-			return nil, fmt.Errorf("remote_redis %q: %s is this node's own region", r, name)
+			return nil, fmt.Errorf("remote_redis %s: this node's own region (its events are in redis)", name)
 		}
 		if seen[name] {
 			return nil, fmt.Errorf("remote_redis: region %s given twice", name)
 		}
 		seen[name] = true
 		if _, err := redisstore.ParseURL(u); err != nil {
-			return nil, fmt.Errorf("remote_redis %s: %w", name, err)
+			return nil, fmt.Errorf("remote_redis %s: %s", name, redactPassword(err.Error()))
 		}
 		out = append(out, remote{name, u})
 	}
 	return out, nil
+}
+
+// userinfoPassword matches the password of a URL's userinfo.
+var userinfoPassword = regexp.MustCompile(`(//[^:@/\s]*):[^@/\s]*@`)
+
+// redactPassword hides URL passwords in text bound for errors and logs.
+func redactPassword(s string) string {
+	return userinfoPassword.ReplaceAllString(s, "$1:xxxxx@")
 }
 
 // LimitsConfig bounds requests.
@@ -270,7 +279,8 @@ func registerServeFlags(fs *pflag.FlagSet) {
 	fs.StringSlice("join", nil, "seed node host:port (repeatable; DNS names are re-resolved)")
 	fs.String("gossip-key", "", "base64 gossip encryption key, 16/24/32 bytes (herald gossip-key makes one)")
 	fs.Int("connection-target", 0, "streams this node aims to hold (0 = no target)")
-	fs.StringSlice("remote-redis", nil, "NAME=URL: the local replica of region NAME's primary (repeatable)")
+	// An array, not a slice: Sentinel and Cluster URLs hold commas.
+	fs.StringArray("remote-redis", nil, "NAME=URL: the local replica of region NAME's primary (repeatable)")
 	fs.String("region-url", "", "client-facing base URL of this region, offered to other regions' clients (default --advertise-url)")
 	fs.String("wan-listen", "", `WAN federation bind address host:port ("" = not in the WAN pool)`)
 	fs.String("wan-advertise", "", "WAN address other regions use (default --wan-listen)")
@@ -281,7 +291,38 @@ func registerServeFlags(fs *pflag.FlagSet) {
 
 // listKeys are the keys whose environment values are comma-separated lists.
 var listKeys = map[string]bool{"join": true, "gossip_old_keys": true, "cors.allowed_origins": true, "trusted_proxies": true,
-	"remote_redis": true, "wan_join": true}
+	"wan_join": true}
+
+// remoteSep finds where a remote_redis entry starts in an environment value:
+// at the start or after a comma or space, a region name followed by "=".
+// Sentinel and Cluster URLs hold commas (h1:p1,h2:p2) that must not split
+// them; a host never contains "=".
+var remoteSep = regexp.MustCompile(`(?:^|[,\s]+)([a-z0-9][a-z0-9-]*=)`)
+
+// splitRemotes splits HERALD_REMOTE_REDIS ("eu=redis+sentinel://a:1,b:2/m,us=redis://c:3")
+// into its NAME=URL entries. Text before the first NAME= is kept as an entry
+// of its own so that Validate names it.
+func splitRemotes(v string) []string {
+	var out []string
+	idx := remoteSep.FindAllStringSubmatchIndex(v, -1)
+	if len(idx) == 0 || idx[0][0] > 0 {
+		end := len(v)
+		if len(idx) > 0 {
+			end = idx[0][0]
+		}
+		if s := strings.Trim(v[:end], ", \t\n"); s != "" {
+			out = append(out, s)
+		}
+	}
+	for i, m := range idx {
+		end := len(v)
+		if i+1 < len(idx) {
+			end = idx[i+1][0]
+		}
+		out = append(out, strings.TrimRight(v[m[2]:end], ", \t\n"))
+	}
+	return out
+}
 
 // flagKeys maps flags that set nested keys.
 var flagKeys = map[string]string{
@@ -318,6 +359,9 @@ func LoadConfig(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 				return "", nil
 			}
 			key = strings.ReplaceAll(key, "__", ".")
+			if key == "remote_redis" {
+				return key, splitRemotes(v)
+			}
 			if listKeys[key] {
 				return key, strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,5 +91,64 @@ func TestConfigRequiresAuthOutsideDev(t *testing.T) {
 	}
 	if _, err := LoadConfig(flagSet(t, "--dev"), func() []string { return nil }); err != nil {
 		t.Fatalf("dev config: %v", err)
+	}
+}
+
+// Sentinel and Cluster URLs hold commas: neither HERALD_REMOTE_REDIS nor a
+// repeated --remote-redis may split them.
+func TestRemoteRedisKeepsCommasInURLs(t *testing.T) {
+	const (
+		sentinel = "redis+sentinel://:p%2Cw@s1:26379,s2:26379,s3:26379/herald?sentinel_password=x"
+		cluster  = "redis+cluster://c1:7000,c2:7000"
+	)
+	want := []remote{{"eu", sentinel}, {"ap-south", cluster}}
+	base := []string{"HERALD_REGION=us", "HERALD_REDIS=redis://127.0.0.1:6390", "HERALD_DEV=true"}
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		flags []string
+	}{
+		{"env comma", []string{"HERALD_REMOTE_REDIS=eu=" + sentinel + ",ap-south=" + cluster}, nil},
+		{"env spaces", []string{"HERALD_REMOTE_REDIS= eu=" + sentinel + " , ap-south=" + cluster + " "}, nil},
+		{"flags", nil, []string{"--remote-redis", "eu=" + sentinel, "--remote-redis", "ap-south=" + cluster}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := append(slices.Clone(base), tc.env...)
+			cfg, err := LoadConfig(flagSet(t, tc.flags...), func() []string { return env })
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := cfg.Remotes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("remotes = %q, want %q", got, want)
+			}
+		})
+	}
+	// Text before the first NAME= is an entry of its own, which Validate names.
+	env := append(slices.Clone(base), "HERALD_REMOTE_REDIS=redis://x:1,eu=redis://y:2")
+	if _, err := LoadConfig(flagSet(t), func() []string { return env }); err == nil || !strings.Contains(err.Error(), `"redis://x:1"`) {
+		t.Errorf("a value without NAME= must be refused by name, got %v", err)
+	}
+}
+
+func TestRemoteRedisErrorsHidePasswords(t *testing.T) {
+	for _, v := range []string{
+		"redis://:s3cret@h:1",                   // no NAME=
+		"Bad_Name=redis://:s3cret@h:1",          // bad region name
+		"eu=redis+sentinel://u:s3cret@h:1",      // no master name
+		"eu=rediss://user:s3cret@h:1/0?bogus=1", // unknown option
+	} {
+		env := []string{"HERALD_REGION=us", "HERALD_REDIS=redis://127.0.0.1:6390", "HERALD_DEV=true"}
+		_, err := LoadConfig(flagSet(t, "--remote-redis", v), func() []string { return env })
+		if err == nil {
+			t.Errorf("%q: accepted", v)
+			continue
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%q: error repeats the password: %v", v, err)
+		}
 	}
 }
