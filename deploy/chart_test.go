@@ -298,6 +298,7 @@ func TestChartRendersStrictK8sObjects(t *testing.T) {
 			checkNetworkPolicy(t, r)
 			checkSecurity(t, r)
 			checkOptionalObjects(t, r)
+			checkMultiRegion(t, r)
 		})
 	}
 }
@@ -627,7 +628,7 @@ func checkServices(t *testing.T, r rendered) {
 			t.Errorf("%s: public Service exposes %s port %d -> %d; only the API port %d may be public",
 				r.name, p.Protocol, p.Port, target, named["http"].ContainerPort)
 		}
-		for _, private := range []string{"admin", "gossip-tcp", "gossip-udp"} {
+		for _, private := range []string{"admin", "gossip-tcp", "gossip-udp", "wan-tcp", "wan-udp"} {
 			if cp, ok := named[private]; ok && (target == cp.ContainerPort || p.Port == cp.ContainerPort) {
 				t.Errorf("%s: public Service exposes the %s port", r.name, private)
 			}
@@ -652,6 +653,19 @@ func checkServices(t *testing.T, r rendered) {
 		}
 		if gs.Spec.Type != "" && gs.Spec.Type != corev1.ServiceTypeClusterIP {
 			t.Errorf("%s: gossip Service type %s", r.name, gs.Spec.Type)
+		}
+	}
+	if ws := byComponent(t, r, "wan-seed"); ws != nil {
+		// The WAN seed carries the memberlist join (TCP) and nothing else.
+		if len(ws.Spec.Ports) != 1 || ws.Spec.Ports[0].Protocol != corev1.ProtocolTCP ||
+			resolvePort(ws.Spec.Ports[0].TargetPort, named) != named["wan-tcp"].ContainerPort || named["wan-tcp"].ContainerPort == 0 {
+			t.Errorf("%s: WAN seed Service ports %v, want only the WAN TCP port", r.name, ws.Spec.Ports)
+		}
+		if !ws.Spec.PublishNotReadyAddresses {
+			t.Errorf("%s: WAN seed Service must publish not-ready pods (a region with Redis down is still a WAN member)", r.name)
+		}
+		if !selects(&metav1.LabelSelector{MatchLabels: ws.Spec.Selector}, d.Spec.Template.Labels) {
+			t.Errorf("%s: WAN seed Service does not select the pods", r.name)
 		}
 	}
 	if as := byComponent(t, r, "admin"); as != nil {
@@ -683,7 +697,8 @@ func checkNetworkPolicy(t *testing.T, r rendered) {
 	if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
 		t.Errorf("%s: NetworkPolicy does not restrict ingress", r.name)
 	}
-	private := map[string]bool{"admin": true, "gossip-tcp": true, "gossip-udp": true}
+	private := map[string]bool{"admin": true, "gossip-tcp": true, "gossip-udp": true, "wan-tcp": true, "wan-udp": true}
+	wan := map[string]bool{"wan-tcp": true, "wan-udp": true}
 	covered := map[string]bool{}
 	for i, rule := range np.Spec.Ingress {
 		if len(rule.Ports) == 0 {
@@ -700,6 +715,11 @@ func checkNetworkPolicy(t *testing.T, r rendered) {
 			}
 			for _, peer := range rule.From {
 				switch {
+				case peer.IPBlock != nil && wan[name]:
+					// Other regions reach the WAN port by address; never everyone.
+					if ones, _ := ipBlockSize(peer.IPBlock.CIDR); ones == 0 {
+						t.Errorf("%s: WAN port open to %s", r.name, peer.IPBlock.CIDR)
+					}
 				case peer.IPBlock != nil:
 					t.Errorf("%s: private port %s open to an ipBlock", r.name, name)
 				case peer.PodSelector != nil && peer.NamespaceSelector == nil:
@@ -724,6 +744,94 @@ func checkNetworkPolicy(t *testing.T, r rendered) {
 	if env["HERALD_GOSSIP_LISTEN"] != "" && (!covered["gossip-tcp"] || !covered["gossip-udp"]) {
 		t.Errorf("%s: NetworkPolicy does not admit gossip between the pods", r.name)
 	}
+	if env["HERALD_WAN_LISTEN"] != "" && (!covered["wan-tcp"] || !covered["wan-udp"]) {
+		t.Errorf("%s: NetworkPolicy does not admit the WAN pool", r.name)
+	}
+}
+
+// multiRegionSets are the value sets that deploy a region of a federation,
+// with the other regions they read.
+var multiRegionSets = map[string][]string{"eu-west": {"us-east"}, "us-east": {"eu-west"}}
+
+// checkMultiRegion: a federated region gets its remote stores (each URL from
+// a Secret or literal, never under a HERALD_ name of its own), the WAN pool on
+// its own port with an encrypted key, and a region URL.
+func checkMultiRegion(t *testing.T, r rendered) {
+	t.Helper()
+	d := one[*appsv1.Deployment](t, r, "Deployment")
+	c := container(t, d)
+	em := envMap(c)
+	_, env, secretEnv := effectiveConfig(t, r, d)
+	wantRemotes, federated := multiRegionSets[r.name]
+	if _, on := env["HERALD_WAN_LISTEN"]; on != federated {
+		t.Fatalf("%s: WAN pool on = %v, want %v", r.name, on, federated)
+	}
+	if !federated {
+		for name := range em {
+			if strings.HasPrefix(name, "REMOTE_REDIS_") || strings.HasPrefix(name, "HERALD_REMOTE") || strings.HasPrefix(name, "HERALD_WAN") {
+				t.Errorf("%s: multi-region variable %s without multi-region", r.name, name)
+			}
+		}
+		return
+	}
+	named := map[string]corev1.ContainerPort{}
+	for _, p := range c.Ports {
+		named[p.Name] = p
+	}
+	wport := listenPort(t, env["HERALD_WAN_LISTEN"])
+	if named["wan-tcp"].ContainerPort != wport || named["wan-udp"].ContainerPort != wport || named["wan-udp"].Protocol != corev1.ProtocolUDP {
+		t.Errorf("%s: WAN container ports %v, want TCP and UDP %d", r.name, c.Ports, wport)
+	}
+	if wport == named["gossip-tcp"].ContainerPort {
+		t.Errorf("%s: WAN and region gossip share port %d", r.name, wport)
+	}
+	if adv := env["HERALD_WAN_ADVERTISE"]; adv != fmt.Sprintf("$(POD_IP):%d", wport) {
+		t.Errorf("%s: HERALD_WAN_ADVERTISE = %q, want $(POD_IP):%d", r.name, adv, wport)
+	}
+	if env["HERALD_WAN_JOIN"] == "" {
+		t.Errorf("%s: no WAN seeds", r.name)
+	}
+	if !slices.Contains(secretEnv, "HERALD_WAN_KEY") && !slices.Contains(secretEnv, "HERALD_GOSSIP_KEY") {
+		t.Errorf("%s: WAN pool without a key from a Secret", r.name)
+	}
+	if u := env["HERALD_REGION_URL"]; !strings.HasPrefix(u, "https://") {
+		t.Errorf("%s: HERALD_REGION_URL = %q, want the region's https URL", r.name, u)
+	}
+	var got []string
+	for _, entry := range strings.Split(env["HERALD_REMOTE_REDIS"], ",") {
+		name, ref, ok := strings.Cut(entry, "=")
+		m := regexp.MustCompile(`^\$\(([A-Z0-9_]+)\)$`).FindStringSubmatch(ref)
+		if !ok || m == nil {
+			t.Errorf("%s: HERALD_REMOTE_REDIS entry %q, want NAME=$(VAR)", r.name, entry)
+			continue
+		}
+		v, defined := em[m[1]]
+		switch {
+		case !defined:
+			t.Errorf("%s: %s refers to undefined %s", r.name, name, m[1])
+		case strings.HasPrefix(m[1], "HERALD_"):
+			t.Errorf("%s: remote URL variable %s would be read as a Herald key", r.name, m[1])
+		case v.ValueFrom == nil || v.ValueFrom.SecretKeyRef == nil:
+			t.Errorf("%s: remote %s URL is not from a Secret", r.name, name)
+		}
+		got = append(got, name)
+	}
+	if !slices.Equal(got, wantRemotes) {
+		t.Errorf("%s: remote regions %v, want %v", r.name, got, wantRemotes)
+	}
+	if byComponent(t, r, "wan-seed") == nil {
+		t.Errorf("%s: no WAN seed Service", r.name)
+	}
+}
+
+// ipBlockSize returns the prefix length of a CIDR (0 for 0.0.0.0/0 or ::/0).
+func ipBlockSize(cidr string) (int, error) {
+	_, n, err := net.ParseCIDR(cidr)
+	if err != nil {
+		return 0, err
+	}
+	ones, _ := n.Mask.Size()
+	return ones, nil
 }
 
 func checkSecurity(t *testing.T, r rendered) {
@@ -880,8 +988,20 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 		{"url and secret", map[string]any{"redis": map[string]any{"existingSecret": "r"}}, "either redis.url or redis.existingSecret"},
 		{"no gossip key", map[string]any{"gossip": map[string]any{"existingSecret": ""}}, "gossip.existingSecret is required"},
 		{"jwt keys without secret", map[string]any{"auth": map[string]any{"jwt": map[string]any{"keys": []any{map[string]any{"algorithm": "HS256", "secretKey": "k"}}}}}, "auth.jwt.keys need auth.jwt.existingSecret"},
-		{"remote redis", map[string]any{"multiRegion": map[string]any{"remoteRedis": map[string]any{"us-east": "redis://x:6379"}}}, "not implemented yet (issue 6)"},
-		{"wan join", map[string]any{"multiRegion": map[string]any{"wanJoin": []any{"x:7947"}}}, "not implemented yet (issue 6)"},
+		{"multi-region values while off", map[string]any{"multiRegion": map[string]any{"remoteRedis": map[string]any{"us-east": map[string]any{"url": "redis://x:6379"}}}}, "multiRegion.enabled is false"},
+		{"multi-region on memory store", multiRegion(map[string]any{"redis": map[string]any{"url": ""}, "dev": true}, nil), "multiRegion needs redis.url"},
+		{"remote is own region", multiRegion(nil, map[string]any{"remoteRedis": map[string]any{"local": map[string]any{"url": "redis://x:6379"}}}), "this release's own region"},
+		{"remote bad name", multiRegion(nil, map[string]any{"remoteRedis": map[string]any{"US_East": map[string]any{"url": "redis://x:6379"}}}), "names are [a-z0-9]"},
+		{"remote url and secret", multiRegion(nil, map[string]any{"remoteRedis": map[string]any{"us-east": map[string]any{"url": "redis://x:6379", "existingSecret": "s"}}}), "exactly one of url and existingSecret"},
+		{"remote neither", multiRegion(nil, map[string]any{"remoteRedis": map[string]any{"us-east": map[string]any{}}}), "exactly one of url and existingSecret"},
+		{"remote url with password", multiRegion(nil, map[string]any{"remoteRedis": map[string]any{"us-east": map[string]any{"url": "redis://:pw@x:6379"}}}), "carries credentials"},
+		{"remote url scheme", multiRegion(nil, map[string]any{"remoteRedis": map[string]any{"us-east": map[string]any{"url": "http://x:6379"}}}), "want redis://"},
+		{"region url", multiRegion(nil, map[string]any{"regionURL": "eu.push.example.com"}), "want http(s)://host"},
+		{"wan port clash", multiRegion(nil, map[string]any{"wan": map[string]any{"port": 7946, "allowFrom": []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.0.0.0/8"}}}}}), "distinct from ports.http"},
+		{"wan open to all", multiRegion(nil, map[string]any{"wan": map[string]any{"allowFrom": []any{}}}), "multiRegion.wan.allowFrom is required"},
+		{"wan without key", multiRegion(map[string]any{"gossip": map[string]any{"existingSecret": "", "enabled": false}}, map[string]any{"wan": map[string]any{"existingSecret": "", "allowFrom": []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.0.0.0/8"}}}}}), "multiRegion.wan.existingSecret is required"},
+		{"owned remote_redis in config", map[string]any{"config": map[string]any{"remote_redis": []any{"a=redis://x:1"}}}, "config.remote_redis is set by the chart"},
+		{"owned wan_join in config", map[string]any{"config": map[string]any{"wan_join": []any{"x:1"}}}, "config.wan_join is set by the chart"},
 		{"owned key in config", map[string]any{"config": map[string]any{"gossip_key": "x"}}, "config.gossip_key is set by the chart"},
 		{"owned drain in config", map[string]any{"config": map[string]any{"cluster": map[string]any{"drain_window": "5s"}}}, "config.cluster.drain_window is set by the chart"},
 		{"owned max_streams in config", map[string]any{"config": map[string]any{"protection": map[string]any{"admission": map[string]any{"max_streams": 5}}}}, "streams.maxStreams"},
@@ -905,6 +1025,25 @@ func TestChartRefusesUnsafeValues(t *testing.T) {
 	if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g != 60 {
 		t.Fatalf("grace = %v, want 60", g)
 	}
+}
+
+// multiRegion returns overrides with multi-region on (a remote from a Secret,
+// the WAN port open to one CIDR) plus extra top-level values and extra
+// multiRegion values, merged one level deep.
+func multiRegion(top, mr map[string]any) map[string]any {
+	m := map[string]any{
+		"enabled":     true,
+		"remoteRedis": map[string]any{"us-east": map[string]any{"existingSecret": "herald-redis-us-east"}},
+		"wan": map[string]any{
+			"join":           []any{"wan.us-east.example.com:7947"},
+			"existingSecret": "herald-wan",
+			"allowFrom":      []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.20.0.0/16"}}},
+		},
+	}
+	maps.Copy(m, mr)
+	out := map[string]any{"multiRegion": m}
+	maps.Copy(out, top)
+	return out
 }
 
 // TestChartValuesDocumented: every value (two levels deep) appears in the

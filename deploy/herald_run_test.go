@@ -165,12 +165,16 @@ func runChartPod(t *testing.T, bin string, r rendered, d *appsv1.Deployment) {
 			if e.ValueFrom.SecretKeyRef.Optional != nil && *e.ValueFrom.SecretKeyRef.Optional {
 				continue // absent optional key: the kubelet leaves the variable unset
 			}
-			switch e.Name {
-			case "HERALD_GOSSIP_KEY":
+			switch {
+			case strings.HasPrefix(e.Name, "REMOTE_REDIS_"):
+				// Another region's replica, unreachable here like HERALD_REDIS;
+				// a Sentinel URL checks that its commas survive HERALD_REMOTE_REDIS.
+				v = "redis+sentinel://:pw@127.0.0.1:3,127.0.0.1:4/herald?sentinel_password=pw"
+			case e.Name == "HERALD_GOSSIP_KEY" || e.Name == "HERALD_WAN_KEY":
 				key := make([]byte, 32)
 				_, _ = rand.Read(key)
 				v = base64.StdEncoding.EncodeToString(key)
-			case "HERALD_REDIS":
+			case e.Name == "HERALD_REDIS":
 				v = "redis+sentinel://:pw@127.0.0.1:1,127.0.0.1:2/herald?sentinel_password=pw"
 			default:
 				t.Fatalf("%s: no test value for secret-backed %s", r.name, e.Name)
@@ -179,7 +183,7 @@ func runChartPod(t *testing.T, bin string, r rendered, d *appsv1.Deployment) {
 			t.Fatalf("%s: env %s: unsupported source", r.name, e.Name)
 		}
 		switch e.Name {
-		case "HERALD_LISTEN", "HERALD_ADMIN_LISTEN", "HERALD_GOSSIP_LISTEN":
+		case "HERALD_LISTEN", "HERALD_ADMIN_LISTEN", "HERALD_GOSSIP_LISTEN", "HERALD_WAN_LISTEN":
 			v = "127.0.0.1:0" // the pod has its own network namespace; this machine does not
 		case "HERALD_TLS_CERT_FILE":
 			v = rewrite(v)
@@ -269,6 +273,12 @@ func runChartPod(t *testing.T, bin string, r rendered, d *appsv1.Deployment) {
 		t.Errorf("%s: readiness %s = %d, want %d", r.name, c.ReadinessProbe.HTTPGet.Path, got, wantReady)
 	}
 
+	// A federated region: the node reads the other regions' origins, sits in
+	// the WAN pool under its region with its region URL (seeds unreachable here).
+	if want, ok := multiRegionSets[r.name]; ok {
+		checkRegionStatus(t, r.name, admin, vals, want)
+	}
+
 	// On the dev memory store the node serves streams: hold some open so
 	// SIGTERM has something to drain over the window.
 	var streams []*http.Response
@@ -326,6 +336,49 @@ func runChartPod(t *testing.T, bin string, r rendered, d *appsv1.Deployment) {
 			r.name, len(streams), last.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond), budget)
 	case <-time.After(budget):
 		t.Fatalf("%s: still running %s after SIGTERM: the kubelet would SIGKILL it\n%s", r.name, budget, dump())
+	}
+}
+
+// checkRegionStatus reads /v1/region on the admin listener of a node started
+// from a multi-region render.
+func checkRegionStatus(t *testing.T, name, admin string, vals map[string]string, remotes []string) {
+	t.Helper()
+	resp, err := http.Get(admin + "/v1/region")
+	if err != nil {
+		t.Fatalf("%s: GET /v1/region: %v", name, err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Region  string `json:"region"`
+		Origins []struct {
+			Origin string `json:"origin"`
+		} `json:"origins"`
+		Regions []struct {
+			Name string   `json:"name"`
+			URLs []string `json:"urls"`
+		} `json:"regions"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: /v1/region: %d %v", name, resp.StatusCode, err)
+	}
+	var origins []string
+	for _, o := range body.Origins {
+		origins = append(origins, o.Origin)
+	}
+	want := append([]string{vals["HERALD_REGION"]}, remotes...)
+	slices.Sort(origins)
+	slices.Sort(want)
+	if body.Region != vals["HERALD_REGION"] || !slices.Equal(origins, want) {
+		t.Errorf("%s: /v1/region region %q origins %v, want %q and %v", name, body.Region, origins, vals["HERALD_REGION"], want)
+	}
+	var self bool
+	for _, rg := range body.Regions {
+		if rg.Name == body.Region && slices.Contains(rg.URLs, vals["HERALD_REGION_URL"]) {
+			self = true
+		}
+	}
+	if !self {
+		t.Errorf("%s: the WAN pool does not list this region with %s: %+v", name, vals["HERALD_REGION_URL"], body.Regions)
 	}
 }
 

@@ -411,6 +411,11 @@ func TestRegionModuleValuesExistInChart(t *testing.T) {
 			}
 			for _, item := range x.Items {
 				key := hcl.ExprAsKeyword(item.KeyExpr)
+				if k, ok := item.KeyExpr.(*hclsyntax.ObjectConsKeyExpr); ok && key == "" {
+					if v, diags := k.Wrapped.Value(nil); !diags.HasErrors() && v.Type() == cty.String {
+						key = v.AsString() // a quoted key, e.g. an annotation name
+					}
+				}
 				if key == "" {
 					t.Errorf("module_values: non-literal key under %v", prefix)
 					continue
@@ -440,8 +445,8 @@ func TestRegionModuleValuesExistInChart(t *testing.T) {
 		var cur any = chartValues
 		for i, k := range p {
 			m, ok := cur.(map[string]any)
-			if !ok {
-				break // a list or free-form value: its inside is the chart's business
+			if !ok || len(m) == 0 {
+				break // a list or free-form map ({} in values.yaml): its inside is the chart's business
 			}
 			v, ok := m[k]
 			if !ok {

@@ -1,12 +1,14 @@
-# Two independent Herald regions behind health-checked global DNS.
+# Two federated Herald regions behind health-checked global DNS.
 #
-# Each region is its own gossip pool with its own Redis; clients and
-# publishers reach the nearest healthy region through Route 53. Before
-# running: create in each cluster's "herald" namespace the Secrets the
-# values reference by name (herald-gossip, herald-jwt, herald-redis, the
-# Ingress TLS Secret): docs/deploy.md. Cross-region replication and exact
-# resume across regions come with issue 6; until then a client that moves
-# region gets a herald.reset for what it cannot continue.
+# Each region is its own gossip pool with its own Redis primary, and holds a
+# local replica of the other region's primary (set up on the Redis side:
+# docs/multi-region.md). The regions' pods form one WAN pool through each
+# other's seed load balancer (wan.<region>.push.<domain>, published by
+# external-dns), so clients learn the other region as an alternate and
+# resume there exactly after a region loss or an evacuation. Before running:
+# create in each cluster's "herald" namespace the Secrets referenced by name
+# (herald-gossip, herald-wan, herald-jwt, herald-redis, herald-redis-<other
+# region>, the Ingress TLS Secret): docs/deploy.md.
 
 provider "kubernetes" {
   alias          = "eu_west"
@@ -46,6 +48,31 @@ locals {
     repository = var.image_repository
     tag        = var.image_tag
   }
+  pod_cidrs = {
+    "eu-west" = var.eu_west_pod_cidr
+    "us-east" = var.us_east_pod_cidr
+  }
+
+  # Each region: its client URL, its WAN seed name, and what it reads of the
+  # other region (the local replica's URL is in herald-redis-<other>).
+  multi_region = {
+    for name, other in { "eu-west" = "us-east", "us-east" = "eu-west" } : name => {
+      region_url                   = "https://${name}.push.${var.domain}"
+      remote_redis = {
+        (other) = { existing_secret = "herald-redis-${other}" }
+      }
+      wan_join        = ["wan.${other}.push.${var.domain}:7947"]
+      wan_allow_cidrs = [local.pod_cidrs[other]]
+      wan_key_secret  = { name = "herald-wan" }
+      wan_seed = {
+        hostname = "wan.${name}.push.${var.domain}"
+        annotations = {
+          "service.beta.kubernetes.io/aws-load-balancer-type"   = "nlb"
+          "service.beta.kubernetes.io/aws-load-balancer-scheme" = "internal"
+        }
+      }
+    }
+  }
 }
 
 module "eu_west" {
@@ -76,6 +103,7 @@ module "eu_west" {
     target_streams_per_pod = 8000
   }
   service_monitor = true
+  multi_region    = local.multi_region["eu-west"]
 }
 
 module "us_east" {
@@ -100,6 +128,7 @@ module "us_east" {
   tls_secret_name      = "push-us-east-tls"
   drain_window_seconds = 20
   replicas             = 4
+  multi_region         = local.multi_region["us-east"]
   values = {
     # us-east's values file routes through a Gateway; this example uses the
     # module's Ingress in both regions instead.

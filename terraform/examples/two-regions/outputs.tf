@@ -9,12 +9,14 @@ output "publish_url" {
 }
 
 output "regional_endpoints" {
-  description = "Per region: client and publish base URLs and the private admin Service."
+  description = "Per region: client and publish base URLs, the URL other regions' clients fail over to, the WAN seed and the private admin Service."
   value = {
     for m in [module.eu_west, module.us_east] : m.region => {
-      client  = m.client_endpoint
-      publish = m.publish_endpoint
-      admin   = m.admin_service
+      client     = m.client_endpoint
+      publish    = m.publish_endpoint
+      region_url = m.region_url
+      wan_seed   = m.wan_seed
+      admin      = m.admin_service
     }
   }
 }

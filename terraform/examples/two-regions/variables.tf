@@ -39,3 +39,13 @@ variable "image_tag" {
   type        = string
   description = "Herald image tag to deploy in both regions."
 }
+
+variable "eu_west_pod_cidr" {
+  type        = string
+  description = "Pod CIDR of the eu-west cluster: the only source us-east admits on its WAN port (pod IPs must be routable between the clusters, e.g. peered VPCs with VPC-native pods)."
+}
+
+variable "us_east_pod_cidr" {
+  type        = string
+  description = "Pod CIDR of the us-east cluster: the only source eu-west admits on its WAN port."
+}

@@ -3,9 +3,11 @@
 # with latency (or failover) routing. An unhealthy region is left out of DNS
 # answers; its clients reconnect to another region.
 #
-# Until multi-region replication exists (issue 6), a client that moves to
-# another region resumes against a different Redis: it gets a herald.reset
-# for the streams it cannot continue there, never a silent gap.
+# With the region module's multi_region set, a client that moves region
+# resumes exactly there (the other region reads a replica of this region's
+# events). DNS is the slow path: Herald's clients also learn the other
+# regions' URLs (herald.hello alternates) and fail over without waiting for
+# a TTL. An evacuated region answers 503 on /readyz, so it leaves DNS too.
 
 locals {
   endpoints = {

@@ -63,6 +63,37 @@ locals {
         digest     = var.image.digest
       }
     },
+    var.multi_region == null ? {} : {
+      multiRegion = {
+        enabled   = true
+        regionURL = var.multi_region.region_url
+        remoteRedis = {
+          for name, r in var.multi_region.remote_redis : name => (
+            r.existing_secret != ""
+            ? { existingSecret = r.existing_secret, secretKey = r.secret_key }
+            : { url = r.url }
+          )
+        }
+        wan = {
+          port           = var.multi_region.wan_port
+          join           = var.multi_region.wan_join
+          existingSecret = try(var.multi_region.wan_key_secret.name, "")
+          secretKey      = try(var.multi_region.wan_key_secret.key, "wan-key")
+          allowFrom      = [for c in var.multi_region.wan_allow_cidrs : { ipBlock = { cidr = c } }]
+          seedService = {
+            enabled = var.multi_region.wan_seed != null
+            type    = try(var.multi_region.wan_seed.load_balancer_type, "LoadBalancer")
+            annotations = merge(
+              try(var.multi_region.wan_seed.annotations, {}),
+              try(var.multi_region.wan_seed.hostname, "") == "" ? {} : {
+                "external-dns.alpha.kubernetes.io/hostname" = var.multi_region.wan_seed.hostname
+              },
+            )
+            loadBalancerSourceRanges = try(var.multi_region.wan_seed.restrict_source_ranges, true) ? var.multi_region.wan_allow_cidrs : []
+          }
+        }
+      }
+    },
     var.jwt == null ? {} : {
       auth = {
         audience = var.jwt.audience
@@ -113,4 +144,11 @@ resource "helm_release" "herald" {
   timeout         = var.helm_timeout
   max_history     = 10
   lint            = true
+
+  lifecycle {
+    precondition {
+      condition     = var.multi_region == null || !contains(keys(try(var.multi_region.remote_redis, {})), var.region)
+      error_message = "multi_region.remote_redis must not name this module's own region: its events are in var.redis."
+    }
+  }
 }

@@ -42,3 +42,13 @@ output "gossip_service" {
   description = "Headless gossip Service the pods join (DNS name:port)."
   value       = "${var.release_name}-gossip.${local.namespace}.svc.cluster.local:7946"
 }
+
+output "region_url" {
+  description = "Client base URL this region advertises to other regions' clients (multi_region.region_url), or empty."
+  value       = try(var.multi_region.region_url, "")
+}
+
+output "wan_seed" {
+  description = "host:port other regions put in their multi_region.wan_join (the WAN seed load balancer's DNS name), or empty."
+  value       = try(var.multi_region.wan_seed.hostname, "") == "" ? "" : "${var.multi_region.wan_seed.hostname}:${var.multi_region.wan_port}"
+}

@@ -101,14 +101,60 @@ variable "redis" {
   }
 }
 
-variable "remote_redis" {
-  type        = map(string)
-  description = "Reserved for multi-region replication (issue 6, not built yet): region name => Redis replica URL of that region. Must stay empty until Herald supports --remote-redis."
-  default     = {}
+variable "multi_region" {
+  type = object({
+    region_url = string
+    remote_redis = map(object({
+      url             = optional(string, "")
+      existing_secret = optional(string, "")
+      secret_key      = optional(string, "redis-url")
+    }))
+    wan_join        = list(string)
+    wan_allow_cidrs = list(string)
+    wan_port        = optional(number, 7947)
+    wan_key_secret = optional(object({
+      name = string
+      key  = optional(string, "wan-key")
+    }))
+    wan_seed = optional(object({
+      hostname               = optional(string, "")
+      annotations            = optional(map(string), {})
+      load_balancer_type     = optional(string, "LoadBalancer")
+      restrict_source_ranges = optional(bool, true)
+    }))
+  })
+  description = <<-EOT
+    Multi-region (docs/multi-region.md); null keeps the region on its own. region_url: this region's client base URL
+    (https://<public_hostname>), learned by other regions' clients as an alternate. remote_redis: region name => the LOCAL
+    replica of that region's Redis primary, as url (no credentials) or existing_secret/secret_key (a Secret in the
+    namespace holding the full URL). wan_join: WAN seeds host:port of the other regions (their wan_seed hostnames).
+    wan_allow_cidrs: the other regions' pod CIDRs, the only sources admitted on the WAN port (pod IPs must be routable
+    between the clusters: peered VPCs with VPC-native pods, or a multi-cluster network). wan_key_secret: Secret holding
+    the WAN key shared by every region (null: the gossip key, which must then be the same everywhere). wan_seed: an
+    internal load balancer on the WAN port (TCP) that other regions join through; hostname is published by external-dns.
+  EOT
+  default     = null
 
   validation {
-    condition     = length(var.remote_redis) == 0
-    error_message = "Cross-region replication (--remote-redis, --wan-join) is not implemented yet (issue 6): deploy each region independently for now."
+    condition     = var.multi_region == null || can(regex("^https?://[^/]+/?$", var.multi_region.region_url))
+    error_message = "multi_region.region_url must be http(s)://host[:port]."
+  }
+  validation {
+    condition = var.multi_region == null || alltrue([
+      for name, r in var.multi_region.remote_redis :
+      can(regex("^[a-z0-9][a-z0-9-]{0,31}$", name)) && ((r.url == "") != (r.existing_secret == "")) && !strcontains(r.url, "@")
+    ])
+    error_message = "multi_region.remote_redis: names are [a-z0-9][a-z0-9-]* (at most 32 characters); each entry sets exactly one of url (without credentials) and existing_secret."
+  }
+  validation {
+    condition     = var.multi_region == null || length(var.multi_region.remote_redis) <= 15
+    error_message = "multi_region.remote_redis: at most 15 other regions (16 origins per cursor)."
+  }
+  validation {
+    condition = var.multi_region == null || (length(var.multi_region.wan_allow_cidrs) > 0 && alltrue([
+      for c in var.multi_region.wan_allow_cidrs : can(cidrnetmask(c)) && !endswith(c, "/0")
+    ]))
+    error_message = "multi_region.wan_allow_cidrs: at least one IPv4 CIDR, none of them /0: the WAN port is never open to everyone."
   }
 }
 

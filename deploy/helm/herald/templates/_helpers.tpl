@@ -119,11 +119,9 @@ publishes and the gossip leave, bounded by shutdown_timeout) before SIGKILL.
 {{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
 {{- fail "autoscaling.maxReplicas must be >= autoscaling.minReplicas" }}
 {{- end }}
-{{- if or .Values.multiRegion.remoteRedis .Values.multiRegion.wanJoin }}
-{{- fail "multiRegion.* is reserved: cross-region replication (--remote-redis, --wan-listen, --wan-join) is not implemented yet (issue 6). Deploy one independent release per region for now." }}
-{{- end }}
+{{- include "herald.validateMultiRegion" . }}
 {{- $config := .Values.config | default dict }}
-{{- $owned := list "listen" "admin_listen" "tls_cert_file" "tls_key_file" "gossip_listen" "gossip_advertise" "join" "gossip_key" "gossip_old_keys" "node_name" "region" "redis" "redis_prefix" "dev" "log_level" "shutdown_timeout" "advertise_url" "auth" }}
+{{- $owned := list "listen" "admin_listen" "tls_cert_file" "tls_key_file" "gossip_listen" "gossip_advertise" "join" "gossip_key" "gossip_old_keys" "node_name" "region" "redis" "redis_prefix" "dev" "log_level" "shutdown_timeout" "advertise_url" "auth" "remote_redis" "region_url" "wan_listen" "wan_advertise" "wan_join" "wan_key" }}
 {{- range $k := $owned }}
 {{- if hasKey $config $k }}
 {{- fail (printf "config.%s is set by the chart; use the chart value for it (see values.yaml)" $k) }}
@@ -139,6 +137,60 @@ publishes and the gossip leave, bounded by shutdown_timeout) before SIGKILL.
 {{- if hasKey $admission "max_streams" }}
 {{- fail "config.protection.admission.max_streams is set by the chart; use streams.maxStreams" }}
 {{- end }}
+{{- end }}
+
+{{/* Multi-region refusals (docs/multi-region.md). */}}
+{{- define "herald.validateMultiRegion" -}}
+{{- $m := .Values.multiRegion }}
+{{- if not $m.enabled }}
+{{- if or $m.remoteRedis $m.regionURL $m.wan.join $m.wan.seedService.enabled }}
+{{- fail "multiRegion.* values are set but multiRegion.enabled is false: enable it or remove them" }}
+{{- end }}
+{{- else }}
+{{- if and (not .Values.redis.url) (not .Values.redis.existingSecret) }}
+{{- fail "multiRegion needs redis.url or redis.existingSecret: a region keeps its own events in its Redis primary (not the in-memory store)" }}
+{{- end }}
+{{- if gt (len $m.remoteRedis) 15 }}
+{{- fail "multiRegion.remoteRedis: at most 15 other regions (16 origins per cursor)" }}
+{{- end }}
+{{- range $name, $r := $m.remoteRedis }}
+{{- if not (regexMatch "^[a-z0-9][a-z0-9-]{0,31}$" $name) }}
+{{- fail (printf "multiRegion.remoteRedis: region %q: names are [a-z0-9][a-z0-9-]*, at most 32 characters" $name) }}
+{{- end }}
+{{- if eq $name (toString $.Values.region) }}
+{{- fail (printf "multiRegion.remoteRedis.%s: that is this release's own region (its events are in redis)" $name) }}
+{{- end }}
+{{- $url := (get ($r | default dict) "url") | default "" }}
+{{- $sec := (get ($r | default dict) "existingSecret") | default "" }}
+{{- if or (and $url $sec) (and (not $url) (not $sec)) }}
+{{- fail (printf "multiRegion.remoteRedis.%s: set exactly one of url and existingSecret" $name) }}
+{{- end }}
+{{- if and $url (not (regexMatch "^rediss?(\\+sentinel|\\+cluster)?://" $url)) }}
+{{- fail (printf "multiRegion.remoteRedis.%s.url: want redis://, rediss://, redis+sentinel:// or redis+cluster://" $name) }}
+{{- end }}
+{{- if contains "@" $url }}
+{{- fail (printf "multiRegion.remoteRedis.%s.url carries credentials: put the URL in a Secret and use existingSecret" $name) }}
+{{- end }}
+{{- end }}
+{{- if and $m.regionURL (not (regexMatch "^https?://[^/]+/?$" $m.regionURL)) }}
+{{- fail (printf "multiRegion.regionURL %q: want http(s)://host[:port]" $m.regionURL) }}
+{{- end }}
+{{- $wp := int $m.wan.port }}
+{{- if or (lt $wp 1) (gt $wp 65535) (eq $wp (int .Values.ports.http)) (eq $wp (int .Values.ports.admin)) (eq $wp (int .Values.ports.gossip)) }}
+{{- fail (printf "multiRegion.wan.port %d must be a free port distinct from ports.http, ports.admin and ports.gossip" $wp) }}
+{{- end }}
+{{- if and (not .Values.dev) (not $m.wan.existingSecret) (not (and .Values.gossip.enabled (include "herald.gossipSecretName" .))) }}
+{{- fail "multiRegion.wan.existingSecret is required (the WAN pool is encrypted) unless the gossip key, shared by every region, is used" }}
+{{- end }}
+{{- if and .Values.networkPolicy.enabled (not $m.wan.allowFrom) }}
+{{- fail "multiRegion.wan.allowFrom is required with networkPolicy.enabled: list the other regions' pod CIDRs (ipBlock) allowed on the WAN port" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Environment variable holding one remote region's Redis URL (no HERALD_ prefix: not a config key). */}}
+{{- define "herald.remoteRedisVar" -}}
+{{- printf "REMOTE_REDIS_%s" (. | upper | replace "-" "_") }}
 {{- end }}
 
 {{/* herald.yaml: the free-form config plus the auth section built from values. */}}
