@@ -822,6 +822,11 @@ func checkMultiRegion(t *testing.T, r rendered) {
 	if byComponent(t, r, "wan-seed") == nil {
 		t.Errorf("%s: no WAN seed Service", r.name)
 	}
+	for _, want := range append([]string{"Regions:", "/v1/region/evacuate", "herald-wan"}, wantRemotes...) {
+		if !strings.Contains(r.notes, want) {
+			t.Errorf("%s: NOTES.txt does not mention %q:\n%s", r.name, want, r.notes)
+		}
+	}
 }
 
 // ipBlockSize returns the prefix length of a CIDR (0 for 0.0.0.0/0 or ::/0).
@@ -972,7 +977,8 @@ func checkOptionalObjects(t *testing.T, r rendered) {
 }
 
 // TestChartRefusesUnsafeValues: values that would break the drain, expose
-// private ports, or pretend multi-region works make the chart fail to render.
+// private ports, or federate regions in a way that cannot work make the chart
+// fail to render.
 func TestChartRefusesUnsafeValues(t *testing.T) {
 	ch := loadChart(t)
 	cases := []struct {
