@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -29,24 +28,13 @@ import (
 // Lock order: recMu, then memMu, then revMu or metaMu. The broadcast queue
 // has its own lock and is taken last.
 type Cluster struct {
-	cfg       Config
-	log       *slog.Logger
-	ml        *memberlist.Memberlist // set once in New before any goroutine of ours starts
-	mlp       atomic.Pointer[memberlist.Memberlist]
-	localAddr string
-	queue     *memberlist.TransmitLimitedQueue
+	pool
+	cfg   Config
+	mlp   atomic.Pointer[memberlist.Memberlist]
+	queue *memberlist.TransmitLimitedQueue
 	// bcastLimit is the largest record broadcast (bytes) that always fits
 	// one gossip packet; bigger records are sent with trimmed topics.
 	bcastLimit int
-
-	ctx    context.Context // cancelled by Close; bounds DNS look-ups
-	cancel context.CancelFunc
-	stopCh chan struct{}
-	wg     sync.WaitGroup
-	goMu   sync.Mutex
-	closed bool
-	once   sync.Once
-	cerr   error
 
 	inbox        chan inboxItem
 	queuedStates atomic.Int32
@@ -99,13 +87,9 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	t := cfg.Tuning
-	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cluster{
+		pool:       newPool("cluster", cfg.Logger.With("component", "cluster", "node", cfg.NodeName)),
 		cfg:        cfg,
-		log:        cfg.Logger.With("component", "cluster", "node", cfg.NodeName),
-		ctx:        ctx,
-		cancel:     cancel,
-		stopCh:     make(chan struct{}),
 		inbox:      make(chan inboxItem, t.InboxSize),
 		syncReq:    make(chan string, syncQueue),
 		noticeCh:   make(chan notice, noticeQueue),
@@ -119,7 +103,7 @@ func New(cfg Config) (*Cluster, error) {
 		owned:   make(map[string]uint64),
 	}
 	if err := c.meta.checkSize(); err != nil {
-		cancel()
+		c.cancel()
 		return nil, err
 	}
 	c.queue = &memberlist.TransmitLimitedQueue{
@@ -155,7 +139,7 @@ func New(cfg Config) (*Cluster, error) {
 	if len(cfg.Keys) > 0 {
 		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
 		if err != nil {
-			cancel()
+			c.cancel()
 			return nil, fmt.Errorf("%w: Keys: %w", ErrConfig, err)
 		}
 		mc.Keyring = kr
@@ -169,12 +153,12 @@ func New(cfg Config) (*Cluster, error) {
 
 	ml, err := memberlist.Create(mc)
 	if err != nil {
-		cancel()
+		c.cancel()
 		return nil, fmt.Errorf("cluster: starting memberlist for node %q: %w", cfg.NodeName, err)
 	}
-	c.ml = ml
+	c.started(ml, joiner{seeds: cfg.Join, resolve: cfg.Resolver, timeout: cfg.Tuning.TCPTimeout,
+		every: cfg.RejoinInterval, attempts: &c.st.joinAttempts, failures: &c.st.joinFailures})
 	c.mlp.Store(ml)
-	c.localAddr = ml.LocalNode().Address()
 
 	for _, f := range []func(){c.eventLoop, c.notifyLoop, c.metaLoop, c.syncLoop, c.noticeLoop} {
 		c.goFunc(f)
@@ -188,68 +172,22 @@ func New(cfg Config) (*Cluster, error) {
 	return c, nil
 }
 
-// goFunc starts f as an owned goroutine; it refuses after Close.
-func (c *Cluster) goFunc(f func()) bool {
-	c.goMu.Lock()
-	defer c.goMu.Unlock()
-	if c.closed {
-		return false
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		f()
-	}()
-	return true
-}
-
 // Leave announces a graceful departure: state "draining"/"leaving" in
 // metadata (so peers report StateLeft rather than StateDead), then
 // memberlist's Leave, waiting at most timeout for it to be gossiped. Close
 // must still be called. Records this node owns are kept by peers for
 // DeadGrace; release them first (drain) so that peers see tombstones.
 func (c *Cluster) Leave(timeout time.Duration) error {
-	c.goMu.Lock()
-	closed := c.closed
-	c.goMu.Unlock()
-	if closed {
-		return ErrClosed
-	}
-	start := time.Now()
-	c.metaMu.Lock()
-	c.meta.State = metaLeaving
-	c.metaMu.Unlock()
-	if err := c.ml.UpdateNode(timeout / 2); err != nil {
-		c.log.Debug("leave: metadata update not confirmed", "err", err)
-	}
-	rest := timeout - time.Since(start)
-	if rest < 10*time.Millisecond {
-		rest = 10 * time.Millisecond
-	}
-	if err := c.ml.Leave(rest); err != nil {
-		return fmt.Errorf("cluster: leave: %w", err)
-	}
-	c.log.Info("left the cluster")
-	return nil
+	return c.leave(timeout, func() {
+		c.metaMu.Lock()
+		c.meta.State = metaLeaving
+		c.metaMu.Unlock()
+	})
 }
 
 // Close shuts memberlist down (without Leave: peers see a crash) and stops
 // every goroutine of the Cluster, waiting for them. Idempotent.
-func (c *Cluster) Close() error {
-	c.once.Do(func() {
-		c.goMu.Lock()
-		c.closed = true
-		c.goMu.Unlock()
-		close(c.stopCh)
-		c.cancel()
-		if err := c.ml.Shutdown(); err != nil {
-			c.cerr = fmt.Errorf("cluster: shutdown: %w", err)
-		}
-		c.wg.Wait()
-		c.log.Info("cluster member stopped")
-	})
-	return c.cerr
-}
+func (c *Cluster) Close() error { return c.close() }
 
 // inboxItem is what a memberlist callback hands to the event loop: always a
 // copy, never memberlist's own memory.
@@ -491,8 +429,7 @@ func (c *Cluster) joinLoop() {
 	}
 }
 
-// joinSeeds resolves the seeds and joins every address that is not a live
-// member (nor this node).
+// joinSeeds joins the seeds that are not live members (nor this node).
 func (c *Cluster) joinSeeds() {
 	known := map[string]bool{c.localAddr: true}
 	c.memMu.RLock()
@@ -502,67 +439,11 @@ func (c *Cluster) joinSeeds() {
 		}
 	}
 	c.memMu.RUnlock()
-	var addrs []string
-	for _, s := range c.cfg.Join {
-		host, port, err := splitSeed(s)
-		if err != nil {
-			continue // validated in New
-		}
-		ips := []string{host}
-		if net.ParseIP(host) == nil {
-			ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Tuning.TCPTimeout)
-			ips, err = c.cfg.Resolver(ctx, host)
-			cancel()
-			if err != nil {
-				c.log.Warn("cannot resolve seed", "seed", s, "err", err)
-				continue
-			}
-		}
-		for _, ip := range ips {
-			a := net.JoinHostPort(ip, strconv.Itoa(port))
-			if !known[a] {
-				known[a] = true
-				addrs = append(addrs, a)
-			}
-		}
-	}
-	if len(addrs) == 0 {
-		return
-	}
-	n, err := c.joinEach(addrs)
-	if n == 0 {
-		c.log.Warn("could not join any seed; retrying", "seeds", addrs, "every", c.cfg.RejoinInterval.String(), "err", err)
-		return
-	}
-	c.log.Info("joined seeds", "joined", n, "tried", len(addrs))
-}
-
-// joinEach joins addresses one at a time (each a push/pull bounded by
-// TCPTimeout), stopping early on Close. It returns how many succeeded and
-// the last error.
-func (c *Cluster) joinEach(addrs []string) (int, error) {
-	n := 0
-	var last error
-	for _, a := range addrs {
-		select {
-		case <-c.stopCh:
-			return n, ErrClosed
-		default:
-		}
-		c.st.joinAttempts.Add(1)
-		if _, err := c.ml.Join([]string{a}); err != nil {
-			c.st.joinFailures.Add(1)
-			last = err
-			continue
-		}
-		n++
-	}
-	return n, last
+	c.join.joinSeeds(c.ctx, known)
 }
 
 // reconnectDead tries to join members that died (not those that left) less
-// than ReconnectTimeout ago. memberlist never probes a dead member again, so
-// without this the two sides of a healed partition would stay apart.
+// than ReconnectTimeout ago.
 func (c *Cluster) reconnectDead(now time.Time) {
 	var addrs []string
 	c.memMu.RLock()
@@ -572,12 +453,7 @@ func (c *Cluster) reconnectDead(now time.Time) {
 		}
 	}
 	c.memMu.RUnlock()
-	if len(addrs) == 0 {
-		return
-	}
-	if n, _ := c.joinEach(addrs); n > 0 {
-		c.log.Info("reconnected to dead members", "reached", n, "tried", len(addrs))
-	}
+	c.join.reconnect(addrs)
 }
 
 // liveNode returns a memberlist.Node to reach name if it is a live member.

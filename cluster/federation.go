@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -300,19 +299,8 @@ func (cfg FederationConfig) withDefaults() (FederationConfig, error) {
 // dropped. memMu and metaMu are never held together, nor across a
 // memberlist call (NodeMeta takes metaMu inside UpdateNode).
 type Federation struct {
-	cfg       FederationConfig
-	log       *slog.Logger
-	ml        *memberlist.Memberlist
-	localAddr string
-
-	ctx    context.Context // cancelled by Close; bounds DNS look-ups
-	cancel context.CancelFunc
-	stopCh chan struct{}
-	wg     sync.WaitGroup
-	goMu   sync.Mutex
-	closed bool
-	once   sync.Once
-	cerr   error
+	pool
+	cfg FederationConfig
 
 	metaKick chan struct{}
 
@@ -337,19 +325,15 @@ func NewFederation(cfg FederationConfig) (*Federation, error) {
 		return nil, err
 	}
 	t := cfg.Tuning
-	ctx, cancel := context.WithCancel(context.Background())
 	f := &Federation{
+		pool:     newPool("federation", cfg.Logger.With("component", "federation", "node", cfg.NodeName, "region", cfg.Region)),
 		cfg:      cfg,
-		log:      cfg.Logger.With("component", "federation", "node", cfg.NodeName, "region", cfg.Region),
-		ctx:      ctx,
-		cancel:   cancel,
-		stopCh:   make(chan struct{}),
 		metaKick: make(chan struct{}, 1),
 		meta:     wanMeta{V: 1, Region: cfg.Region, URL: cfg.RegionURL, State: StateAlive},
 		members:  make(map[string]*wanEntry),
 	}
 	if err := f.meta.checkSize(); err != nil {
-		cancel()
+		f.cancel()
 		return nil, err
 	}
 
@@ -375,7 +359,7 @@ func NewFederation(cfg FederationConfig) (*Federation, error) {
 	if len(cfg.Keys) > 0 {
 		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
 		if err != nil {
-			cancel()
+			f.cancel()
 			return nil, fmt.Errorf("%w: federation Keys: %w", ErrConfig, err)
 		}
 		mc.Keyring = kr
@@ -384,11 +368,11 @@ func NewFederation(cfg FederationConfig) (*Federation, error) {
 
 	ml, err := memberlist.Create(mc)
 	if err != nil {
-		cancel()
+		f.cancel()
 		return nil, fmt.Errorf("cluster: starting WAN memberlist for node %q: %w", cfg.NodeName, err)
 	}
-	f.ml = ml
-	f.localAddr = ml.LocalNode().Address()
+	f.started(ml, joiner{seeds: cfg.Join, resolve: cfg.Resolver, timeout: cfg.Tuning.TCPTimeout, every: cfg.RejoinInterval,
+		pool: "WAN ", attempts: &f.joinAttempts, failures: &f.joinFailures})
 
 	f.goFunc(f.metaLoop)
 	if len(cfg.Join) > 0 {
@@ -398,21 +382,6 @@ func NewFederation(cfg FederationConfig) (*Federation, error) {
 	f.log.Info("federation member started", "gossip_addr", f.localAddr, "url", cfg.RegionURL,
 		"label", cfg.Label, "encrypted", len(cfg.Keys) > 0, "seeds", len(cfg.Join))
 	return f, nil
-}
-
-// goFunc starts fn as an owned goroutine; it refuses after Close.
-func (f *Federation) goFunc(fn func()) bool {
-	f.goMu.Lock()
-	defer f.goMu.Unlock()
-	if f.closed {
-		return false
-	}
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		fn()
-	}()
-	return true
 }
 
 // GossipAddr returns this node's gossip address, "ip:port": the advertised
@@ -533,44 +502,16 @@ func (f *Federation) metaLoop() {
 // member for ReconnectTimeout (harmless: the joins fail). Close must still
 // be called.
 func (f *Federation) Leave(timeout time.Duration) error {
-	f.goMu.Lock()
-	closed := f.closed
-	f.goMu.Unlock()
-	if closed {
-		return ErrClosed
-	}
-	start := time.Now()
-	f.metaMu.Lock()
-	f.meta.State = metaLeaving
-	f.metaMu.Unlock()
-	if err := f.ml.UpdateNode(timeout / 2); err != nil {
-		f.log.Debug("leave: metadata update not confirmed", "err", err)
-	}
-	rest := max(timeout-time.Since(start), 10*time.Millisecond)
-	if err := f.ml.Leave(rest); err != nil {
-		return fmt.Errorf("cluster: federation leave: %w", err)
-	}
-	f.log.Info("left the federation")
-	return nil
+	return f.leave(timeout, func() {
+		f.metaMu.Lock()
+		f.meta.State = metaLeaving
+		f.metaMu.Unlock()
+	})
 }
 
 // Close shuts memberlist down (without Leave: peers see a crash) and stops
 // every goroutine of the Federation, waiting for them. Idempotent.
-func (f *Federation) Close() error {
-	f.once.Do(func() {
-		f.goMu.Lock()
-		f.closed = true
-		f.goMu.Unlock()
-		close(f.stopCh)
-		f.cancel()
-		if err := f.ml.Shutdown(); err != nil {
-			f.cerr = fmt.Errorf("cluster: federation shutdown: %w", err)
-		}
-		f.wg.Wait()
-		f.log.Info("federation member stopped")
-	})
-	return f.cerr
-}
+func (f *Federation) Close() error { return f.close() }
 
 // fedDelegate implements memberlist.Delegate: node metadata only; the
 // federation sends no user messages and no push/pull state of its own.
@@ -686,8 +627,7 @@ func (f *Federation) joinLoop() {
 	}
 }
 
-// joinSeeds resolves the seeds and joins every address that is not a live
-// member (nor this node).
+// joinSeeds joins the WAN seeds that are not live members (nor this node).
 func (f *Federation) joinSeeds() {
 	known := map[string]bool{f.localAddr: true}
 	f.memMu.RLock()
@@ -697,67 +637,12 @@ func (f *Federation) joinSeeds() {
 		}
 	}
 	f.memMu.RUnlock()
-	var addrs []string
-	for _, s := range f.cfg.Join {
-		host, port, err := splitSeed(s)
-		if err != nil {
-			continue // validated in NewFederation
-		}
-		ips := []string{host}
-		if net.ParseIP(host) == nil {
-			ctx, cancel := context.WithTimeout(f.ctx, f.cfg.Tuning.TCPTimeout)
-			ips, err = f.cfg.Resolver(ctx, host)
-			cancel()
-			if err != nil {
-				f.log.Warn("cannot resolve WAN seed", "seed", s, "err", err)
-				continue
-			}
-		}
-		for _, ip := range ips {
-			a := net.JoinHostPort(ip, strconv.Itoa(port))
-			if !known[a] {
-				known[a] = true
-				addrs = append(addrs, a)
-			}
-		}
-	}
-	if len(addrs) == 0 {
-		return
-	}
-	n, err := f.joinEach(addrs)
-	if n == 0 {
-		f.log.Warn("could not join any WAN seed; retrying", "seeds", addrs, "every", f.cfg.RejoinInterval.String(), "err", err)
-		return
-	}
-	f.log.Info("joined WAN seeds", "joined", n, "tried", len(addrs))
+	f.join.joinSeeds(f.ctx, known)
 }
 
-// joinEach joins addresses one at a time (each a push/pull bounded by
-// TCPTimeout), stopping early on Close. It returns how many succeeded and
-// the last error.
-func (f *Federation) joinEach(addrs []string) (int, error) {
-	n := 0
-	var last error
-	for _, a := range addrs {
-		select {
-		case <-f.stopCh:
-			return n, ErrClosed
-		default:
-		}
-		f.joinAttempts.Add(1)
-		if _, err := f.ml.Join([]string{a}); err != nil {
-			f.joinFailures.Add(1)
-			last = err
-			continue
-		}
-		n++
-	}
-	return n, last
-}
-
-// reconnectDead tries to join members that died (not those that left) less
-// than ReconnectTimeout ago: memberlist never probes a dead member again,
-// so without this two regions would stay apart after a partition.
+// reconnectDead tries to join WAN members that died (not those that left)
+// less than ReconnectTimeout ago, so two regions find each other again
+// after a partition.
 func (f *Federation) reconnectDead(now time.Time) {
 	var addrs []string
 	f.memMu.RLock()
@@ -767,12 +652,7 @@ func (f *Federation) reconnectDead(now time.Time) {
 		}
 	}
 	f.memMu.RUnlock()
-	if len(addrs) == 0 {
-		return
-	}
-	if n, _ := f.joinEach(addrs); n > 0 {
-		f.log.Info("reconnected to dead WAN members", "reached", n, "tried", len(addrs))
-	}
+	f.join.reconnect(addrs)
 }
 
 // forget deletes members down for at least ReconnectTimeout.
