@@ -93,6 +93,10 @@ deploy-check: ## offline checks of deploy/ and terraform/: chart render + strict
 	@if command -v terraform >/dev/null 2>&1; then TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive -diff terraform; else echo "deploy-check: terraform not on PATH: fmt check done by the Go test (hclwrite)"; fi
 	@if command -v helm >/dev/null 2>&1; then helm lint --strict deploy/helm/herald -f deploy/helm/herald/values-eu-west.yaml; else echo "deploy-check: helm not on PATH: chart rendered by the Go test (Helm SDK)"; fi
 
+.PHONY: tf-validate
+tf-validate: ## terraform validate of modules/region against providers built from source (~10 min cold; not part of make test)
+	terraform/validate.sh
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf bin
