@@ -225,6 +225,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		RetryMin:           cfg.Stream.RetryMin,
 		RetryMax:           cfg.Stream.RetryMax,
 		WriteTimeout:       cfg.Stream.WriteTimeout,
+		CoalesceWindow:     cfg.Stream.CoalesceWindow,
 		Queue:              hub.Limits{MaxEvents: cfg.Limits.QueueMaxEvents, MaxBytes: cfg.Limits.QueueMaxBytes, MaxLag: cfg.Limits.QueueMaxLag},
 		CORS:               cfg.CORS,
 		Logger:             log,

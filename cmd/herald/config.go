@@ -209,6 +209,10 @@ type StreamConfig struct {
 	RetryMin     time.Duration `koanf:"retry_min"`
 	RetryMax     time.Duration `koanf:"retry_max"`
 	WriteTimeout time.Duration `koanf:"write_timeout"`
+	// CoalesceWindow: on a node whose writes fall behind, a busy stream's
+	// events arriving within this window of its last write go out together
+	// in one write (0: off).
+	CoalesceWindow time.Duration `koanf:"coalesce_window"`
 	// SendBuffer fixes each public connection's socket send buffer (bytes;
 	// 0 keeps the kernel's autotuning): bounds what a slow client can
 	// leave queued in the kernel.
@@ -253,6 +257,8 @@ func DefaultConfig() Config {
 			RetryMax:     5 * time.Second,
 			WriteTimeout: 10 * time.Second,
 			SendBuffer:   64 << 10,
+			// Engages only on a node whose writes fall behind (benchmarks.md, overload).
+			CoalesceWindow: 100 * time.Millisecond,
 		},
 		Auth: auth.Config{CookieName: "herald_token", Leeway: 30 * time.Second},
 	}
@@ -456,6 +462,9 @@ func (c Config) Validate() error {
 	}
 	if s.WriteTimeout <= 0 {
 		add("stream.write_timeout must be positive")
+	}
+	if s.CoalesceWindow < 0 || s.CoalesceWindow > time.Second {
+		add("stream.coalesce_window %s: want 0 (off) to 1s", s.CoalesceWindow)
 	}
 	if s.SendBuffer != 0 && (s.SendBuffer < 4<<10 || s.SendBuffer > 64<<20) {
 		add("stream.send_buffer %d: want 0 (kernel autotuning) or 4096..67108864", s.SendBuffer)

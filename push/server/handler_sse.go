@@ -439,8 +439,56 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, foreign bool,
 func (cn *conn) live(sub *hub.Subscriber) string {
 	s := cn.s
 	var batch []*hub.Delivery
+	// Coalescing under load: when the last write went out late (its oldest
+	// event waited more than CoalesceLate in the queue, not counting a
+	// deliberate hold: the node is short of CPU) and carried fewer than
+	// coalesceFew events (one syscall per event or so), events arriving within
+	// CoalesceWindow of that write wait on hold (a timer made only for
+	// streams that get there) and go out in one write. An unloaded node
+	// writes every event at once.
+	var (
+		lastWrite time.Time
+		late      bool
+		hold      *time.Timer
+		holding   bool
+		heldFor   time.Duration
+	)
+	defer func() {
+		if hold != nil {
+			hold.Stop()
+		}
+	}()
+	write := func() string {
+		if sub.Lagging(time.Now()) {
+			sub.Close(hub.ReasonSlow)
+			s.lagCutoffs.Add(1)
+			return EndSlow
+		}
+		batch = sub.Take(batch[:0])
+		if len(batch) > 0 {
+			// Late, and the queue is not already batching by itself.
+			late = len(batch) < coalesceFew && time.Since(batch[0].At)-heldFor > s.cfg.CoalesceLate
+		}
+		heldFor = 0
+		for _, d := range batch {
+			if err := cn.deliver(d); err != nil {
+				return cn.writeEnd(err)
+			}
+		}
+		clear(batch)
+		if err := cn.flush(); err != nil {
+			return cn.writeEnd(err)
+		}
+		lastWrite = time.Now()
+		return ""
+	}
 	for {
 		beat := s.beat.C()
+		ready := sub.Ready()
+		var held <-chan time.Time
+		if holding {
+			ready, held = nil, hold.C
+		}
 		select {
 		case <-cn.ctx.Done():
 			return EndClient
@@ -468,25 +516,34 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 			if err := cn.flush(); err != nil {
 				return cn.writeEnd(err)
 			}
-		case <-sub.Ready():
-			if sub.Lagging(time.Now()) {
-				sub.Close(hub.ReasonSlow)
-				s.lagCutoffs.Add(1)
-				return EndSlow
+		case <-held:
+			holding = false
+			if end := write(); end != "" {
+				return end
 			}
-			batch = sub.Take(batch[:0])
-			for _, d := range batch {
-				if err := cn.deliver(d); err != nil {
-					return cn.writeEnd(err)
+		case <-ready:
+			if w := s.cfg.CoalesceWindow; w > 0 && late {
+				if wait := w - time.Since(lastWrite); wait > 0 {
+					heldFor = wait
+					if hold == nil {
+						hold = time.NewTimer(wait)
+					} else {
+						hold.Reset(wait)
+					}
+					holding = true
+					continue
 				}
 			}
-			clear(batch)
-			if err := cn.flush(); err != nil {
-				return cn.writeEnd(err)
+			if end := write(); end != "" {
+				return end
 			}
 		}
 	}
 }
+
+// coalesceFew: a late write of at least this many events already batches;
+// holding it back would only add latency.
+const coalesceFew = 4
 
 // writeEnd names why a write failed: too slow to take it within the write
 // deadline, the client left, or something else (a store read failed).

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"strconv"
 	"time"
 
 	"github.com/heraldpush/herald/push"
@@ -289,4 +290,45 @@ func topicInfo(t testing.TB, n *testNode, topic string) (out struct {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestCoalescingHoldsABusyStreamsWrites: with coalescing on and every write
+// counted as late, events arriving right after a write wait for the window
+// and then all arrive, in order, none lost.
+func TestCoalescingHoldsABusyStreamsWrites(t *testing.T) {
+	const window = 300 * time.Millisecond
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) {
+		c.CoalesceWindow = window
+		c.CoalesceLate = -1
+	})
+	st := n.openStream(t, []string{"co"}, "", nil)
+	defer st.Close()
+	if ev := st.next(5 * time.Second); ev.Type != push.EventHello {
+		t.Fatalf("first event %q, want hello", ev.Type)
+	}
+	// A warm-up event, then "0": "0" goes out through the live loop's
+	// write (a warm-up appended before the connect's history read may be
+	// replayed instead), which starts the hold for what follows.
+	for _, d := range []string{"w", "0"} {
+		n.publish("co", "x", d)
+		if ev := st.next(5 * time.Second); ev.Data != d {
+			t.Fatalf("event %q, want %q", ev.Data, d)
+		}
+	}
+	t0 := time.Now()
+	for i := 1; i <= 4; i++ {
+		n.publish("co", "x", strconv.Itoa(i))
+	}
+	for i := 1; i <= 4; i++ {
+		ev := st.next(5 * time.Second)
+		if ev.Data != strconv.Itoa(i) {
+			t.Fatalf("event %d: data %q", i, ev.Data)
+		}
+		if i == 1 {
+			// The hold starts at the previous write, which t0 follows.
+			if d := time.Since(t0); d < window/2 {
+				t.Fatalf("second write %s after the first, want it held for about %s", d, window)
+			}
+		}
+	}
 }
