@@ -40,12 +40,10 @@ type Cluster struct {
 	queuedStates atomic.Int32
 	syncReq      chan string
 	noticeCh     chan notice
-	metaKick     chan struct{}
 	revokeKick   chan struct{}
 
-	metaMu     sync.Mutex
-	meta       nodeMeta
-	metaUrgent bool
+	metaMu sync.Mutex
+	meta   nodeMeta
 
 	memMu   sync.RWMutex
 	members map[string]*memberEntry // peers, not self
@@ -93,7 +91,6 @@ func New(cfg Config) (*Cluster, error) {
 		inbox:      make(chan inboxItem, t.InboxSize),
 		syncReq:    make(chan string, syncQueue),
 		noticeCh:   make(chan notice, noticeQueue),
-		metaKick:   make(chan struct{}, 1),
 		revokeKick: make(chan struct{}, 1),
 		meta: nodeMeta{V: 1, Region: cfg.Region, Zone: cfg.Zone, URL: cfg.HTTPURL,
 			Version: cfg.Version, State: metaAlive},
@@ -160,7 +157,8 @@ func New(cfg Config) (*Cluster, error) {
 		every: cfg.RejoinInterval, attempts: &c.st.joinAttempts, failures: &c.st.joinFailures})
 	c.mlp.Store(ml)
 
-	for _, f := range []func(){c.eventLoop, c.notifyLoop, c.metaLoop, c.syncLoop, c.noticeLoop} {
+	metaLoop := func() { c.metaLoop(cfg.Tuning.MetaInterval, c.updateMeta) }
+	for _, f := range []func(){c.eventLoop, c.notifyLoop, metaLoop, c.syncLoop, c.noticeLoop} {
 		c.goFunc(f)
 	}
 	if len(cfg.Join) > 0 {

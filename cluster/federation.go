@@ -302,11 +302,8 @@ type Federation struct {
 	pool
 	cfg FederationConfig
 
-	metaKick chan struct{}
-
 	metaMu      sync.Mutex
 	meta        wanMeta
-	metaUrgent  bool
 	seenDropped int // origins left out of the last SetSeen
 
 	memMu   sync.RWMutex
@@ -326,11 +323,10 @@ func NewFederation(cfg FederationConfig) (*Federation, error) {
 	}
 	t := cfg.Tuning
 	f := &Federation{
-		pool:     newPool("federation", cfg.Logger.With("component", "federation", "node", cfg.NodeName, "region", cfg.Region)),
-		cfg:      cfg,
-		metaKick: make(chan struct{}, 1),
-		meta:     wanMeta{V: 1, Region: cfg.Region, URL: cfg.RegionURL, State: StateAlive},
-		members:  make(map[string]*wanEntry),
+		pool:    newPool("federation", cfg.Logger.With("component", "federation", "node", cfg.NodeName, "region", cfg.Region)),
+		cfg:     cfg,
+		meta:    wanMeta{V: 1, Region: cfg.Region, URL: cfg.RegionURL, State: StateAlive},
+		members: make(map[string]*wanEntry),
 	}
 	if err := f.meta.checkSize(); err != nil {
 		f.cancel()
@@ -374,7 +370,7 @@ func NewFederation(cfg FederationConfig) (*Federation, error) {
 	f.started(ml, joiner{seeds: cfg.Join, resolve: cfg.Resolver, timeout: cfg.Tuning.TCPTimeout, every: cfg.RejoinInterval,
 		pool: "WAN ", attempts: &f.joinAttempts, failures: &f.joinFailures})
 
-	f.goFunc(f.metaLoop)
+	f.goFunc(func() { f.metaLoop(cfg.Tuning.MetaInterval, func() { f.gossipMeta(cfg.Tuning.TCPTimeout) }) })
 	if len(cfg.Join) > 0 {
 		f.joinSeeds()
 	}
@@ -438,58 +434,6 @@ func (f *Federation) SetSeen(seen map[string]int64) {
 	}
 	if changed {
 		f.kickMeta(false)
-	}
-}
-
-// kickMeta asks the meta loop to re-gossip metadata; urgent skips the rate
-// limit. Never blocks.
-func (f *Federation) kickMeta(urgent bool) {
-	if urgent {
-		f.metaMu.Lock()
-		f.metaUrgent = true
-		f.metaMu.Unlock()
-	}
-	select {
-	case f.metaKick <- struct{}{}:
-	default:
-	}
-}
-
-// metaLoop owns metadata re-gossip (memberlist UpdateNode): coalesced, at
-// most every MetaInterval unless urgent. NodeMeta reads the current
-// metadata when UpdateNode runs, so the newest value always goes out.
-func (f *Federation) metaLoop() {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	var last time.Time
-	pending := false
-	for {
-		select {
-		case <-f.stopCh:
-			return
-		case <-f.metaKick:
-			pending = true
-		case <-timer.C:
-		}
-		if !pending {
-			continue
-		}
-		f.metaMu.Lock()
-		urgent := f.metaUrgent
-		f.metaUrgent = false
-		f.metaMu.Unlock()
-		if wait := time.Until(last.Add(f.cfg.Tuning.MetaInterval)); !urgent && wait > 0 {
-			timer.Reset(wait)
-			continue
-		}
-		pending = false
-		// The wait only confirms transmission; a change made meanwhile is
-		// picked up by the next round.
-		if err := f.ml.UpdateNode(min(f.cfg.Tuning.TCPTimeout, time.Second)); err != nil {
-			f.log.Debug("metadata update not confirmed", "err", err)
-		}
-		last = time.Now()
 	}
 }
 

@@ -175,53 +175,6 @@ func (c *Cluster) SetDraining() {
 	}
 }
 
-// kickMeta asks the meta loop to re-gossip metadata; urgent skips the rate
-// limit. Never blocks.
-func (c *Cluster) kickMeta(urgent bool) {
-	if urgent {
-		c.metaMu.Lock()
-		c.metaUrgent = true
-		c.metaMu.Unlock()
-	}
-	select {
-	case c.metaKick <- struct{}{}:
-	default:
-	}
-}
-
-// metaLoop owns metadata re-gossip (memberlist UpdateNode): coalesced, at
-// most every MetaInterval unless urgent.
-func (c *Cluster) metaLoop() {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	var last time.Time
-	pending := false
-	for {
-		select {
-		case <-c.stopCh:
-			return
-		case <-c.metaKick:
-			pending = true
-		case <-timer.C:
-		}
-		if !pending {
-			continue
-		}
-		c.metaMu.Lock()
-		urgent := c.metaUrgent
-		c.metaUrgent = false
-		c.metaMu.Unlock()
-		if wait := time.Until(last.Add(c.cfg.Tuning.MetaInterval)); !urgent && wait > 0 {
-			timer.Reset(wait)
-			continue
-		}
-		pending = false
-		c.updateMeta()
-		last = time.Now()
-	}
-}
-
 // updateMeta refreshes the health figure and gossips the metadata. The
 // wait for the broadcast is short: it only confirms transmission.
 func (c *Cluster) updateMeta() {
@@ -229,7 +182,5 @@ func (c *Cluster) updateMeta() {
 	c.metaMu.Lock()
 	c.meta.Health = min(h, maxLoad)
 	c.metaMu.Unlock()
-	if err := c.ml.UpdateNode(min(c.cfg.Tuning.TCPTimeout, time.Second)); err != nil {
-		c.log.Debug("metadata update not confirmed", "err", err)
-	}
+	c.gossipMeta(c.cfg.Tuning.TCPTimeout)
 }

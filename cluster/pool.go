@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -28,11 +29,16 @@ type pool struct {
 	closed bool
 	once   sync.Once
 	cerr   error
+
+	// Metadata re-gossip requests, coalesced by metaLoop.
+	metaKick   chan struct{}
+	metaUrgent atomic.Bool
 }
 
 func newPool(what string, log *slog.Logger) pool {
 	ctx, cancel := context.WithCancel(context.Background())
-	return pool{what: what, log: log, ctx: ctx, cancel: cancel, stopCh: make(chan struct{})}
+	return pool{what: what, log: log, ctx: ctx, cancel: cancel, stopCh: make(chan struct{}),
+		metaKick: make(chan struct{}, 1)}
 }
 
 // started records the memberlist instance and the joiner's settings.
@@ -97,4 +103,56 @@ func (p *pool) close() error {
 		p.log.Info(p.what + " member stopped")
 	})
 	return p.cerr
+}
+
+// kickMeta asks metaLoop to re-gossip this node's metadata; urgent skips the
+// rate limit. Never blocks.
+func (p *pool) kickMeta(urgent bool) {
+	if urgent {
+		p.metaUrgent.Store(true)
+	}
+	select {
+	case p.metaKick <- struct{}{}:
+	default:
+	}
+}
+
+// metaLoop owns metadata re-gossip: requests are coalesced and update runs
+// at most every interval unless one was urgent. update calls memberlist's
+// UpdateNode, whose NodeMeta reads the current metadata, so the newest
+// value always goes out; a change made during a round goes out in the next.
+func (p *pool) metaLoop(interval time.Duration, update func()) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var last time.Time
+	pending := false
+	for {
+		select {
+		case <-p.stopCh:
+			return
+		case <-p.metaKick:
+			pending = true
+		case <-timer.C:
+		}
+		if !pending {
+			continue
+		}
+		urgent := p.metaUrgent.Swap(false)
+		if wait := time.Until(last.Add(interval)); !urgent && wait > 0 {
+			timer.Reset(wait)
+			continue
+		}
+		pending = false
+		update()
+		last = time.Now()
+	}
+}
+
+// gossipMeta runs memberlist's UpdateNode; the short wait only confirms
+// transmission.
+func (p *pool) gossipMeta(tcpTimeout time.Duration) {
+	if err := p.ml.UpdateNode(min(tcpTimeout, time.Second)); err != nil {
+		p.log.Debug("metadata update not confirmed", "err", err)
+	}
 }
