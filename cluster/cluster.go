@@ -3,7 +3,6 @@ package cluster
 import (
 	"bytes"
 	"fmt"
-	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -113,34 +112,16 @@ func New(cfg Config) (*Cluster, error) {
 		RetransmitMult: t.RetransmitMult,
 	}
 
-	mc := memberlist.DefaultLANConfig()
-	mc.Name = cfg.NodeName
-	mc.BindAddr, mc.BindPort = cfg.BindAddr, cfg.BindPort
-	mc.AdvertiseAddr, mc.AdvertisePort = cfg.AdvertiseAddr, cfg.AdvertisePort
-	mc.Transport = cfg.Transport
-	mc.Label = cfg.Label
-	mc.Logger = slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)
+	mc, err := memberlistConfig(memberlist.DefaultLANConfig(), cfg.NodeName, cfg.BindAddr, cfg.BindPort,
+		cfg.AdvertiseAddr, cfg.AdvertisePort, cfg.Transport, cfg.Label, c.log, t, cfg.Keys)
+	if err != nil {
+		c.cancel()
+		return nil, fmt.Errorf("%w: Keys: %w", ErrConfig, err)
+	}
 	mc.Delegate = delegate{c}
 	mc.Events = events{c}
-	mc.ProbeInterval, mc.ProbeTimeout = t.ProbeInterval, t.ProbeTimeout
-	mc.IndirectChecks = t.IndirectChecks
-	mc.SuspicionMult, mc.SuspicionMaxTimeoutMult = t.SuspicionMult, t.SuspicionMaxTimeoutMult
-	mc.AwarenessMaxMultiplier = t.AwarenessMaxMultiplier
-	mc.GossipInterval, mc.GossipNodes = t.GossipInterval, t.GossipNodes
-	mc.GossipToTheDeadTime = t.GossipToTheDeadTime
-	mc.RetransmitMult = t.RetransmitMult
-	mc.PushPullInterval = t.PushPullInterval
-	mc.TCPTimeout = t.TCPTimeout
-	mc.DeadNodeReclaimTime = t.DeadNodeReclaimTime
 	encOverhead := 0
 	if len(cfg.Keys) > 0 {
-		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
-		if err != nil {
-			c.cancel()
-			return nil, fmt.Errorf("%w: Keys: %w", ErrConfig, err)
-		}
-		mc.Keyring = kr
-		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 		encOverhead = 45 // memberlist encryptOverhead, worst version
 	}
 	// memberlist: packet = compound header (2) + label header (2+len) +

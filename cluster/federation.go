@@ -333,34 +333,14 @@ func NewFederation(cfg FederationConfig) (*Federation, error) {
 		return nil, err
 	}
 
-	mc := memberlist.DefaultWANConfig()
-	mc.Name = cfg.NodeName
-	mc.BindAddr, mc.BindPort = cfg.BindAddr, cfg.BindPort
-	mc.AdvertiseAddr, mc.AdvertisePort = cfg.AdvertiseAddr, cfg.AdvertisePort
-	mc.Transport = cfg.Transport
-	mc.Label = cfg.Label
-	mc.Logger = slog.NewLogLogger(f.log.Handler(), slog.LevelDebug)
+	mc, err := memberlistConfig(memberlist.DefaultWANConfig(), cfg.NodeName, cfg.BindAddr, cfg.BindPort,
+		cfg.AdvertiseAddr, cfg.AdvertisePort, cfg.Transport, cfg.Label, f.log, t, cfg.Keys)
+	if err != nil {
+		f.cancel()
+		return nil, fmt.Errorf("%w: federation Keys: %w", ErrConfig, err)
+	}
 	mc.Delegate = fedDelegate{f}
 	mc.Events = fedEvents{f}
-	mc.ProbeInterval, mc.ProbeTimeout = t.ProbeInterval, t.ProbeTimeout
-	mc.IndirectChecks = t.IndirectChecks
-	mc.SuspicionMult, mc.SuspicionMaxTimeoutMult = t.SuspicionMult, t.SuspicionMaxTimeoutMult
-	mc.AwarenessMaxMultiplier = t.AwarenessMaxMultiplier
-	mc.GossipInterval, mc.GossipNodes = t.GossipInterval, t.GossipNodes
-	mc.GossipToTheDeadTime = t.GossipToTheDeadTime
-	mc.RetransmitMult = t.RetransmitMult
-	mc.PushPullInterval = t.PushPullInterval
-	mc.TCPTimeout = t.TCPTimeout
-	mc.DeadNodeReclaimTime = t.DeadNodeReclaimTime
-	if len(cfg.Keys) > 0 {
-		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
-		if err != nil {
-			f.cancel()
-			return nil, fmt.Errorf("%w: federation Keys: %w", ErrConfig, err)
-		}
-		mc.Keyring = kr
-		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
-	}
 
 	ml, err := memberlist.Create(mc)
 	if err != nil {
