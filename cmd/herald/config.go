@@ -507,26 +507,8 @@ func (c Config) validateCluster(add func(format string, a ...any)) {
 			add("advertise_url %q: want http(s)://host[:port]", c.AdvertiseURL)
 		}
 	}
-	if c.GossipListen == "" {
-		if len(c.Join) > 0 {
-			add("join needs gossip_listen (this node has no gossip address)")
-		}
+	if !validatePoolAddrs(add, "gossip_listen", c.GossipListen, "gossip_advertise", c.GossipAdvertise, "join", c.Join) {
 		return
-	}
-	for name, addr := range map[string]string{"gossip_listen": c.GossipListen, "gossip_advertise": c.GossipAdvertise} {
-		if addr == "" {
-			continue
-		}
-		if _, port, err := net.SplitHostPort(addr); err != nil {
-			add("%s %q: %v", name, addr, err)
-		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-			add("%s %q: bad port", name, addr)
-		}
-	}
-	for _, j := range c.Join {
-		if _, _, err := net.SplitHostPort(j); err != nil {
-			add("join %q: want host:port (%v)", j, err)
-		}
 	}
 	if c.GossipKey == "" && !c.Dev {
 		add("gossip_key: required when gossip_listen is set (encrypts gossip); make one with `herald gossip-key`, or run with --dev")
@@ -561,26 +543,8 @@ func (c Config) validateFederation(add func(format string, a ...any)) {
 	if f.Interval < 100*time.Millisecond || f.ReplicaWait < 0 || f.EvacuationWindow < 0 || f.EvacuationCatchUp < 0 {
 		add("federation: interval ≥ 100ms and non-negative replica_wait, evacuation_window, evacuation_catch_up required")
 	}
-	if c.WANListen == "" {
-		if len(c.WANJoin) > 0 {
-			add("wan_join needs wan_listen")
-		}
+	if !validatePoolAddrs(add, "wan_listen", c.WANListen, "wan_advertise", c.WANAdvertise, "wan_join", c.WANJoin) {
 		return
-	}
-	for name, addr := range map[string]string{"wan_listen": c.WANListen, "wan_advertise": c.WANAdvertise} {
-		if addr == "" {
-			continue
-		}
-		if _, port, err := net.SplitHostPort(addr); err != nil {
-			add("%s %q: %v", name, addr, err)
-		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-			add("%s %q: bad port", name, addr)
-		}
-	}
-	for _, j := range c.WANJoin {
-		if _, _, err := net.SplitHostPort(j); err != nil {
-			add("wan_join %q: want host:port (%v)", j, err)
-		}
 	}
 	key := c.WANKey
 	if key == "" {
@@ -593,6 +557,34 @@ func (c Config) validateFederation(add func(format string, a ...any)) {
 			add("wan_key: %v", err)
 		}
 	}
+}
+
+// validatePoolAddrs checks a gossip pool's bind and advertise addresses and
+// seeds (keys named as in the configuration). It reports whether the pool is
+// on (a bind address is set); seeds without one are an error.
+func validatePoolAddrs(add func(format string, a ...any), listenKey, listen, advKey, adv, joinKey string, join []string) bool {
+	if listen == "" {
+		if len(join) > 0 {
+			add("%s needs %s (this node has no address in that pool)", joinKey, listenKey)
+		}
+		return false
+	}
+	for _, a := range [][2]string{{listenKey, listen}, {advKey, adv}} {
+		if a[1] == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a[1]); err != nil {
+			add("%s %q: %v", a[0], a[1], err)
+		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			add("%s %q: bad port", a[0], a[1])
+		}
+	}
+	for _, j := range join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			add("%s %q: want host:port (%v)", joinKey, j, err)
+		}
+	}
+	return true
 }
 
 // defaultProtection is resilience's defaults tuned for a push node: a
