@@ -226,8 +226,10 @@ const (
 )
 
 // withDefaults returns a copy of t with zero fields taken from LANTuning.
-func (t Tuning) withDefaults() Tuning {
-	p := LANTuning()
+func (t Tuning) withDefaults() Tuning { return t.withPreset(LANTuning()) }
+
+// withPreset returns a copy of t with zero fields taken from p.
+func (t Tuning) withPreset(p Tuning) Tuning {
 	setD := func(v *time.Duration, d time.Duration) {
 		if *v == 0 {
 			*v = d

@@ -183,39 +183,6 @@ func WANTuning() Tuning {
 
 const defaultWANLabel = "herald-wan"
 
-// withPreset returns a copy of t with zero fields taken from p.
-func (t Tuning) withPreset(p Tuning) Tuning {
-	setD := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	setI := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	setD(&t.ProbeInterval, p.ProbeInterval)
-	setD(&t.ProbeTimeout, p.ProbeTimeout)
-	setI(&t.IndirectChecks, p.IndirectChecks)
-	setI(&t.SuspicionMult, p.SuspicionMult)
-	setI(&t.SuspicionMaxTimeoutMult, p.SuspicionMaxTimeoutMult)
-	setI(&t.AwarenessMaxMultiplier, p.AwarenessMaxMultiplier)
-	setD(&t.GossipInterval, p.GossipInterval)
-	setI(&t.GossipNodes, p.GossipNodes)
-	setD(&t.GossipToTheDeadTime, p.GossipToTheDeadTime)
-	setI(&t.RetransmitMult, p.RetransmitMult)
-	setD(&t.PushPullInterval, p.PushPullInterval)
-	setD(&t.TCPTimeout, p.TCPTimeout)
-	setD(&t.DeadNodeReclaimTime, p.DeadNodeReclaimTime)
-	setD(&t.ReconnectInterval, p.ReconnectInterval)
-	setD(&t.ReconnectTimeout, p.ReconnectTimeout)
-	setD(&t.MetaInterval, p.MetaInterval)
-	setI(&t.MaxQueuedBroadcasts, p.MaxQueuedBroadcasts)
-	setI(&t.InboxSize, p.InboxSize)
-	return t
-}
-
 // withDefaults returns a validated copy of cfg with defaults filled in.
 func (cfg FederationConfig) withDefaults() (FederationConfig, error) {
 	if cfg.NodeName == "" {
