@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -112,6 +113,13 @@ func (r *region) urls() []string {
 type ledger struct {
 	mu    sync.Mutex
 	acked map[string]ack // payload → acknowledgement
+	// failedOver: payloads acknowledged by another origin than their
+	// publisher's home region. If the home region died with the request in
+	// flight, the first attempt may be stored there too (its answer was
+	// lost, its AOF kept it) while the retry is stored elsewhere: two
+	// events with the same payload in two origins, which idempotency keys
+	// (per origin) cannot merge.
+	failedOver map[string]bool
 }
 
 type ack struct {
@@ -130,7 +138,7 @@ type regionPublisher struct {
 	failed atomic.Int64
 }
 
-func startRegionPublisher(name string, endpoints, topics []string, led *ledger, rate int) *regionPublisher {
+func startRegionPublisher(name, home string, endpoints, topics []string, led *ledger, rate int) *regionPublisher {
 	p := &regionPublisher{name: name, led: led, topics: topics, stopc: make(chan struct{}), done: make(chan struct{}),
 		pub: client.NewPublisher(client.PublisherConfig{Endpoints: endpoints, MaxAttempts: 30,
 			MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})}
@@ -154,6 +162,9 @@ func startRegionPublisher(name string, endpoints, topics []string, led *ledger, 
 			}
 			led.mu.Lock()
 			led.acked[payload] = ack{topic: r.Topic, origin: r.Origin, epoch: r.Epoch, offset: r.Offset}
+			if r.Origin != home {
+				led.failedOver[payload] = true
+			}
 			led.mu.Unlock()
 		}
 	}()
@@ -248,23 +259,27 @@ func regionOf(ep string, regions ...*region) string {
 // nothing lost: the client already had those events).
 type auditResult struct {
 	received, dups, lost, coveredByReset int
-	resets                               map[string]int
-	maxMoves                             int
+	// retried: payloads received twice that were acknowledged after a
+	// failover (see ledger.failedOver); counted apart from dups.
+	retried  map[string]bool
+	resets   map[string]int
+	maxMoves int
 }
 
 func audit(clients []*regionClient, led *ledger, regions ...*region) auditResult {
 	led.mu.Lock()
-	acked := make(map[string]ack, len(led.acked))
-	for k, v := range led.acked {
-		acked[k] = v
-	}
+	acked := maps.Clone(led.acked)
+	failedOver := maps.Clone(led.failedOver)
 	led.mu.Unlock()
-	res := auditResult{resets: map[string]int{}}
+	res := auditResult{resets: map[string]int{}, retried: map[string]bool{}}
 	for _, c := range clients {
 		c.mu.Lock()
-		for _, n := range c.got {
+		for payload, n := range c.got {
 			res.received += n
-			if n > 1 {
+			switch {
+			case n == 2 && failedOver[payload]:
+				res.retried[payload] = true
+			case n > 1:
 				res.dups += n - 1
 			}
 		}
@@ -393,13 +408,13 @@ func TestRegionLossFailover(t *testing.T) {
 	}
 	a, b := startRegions(t)
 	topics := []string{"r0", "r1", "r2", "r3"}
-	led := &ledger{acked: map[string]ack{}}
+	led := &ledger{acked: map[string]ack{}, failedOver: map[string]bool{}}
 	clients := newRegionFleet(t, 200, topics, a.urls(), 3*time.Second)
 	eventually(t, 30*time.Second, "subscribers connected", func() bool {
 		return allClients(clients, func(c *regionClient) bool { return c.started })
 	})
-	pubA := startRegionPublisher("A", append(a.urls(), b.urls()...), topics, led, 40)
-	pubB := startRegionPublisher("B", b.urls(), topics, led, 40)
+	pubA := startRegionPublisher("A", "a", append(a.urls(), b.urls()...), topics, led, 40)
+	pubB := startRegionPublisher("B", "b", b.urls(), topics, led, 40)
 	eventually(t, 20*time.Second, "events from both regions", func() bool { return ackedBy(led, "a") >= 80 && ackedBy(led, "b") >= 80 })
 
 	t0 := time.Now()
@@ -459,8 +474,14 @@ func TestRegionLossFailover(t *testing.T) {
 		rto[len(rto)-1].Round(time.Millisecond), rpo, ackedA)
 	t.Logf("failback: all home %s after region a restarted; received %d, duplicates %d, lost %d, named by resets %d, resets %v, max moves per client %d; publish failures a=%d b=%d",
 		failback.Round(time.Millisecond), res.received, res.dups, res.lost, res.coveredByReset, res.resets, res.maxMoves, pubA.failed.Load(), pubB.failed.Load())
-	if res.dups != 0 || res.lost != 0 {
-		t.Fatalf("duplicates %d, lost %d", res.dups, res.lost)
+	// Publisher A had at most one request in flight when its region was
+	// killed: at most that one payload may exist twice (its lost first
+	// attempt in a, its retry in b). Every event is still delivered once.
+	if len(res.retried) > 0 {
+		t.Logf("payloads stored twice by a publish retried across regions (request in flight at the kill): %v", slices.Sorted(maps.Keys(res.retried)))
+	}
+	if res.dups != 0 || res.lost != 0 || len(res.retried) > 1 {
+		t.Fatalf("duplicates %d, lost %d, payloads repeated by cross-region retries %d (at most 1)", res.dups, res.lost, len(res.retried))
 	}
 	if res.maxMoves > 2 {
 		t.Fatalf("a client moved %d times between regions (ping-pong)", res.maxMoves)
@@ -480,13 +501,13 @@ func TestRegionEvacuation(t *testing.T) {
 	}
 	a, b := startRegions(t)
 	topics := []string{"e0", "e1", "e2", "e3"}
-	led := &ledger{acked: map[string]ack{}}
+	led := &ledger{acked: map[string]ack{}, failedOver: map[string]bool{}}
 	clients := newRegionFleet(t, 200, topics, a.urls(), 0)
 	eventually(t, 30*time.Second, "subscribers connected", func() bool {
 		return allClients(clients, func(c *regionClient) bool { return c.started })
 	})
-	pubA := startRegionPublisher("A", a.urls(), topics, led, 40)
-	pubB := startRegionPublisher("B", b.urls(), topics, led, 40)
+	pubA := startRegionPublisher("A", "a", a.urls(), topics, led, 40)
+	pubB := startRegionPublisher("B", "b", b.urls(), topics, led, 40)
 	eventually(t, 20*time.Second, "events from both regions", func() bool { return ackedBy(led, "a") >= 80 && ackedBy(led, "b") >= 80 })
 
 	t0 := time.Now()
@@ -514,8 +535,10 @@ func TestRegionEvacuation(t *testing.T) {
 	res = audit(clients, led, a, b)
 	t.Logf("evacuation: %d subscribers moved in %s; received %d, duplicates %d, lost %d, resets %v, max moves %d; publish failures a=%d b=%d",
 		len(clients), moved.Round(time.Millisecond), res.received, res.dups, res.lost, res.resets, res.maxMoves, pubA.failed.Load(), pubB.failed.Load())
-	if res.dups != 0 || res.lost != 0 || res.coveredByReset != 0 {
-		t.Fatalf("duplicates %d, lost %d, reset %d", res.dups, res.lost, res.coveredByReset)
+	// Evacuation refuses publishes with a definite 503 (never an unknown
+	// outcome), so no payload may exist twice.
+	if res.dups != 0 || res.lost != 0 || res.coveredByReset != 0 || len(res.retried) != 0 {
+		t.Fatalf("duplicates %d, lost %d, reset %d, repeated payloads %v", res.dups, res.lost, res.coveredByReset, res.retried)
 	}
 	if res.maxMoves != 1 {
 		t.Fatalf("max moves %d, want 1", res.maxMoves)
