@@ -261,9 +261,11 @@ type auditResult struct {
 	received, dups, lost, coveredByReset int
 	// retried: payloads received twice that were acknowledged after a
 	// failover (see ledger.failedOver); counted apart from dups.
-	retried  map[string]bool
-	resets   map[string]int
-	maxMoves int
+	retried map[string]bool
+	// dupSamples describes a few duplicated payloads (diagnostics).
+	dupSamples []string
+	resets     map[string]int
+	maxMoves   int
 }
 
 func audit(clients []*regionClient, led *ledger, regions ...*region) auditResult {
@@ -281,6 +283,10 @@ func audit(clients []*regionClient, led *ledger, regions ...*region) auditResult
 				res.retried[payload] = true
 			case n > 1:
 				res.dups += n - 1
+				if len(res.dupSamples) < 5 {
+					res.dupSamples = append(res.dupSamples, fmt.Sprintf("topic %s payload %s ×%d ack %+v resets %+v connects %d",
+						c.topic, payload, n, acked[payload], c.resets, len(c.connects)))
+				}
 			}
 		}
 		for _, rs := range c.resets {
@@ -480,6 +486,9 @@ func TestRegionLossFailover(t *testing.T) {
 	if len(res.retried) > 0 {
 		t.Logf("payloads stored twice by a publish retried across regions (request in flight at the kill): %v", slices.Sorted(maps.Keys(res.retried)))
 	}
+	for _, d := range res.dupSamples {
+		t.Logf("duplicate: %s", d)
+	}
 	if res.dups != 0 || res.lost != 0 || len(res.retried) > 1 {
 		t.Fatalf("duplicates %d, lost %d, payloads repeated by cross-region retries %d (at most 1)", res.dups, res.lost, len(res.retried))
 	}
@@ -537,6 +546,9 @@ func TestRegionEvacuation(t *testing.T) {
 		len(clients), moved.Round(time.Millisecond), res.received, res.dups, res.lost, res.resets, res.maxMoves, pubA.failed.Load(), pubB.failed.Load())
 	// Evacuation refuses publishes with a definite 503 (never an unknown
 	// outcome), so no payload may exist twice.
+	for _, d := range res.dupSamples {
+		t.Logf("duplicate: %s", d)
+	}
 	if res.dups != 0 || res.lost != 0 || res.coveredByReset != 0 || len(res.retried) != 0 {
 		t.Fatalf("duplicates %d, lost %d, reset %d, repeated payloads %v", res.dups, res.lost, res.coveredByReset, res.retried)
 	}
