@@ -160,7 +160,9 @@ func (p *Publisher) CloseIdleConnections() { p.hc.CloseIdleConnections() }
 // It retries network errors, 408, 429 and 5xx up to MaxAttempts times across
 // the endpoints with the same idempotency key, waiting at least the server's
 // Retry-After, and never waits past ctx's deadline: when the next wait would
-// overrun it, the last error is returned at once.
+// overrun it, the last error is returned at once. Keys deduplicate within one
+// origin (region): when an attempt got no answer and the retry lands in
+// another region, the event may be stored in both.
 func (p *Publisher) Publish(ctx context.Context, topic string, msg Message) (Result, error) {
 	if p.cfgErr != nil {
 		return Result{}, p.cfgErr
