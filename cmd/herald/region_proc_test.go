@@ -322,6 +322,18 @@ func audit(clients []*regionClient, led *ledger, regions ...*region) auditResult
 	return res
 }
 
+// settledAudit audits once every acknowledged event has arrived (or the
+// wait ends), and logs a few duplicates for diagnosis.
+func settledAudit(t *testing.T, what string, clients []*regionClient, led *ledger, regions ...*region) auditResult {
+	t.Helper()
+	eventually(t, 60*time.Second, what, func() bool { return audit(clients, led, regions...).lost == 0 })
+	res := audit(clients, led, regions...)
+	for _, d := range res.dupSamples {
+		t.Logf("duplicate: %s", d)
+	}
+	return res
+}
+
 // replicaHeads reads, per topic, the last offset of origin a on b's replica.
 func replicaHeads(t *testing.T, r *redistest.Server, origin string, topics []string) map[string]uint64 {
 	t.Helper()
@@ -469,12 +481,7 @@ func TestRegionLossFailover(t *testing.T) {
 	failback := time.Since(t1)
 	pubA.stop()
 	pubB.stop()
-	var res auditResult
-	eventually(t, 60*time.Second, "every acknowledged event delivered or reset", func() bool {
-		res = audit(clients, led, a, b)
-		return res.lost == 0
-	})
-	res = audit(clients, led, a, b)
+	res := settledAudit(t, "every acknowledged event delivered or reset", clients, led, a, b)
 	t.Logf("region loss: %d subscribers; kill took %s; RTO p50 %s p99 %s max %s; RPO %d of %d a-origin events acknowledged before the kill",
 		len(clients), killed.Round(time.Millisecond), percentile(rto, 0.5).Round(time.Millisecond), percentile(rto, 0.99).Round(time.Millisecond),
 		rto[len(rto)-1].Round(time.Millisecond), rpo, ackedA)
@@ -485,9 +492,6 @@ func TestRegionLossFailover(t *testing.T) {
 	// attempt in a, its retry in b). Every event is still delivered once.
 	if len(res.retried) > 0 {
 		t.Logf("payloads stored twice by a publish retried across regions (request in flight at the kill): %v", slices.Sorted(maps.Keys(res.retried)))
-	}
-	for _, d := range res.dupSamples {
-		t.Logf("duplicate: %s", d)
 	}
 	if res.dups != 0 || res.lost != 0 || len(res.retried) > 1 {
 		t.Fatalf("duplicates %d, lost %d, payloads repeated by cross-region retries %d (at most 1)", res.dups, res.lost, len(res.retried))
@@ -536,19 +540,11 @@ func TestRegionEvacuation(t *testing.T) {
 	eventually(t, 20*time.Second, "publisher A now publishes in b", func() bool { return ackedBy(led, "b") >= bBefore+80 })
 	pubA.stop()
 	pubB.stop()
-	var res auditResult
-	eventually(t, 60*time.Second, "every acknowledged event delivered", func() bool {
-		res = audit(clients, led, a, b)
-		return res.lost == 0
-	})
-	res = audit(clients, led, a, b)
+	res := settledAudit(t, "every acknowledged event delivered", clients, led, a, b)
 	t.Logf("evacuation: %d subscribers moved in %s; received %d, duplicates %d, lost %d, resets %v, max moves %d; publish failures a=%d b=%d",
 		len(clients), moved.Round(time.Millisecond), res.received, res.dups, res.lost, res.resets, res.maxMoves, pubA.failed.Load(), pubB.failed.Load())
 	// Evacuation refuses publishes with a definite 503 (never an unknown
 	// outcome), so no payload may exist twice.
-	for _, d := range res.dupSamples {
-		t.Logf("duplicate: %s", d)
-	}
 	if res.dups != 0 || res.lost != 0 || res.coveredByReset != 0 || len(res.retried) != 0 {
 		t.Fatalf("duplicates %d, lost %d, reset %d, repeated payloads %v", res.dups, res.lost, res.coveredByReset, res.retried)
 	}
