@@ -76,43 +76,94 @@ type conn struct {
 	replayedN int
 }
 
+// handleStream serves GET /v1/stream. Its goroutine holds the stream for as
+// long as the stream lives, so it must keep a small stack: Go grows a
+// goroutine's stack to the deepest call it has made and shrinks it only
+// when a GC finds it mostly unused, and the connect phase (auth, store reads
+// through the protection layers and the Redis client, replay, telemetry) is
+// deep enough to double it to 16 KiB, which every idle stream would then
+// keep. So the connect phase runs on a short-lived goroutine of its own
+// (openStream), which hands over the opened stream and exits; only the live
+// loop runs here.
 func (s *Server) handleStream(c *gin.Context) {
+	var st *stream
+	onFreshStack(func() { st = s.openStream(c) })
+	if st == nil {
+		return // answered (refused, shed, redirected) or ended during connect
+	}
+	defer st.close()
+	st.end = st.cn.live(st.sub)
+}
+
+// stream is an opened stream: what openStream hands to handleStream.
+type stream struct {
+	cn  *conn
+	sub *hub.Subscriber
+	// end is why the stream ended (an End* value), read by cleanups.
+	end string
+	// cleanups run in reverse order when the stream ends, like defers of
+	// the connect phase that must outlive it.
+	cleanups []func()
+}
+
+func (st *stream) onClose(f func()) { st.cleanups = append(st.cleanups, f) }
+
+func (st *stream) close() {
+	for i := len(st.cleanups) - 1; i >= 0; i-- {
+		st.cleanups[i]()
+	}
+	st.cleanups = nil
+}
+
+// openStream is the connect phase of a stream: it validates the request,
+// authenticates, admits, plans the resume, writes the hello and the
+// replay and subscribes. It returns nil when it answered the request
+// itself (an error, a shed or a redirect) or the stream ended during it;
+// then everything it set up is released.
+func (s *Server) openStream(c *gin.Context) *stream {
+	st := &stream{}
+	opened := false
+	defer func() {
+		if !opened {
+			st.close()
+		}
+	}()
 	r := c.Request
 	q := r.URL.Query()
 	tel := s.cfg.Telemetry
 	result := observability.ConnectRejected
-	defer func() {
+	st.onClose(func() {
 		if result != observability.ConnectAccepted { // accepted is counted at once
 			tel.Metrics().Connect(r.Context(), result)
 		}
-	}()
+	})
 	topics := q["topic"]
 	if len(topics) == 0 || len(topics) > s.cfg.MaxTopicsPerStream {
 		s.writeError(c, errf(http.StatusBadRequest, CodeInvalidQuery,
 			fmt.Sprintf("give 1..%d topic parameters", s.cfg.MaxTopicsPerStream)))
-		return
+		return nil
 	}
 	for _, t := range topics {
 		if err := push.ValidateTopic(t); err != nil {
 			s.writeError(c, err)
-			return
+			return nil
 		}
 	}
 	p, err := s.principal(r, true)
 	if err != nil {
 		s.writeError(c, err)
-		return
+		return nil
 	}
 	for _, t := range topics {
 		if !p.CanSubscribe(t) {
 			s.writeError(c, errf(http.StatusForbidden, CodeForbidden, "not allowed to subscribe to "+strconv.Quote(t)))
-			return
+			return nil
 		}
 	}
 	from := q.Get("from")
 	if from != "" && from != "latest" && from != "earliest" {
 		s.writeError(c, errf(http.StatusBadRequest, CodeInvalidQuery, `from must be "latest" or "earliest"`))
-		return
+		return nil
 	}
 	raw := r.Header.Get("Last-Event-ID")
 	if raw == "" {
@@ -121,7 +172,7 @@ func (s *Server) handleStream(c *gin.Context) {
 	cur, err := push.NewCursor(topics, s.origins)
 	if err != nil {
 		s.writeError(c, err)
-		return
+		return nil
 	}
 	var parsed *push.ParsedCursor
 	foreign := false
@@ -132,7 +183,7 @@ func (s *Server) handleStream(c *gin.Context) {
 			foreign, parsed = true, nil
 		case err != nil:
 			s.writeError(c, err)
-			return
+			return nil
 		}
 	}
 
@@ -152,31 +203,31 @@ func (s *Server) handleStream(c *gin.Context) {
 			result = observability.ConnectRedirected
 		}
 		s.steer(c, dest)
-		return
+		return nil
 	}
 	live, done := nop, nop
 	if g := s.cfg.Guard; g != nil {
 		l, d, err := g.Admit(c.ClientIP())
 		if err != nil {
 			s.refuse(c, err)
-			return
+			return nil
 		}
 		live, done = l, d
 	}
-	defer done()
+	st.onClose(done)
 
 	infos, recent, err := s.infos(r.Context(), cur.Topics())
 	if err != nil {
 		s.log.WarnContext(r.Context(), "stream: store unavailable at connect", "err", err)
 		s.refuse(c, err)
-		return
+		return nil
 	}
 	if parsed != nil {
 		infos = s.awaitReplicas(r.Context(), cur, parsed, infos)
 	}
 
 	s.streams.Add(1)
-	defer s.streams.Add(-1)
+	st.onClose(func() { s.streams.Add(-1) })
 	s.connected.Add(1)
 
 	// The session span links to the previous connection of this session
@@ -200,15 +251,15 @@ func (s *Server) handleStream(c *gin.Context) {
 		SessionID: sid, Topics: cur.Topics(), Cursor: raw, Resumed: parsed != nil, Node: s.cfg.Node, Region: s.cfg.Region,
 	}, links...)
 	traceparent := observability.EventTraceparent(ctx)
-	end := EndError
-	defer func() {
-		span.SetAttributes(attribute.String("herald.disconnect", end))
+	st.end = EndError
+	st.onClose(func() {
+		span.SetAttributes(attribute.String("herald.disconnect", st.end))
 		span.End()
-		if end == EndSlow {
+		if st.end == EndSlow {
 			s.slowEnded.Add(1)
 		}
-		s.log.DebugContext(ctx, "stream closed", "session", sid, "reason", end)
-	}()
+		s.log.DebugContext(ctx, "stream closed", "session", sid, "reason", st.end)
+	})
 
 	// Take the session over: an older stream of it, here or on another
 	// node, is closed.
@@ -221,17 +272,17 @@ func (s *Server) handleStream(c *gin.Context) {
 		tel.Metrics().OwnershipChange(ctx, kind)
 		rec := cl.Claim(sid, cur.Topics(), traceparent)
 		ls.incarnation = rec.Incarnation
-		defer cl.Release(sid, rec.Incarnation)
+		st.onClose(func() { cl.Release(sid, rec.Incarnation) })
 	} else {
 		ls.incarnation = s.table.nextIncarnation()
 	}
 	s.table.add(ls)
-	defer s.table.remove(ls)
+	st.onClose(func() { s.table.remove(ls) })
 	// A stream lives no longer than its credential: at expiry it ends with
 	// a retry:, and the client comes back with a fresh token.
 	if !p.Expires.IsZero() {
 		expiry := time.AfterFunc(time.Until(p.Expires), func() { ls.kick.fire(EndAuth, s.finalRetry()) })
-		defer expiry.Stop()
+		st.onClose(func() { expiry.Stop() })
 	}
 
 	// The controller wraps the unwrapped writer: gin's Flush swallows
@@ -244,7 +295,7 @@ func (s *Server) handleStream(c *gin.Context) {
 	if len(recent) > 0 {
 		cn.recent = recent
 	}
-	defer cn.release()
+	st.onClose(cn.release)
 
 	resets, upto := s.plan(cur, parsed, foreign, from, infos)
 	if len(recent) > 0 && (len(resets) > 0 || !resumesEverySlot(parsed)) {
@@ -252,7 +303,7 @@ func (s *Server) handleStream(c *gin.Context) {
 		// reset we are not sure of) nor where the live head is: only exact
 		// resumes are served from the cache.
 		s.shed(c)
-		return
+		return nil
 	}
 	// History reads are the expensive part of a reconnect storm: take a
 	// replay slot (bounded wait) before answering, so a refusal can still
@@ -262,11 +313,11 @@ func (s *Server) handleStream(c *gin.Context) {
 		rel, err := g.Replay(r.Context())
 		if err != nil {
 			s.refuse(c, err)
-			return
+			return nil
 		}
 		releaseReplay = rel
 	}
-	defer releaseReplay()
+	st.onClose(releaseReplay)
 
 	h := c.Writer.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -277,8 +328,8 @@ func (s *Server) handleStream(c *gin.Context) {
 	result = observability.ConnectAccepted
 	tel.Metrics().Connect(ctx, result)
 	tel.Metrics().StreamOpened(ctx)
-	defer func() { tel.Metrics().StreamClosed(ctx, end) }()
-	end = EndClient
+	st.onClose(func() { tel.Metrics().StreamClosed(ctx, st.end) })
+	st.end = EndClient
 
 	// retry: and herald.hello. The hello carries the client's resume point
 	// as its id, unless streams are being reset: then the id is left to the
@@ -298,7 +349,7 @@ func (s *Server) handleStream(c *gin.Context) {
 		cn.appendReset(resets)
 	}
 	if err := cn.flush(); err != nil {
-		return
+		return nil
 	}
 	outcome := observability.ResumeLive
 	switch {
@@ -314,7 +365,7 @@ func (s *Server) handleStream(c *gin.Context) {
 			tel.Metrics().Resume(ctx, outcome, cn.replayedN)
 		}
 	}
-	defer recordResume()
+	st.onClose(recordResume)
 
 	// Replay history up to the head seen at connect.
 	if needsReplay(cur, upto) {
@@ -324,8 +375,8 @@ func (s *Server) handleStream(c *gin.Context) {
 			if upto[i] > cur.At(i).Offset {
 				if err := cn.fromStore(i, upto[i], true); err != nil {
 					rspan.End()
-					end = cn.writeEnd(err)
-					return
+					st.end = cn.writeEnd(err)
+					return nil
 				}
 			}
 		}
@@ -340,23 +391,25 @@ func (s *Server) handleStream(c *gin.Context) {
 	sub := hub.NewSubscriber(cur.Topics(), s.cfg.Queue)
 	if err := s.hub.Subscribe(r.Context(), sub); err != nil {
 		s.log.DebugContext(ctx, "stream: subscribe failed", "err", err)
-		return
+		return nil
 	}
-	defer s.hub.Unsubscribe(sub)
+	st.onClose(func() { s.hub.Unsubscribe(sub) })
 	ls.sub.Store(sub)
 	for i := range cur.Len() {
 		if err := cn.fromStore(i, 0, true); err != nil {
-			end = cn.writeEnd(err)
-			return
+			st.end = cn.writeEnd(err)
+			return nil
 		}
 	}
 	if err := cn.flush(); err != nil {
-		return
+		return nil
 	}
 	cn.recent = nil // from here on, gaps are filled from the store
 	live()
 	span.SetAttributes(attribute.Int("herald.replayed", cn.replayedN), attribute.Bool("herald.reset", len(resets) > 0))
-	end = cn.live(sub)
+	st.cn, st.sub = cn, sub
+	opened = true
+	return st
 }
 
 // plan decides, per stream, where the client starts: it sets each slot of

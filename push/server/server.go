@@ -388,7 +388,11 @@ func (s *Server) recover(c *gin.Context) {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			s.log.Error("handler panic", "path", c.FullPath(), "panic", fmt.Sprint(v))
+			attrs := []any{"path", c.FullPath(), "panic", fmt.Sprint(v)}
+			if fp, ok := v.(*freshStackPanic); ok {
+				attrs = append(attrs, "stack", string(fp.stack))
+			}
+			s.log.Error("handler panic", attrs...)
 			if !c.Writer.Written() {
 				s.writeError(c, fmt.Errorf("panic: %v", v))
 			}
