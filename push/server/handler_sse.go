@@ -882,14 +882,30 @@ func (s *Server) infos(ctx context.Context, topics []string) ([]push.StreamInfo,
 // returns the infos refreshed. Streams still behind are answered with a
 // replica_behind reset by plan.
 func (s *Server) awaitReplicas(ctx context.Context, cur *push.Cursor, parsed *push.ParsedCursor, infos []push.StreamInfo) []push.StreamInfo {
+	// A replica is behind the client when it lacks offsets the client has,
+	// or when it does not know the client's epoch: the client may come from
+	// the origin's primary after a restart or failover began a lineage the
+	// replica has not received yet. Answering that with epoch_changed would
+	// move the client back to the old lineage, and later forward again,
+	// replaying the new one from its start; so the replica gets the same
+	// short wait. (A replica that is current with a lineage the client
+	// never saw costs the wait before the reset; nothing in an epoch tells
+	// which of the two is older.)
 	behind := func() map[string]bool {
 		var out map[string]bool
+		epochs := make([]string, cur.Len())
+		for _, in := range infos {
+			if i := cur.Index(in.Topic, in.Origin); i >= 0 {
+				epochs[i] = in.Epoch
+			}
+		}
+		verified := parsed.Verify(epochs)
 		for _, in := range infos {
 			if in.Origin == s.store.Origin() {
 				continue
 			}
 			i := cur.Index(in.Topic, in.Origin)
-			if i >= 0 && parsed.Present(i) && parsed.Offset(i) > in.Last {
+			if i >= 0 && parsed.Present(i) && (parsed.Offset(i) > in.Last || !verified[i]) {
 				if out == nil {
 					out = make(map[string]bool)
 				}

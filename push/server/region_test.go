@@ -405,3 +405,82 @@ func TestReplicationLagFollowsTheLink(t *testing.T) {
 		t.Fatal("a node reports a lag for its own region")
 	}
 }
+
+// A client whose cursor is in a lineage its origin began after a restart
+// (here: a's primary restarted without persistence) resumes in a region
+// whose replica of that origin still holds the old lineage, and whose
+// offsets reach past the client's. The node waits for the replica to get
+// the client's lineage instead of resetting the client back to the old one
+// (from which the next new-lineage event would reset it forward again and
+// replay the new lineage from its start: duplicates).
+func TestResumeWaitsForTheReplicaToReachTheClientsLineage(t *testing.T) {
+	r := startTwoRegions(t)
+	b2 := startRegionNode(t, "b2", regionStore(t, r.primaryB.URL(), "b", false), r.storeBofA,
+		func(c *server.Config) { c.ReplicaWait = 10 * time.Second })
+	for i := 1; i <= 3; i++ {
+		r.a.publish("news", "m", fmt.Sprintf("old%d", i))
+	}
+	waitFor(t, 10*time.Second, "old3 on b's replica", func() bool {
+		in, err := r.storeBofA.Info(t.Context(), []string{"news"})
+		return err == nil && in[0].Last == 3
+	})
+	if err := r.pxA.Disable(); err != nil {
+		t.Fatal(err)
+	}
+	r.primaryA.Restart(t) // no persistence: a's stream begins a new lineage at offset 1
+	waitFor(t, 10*time.Second, "a publish after a's restart", func() bool {
+		resp, err := http.Post(r.a.URL+"/v1/topics/news/events", "application/json", strings.NewReader(`{"event":"m","data":"new1"}`))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusCreated
+	})
+	sa := r.a.openStream(t, []string{"news"}, "", map[string][]string{"from": {"earliest"}})
+	first := nextData(t, sa, 10*time.Second)
+	if first.Data != "new1" {
+		t.Fatalf("a replays %q first, want new1", first.Data)
+	}
+	sa.Close()
+	in, err := r.storeBofA.Info(t.Context(), []string{"news"})
+	if err != nil || in[0].Last != 3 {
+		t.Fatalf("b's replica: %+v %v, want the old lineage up to 3", in, err)
+	}
+
+	// Resume in b2 with the new-lineage cursor; the replica link comes back
+	// meanwhile (a replica reconnects on its 1 Hz cron, then resyncs).
+	type opened struct {
+		s      *stream
+		status int
+		body   string
+	}
+	done := make(chan opened, 1)
+	go func() {
+		s, status, body := b2.tryStream([]string{"news"}, first.ID, nil)
+		done <- opened{s, status, body}
+	}()
+	if err := r.pxA.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	var o opened
+	select {
+	case o = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no answer from b2 within 30s")
+	}
+	if o.status != http.StatusOK {
+		t.Fatalf("b2: %d %s", o.status, o.body)
+	}
+	t.Cleanup(o.s.Close)
+	hello := o.s.next(10 * time.Second)
+	if hello.Type != server.EventHello || hello.ID == "" {
+		// A hello without id comes before a reset.
+		reset := o.s.next(5 * time.Second)
+		t.Fatalf("got %s %q then %s %s: the client was reset instead of resumed", hello.Type, hello.ID, reset.Type, reset.Data)
+	}
+	r.a.publish("news", "m", "new2")
+	ev := o.s.next(20 * time.Second)
+	if ev.Type != "m" || ev.Data != "new2" {
+		t.Fatalf("after the resume got %s %q, want new2 and nothing replayed or reset", ev.Type, ev.Data)
+	}
+}
