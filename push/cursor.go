@@ -310,6 +310,18 @@ func (p *ParsedCursor) Present(i int) bool { return p.present[i/len(p.c.topics)]
 // per-slot tag pins the change down, every slot with an offset fails: a
 // silent skip would need a 32-bit collision.
 func (p *ParsedCursor) Verify(epochs []string) []bool {
+	return p.VerifyLineages(epochs, nil)
+}
+
+// VerifyLineages is Verify knowing, per slot, where each stream's current
+// epoch begins: starts[i] is the offset before its first event (0 when
+// unknown; nil for none). A client offset at or below it cannot belong to
+// the current epoch, so that slot's epoch changed even when its 8-bit tag
+// happens to match. When the 32-bit check fails and no tag pins the change
+// down, slots found this way explain it and the others verify (resetting
+// streams that did not change would replay them: duplicates); only when no
+// slot explains it does every slot with an offset fail.
+func (p *ParsedCursor) VerifyLineages(epochs []string, starts []uint64) []bool {
 	ok := make([]bool, len(p.c.pos))
 	check := epochCheck(p.c.topics, p.c.origins, func(i int) (string, bool) {
 		return epochs[i], p.c.pos[i].Offset > 0 && p.Present(i)
@@ -327,8 +339,14 @@ func (p *ParsedCursor) Verify(epochs []string) []bool {
 		}
 	}
 	if !all && !found {
+		explained := false
 		for i := range ok {
-			if p.c.pos[i].Offset > 0 && p.Present(i) {
+			if off := p.c.pos[i].Offset; off > 0 && p.Present(i) && i < len(starts) && off <= starts[i] {
+				ok[i], explained = false, true
+			}
+		}
+		for i := range ok {
+			if !explained && p.c.pos[i].Offset > 0 && p.Present(i) {
 				ok[i] = false
 			}
 		}

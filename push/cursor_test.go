@@ -146,6 +146,42 @@ func TestCursorVerifyTagCollisionFailsClosed(t *testing.T) {
 	}
 }
 
+// The same collision when the changed stream's lineage begins after the
+// client's offset: that slot explains the failed check, and the unchanged
+// one verifies (failing it would replay it from its start: duplicates).
+func TestCursorVerifyLineagesPinsTheChangeByItsStart(t *testing.T) {
+	topics, origins := []string{"r"}, []string{"a", "b"}
+	c, _ := NewCursor(topics, origins)
+	c.SetAt(0, Position{Epoch: "old-a", Offset: 20}) // (r, a)
+	c.SetAt(1, Position{Epoch: "same-b", Offset: 150})
+	p, err := ParseCursor(c.String(), topics, origins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var newA string
+	for i := 0; ; i++ {
+		if newA = fmt.Sprintf("new-a-%d", i); epochTag(newA) == epochTag("old-a") {
+			break
+		}
+	}
+	epochs := []string{newA, "same-b"}
+	if v := p.Verify(epochs); v[0] || v[1] {
+		t.Fatalf("without lineage starts: verify = %v, want both false (fail closed)", v)
+	}
+	// a's new lineage begins at 21: offset 20 cannot be in it.
+	if v := p.VerifyLineages(epochs, []uint64{20, 0}); v[0] || !v[1] {
+		t.Fatalf("a's lineage starts after the client's offset: verify = %v, want [false true]", v)
+	}
+	// A start below the client's offset explains nothing: fail closed.
+	if v := p.VerifyLineages(epochs, []uint64{19, 0}); v[0] || v[1] {
+		t.Fatalf("nothing pins the change: verify = %v, want both false", v)
+	}
+	// Unchanged epochs verify whatever the starts.
+	if v := p.VerifyLineages([]string{"old-a", "same-b"}, []uint64{20, 0}); !v[0] || !v[1] {
+		t.Fatalf("unchanged: verify = %v, want both true", v)
+	}
+}
+
 func TestParseCursorRejects(t *testing.T) {
 	topics, origins := []string{"a", "b"}, []string{"local"}
 	good, _ := NewCursor(topics, origins)

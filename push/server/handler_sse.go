@@ -224,6 +224,16 @@ func (s *Server) openStream(c *gin.Context) *stream {
 	}
 	if parsed != nil {
 		infos = s.awaitReplicas(r.Context(), cur, parsed, infos)
+		// Still not the client's lineage, and the replica is re-syncing: a
+		// reset now would move the client to whatever the replica holds
+		// meanwhile (nothing, or an old lineage) and replay it. Come back
+		// later, cursor unchanged (a browser-safe shed: 200 and retry:).
+		if origin := s.resyncingOrigin(r.Context(), cur, parsed, infos); origin != "" {
+			s.log.DebugContext(r.Context(), "stream: replica re-syncing, resume deferred", "origin", origin)
+			result = observability.ConnectShed
+			s.shed(c)
+			return nil
+		}
 	}
 
 	s.streams.Add(1)
@@ -423,11 +433,7 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, foreign bool,
 	upto := make([]uint64, cur.Len())
 	var verified []bool
 	if parsed != nil {
-		epochs := make([]string, cur.Len())
-		for i := range epochs {
-			epochs[i] = byKey[cur.Key(i)].Epoch
-		}
-		verified = parsed.Verify(epochs)
+		verified = verifyAgainst(cur, parsed, infos)
 	}
 	var resets []StreamReset
 	for i := range cur.Len() {
@@ -877,6 +883,48 @@ func (s *Server) infos(ctx context.Context, topics []string) ([]push.StreamInfo,
 	return infos, recent, nil
 }
 
+// verifyAgainst verifies the client's cursor against the streams' current
+// epochs and where those epochs begin.
+func verifyAgainst(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.StreamInfo) []bool {
+	epochs := make([]string, cur.Len())
+	starts := make([]uint64, cur.Len())
+	for _, in := range infos {
+		if i := cur.Index(in.Topic, in.Origin); i >= 0 {
+			epochs[i], starts[i] = in.Epoch, lineageStart(in)
+		}
+	}
+	return parsed.VerifyLineages(epochs, starts)
+}
+
+// unverifiedRemotes returns the remote origins whose epoch in infos does
+// not verify against the client's cursor, for slots the client has read.
+func (s *Server) unverifiedRemotes(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.StreamInfo) map[string]bool {
+	verified := verifyAgainst(cur, parsed, infos)
+	var out map[string]bool
+	for i := range cur.Len() {
+		k := cur.Key(i)
+		if k.Origin == s.store.Origin() || !parsed.Present(i) || verified[i] {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]bool)
+		}
+		out[k.Origin] = true
+	}
+	return out
+}
+
+// resyncingOrigin returns a remote origin whose replica does not know the
+// client's epoch and is re-syncing (replicaResyncing), or "".
+func (s *Server) resyncingOrigin(ctx context.Context, cur *push.Cursor, parsed *push.ParsedCursor, infos []push.StreamInfo) string {
+	for origin := range s.unverifiedRemotes(cur, parsed, infos) {
+		if s.replicaResyncing(ctx, origin) {
+			return origin
+		}
+	}
+	return ""
+}
+
 // awaitReplicas gives the replicas of remote origins that are behind the
 // client's cursor a short while (Config.ReplicaWait) to catch up, and
 // returns the infos refreshed. Streams still behind are answered with a
@@ -892,20 +940,13 @@ func (s *Server) awaitReplicas(ctx context.Context, cur *push.Cursor, parsed *pu
 	// never saw costs the wait before the reset; nothing in an epoch tells
 	// which of the two is older.)
 	behind := func() map[string]bool {
-		var out map[string]bool
-		epochs := make([]string, cur.Len())
-		for _, in := range infos {
-			if i := cur.Index(in.Topic, in.Origin); i >= 0 {
-				epochs[i] = in.Epoch
-			}
-		}
-		verified := parsed.Verify(epochs)
+		out := s.unverifiedRemotes(cur, parsed, infos)
 		for _, in := range infos {
 			if in.Origin == s.store.Origin() {
 				continue
 			}
 			i := cur.Index(in.Topic, in.Origin)
-			if i >= 0 && parsed.Present(i) && (parsed.Offset(i) > in.Last || !verified[i]) {
+			if i >= 0 && parsed.Present(i) && parsed.Offset(i) > in.Last {
 				if out == nil {
 					out = make(map[string]bool)
 				}

@@ -63,6 +63,9 @@ type regionState struct {
 	evacuating bool
 	cancel     context.CancelFunc
 	links      map[string]bool
+	// downSince is when the region loop first saw a remote origin's
+	// replica link down (absent while it is up).
+	downSince map[string]time.Time
 }
 
 // signalsOf returns the region signals of a store, looking through
@@ -197,6 +200,11 @@ func (s *Server) regionTick() {
 			s.region.mu.Lock()
 			was, known := s.region.links[origin]
 			s.region.links[origin] = os.LinkUp
+			if os.LinkUp {
+				delete(s.region.downSince, origin)
+			} else if _, ok := s.region.downSince[origin]; !ok {
+				s.region.downSince[origin] = now
+			}
 			s.region.mu.Unlock()
 			// A replica that re-synced from its primary (after a link
 			// loss, or its primary's restart) got data without the
@@ -424,4 +432,32 @@ func (s *Server) handleRegion(c *gin.Context) {
 		body["alternates"] = f.Alternates()
 	}
 	c.JSON(http.StatusOK, body)
+}
+
+// resyncGraceFactor × Config.ReplicaWait is how long after its replica's
+// link went down a remote origin counts as resyncing (replicaResyncing).
+const resyncGraceFactor = 15
+
+// replicaResyncing reports whether origin's replica in this region is
+// re-syncing from its primary: its link is down now, and went down less
+// than resyncGraceFactor × ReplicaWait ago (a replica restarted, or its
+// primary did, and a full sync is under way). Such a replica may hold no
+// data or an old lineage for a while; what it shows then says nothing of
+// what the client has. A link down longer than that is an outage, and the
+// replica's data is what the region has.
+func (s *Server) replicaResyncing(ctx context.Context, origin string) bool {
+	l := linkerOf(s.stores[origin])
+	if l == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	up, err := l.LinkUp(ctx)
+	cancel()
+	if err == nil && up {
+		return false
+	}
+	s.region.mu.Lock()
+	since, ok := s.region.downSince[origin]
+	s.region.mu.Unlock()
+	return !ok || time.Since(since) < resyncGraceFactor*s.cfg.ReplicaWait
 }

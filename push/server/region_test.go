@@ -484,3 +484,65 @@ func TestResumeWaitsForTheReplicaToReachTheClientsLineage(t *testing.T) {
 		t.Fatalf("after the resume got %s %q, want new2 and nothing replayed or reset", ev.Type, ev.Data)
 	}
 }
+
+// A resume in a region whose replica of the origin restarted empty and is
+// re-syncing is deferred (a 200 carrying only retry:, so the client comes
+// back with its cursor unchanged) instead of being reset to the replica's
+// empty stream and replayed everything; once the replica is back the
+// client resumes exactly: nothing it already had, nothing lost.
+func TestResumeFromAReplicaThatRestartedEmptyRepeatsNothing(t *testing.T) {
+	r := startTwoRegions(t)
+	s := r.b.openStream(t, []string{"news"}, "", nil)
+	s.next(5 * time.Second) // hello
+	for i := 1; i <= 3; i++ {
+		r.a.publish("news", "m", fmt.Sprintf("a%d", i))
+	}
+	got, last := collect(t, s, 3, 20*time.Second)
+	assertPerOriginOrder(t, got, map[string]int{"a": 3})
+	s.Close()
+
+	if err := r.pxA.Disable(); err != nil {
+		t.Fatal(err)
+	}
+	r.replicaBofA.Restart(t) // no persistence: empty until the link is back
+	in, err := r.storeBofA.Info(t.Context(), []string{"news"})
+	if err != nil || in[0].Last != 0 {
+		t.Fatalf("restarted replica: %+v %v, want it empty", in, err)
+	}
+	shed := r.b.openStream(t, []string{"news"}, last, nil)
+	select {
+	case ev, ok := <-shed.events:
+		if ok {
+			t.Fatalf("while the replica re-syncs got %s %q (id %q), want the stream deferred", ev.Type, ev.Data, ev.ID)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the deferred stream did not end")
+	}
+	if d, ok := shed.dec.Retry(); !ok || d <= 0 {
+		t.Fatalf("deferred stream: retry %v %v, want a retry: field", d, ok)
+	}
+
+	if err := r.pxA.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "b's replica re-synced", func() bool {
+		in, err := r.storeBofA.Info(t.Context(), []string{"news"})
+		return err == nil && in[0].Last == 3
+	})
+	s2 := r.b.openStream(t, []string{"news"}, last, nil)
+	if hello := s2.next(5 * time.Second); hello.Type != server.EventHello || hello.ID == "" {
+		t.Fatalf("after the re-sync got %s %q, want an exact resume (hello with id, no reset)", hello.Type, hello.ID)
+	}
+	r.a.publish("news", "m", "a4")
+	var after []string
+	for {
+		ev := nextData(t, s2, 20*time.Second)
+		after = append(after, ev.Data)
+		if ev.Data == "a4" {
+			break
+		}
+	}
+	if len(after) != 1 {
+		t.Fatalf("after the resume the client got %v, want only a4", after)
+	}
+}

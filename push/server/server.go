@@ -269,6 +269,7 @@ func New(cfg Config) (*Server, error) {
 		table:   newStreamTable(),
 	}
 	s.region.links = make(map[string]bool)
+	s.region.downSince = make(map[string]time.Time)
 	s.auth.Store(&authHolder{cfg.Auth})
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	s.engine = s.routes()
