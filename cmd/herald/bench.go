@@ -134,6 +134,11 @@ type benchReport struct {
 	// ServerSlowEnded is the node's count of streams it ended as slow
 	// during the run (from --admin-url /v1/node).
 	ServerSlowEnded int64 `json:"server_slow_ended,omitempty"`
+	// ServerEventsPerWrite is how many events the node's stream writes
+	// carried on average during the run, and ServerHolds how many writes
+	// coalescing held back (from --admin-url /v1/node).
+	ServerEventsPerWrite float64 `json:"server_events_per_write,omitempty"`
+	ServerHolds          int64   `json:"server_holds,omitempty"`
 }
 
 func (r benchReport) print(w io.Writer) {
@@ -149,6 +154,9 @@ func (r benchReport) print(w io.Writer) {
 	if r.ServerRSSBaseMB > 0 {
 		fmt.Fprintf(w, "server       cpu %.2f s (%.2f s per million deliveries)  rss %.1f MiB → %.1f MiB (%.1f KiB per stream)\n",
 			r.ServerCPUSec, r.CPUPerMillion, r.ServerRSSBaseMB, r.ServerRSSPeakMB, r.RSSPerStreamKiB)
+	}
+	if r.ServerEventsPerWrite > 0 {
+		fmt.Fprintf(w, "server       %.2f events per stream write, %d writes held by coalescing\n", r.ServerEventsPerWrite, r.ServerHolds)
 	}
 }
 
@@ -226,28 +234,32 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 	subCtx, stopSubs := context.WithCancel(ctx)
 	defer stopSubs()
 
-	slowEnded := func() int64 {
-		if c.AdminURL == "" {
-			return 0
-		}
+	type nodeStats struct {
+		SlowEnded int64 `json:"slow_ended"`
+		Delivered int64 `json:"delivered"`
+		Writes    int64 `json:"writes"`
+		Holds     int64 `json:"holds"`
+	}
+	serverStats := func() nodeStats {
 		var n struct {
-			Stats struct {
-				SlowEnded int64 `json:"slow_ended"`
-			} `json:"stats"`
+			Stats nodeStats `json:"stats"`
+		}
+		if c.AdminURL == "" {
+			return n.Stats
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.AdminURL, "/")+"/v1/node", nil)
 		if err != nil {
-			return 0
+			return n.Stats
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return 0
+			return n.Stats
 		}
 		defer resp.Body.Close()
 		_ = json.NewDecoder(resp.Body).Decode(&n)
-		return n.Stats.SlowEnded
+		return n.Stats
 	}
-	slow0 := slowEnded()
+	stats0 := serverStats()
 	var rssBase float64
 	if c.ServerPID > 0 {
 		rssBase = procRSS(c.ServerPID)
@@ -447,7 +459,12 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 		rep.Reconnects += s.reconnects.Load()
 	}
 	deliveries -= delivered0.Load()
-	rep.ServerSlowEnded = slowEnded() - slow0
+	stats1 := serverStats()
+	rep.ServerSlowEnded = stats1.SlowEnded - stats0.SlowEnded
+	if w := stats1.Writes - stats0.Writes; w > 0 {
+		rep.ServerEventsPerWrite = float64(stats1.Delivered-stats0.Delivered) / float64(w)
+	}
+	rep.ServerHolds = stats1.Holds - stats0.Holds
 	h := lat.merged()
 	ph := pubLat.merged()
 	rep.DurationSec = pubDur.Seconds()

@@ -534,6 +534,9 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 				return cn.writeEnd(err)
 			}
 		}
+		if len(batch) > 0 {
+			s.writes.Add(1)
+		}
 		clear(batch)
 		if err := cn.flush(); err != nil {
 			return cn.writeEnd(err)
@@ -590,6 +593,7 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 						hold.Reset(wait)
 					}
 					holding = true
+					s.holds.Add(1)
 					continue
 				}
 			}

@@ -177,6 +177,8 @@ type Server struct {
 	streams    atomic.Int64
 	lagCutoffs atomic.Uint64
 	slowEnded  atomic.Uint64
+	writes     atomic.Uint64
+	holds      atomic.Uint64
 	connected  atomic.Uint64
 	resets     atomic.Uint64
 	replayed   atomic.Uint64
@@ -303,6 +305,11 @@ type Stats struct {
 	// SlowEnded counts streams that ended as slow for any reason: queue
 	// lag or overflow, or a write that missed its deadline.
 	SlowEnded uint64 `json:"slow_ended"`
+	// Writes counts live-loop writes that carried queued events; Delivered
+	// over Writes is how many events a write carries (batching).
+	Writes uint64 `json:"writes"`
+	// Holds counts writes held back by coalescing (stream.coalesce_window).
+	Holds uint64 `json:"holds"`
 }
 
 // Stats returns the stream counters.
@@ -316,6 +323,8 @@ func (s *Server) Stats() Stats {
 		LagCutoffs:  s.lagCutoffs.Load(),
 		SlowCutoffs: s.hub.Stats().SlowCutoffs,
 		SlowEnded:   s.slowEnded.Load(),
+		Writes:      s.writes.Load(),
+		Holds:       s.holds.Load(),
 	}
 }
 

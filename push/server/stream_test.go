@@ -342,6 +342,11 @@ func TestCoalescingHoldsABusyStreamsWrites(t *testing.T) {
 			}
 		}
 	}
+	// The node counts its holds and how many events its writes carry.
+	st1 := n.Srv.Stats()
+	if st1.Holds == 0 || st1.Writes == 0 || st1.Writes >= st1.Delivered {
+		t.Fatalf("stats %+v: want holds counted and fewer writes than events delivered", st1)
+	}
 }
 
 // other is the other topic of the two-topic streams above.
