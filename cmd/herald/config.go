@@ -258,7 +258,7 @@ func DefaultConfig() Config {
 			WriteTimeout: 10 * time.Second,
 			SendBuffer:   64 << 10,
 			// Engages only on a node whose writes fall behind (benchmarks.md, overload).
-			CoalesceWindow: 100 * time.Millisecond,
+			CoalesceWindow: 250 * time.Millisecond,
 		},
 		Auth: auth.Config{CookieName: "herald_token", Leeway: 30 * time.Second},
 	}

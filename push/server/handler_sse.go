@@ -500,13 +500,16 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 	var batch []*hub.Delivery
 	// Coalescing under load: when the last write went out late (its oldest
 	// event waited more than CoalesceLate in the queue, not counting a
-	// deliberate hold: the node is short of CPU) and carried fewer than
-	// coalesceFew events (one syscall per event or so), events arriving within
-	// CoalesceWindow of that write wait on hold (a timer made only for
-	// streams that get there) and go out in one write. An unloaded node
-	// writes every event at once.
+	// deliberate hold: the node is short of CPU), carried fewer than
+	// coalesceFew events (one syscall per event or so), and the stream's
+	// events were published less than half a window apart, events arriving
+	// within CoalesceWindow of that write wait on hold (a timer made only
+	// for streams that get there) and go out in one write. An unloaded node
+	// writes every event at once, and so does a loaded one to streams too
+	// slow for a hold to batch.
 	var (
 		lastWrite time.Time
+		lastEvent time.Time // publish time of the newest event written
 		late      bool
 		hold      *time.Timer
 		holding   bool
@@ -525,8 +528,13 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 		}
 		batch = sub.Take(batch[:0])
 		if len(batch) > 0 {
-			// Late, and the queue is not already batching by itself.
-			late = len(batch) < coalesceFew && time.Since(batch[0].At)-heldFor > s.cfg.CoalesceLate
+			// Late, the queue is not already batching by itself, and events
+			// come at least twice per window (a hold then gathers more than
+			// one; holding a slower stream only delays it).
+			newest := batch[len(batch)-1].Event.Time
+			fast := !lastEvent.IsZero() && newest.Sub(lastEvent) < time.Duration(len(batch))*s.cfg.CoalesceWindow/2
+			late = fast && len(batch) < coalesceFew && time.Since(batch[0].At)-heldFor > s.cfg.CoalesceLate
+			lastEvent = newest
 		}
 		heldFor = 0
 		for _, d := range batch {
