@@ -349,6 +349,34 @@ func TestCoalescingHoldsABusyStreamsWrites(t *testing.T) {
 	}
 }
 
+// A stream whose events come further apart than half the window is never
+// held, late or not: a hold would only delay it.
+func TestCoalescingLeavesSlowStreamsAlone(t *testing.T) {
+	const window = 300 * time.Millisecond
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) {
+		c.CoalesceWindow = window
+		c.CoalesceLate = -1 // every write counts as late
+	})
+	st := n.openStream(t, []string{"co"}, "", nil)
+	defer st.Close()
+	if ev := st.next(5 * time.Second); ev.Type != push.EventHello {
+		t.Fatalf("first event %q, want hello", ev.Type)
+	}
+	for i := range 4 {
+		if i > 0 {
+			time.Sleep(window/2 + 50*time.Millisecond) // accept times ≥ 200ms apart
+		}
+		d := strconv.Itoa(i)
+		n.publish("co", "x", d)
+		if ev := st.next(5 * time.Second); ev.Data != d {
+			t.Fatalf("event %q, want %q", ev.Data, d)
+		}
+	}
+	if h := n.Srv.Stats().Holds; h != 0 {
+		t.Fatalf("%d holds on a stream with events 200ms apart (window %s)", h, window)
+	}
+}
+
 // other is the other topic of the two-topic streams above.
 func other(topic string) string {
 	if topic == "a" {
