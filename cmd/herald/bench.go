@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +31,8 @@ import (
 
 // benchConfig is one `herald bench` run.
 type benchConfig struct {
+	// CPUProfile, when set, is where the load generator writes its own CPU profile.
+	CPUProfile  string
 	URL         string
 	Subscribers int
 	Topics      int
@@ -58,11 +62,26 @@ func newBenchCommand() *cobra.Command {
 		Long: `Run a bounded load against a Herald node: open --subscribers SSE streams
 spread over --topics topics, publish at --rate events/s (0: as fast as accepted)
 for --duration, then report deliveries/s, publish→deliver latency percentiles,
-lost and duplicated events (checked through each event's cursor), reconnects
-(streams cut off as slow and resumed), and, with --server-pid, the server's
+lost and duplicated events (checked through each event's cursor), publish
+errors by cause, reconnects while publishing (streams cut off as slow or
+shed, and resumed) apart from connect retries before, and, with
+--server-pid, the server's
 CPU seconds and RSS. --idle only holds the streams and reports memory per stream.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if c.CPUProfile != "" {
+				// The load generator shares the machine with the node:
+				// its own cost is part of what a run measures.
+				f, err := os.Create(c.CPUProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			rep, err := runBench(cmd.Context(), c, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -91,6 +110,7 @@ CPU seconds and RSS. --idle only holds the streams and reports memory per stream
 	f.DurationVar(&c.Drain, "drain", 10*time.Second, "time to wait for deliveries after publishing stops")
 	f.BoolVar(&c.Idle, "idle", false, "only hold the streams and report memory per stream")
 	f.BoolVar(&c.JSON, "json", false, "print the report as JSON")
+	f.StringVar(&c.CPUProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file")
 	f.Float64Var(&c.SlowFraction, "slow-fraction", 0, "fraction of subscribers that read slowly (0..0.5); their latency and loss are reported apart")
 	f.IntVar(&c.SlowBPS, "slow-bps", 256, "read speed of slow subscribers, bytes/s")
 	f.StringVar(&c.AdminURL, "admin-url", "", "the node's admin URL, to report the streams it ended as slow")
@@ -99,31 +119,39 @@ CPU seconds and RSS. --idle only holds the streams and reports memory per stream
 
 // benchReport is what a run measured.
 type benchReport struct {
-	Subscribers      int     `json:"subscribers"`
-	Topics           int     `json:"topics"`
-	TargetRate       float64 `json:"target_rate"`
-	DurationSec      float64 `json:"duration_s"`
-	Published        int64   `json:"published"`
-	PublishErrors    int64   `json:"publish_errors"`
-	PublishRate      float64 `json:"publish_rate"`
-	PublishP50Ms     float64 `json:"publish_p50_ms"`
-	PublishP99Ms     float64 `json:"publish_p99_ms"`
-	Deliveries       int64   `json:"deliveries"`
-	DeliveriesPerSec float64 `json:"deliveries_per_s"`
-	LatP50Ms         float64 `json:"latency_p50_ms"`
-	LatP90Ms         float64 `json:"latency_p90_ms"`
-	LatP99Ms         float64 `json:"latency_p99_ms"`
-	LatP999Ms        float64 `json:"latency_p999_ms"`
-	LatMaxMs         float64 `json:"latency_max_ms"`
-	Lost             int64   `json:"lost"`
-	Duplicated       int64   `json:"duplicated"`
-	Resets           int64   `json:"resets"`
-	Reconnects       int64   `json:"reconnects"`
-	ServerCPUSec     float64 `json:"server_cpu_s,omitempty"`
-	CPUPerMillion    float64 `json:"server_cpu_s_per_million_deliveries,omitempty"`
-	ServerRSSBaseMB  float64 `json:"server_rss_base_mib,omitempty"`
-	ServerRSSPeakMB  float64 `json:"server_rss_with_streams_mib,omitempty"`
-	RSSPerStreamKiB  float64 `json:"server_rss_per_stream_kib,omitempty"`
+	Subscribers   int     `json:"subscribers"`
+	Topics        int     `json:"topics"`
+	TargetRate    float64 `json:"target_rate"`
+	DurationSec   float64 `json:"duration_s"`
+	Published     int64   `json:"published"`
+	PublishErrors int64   `json:"publish_errors"`
+	// PublishErrorKinds counts failed publish requests by cause (status
+	// and error code, or the transport error), at most maxErrorKinds
+	// causes; the rest are counted under "other".
+	PublishErrorKinds map[string]int64 `json:"publish_error_kinds,omitempty"`
+	PublishRate       float64          `json:"publish_rate"`
+	PublishP50Ms      float64          `json:"publish_p50_ms"`
+	PublishP99Ms      float64          `json:"publish_p99_ms"`
+	Deliveries        int64            `json:"deliveries"`
+	DeliveriesPerSec  float64          `json:"deliveries_per_s"`
+	LatP50Ms          float64          `json:"latency_p50_ms"`
+	LatP90Ms          float64          `json:"latency_p90_ms"`
+	LatP99Ms          float64          `json:"latency_p99_ms"`
+	LatP999Ms         float64          `json:"latency_p999_ms"`
+	LatMaxMs          float64          `json:"latency_max_ms"`
+	Lost              int64            `json:"lost"`
+	Duplicated        int64            `json:"duplicated"`
+	Resets            int64            `json:"resets"`
+	// Reconnects counts streams re-opened while publishing (slow
+	// cut-offs, refusals); ConnectRetries the refused or failed attempts
+	// before, while the streams were being opened.
+	Reconnects      int64   `json:"reconnects"`
+	ConnectRetries  int64   `json:"connect_retries"`
+	ServerCPUSec    float64 `json:"server_cpu_s,omitempty"`
+	CPUPerMillion   float64 `json:"server_cpu_s_per_million_deliveries,omitempty"`
+	ServerRSSBaseMB float64 `json:"server_rss_base_mib,omitempty"`
+	ServerRSSPeakMB float64 `json:"server_rss_with_streams_mib,omitempty"`
+	RSSPerStreamKiB float64 `json:"server_rss_per_stream_kib,omitempty"`
 	// Slow subscribers (--slow-fraction): not part of the figures above.
 	SlowSubscribers int   `json:"slow_subscribers,omitempty"`
 	SlowCutoffs     int64 `json:"slow_cutoffs,omitempty"`
@@ -144,9 +172,12 @@ type benchReport struct {
 func (r benchReport) print(w io.Writer) {
 	fmt.Fprintf(w, "subscribers=%d topics=%d target_rate=%.0f/s duration=%.1fs\n", r.Subscribers, r.Topics, r.TargetRate, r.DurationSec)
 	fmt.Fprintf(w, "published    %d (%.0f/s), errors %d, publish latency p50 %.2f ms p99 %.2f ms\n", r.Published, r.PublishRate, r.PublishErrors, r.PublishP50Ms, r.PublishP99Ms)
+	for k, n := range r.PublishErrorKinds {
+		fmt.Fprintf(w, "  publish errors %q: %d\n", k, n)
+	}
 	fmt.Fprintf(w, "delivered    %d (%.0f/s)\n", r.Deliveries, r.DeliveriesPerSec)
 	fmt.Fprintf(w, "latency      p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  p999 %.2f ms  max %.2f ms\n", r.LatP50Ms, r.LatP90Ms, r.LatP99Ms, r.LatP999Ms, r.LatMaxMs)
-	fmt.Fprintf(w, "lost %d  duplicated %d  resets %d  reconnects (slow cut-offs resumed) %d\n", r.Lost, r.Duplicated, r.Resets, r.Reconnects)
+	fmt.Fprintf(w, "lost %d  duplicated %d  resets %d  reconnects while publishing %d (connect retries before %d)\n", r.Lost, r.Duplicated, r.Resets, r.Reconnects, r.ConnectRetries)
 	if r.SlowSubscribers > 0 {
 		fmt.Fprintf(w, "slow         %d subscribers (not in the figures above): %d reconnected after a cut-off (%d times), received %d, gaps %d, duplicated %d; node ended %d streams as slow\n",
 			r.SlowSubscribers, r.SlowCutOffSubs, r.SlowCutoffs, r.SlowReceived, r.SlowGaps, r.SlowDuplicated, r.ServerSlowEnded)
@@ -207,8 +238,10 @@ type benchSub struct {
 	dups, gaps atomic.Int64
 	resets     atomic.Int64
 	reconnects atomic.Int64
-	lastID     string
-	slow       bool
+	// reconnects0 is reconnects when publishing began.
+	reconnects0 int64
+	lastID      string
+	slow        bool
 }
 
 func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchReport, error) {
@@ -346,8 +379,11 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 	pubClient := &http.Client{Transport: pubTransport, Timeout: 10 * time.Second}
 	pubLat := newHistograms()
 	var published, pubErrs, delivered0 atomic.Int64
+	errKinds := newErrorTally(maxErrorKinds)
 	for _, s := range subs {
 		delivered0.Add(s.received.Load())
+		s.reconnects0 = s.reconnects.Load()
+		rep.ConnectRetries += s.reconnects0
 	}
 	cpu0 := procCPU(c.ServerPID)
 	start := time.Now()
@@ -384,6 +420,7 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 				if err != nil {
 					if pubCtx.Err() == nil {
 						pubErrs.Add(int64(n))
+						errKinds.add(err.Error())
 					}
 				} else {
 					published.Add(int64(n))
@@ -443,8 +480,8 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 			rep.SlowReceived += s.received.Load()
 			rep.SlowGaps += s.gaps.Load()
 			rep.SlowDuplicated += s.dups.Load()
-			rep.SlowCutoffs += s.reconnects.Load()
-			if s.reconnects.Load() > 0 {
+			rep.SlowCutoffs += s.reconnects.Load() - s.reconnects0
+			if s.reconnects.Load() > s.reconnects0 {
 				rep.SlowCutOffSubs++
 			}
 			continue
@@ -456,7 +493,7 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 			rep.Lost += behind
 		}
 		rep.Resets += s.resets.Load()
-		rep.Reconnects += s.reconnects.Load()
+		rep.Reconnects += s.reconnects.Load() - s.reconnects0
 	}
 	deliveries -= delivered0.Load()
 	stats1 := serverStats()
@@ -470,6 +507,7 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 	rep.DurationSec = pubDur.Seconds()
 	rep.Published = published.Load()
 	rep.PublishErrors = pubErrs.Load()
+	rep.PublishErrorKinds = errKinds.counts()
 	rep.PublishRate = float64(rep.Published) / pubDur.Seconds()
 	rep.PublishP50Ms, rep.PublishP99Ms = ms(ph, 50), ms(ph, 99)
 	rep.Deliveries = deliveries
@@ -584,12 +622,51 @@ func benchPublish(ctx context.Context, c *http.Client, base, token string, items
 	if err != nil {
 		return err
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("publish: status %d", resp.StatusCode)
+		var e struct {
+			Error struct {
+				Code string `json:"code"`
+			} `json:"error"`
+		}
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
+		return fmt.Errorf("status %d %s", resp.StatusCode, e.Error.Code)
 	}
+	_, _ = io.Copy(io.Discard, resp.Body)
 	return nil
+}
+
+// maxErrorKinds bounds the distinct publish error causes a bench report
+// names.
+const maxErrorKinds = 8
+
+// errorTally counts errors by message, for at most limit distinct messages.
+type errorTally struct {
+	mu    sync.Mutex
+	limit int
+	n     map[string]int64
+}
+
+func newErrorTally(limit int) *errorTally {
+	return &errorTally{limit: limit, n: make(map[string]int64)}
+}
+
+func (t *errorTally) add(msg string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.n[msg]; !ok && len(t.n) >= t.limit {
+		msg = "other"
+	}
+	t.n[msg]++
+}
+
+func (t *errorTally) counts() map[string]int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.n) == 0 {
+		return nil
+	}
+	return maps.Clone(t.n)
 }
 
 func topicHead(ctx context.Context, c *http.Client, base, token, topic string) uint64 {

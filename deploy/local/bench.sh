@@ -52,7 +52,7 @@ for s in "${scenarios[@]}"; do
     idle10k)   run idle10k   --subscribers 10000 --topics 100 --idle --duration 1s ;;
     fanout10k) run fanout10k --subscribers 10000 --topics 1 --rate 5 --publishers 2 --duration 20s ;;
     max1k)     run max1k     --subscribers 1000 --topics 1 --rate 0 --publishers 4 --batch 50 --duration 20s ;;
-    topics10k) run topics10k --subscribers 10000 --topics 10000 --rate 2000 --publishers 8 --duration 20s ;;
+    topics10k) run topics10k --subscribers 10000 --topics 10000 --rate 2000 --publishers 8 --duration 20s --connect-rate 1000 ;;
     overload)  run overload  --subscribers 10000 --topics 1 --rate 20 --publishers 8 --duration 20s ;;
     pubonly)   run pubonly   --subscribers 10 --topics 10000 --rate 2000 --publishers 8 --duration 10s ;;
     fast2k)    run fast2k    --subscribers 2000 --topics 10 --rate 100 --publishers 2 --payload 1024 --duration 30s ;;

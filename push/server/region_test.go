@@ -32,6 +32,16 @@ type twoRegions struct {
 	storeBofA   push.Store
 }
 
+// awaitReplicaHead waits until b's replica of region a holds "news" up to
+// offset last.
+func (r *twoRegions) awaitReplicaHead(t testing.TB, last uint64, timeout time.Duration, what string) {
+	t.Helper()
+	waitFor(t, timeout, what, func() bool {
+		in, err := r.storeBofA.Info(t.Context(), []string{"news"})
+		return err == nil && in[0].Last == last
+	})
+}
+
 func regionStore(t testing.TB, url, origin string, readOnly bool) push.Store {
 	t.Helper()
 	opts, err := redisstore.ParseURL(url)
@@ -118,10 +128,7 @@ func TestRegionsCrossDelivery(t *testing.T) {
 		r.b.publish("news", "m", fmt.Sprintf("b%d", i))
 	}
 	// b's replica of a must hold a8 before the resume is exact.
-	waitFor(t, 5*time.Second, "a's events on b's replica", func() bool {
-		in, err := r.storeBofA.Info(t.Context(), []string{"news"})
-		return err == nil && in[0].Last == 8
-	})
+	r.awaitReplicaHead(t, 8, 5*time.Second, "a's events on b's replica")
 	s2 := r.b.openStream(t, []string{"news"}, last, nil)
 	got2, _ := collect(t, s2, 6, 10*time.Second)
 	want := map[string]bool{"a6": true, "a7": true, "a8": true, "b6": true, "b7": true, "b8": true}
@@ -164,10 +171,7 @@ func TestReplicaBehindCursor(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		r.a.publish("news", "m", fmt.Sprintf("a%d", i))
 	}
-	waitFor(t, 5*time.Second, "a3 on b's replica", func() bool {
-		in, err := r.storeBofA.Info(t.Context(), []string{"news"})
-		return err == nil && in[0].Last == 3
-	})
+	r.awaitReplicaHead(t, 3, 5*time.Second, "a3 on b's replica")
 	if err := r.pxA.Disable(); err != nil {
 		t.Fatal(err)
 	}
@@ -206,10 +210,7 @@ func TestReplicaBehindCursor(t *testing.T) {
 	if err := r.pxA.Enable(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "b's replica to catch up", func() bool {
-		in, err := r.storeBofA.Info(t.Context(), []string{"news"})
-		return err == nil && in[0].Last == 6
-	})
+	r.awaitReplicaHead(t, 6, 20*time.Second, "b's replica to catch up")
 	r.a.publish("news", "m", "a7")
 	ev := nextData(t, s2, 20*time.Second)
 	if ev.Data != "a7" {
@@ -420,10 +421,7 @@ func TestResumeWaitsForTheReplicaToReachTheClientsLineage(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		r.a.publish("news", "m", fmt.Sprintf("old%d", i))
 	}
-	waitFor(t, 10*time.Second, "old3 on b's replica", func() bool {
-		in, err := r.storeBofA.Info(t.Context(), []string{"news"})
-		return err == nil && in[0].Last == 3
-	})
+	r.awaitReplicaHead(t, 3, 10*time.Second, "old3 on b's replica")
 	if err := r.pxA.Disable(); err != nil {
 		t.Fatal(err)
 	}
@@ -525,10 +523,7 @@ func TestResumeFromAReplicaThatRestartedEmptyRepeatsNothing(t *testing.T) {
 	if err := r.pxA.Enable(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "b's replica re-synced", func() bool {
-		in, err := r.storeBofA.Info(t.Context(), []string{"news"})
-		return err == nil && in[0].Last == 3
-	})
+	r.awaitReplicaHead(t, 3, 20*time.Second, "b's replica re-synced")
 	s2 := r.b.openStream(t, []string{"news"}, last, nil)
 	if hello := s2.next(5 * time.Second); hello.Type != server.EventHello || hello.ID == "" {
 		t.Fatalf("after the re-sync got %s %q, want an exact resume (hello with id, no reset)", hello.Type, hello.ID)

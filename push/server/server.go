@@ -162,8 +162,12 @@ type Server struct {
 	bufs    sync.Pool
 
 	closing chan struct{}
-	once    sync.Once
-	wg      sync.WaitGroup
+	// closed is done when closing is closed (streams watch it with
+	// context.AfterFunc instead of a select case).
+	closed     context.Context
+	markClosed context.CancelFunc
+	once       sync.Once
+	wg         sync.WaitGroup
 
 	table    *streamTable
 	draining atomic.Bool
@@ -270,6 +274,7 @@ func New(cfg Config) (*Server, error) {
 		beat:    beacon{ch: make(chan struct{})},
 		table:   newStreamTable(),
 	}
+	s.closed, s.markClosed = context.WithCancel(context.Background())
 	s.region.links = make(map[string]bool)
 	s.region.downSince = make(map[string]time.Time)
 	s.auth.Store(&authHolder{cfg.Auth})
@@ -331,7 +336,10 @@ func (s *Server) Stats() Stats {
 // Close ends every open stream (clients reconnect and resume) and stops the
 // heartbeat. It does not close Store or Hub, which the caller owns.
 func (s *Server) Close() error {
-	s.once.Do(func() { close(s.closing) })
+	s.once.Do(func() {
+		close(s.closing)
+		s.markClosed()
+	})
 	s.wg.Wait()
 	return nil
 }

@@ -317,14 +317,25 @@ func TestCoalescingHoldsABusyStreamsWrites(t *testing.T) {
 	if ev := st.next(5 * time.Second); ev.Type != push.EventHello {
 		t.Fatalf("first event %q, want hello", ev.Type)
 	}
-	// A warm-up event, then "0": "0" goes out through the live loop's
-	// write (a warm-up appended before the connect's history read may be
-	// replayed instead), which starts the hold for what follows.
-	for _, d := range []string{"w", "0"} {
-		n.publish("co", "x", d)
-		if ev := st.next(5 * time.Second); ev.Data != d {
-			t.Fatalf("event %q, want %q", ev.Data, d)
+	// A burst of warm-up events brings the stream's average gap (it
+	// starts at the window) under half the window; then "0", which goes
+	// out through the live loop's write (a warm-up appended before the
+	// connect's history read may be replayed instead), and a hold follows
+	// it. The burst is published without waiting for each delivery: a
+	// publisher that waits for its own held events spaces them a window
+	// apart, and such a stream is not fast.
+	const warm = 12
+	for i := range warm {
+		n.publish("co", "x", "w"+strconv.Itoa(i))
+	}
+	for i := range warm {
+		if ev := st.next(5 * time.Second); ev.Data != "w"+strconv.Itoa(i) {
+			t.Fatalf("event %q, want w%d", ev.Data, i)
 		}
+	}
+	n.publish("co", "x", "0")
+	if ev := st.next(5 * time.Second); ev.Data != "0" {
+		t.Fatalf("event %q, want 0", ev.Data)
 	}
 	t0 := time.Now()
 	for i := 1; i <= 4; i++ {
