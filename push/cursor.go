@@ -307,51 +307,58 @@ func (p *ParsedCursor) Present(i int) bool { return p.present[i/len(p.c.topics)]
 // the slots) and reports, per slot, whether the client's offset belongs to
 // the current epoch. Slots at offset 0 (the client has read nothing there) and
 // slots of absent origins always verify. When the 32-bit check fails but no
-// per-slot tag pins the change down, every slot with an offset fails: a
-// silent skip would need a 32-bit collision.
+// slot is pinned down as changed, every slot with an offset fails: a silent
+// skip would need a 32-bit collision.
 func (p *ParsedCursor) Verify(epochs []string) []bool {
-	return p.VerifyLineages(epochs, nil)
+	ok, _ := p.VerifyLineages(epochs, nil)
+	return ok
 }
 
 // VerifyLineages is Verify knowing, per slot, where each stream's current
 // epoch begins: starts[i] is the offset before its first event (0 when
-// unknown; nil for none). A client offset at or below it cannot belong to
-// the current epoch, so that slot's epoch changed even when its 8-bit tag
-// happens to match. When the 32-bit check fails and no tag pins the change
-// down, slots found this way explain it and the others verify (resetting
-// streams that did not change would replay them: duplicates); only when no
-// slot explains it does every slot with an offset fail.
-func (p *ParsedCursor) VerifyLineages(epochs []string, starts []uint64) []bool {
-	ok := make([]bool, len(p.c.pos))
+// unknown; nil for none). intact reports that the 32-bit check held: no
+// stream the client has read changed epoch.
+//
+// When the check fails, a slot the client has read is pinned as changed when
+// its 8-bit tag differs, when its stream has no lineage at all (epoch ""),
+// or when its current epoch began at or after the client's offset (the
+// client cannot have read that offset in it, whatever the tag says). Pinned
+// slots fail and the others verify: resetting streams that did not change
+// would replay them (duplicates). An unpinned slot can still have changed
+// when its new tag collides with the old one (1 in 256) and another slot
+// explains the check; the caller's head comparison (a client ahead of its
+// stream's head after a failed check) catches most of those. Only when no
+// slot is pinned does every slot with an offset fail.
+func (p *ParsedCursor) VerifyLineages(epochs []string, starts []uint64) (ok []bool, intact bool) {
+	ok = make([]bool, len(p.c.pos))
+	read := func(i int) bool { return p.c.pos[i].Offset > 0 && p.Present(i) }
 	check := epochCheck(p.c.topics, p.c.origins, func(i int) (string, bool) {
-		return epochs[i], p.c.pos[i].Offset > 0 && p.Present(i)
+		return epochs[i], read(i)
 	})
-	all := check == p.check
-	found := false
+	if check == p.check {
+		for i := range ok {
+			ok[i] = true
+		}
+		return ok, true
+	}
+	pinned := false
 	for i := range ok {
 		switch {
-		case p.c.pos[i].Offset == 0 || !p.Present(i) || all:
+		case !read(i):
 			ok[i] = true
-		case epochTag(epochs[i]) == p.epochTags[i]:
-			ok[i] = true
+		case epochs[i] == "", epochTag(epochs[i]) != p.epochTags[i],
+			i < len(starts) && p.c.pos[i].Offset <= starts[i]:
+			pinned = true
 		default:
-			found = true
+			ok[i] = true
 		}
 	}
-	if !all && !found {
-		explained := false
+	if !pinned {
 		for i := range ok {
-			if off := p.c.pos[i].Offset; off > 0 && p.Present(i) && i < len(starts) && off <= starts[i] {
-				ok[i], explained = false, true
-			}
-		}
-		for i := range ok {
-			if !explained && p.c.pos[i].Offset > 0 && p.Present(i) {
-				ok[i] = false
-			}
+			ok[i] = !read(i)
 		}
 	}
-	return ok
+	return ok, false
 }
 
 // fnv32a without allocation.

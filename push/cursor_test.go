@@ -169,16 +169,61 @@ func TestCursorVerifyLineagesPinsTheChangeByItsStart(t *testing.T) {
 		t.Fatalf("without lineage starts: verify = %v, want both false (fail closed)", v)
 	}
 	// a's new lineage begins at 21: offset 20 cannot be in it.
-	if v := p.VerifyLineages(epochs, []uint64{20, 0}); v[0] || !v[1] {
+	if v, intact := p.VerifyLineages(epochs, []uint64{20, 0}); v[0] || !v[1] || intact {
 		t.Fatalf("a's lineage starts after the client's offset: verify = %v, want [false true]", v)
 	}
 	// A start below the client's offset explains nothing: fail closed.
-	if v := p.VerifyLineages(epochs, []uint64{19, 0}); v[0] || v[1] {
+	if v, _ := p.VerifyLineages(epochs, []uint64{19, 0}); v[0] || v[1] {
 		t.Fatalf("nothing pins the change: verify = %v, want both false", v)
 	}
 	// Unchanged epochs verify whatever the starts.
-	if v := p.VerifyLineages([]string{"old-a", "same-b"}, []uint64{20, 0}); !v[0] || !v[1] {
-		t.Fatalf("unchanged: verify = %v, want both true", v)
+	if v, intact := p.VerifyLineages([]string{"old-a", "same-b"}, []uint64{20, 0}); !v[0] || !v[1] || !intact {
+		t.Fatalf("unchanged: verify = %v intact %v, want both true, intact", v, intact)
+	}
+}
+
+// collidingEpoch returns an epoch other than e with e's 8-bit tag.
+func collidingEpoch(prefix, e string) string {
+	for i := 0; ; i++ {
+		if c := fmt.Sprintf("%s-%d", prefix, i); c != e && epochTag(c) == epochTag(e) {
+			return c
+		}
+	}
+}
+
+// A collision on one stream while another is pinned by its tag: the
+// colliding stream is pinned anyway when it has no lineage any more, or when
+// its lineage begins at or after the client's offset.
+func TestCursorVerifyPinsCollisionsBesideAPinnedStream(t *testing.T) {
+	topics, origins := []string{"a", "b", "c"}, []string{"local"}
+	c, _ := NewCursor(topics, origins)
+	c.SetAt(0, Position{Epoch: "old-a", Offset: 7})
+	c.SetAt(1, Position{Epoch: "old-b", Offset: 30})
+	c.SetAt(2, Position{Epoch: "same-c", Offset: 4})
+	p, err := ParseCursor(c.String(), topics, origins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a is pinned by its tag; b's new epoch collides.
+	newA, newB := "new-a", collidingEpoch("new-b", "old-b")
+	if epochTag(newA) == epochTag("old-a") {
+		newA = "new-a-other"
+	}
+	if v, intact := p.VerifyLineages([]string{newA, newB, "same-c"}, []uint64{0, 0, 0}); v[0] || !v[1] || !v[2] || intact {
+		t.Fatalf("collision without evidence: verify = %v intact %v, want [false true true] (the residual case) and not intact", v, intact)
+	}
+	// b's new lineage begins at offset 30: the client's 30 was read elsewhere.
+	if v, _ := p.VerifyLineages([]string{newA, newB, "same-c"}, []uint64{0, 30, 0}); v[0] || v[1] || !v[2] {
+		t.Fatalf("b's lineage starts at the client's offset: verify = %v, want [false false true]", v)
+	}
+	// b has no lineage at all, and "" happens to carry old-b's tag: pinned.
+	e := collidingEpoch("old-b", "")
+	c.SetAt(1, Position{Epoch: e, Offset: 30})
+	if p, err = ParseCursor(c.String(), topics, origins); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := p.VerifyLineages([]string{newA, "", "same-c"}, nil); v[0] || v[1] || !v[2] {
+		t.Fatalf("b has no lineage: verify = %v, want [false false true]", v)
 	}
 }
 

@@ -432,8 +432,9 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, foreign bool,
 	}
 	upto := make([]uint64, cur.Len())
 	var verified []bool
+	intact := true
 	if parsed != nil {
-		verified = verifyAgainst(cur, parsed, infos)
+		verified, intact = verifyAgainst(cur, parsed, infos)
 	}
 	var resets []StreamReset
 	for i := range cur.Len() {
@@ -455,10 +456,14 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, foreign bool,
 			} else {
 				cur.SetAt(i, head)
 			}
-		case !verified[i]:
+		case !verified[i] || (!intact && parsed.Offset(i) > in.Last && k.Origin == s.store.Origin()):
 			// The client's lineage ended somewhere after its cursor; what it
 			// missed there is lost. Everything written in the current epoch
 			// is new to it: replay that lineage from its start.
+			//
+			// A local stream never moves back within an epoch, so a client
+			// past its head when some stream's epoch changed read that
+			// offset in another lineage, even if its 8-bit tag matched.
 			reset(ResetEpochChanged, parsed.Offset(i)+1, 0)
 			start := lineageStart(in)
 			resets[len(resets)-1].ContinueFrom = start + 1
@@ -927,7 +932,7 @@ func (s *Server) infos(ctx context.Context, topics []string) ([]push.StreamInfo,
 
 // verifyAgainst verifies the client's cursor against the streams' current
 // epochs and where those epochs begin.
-func verifyAgainst(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.StreamInfo) []bool {
+func verifyAgainst(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.StreamInfo) (verified []bool, intact bool) {
 	epochs := make([]string, cur.Len())
 	starts := make([]uint64, cur.Len())
 	for _, in := range infos {
@@ -941,7 +946,7 @@ func verifyAgainst(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.Str
 // unverifiedRemotes returns the remote origins whose epoch in infos does
 // not verify against the client's cursor, for slots the client has read.
 func (s *Server) unverifiedRemotes(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.StreamInfo) map[string]bool {
-	verified := verifyAgainst(cur, parsed, infos)
+	verified, _ := verifyAgainst(cur, parsed, infos)
 	var out map[string]bool
 	for i := range cur.Len() {
 		k := cur.Key(i)

@@ -1,9 +1,11 @@
 package server_test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -206,28 +208,26 @@ func TestResumeTrimmedSendsReset(t *testing.T) {
 func TestResumeEpochChangedSendsReset(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore storeFactory) {
 		old := startNode(t, newStore(t, push.Retention{}), nil)
-		old.publish("a", "", "x")
+		for _, d := range []string{"x1", "x2", "x3"} {
+			old.publish("a", "", d)
+		}
 		old.publish("b", "", "y")
 		s := old.openStream(t, []string{"a", "b"}, "", url.Values{"from": {"earliest"}})
 		s.next(wait)
-		s.next(wait)
-		last := s.next(wait).ID
-		// Another store instance: same topics, different epochs (history lost).
+		var last string
+		for range 4 {
+			last = s.next(wait).ID
+		}
+		// Another store instance: same topics, different epochs (history
+		// lost). a's new lineage is behind the client; b has none yet. Both
+		// are pinned as changed even when a tag collides (1 in 256 each):
+		// b has no lineage, and a client past a's head after a failed
+		// epoch check read that offset in another lineage.
 		n := startNode(t, newStore(t, push.Retention{}), nil)
 		n.publish("a", "", "new-a")
 		r := n.openStream(t, []string{"a", "b"}, last, nil)
 		r.next(wait)
-		reset := r.next(wait)
-		var rd resetEvent
-		decodeJSON(t, reset.Data, &rd)
-		if reset.Type != server.EventReset || len(rd.Streams) != 2 {
-			t.Fatalf("reset %+v %+v, want both streams", reset, rd)
-		}
-		for _, sr := range rd.Streams {
-			if sr.Reason != server.ResetEpochChanged || sr.LostFrom != 2 || sr.ContinueFrom != 1 {
-				t.Errorf("stream reset %+v, want lost from 2, continue from 1 (the new lineage's start)", sr)
-			}
-		}
+		expectEpochChanged(t, r, map[string]uint64{"a": 4, "b": 2})
 		// The new lineage is new to the client: it is replayed, not skipped.
 		if ev := r.next(wait); ev.Data != "new-a" {
 			t.Fatalf("after reset got %q, want the new epoch's new-a", ev.Data)
@@ -254,6 +254,75 @@ func TestResumeAheadOfHeadSendsReset(t *testing.T) {
 			t.Fatalf("reset %+v", rd)
 		}
 	})
+}
+
+// A stream whose new epoch carries the old one's 8-bit cursor tag, beside a
+// stream whose epoch visibly changed: the client is past the first stream's
+// head, which a stream never is within its own epoch, so that lineage is
+// replayed from its start rather than resumed at its head (which would skip
+// it silently).
+func TestResumeAheadAfterAnEpochChangeReplaysTheLineage(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore storeFactory) {
+		n := startNode(t, newStore(t, push.Retention{}), nil)
+		resA := n.publish("a", "", "a1")
+		resB := n.publish("b", "", "b1")
+		c, _ := push.NewCursor([]string{"a", "b"}, []string{"local"})
+		c.SetAt(0, push.Position{Epoch: collidingEpoch(t, resA.Epoch, true), Offset: 5})
+		c.SetAt(1, push.Position{Epoch: collidingEpoch(t, resB.Epoch, false), Offset: 1})
+		r := n.openStream(t, []string{"a", "b"}, c.String(), nil)
+		r.next(wait)
+		expectEpochChanged(t, r, map[string]uint64{"a": 6, "b": 2})
+		got := []string{r.next(wait).Data, r.next(wait).Data}
+		slices.Sort(got)
+		if !slices.Equal(got, []string{"a1", "b1"}) {
+			t.Fatalf("after the reset got %q, want both lineages replayed: a1, b1", got)
+		}
+	})
+}
+
+// expectEpochChanged reads the next event, a herald.reset that must name
+// exactly the topics of lostFrom, each epoch_changed from its offset there
+// and continuing from 1 (the new lineage's start).
+func expectEpochChanged(t *testing.T, r *stream, lostFrom map[string]uint64) {
+	t.Helper()
+	reset := r.next(wait)
+	var rd resetEvent
+	decodeJSON(t, reset.Data, &rd)
+	if reset.Type != server.EventReset || len(rd.Streams) != len(lostFrom) {
+		t.Fatalf("reset %+v %+v, want one entry per topic of %v", reset, rd, lostFrom)
+	}
+	for _, sr := range rd.Streams {
+		want, ok := lostFrom[sr.Topic]
+		if !ok || sr.Reason != server.ResetEpochChanged || sr.LostFrom != want || sr.ContinueFrom != 1 {
+			t.Errorf("stream reset %+v, want epoch_changed lost from %d, continue from 1", sr, want)
+		}
+	}
+}
+
+// collidingEpoch returns an epoch other than e whose cursor tag equals e's
+// (collide) or differs from it, reading the tag from the cursor's wire form:
+// the last byte of a one-stream cursor at offset 1.
+func collidingEpoch(t *testing.T, e string, collide bool) string {
+	t.Helper()
+	tag := func(e string) byte {
+		c, err := push.NewCursor([]string{"t"}, []string{"o"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetAt(0, push.Position{Epoch: e, Offset: 1})
+		raw, err := base64.RawURLEncoding.DecodeString(c.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw[len(raw)-1]
+	}
+	for i := range 1 << 16 {
+		if o := fmt.Sprintf("other-%d", i); o != e && (tag(o) == tag(e)) == collide {
+			return o
+		}
+	}
+	t.Fatalf("no epoch found with collide=%v against %q", collide, e)
+	return ""
 }
 
 func TestForeignAndMalformedCursors(t *testing.T) {
