@@ -48,3 +48,23 @@ func TestAverageGapTellsRateFromBursts(t *testing.T) {
 		t.Fatalf("negative span: average %s, want %s", g, 100*time.Millisecond*7/8)
 	}
 }
+
+// A hold lasts until the window after the last write ends, shortened for a
+// stream fast enough to gather coalesceGather events sooner: max1k's
+// self-batching stream (events microseconds apart) waits a few
+// milliseconds, overload's 20 events/s stream the rest of the window.
+func TestHoldWaitFollowsTheStreamsRate(t *testing.T) {
+	const window = 250 * time.Millisecond
+	for _, tc := range []struct {
+		since, gap, want time.Duration
+	}{
+		{10 * time.Millisecond, 50 * time.Millisecond, 240 * time.Millisecond}, // overload: the window
+		{10 * time.Millisecond, 100 * time.Microsecond, 1600 * time.Microsecond},
+		{10 * time.Millisecond, 0, 0},                                      // batches by itself: no hold
+		{300 * time.Millisecond, time.Millisecond, -50 * time.Millisecond}, // window over: none
+	} {
+		if got := holdWait(window, tc.since, tc.gap); got != tc.want {
+			t.Errorf("holdWait(%s, since %s, gap %s) = %s, want %s", window, tc.since, tc.gap, got, tc.want)
+		}
+	}
+}

@@ -509,7 +509,8 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 	// coalesceFew events (one syscall per event or so), and the stream's
 	// events are published less than half a window apart on average,
 	// events arriving within CoalesceWindow of that write wait on hold (a
-	// timer made only for streams that get there) and go out in one write.
+	// timer made only for streams that get there; at most coalesceGather
+	// average gaps, see holdWait) and go out in one write.
 	// An unloaded node writes every event at once, and so does a loaded one
 	// to streams too slow for a hold to batch.
 	var (
@@ -608,7 +609,7 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 			}
 		case <-ready:
 			if w := s.cfg.CoalesceWindow; w > 0 && late {
-				if wait := w - time.Since(lastWrite); wait > 0 {
+				if wait := holdWait(w, time.Since(lastWrite), gap); wait > 0 {
 					heldFor = wait
 					if hold == nil {
 						hold = time.NewTimer(wait)
@@ -638,6 +639,19 @@ func averageGap(avg, span time.Duration, n int) time.Duration {
 	}
 	return avg
 }
+
+// holdWait is how long a late, fast stream's next write waits: until the
+// window after its last write ends, but no longer than it takes the stream
+// to publish about coalesceGather events at its average gap. A stream whose
+// queue already batches (events microseconds apart, as when publishers
+// send batches) gathers enough in a few milliseconds; holding it for the
+// whole window would only add latency to thousands of events.
+func holdWait(window, sinceWrite, gap time.Duration) time.Duration {
+	return min(window-sinceWrite, coalesceGather*gap)
+}
+
+// coalesceGather is how many events, at its average gap, a hold waits for.
+const coalesceGather = 16
 
 // coalesceFew: a late write of at least this many events already batches;
 // holding it back would only add latency.
