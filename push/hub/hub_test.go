@@ -560,6 +560,10 @@ func TestQueueLagCutsOff(t *testing.T) {
 		t.Fatal("fresh queue reported lagging")
 	}
 	waitFor(t, "the lag to exceed MaxLag", func() bool { return sub.Lagging(time.Now()) })
+	// The connection's take reports the lag and leaves the queue alone.
+	if got, lagging := sub.TakeFresh(nil, time.Now()); !lagging || len(got) != 0 || sub.Len() != 1 {
+		t.Fatalf("TakeFresh while lagging: %d taken, lagging %v, %d queued; want 0, true, 1", len(got), lagging, sub.Len())
+	}
 	mustAppend(t, store, "lag", "2")
 	if sub.Reason() != hub.ReasonSlow || h.Stats().SlowCutoffs != 1 {
 		t.Fatalf("reason %q, stats %+v: want cut off as slow once", sub.Reason(), h.Stats())

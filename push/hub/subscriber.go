@@ -83,8 +83,17 @@ func NewSubscriber(topics []string, limits Limits) *Subscriber {
 // Topics returns the subscribed topics.
 func (s *Subscriber) Topics() []string { return s.topics }
 
-// Ready fires after the queue becomes non-empty.
+// Ready fires after the queue becomes non-empty, and on Wake.
 func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
+
+// Wake fires Ready without queueing anything: the owner's loop runs once
+// (its keep-alive, for instance) with no channel of its own for that.
+func (s *Subscriber) Wake() {
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
 
 // Done is closed when the subscriber is cut off; see Reason.
 func (s *Subscriber) Done() <-chan struct{} { return s.done }
@@ -107,13 +116,25 @@ func (s *Subscriber) Lagging(now time.Time) bool {
 
 // Take moves every queued delivery to dst and returns it.
 func (s *Subscriber) Take(dst []*Delivery) []*Delivery {
+	dst, _ = s.TakeFresh(dst, time.Time{})
+	return dst
+}
+
+// TakeFresh is Take unless the oldest queued delivery waited longer than
+// MaxLag at now (see Lagging): then it takes nothing and reports lagging.
+// A zero now skips the check. It is one lock per write instead of two.
+func (s *Subscriber) TakeFresh(dst []*Delivery, now time.Time) (_ []*Delivery, lagging bool) {
 	s.mu.Lock()
+	if !now.IsZero() && len(s.queue) > 0 && now.Sub(s.queue[0].At) > s.limits.MaxLag {
+		s.mu.Unlock()
+		return dst, true
+	}
 	dst = append(dst, s.queue...)
 	clear(s.queue)
 	s.queue = s.queue[:0]
 	s.bytes = 0
 	s.mu.Unlock()
-	return dst
+	return dst, false
 }
 
 // Len returns the number of queued deliveries.

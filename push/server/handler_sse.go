@@ -537,12 +537,12 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 	defer context.AfterFunc(cn.ctx, func() { cn.kick.fire(EndClient, 0) })()
 	defer context.AfterFunc(s.closed, func() { cn.kick.fire(EndShutdown, 0) })()
 	write := func() string {
-		if sub.Lagging(time.Now()) {
+		var lagging bool
+		if batch, lagging = sub.TakeFresh(batch[:0], time.Now()); lagging {
 			sub.Close(hub.ReasonSlow)
 			s.lagCutoffs.Add(1)
 			return EndSlow
 		}
-		batch = sub.Take(batch[:0])
 		if len(batch) > 0 {
 			// Late, the queue is not already batching by itself, and events
 			// come at least twice per window on average (a hold then
@@ -573,7 +573,6 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 		return ""
 	}
 	for {
-		beat := s.beat.C()
 		ready := sub.Ready()
 		var held <-chan time.Time
 		if holding {
@@ -596,18 +595,26 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 				_ = cn.flush()
 			}
 			return cn.kick.reason
-		case <-beat:
-			cn.grab()
-			cn.buf = append(cn.buf, ":\n\n"...)
-			if err := cn.flush(); err != nil {
-				return cn.writeEnd(err)
-			}
 		case <-held:
 			holding = false
 			if end := write(); end != "" {
 				return end
 			}
 		case <-ready:
+			if sub.Len() == 0 {
+				// The heartbeat's Wake (or a wake whose events an
+				// earlier write took): a keep-alive comment when the
+				// stream has been silent for half an interval or more.
+				if time.Since(lastWrite) >= s.cfg.Heartbeat/2 {
+					cn.grab()
+					cn.buf = append(cn.buf, ":\n\n"...)
+					if err := cn.flush(); err != nil {
+						return cn.writeEnd(err)
+					}
+					lastWrite = time.Now()
+				}
+				continue
+			}
 			if w := s.cfg.CoalesceWindow; w > 0 && late {
 				if wait := holdWait(w, time.Since(lastWrite), gap); wait > 0 {
 					heldFor = wait

@@ -158,7 +158,6 @@ type Server struct {
 	hub     *hub.Hub
 	origins []string
 	engine  *gin.Engine
-	beat    beacon
 	bufs    sync.Pool
 
 	closing chan struct{}
@@ -271,7 +270,6 @@ func New(cfg Config) (*Server, error) {
 		hub:     cfg.Hub,
 		origins: origins,
 		closing: make(chan struct{}),
-		beat:    beacon{ch: make(chan struct{})},
 		table:   newStreamTable(),
 	}
 	s.closed, s.markClosed = context.WithCancel(context.Background())
@@ -462,26 +460,6 @@ func (s *Server) principal(r *http.Request, allowCookie bool) (*auth.Principal, 
 	return s.auth.Load().a.Authenticate(r, allowCookie)
 }
 
-// beacon is one shared heartbeat: C returns a channel closed at the next
-// beat, so every stream waits on the same ticker.
-type beacon struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func (b *beacon) C() <-chan struct{} {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.ch
-}
-
-func (b *beacon) fire() {
-	b.mu.Lock()
-	close(b.ch)
-	b.ch = make(chan struct{})
-	b.mu.Unlock()
-}
-
 func (s *Server) heartbeat() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.Heartbeat)
@@ -491,7 +469,14 @@ func (s *Server) heartbeat() {
 		case <-s.closing:
 			return
 		case <-t.C:
-			s.beat.fire()
+			// One pass over the live streams, waking each: a keep-alive
+			// needs no channel of its own in the per-delivery select (a
+			// channel shared by every stream was contended on each pass).
+			for _, ls := range s.table.snapshot() {
+				if sub := ls.sub.Load(); sub != nil {
+					sub.Wake()
+				}
+			}
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"bufio"
+	"context"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -463,4 +465,60 @@ func other(topic string) string {
 		return "b"
 	}
 	return "a"
+}
+
+// Keep-alives: a silent stream gets a comment every heartbeat; a stream
+// whose events come more often than half the interval needs none (its
+// events keep proxies from timing it out) and gets none.
+func TestKeepAliveCommentsOnlyOnSilentStreams(t *testing.T) {
+	const beat = 150 * time.Millisecond
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Heartbeat = beat })
+	comments := func(topic string, during time.Duration, publish bool) (events, beats int) {
+		ctx, cancel := context.WithTimeout(context.Background(), during)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/v1/stream?topic="+topic, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream %s: %v %v", topic, resp, err)
+		}
+		defer resp.Body.Close()
+		counted := make(chan [2]int, 1)
+		go func() {
+			var c [2]int
+			br := bufio.NewReader(resp.Body)
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					counted <- c
+					return
+				}
+				switch {
+				case strings.HasPrefix(line, "data:"):
+					c[0]++
+				case strings.HasPrefix(line, ":"):
+					c[1]++
+				}
+			}
+		}()
+		if publish {
+			tick := time.NewTicker(beat / 5)
+			defer tick.Stop()
+			for i := 0; ctx.Err() == nil; i++ {
+				select {
+				case <-ctx.Done():
+				case <-tick.C:
+					n.publish(topic, "", strconv.Itoa(i))
+				}
+			}
+		}
+		c := <-counted
+		return c[0], c[1]
+	}
+	// About 10 intervals: a silent stream gets a comment in (nearly) each.
+	if _, beats := comments("silent", 10*beat, false); beats < 6 {
+		t.Errorf("silent stream: %d keep-alive comments in %s (heartbeat %s), want at least 6", beats, 10*beat, beat)
+	}
+	if events, beats := comments("busy", 10*beat, true); events < 20 || beats > 1 {
+		t.Errorf("busy stream: %d events and %d keep-alive comments, want >= 20 events and at most 1 comment (before its first event)", events, beats)
+	}
 }
