@@ -543,7 +543,17 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 			s.lagCutoffs.Add(1)
 			return EndSlow
 		}
-		if len(batch) > 0 {
+		if len(batch) == 0 {
+			// The heartbeat's Wake (or a wake whose events an earlier
+			// write took): a keep-alive comment when the stream has been
+			// silent for half an interval or more.
+			heldFor = 0
+			if time.Since(lastWrite) < s.cfg.Heartbeat/2 {
+				return ""
+			}
+			cn.grab()
+			cn.buf = append(cn.buf, ":\n\n"...)
+		} else {
 			// Late, the queue is not already batching by itself, and events
 			// come at least twice per window on average (a hold then
 			// gathers more than one; holding a slower stream only delays
@@ -555,17 +565,15 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 			lastEvent = newest
 			fast := gap < s.cfg.CoalesceWindow/2
 			late = fast && len(batch) < coalesceFew && time.Since(batch[0].At)-heldFor > s.cfg.CoalesceLate
-		}
-		heldFor = 0
-		for _, d := range batch {
-			if err := cn.deliver(d); err != nil {
-				return cn.writeEnd(err)
+			heldFor = 0
+			for _, d := range batch {
+				if err := cn.deliver(d); err != nil {
+					return cn.writeEnd(err)
+				}
 			}
-		}
-		if len(batch) > 0 {
 			s.writes.Add(1)
+			clear(batch)
 		}
-		clear(batch)
 		if err := cn.flush(); err != nil {
 			return cn.writeEnd(err)
 		}
@@ -601,20 +609,9 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 				return end
 			}
 		case <-ready:
-			if sub.Len() == 0 {
-				// The heartbeat's Wake (or a wake whose events an
-				// earlier write took): a keep-alive comment when the
-				// stream has been silent for half an interval or more.
-				if time.Since(lastWrite) >= s.cfg.Heartbeat/2 {
-					cn.grab()
-					cn.buf = append(cn.buf, ":\n\n"...)
-					if err := cn.flush(); err != nil {
-						return cn.writeEnd(err)
-					}
-					lastWrite = time.Now()
-				}
-				continue
-			}
+			// A heartbeat's wake of a late stream is held like events
+			// (the queue is not looked at here: that would be one more
+			// lock per wake); its keep-alive, if due, follows the hold.
 			if w := s.cfg.CoalesceWindow; w > 0 && late {
 				if wait := holdWait(w, time.Since(lastWrite), gap); wait > 0 {
 					heldFor = wait
