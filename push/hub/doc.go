@@ -19,9 +19,14 @@
 //     from its cursor. The publisher and the other subscribers never wait.
 //   - The SSE body of an event (event and data lines) is encoded once per
 //     event and shared by every subscriber.
+//   - A subscriber is woken at most once per take of its queue. A dispatch
+//     that must wake more than PacedFanOut subscribers hands them to the
+//     hub's waker, which wakes them in waves and yields between waves, so
+//     goroutines the network readies meanwhile (the next announcement, a
+//     publish) are not queued behind the whole fan-out (docs/adr/0010).
 //
 // Concurrency: all methods are safe for concurrent use. Deliver for one stream
 // must not be called concurrently with itself (stores announce each stream
-// from one goroutine, or under the stream's append lock). The hub owns one
-// goroutine (resync), stopped by Close.
+// from one goroutine, or under the stream's append lock). The hub owns two
+// goroutines (resync and the waker), stopped by Close.
 package hub

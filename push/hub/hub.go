@@ -67,6 +67,9 @@ type Hub struct {
 
 	dispatched, slow, filled, gaps, dups, resyncs atomic.Uint64
 	budget                                        recentBudget
+
+	waker waker
+	lists sync.Pool // of *wakeList, for dispatches
 }
 
 type shard struct {
@@ -121,9 +124,16 @@ func New(cfg Config) (*Hub, error) {
 		stop:   make(chan struct{}),
 	}
 	h.budget.limit = cfg.RecentBytes
+	h.lists.New = func() any { return new(wakeList) }
+	h.waker.init()
 	for i := range h.shards {
 		h.shards[i].topics = make(map[string]*topicState)
 	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.waker.run(h.stop)
+	}()
 	for _, r := range cfg.Remotes {
 		if r == nil {
 			return nil, errors.New("hub: nil remote store")
@@ -139,6 +149,8 @@ func New(cfg Config) (*Hub, error) {
 			for _, l := range h.listeners {
 				_ = l.Close()
 			}
+			close(h.stop)
+			h.wg.Wait()
 			return nil, fmt.Errorf("hub: listen to %s: %w", st.Origin(), err)
 		}
 		h.listeners = append(h.listeners, l)
@@ -308,8 +320,11 @@ func (h *Hub) Deliver(ev *push.Event) {
 	}
 	last, seen := ts.last[ev.Origin]
 	gap := seen && last.Epoch == ev.Epoch && ev.Offset > last.Offset+1
-	h.dispatchLocked(ts, ev)
+	w := h.lists.Get().(*wakeList)
+	h.dispatchLocked(ts, ev, w)
 	sh.mu.Unlock()
+	h.waker.wake(w)
+	h.lists.Put(w)
 	if gap {
 		// Announcements were lost. Deliver runs on the store's announcing
 		// goroutine and must not block (memstore even holds the topic's
@@ -322,7 +337,7 @@ func (h *Hub) Deliver(ev *push.Event) {
 
 // dispatchLocked enqueues ev on every subscriber of ts unless it was already
 // dispatched. The shard lock is held.
-func (h *Hub) dispatchLocked(ts *topicState, ev *push.Event) {
+func (h *Hub) dispatchLocked(ts *topicState, ev *push.Event, w *wakeList) {
 	last, seen := ts.last[ev.Origin]
 	if seen && last.Epoch == ev.Epoch && ev.Offset <= last.Offset {
 		h.dups.Add(1)
@@ -343,6 +358,9 @@ func (h *Hub) dispatchLocked(ts *topicState, ev *push.Event) {
 	d := &Delivery{Event: ev, Body: sse.AppendBody(make([]byte, 0, len(ev.Data)+len(ev.Type)+24), ev.Type, ev.Data), At: time.Now()}
 	for s := range ts.subs {
 		switch s.enqueue(d) {
+		case enqueuedWake:
+			w.subs = append(w.subs, s)
+			fallthrough
 		case enqueued:
 			h.dispatched.Add(1)
 		case cutOff:
@@ -471,15 +489,18 @@ func (h *Hub) catchUp(in push.StreamInfo) {
 		return
 	}
 	fill := h.read(in.Topic, in.Origin, last.Offset, in.Last)
+	w := h.lists.Get().(*wakeList)
 	sh.mu.Lock()
 	if ts = sh.topics[in.Topic]; ts != nil {
 		for i := range fill {
 			fill[i].Epoch = in.Epoch
 			h.filled.Add(1)
-			h.dispatchLocked(ts, &fill[i])
+			h.dispatchLocked(ts, &fill[i], w)
 		}
 	}
 	sh.mu.Unlock()
+	h.waker.wake(w)
+	h.lists.Put(w)
 }
 
 // Close stops the hub and cuts off every subscriber with ReasonShutdown.

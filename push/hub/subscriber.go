@@ -67,6 +67,9 @@ type Subscriber struct {
 	reason Reason
 
 	ready chan struct{} // capacity 1: "queue became non-empty"
+	// woken is set when an enqueue asked the hub to wake the subscriber
+	// and cleared by the next take: one pending wake per subscriber.
+	woken bool
 	done  chan struct{} // closed once when cut off
 }
 
@@ -133,6 +136,7 @@ func (s *Subscriber) TakeFresh(dst []*Delivery, now time.Time) (_ []*Delivery, l
 	clear(s.queue)
 	s.queue = s.queue[:0]
 	s.bytes = 0
+	s.woken = false
 	s.mu.Unlock()
 	return dst, false
 }
@@ -167,13 +171,15 @@ func (s *Subscriber) closeLocked(r Reason) {
 type enqueueResult int
 
 const (
-	enqueued  enqueueResult = iota
-	cutOff                  // the queue overflowed: closed now with ReasonSlow
-	wasClosed               // already closed before
+	enqueued     enqueueResult = iota
+	enqueuedWake               // enqueued; the caller must Wake the subscriber
+	cutOff                     // the queue overflowed: closed now with ReasonSlow
+	wasClosed                  // already closed before
 )
 
 // enqueue adds d without blocking, or cuts the subscriber off when its queue
-// is full.
+// is full. It does not wake the subscriber: enqueuedWake tells the caller
+// to (through the hub's waker); enqueued means a wake is already pending.
 func (s *Subscriber) enqueue(d *Delivery) enqueueResult {
 	s.mu.Lock()
 	if s.closed {
@@ -188,10 +194,11 @@ func (s *Subscriber) enqueue(d *Delivery) enqueueResult {
 	}
 	s.queue = append(s.queue, d)
 	s.bytes += len(d.Body)
+	wake := !s.woken
+	s.woken = true
 	s.mu.Unlock()
-	select {
-	case s.ready <- struct{}{}:
-	default:
+	if wake {
+		return enqueuedWake
 	}
 	return enqueued
 }
