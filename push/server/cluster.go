@@ -117,6 +117,9 @@ type localStream struct {
 	kick        *kick
 	trace       string // traceparent of the stream's session span
 	sub         atomic.Pointer[hub.Subscriber]
+	// wrote is when the stream last wrote (Unix ns), for the heartbeat
+	// to pass over busy streams without waking them.
+	wrote atomic.Int64
 }
 
 // streamTable tracks this node's live streams by session id.

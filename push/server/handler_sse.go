@@ -68,6 +68,8 @@ type conn struct {
 	deadline time.Time
 	// kick ends the stream from outside (takeover, drain, admin).
 	kick *kick
+	// ls is the stream's entry in the server's table.
+	ls *localStream
 	// recent, when set, replaces store reads for the streams it holds: the
 	// stream was accepted from the recent-events cache while their origin's
 	// store was unreachable.
@@ -301,7 +303,7 @@ func (s *Server) openStream(c *gin.Context) *stream {
 	if u, ok := c.Writer.(interface{ Unwrap() http.ResponseWriter }); ok {
 		rw = u.Unwrap()
 	}
-	cn := &conn{s: s, ctx: ctx, w: c.Writer, rc: http.NewResponseController(rw), cur: cur, origin: s.store.Origin(), kick: ls.kick}
+	cn := &conn{s: s, ctx: ctx, w: c.Writer, rc: http.NewResponseController(rw), cur: cur, origin: s.store.Origin(), kick: ls.kick, ls: ls}
 	if len(recent) > 0 {
 		cn.recent = recent
 	}
@@ -578,6 +580,7 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 			return cn.writeEnd(err)
 		}
 		lastWrite = time.Now()
+		cn.ls.wrote.Store(lastWrite.UnixNano())
 		return ""
 	}
 	for {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -460,6 +461,9 @@ func (s *Server) principal(r *http.Request, allowCookie bool) (*auth.Principal, 
 	return s.auth.Load().a.Authenticate(r, allowCookie)
 }
 
+// heartbeatWave is how many streams the heartbeat wakes before it yields.
+const heartbeatWave = 256
+
 func (s *Server) heartbeat() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.Heartbeat)
@@ -469,12 +473,21 @@ func (s *Server) heartbeat() {
 		case <-s.closing:
 			return
 		case <-t.C:
-			// One pass over the live streams, waking each: a keep-alive
-			// needs no channel of its own in the per-delivery select (a
-			// channel shared by every stream was contended on each pass).
+			// One pass over the live streams, waking each that wrote
+			// nothing for half an interval: a keep-alive needs no channel
+			// of its own in the per-delivery select (a channel shared by
+			// every stream was contended on each pass), and a busy stream
+			// needs no keep-alive. The pass yields after every
+			// heartbeatWave wakes, so the streams it wakes do not queue the
+			// publish path behind all of them (see hub.PacedFanOut).
+			quiet := time.Now().Add(-s.cfg.Heartbeat / 2).UnixNano()
+			woken := 0
 			for _, ls := range s.table.snapshot() {
-				if sub := ls.sub.Load(); sub != nil {
+				if sub := ls.sub.Load(); sub != nil && ls.wrote.Load() <= quiet {
 					sub.Wake()
+					if woken++; woken%heartbeatWave == 0 {
+						runtime.Gosched()
+					}
 				}
 			}
 		}
