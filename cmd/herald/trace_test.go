@@ -22,14 +22,16 @@ func crash(m *Main) {
 	_ = m.Cluster.Close()
 }
 
-// sessionSpan waits for the session span of session on rec.
+// sessionSpan waits for the session span of session on rec: the first
+// one the node started, should the client have reconnected to it again.
 func sessionSpan(t *testing.T, rec *observability.Recorder, session string) sdktrace.ReadOnlySpan {
 	t.Helper()
 	var found sdktrace.ReadOnlySpan
 	eventually(t, 10*time.Second, "session span of "+session, func() bool {
 		for _, s := range rec.EndedNamed(observability.SpanSession) {
 			for _, a := range s.Attributes() {
-				if string(a.Key) == "herald.session.id" && a.Value.AsString() == session {
+				if string(a.Key) == "herald.session.id" && a.Value.AsString() == session &&
+					(found == nil || s.StartTime().Before(found.StartTime())) {
 					found = s
 				}
 			}
@@ -94,7 +96,8 @@ func TestTraceContinuesAcrossNodeLoss(t *testing.T) {
 						return nil
 					})
 				}()
-				t.Cleanup(func() { cancel(); <-done })
+				stop := func() { cancel(); <-done }
+				t.Cleanup(stop)
 				first := <-hellos
 				if first.Node != "a" || first.Trace == "" {
 					t.Fatalf("first hello %+v, want node a with a trace", first)
@@ -109,6 +112,9 @@ func TestTraceContinuesAcrossNodeLoss(t *testing.T) {
 				case <-time.After(20 * time.Second):
 					t.Fatal("no reconnect to b")
 				}
+				// Stop the client before b closes, or it would reconnect to b
+				// and open a third session span, linked to the second.
+				stop()
 			} else {
 				old := openRaw(t, a.URL(), "tc", "")
 				p, err := push.ParseCursor(old.hello, []string{"tc"}, []string{"local"})
