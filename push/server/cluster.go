@@ -308,7 +308,9 @@ func (s *Server) finalRetry() time.Duration {
 // its connection target: "" to serve it here, else the base URL of a peer
 // to redirect to ("-" to shed without a peer).
 func (s *Server) admit() string {
-	if s.evacuating.Load() {
+	// A closed server takes no new stream: one opened now would be ended
+	// at once, and its client would come straight back.
+	if s.evacuating.Load() || s.closed.Err() != nil {
 		return "-"
 	}
 	draining := s.draining.Load()

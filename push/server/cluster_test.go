@@ -130,6 +130,39 @@ func TestAdminSessionsAndPresenceSingleNode(t *testing.T) {
 	})
 }
 
+// A closed server (listener still up, as while the process stops) sheds new
+// streams instead of opening one and ending it at once.
+func TestClosedServerShedsNewStreams(t *testing.T) {
+	n := startNode(t, newMemStore(t, push.Retention{}), nil)
+	s := n.openStream(t, []string{"a"}, "", nil)
+	hello(t, s)
+	if err := n.Srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.ended(5 * time.Second)
+	resp, err := http.Get(n.URL + "/v1/stream?topic=a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(b), "retry: ") || strings.Contains(string(b), "event:") {
+		t.Fatalf("stream on a closed server: %d %q, want 200 + retry only", resp.StatusCode, b)
+	}
+	req, _ := http.NewRequest(http.MethodGet, n.URL+"/v1/stream?topic=a", nil)
+	req.Header.Set("Herald-Client", "test")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || body["error"].(map[string]any)["code"] != server.CodeDraining {
+		t.Fatalf("SDK stream on a closed server: %d %v", resp.StatusCode, body)
+	}
+}
+
 func TestDrainSpreadsClosesAndSheds(t *testing.T) {
 	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.RetryMin = 400 * time.Millisecond })
 	const streams = 20

@@ -1158,7 +1158,7 @@ func (s *Server) steer(c *gin.Context, dest string) {
 		switch {
 		case s.evacuating.Load():
 			code, alts = CodeEvacuating, s.alternates()
-		case s.draining.Load():
+		case s.draining.Load(), s.closed.Err() != nil:
 			code = CodeDraining
 		}
 		s.writeError(c, &apiError{Status: http.StatusServiceUnavailable, Code: code,
