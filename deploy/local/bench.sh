@@ -50,10 +50,10 @@ scenarios=("$@")
 for s in "${scenarios[@]}"; do
   case $s in
     idle10k)   run idle10k   --subscribers 10000 --topics 100 --idle --duration 1s ;;
-    fanout10k) run fanout10k --subscribers 10000 --topics 1 --rate 5 --publishers 2 --duration 20s ;;
+    fanout10k) run fanout10k --subscribers 10000 --topics 1 --rate 5 --publishers 2 --duration 20s --connect-rate 1000 ;;
     max1k)     run max1k     --subscribers 1000 --topics 1 --rate 0 --publishers 4 --batch 50 --duration 20s ;;
     topics10k) run topics10k --subscribers 10000 --topics 10000 --rate 2000 --publishers 8 --duration 20s --connect-rate 1000 ;;
-    overload)  run overload  --subscribers 10000 --topics 1 --rate 20 --publishers 8 --duration 20s ;;
+    overload)  run overload  --subscribers 10000 --topics 1 --rate 20 --publishers 8 --duration 20s --connect-rate 1000 ;;
     pubonly)   run pubonly   --subscribers 10 --topics 10000 --rate 2000 --publishers 8 --duration 10s ;;
     fast2k)    run fast2k    --subscribers 2000 --topics 10 --rate 100 --publishers 2 --payload 1024 --duration 30s ;;
     slow2k)    run slow2k    --subscribers 2000 --topics 10 --rate 100 --publishers 2 --payload 1024 --duration 30s --slow-fraction 0.05 --slow-bps 256 ;;

@@ -210,6 +210,7 @@ func (h *Hub) subscribeTopic(ctx context.Context, sub *Subscriber, topic string)
 		sh.topics[topic] = ts
 	}
 	ts.subs[sub] = struct{}{}
+	sub.fanOut = max(sub.fanOut, len(ts.subs))
 	sh.mu.Unlock()
 
 	if fresh {

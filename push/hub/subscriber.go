@@ -71,6 +71,10 @@ type Subscriber struct {
 	// and cleared by the next take: one pending wake per subscriber.
 	woken bool
 	done  chan struct{} // closed once when cut off
+
+	// fanOut is the largest subscriber count, this one included, of its
+	// topics when it subscribed (set by Hub.Subscribe, before it returns).
+	fanOut int
 }
 
 // NewSubscriber returns a subscriber for topics (validated by the caller).
@@ -82,6 +86,11 @@ func NewSubscriber(topics []string, limits Limits) *Subscriber {
 		done:   make(chan struct{}),
 	}
 }
+
+// FanOut returns the largest number of subscribers, this one included,
+// that any of its topics had when it subscribed: how big a fan-out its
+// deliveries are part of. Valid after Hub.Subscribe returned.
+func (s *Subscriber) FanOut() int { return s.fanOut }
 
 // Topics returns the subscribed topics.
 func (s *Subscriber) Topics() []string { return s.topics }

@@ -88,3 +88,29 @@ func TestPacedFanOutWakesEverySubscriber(t *testing.T) {
 		t.Errorf("dispatched %d, want %d", st.Dispatched, (bigSubs+smallSubs)*total)
 	}
 }
+
+// FanOut reports the largest subscriber count among a subscriber's topics
+// at the moment it subscribed, counting itself, and forgets nobody who left
+// before it joined.
+func TestSubscriberFanOut(t *testing.T) {
+	h := newHub(t, newSpyStore(t, memstore.Config{}), 4)
+	lim := hub.Limits{}
+	var first []*hub.Subscriber
+	for i := range 3 {
+		sub := mustSubscribe(t, h, []string{"big"}, lim)
+		if got := sub.FanOut(); got != i+1 {
+			t.Fatalf("subscriber %d of big: FanOut %d, want %d", i+1, got, i+1)
+		}
+		first = append(first, sub)
+	}
+	h.Unsubscribe(first[0])
+	if got := mustSubscribe(t, h, []string{"small", "big"}, lim).FanOut(); got != 3 {
+		t.Fatalf("after one left, small+big: FanOut %d, want 3 (big has 2 others)", got)
+	}
+	if got := mustSubscribe(t, h, []string{"small"}, lim).FanOut(); got != 2 {
+		t.Fatalf("second of small: FanOut %d, want 2", got)
+	}
+	if got := first[1].FanOut(); got != 2 {
+		t.Fatalf("FanOut of an earlier subscriber changed to %d, want 2 (its count at subscribe)", got)
+	}
+}

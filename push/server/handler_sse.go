@@ -94,6 +94,9 @@ func (s *Server) handleStream(c *gin.Context) {
 		return // answered (refused, shed, redirected) or ended during connect
 	}
 	defer st.close()
+	if st.sub.FanOut() > hub.PacedFanOut {
+		growStack(0)
+	}
 	st.end = st.cn.live(st.sub)
 }
 
