@@ -90,8 +90,8 @@ func TestPacedFanOutWakesEverySubscriber(t *testing.T) {
 }
 
 // FanOut reports the largest subscriber count among a subscriber's topics
-// at the moment it subscribed, counting itself, and forgets nobody who left
-// before it joined.
+// at the moment it subscribed, itself included: those who left before it
+// joined do not count, and later joins do not change it.
 func TestSubscriberFanOut(t *testing.T) {
 	h := newHub(t, newSpyStore(t, memstore.Config{}), 4)
 	lim := hub.Limits{}
