@@ -8,8 +8,8 @@
 #
 # The node runs with the publish and connect-rate limits of the protection
 # layers lifted (they would cap the throughput being measured); breakers,
-# stream caps and queue bounds stay at their defaults. The 10,000-stream
-# scenarios open their streams at 1,000/s: faster, with the admission limit
+# stream caps and queue bounds stay at their defaults. fanout10k, topics10k
+# and overload open their streams at 1,000/s: faster, with the admission limit
 # lifted, the connect phase can saturate both cores and open the Redis
 # breaker, and its retry storm runs into the measured window
 # (docs/benchmarks.md, "First deliveries and connect storms").
