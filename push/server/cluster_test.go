@@ -140,27 +140,34 @@ func TestClosedServerShedsNewStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.ended(5 * time.Second)
-	resp, err := http.Get(n.URL + "/v1/stream?topic=a")
-	if err != nil {
-		t.Fatal(err)
+	code, _, b := getStream(t, n.URL+"/v1/stream?topic=a", false)
+	if code != http.StatusOK || !strings.HasPrefix(string(b), "retry: ") || strings.Contains(string(b), "event:") {
+		t.Fatalf("stream on a closed server: %d %q, want 200 + retry only", code, b)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(b), "retry: ") || strings.Contains(string(b), "event:") {
-		t.Fatalf("stream on a closed server: %d %q, want 200 + retry only", resp.StatusCode, b)
-	}
-	req, _ := http.NewRequest(http.MethodGet, n.URL+"/v1/stream?topic=a", nil)
-	req.Header.Set("Herald-Client", "test")
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	code, _, b = getStream(t, n.URL+"/v1/stream?topic=a", true)
 	var body map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || body["error"].(map[string]any)["code"] != server.CodeDraining {
-		t.Fatalf("SDK stream on a closed server: %d %v", resp.StatusCode, body)
+	_ = json.Unmarshal(b, &body)
+	if code != http.StatusServiceUnavailable || body["error"].(map[string]any)["code"] != server.CodeDraining {
+		t.Fatalf("SDK stream on a closed server: %d %v", code, body)
 	}
+}
+
+// getStream opens a stream as a browser would, or as a declared SDK client
+// (Herald-Client), and reads the whole answer: for a refused or shed
+// stream, the server ends it itself.
+func getStream(t *testing.T, url string, sdk bool) (int, http.Header, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if sdk {
+		req.Header.Set("Herald-Client", "test")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
 }
 
 func TestDrainSpreadsClosesAndSheds(t *testing.T) {
@@ -184,24 +191,13 @@ func TestDrainSpreadsClosesAndSheds(t *testing.T) {
 	if code != http.StatusServiceUnavailable || body["error"].(map[string]any)["code"] != server.CodeDraining {
 		t.Fatalf("readyz while draining: %d %v", code, body)
 	}
-	resp, err := http.Get(n.URL + "/v1/stream?topic=a")
-	if err != nil {
-		t.Fatal(err)
+	code, _, b := getStream(t, n.URL+"/v1/stream?topic=a", false)
+	if code != http.StatusOK || !strings.HasPrefix(string(b), "retry: ") {
+		t.Fatalf("stream while draining: %d %q, want 200 + retry", code, b)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(b), "retry: ") {
-		t.Fatalf("stream while draining: %d %q, want 200 + retry", resp.StatusCode, b)
-	}
-	req, _ := http.NewRequest(http.MethodGet, n.URL+"/v1/stream?topic=a", nil)
-	req.Header.Set("Herald-Client", "test")
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("SDK stream while draining: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	code, hdr, _ := getStream(t, n.URL+"/v1/stream?topic=a", true)
+	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
+		t.Fatalf("SDK stream while draining: %d Retry-After %q", code, hdr.Get("Retry-After"))
 	}
 
 	var firstEnd, lastEnd time.Duration
