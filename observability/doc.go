@@ -46,7 +46,7 @@
 //	herald_replayed_events                 histogram  events replayed from history per stream start (0…10000)
 //	herald_publishes_total                 counter    {result: ok|duplicate|rejected|unavailable|error} publish requests
 //	herald_publish_duration_seconds        histogram  {result} publish handling time (0.5ms…10s)
-//	herald_delivery_latency_seconds        histogram  publish timestamp -> write to a live subscriber (1ms…30s); _count is the delivery rate
+//	herald_delivery_latency_seconds        histogram  publish timestamp -> write to a live subscriber (1ms…30s); _count is the delivery rate; exists from Setup on
 //	herald_queue_depth                     gauge      events queued in subscriber buffers on this node (RegisterGauges)
 //	herald_redis_call_duration_seconds     histogram  {op, target, result} Redis call time (0.1ms…2.5s)
 //	herald_protection_events_total         counter    {layer, resource, reason, kind} protection blocks, trips, half-opens, recoveries
@@ -66,9 +66,11 @@
 // or key.
 //
 // Recording is cheap: attribute sets are built once and cached (up to 256
-// per instrument), and the enumerated values never allocate. Delivered, the
-// per-event hot path, records one histogram value without attributes.
-// See BenchmarkMetricsDelivered.
+// per instrument), and the enumerated values never allocate. The delivery
+// latency, the per-event hot path, is tallied per write (DeliveryTally) and
+// added to a histogram Herald keeps itself, which the readers collect as a
+// Producer (docs/adr/0012-delivery-latency-histogram.md). See
+// BenchmarkMetricsDelivered.
 //
 // # Traces
 //

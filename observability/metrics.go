@@ -104,6 +104,9 @@ func MetricNames() []string {
 	return out
 }
 
+// instDeliveryLatency is herald.delivery.latency's index in instruments.
+const instDeliveryLatency = 7
+
 // instrument describes one OTel instrument and the name the Prometheus
 // exporter gives it (checked by TestExposedMetricNames).
 type instrument struct {
@@ -145,7 +148,6 @@ func instrumentByProm(name string) (string, bool) {
 // Histogram bucket boundaries (seconds unless stated).
 var (
 	bucketsPublish  = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
-	bucketsDelivery = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 	bucketsRedis    = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
 	bucketsReplayed = []float64{0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000} // events
 )
@@ -180,7 +182,7 @@ type Metrics struct {
 	replayed     metric.Int64Histogram
 	publishes    metric.Int64Counter
 	publishDur   metric.Float64Histogram
-	deliveryLat  metric.Float64Histogram
+	delivery     *deliveryHistogram // herald.delivery.latency, outside the meter
 	redisDur     metric.Float64Histogram
 	protection   metric.Int64Counter
 	breaker      metric.Int64Gauge
@@ -206,8 +208,8 @@ type Metrics struct {
 	reg      metric.Registration
 }
 
-func newMetrics(meter metric.Meter, version, region string) (*Metrics, error) {
-	m := &Metrics{region: region}
+func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region string) (*Metrics, error) {
+	m := &Metrics{region: region, delivery: delivery}
 	var errs []error
 	check := func(err error) {
 		if err != nil {
@@ -237,8 +239,6 @@ func newMetrics(meter metric.Meter, version, region string) (*Metrics, error) {
 	m.publishes, err = meter.Int64Counter(instruments[5].otel, counterOpts(opts(5))...)
 	check(err)
 	m.publishDur, err = meter.Float64Histogram(instruments[6].otel, hist(6, bucketsPublish)...)
-	check(err)
-	m.deliveryLat, err = meter.Float64Histogram(instruments[7].otel, hist(7, bucketsDelivery)...)
 	check(err)
 	m.queueDepth, err = meter.Int64ObservableGauge(instruments[8].otel, metric.WithUnit(instruments[8].unit), metric.WithDescription(instruments[8].desc))
 	check(err)
@@ -399,16 +399,27 @@ func (m *Metrics) Publish(ctx context.Context, result string, d time.Duration) {
 	m.publishDur.Record(ctx, d.Seconds(), o.rec...)
 }
 
-// Delivered records the latency of one live event written to a subscriber:
-// now minus the event's publish timestamp. Negative values (clock skew
-// between nodes) count as 0. Do not call it for replayed events: their age
-// is not delivery latency (herald_replayed_events counts them). Hot path:
-// no allocation.
-func (m *Metrics) Delivered(ctx context.Context, latency time.Duration) {
+// Delivered records the latencies of live events written to a subscriber,
+// gathered in t (DeliveryTally.Add: write time minus each event's publish
+// timestamp), and empties t. Call it once per write. Do not tally replayed
+// events: their age is not delivery latency (herald_replayed_events counts
+// them). Hot path: no allocation.
+func (m *Metrics) Delivered(t *DeliveryTally) {
+	if m == nil {
+		*t = DeliveryTally{}
+		return
+	}
+	m.delivery.add(t)
+}
+
+// DeliveryExemplar makes ctx's span, when sampled, the exemplar of the
+// delivery latency bucket that latency falls into. It counts nothing: the
+// latency goes into a DeliveryTally as well.
+func (m *Metrics) DeliveryExemplar(ctx context.Context, latency time.Duration) {
 	if m == nil {
 		return
 	}
-	m.deliveryLat.Record(ctx, max(latency, 0).Seconds())
+	m.delivery.exemplar(ctx, latency)
 }
 
 // RedisCall records one Redis call: op (append, read, replay, meta,

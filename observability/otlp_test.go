@@ -247,7 +247,9 @@ func exerciseExport(t *testing.T, cfg Config) {
 	_, span := tel.StartPublish(ctx, "orders")
 	span.End()
 	tel.Metrics().Publish(ctx, PublishOK, 2*time.Millisecond)
-	tel.Metrics().Delivered(ctx, 5*time.Millisecond)
+	var tally DeliveryTally
+	tally.Add(5 * time.Millisecond)
+	tel.Metrics().Delivered(&tally)
 	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	if err := tel.Shutdown(sctx); err != nil {

@@ -74,6 +74,7 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 	var tpOpts []sdktrace.TracerProviderOption
 	var mpOpts []sdkmetric.Option
 	var cleanup []func(context.Context) error
+	delivery := newDeliveryHistogram(cfg.Version)
 	fail := func(err error) (*Telemetry, error) {
 		for _, f := range cleanup {
 			_ = f(ctx)
@@ -93,7 +94,7 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		if err != nil {
 			return fail(fmt.Errorf("otlp metric exporter: %w", err))
 		}
-		var ropts []sdkmetric.PeriodicReaderOption
+		ropts := []sdkmetric.PeriodicReaderOption{sdkmetric.WithProducer(delivery)}
 		if cfg.MetricsInterval > 0 {
 			ropts = append(ropts, sdkmetric.WithInterval(cfg.MetricsInterval))
 		}
@@ -101,13 +102,13 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		cleanup = append(cleanup, reader.Shutdown)
 		mpOpts = append(mpOpts, sdkmetric.WithReader(reader))
 	}
-	return build(ctx, cfg, root, tpOpts, mpOpts, cleanup)
+	return build(ctx, cfg, root, delivery, tpOpts, mpOpts, cleanup)
 }
 
 // build assembles a Telemetry; extra provider options carry the exporters
 // (Setup) or the in-memory recorders (NewTestTelemetry). On error it runs
 // cleanup.
-func build(ctx context.Context, cfg Config, root sdktrace.Sampler, tpOpts []sdktrace.TracerProviderOption,
+func build(ctx context.Context, cfg Config, root sdktrace.Sampler, delivery *deliveryHistogram, tpOpts []sdktrace.TracerProviderOption,
 	mpOpts []sdkmetric.Option, cleanup []func(context.Context) error) (*Telemetry, error) {
 	fail := func(err error) (*Telemetry, error) {
 		for _, f := range cleanup {
@@ -140,6 +141,7 @@ func build(ctx context.Context, cfg Config, root sdktrace.Sampler, tpOpts []sdkt
 		otelprom.WithRegisterer(reg),
 		otelprom.WithTranslationStrategy(otlptranslator.UnderscoreEscapingWithSuffixes),
 		otelprom.WithoutScopeInfo(),
+		otelprom.WithProducer(delivery),
 	)
 	if err != nil {
 		return fail(fmt.Errorf("prometheus exporter: %w", err))
@@ -155,7 +157,7 @@ func build(ctx context.Context, cfg Config, root sdktrace.Sampler, tpOpts []sdkt
 	}, tpOpts...)...)
 	cleanup = []func(context.Context) error{tp.Shutdown, mp.Shutdown}
 
-	m, err := newMetrics(mp.Meter(InstrumentationName, metric.WithInstrumentationVersion(cfg.Version)), cfg.Version, cfg.Region)
+	m, err := newMetrics(mp.Meter(InstrumentationName, metric.WithInstrumentationVersion(cfg.Version)), delivery, cfg.Version, cfg.Region)
 	if err != nil {
 		return fail(fmt.Errorf("metrics: %w", err))
 	}

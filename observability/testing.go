@@ -43,8 +43,9 @@ func NewTestTelemetry(cfg Config) (*Telemetry, *Recorder, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	rec := &Recorder{spans: tracetest.NewSpanRecorder(), reader: sdkmetric.NewManualReader()}
-	t, err := build(context.Background(), cfg, root,
+	delivery := newDeliveryHistogram(cfg.Version)
+	rec := &Recorder{spans: tracetest.NewSpanRecorder(), reader: sdkmetric.NewManualReader(sdkmetric.WithProducer(delivery))}
+	t, err := build(context.Background(), cfg, root, delivery,
 		[]sdktrace.TracerProviderOption{sdktrace.WithSpanProcessor(rec.spans)},
 		[]sdkmetric.Option{sdkmetric.WithReader(rec.reader)}, nil)
 	if err != nil {

@@ -76,6 +76,8 @@ type conn struct {
 	recent map[push.StreamKey][]*push.Event
 	// replayedN counts events written from history.
 	replayedN int
+	// lat gathers the delivery latencies of the write in progress.
+	lat observability.DeliveryTally
 }
 
 // handleStream serves GET /v1/stream. Its goroutine holds the stream for as
@@ -543,7 +545,8 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 	defer context.AfterFunc(s.closed, func() { cn.kick.fire(EndShutdown, 0) })()
 	write := func() string {
 		var lagging bool
-		if batch, lagging = sub.TakeFresh(batch[:0], time.Now()); lagging {
+		now := time.Now()
+		if batch, lagging = sub.TakeFresh(batch[:0], now); lagging {
 			sub.Close(hub.ReasonSlow)
 			s.lagCutoffs.Add(1)
 			return EndSlow
@@ -572,9 +575,12 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 			late = fast && len(batch) < coalesceFew && time.Since(batch[0].At)-heldFor > s.cfg.CoalesceLate
 			heldFor = 0
 			for _, d := range batch {
-				if err := cn.deliver(d); err != nil {
+				if err := cn.deliver(d, now); err != nil {
 					return cn.writeEnd(err)
 				}
+			}
+			if t := s.cfg.Telemetry; t != nil && cn.lat.Len() > 0 {
+				t.Metrics().Delivered(&cn.lat)
 			}
 			s.writes.Add(1)
 			clear(batch)
@@ -681,7 +687,8 @@ func (cn *conn) writeEnd(err error) string {
 
 // deliver writes one live delivery, dropping what the client already has,
 // filling an offset jump from the store, and announcing an epoch change.
-func (cn *conn) deliver(d *hub.Delivery) error {
+// now is the time of the write it belongs to.
+func (cn *conn) deliver(d *hub.Delivery, now time.Time) error {
 	ev := d.Event
 	i := cn.cur.Index(ev.Topic, ev.Origin)
 	if i < 0 {
@@ -727,19 +734,18 @@ func (cn *conn) deliver(d *hub.Delivery) error {
 	cn.appendFrame(d.Body)
 	cn.s.delivered.Add(1)
 	if t := cn.s.cfg.Telemetry; t != nil {
-		// The latency sample carries an exemplar only when this delivery
-		// has a span of its own: offering the connection's long session
-		// span on every delivery cost ~4% of a fan-out's CPU and points
-		// nowhere useful.
-		mctx := context.Background()
+		// The latency is tallied here and recorded once per write. It
+		// becomes an exemplar only when this delivery has a span of its
+		// own: the connection's long session span points nowhere useful.
+		lat := now.Sub(ev.Time)
+		cn.lat.Add(lat)
 		if ev.TraceParent != "" {
 			sctx, span := t.StartDelivery(cn.ctx, ev.TraceParent, observability.DeliveryAttrs{Topic: ev.Topic, Origin: ev.Origin, Offset: int64(ev.Offset)})
 			if span.IsRecording() {
-				mctx = sctx
+				t.Metrics().DeliveryExemplar(sctx, lat)
 			}
 			defer span.End()
 		}
-		t.Metrics().Delivered(mctx, time.Since(ev.Time))
 	}
 	return cn.maybeFlush()
 }
