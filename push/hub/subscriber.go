@@ -2,6 +2,7 @@ package hub
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldpush/herald/push"
@@ -15,6 +16,23 @@ type Delivery struct {
 	Body  []byte
 	// At is when the hub dispatched the event (bounds queue lag).
 	At time.Time
+	// soleID caches the SSE id of the event for streams whose cursor holds
+	// just the event's stream (see SoleID).
+	soleID atomic.Pointer[[]byte]
+}
+
+// SoleID returns the SSE id every stream writes with this event when the
+// event's stream (topic, origin) is its cursor's only one and the cursor
+// carries no session: such an id is a function of the event alone, so the
+// first of a fan-out's subscribers encodes it (enc appends it to its
+// argument) and the others copy it. Safe for concurrent use.
+func (d *Delivery) SoleID(enc func([]byte) []byte) []byte {
+	if p := d.soleID.Load(); p != nil {
+		return *p
+	}
+	id := enc(nil)
+	d.soleID.Store(&id)
+	return id
 }
 
 // Reason tells why a subscriber was cut off.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,5 +113,32 @@ func TestSubscriberFanOut(t *testing.T) {
 	}
 	if got := first[1].FanOut(); got != 2 {
 		t.Fatalf("FanOut of an earlier subscriber changed to %d, want 2 (its count at subscribe)", got)
+	}
+}
+
+// SoleID encodes once per delivery however many subscribers ask, and every
+// caller gets the same id.
+func TestDeliverySoleIDEncodedOnce(t *testing.T) {
+	t.Parallel()
+	d := &hub.Delivery{Event: &push.Event{Topic: "a", Offset: 7}}
+	var calls atomic.Int32
+	enc := func(dst []byte) []byte {
+		calls.Add(1)
+		return append(dst, "id-7"...)
+	}
+	if got := string(d.SoleID(enc)); got != "id-7" {
+		t.Fatalf("SoleID = %q", got)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if got := string(d.SoleID(enc)); got != "id-7" {
+				t.Errorf("SoleID = %q", got)
+			}
+		})
+	}
+	wg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Errorf("encoded %d times, want 1", n)
 	}
 }

@@ -731,7 +731,11 @@ func (cn *conn) deliver(d *hub.Delivery, now time.Time) error {
 		}
 	}
 	cn.cur.SetAt(i, push.Position{Epoch: ev.Epoch, Offset: ev.Offset})
-	cn.appendFrame(d.Body)
+	if cn.cur.Len() == 1 && cn.cur.Session() == 0 {
+		cn.appendFrameID(d.SoleID(cn.cur.AppendEncode), d.Body)
+	} else {
+		cn.appendFrame(d.Body)
+	}
 	cn.s.delivered.Add(1)
 	if t := cn.s.cfg.Telemetry; t != nil {
 		// The latency is tallied here and recorded once per write. It
@@ -834,6 +838,16 @@ func (cn *conn) appendFrame(body []byte) {
 	cn.grab()
 	cn.buf = append(cn.buf, "id: "...)
 	cn.buf = cn.cur.AppendEncode(cn.buf)
+	cn.buf = append(cn.buf, '\n')
+	cn.buf = append(cn.buf, body...)
+	cn.buf = append(cn.buf, '\n')
+}
+
+// appendFrameID is appendFrame with the cursor already encoded as id.
+func (cn *conn) appendFrameID(id, body []byte) {
+	cn.grab()
+	cn.buf = append(cn.buf, "id: "...)
+	cn.buf = append(cn.buf, id...)
 	cn.buf = append(cn.buf, '\n')
 	cn.buf = append(cn.buf, body...)
 	cn.buf = append(cn.buf, '\n')
