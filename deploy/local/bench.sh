@@ -4,7 +4,7 @@
 # scenario, prints one JSON report per scenario. Bounded in time and count.
 #
 #   deploy/local/bench.sh [scenario ...]   (default: all)
-#   scenarios: idle10k fanout10k max1k topics10k overload fast2k slow2k
+#   scenarios: idle10k fanout10k max1k max1k-batch topics10k overload fast2k slow2k
 #
 # The node runs with the publish and connect-rate limits of the protection
 # layers lifted (they would cap the throughput being measured); breakers,
@@ -13,6 +13,10 @@
 # lifted, the connect phase can saturate both cores and open the Redis
 # breaker, and its retry storm runs into the measured window
 # (docs/benchmarks.md, "First deliveries and connect storms").
+# max1k's 32 publishers send one event per request, each as soon as the
+# previous one is acknowledged; max1k-batch sends batches of 50 from 4
+# publishers, the throughput ceiling, whose 200 events in flight put a floor
+# under its latency (ADR 0013).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERALD=${HERALD:-bin/herald}
@@ -50,12 +54,13 @@ run() { # name, bench flags...
 }
 
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(idle10k fanout10k max1k topics10k overload)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(idle10k fanout10k max1k max1k-batch topics10k overload)
 for s in "${scenarios[@]}"; do
   case $s in
     idle10k)   run idle10k   --subscribers 10000 --topics 100 --idle --duration 1s ;;
     fanout10k) run fanout10k --subscribers 10000 --topics 1 --rate 5 --publishers 2 --duration 20s --connect-rate 1000 ;;
-    max1k)     run max1k     --subscribers 1000 --topics 1 --rate 0 --publishers 4 --batch 50 --duration 20s ;;
+    max1k)     run max1k     --subscribers 1000 --topics 1 --rate 0 --publishers 32 --duration 20s ;;
+    max1k-batch) run max1k-batch --subscribers 1000 --topics 1 --rate 0 --publishers 4 --batch 50 --duration 20s ;;
     topics10k) run topics10k --subscribers 10000 --topics 10000 --rate 2000 --publishers 8 --duration 20s --connect-rate 1000 ;;
     overload)  run overload  --subscribers 10000 --topics 1 --rate 20 --publishers 8 --duration 20s --connect-rate 1000 ;;
     pubonly)   run pubonly   --subscribers 10 --topics 10000 --rate 2000 --publishers 8 --duration 10s ;;
