@@ -37,13 +37,19 @@ type DeliveryTally struct {
 // Negative values (clock skew between nodes) count as 0.
 func (t *DeliveryTally) Add(latency time.Duration) {
 	latency = max(latency, 0)
+	t.counts[deliveryBucket(latency)]++
+	t.n++
+	t.sum += latency
+}
+
+// deliveryBucket is the index of the bucket a non-negative latency falls
+// into.
+func deliveryBucket(latency time.Duration) int {
 	i := 0
 	for i < len(deliveryBounds) && latency > deliveryBounds[i] {
 		i++
 	}
-	t.counts[i]++
-	t.n++
-	t.sum += latency
+	return i
 }
 
 // Len is the number of latencies gathered since the tally was last
@@ -93,12 +99,8 @@ func (h *deliveryHistogram) exemplar(ctx context.Context, latency time.Duration)
 		return
 	}
 	latency = max(latency, 0)
-	i := 0
-	for i < len(deliveryBounds) && latency > deliveryBounds[i] {
-		i++
-	}
 	tid, sid := sc.TraceID(), sc.SpanID()
-	h.exemplars[i].Store(&metricdata.Exemplar[float64]{
+	h.exemplars[deliveryBucket(latency)].Store(&metricdata.Exemplar[float64]{
 		Time: time.Now(), Value: latency.Seconds(), TraceID: tid[:], SpanID: sid[:],
 	})
 }

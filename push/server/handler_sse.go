@@ -572,7 +572,7 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 			}
 			lastEvent = newest
 			fast := gap < s.cfg.CoalesceWindow/2
-			late = fast && len(batch) < coalesceFew && time.Since(batch[0].At)-heldFor > s.cfg.CoalesceLate
+			late = fast && len(batch) < coalesceFew && now.Sub(batch[0].At)-heldFor > s.cfg.CoalesceLate
 			heldFor = 0
 			for _, d := range batch {
 				if err := cn.deliver(d, now); err != nil {
