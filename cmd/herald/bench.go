@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -14,7 +13,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,7 +33,10 @@ import (
 // benchConfig is one `herald bench` run.
 type benchConfig struct {
 	// CPUProfile, when set, is where the load generator writes its own CPU profile.
-	CPUProfile  string
+	CPUProfile string
+	// MemProfile, when set, is where it writes its heap profile, taken
+	// when publishing ends with every stream still open.
+	MemProfile  string
 	URL         string
 	Subscribers int
 	Topics      int
@@ -111,6 +115,7 @@ CPU seconds and RSS. --idle only holds the streams and reports memory per stream
 	f.BoolVar(&c.Idle, "idle", false, "only hold the streams and report memory per stream")
 	f.BoolVar(&c.JSON, "json", false, "print the report as JSON")
 	f.StringVar(&c.CPUProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file")
+	f.StringVar(&c.MemProfile, "memprofile", "", "write the load generator's heap profile, taken when publishing ends, to this file")
 	f.Float64Var(&c.SlowFraction, "slow-fraction", 0, "fraction of subscribers that read slowly (0..0.5); their latency and loss are reported apart")
 	f.IntVar(&c.SlowBPS, "slow-bps", 256, "read speed of slow subscribers, bytes/s")
 	f.StringVar(&c.AdminURL, "admin-url", "", "the node's admin URL, to report the streams it ended as slow")
@@ -229,6 +234,21 @@ func (hs *histograms) merged() *hdrhistogram.Histogram {
 		hs.shards[i].mu.Unlock()
 	}
 	return out
+}
+
+// sinceSnapshot returns the values recorded in cur but not in prev (nil:
+// none), two exports of one growing histogram: the latency of the last
+// progress interval, where a stall shows that the run's cumulative
+// percentiles would average away.
+func sinceSnapshot(cur, prev *hdrhistogram.Snapshot) *hdrhistogram.Histogram {
+	d := *cur
+	d.Counts = slices.Clone(cur.Counts)
+	if prev != nil {
+		for i := range min(len(d.Counts), len(prev.Counts)) {
+			d.Counts[i] -= prev.Counts[i]
+		}
+	}
+	return hdrhistogram.Import(&d)
 }
 
 func ms(h *hdrhistogram.Histogram, q float64) float64 {
@@ -440,6 +460,7 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 		}()
 	}
 	tick := time.NewTicker(time.Second)
+	var prev *hdrhistogram.Snapshot
 	for done := false; !done; {
 		select {
 		case <-pubCtx.Done():
@@ -450,8 +471,12 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 				d += s.received.Load()
 			}
 			h := lat.merged()
-			fmt.Fprintf(progress, "t=%4.0fs published %d delivered %d  p50 %.1f ms p99 %.1f ms\n",
-				time.Since(start).Seconds(), published.Load(), d-delivered0.Load(), ms(h, 50), ms(h, 99))
+			snap := h.Export()
+			w := sinceSnapshot(snap, prev)
+			prev = snap
+			fmt.Fprintf(progress, "t=%4.0fs published %d delivered %d  p50 %.1f ms p99 %.1f ms  (last second: p50 %.1f ms p99 %.1f ms max %.1f ms)\n",
+				time.Since(start).Seconds(), published.Load(), d-delivered0.Load(), ms(h, 50), ms(h, 99),
+				ms(w, 50), ms(w, 99), float64(w.Max())/1000)
 		}
 	}
 	tick.Stop()
@@ -479,6 +504,11 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 	}
 	elapsed := time.Since(start)
 	cpu1, self1 := procCPU(c.ServerPID), procCPU(os.Getpid())
+	if c.MemProfile != "" {
+		if err := writeHeapProfile(c.MemProfile); err != nil {
+			fmt.Fprintf(progress, "memprofile: %v\n", err)
+		}
+	}
 	stopSubs()
 	wg.Wait()
 
@@ -567,8 +597,9 @@ func (s *benchSub) run(ctx context.Context, tr *http.Transport, base, token stri
 		if bps > 0 {
 			body = &throttledReader{r: resp.Body, bps: bps, ctx: ctx}
 		}
+		// The decoder reads into its own buffer: no bufio.Reader between.
 		stamped := &stampReader{r: body}
-		dec := sse.NewDecoder(bufio.NewReaderSize(stamped, 4<<10))
+		dec := sse.NewDecoder(stamped)
 		for {
 			ev, err := dec.Next()
 			if err != nil {
@@ -696,6 +727,17 @@ func topicHead(ctx context.Context, c *http.Client, base, token, topic string) u
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&out)
 	return out.Last
+}
+
+// writeHeapProfile writes the heap profile (after a collection, so it
+// shows live memory) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	return errors.Join(pprof.WriteHeapProfile(f), f.Close())
 }
 
 // procCPU returns a process's user+system CPU seconds (Linux /proc), or 0.

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// TestSinceSnapshotIsTheInterval checks the progress line's per-interval
+// histogram: values recorded before the previous export are not in it.
+func TestSinceSnapshotIsTheInterval(t *testing.T) {
+	h := hdrhistogram.New(1, 1_000_000, 3)
+	for range 1000 {
+		_ = h.RecordValue(50_000) // a slow first interval
+	}
+	first := h.Export()
+	if w := sinceSnapshot(first, nil); w.TotalCount() != 1000 || w.Max() < 49_000 {
+		t.Fatalf("first interval: %d values, max %d; want 1000, ~50000", w.TotalCount(), w.Max())
+	}
+	for range 100 {
+		_ = h.RecordValue(200)
+	}
+	w := sinceSnapshot(h.Export(), first)
+	if w.TotalCount() != 100 {
+		t.Fatalf("second interval: %d values, want 100", w.TotalCount())
+	}
+	if p99, mx := w.ValueAtQuantile(99), w.Max(); p99 > 201 || mx > 201 {
+		t.Fatalf("second interval: p99 %d max %d, want ≈200 (the first interval leaked in)", p99, mx)
+	}
+}
+
+// lockedWriter collects progress output written while the bench runs.
+type lockedWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestBenchCountsEveryEvent runs a small `herald bench` against a node on
+// the in-memory store: every published event reaches every subscriber of
+// its topic once, and the report's figures are filled in.
+func TestBenchCountsEveryEvent(t *testing.T) {
+	m := MustRunMain(t, func(c *Config) {
+		c.Protection.Ingress.PublishQPS = 0
+		c.Protection.Ingress.TopicQPS = 0
+	})
+	heap := filepath.Join(t.TempDir(), "bench.heap")
+	var progress lockedWriter
+	const subs, topics, publishers = 40, 4, 2
+	rep, err := runBench(context.Background(), benchConfig{
+		URL: m.URL(), AdminURL: m.AdminURL(), Subscribers: subs, Topics: topics,
+		Rate: 200, Duration: 1500 * time.Millisecond, Publishers: publishers, Batch: 1,
+		Payload: 64, ConnectRate: 1000, Drain: 10 * time.Second, MemProfile: heap,
+	}, &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Published < 100 || rep.PublishErrors != 0 {
+		t.Fatalf("published %d with %d errors (%v); want ≥ 100 at 200/s for 1.5 s and none failed",
+			rep.Published, rep.PublishErrors, rep.PublishErrorKinds)
+	}
+	if rep.Lost != 0 || rep.Duplicated != 0 || rep.Resets != 0 || rep.Reconnects != 0 {
+		t.Fatalf("lost %d, duplicated %d, resets %d, reconnects %d; want all 0", rep.Lost, rep.Duplicated, rep.Resets, rep.Reconnects)
+	}
+	// Each topic has subs/topics subscribers. A publish cut off when the
+	// run ended may still have been appended (and delivered) unacknowledged.
+	per := int64(subs / topics)
+	if rep.Deliveries < rep.Published*per || rep.Deliveries > (rep.Published+publishers)*per || rep.Deliveries%per != 0 {
+		t.Fatalf("deliveries %d for %d published to %d subscribers each", rep.Deliveries, rep.Published, per)
+	}
+	if rep.PublishP50Ms <= 0 || rep.LatP50Ms <= 0 || rep.LatP99Ms < rep.LatP50Ms || rep.LatMaxMs < rep.LatP999Ms {
+		t.Fatalf("latency figures: publish p50 %v, delivery p50 %v p99 %v p999 %v max %v",
+			rep.PublishP50Ms, rep.LatP50Ms, rep.LatP99Ms, rep.LatP999Ms, rep.LatMaxMs)
+	}
+	if rep.ServerEventsPerWrite < 1 {
+		t.Fatalf("events per write %v from the admin URL; want ≥ 1", rep.ServerEventsPerWrite)
+	}
+	if out := progress.String(); !strings.Contains(out, "t=   1s published") || !strings.Contains(out, "(last second: p50") {
+		t.Fatalf("progress lacks the per-second line:\n%s", out)
+	}
+	if st, err := os.Stat(heap); err != nil || st.Size() == 0 {
+		t.Fatalf("memprofile: %v", err)
+	}
+}
