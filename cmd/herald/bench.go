@@ -56,6 +56,10 @@ type benchConfig struct {
 	SlowFraction float64
 	SlowBPS      int
 	AdminURL     string
+	// ProbeRate, when > 0, is the pace of the floor probe (benchProbe):
+	// bare round trips to the node and, with ProbeRedis, to Redis.
+	ProbeRate  float64
+	ProbeRedis string
 }
 
 func newBenchCommand() *cobra.Command {
@@ -119,6 +123,8 @@ CPU seconds and RSS. --idle only holds the streams and reports memory per stream
 	f.Float64Var(&c.SlowFraction, "slow-fraction", 0, "fraction of subscribers that read slowly (0..0.5); their latency and loss are reported apart")
 	f.IntVar(&c.SlowBPS, "slow-bps", 256, "read speed of slow subscribers, bytes/s")
 	f.StringVar(&c.AdminURL, "admin-url", "", "the node's admin URL, to report the streams it ended as slow")
+	f.Float64Var(&c.ProbeRate, "probe-rate", 0, "while publishing, also time this many bare round trips per second (GET /healthz, and PING with --probe-redis): the machine's floor under the publish latency (0: off)")
+	f.StringVar(&c.ProbeRedis, "probe-redis", "", "Redis URL for the probe's PINGs (the node's Redis)")
 	return cmd
 }
 
@@ -175,6 +181,12 @@ type benchReport struct {
 	// coalescing held back (from --admin-url /v1/node).
 	ServerEventsPerWrite float64 `json:"server_events_per_write,omitempty"`
 	ServerHolds          int64   `json:"server_holds,omitempty"`
+	// Probe (--probe-rate): bare round trips under the same load, to the
+	// node (GET /healthz) and to Redis (PING).
+	ProbeHTTPP50Ms  float64 `json:"probe_http_p50_ms,omitempty"`
+	ProbeHTTPP99Ms  float64 `json:"probe_http_p99_ms,omitempty"`
+	ProbeRedisP50Ms float64 `json:"probe_redis_p50_ms,omitempty"`
+	ProbeRedisP99Ms float64 `json:"probe_redis_p99_ms,omitempty"`
 }
 
 func (r benchReport) print(w io.Writer) {
@@ -199,6 +211,10 @@ func (r benchReport) print(w io.Writer) {
 	}
 	if r.ServerEventsPerWrite > 0 {
 		fmt.Fprintf(w, "server       %.2f events per stream write, %d writes held by coalescing\n", r.ServerEventsPerWrite, r.ServerHolds)
+	}
+	if r.ProbeHTTPP50Ms > 0 || r.ProbeRedisP50Ms > 0 {
+		fmt.Fprintf(w, "floor        bare round trips under this load: node GET /healthz p50 %.2f ms p99 %.2f ms, Redis PING p50 %.2f ms p99 %.2f ms\n",
+			r.ProbeHTTPP50Ms, r.ProbeHTTPP99Ms, r.ProbeRedisP50Ms, r.ProbeRedisP99Ms)
 	}
 }
 
@@ -287,6 +303,13 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 		topics[i] = prefix + strconv.Itoa(i)
 	}
 	rep := &benchReport{Subscribers: c.Subscribers, Topics: c.Topics, TargetRate: c.Rate}
+	var probe *benchProbe
+	if c.ProbeRate > 0 || c.ProbeRedis != "" {
+		var err error
+		if probe, err = newBenchProbe(base, c.ProbeRedis, c.ProbeRate); err != nil {
+			return nil, err
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, c.Duration+c.Drain+5*time.Minute)
 	defer cancel()
@@ -415,6 +438,9 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 	start := time.Now()
 	pubCtx, stopPub := context.WithTimeout(ctx, c.Duration)
 	var pwg sync.WaitGroup
+	if probe != nil {
+		pwg.Go(func() { probe.run(pubCtx) })
+	}
 	pad := strings.Repeat("x", c.Payload)
 	for p := range c.Publishers {
 		pwg.Add(1)
@@ -545,6 +571,9 @@ func runBench(ctx context.Context, c benchConfig, progress io.Writer) (*benchRep
 	h := lat.merged()
 	ph := pubLat.merged()
 	rep.DurationSec = pubDur.Seconds()
+	if probe != nil {
+		probe.report(rep)
+	}
 	rep.Published = published.Load()
 	rep.PublishErrors = pubErrs.Load()
 	rep.PublishErrorKinds = errKinds.counts()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/heraldpush/herald/push/redistest"
 )
 
 // TestSinceSnapshotIsTheInterval checks the progress line's per-interval
@@ -97,5 +100,43 @@ func TestBenchCountsEveryEvent(t *testing.T) {
 	}
 	if st, err := os.Stat(heap); err != nil || st.Size() == 0 {
 		t.Fatalf("memprofile: %v", err)
+	}
+}
+
+// TestBenchProbeTimesBareRoundTrips runs the floor probe beside a load on
+// the Redis store: it reports both round trips, and its requests do not
+// disturb the run's own counts.
+func TestBenchProbeTimesBareRoundTrips(t *testing.T) {
+	rd := redistest.StartServer(t)
+	m := MustRunMain(t, func(c *Config) {
+		c.Redis = rd.URL()
+		c.Protection.Ingress.PublishQPS = 0
+		c.Protection.Ingress.TopicQPS = 0
+	})
+	rep, err := runBench(context.Background(), benchConfig{
+		URL: m.URL(), Subscribers: 10, Topics: 2, Rate: 100, Duration: 1500 * time.Millisecond,
+		Publishers: 1, Batch: 1, Payload: 64, ConnectRate: 1000, Drain: 10 * time.Second,
+		ProbeRate: 200, ProbeRedis: rd.URL(),
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Lost != 0 || rep.Duplicated != 0 || rep.Published < 50 {
+		t.Fatalf("published %d, lost %d, duplicated %d", rep.Published, rep.Lost, rep.Duplicated)
+	}
+	if rep.ProbeHTTPP50Ms <= 0 || rep.ProbeHTTPP99Ms < rep.ProbeHTTPP50Ms ||
+		rep.ProbeRedisP50Ms <= 0 || rep.ProbeRedisP99Ms < rep.ProbeRedisP50Ms {
+		t.Fatalf("probe: http p50 %v p99 %v, redis p50 %v p99 %v", rep.ProbeHTTPP50Ms, rep.ProbeHTTPP99Ms, rep.ProbeRedisP50Ms, rep.ProbeRedisP99Ms)
+	}
+}
+
+func TestBenchProbeRejectsBadSettings(t *testing.T) {
+	for _, tc := range []struct {
+		rate  float64
+		redis string
+	}{{0, "redis://127.0.0.1:1"}, {5000, ""}, {-1, ""}, {100, "http://not-redis"}} {
+		if _, err := newBenchProbe("http://127.0.0.1:1", tc.redis, tc.rate); err == nil {
+			t.Errorf("rate %v redis %q: accepted", tc.rate, tc.redis)
+		}
 	}
 }

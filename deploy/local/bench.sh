@@ -5,6 +5,7 @@
 #
 #   deploy/local/bench.sh [scenario ...]   (default: all)
 #   scenarios: idle10k fanout10k max1k max1k-batch topics10k overload fast2k slow2k
+#              topics10k-floor pubonly (diagnostics, not in the default list)
 #
 # The node runs with the publish and connect-rate limits of the protection
 # layers lifted (they would cap the throughput being measured); breakers,
@@ -16,7 +17,10 @@
 # max1k's 32 publishers send one event per request, each as soon as the
 # previous one is acknowledged; max1k-batch sends batches of 50 from 4
 # publishers, the throughput ceiling, whose 200 events in flight put a floor
-# under its latency (ADR 0013).
+# under its latency (ADR 0013). topics10k-floor is topics10k plus 500 bare
+# round trips per second (GET /healthz on the node, PING on Redis) timed
+# under the same load: the floor under its publish latency
+# (docs/benchmarks.md, eighth session).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERALD=${HERALD:-bin/herald}
@@ -62,6 +66,8 @@ for s in "${scenarios[@]}"; do
     max1k)     run max1k     --subscribers 1000 --topics 1 --rate 0 --publishers 32 --duration 20s ;;
     max1k-batch) run max1k-batch --subscribers 1000 --topics 1 --rate 0 --publishers 4 --batch 50 --duration 20s ;;
     topics10k) run topics10k --subscribers 10000 --topics 10000 --rate 2000 --publishers 8 --duration 20s --connect-rate 1000 ;;
+    topics10k-floor) run topics10k-floor --subscribers 10000 --topics 10000 --rate 2000 --publishers 8 --duration 20s --connect-rate 1000 \
+                 --probe-rate 500 --probe-redis "redis://127.0.0.1:$PORT_REDIS" ;;
     overload)  run overload  --subscribers 10000 --topics 1 --rate 20 --publishers 8 --duration 20s --connect-rate 1000 ;;
     pubonly)   run pubonly   --subscribers 10 --topics 10000 --rate 2000 --publishers 8 --duration 10s ;;
     fast2k)    run fast2k    --subscribers 2000 --topics 10 --rate 100 --publishers 2 --payload 1024 --duration 30s ;;
