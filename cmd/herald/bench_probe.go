@@ -49,8 +49,9 @@ func newBenchProbe(base, redisURL string, rate float64) (*benchProbe, error) {
 
 // run probes until ctx ends, alternating HTTP and Redis when both are set.
 func (p *benchProbe) run(ctx context.Context) {
-	client := &http.Client{Timeout: 5 * time.Second}
-	defer client.CloseIdleConnections()
+	tr := &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 	if p.redis != nil {
 		defer p.redis.Close()
 	}

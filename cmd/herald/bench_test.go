@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,24 +37,6 @@ func TestSinceSnapshotIsTheInterval(t *testing.T) {
 	}
 }
 
-// lockedWriter collects progress output written while the bench runs.
-type lockedWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // TestBenchCountsEveryEvent runs a small `herald bench` against a node on
 // the in-memory store: every published event reaches every subscriber of
 // its topic once, and the report's figures are filled in.
@@ -65,7 +46,7 @@ func TestBenchCountsEveryEvent(t *testing.T) {
 		c.Protection.Ingress.TopicQPS = 0
 	})
 	heap := filepath.Join(t.TempDir(), "bench.heap")
-	var progress lockedWriter
+	var progress lockedBuffer // proc_test.go
 	const subs, topics, publishers = 40, 4, 2
 	rep, err := runBench(context.Background(), benchConfig{
 		URL: m.URL(), AdminURL: m.AdminURL(), Subscribers: subs, Topics: topics,
