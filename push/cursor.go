@@ -7,13 +7,14 @@ import (
 	"slices"
 )
 
-// Cursor wire format, version 2 (the SSE `id:` of every Herald event):
+// Cursor wire format, version 3 (the SSE `id:` of every Herald event):
 //
 //	base64url-nopad(
-//	  u8      version (=2; 1 is the same without the session id)
+//	  u8      version (=3; 2 is the same without the binding, 1 also without the session id)
 //	  u16 BE  topic-set hash   (FNV-1a of the sorted topics; binds the cursor to its URL)
 //	  u32 BE  epoch check      (FNV-1a over (origin, topic, epoch) of every stream with offset > 0)
-//	  u64 BE  session id       (version 2 only; 0 = none; see ADR 0004)
+//	  u64 BE  session id       (versions 2 and 3; never 0; see ADR 0004)
+//	  u32 BE  session binding  (version 3 only: a MAC over session id + principal; see ADR 0014)
 //	  u8      number of origins N (1..MaxCursorOrigins)
 //	  N times, origins in ascending tag order:
 //	    u16 BE  origin tag (FNV-1a of the region name, truncated)
@@ -26,15 +27,23 @@ import (
 // are full epochs: the 32-bit check proves that every stream the reader has
 // read from is still in the same epoch; the per-stream 8-bit tags only name
 // which stream changed when the check fails. 4 topics × 3 origins with offsets
-// below 2^21 encode in at most 94 characters (110 below 2^28).
+// below 2^21 encode in at most 99 characters (115 below 2^28).
 //
 // The session id lets any node recognise a reconnecting stream (takeover,
-// trace continuity) without server-side state on the resume path.
+// trace continuity) without server-side state on the resume path; the
+// binding proves that a Herald node issued that session id to the principal
+// presenting the cursor (SessionBinder), so a copied id cannot take over
+// another principal's session.
 //
-// Adding a field means a new version byte; decoders keep accepting older ones.
+// Compatibility rule: adding a field means a new version byte, and decoders
+// keep accepting every older version. An older cursor resumes its positions
+// exactly; what it lacks is only what the newer fields add (a version 1 or 2
+// cursor starts a new session). A cursor no version explains is malformed
+// (ADR 0014 says what a browser gets then).
 const (
 	cursorVersion1 = 1
 	cursorVersion2 = 2
+	cursorVersion3 = 3
 	// MaxCursorLen caps the encoded cursor accepted from clients.
 	MaxCursorLen = 512
 	// MaxCursorOrigins caps the regions in one cursor.
@@ -50,6 +59,7 @@ type Cursor struct {
 	pos     []Position // index: origin*len(topics) + topic
 	tHash   uint16
 	session uint64
+	binding uint32
 
 	check      uint32
 	checkValid bool
@@ -121,8 +131,14 @@ func (c *Cursor) SetAt(i int, p Position) {
 // Session returns the stream's session id (0: none).
 func (c *Cursor) Session() uint64 { return c.session }
 
-// SetSession sets the session id carried in the encoded cursor.
-func (c *Cursor) SetSession(id uint64) { c.session = id }
+// SetSession sets the session id carried in the encoded cursor and its
+// binding to the principal (SessionBinder.Bind). Id 0 removes both.
+func (c *Cursor) SetSession(id uint64, binding uint32) {
+	c.session, c.binding = id, binding
+	if id == 0 {
+		c.binding = 0
+	}
+}
 
 // Clone returns an independent copy.
 func (c *Cursor) Clone() *Cursor {
@@ -136,7 +152,7 @@ func (c *Cursor) AppendEncode(dst []byte) []byte {
 	var raw [256]byte
 	b := raw[:0]
 	if c.session != 0 {
-		b = append(b, cursorVersion2)
+		b = append(b, cursorVersion3)
 	} else {
 		b = append(b, cursorVersion1)
 	}
@@ -144,6 +160,7 @@ func (c *Cursor) AppendEncode(dst []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, c.epochCheck())
 	if c.session != 0 {
 		b = binary.BigEndian.AppendUint64(b, c.session)
+		b = binary.BigEndian.AppendUint32(b, c.binding)
 	}
 	b = append(b, byte(len(c.origins)))
 	for oi := range c.origins {
@@ -179,6 +196,7 @@ type ParsedCursor struct {
 	present   []bool  // origin slot present in the encoded cursor
 	epochTags []byte
 	check     uint32
+	bound     bool // version 3: the binding field is present
 }
 
 // ParseCursor decodes s for a connection on topics with the given known
@@ -213,11 +231,15 @@ func ParseCursor(s string, topics, origins []string) (*ParsedCursor, error) {
 		epochTags: make([]byte, len(c.pos)),
 		check:     binary.BigEndian.Uint32(b[3:]),
 	}
-	if b[0] == cursorVersion2 {
+	if b[0] >= cursorVersion2 {
 		c.session = binary.BigEndian.Uint64(b[7:])
 		if c.session == 0 {
 			return nil, fmt.Errorf("%w: zero session id", ErrMalformedCursor)
 		}
+	}
+	if b[0] == cursorVersion3 {
+		c.binding = binary.BigEndian.Uint32(b[15:])
+		p.bound = true
 	}
 	n := int(b[hdr-1])
 	if n == 0 || n > MaxCursorOrigins {
@@ -278,6 +300,8 @@ func cursorHeaderLen(b []byte) (int, error) {
 		n = 8
 	case cursorVersion2:
 		n = 16
+	case cursorVersion3:
+		n = 20
 	default:
 		return 0, fmt.Errorf("%w: unknown version %d", ErrMalformedCursor, b[0])
 	}
@@ -288,8 +312,13 @@ func cursorHeaderLen(b []byte) (int, error) {
 }
 
 // Session returns the session id the cursor carries (0: none, e.g. a
-// version 1 cursor).
+// version 1 cursor). It is the client's claim: trust it only after
+// SessionBinder.Verify accepts Binding for the presenting principal.
 func (p *ParsedCursor) Session() uint64 { return p.c.session }
+
+// Binding returns the session binding the cursor carries; ok is false for
+// cursors older than version 3, which carry none.
+func (p *ParsedCursor) Binding() (tag uint32, ok bool) { return p.c.binding, p.bound }
 
 // Len is the number of slots; slot indexes match NewCursor's for the same sets.
 func (p *ParsedCursor) Len() int { return len(p.c.pos) }

@@ -57,11 +57,11 @@ func TestCursorSizeBudget(t *testing.T) {
 	if n := len(c.String()); n > 100 {
 		t.Fatalf("cursor for 4 topics x 3 origins with offsets < 2^28 is %d bytes, budget 100", n)
 	}
-	// With a session id (ADR 0004) the budget holds for offsets below 2^21,
-	// and costs 11 characters more above.
-	c.SetSession(^uint64(0))
-	if n := len(c.String()); n > 110 {
-		t.Fatalf("cursor with session, offsets < 2^28: %d bytes, want <= 110", n)
+	// With a session id and its binding (ADR 0004, ADR 0014) the budget
+	// holds for offsets below 2^21, and costs 16 characters more above.
+	c.SetSession(^uint64(0), 0xffffffff)
+	if n := len(c.String()); n > 115 {
+		t.Fatalf("cursor with session, offsets < 2^28: %d bytes, want <= 115", n)
 	}
 	for i := range c.Len() {
 		c.SetAt(i, Position{Epoch: "0123456789abcdef", Offset: 1<<21 - 1})
@@ -76,12 +76,21 @@ func TestCursorSessionRoundTrip(t *testing.T) {
 	c, _ := NewCursor(topics, origins)
 	c.SetAt(1, Position{Epoch: "e", Offset: 77})
 	v1 := c.String()
-	c.SetSession(0xdeadbeefcafef00d)
-	v2 := c.String()
+	c.SetSession(0xdeadbeefcafef00d, 0x01020304)
+	v3 := c.String()
+	// A version 2 cursor (an older Herald) is a version 3 one without the
+	// binding: it still resumes its positions and names its session, but
+	// carries no binding.
+	raw3, _ := base64.RawURLEncoding.DecodeString(v3)
+	raw2 := append([]byte{cursorVersion2}, raw3[1:15]...)
+	raw2 = append(raw2, raw3[19:]...)
+	v2 := base64.RawURLEncoding.EncodeToString(raw2)
 	for _, tc := range []struct {
-		s    string
-		want uint64
-	}{{v1, 0}, {v2, 0xdeadbeefcafef00d}} {
+		s     string
+		want  uint64
+		bind  uint32
+		bound bool
+	}{{v1, 0, 0, false}, {v2, 0xdeadbeefcafef00d, 0, false}, {v3, 0xdeadbeefcafef00d, 0x01020304, true}} {
 		p, err := ParseCursor(tc.s, topics, origins)
 		if err != nil {
 			t.Fatalf("parse %q: %v", tc.s, err)
@@ -89,18 +98,23 @@ func TestCursorSessionRoundTrip(t *testing.T) {
 		if p.Session() != tc.want || p.Offset(1) != 77 {
 			t.Fatalf("parse %q: session %x offset %d, want %x 77", tc.s, p.Session(), p.Offset(1), tc.want)
 		}
+		if b, ok := p.Binding(); b != tc.bind || ok != tc.bound {
+			t.Fatalf("parse %q: binding %x/%v, want %x/%v", tc.s, b, ok, tc.bind, tc.bound)
+		}
 		offs, err := DecodeOffsets(tc.s, len(topics), nil)
 		if err != nil || len(offs) != 4 || offs[1]+offs[3] != 77 {
 			t.Fatalf("DecodeOffsets(%q) = %v, %v", tc.s, offs, err)
 		}
 	}
-	// A version 2 cursor with a zero session id is never minted: reject it.
-	raw, _ := base64.RawURLEncoding.DecodeString(v2)
-	for i := 7; i < 15; i++ {
-		raw[i] = 0
-	}
-	if _, err := ParseCursor(base64.RawURLEncoding.EncodeToString(raw), topics, origins); !errors.Is(err, ErrMalformedCursor) {
-		t.Fatalf("zero session: err = %v, want ErrMalformedCursor", err)
+	// A cursor with a zero session id is never minted: reject it.
+	for _, v := range []string{v2, v3} {
+		raw, _ := base64.RawURLEncoding.DecodeString(v)
+		for i := 7; i < 15; i++ {
+			raw[i] = 0
+		}
+		if _, err := ParseCursor(base64.RawURLEncoding.EncodeToString(raw), topics, origins); !errors.Is(err, ErrMalformedCursor) {
+			t.Fatalf("zero session: err = %v, want ErrMalformedCursor", err)
+		}
 	}
 }
 
@@ -283,7 +297,7 @@ func FuzzParseCursor(f *testing.F) {
 	f.Add(c.String())
 	f.Add("")
 	f.Add("AQAAAAAAAAE")
-	c.SetSession(42)
+	c.SetSession(42, 7)
 	f.Add(c.String())
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := ParseCursor(s, []string{"a", "b"}, []string{"local", "us"})
@@ -294,7 +308,8 @@ func FuzzParseCursor(f *testing.F) {
 		_ = p.Verify(epochs)
 		// A cursor that parses re-encodes to a cursor that parses to the same offsets.
 		re, _ := NewCursor([]string{"a", "b"}, []string{"local", "us"})
-		re.SetSession(p.Session())
+		tag, _ := p.Binding()
+		re.SetSession(p.Session(), tag)
 		for i := range p.Len() {
 			re.SetAt(i, Position{Offset: p.Offset(i)})
 		}
@@ -304,6 +319,9 @@ func FuzzParseCursor(f *testing.F) {
 		}
 		if q.Session() != p.Session() {
 			t.Fatalf("session %x != %x", q.Session(), p.Session())
+		}
+		if qt, _ := q.Binding(); p.Session() != 0 && qt != tag {
+			t.Fatalf("binding %x != %x", qt, tag)
 		}
 		for i := range p.Len() {
 			if q.Offset(i) != p.Offset(i) {

@@ -214,8 +214,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		fed = fedView{m.Federation}
 	}
+	sessions, source, err := sessionBinder(cfg)
+	if err != nil {
+		return err
+	}
+	if source == "random" {
+		log.Info("sessions are bound with a random key: a client resuming after this node restarts starts a new session (its positions are kept); set session_key to keep them")
+	}
 	m.Server, err = server.New(server.Config{
-		Node: cfg.NodeName, Store: store, Hub: m.Hub, Auth: authn, Dev: cfg.Dev,
+		Node: cfg.NodeName, Store: store, Hub: m.Hub, Auth: authn, Dev: cfg.Dev, Sessions: sessions,
 		Guard: guardView{m.Guards}, TrustedProxies: cfg.TrustedProxies, Telemetry: m.Telemetry,
 		Retention:          cfg.Retention,
 		MaxTopicsPerStream: cfg.Limits.MaxTopicsPerStream,

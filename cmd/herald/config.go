@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -92,6 +93,15 @@ type Config struct {
 	// WANKey is the base64 key encrypting the WAN pool; empty means
 	// gossip_key. Every region's WAN nodes share it.
 	WANKey string `koanf:"wan_key"`
+	// SessionKey is the base64 key (at least 16 bytes) binding session ids
+	// to the principal that created them (ADR 0014); every node that may
+	// see a session's reconnect needs the same one. Empty derives it from
+	// gossip_key (a region's nodes share sessions); set one key in every
+	// region to keep sessions across regions. Without either, a random key:
+	// sessions survive reconnects to this node only.
+	SessionKey string `koanf:"session_key"`
+	// SessionOldKeys still verify sessions during a session_key rotation.
+	SessionOldKeys []string `koanf:"session_old_keys"`
 	// Federation tunes multi-region behaviour.
 	Federation FederationConfig `koanf:"federation"`
 	// LogLevel is debug, info, warn or error.
@@ -296,7 +306,7 @@ func registerServeFlags(fs *pflag.FlagSet) {
 }
 
 // listKeys are the keys whose environment values are comma-separated lists.
-var listKeys = map[string]bool{"join": true, "gossip_old_keys": true, "cors.allowed_origins": true, "trusted_proxies": true,
+var listKeys = map[string]bool{"join": true, "gossip_old_keys": true, "session_old_keys": true, "cors.allowed_origins": true, "trusted_proxies": true,
 	"wan_join": true}
 
 // remoteSep finds where a remote_redis entry starts in an environment value:
@@ -481,6 +491,17 @@ func (c Config) Validate() error {
 	}
 	c.validateCluster(add)
 	c.validateFederation(add)
+	if c.SessionKey == "" && len(c.SessionOldKeys) > 0 {
+		add("session_old_keys: set session_key too (old keys only verify)")
+	}
+	for i, k := range append([]string{c.SessionKey}, c.SessionOldKeys...) {
+		if k == "" && i == 0 {
+			continue
+		}
+		if _, err := parseSessionKey(k); err != nil {
+			add("session key #%d: %v", i, err)
+		}
+	}
 	if err := c.Protection.Validate(); err != nil {
 		add("protection: %v", err)
 	}
@@ -605,4 +626,59 @@ func defaultProtection() resilience.Config {
 	// on 2 cores); 1s still catches a Redis that is really sick.
 	p.Breaker.SlowThreshold = time.Second
 	return p
+}
+
+// parseSessionKey decodes a session_key value (standard base64, at least
+// push.MinSessionKeyLen bytes).
+func parseSessionKey(s string) ([]byte, error) {
+	k, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("not standard base64: %w", err)
+	}
+	if len(k) < push.MinSessionKeyLen {
+		return nil, fmt.Errorf("decodes to %d bytes, want at least %d", len(k), push.MinSessionKeyLen)
+	}
+	return k, nil
+}
+
+// sessionBinder builds the session binder (ADR 0014) from session_key,
+// else from the gossip keys (derived, never the gossip key itself), else a
+// fixed public key in dev mode (no identities to protect there: every
+// caller is the dev principal), else a random key for this process.
+func sessionBinder(c Config) (b *push.SessionBinder, source string, err error) {
+	var keys [][]byte
+	switch {
+	case c.SessionKey != "":
+		for _, s := range append([]string{c.SessionKey}, c.SessionOldKeys...) {
+			k, err := parseSessionKey(s)
+			if err != nil {
+				return nil, "", fmt.Errorf("session key: %w", err)
+			}
+			keys = append(keys, k)
+		}
+		source = "session_key"
+	case c.GossipKey != "":
+		for _, s := range append([]string{c.GossipKey}, c.GossipOldKeys...) {
+			g, err := cluster.ParseKey(s)
+			if err != nil {
+				return nil, "", err
+			}
+			k, err := push.DeriveSessionKey(g)
+			if err != nil {
+				return nil, "", err
+			}
+			keys = append(keys, k)
+		}
+		source = "gossip_key"
+	case c.Dev:
+		k, err := push.DeriveSessionKey([]byte("herald dev mode: sessions are not bound"))
+		if err != nil {
+			return nil, "", err
+		}
+		keys, source = [][]byte{k}, "dev"
+	default:
+		return push.RandomSessionBinder(), "random", nil
+	}
+	b, err = push.NewSessionBinder(keys...)
+	return b, source, err
 }

@@ -26,6 +26,8 @@ const (
 type Principal struct {
 	// Subject is the JWT `sub` claim, or the ID of the API key entry.
 	Subject string
+	// Issuer is the JWT `iss` claim ("" for API keys and DevPrincipal).
+	Issuer string
 	// Tenant is the API key's tenant, or the JWT `tenant` claim, or (when the
 	// token has none) its `sub`.
 	Tenant string
@@ -69,6 +71,17 @@ func NewPrincipal(kind Kind, subject, tenant string, subscribe, publish []string
 func DevPrincipal() *Principal {
 	all := grants{all: true, patterns: []string{"*"}}
 	return &Principal{Subject: "dev", Tenant: "dev", Kind: KindDev, Admin: true, subscribe: all, publish: all}
+}
+
+// ID names the identity that owns what p creates (sessions, ADR 0014): the
+// API key entry, or the JWT's issuer, subject and tenant. Two principals
+// with the same ID are the same owner whatever their grants or expiry; the
+// parts are length-prefixed so no two different identities share an ID.
+func (p *Principal) ID() string {
+	if p == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d:%s%d:%s%d:%s", p.Kind, len(p.Issuer), p.Issuer, len(p.Subject), p.Subject, len(p.Tenant), p.Tenant)
 }
 
 // CanSubscribe reports whether p may subscribe to topic. It is false for a

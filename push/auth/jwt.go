@@ -155,6 +155,7 @@ func (a *Authenticator) verifyJWT(tok string) (*Principal, error) {
 	}
 	p := &Principal{
 		Subject:   c.Subject,
+		Issuer:    c.Issuer,
 		Tenant:    tenant,
 		Kind:      KindJWT,
 		KeyID:     v.id,

@@ -162,6 +162,9 @@ func (s *Server) handlePresence(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
+	// visible is the topics a caller may see in other sessions' records:
+	// those it may subscribe to (admins and the admin listener see all).
+	visible := func(string) bool { return true }
 	if !c.GetBool(trustedKey) {
 		p, err := s.principal(c.Request, false)
 		if err != nil {
@@ -171,6 +174,9 @@ func (s *Server) handlePresence(c *gin.Context) {
 		if !p.CanSubscribe(topic) && !p.Admin {
 			s.writeError(c, errf(http.StatusForbidden, CodeForbidden, "not allowed to see presence of "+strconv.Quote(topic)))
 			return
+		}
+		if !p.Admin {
+			visible = p.CanSubscribe
 		}
 	}
 	var recs []SessionRecord
@@ -188,6 +194,10 @@ func (s *Server) handlePresence(c *gin.Context) {
 	recs = recs[:min(n, maxPresence)]
 	if recs == nil {
 		recs = []SessionRecord{}
+	}
+	for i := range recs {
+		// A copy: the records' topic slices belong to the ownership view.
+		recs[i].Topics = slices.DeleteFunc(slices.Clone(recs[i].Topics), func(t string) bool { return !visible(t) })
 	}
 	c.JSON(http.StatusOK, presenceResponse{Topic: topic, Count: n, Consistency: "eventual", Sessions: recs})
 }

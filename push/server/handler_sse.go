@@ -194,14 +194,25 @@ func (s *Server) openStream(c *gin.Context) *stream {
 		}
 	}
 
+	// The session is the cursor's only if it was issued to this principal
+	// (ADR 0014): checked here, where the claim is made, on whichever node
+	// this is. Anything else — no session, an older cursor without a
+	// binding, or another principal's session id — starts a new session;
+	// the cursor's positions still count, and the other session is never
+	// touched.
+	principalID := p.ID()
 	session := uint64(0)
 	if parsed != nil {
-		session = parsed.Session()
+		if tag, ok := parsed.Binding(); ok && s.binder.Verify(parsed.Session(), principalID, tag) {
+			session = parsed.Session()
+		} else if parsed.Session() != 0 {
+			s.log.DebugContext(r.Context(), "stream: cursor's session not bound to this principal, new session", "bound", ok)
+		}
 	}
 	if session == 0 {
 		session = newSessionID()
 	}
-	cur.SetSession(session)
+	cur.SetSession(session, s.binder.Bind(session, principalID))
 	sid := FormatSessionID(session)
 
 	result = observability.ConnectShed

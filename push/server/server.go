@@ -120,6 +120,10 @@ type Config struct {
 	Guard Guard
 	// Telemetry records traces and metrics; nil records nothing.
 	Telemetry *observability.Telemetry
+	// Sessions binds session ids to principals (ADR 0014). Every node that
+	// may see a session's reconnect needs the same keys; nil means a random
+	// key, recognised by this Server only.
+	Sessions *push.SessionBinder
 	// TrustedProxies are the proxy addresses (CIDRs or IPs) whose
 	// X-Forwarded-For is believed for the client IP (per-IP stream caps);
 	// empty means the peer address is the client.
@@ -177,6 +181,7 @@ type Server struct {
 	publishing atomic.Int64
 	region     regionState
 	auth       atomic.Pointer[authHolder]
+	binder     *push.SessionBinder
 
 	streams    atomic.Int64
 	lagCutoffs atomic.Uint64
@@ -272,6 +277,10 @@ func New(cfg Config) (*Server, error) {
 		origins: origins,
 		closing: make(chan struct{}),
 		table:   newStreamTable(),
+	}
+	s.binder = cfg.Sessions
+	if s.binder == nil {
+		s.binder = push.RandomSessionBinder()
 	}
 	s.closed, s.markClosed = context.WithCancel(context.Background())
 	s.region.links = make(map[string]bool)
