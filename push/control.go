@@ -16,6 +16,11 @@ const (
 	ResetEpochChanged  = "epoch_changed"  // the store may have lost events since the cursor
 	ResetAhead         = "ahead"          // the cursor is past the stream's head (its tail was lost)
 	ResetForeignCursor = "foreign_cursor" // the cursor was minted for another topic set
+	// ResetInvalidCursor: the cursor did not decode (a proxy's id, a
+	// truncated one, a format this node does not know). Sent only to
+	// browser EventSources, which a 400 would stop for good; the stream
+	// continues where the request's `from` says (default: the live head).
+	ResetInvalidCursor = "invalid_cursor"
 	// ResetReplicaBehind: this region's replica of a remote origin has not
 	// received events the client already has (LostFrom..LostTo); nothing
 	// is repeated or skipped: the client keeps its position, and events

@@ -33,6 +33,7 @@ const (
 	ResetEpochChanged  = push.ResetEpochChanged
 	ResetAhead         = push.ResetAhead
 	ResetForeignCursor = push.ResetForeignCursor
+	ResetInvalidCursor = push.ResetInvalidCursor
 	ResetReplicaBehind = push.ResetReplicaBehind
 )
 
@@ -182,12 +183,18 @@ func (s *Server) openStream(c *gin.Context) *stream {
 		return nil
 	}
 	var parsed *push.ParsedCursor
-	foreign := false
+	discard := "" // why the client's cursor is not used: a reset reason
 	if raw != "" {
 		parsed, err = push.ParseCursor(raw, topics, s.origins)
 		switch {
 		case errors.Is(err, push.ErrForeignCursor):
-			foreign, parsed = true, nil
+			discard, parsed = ResetForeignCursor, nil
+		case errors.Is(err, push.ErrMalformedCursor) && !isSDKClient(r):
+			// A browser EventSource stops for good on any non-200: a
+			// cursor it cannot have made (a proxy's id, an older or newer
+			// format) must not strand its user. It gets a reset naming
+			// the problem and continues where `from` says.
+			discard, parsed = ResetInvalidCursor, nil
 		case err != nil:
 			s.writeError(c, err)
 			return nil
@@ -325,7 +332,7 @@ func (s *Server) openStream(c *gin.Context) *stream {
 	}
 	st.onClose(cn.release)
 
-	resets, upto := s.plan(cur, parsed, foreign, from, infos)
+	resets, upto := s.plan(cur, parsed, discard, from, infos)
 	if len(recent) > 0 && (len(resets) > 0 || !resumesEverySlot(parsed)) {
 		// Without the store we cannot tell what is lost (never announce a
 		// reset we are not sure of) nor where the live head is: only exact
@@ -443,7 +450,7 @@ func (s *Server) openStream(c *gin.Context) *stream {
 // plan decides, per stream, where the client starts: it sets each slot of
 // cur and returns the streams to reset and, per slot, the offset to replay
 // up to (0: nothing to replay).
-func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, foreign bool, from string, infos []push.StreamInfo) ([]StreamReset, []uint64) {
+func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, discard string, from string, infos []push.StreamInfo) ([]StreamReset, []uint64) {
 	byKey := make(map[push.StreamKey]push.StreamInfo, len(infos))
 	for _, in := range infos {
 		byKey[push.StreamKey{Topic: in.Topic, Origin: in.Origin}] = in
@@ -465,8 +472,21 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, foreign bool,
 			cur.SetAt(i, head)
 		}
 		switch {
-		case foreign:
+		case discard == ResetForeignCursor:
 			reset(ResetForeignCursor, 0, 0)
+		case discard != "" && from == "earliest":
+			// Nothing is known of what the client read: it asked for the
+			// whole history, so it gets it, after a reset that says so.
+			first := in.First
+			if in.Length == 0 {
+				first = in.Last + 1
+			}
+			resets = append(resets, StreamReset{Topic: k.Topic, Origin: k.Origin, Reason: discard,
+				Epoch: in.Epoch, ContinueFrom: first})
+			cur.SetAt(i, push.Position{Epoch: in.Epoch})
+			upto[i] = in.Last
+		case discard != "":
+			reset(discard, 0, 0)
 		case parsed == nil || !parsed.Present(i):
 			if from == "earliest" {
 				cur.SetAt(i, push.Position{Epoch: in.Epoch})
@@ -1168,7 +1188,7 @@ func needsReplay(cur *push.Cursor, upto []uint64) bool {
 func (s *Server) refuse(c *gin.Context, err error) {
 	s.log.Debug("stream refused", "err", err)
 	ra := retryAfterOf(err)
-	if c.GetHeader("Herald-Client") != "" {
+	if isSDKClient(c.Request) {
 		s.writeError(c, &apiError{Status: http.StatusServiceUnavailable, Code: CodeOverloaded,
 			Message: "this node is not taking new streams now; retry after the Retry-After delay", RetryAfter: ra})
 		return
@@ -1186,7 +1206,7 @@ func (s *Server) steer(c *gin.Context, dest string) {
 		c.Redirect(http.StatusTemporaryRedirect, strings.TrimRight(dest, "/")+c.Request.URL.RequestURI())
 		return
 	}
-	if c.GetHeader("Herald-Client") != "" {
+	if isSDKClient(c.Request) {
 		code := CodeOverloaded
 		var alts []string
 		switch {
@@ -1201,3 +1221,9 @@ func (s *Server) steer(c *gin.Context, dest string) {
 	}
 	s.shed(c)
 }
+
+// isSDKClient reports whether the request comes from a client that says it
+// handles HTTP errors itself (the Herald-Client header; a browser
+// EventSource cannot send it): it gets 4xx/503 answers where a browser gets
+// a 200 with the same information in band.
+func isSDKClient(r *http.Request) bool { return r.Header.Get("Herald-Client") != "" }

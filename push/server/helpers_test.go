@@ -124,6 +124,11 @@ func (n *testNode) openStream(t testing.TB, topics []string, lastID string, extr
 }
 
 func (n *testNode) tryStream(topics []string, lastID string, extra url.Values) (*stream, int, string) {
+	return n.tryStreamWith(topics, lastID, extra, nil)
+}
+
+// tryStreamWith is tryStream with extra request headers.
+func (n *testNode) tryStreamWith(topics []string, lastID string, extra url.Values, header http.Header) (*stream, int, string) {
 	q := url.Values{}
 	for k, v := range extra {
 		q[k] = v
@@ -131,6 +136,9 @@ func (n *testNode) tryStream(topics []string, lastID string, extra url.Values) (
 	q["topic"] = topics
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/v1/stream?"+q.Encode(), nil)
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}

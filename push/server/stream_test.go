@@ -345,10 +345,65 @@ func TestForeignAndMalformedCursors(t *testing.T) {
 	mine, _ := push.NewCursor([]string{"a"}, []string{"local"})
 	mine.SetAt(0, push.Position{Epoch: "e", Offset: 1 << 20})
 	truncated := mine.String()[:len(mine.String())-2]
-	for _, bad := range []string{"garbage!", "12345", strings.Repeat("A", 600), truncated, mine.String() + "AAAA"} {
-		_, status, body := n.tryStream([]string{"a"}, bad, nil)
+	// A future version byte, as a newer Herald would mint it.
+	future, _ := base64.RawURLEncoding.DecodeString(mine.String())
+	future[0] = 99
+	bads := []string{"garbage!", "12345", strings.Repeat("A", 600), truncated, mine.String() + "AAAA",
+		base64.RawURLEncoding.EncodeToString(future)}
+	sdk := http.Header{"Herald-Client": {"go"}}
+	for _, bad := range bads {
+		// An SDK client handles errors itself: a clear 400.
+		_, status, body := n.tryStreamWith([]string{"a"}, bad, nil, sdk)
 		if status != http.StatusBadRequest || !strings.Contains(body, `"code":"invalid_cursor"`) {
-			t.Errorf("cursor %.20q: %d %s", bad, status, body)
+			t.Errorf("SDK, cursor %.20q: %d %s", bad, status, body)
+		}
+	}
+	// A browser EventSource (no Herald-Client) would stop for good on a
+	// 400: it gets 200, a reset naming the stream invalid_cursor, and the
+	// stream from where `from` says: the live head by default, the whole
+	// history with from=earliest.
+	for i, bad := range bads {
+		for _, from := range []string{"", "earliest"} {
+			var extra url.Values
+			if from != "" {
+				extra = url.Values{"from": {from}}
+			}
+			s, status, body := n.tryStreamWith([]string{"a"}, bad, extra, nil)
+			if status != http.StatusOK {
+				t.Fatalf("browser, cursor %.20q: %d %s, want 200 + reset", bad, status, body)
+			}
+			if h := s.next(wait); h.Type != server.EventHello || h.ID != "" {
+				t.Fatalf("browser, cursor %.20q: first event %+v, want a hello without id", bad, h)
+			}
+			reset := s.next(wait)
+			var rd resetEvent
+			decodeJSON(t, reset.Data, &rd)
+			head := topicInfo(t, n, "a").Last
+			wantFrom := head + 1
+			if from == "earliest" {
+				wantFrom = 1
+			}
+			if reset.Type != server.EventReset || reset.ID == "" || len(rd.Streams) != 1 ||
+				rd.Streams[0].Reason != server.ResetInvalidCursor || rd.Streams[0].ContinueFrom != wantFrom {
+				t.Fatalf("browser, cursor %.20q, from %q: reset %+v %+v, want invalid_cursor continuing at %d", bad, from, reset, rd, wantFrom)
+			}
+			if from == "earliest" {
+				if ev := s.next(wait); ev.Data != "1" {
+					t.Fatalf("from=earliest after an invalid cursor: got %+v, want the first event", ev)
+				}
+			}
+			live := fmt.Sprintf("live-%d-%s", i, from)
+			n.publish("a", "", live)
+			for {
+				ev := s.next(wait)
+				if ev.Data == live {
+					break
+				}
+				if from == "" || ev.Type == server.EventReset {
+					t.Fatalf("browser, cursor %.20q: got %+v before the live event", bad, ev)
+				}
+			}
+			s.Close()
 		}
 	}
 }
