@@ -9,8 +9,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 	"time"
 
@@ -281,3 +284,99 @@ func (wd *webDriver) waitFor(t *testing.T, what, script string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestBrowserEventSourceSurvivesABadCursor: a browser EventSource whose
+// last event id is not a Herald cursor (here a proxy in front of Herald
+// answered the first connection with an id of its own) reconnects with
+// that Last-Event-ID. Herald must answer 200 with a herald.reset naming
+// the stream invalid_cursor and keep streaming: any non-200 would close
+// that EventSource for good.
+func TestBrowserEventSourceSurvivesABadCursor(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test is not a -short test")
+	}
+	driver := requireTool(t, "chromedriver")
+	browser := requireTool(t, "chromium")
+	m := MustRunMain(t, nil)
+	target, err := url.Parse(m.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.FlushInterval = -1
+	const badID = "from-an-old-proxy"
+	var mu sync.Mutex
+	streams := 0
+	var sentIDs []string
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/stream" {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			io.WriteString(w, badCursorPage)
+			return
+		}
+		mu.Lock()
+		streams++
+		first := streams == 1
+		sentIDs = append(sentIDs, r.Header.Get("Last-Event-ID"))
+		mu.Unlock()
+		if first {
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, "retry: 200\nid: "+badID+"\ndata: stale\n\n")
+			return // the connection ends: the browser reconnects with badID
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	// Registered before the browser's cleanups, so it runs after them: the
+	// proxied stream is held open until the browser is gone.
+	t.Cleanup(func() { front.CloseClientConnections(); front.Close() })
+
+	wd := startWebDriver(t, driver, browser)
+	wd.navigate(front.URL + "/")
+	wd.waitFor(t, "the reset", `return window.log.some(e => e.type === "herald.reset")`)
+	publishJSON(t, m.URL(), "t1", map[string]any{"data": "after-1"})
+	publishJSON(t, m.URL(), "t1", map[string]any{"data": "after-2"})
+	wd.waitFor(t, "events after the reset", `return window.log.filter(e => e.type === "message" && e.data.startsWith("after-")).length >= 2`)
+
+	var log []struct{ Type, Data, ID string }
+	wd.execute(t, `return window.log`, &log)
+	var state int
+	wd.execute(t, `return es.readyState`, &state)
+	if state != 1 {
+		t.Errorf("EventSource readyState %d, want 1 (OPEN)", state)
+	}
+	var reset struct{ Streams []server.StreamReset }
+	var got []string
+	for _, e := range log {
+		switch e.Type {
+		case server.EventReset:
+			if err := json.Unmarshal([]byte(e.Data), &reset); err != nil {
+				t.Fatalf("reset %q: %v", e.Data, err)
+			}
+			if e.ID == "" || e.ID == badID {
+				t.Errorf("reset carried id %q, want a fresh cursor", e.ID)
+			}
+		case "message":
+			got = append(got, e.Data)
+		}
+	}
+	if len(reset.Streams) != 1 || reset.Streams[0].Reason != server.ResetInvalidCursor || reset.Streams[0].Topic != "t1" {
+		t.Errorf("reset %+v, want one invalid_cursor stream for t1", reset)
+	}
+	if want := []string{"stale", "after-1", "after-2"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("browser received %q, want %q", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sentIDs) < 2 || sentIDs[1] != badID {
+		t.Errorf("Last-Event-ID of the browser's requests: %q, want the bad id on the reconnect", sentIDs)
+	}
+}
+
+const badCursorPage = `<!doctype html><meta charset="utf-8"><title>herald</title><script>
+window.log = [];
+window.es = new EventSource("/v1/stream?topic=t1");
+for (const type of ["herald.hello", "herald.reset", "message"]) {
+  es.addEventListener(type, e => window.log.push({type, data: e.data, id: e.lastEventId}));
+}
+es.onerror = () => window.log.push({type: "error", data: String(es.readyState), id: ""});
+</script>`
