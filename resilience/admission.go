@@ -94,6 +94,18 @@ func (g *Guards) Admit(clientIP string) (Stream, *Blocked) {
 	return Stream{s: &stream{g: g, ip: clientIP, handshake: e}}, nil
 }
 
+// Request admits one non-stream request from clientIP (layer 2): at most
+// MaxRequestsPerIP in flight at once per client IP ("per_ip" on resource
+// "request"). On success the caller must call done exactly once when the
+// request ends. clientIP is an opaque key, as for Admit.
+func (g *Guards) Request(clientIP string) (done func(), blk *Blocked) {
+	c := &g.cfg.Load().Admission
+	if !g.perIPRequests.acquire(clientIP, c.MaxRequestsPerIP) {
+		return nil, g.block(LayerAdmission, ResourceRequest, ReasonPerIP, c.BusyRetryAfter)
+	}
+	return func() { g.perIPRequests.release(clientIP) }, nil
+}
+
 // Streams returns the number of admitted streams not yet Done.
 func (g *Guards) Streams() int { return int(g.streams.Load()) }
 

@@ -110,6 +110,13 @@ type AdmissionConfig struct {
 	// MaxStreamsPerIP caps the streams open at once from one client IP on
 	// one node. 0 means no cap.
 	MaxStreamsPerIP int `koanf:"max_streams_per_ip"`
+	// MaxRequestsPerIP caps the non-stream requests (publish, history,
+	// topic info, presence, admin) in flight at once from one client IP on
+	// one node; a request over it gets 429 and its connection is closed.
+	// Requests hold their connection for at most the body timeout, so this
+	// bounds what slow or stalled bodies from one address can hold. 0 means
+	// no cap.
+	MaxRequestsPerIP int `koanf:"max_requests_per_ip"`
 	// MaxCPU sheds handshakes while this process's CPU use is above it, in
 	// percent of one core (100 = one core busy; a 2-core box saturates at
 	// 200). 0 means off. Enabling it starts sentinel's CPU collector (one
@@ -203,7 +210,12 @@ func DefaultConfig() Config {
 			ColdFactor:      DefaultColdFactor,
 			MaxStreams:      20000,
 			MaxStreamsPerIP: 200,
-			BusyRetryAfter:  DefaultBusyRetryAfter,
+			// A publish takes about a millisecond: 256 in flight from
+			// one address is ~250,000 publishes/s, far above any one
+			// publisher, and bounds slow bodies from it to 256
+			// connections.
+			MaxRequestsPerIP: 256,
+			BusyRetryAfter:   DefaultBusyRetryAfter,
 		},
 		Replay: ReplayConfig{
 			MaxConcurrent: 32,
@@ -280,6 +292,9 @@ func (c Config) Validate() error {
 	}
 	if ad.MaxStreams < 0 {
 		add("admission.max_streams %d: want ≥ 0 (0 = no cap)", ad.MaxStreams)
+	}
+	if ad.MaxRequestsPerIP < 0 {
+		add("admission.max_requests_per_ip %d: want ≥ 0 (0 = no cap)", ad.MaxRequestsPerIP)
 	}
 	if ad.MaxStreamsPerIP < 0 {
 		add("admission.max_streams_per_ip %d: want ≥ 0 (0 = no cap)", ad.MaxStreamsPerIP)

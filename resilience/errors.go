@@ -30,7 +30,7 @@ const (
 	ReasonTopicQPS    = "topic_qps"    // ingress: the topic's publish rate
 	ReasonRate        = "rate"         // admission: the node's connect rate (with warm-up)
 	ReasonStreams     = "streams"      // admission: MaxStreams reached
-	ReasonPerIP       = "per_ip"       // admission: MaxStreamsPerIP reached
+	ReasonPerIP       = "per_ip"       // admission: MaxStreamsPerIP (streams) or MaxRequestsPerIP (requests) reached
 	ReasonSystem      = "system"       // admission: CPU or load over the threshold
 	ReasonReplayWait  = "replay_wait"  // replay: no slot within MaxWait
 	ReasonBreakerOpen = "breaker_open" // dependency: the target's breaker is open
@@ -51,6 +51,7 @@ const (
 const (
 	ResourcePublish = "publish"
 	ResourceConnect = "connect"
+	ResourceRequest = "request" // a non-stream HTTP request
 	ResourceReplay  = "replay"
 )
 

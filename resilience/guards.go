@@ -54,7 +54,9 @@ type Guards struct {
 
 	streams atomic.Int64 // admitted streams not yet Done
 	perIP   ipCounts
-	replay  *limiter
+	// perIPRequests counts non-stream requests in flight per client IP.
+	perIPRequests ipCounts
+	replay        *limiter
 
 	counters counterSet
 
@@ -97,6 +99,7 @@ func New(cfg Config, opts Options) (*Guards, error) {
 	g.resPublish = g.ns + "/" + LayerIngress + "/" + ResourcePublish
 	g.resHandshake = g.ns + "/" + LayerAdmission + "/" + ResourceConnect
 	g.perIP.init()
+	g.perIPRequests.init()
 
 	n := cfg.withDefaults()
 	g.replay = newLimiter(n.Replay.MaxConcurrent)

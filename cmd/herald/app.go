@@ -228,6 +228,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		MaxTopicsPerStream: cfg.Limits.MaxTopicsPerStream,
 		MaxEventBytes:      cfg.Limits.MaxEventBytes,
 		MaxBatchEvents:     cfg.Limits.MaxBatchEvents,
+		BodyTimeout:        cfg.Limits.BodyTimeout,
 		Heartbeat:          cfg.Stream.Heartbeat,
 		RetryMin:           cfg.Stream.RetryMin,
 		RetryMax:           cfg.Stream.RetryMax,
@@ -269,7 +270,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("admin listen %s: %w", cfg.AdminListen, err)
 		}
-		m.admin = server.NewHTTPServer(m.adminHandler(), log)
+		m.admin = server.NewHTTPServer(server.BodyDeadline(m.adminHandler(), cfg.Limits.BodyTimeout), log)
 		m.serve(m.admin, m.adminLn, false)
 	}
 	log.Info("herald node started", "node", cfg.NodeName, "region", cfg.Region, "version", Version,

@@ -211,6 +211,10 @@ type LimitsConfig struct {
 	QueueMaxEvents     int           `koanf:"queue_max_events"`
 	QueueMaxBytes      int           `koanf:"queue_max_bytes"`
 	QueueMaxLag        time.Duration `koanf:"queue_max_lag"`
+	// BodyTimeout bounds the time a non-stream request may take to send
+	// its body (408 and a closed connection after it); its answer must be
+	// taken within body_timeout + stream.write_timeout.
+	BodyTimeout time.Duration `koanf:"body_timeout"`
 }
 
 // StreamConfig tunes SSE streams.
@@ -257,6 +261,7 @@ func DefaultConfig() Config {
 			MaxEventBytes:      64 << 10,
 			MaxTopicsPerStream: 32,
 			MaxBatchEvents:     100,
+			BodyTimeout:        15 * time.Second,
 			QueueMaxEvents:     4096,
 			QueueMaxBytes:      4 << 20,
 			QueueMaxLag:        2 * time.Second,
@@ -453,6 +458,9 @@ func (c Config) Validate() error {
 	}
 	if l.MaxTopicsPerStream < 1 || l.MaxTopicsPerStream > 256 {
 		add("limits.max_topics_per_stream %d: want 1..256", l.MaxTopicsPerStream)
+	}
+	if l.BodyTimeout < time.Second || l.BodyTimeout > 5*time.Minute {
+		add("limits.body_timeout %s: want 1s..5m", l.BodyTimeout)
 	}
 	if l.MaxBatchEvents < 1 || l.MaxBatchEvents > 10000 {
 		add("limits.max_batch_events %d: want 1..10000", l.MaxBatchEvents)

@@ -35,6 +35,14 @@ func (v guardView) Admit(ip string) (func(), func(), error) {
 
 func (v guardView) Replay(ctx context.Context) (func(), error) { return v.g.Replay(ctx) }
 
+func (v guardView) Request(ip string) (func(), error) {
+	done, blk := v.g.Request(ip)
+	if blk != nil {
+		return nil, blk
+	}
+	return done, nil
+}
+
 // storeFailure tells the breaker which store errors mean a sick Redis:
 // unavailability and timeouts, not bad input or a caller that went away.
 func storeFailure(err error) bool {

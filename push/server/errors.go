@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"os"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
@@ -31,6 +32,7 @@ const (
 	CodeOverloaded       = "overloaded"
 	CodeOwnerUnreachable = "owner_unreachable"
 	CodeInternal         = "internal"
+	CodeRequestTimeout   = "request_timeout"
 )
 
 // apiError is an error with its HTTP rendering.
@@ -42,6 +44,9 @@ type apiError struct {
 	RetryAfter int
 	// Alternates, when set, are other regions' endpoints to go to.
 	Alternates []string
+	// Close ends the connection after the answer (a slow or refused
+	// client must not keep it).
+	Close bool
 }
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }
@@ -59,6 +64,11 @@ func toAPIError(err error) *apiError {
 		return ae
 	case errors.As(err, &mbe):
 		return errf(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "request body exceeds "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// Only the body deadline (Config.BodyTimeout) reaches here: store
+		// calls time out with context.DeadlineExceeded.
+		return &apiError{Status: http.StatusRequestTimeout, Code: CodeRequestTimeout,
+			Message: "the request body did not arrive in time", Close: true}
 	case errors.Is(err, push.ErrInvalidTopic):
 		return errf(http.StatusBadRequest, CodeInvalidTopic, err.Error())
 	case errors.Is(err, push.ErrInvalidEvent):
@@ -101,5 +111,15 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	if ae.RetryAfter > 0 {
 		c.Header("Retry-After", strconv.Itoa(ae.RetryAfter))
 	}
+	if ae.Close {
+		c.Header("Connection", "close")
+	}
 	c.AbortWithStatusJSON(ae.Status, errorBody{Error: errorDetail{Code: ae.Code, Message: ae.Message, Alternates: ae.Alternates}})
+}
+
+// isBodyError reports whether err, from reading a request body, must keep
+// its own rendering (too large, too slow) rather than become "malformed".
+func isBodyError(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe) || errors.Is(err, os.ErrDeadlineExceeded)
 }

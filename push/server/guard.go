@@ -18,6 +18,9 @@ type Guard interface {
 	Admit(clientIP string) (live, done func(), err error)
 	// Replay waits, bounded, for one of the node's replay slots (layer 3).
 	Replay(ctx context.Context) (release func(), err error)
+	// Request admits one non-stream request from a client IP (layer 2:
+	// requests in flight per IP); done ends it.
+	Request(clientIP string) (done func(), err error)
 }
 
 // retryAfterOf returns a refusal's retry hint in seconds (at least 1).

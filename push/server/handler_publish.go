@@ -330,15 +330,13 @@ func (s *Server) decodeJSON(c *gin.Context, limit int, v any) error {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if isBodyError(err) {
 			return err
 		}
 		return errf(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON body: "+err.Error())
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if isBodyError(err) {
 			return err
 		}
 		return errf(http.StatusBadRequest, CodeInvalidJSON, "trailing data after the JSON body")

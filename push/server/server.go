@@ -69,6 +69,12 @@ type Config struct {
 	// CoalesceLate is the queue wait that counts as late; 0 means 20ms, a
 	// negative value counts every write as late (tests).
 	CoalesceLate time.Duration
+	// BodyTimeout bounds how long a non-stream request (publish, history,
+	// topic info, presence, admin) may take to send its body, from the end
+	// of its headers; a body still arriving then gets 408 and the
+	// connection is closed. The answer must be taken within BodyTimeout +
+	// WriteTimeout. Streams are not bounded by it. Zero means 15s.
+	BodyTimeout time.Duration
 	// WriteTimeout bounds each write to a stream; a client that cannot take
 	// a write in time is cut off. Zero means 10s.
 	WriteTimeout time.Duration
@@ -229,6 +235,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
 	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 15 * time.Second
+	}
 	if cfg.ReplayPage <= 0 {
 		cfg.ReplayPage = 500
 	}
@@ -372,7 +381,7 @@ func (s *Server) routes() *gin.Engine {
 		s.log.Error("trusted_proxies ignored", "err", err)
 		_ = e.SetTrustedProxies(nil)
 	}
-	e.Use(s.recover)
+	e.Use(s.recover, s.bound)
 	if len(s.cfg.CORS.AllowedOrigins) > 0 {
 		cc := cors.Config{
 			AllowOrigins:     s.cfg.CORS.AllowedOrigins,
@@ -404,6 +413,52 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/sessions/:id", s.requireAdmin, s.handleSession)
 	v1.DELETE("/sessions/:id", s.requireAdmin, s.handleDisconnect)
 	return e
+}
+
+// streamPath is the one route whose requests are long-lived.
+const streamPath = "/v1/stream"
+
+// bound holds every non-stream request to the limits a caller cannot be
+// trusted to keep: at most Guard's requests in flight per client IP, and
+// BodyTimeout to send its body (then BodyTimeout + WriteTimeout to take the
+// answer). A slow body is cut off with 408 and a closed connection, an
+// address over its cap gets 429 and a closed connection. Streams are
+// admitted and bounded by their own handler (per-write deadlines); they
+// only drop a write deadline an earlier request on the same connection set.
+func (s *Server) bound(c *gin.Context) {
+	rc := http.NewResponseController(c.Writer)
+	if c.Request.URL.Path == streamPath {
+		_ = rc.SetWriteDeadline(time.Time{})
+		c.Next()
+		return
+	}
+	now := time.Now()
+	_ = rc.SetReadDeadline(now.Add(s.cfg.BodyTimeout))
+	_ = rc.SetWriteDeadline(now.Add(s.cfg.BodyTimeout + s.cfg.WriteTimeout))
+	if g := s.cfg.Guard; g != nil {
+		done, err := g.Request(c.ClientIP())
+		if err != nil {
+			s.writeError(c, &apiError{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+				Message:    "too many requests in flight from this address; retry after the Retry-After delay",
+				RetryAfter: retryAfterOf(err), Close: true})
+			return
+		}
+		defer done()
+	}
+	c.Next()
+}
+
+// BodyDeadline bounds the time a request with a body may take to send it
+// (d from the start of h), for listeners without streams, such as the
+// admin listener. Requests without a body are not bounded by it, so a long
+// pprof profile is not cut short.
+func BodyDeadline(h http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // recover turns a handler panic into a 500 JSON error (the connection
