@@ -152,25 +152,36 @@ func (s *Server) handleBatch(c *gin.Context) {
 	result := observability.PublishRejected
 	ctx, srv, span := s.startPublish(c, "")
 	defer func() { s.endPublish(ctx, srv, span, result, start) }()
+	// refuse answers before the rest of the body is read. On HTTP/1.x,
+	// "Connection: close" makes net/http send the answer at once and then
+	// drop the connection, where it would first drain up to 256 KiB of the
+	// unwanted body (or wait on a client that stalls it) to keep the
+	// connection; HTTP/2 resets just the stream.
+	refuse := func(err error) {
+		if c.Request.ProtoMajor == 1 {
+			c.Header("Connection", "close")
+		}
+		s.writeError(c, err)
+	}
 	p, err := s.principal(c.Request, false)
 	if err != nil {
-		s.writeError(c, err)
+		refuse(err)
 		return
 	}
 	// Refused before the body is read: a credential that may publish
 	// nowhere costs no decoding.
 	if !p.CanPublishAny() {
-		s.writeError(c, errf(http.StatusForbidden, CodeForbidden, "not allowed to publish to any topic"))
+		refuse(errf(http.StatusForbidden, CodeForbidden, "not allowed to publish to any topic"))
 		return
 	}
 	endPublish, err := s.beginPublish()
 	if err != nil {
-		s.writeError(c, err)
+		refuse(err)
 		return
 	}
 	defer endPublish()
 	if err := requireJSON(c); err != nil {
-		s.writeError(c, err)
+		refuse(err)
 		return
 	}
 	// Each item is validated and drafted as it is decoded, so what the
@@ -203,7 +214,7 @@ func (s *Server) handleBatch(c *gin.Context) {
 		err = errf(http.StatusBadRequest, CodeInvalidEvent, fmt.Sprintf("a batch holds 1..%d events, got 0", s.cfg.MaxBatchEvents))
 	}
 	if err != nil {
-		s.writeError(c, err)
+		refuse(err)
 		return
 	}
 	results := make([]batchResult, len(items))
