@@ -25,8 +25,8 @@ func batchItemBytes(maxEventBytes int) int { return maxEventBytes*2 + 1024 }
 
 // decodeBatch streams a POST /v1/events body, {"events":[item, …]}, and
 // calls each for every item in order, one at a time: the caller keeps what
-// it needs (a validated draft or an error) and the raw item is garbage once
-// each returns. It returns the number of items.
+// it needs (a validated draft or an error), copied, and must not retain the
+// item, whose storage the next item reuses. It returns the number of items.
 //
 // Memory is bounded by the limits, never by the body: decoding stops at the
 // first item past maxEvents (400 invalid_event), and no single item, key or
@@ -50,6 +50,7 @@ func decodeBatch(body io.Reader, maxEvents, window int, each func(*batchItem)) (
 	// step's input.
 	step := func() { wr.limit = dec.InputOffset() + int64(window) }
 	n := 0
+	var it batchItem
 
 	step()
 	tok, err := dec.Token()
@@ -98,7 +99,7 @@ func decodeBatch(body io.Reader, maxEvents, window int, each func(*batchItem)) (
 				return n, errf(http.StatusBadRequest, CodeInvalidEvent,
 					fmt.Sprintf("too many events: a batch holds 1..%d events, got more than %d", maxEvents, maxEvents))
 			}
-			var it batchItem
+			it = batchItem{Data: it.Data[:0]} // Data's buffer is reused
 			if err := dec.Decode(&it); err != nil {
 				return n, batchJSONError(err, window)
 			}

@@ -194,7 +194,7 @@ func (s *Server) handleBatch(c *gin.Context) {
 		draft push.Draft
 		err   error
 	}
-	items := make([]pending, 0, min(s.cfg.MaxBatchEvents, 128))
+	items := make([]pending, 0, min(s.cfg.MaxBatchEvents, 16))
 	traceParent := observability.EventTraceparent(ctx)
 	window := batchItemBytes(s.cfg.MaxEventBytes)
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, int64(s.cfg.MaxBatchEvents)*int64(window)+4096)
