@@ -48,6 +48,30 @@ func fuzzHeaderOK(v string) bool {
 	return true
 }
 
+// fuzzPost posts a JSON body to target, with an Idempotency-Key unless key
+// is "", and returns the answer's status and body.
+func fuzzPost(t *testing.T, client *http.Client, target, key string, body []byte) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("building the request: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("POST: %v", err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("reading the response: %v", err)
+	}
+	return resp.StatusCode, got
+}
+
 // fuzzCheckError asserts a 4xx answer carries the JSON error body.
 func fuzzCheckError(t *testing.T, what string, status int, body []byte) {
 	t.Helper()
@@ -115,25 +139,9 @@ func FuzzPublishBody(f *testing.F) {
 		if len(topic) > fuzzMaxPathInput || len(key) > fuzzMaxHeaderInput || !fuzzHeaderOK(key) {
 			t.Skip("not sendable, or only net/http's own limits would answer")
 		}
-		req, err := http.NewRequest(http.MethodPost, n.URL+"/v1/topics/"+url.PathEscape(topic)+"/events", bytes.NewReader(body))
-		if err != nil {
-			t.Fatalf("building the request: %v", err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if key != "" {
-			req.Header.Set("Idempotency-Key", key)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatalf("POST: %v", err)
-		}
-		got, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatalf("reading the response: %v", err)
-		}
-		if resp.StatusCode != http.StatusCreated {
-			fuzzCheckError(t, "publish", resp.StatusCode, got)
+		status, got := fuzzPost(t, client, n.URL+"/v1/topics/"+url.PathEscape(topic)+"/events", key, body)
+		if status != http.StatusCreated {
+			fuzzCheckError(t, "publish", status, got)
 			return
 		}
 
@@ -267,20 +275,7 @@ func FuzzBatchDecoder(f *testing.F) {
 	}
 
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, err := http.NewRequest(http.MethodPost, n.URL+"/v1/events", bytes.NewReader(body))
-		if err != nil {
-			t.Fatalf("building the request: %v", err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatalf("POST: %v", err)
-		}
-		got, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatalf("reading the response: %v", err)
-		}
+		status, got := fuzzPost(t, client, n.URL+"/v1/events", "", body)
 
 		var in struct {
 			Events []struct {
@@ -299,17 +294,17 @@ func FuzzBatchDecoder(f *testing.F) {
 			}
 		}
 
-		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusMultiStatus {
-			fuzzCheckError(t, "batch", resp.StatusCode, got)
+		if status != http.StatusOK && status != http.StatusMultiStatus {
+			fuzzCheckError(t, "batch", status, got)
 			if refErr != nil || len(in.Events) < 1 || len(in.Events) > fuzzBatchEvents || fuzzTopLevelMembers(body) != 1 ||
-				resp.StatusCode == http.StatusRequestEntityTooLarge {
+				status == http.StatusRequestEntityTooLarge {
 				return
 			}
-			t.Fatalf("status %d for a batch encoding/json accepts with %d events: %s (body %q)", resp.StatusCode, len(in.Events), got, body)
+			t.Fatalf("status %d for a batch encoding/json accepts with %d events: %s (body %q)", status, len(in.Events), got, body)
 		}
 
 		if refErr != nil {
-			t.Fatalf("status %d for a body encoding/json rejects (%v): %q", resp.StatusCode, refErr, body)
+			t.Fatalf("status %d for a body encoding/json rejects (%v): %q", status, refErr, body)
 		}
 		var out struct {
 			Results []struct {
@@ -321,7 +316,7 @@ func FuzzBatchDecoder(f *testing.F) {
 			} `json:"results"`
 		}
 		if err := json.Unmarshal(got, &out); err != nil {
-			t.Fatalf("status %d with an undecodable body %q: %v", resp.StatusCode, got, err)
+			t.Fatalf("status %d with an undecodable body %q: %v", status, got, err)
 		}
 		if len(out.Results) != len(in.Events) || len(in.Events) > fuzzBatchEvents {
 			t.Fatalf("%d results for %d events (max %d): %s", len(out.Results), len(in.Events), fuzzBatchEvents, got)
@@ -340,8 +335,8 @@ func FuzzBatchDecoder(f *testing.F) {
 				fuzzCheckStored(t, store, ev.Topic, r.Epoch, r.Offset, ev.Event, ev.Data, body)
 			}
 		}
-		if failed != (resp.StatusCode == http.StatusMultiStatus) {
-			t.Fatalf("status %d, but some results failed: %v: %s", resp.StatusCode, failed, got)
+		if failed != (status == http.StatusMultiStatus) {
+			t.Fatalf("status %d, but some results failed: %v: %s", status, failed, got)
 		}
 	})
 }
