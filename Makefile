@@ -55,6 +55,7 @@ fuzz: ## fuzz every parser for FUZZTIME each (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./push/sse/
 	$(GO) test -run '^$$' -fuzz '^FuzzAuthenticate$$' -fuzztime $(FUZZTIME) ./push/auth/
 	$(GO) test -run '^$$' -fuzz '^FuzzPublishBody$$' -fuzztime $(FUZZTIME) ./push/server/
+	$(GO) test -run '^$$' -fuzz '^FuzzBatchDecoder$$' -fuzztime $(FUZZTIME) ./push/server/
 	$(GO) test -run '^$$' -fuzz '^FuzzStreamQuery$$' -fuzztime $(FUZZTIME) ./push/server/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./cluster/
 

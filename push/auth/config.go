@@ -78,7 +78,9 @@ type APIKeyConfig struct {
 	// Hash is "sha256:<64 hex digits>" of the full key (see GenerateAPIKey,
 	// HashAPIKey). The key itself is never configured.
 	Hash string `koanf:"hash"`
-	// Tenant scopes the key. Zero means the ID.
+	// Tenant scopes the key: its rate-limit bucket and its idempotency
+	// keys. It must match the tenant grammar (see ValidateTenant). Zero
+	// means the ID, which must then match it too.
 	Tenant string `koanf:"tenant"`
 	// Publish and Subscribe are topic patterns (see ValidatePattern). Empty
 	// means nothing is allowed.
@@ -209,6 +211,11 @@ func compile(cfg Config) (*Authenticator, error) {
 		tenant := k.Tenant
 		if tenant == "" {
 			tenant = k.ID
+			if k.ID != "" && ValidateTenant(tenant) != nil {
+				fail("%s: tenant is empty and the id is not a tenant name ([A-Za-z0-9._-]{1,%d}): set tenant", name, MaxTenantLen)
+			}
+		} else if err := ValidateTenant(tenant); err != nil {
+			fail("%s: %w", name, err)
 		}
 		a.apiKeys = append(a.apiKeys, apiKey{hash: sum, principal: Principal{
 			Subject: k.ID, Tenant: tenant, Kind: KindAPIKey, KeyID: k.ID, Admin: k.Admin,

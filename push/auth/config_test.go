@@ -114,6 +114,15 @@ func TestConfigValidate(t *testing.T) {
 		{"hash not hex", func(c *auth.Config) {
 			c.APIKeys = []auth.APIKeyConfig{{ID: "svc", Hash: "sha256:" + strings.Repeat("zz", 32)}}
 		}, []string{"hash: not hexadecimal"}},
+		{"tenant outside the grammar", func(c *auth.Config) {
+			c.APIKeys = []auth.APIKeyConfig{{ID: "svc", Hash: hash, Tenant: "ta/x"}}
+		}, []string{`api_keys[0] (id "svc"): tenant "ta/x": character 2 not allowed`}},
+		{"tenant too long", func(c *auth.Config) {
+			c.APIKeys = []auth.APIKeyConfig{{ID: "svc", Hash: hash, Tenant: strings.Repeat("t", 65)}}
+		}, []string{`api_keys[0] (id "svc"): tenant "ttt`, "length must be 1..64"}},
+		{"id as tenant outside the grammar", func(c *auth.Config) {
+			c.APIKeys = []auth.APIKeyConfig{{ID: "ta/x", Hash: hash}}
+		}, []string{`api_keys[0] (id "ta/x"): tenant is empty and the id is not a tenant name`, "set tenant"}},
 		{"api key without id", func(c *auth.Config) {
 			c.APIKeys = []auth.APIKeyConfig{{Hash: hash}}
 		}, []string{"api_keys[0]: id is required"}},

@@ -28,6 +28,9 @@
 //     "expired" from "forged".
 //   - Authorization is deny by default: a Principal may subscribe or publish
 //     only to topics matched by one of its patterns (see ValidatePattern).
+//   - Tenants that are configured (API keys) or claimed (the JWT `tenant`
+//     claim) match ValidateTenant's grammar, [A-Za-z0-9._-]{1,64}; a token
+//     without the claim has its `sub` as tenant, unchanged.
 //
 // Concurrency. New is pure: it reads the key files once and returns an
 // immutable Authenticator that is safe for concurrent use. To reload keys

@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -35,6 +36,24 @@ func TestTopicGrammarMatchesPush(t *testing.T) {
 		}
 		if !strings.Contains(s, "*") && (auth.ValidatePattern(s) == nil) != valid {
 			t.Errorf("pattern %q: push valid=%v, ValidatePattern disagrees", s, valid)
+		}
+	}
+}
+
+func TestValidateTenant(t *testing.T) {
+	for _, ok := range []string{"a", "acme", "tenant-42", "A.b_c-9", ".", strings.Repeat("t", auth.MaxTenantLen)} {
+		if err := auth.ValidateTenant(ok); err != nil {
+			t.Errorf("ValidateTenant(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "ta/x", "a:b", "a@b", "a b", "é", "a\n", "a\x00", strings.Repeat("t", auth.MaxTenantLen+1)} {
+		err := auth.ValidateTenant(bad)
+		if err == nil {
+			t.Errorf("ValidateTenant(%q) accepted", bad)
+			continue
+		}
+		if want := strconv.Quote(bad); len(bad) <= 64 && !strings.Contains(err.Error(), want) {
+			t.Errorf("ValidateTenant(%q) = %q, want it to name the value", bad, err)
 		}
 	}
 }

@@ -28,8 +28,9 @@ type Principal struct {
 	Subject string
 	// Issuer is the JWT `iss` claim ("" for API keys and DevPrincipal).
 	Issuer string
-	// Tenant is the API key's tenant, or the JWT `tenant` claim, or (when the
-	// token has none) its `sub`.
+	// Tenant is the API key's tenant (or its ID), or the JWT `tenant`
+	// claim; those match ValidateTenant's grammar. A token without a
+	// `tenant` claim has its `sub` as tenant, which need not.
 	Tenant string
 	// Kind is KindJWT, KindAPIKey or KindDev.
 	Kind Kind
@@ -94,6 +95,13 @@ func (p *Principal) CanSubscribe(topic string) bool {
 // principal and for a topic outside the topic grammar.
 func (p *Principal) CanPublish(topic string) bool {
 	return p != nil && p.publish.allows(topic)
+}
+
+// CanPublishAny reports whether p may publish to at least one topic: it
+// holds any publish grant. Publish endpoints ask it before reading a body,
+// so a subscribe-only credential costs the server no body decoding.
+func (p *Principal) CanPublishAny() bool {
+	return p != nil && (p.publish.all || len(p.publish.exact) > 0 || len(p.publish.globs) > 0)
 }
 
 // CanSubscribeAll reports whether p may subscribe to every one of topics (a

@@ -74,7 +74,24 @@ func TestGrantsDirectionsAndMultiTopic(t *testing.T) {
 		}
 	}
 
+	if !p.CanPublishAny() {
+		t.Error("CanPublishAny false with a publish grant")
+	}
+	for _, pub := range [][]string{{"*"}, {"orders"}, {"orders.*"}} {
+		q, err := auth.NewPrincipal(auth.KindAPIKey, "s", "t", nil, pub)
+		if err != nil || !q.CanPublishAny() {
+			t.Errorf("CanPublishAny false for publish grants %q (%v)", pub, err)
+		}
+	}
+	subOnly, err := auth.NewPrincipal(auth.KindJWT, "s", "t", []string{"*"}, nil)
+	if err != nil || subOnly.CanPublishAny() {
+		t.Errorf("CanPublishAny true for a subscribe-only principal (%v)", err)
+	}
+
 	var nilP *auth.Principal
+	if nilP.CanPublishAny() {
+		t.Error("nil principal can publish")
+	}
 	if nilP.CanSubscribe("a") || nilP.CanPublish("a") || nilP.CanSubscribeAll([]string{"a"}) {
 		t.Error("nil principal allowed something")
 	}
@@ -82,6 +99,9 @@ func TestGrantsDirectionsAndMultiTopic(t *testing.T) {
 	dev := auth.DevPrincipal()
 	if dev.Kind != auth.KindDev || !dev.CanSubscribe("x") || !dev.CanPublish("y.z") || !dev.CanSubscribeAll([]string{"a", "b"}) {
 		t.Errorf("DevPrincipal = %+v not allowed everything", dev)
+	}
+	if !dev.CanPublishAny() {
+		t.Error("DevPrincipal cannot publish")
 	}
 	if dev.CanPublish("bad topic") {
 		t.Error("DevPrincipal allowed an invalid topic")

@@ -59,7 +59,8 @@ type joseHeader struct {
 // claims are the claims Herald reads from a token.
 type claims struct {
 	jwt.RegisteredClaims
-	// Tenant scopes the principal; absent means the subject.
+	// Tenant scopes the principal (see ValidateTenant); absent means the
+	// subject.
 	Tenant string `json:"tenant,omitempty"`
 	// Herald carries the topic grants.
 	Herald *heraldClaim `json:"herald,omitempty"`
@@ -135,11 +136,15 @@ func (a *Authenticator) verifyJWT(tok string) (*Principal, error) {
 	if c.ID != "" && !validClaimString(c.ID) {
 		return nil, invalid("token jti claim too long or not printable")
 	}
+	// An explicit tenant must match the tenant grammar; without one the
+	// tenant is the subject verbatim (an identity provider's `sub` may hold
+	// any printable text). Either way idempotency scopes stay unambiguous:
+	// the server length-prefixes the tenant.
 	tenant := c.Tenant
 	if tenant == "" {
 		tenant = c.Subject
-	} else if !validClaimString(tenant) {
-		return nil, invalid("token tenant claim too long or not printable")
+	} else if ValidateTenant(tenant) != nil {
+		return nil, invalid("token tenant claim outside the tenant grammar [A-Za-z0-9._-]{1,64}")
 	}
 	var h heraldClaim
 	if c.Herald != nil {

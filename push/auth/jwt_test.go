@@ -165,6 +165,12 @@ func TestAuthenticateRejects(t *testing.T) {
 		{"tenant of wrong type", func(t *testing.T) string {
 			return sign(t, "RS512", k.rsa, "RS512", with(func(c jwt.MapClaims) { c["tenant"] = 42 }), nil)
 		}, jwt.ErrTokenMalformed},
+		{"tenant claim outside the tenant grammar", func(t *testing.T) string {
+			return sign(t, "RS512", k.rsa, "RS512", with(func(c jwt.MapClaims) { c["tenant"] = "ta/x" }), nil)
+		}, nil},
+		{"tenant claim too long", func(t *testing.T) string {
+			return sign(t, "RS512", k.rsa, "RS512", with(func(c jwt.MapClaims) { c["tenant"] = strings.Repeat("t", 65) }), nil)
+		}, nil},
 		{"garbage in three parts", func(*testing.T) string { return "a.b.c" }, jwt.ErrTokenMalformed},
 		{"padded segments", func(t *testing.T) string {
 			parts := strings.Split(sign(t, "HS256", k.hmac, "HS256", claims(), nil), ".")
@@ -514,4 +520,26 @@ func mustDecode(t *testing.T, seg string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestTenantFromClaimOrSubject: an explicit tenant claim inside the grammar
+// is the tenant; without one the subject is, verbatim, even outside the
+// tenant grammar (identity providers choose subjects, not Herald).
+func TestTenantFromClaimOrSubject(t *testing.T) {
+	k := newKeyset(t)
+	a := mustNew(t, k.config())
+	for _, tt := range []struct{ sub, tenant, want string }{
+		{"alice", "acme.eu-1", "acme.eu-1"},
+		{"auth0|ta/x", "", "auth0|ta/x"},
+	} {
+		c := claims()
+		c["sub"] = tt.sub
+		if tt.tenant != "" {
+			c["tenant"] = tt.tenant
+		}
+		p, err := a.Authenticate(bearer(sign(t, "HS256", k.hmac, "HS256", c, nil)), false)
+		if err != nil || p.Tenant != tt.want {
+			t.Errorf("sub %q tenant %q: principal %+v, err %v; want tenant %q", tt.sub, tt.tenant, p, err, tt.want)
+		}
+	}
 }

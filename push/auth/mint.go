@@ -60,8 +60,10 @@ func Mint(o MintOptions) (string, error) {
 	if !validClaimString(o.Subject) {
 		fail("subject: required, at most %d printable characters", maxClaimLen)
 	}
-	if o.Tenant != "" && !validClaimString(o.Tenant) {
-		fail("tenant: at most %d printable characters", maxClaimLen)
+	if o.Tenant != "" {
+		if err := ValidateTenant(o.Tenant); err != nil {
+			fail("%w", err)
+		}
 	}
 	if o.TTL < 0 {
 		fail("ttl %s: must not be negative", o.TTL)

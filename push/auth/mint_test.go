@@ -88,6 +88,7 @@ func TestMintErrors(t *testing.T) {
 		{"unknown algorithm", func(o *auth.MintOptions) { o.Algorithm = "none" }, `unknown algorithm "none"`},
 		{"no audience", func(o *auth.MintOptions) { o.Audience = "" }, "audience: required"},
 		{"no subject", func(o *auth.MintOptions) { o.Subject = "" }, "subject: required"},
+		{"tenant outside the grammar", func(o *auth.MintOptions) { o.Tenant = "ta/x" }, `tenant "ta/x": character 2 not allowed`},
 		{"negative ttl", func(o *auth.MintOptions) { o.TTL = -time.Minute }, "ttl -1m0s"},
 		{"bad pattern", func(o *auth.MintOptions) { o.Publish = []string{"a", "b c"} }, "publish: pattern 1"},
 		{"short HMAC secret", func(o *auth.MintOptions) { o.Algorithm, o.KeyFile = "HS256", short }, "HMAC secret is 9 bytes"},

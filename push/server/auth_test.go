@@ -20,25 +20,33 @@ import (
 // publisher API key allowed to publish to "orders.*".
 func authNode(t *testing.T) (n *testNode, secretFile, apiKey string) {
 	t.Helper()
-	dir := t.TempDir()
-	secretFile = filepath.Join(dir, "jwt.secret")
+	secretFile, a, apiKey := newAuth(t, "billing", []string{"orders.*"})
+	n = startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Dev = false; c.Auth = a })
+	return n, secretFile, apiKey
+}
+
+// newAuth builds an authenticator with an HS256 JWT key (kid "k1", audience
+// "herald", the secret in secretFile) and one API key of tenant allowed to
+// publish to the patterns publish.
+func newAuth(t *testing.T, tenant string, publish []string) (secretFile string, a *auth.Authenticator, apiKey string) {
+	t.Helper()
+	secretFile = filepath.Join(t.TempDir(), "jwt.secret")
 	if err := os.WriteFile(secretFile, []byte(strings.Repeat("s3cr3t-", 8)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	key, hash, err := auth.GenerateAPIKey()
+	apiKey, hash, err := auth.GenerateAPIKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := auth.New(auth.Config{
+	a, err = auth.New(auth.Config{
 		Audience: "herald",
 		Keys:     []auth.KeyConfig{{ID: "k1", Algorithm: "HS256", File: secretFile}},
-		APIKeys:  []auth.APIKeyConfig{{ID: "billing", Hash: hash, Tenant: "billing", Publish: []string{"orders.*"}}},
+		APIKeys:  []auth.APIKeyConfig{{ID: tenant + "-key", Hash: hash, Tenant: tenant, Publish: publish}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n = startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Dev = false; c.Auth = a })
-	return n, secretFile, key
+	return secretFile, a, apiKey
 }
 
 func mint(t *testing.T, secretFile string, sub, pub []string, ttl time.Duration) string {
@@ -54,14 +62,42 @@ func mint(t *testing.T, secretFile string, sub, pub []string, ttl time.Duration)
 // expired signs a token that expired two hours ago (beyond any leeway).
 func expired(t *testing.T, secretFile string) string {
 	t.Helper()
+	return signRaw(t, secretFile, jwt.MapClaims{
+		"sub": "alice", "aud": "herald", "iat": time.Now().Add(-3 * time.Hour).Unix(),
+		"exp": time.Now().Add(-2 * time.Hour).Unix(), "herald": map[string]any{"sub": []string{"*"}},
+	})
+}
+
+// mintAs mints a token for sub allowed to publish everywhere, with a tenant
+// claim unless tenant is "".
+func mintAs(t *testing.T, secretFile, sub, tenant string) string {
+	t.Helper()
+	tok, err := auth.Mint(auth.MintOptions{Algorithm: "HS256", KeyFile: secretFile, KeyID: "k1", Audience: "herald",
+		Subject: sub, Tenant: tenant, TTL: time.Hour, Publish: []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// mintUnchecked signs, without Mint's checks, a token for sub with the
+// tenant claim tenant, allowed to publish everywhere.
+func mintUnchecked(t *testing.T, secretFile, sub, tenant string) string {
+	t.Helper()
+	return signRaw(t, secretFile, jwt.MapClaims{
+		"sub": sub, "tenant": tenant, "aud": "herald", "iat": time.Now().Unix(),
+		"exp": time.Now().Add(time.Hour).Unix(), "herald": map[string]any{"pub": []string{"*"}},
+	})
+}
+
+// signRaw signs claims with HS256 under kid "k1".
+func signRaw(t *testing.T, secretFile string, claims jwt.MapClaims) string {
+	t.Helper()
 	key, err := os.ReadFile(secretFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub": "alice", "aud": "herald", "iat": time.Now().Add(-3 * time.Hour).Unix(),
-		"exp": time.Now().Add(-2 * time.Hour).Unix(), "herald": map[string]any{"sub": []string{"*"}},
-	})
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
 	tok.Header["kid"] = "k1"
 	s, err := tok.SignedString(key)
 	if err != nil {

@@ -99,3 +99,38 @@ func BenchmarkPublishHandler(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBatchHandler is one POST /v1/events of `items` events through
+// the node's whole HTTP handler, as BenchmarkPublishHandler: decoding,
+// grants, grouping by topic (10 topics per batch), appends and the results.
+func BenchmarkBatchHandler(b *testing.B) {
+	for _, items := range []int{10, 100} {
+		b.Run(fmt.Sprintf("items=%d", items), func(b *testing.B) { benchmarkBatchHandler(b, items) })
+	}
+}
+
+func benchmarkBatchHandler(b *testing.B, items int) {
+	n := startNode(b, newMemStore(b, push.Retention{MaxLen: 100}), nil)
+	h := n.Srv.Handler()
+	var body bytes.Buffer
+	body.WriteString(`{"events":[`)
+	for i := range items {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"topic":"bench-%d","event":"price","data":{"sym":"ABC","price":123.45,"seq":%d}}`, i%10, i)
+	}
+	body.WriteString(`]}`)
+	raw := body.Bytes()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/v1/events", bytes.NewReader(raw))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("batch: %d %s", rec.Code, rec.Body)
+		}
+	}
+}

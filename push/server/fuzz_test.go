@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -45,6 +46,30 @@ func fuzzHeaderOK(v string) bool {
 		}
 	}
 	return true
+}
+
+// fuzzPost posts a JSON body to target, with an Idempotency-Key unless key
+// is "", and returns the answer's status and body.
+func fuzzPost(t *testing.T, client *http.Client, target, key string, body []byte) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("building the request: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("POST: %v", err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("reading the response: %v", err)
+	}
+	return resp.StatusCode, got
 }
 
 // fuzzCheckError asserts a 4xx answer carries the JSON error body.
@@ -114,25 +139,9 @@ func FuzzPublishBody(f *testing.F) {
 		if len(topic) > fuzzMaxPathInput || len(key) > fuzzMaxHeaderInput || !fuzzHeaderOK(key) {
 			t.Skip("not sendable, or only net/http's own limits would answer")
 		}
-		req, err := http.NewRequest(http.MethodPost, n.URL+"/v1/topics/"+url.PathEscape(topic)+"/events", bytes.NewReader(body))
-		if err != nil {
-			t.Fatalf("building the request: %v", err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if key != "" {
-			req.Header.Set("Idempotency-Key", key)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatalf("POST: %v", err)
-		}
-		got, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatalf("reading the response: %v", err)
-		}
-		if resp.StatusCode != http.StatusCreated {
-			fuzzCheckError(t, "publish", resp.StatusCode, got)
+		status, got := fuzzPost(t, client, n.URL+"/v1/topics/"+url.PathEscape(topic)+"/events", key, body)
+		if status != http.StatusCreated {
+			fuzzCheckError(t, "publish", status, got)
 			return
 		}
 
@@ -160,35 +169,197 @@ func FuzzPublishBody(f *testing.F) {
 		if err := json.Unmarshal(body, &in); err != nil {
 			t.Fatalf("201 for a body encoding/json rejects (%v): %q", err, body)
 		}
-		var want []byte
-		if len(in.Data) > 0 && in.Data[0] == '"' {
-			var s string
-			if err := json.Unmarshal(in.Data, &s); err != nil {
-				t.Fatalf("201 for undecodable string data %q: %v", in.Data, err)
+		fuzzCheckStored(t, store, topic, res.Epoch, res.Offset, in.Event, in.Data, body)
+	})
+}
+
+// fuzzCheckStored asserts the event stored at topic:offset is the one
+// accepted from typ and data: a JSON string as its text, any other JSON
+// value compacted; an empty type is the default type.
+func fuzzCheckStored(t *testing.T, store push.Store, topic, epoch string, offset uint64, typ string, data json.RawMessage, body []byte) {
+	t.Helper()
+	var want []byte
+	if len(data) > 0 && data[0] == '"' {
+		var s string
+		if err := json.Unmarshal(data, &s); err != nil {
+			t.Fatalf("accepted undecodable string data %q: %v", data, err)
+		}
+		want = []byte(s)
+	} else {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, data); err != nil {
+			t.Fatalf("accepted invalid data %q: %v", data, err)
+		}
+		want = buf.Bytes()
+	}
+	if typ == "" {
+		typ = push.DefaultEventType
+	}
+	evs, info, err := store.Read(context.Background(), topic, offset-1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Offset != offset || info.Epoch != epoch {
+		t.Fatalf("stored event at %s:%d not found: %d events, info %+v", topic, offset, len(evs), info)
+	}
+	if !bytes.Equal(evs[0].Data, want) || evs[0].Type != typ {
+		t.Fatalf("stored %q type %q, want %q type %q (body %q)", evs[0].Data, evs[0].Type, want, typ, body)
+	}
+}
+
+// Limits of FuzzBatchDecoder's node: small, so that fuzzed bodies reach
+// every bound (the item window is 2*512+1024 bytes, the body cap 8 windows
+// plus 4 KiB).
+const (
+	fuzzBatchEvents     = 8
+	fuzzBatchEventBytes = 512
+)
+
+// FuzzBatchDecoder fuzzes POST /v1/events, whose body is decoded as a
+// stream one item at a time. The answer is 200/207 or a 4xx JSON error,
+// never a 5xx or a panic, and it agrees with encoding/json decoding the
+// whole body strictly: a 200/207 is for a body encoding/json accepts, with
+// one result per event in order and each accepted event stored as sent;
+// a body encoding/json accepts with 1..max events and a single top-level
+// member is refused only for size (413) or by an item's own error.
+func FuzzBatchDecoder(f *testing.F) {
+	store := newMemStore(f, push.Retention{MaxLen: 64})
+	n := startNode(f, store, func(c *server.Config) {
+		c.MaxBatchEvents = fuzzBatchEvents
+		c.MaxEventBytes = fuzzBatchEventBytes
+	})
+	client := fuzzClient()
+
+	item := `{"topic":"a","data":"x"}`
+	repeat := func(s string, k int) string { return strings.Repeat(s+",", k-1) + s }
+	for _, body := range []string{
+		// Real bodies: the API tests', the SDK's, the benchmark's.
+		`{"events":[{"topic":"a","data":"1"},{"topic":"b","data":{"k":[1, 2]}},{"topic":"bad topic","data":"x"},{"topic":"a","data":"2","idempotency_key":"k1"}]}`,
+		`{"events":[{"topic":"orders.a","data":"1"},{"topic":"chat","data":"2"}]}`,
+		`{"events":[{"topic":"bench-0","event":"price","data":{"sym":"ABC","price":123.45,"seq":0}},{"topic":"bench-1","event":"price","data":{"sym":"ABC","price":123.45,"seq":1}}]}`,
+		`{"events":[{"topic":"orders","event":"created","data":"{\"id\":1}","idempotency_key":"o-1"}]}`,
+		"{\n  \"events\": [\n    {\"topic\": \"a\", \"data\": null}\n  ]\n}",
+		`{"EVENTS":[{"Topic":"a","DATA":"x"}]}`,
+		`{"events":[{"topic":"a","data":"caf\u00e9 \ud83d\ude00"},{"topic":"a","data":"a\u0000b"}]}`,
+		`{"events":[{"topic":"a","event":"herald.reset","data":"x"},{"topic":"a","event":"bad type","data":"x"}]}`,
+		`{"events":[{"topic":"a","data":"` + strings.Repeat("y", fuzzBatchEventBytes+1) + `"}]}`,
+		// Malformed arrays and shapes.
+		`{"events":[` + item + `,]}`,
+		`{"events":[,` + item + `]}`,
+		`{"events":[` + item + item + `]}`,
+		`{"events":[` + item,
+		`{"events":[` + item + `]`,
+		`{"events":[` + item + `]}]`,
+		`{"events":[` + item + `]} {}`,
+		`{"events":{}}`,
+		`{"events":"x"}`,
+		`{"events":[7,"x",null]}`,
+		`{"events":[[]]}`,
+		`{"events":null}`,
+		`{"events":[]}`,
+		`{"events":[` + item + `],"events":[` + item + `]}`,
+		`{"events":[` + item + `],"extra":1}`,
+		`{"events":[{"topic":"a","data":"x","extra":1}]}`,
+		`{"events":[{"topic":"a","data":[[[[[[[[[[0]]]]]]]]]]}]}`,
+		`[` + item + `]`,
+		`null`,
+		`{}`,
+		``,
+		// Huge counts.
+		`{"events":[` + repeat(item, fuzzBatchEvents) + `]}`,
+		`{"events":[` + repeat(item, fuzzBatchEvents+1) + `]}`,
+		`{"events":[` + repeat(`{}`, 1000) + `]}`,
+		`{"events":[` + strings.Repeat(" ", 3000) + item + `]}`,
+	} {
+		f.Add([]byte(body))
+	}
+
+	f.Fuzz(func(t *testing.T, body []byte) {
+		status, got := fuzzPost(t, client, n.URL+"/v1/events", "", body)
+
+		var in struct {
+			Events []struct {
+				Topic          string          `json:"topic"`
+				Event          string          `json:"event"`
+				Data           json.RawMessage `json:"data"`
+				IdempotencyKey string          `json:"idempotency_key"`
+			} `json:"events"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		refErr := dec.Decode(&in)
+		if refErr == nil {
+			if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+				refErr = errors.New("trailing data")
 			}
-			want = []byte(s)
-		} else {
-			var buf bytes.Buffer
-			if err := json.Compact(&buf, in.Data); err != nil {
-				t.Fatalf("201 for invalid data %q: %v", in.Data, err)
+		}
+
+		if status != http.StatusOK && status != http.StatusMultiStatus {
+			fuzzCheckError(t, "batch", status, got)
+			if refErr != nil || len(in.Events) < 1 || len(in.Events) > fuzzBatchEvents || fuzzTopLevelMembers(body) != 1 ||
+				status == http.StatusRequestEntityTooLarge {
+				return
 			}
-			want = buf.Bytes()
+			t.Fatalf("status %d for a batch encoding/json accepts with %d events: %s (body %q)", status, len(in.Events), got, body)
 		}
-		wantType := in.Event
-		if wantType == "" {
-			wantType = push.DefaultEventType
+
+		if refErr != nil {
+			t.Fatalf("status %d for a body encoding/json rejects (%v): %q", status, refErr, body)
 		}
-		evs, info, err := store.Read(context.Background(), topic, res.Offset-1, 1)
-		if err != nil {
-			t.Fatal(err)
+		var out struct {
+			Results []struct {
+				Topic     string          `json:"topic"`
+				Epoch     string          `json:"epoch"`
+				Offset    uint64          `json:"offset"`
+				Duplicate bool            `json:"duplicate"`
+				Error     json.RawMessage `json:"error"`
+			} `json:"results"`
 		}
-		if len(evs) != 1 || evs[0].Offset != res.Offset || info.Epoch != res.Epoch {
-			t.Fatalf("stored event at %s:%d not found: %d events, info %+v", topic, res.Offset, len(evs), info)
+		if err := json.Unmarshal(got, &out); err != nil {
+			t.Fatalf("status %d with an undecodable body %q: %v", status, got, err)
 		}
-		if !bytes.Equal(evs[0].Data, want) || evs[0].Type != wantType {
-			t.Fatalf("stored %q type %q, want %q type %q (body %q)", evs[0].Data, evs[0].Type, want, wantType, body)
+		if len(out.Results) != len(in.Events) || len(in.Events) > fuzzBatchEvents {
+			t.Fatalf("%d results for %d events (max %d): %s", len(out.Results), len(in.Events), fuzzBatchEvents, got)
+		}
+		failed := false
+		for i, r := range out.Results {
+			if r.Error != nil {
+				failed = true
+				continue
+			}
+			ev := in.Events[i]
+			if r.Topic != ev.Topic || r.Offset == 0 {
+				t.Fatalf("result %d %+v for topic %q", i, r, ev.Topic)
+			}
+			if !r.Duplicate {
+				fuzzCheckStored(t, store, ev.Topic, r.Epoch, r.Offset, ev.Event, ev.Data, body)
+			}
+		}
+		if failed != (status == http.StatusMultiStatus) {
+			t.Fatalf("status %d, but some results failed: %v: %s", status, failed, got)
 		}
 	})
+}
+
+// fuzzTopLevelMembers counts the members of the JSON object body, or
+// returns -1 when body is no JSON object.
+func fuzzTopLevelMembers(body []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return -1
+	}
+	members := 0
+	for dec.More() {
+		var skip json.RawMessage
+		if _, err := dec.Token(); err != nil {
+			return -1
+		}
+		if err := dec.Decode(&skip); err != nil {
+			return -1
+		}
+		members++
+	}
+	return members
 }
 
 // FuzzStreamQuery fuzzes GET /v1/stream: the Last-Event-ID header and the

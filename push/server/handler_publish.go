@@ -29,18 +29,6 @@ type publishRequest struct {
 	Data  json.RawMessage `json:"data"`
 }
 
-// batchRequest is the body of POST /v1/events.
-type batchRequest struct {
-	Events []batchItem `json:"events"`
-}
-
-type batchItem struct {
-	Topic          string          `json:"topic"`
-	Event          string          `json:"event"`
-	Data           json.RawMessage `json:"data"`
-	IdempotencyKey string          `json:"idempotency_key"`
-}
-
 // publishResult is one appended event's position.
 type publishResult struct {
 	Topic     string    `json:"topic"`
@@ -164,28 +152,72 @@ func (s *Server) handleBatch(c *gin.Context) {
 	result := observability.PublishRejected
 	ctx, srv, span := s.startPublish(c, "")
 	defer func() { s.endPublish(ctx, srv, span, result, start) }()
+	// refuse answers before the rest of the body is read. On HTTP/1.x,
+	// "Connection: close" makes net/http send the answer at once and then
+	// drop the connection, where it would first drain up to 256 KiB of the
+	// unwanted body (or wait on a client that stalls it) to keep the
+	// connection; HTTP/2 resets just the stream.
+	refuse := func(err error) {
+		if c.Request.ProtoMajor == 1 {
+			c.Header("Connection", "close")
+		}
+		s.writeError(c, err)
+	}
 	p, err := s.principal(c.Request, false)
 	if err != nil {
-		s.writeError(c, err)
+		refuse(err)
+		return
+	}
+	// Refused before the body is read: a credential that may publish
+	// nowhere costs no decoding.
+	if !p.CanPublishAny() {
+		refuse(errf(http.StatusForbidden, CodeForbidden, "not allowed to publish to any topic"))
 		return
 	}
 	endPublish, err := s.beginPublish()
 	if err != nil {
-		s.writeError(c, err)
+		refuse(err)
 		return
 	}
 	defer endPublish()
-	var req batchRequest
-	if err := s.decodeJSON(c, s.cfg.MaxBatchEvents*(s.cfg.MaxEventBytes*2+1024)+4096, &req); err != nil {
-		s.writeError(c, err)
+	if err := requireJSON(c); err != nil {
+		refuse(err)
 		return
 	}
-	if len(req.Events) == 0 || len(req.Events) > s.cfg.MaxBatchEvents {
-		s.writeError(c, errf(http.StatusBadRequest, CodeInvalidEvent,
-			fmt.Sprintf("a batch holds 1..%d events, got %d", s.cfg.MaxBatchEvents, len(req.Events))))
+	// Each item is validated and drafted as it is decoded, so what the
+	// batch holds in memory is at most MaxBatchEvents drafts (each within
+	// MaxEventBytes) and one raw item, whatever the body (ADR 0015).
+	// Nothing is appended, and no rate-limit token taken, until the whole
+	// body has decoded.
+	type pending struct {
+		topic string
+		draft push.Draft
+		err   error
+	}
+	items := make([]pending, 0, min(s.cfg.MaxBatchEvents, 16))
+	traceParent := observability.EventTraceparent(ctx)
+	window := batchItemBytes(s.cfg.MaxEventBytes)
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, int64(s.cfg.MaxBatchEvents)*int64(window)+4096)
+	n, err := decodeBatch(body, s.cfg.MaxBatchEvents, window, func(it *batchItem) {
+		pi := pending{err: push.ValidateTopic(it.Topic)}
+		if pi.err == nil && !p.CanPublish(it.Topic) {
+			pi.err = errf(http.StatusForbidden, CodeForbidden, "not allowed to publish to "+strconv.Quote(it.Topic))
+		}
+		if pi.err == nil {
+			pi.topic = it.Topic
+			pi.draft, pi.err = s.draft(it.Event, it.Data, it.IdempotencyKey, p)
+			pi.draft.TraceParent = traceParent
+		}
+		items = append(items, pi)
+	})
+	if err == nil && n == 0 {
+		err = errf(http.StatusBadRequest, CodeInvalidEvent, fmt.Sprintf("a batch holds 1..%d events, got 0", s.cfg.MaxBatchEvents))
+	}
+	if err != nil {
+		refuse(err)
 		return
 	}
-	results := make([]batchResult, len(req.Events))
+	results := make([]batchResult, len(items))
 	// Group valid items by topic, keeping input order within each topic, so
 	// each topic's events are appended in one atomic call.
 	type group struct {
@@ -194,19 +226,11 @@ func (s *Server) handleBatch(c *gin.Context) {
 	}
 	groups := map[string]*group{}
 	var order []string
-	for i, it := range req.Events {
-		err := push.ValidateTopic(it.Topic)
-		if err == nil && !p.CanPublish(it.Topic) {
-			err = errf(http.StatusForbidden, CodeForbidden, "not allowed to publish to "+strconv.Quote(it.Topic))
-		}
-		var d push.Draft
-		if err == nil {
-			d, err = s.draft(it.Event, it.Data, it.IdempotencyKey, p)
-			d.TraceParent = observability.EventTraceparent(ctx)
-		}
+	for i, it := range items {
+		err := it.err
 		if err == nil {
 			var done func(error)
-			if done, err = s.guardPublish(p.Tenant, it.Topic); err == nil {
+			if done, err = s.guardPublish(p.Tenant, it.topic); err == nil {
 				defer func() { done(nil) }()
 			}
 		}
@@ -215,14 +239,14 @@ func (s *Server) handleBatch(c *gin.Context) {
 			results[i].Error = &errorDetail{Code: ae.Code, Message: ae.Message}
 			continue
 		}
-		g := groups[it.Topic]
+		g := groups[it.topic]
 		if g == nil {
 			g = &group{}
-			groups[it.Topic] = g
-			order = append(order, it.Topic)
+			groups[it.topic] = g
+			order = append(order, it.topic)
 		}
 		g.idx = append(g.idx, i)
-		g.drafts = append(g.drafts, d)
+		g.drafts = append(g.drafts, it.draft)
 	}
 	failed := false
 	var storeErr error
@@ -304,8 +328,7 @@ func (s *Server) draft(typ string, raw json.RawMessage, idem string, p *auth.Pri
 		if err := push.ValidateIdempotencyKey(idem); err != nil {
 			return push.Draft{}, err
 		}
-		// Keys are scoped to the publisher's tenant so tenants cannot collide.
-		d.IdempotencyKey = p.Tenant + "/" + idem
+		d.IdempotencyKey = idempotencyScope(p.Tenant, idem)
 	}
 	return d, nil
 }
@@ -317,14 +340,34 @@ func (s *Server) result(topic string, r push.AppendResult) publishResult {
 	}
 }
 
-// decodeJSON reads a JSON body of at most limit bytes into v, strictly: the
-// content type must be JSON (a form or text/plain post is refused, which
-// also keeps publishing out of reach of cross-site forms), unknown fields and
-// trailing data are errors.
-func (s *Server) decodeJSON(c *gin.Context, limit int, v any) error {
+// idempotencyScope is the stored form of a publisher's idempotency key:
+// "<len(tenant)>:<tenant>/<key>". The length prefix makes it injective, so
+// no two (tenant, key) pairs share a scope whatever a tenant holds (a JWT
+// subject standing in for the tenant may contain '/' or ':'): tenant "ta"
+// with key "x/K" and tenant "ta/x" with key "K" stay apart. Bounded by the
+// tenant (at most 256 bytes) and key (128) limits; the Redis store keeps
+// only its SHA-256.
+func idempotencyScope(tenant, key string) string {
+	return strconv.Itoa(len(tenant)) + ":" + tenant + "/" + key
+}
+
+// requireJSON refuses a body that is not declared JSON: a form or
+// text/plain post is refused, which also keeps publishing out of reach of
+// cross-site forms.
+func requireJSON(c *gin.Context) error {
 	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return errf(http.StatusUnsupportedMediaType, CodeUnsupportedType, "Content-Type must be application/json")
+	}
+	return nil
+}
+
+// decodeJSON reads a JSON body of at most limit bytes into v, strictly: the
+// content type must be JSON (see requireJSON), unknown fields and trailing
+// data are errors.
+func (s *Server) decodeJSON(c *gin.Context, limit int, v any) error {
+	if err := requireJSON(c); err != nil {
+		return err
 	}
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, int64(limit))
 	dec := json.NewDecoder(body)
