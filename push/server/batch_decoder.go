@@ -38,7 +38,7 @@ func batchItemBytes(maxEventBytes int) int { return maxEventBytes*2 + 1024 }
 // "events" member is refused rather than resolved (encoding/json keeps the
 // last one): two parsers must never disagree on which events a body holds.
 //
-// Errors are *apiError or *http.MaxBytesError; nothing was appended when
+// Errors are *apiError, *http.MaxBytesError or a body deadline (isBodyError); nothing was appended when
 // decodeBatch fails, since the caller appends only after it returns.
 func decodeBatch(body io.Reader, maxEvents, window int, each func(*batchItem)) (int, error) {
 	wr := &windowReader{r: body}
@@ -135,9 +135,8 @@ func isJSONSyntax(err error) bool {
 // batchJSONError renders a decoding failure: the body or window cap as 413,
 // anything else as malformed JSON.
 func batchJSONError(err error, window int) error {
-	var mbe *http.MaxBytesError
 	switch {
-	case errors.As(err, &mbe):
+	case isBodyError(err):
 		return err
 	case errors.Is(err, errWindow):
 		return errf(http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
