@@ -347,7 +347,13 @@ func publishBatch(ctx context.Context, client *http.Client, base string, items [
 		err = json.NewDecoder(resp.Body).Decode(&out)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != 200 {
-			return fmt.Errorf("batch: status %d: %v %+v", resp.StatusCode, err, out)
+			var failed []string
+			for i, r := range out.Results {
+				if r.Error != nil {
+					failed = append(failed, fmt.Sprintf("#%d %s: %s", i, r.Error.Code, r.Error.Message))
+				}
+			}
+			return fmt.Errorf("batch: status %d: %v; failed items: %v", resp.StatusCode, err, failed)
 		}
 		return nil
 	}
