@@ -123,6 +123,13 @@ func (l *limiter) grantLocked() {
 	}
 }
 
+// waiting returns the acquires queued for a slot (tests).
+func (l *limiter) waiting() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.waiters.Len()
+}
+
 // inUse returns the slots held (tests).
 func (l *limiter) inUse() int {
 	l.mu.Lock()

@@ -105,7 +105,13 @@ func TestReplayContextCancel(t *testing.T) {
 	r1 := mustReplay(t, g)
 	ctx, cancel := context.WithCancel(t.Context())
 	waiting := replayAsync(g, ctx)
-	time.Sleep(20 * time.Millisecond)
+	// Cancel only once the replay is queued, so the cancelled wait (not
+	// the fast path) is what is tested.
+	for deadline := time.Now().Add(10 * time.Second); g.replay.waiting() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second replay never queued for the slot")
+		}
+	}
 	cancel()
 	select {
 	case res := <-waiting:

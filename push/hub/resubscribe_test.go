@@ -29,7 +29,7 @@ func TestResubscribeRaceDoesNotDeadlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var appended atomic.Int64
+	var appended, churned atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(3)
@@ -63,18 +63,21 @@ func TestResubscribeRaceDoesNotDeadlock(t *testing.T) {
 					return
 				}
 				h.Unsubscribe(sub)
+				churned.Add(1)
 			}
 		}()
 	}
-	// Progress is checked every 500ms for 3s; a stall of 500ms under -race
-	// on a loaded machine would be extraordinary, a deadlock stalls forever.
-	for last, i := appended.Load(), 0; i < 6; i++ {
-		time.Sleep(500 * time.Millisecond)
-		now := appended.Load()
-		if now == last {
-			t.Fatalf("no append completed for 500ms after %d appends: deadlock (goroutines are leaked); hub stats %+v", now, h.Stats())
+	// Both sides must complete many rounds while the other runs. A deadlock
+	// stops them for good; the wait is bounded only so that a deadlock
+	// fails the test instead of hanging it.
+	const rounds = 3000
+	deadline := time.Now().Add(2 * time.Minute)
+	for appended.Load() < rounds || churned.Load() < rounds {
+		if time.Now().After(deadline) {
+			t.Fatalf("stalled at %d appends and %d resubscribes (want %d each): deadlock (goroutines are leaked); hub stats %+v",
+				appended.Load(), churned.Load(), rounds, h.Stats())
 		}
-		last = now
+		time.Sleep(10 * time.Millisecond)
 	}
 	close(stop)
 	wg.Wait()

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -708,15 +709,27 @@ func TestSentinelFailover(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	eventually(t, func() bool { f, _ := lastEpoch(); return f != "" })
-	time.Sleep(300 * time.Millisecond)
+	// Some acknowledged appends in each epoch: the test is about the ones
+	// before the kill and the ones after the failover.
+	inEpoch := func(last bool) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, a := range acks {
+			if (last && a.res.Epoch == acks[len(acks)-1].res.Epoch) || (!last && a.res.Epoch == acks[0].res.Epoch) {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, func() bool { return inEpoch(false) >= 20 })
 	set.KillPrimary(t)
 	if _, err := set.WaitFailover(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// Keep appending until writes succeed on the new primary.
 	eventually(t, func() bool { f, l := lastEpoch(); return f != l })
-	time.Sleep(300 * time.Millisecond)
+	eventually(t, func() bool { return inEpoch(true) >= 20 })
 	halt()
 
 	in := waitReady(t, s, "f")
@@ -834,7 +847,9 @@ func TestEpochChangesOnLaggingReplicaPromotion(t *testing.T) {
 func TestListenerStalledServer(t *testing.T) {
 	t.Parallel()
 	srv := redistest.StartServer(t)
-	s := newStore(t, srv.Client(t), redisstore.Config{ResyncInterval: time.Hour, OpTimeout: 500 * time.Millisecond})
+	silent := &logWatch{msg: "pub/sub connection silent; reconnecting"}
+	s := newStore(t, srv.Client(t), redisstore.Config{ResyncInterval: time.Hour, OpTimeout: 500 * time.Millisecond,
+		Logger: slog.New(silent)})
 	sk := &sink{}
 	l, err := s.Listen(sk)
 	if err != nil {
@@ -845,7 +860,9 @@ func TestListenerStalledServer(t *testing.T) {
 	}
 	srv.Pause()
 	t.Logf("paused at %v", time.Now().Format("15:04:05.000"))
-	time.Sleep(3 * time.Second) // more than two health intervals
+	// Stay paused until the listener has found the connection silent (its
+	// unanswered ping), which is what this test is about.
+	eventually(t, silent.seen)
 	srv.Resume()
 	t.Logf("resumed at %v", time.Now().Format("15:04:05.000"))
 	eventually(t, func() bool { _, r := sk.state(); return r >= 1 })
@@ -856,3 +873,20 @@ func TestListenerStalledServer(t *testing.T) {
 		return n >= 1
 	})
 }
+
+// logWatch is a slog handler that notes whether a message was logged.
+type logWatch struct {
+	msg string
+	hit atomic.Bool
+}
+
+func (w *logWatch) Enabled(context.Context, slog.Level) bool { return true }
+func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == w.msg {
+		w.hit.Store(true)
+	}
+	return nil
+}
+func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *logWatch) WithGroup(string) slog.Handler      { return w }
+func (w *logWatch) seen() bool                         { return w.hit.Load() }
