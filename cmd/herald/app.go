@@ -58,6 +58,11 @@ type Main struct {
 	// (tests use it to cut gossip between in-process nodes).
 	GossipTransport memberlist.Transport
 
+	// authn is the authenticator in use (nil in dev mode); Reload swaps it
+	// and closes the old one, Close closes it (its JWKS refresher).
+	authnMu sync.Mutex
+	authn   *auth.Authenticator
+
 	scheme            string // "https" when the public listener serves TLS
 	public, admin     *http.Server
 	publicLn, adminLn net.Listener
@@ -183,11 +188,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cfg.Dev {
 		log.Warn("DEV MODE: authentication is disabled; anyone reaching this node may publish and subscribe to every topic")
 	} else {
-		a, err := auth.New(cfg.Auth)
+		a, err := auth.New(m.authConfig(cfg.Auth))
 		if err != nil {
 			return fmt.Errorf("auth: %w", err)
 		}
-		authn = a
+		m.authn, authn = a, a
 	}
 	m.publicLn, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -346,6 +351,9 @@ func (m *Main) Close() error {
 			}
 		}
 		m.serveWG.Wait()
+		m.authnMu.Lock()
+		errs = append(errs, m.authn.Close())
+		m.authnMu.Unlock()
 		if m.Cluster != nil {
 			errs = append(errs, m.Cluster.Close())
 		}
@@ -540,15 +548,29 @@ func (m *Main) Reload(cfg Config) error {
 		return fmt.Errorf("protection: %w", err)
 	}
 	if !m.Config.Dev {
-		a, err := auth.New(cfg.Auth)
+		a, err := auth.New(m.authConfig(cfg.Auth))
 		if err != nil {
 			return fmt.Errorf("auth: %w", err)
 		}
 		m.Server.SetAuth(a)
+		m.authnMu.Lock()
+		old := m.authn
+		m.authn = a
+		m.authnMu.Unlock()
+		// Requests in flight keep their keys; only the old refresher stops.
+		_ = old.Close()
 	}
 	m.Config.Protection, m.Config.Auth = cfg.Protection, cfg.Auth
 	m.Logger.Info("configuration reloaded", "protection", true, "auth_keys", len(cfg.Auth.Keys), "api_keys", len(cfg.Auth.APIKeys))
 	return nil
+}
+
+// authConfig adds the runtime dependencies (logger, JWKS metrics) to the
+// loaded auth configuration.
+func (m *Main) authConfig(c auth.Config) auth.Config {
+	c.Logger = m.Logger.With("component", "auth")
+	c.JWKSObserver = m.Telemetry.Metrics()
+	return c
 }
 
 // handleProtection reports the protection layers (admin listener only):
