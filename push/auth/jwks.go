@@ -67,9 +67,9 @@ func compileJWKS(cfg Config, fail func(string, ...any)) *jwksConfig {
 	}
 	for i, u := range c.urls {
 		if err := checkJWKSURL(u); err != nil {
-			fail("jwks_url[%d] %q: %w", i, clip(u), err)
+			fail("jwks_url[%d] %q: %w", i, clip(redactURL(u)), err)
 		} else if slices.Contains(c.urls[:i], u) {
-			fail("jwks_url[%d] %q: duplicate", i, clip(u))
+			fail("jwks_url[%d] %q: duplicate", i, clip(redactURL(u)))
 		}
 	}
 	if len(c.algs) == 0 {
@@ -136,6 +136,15 @@ func checkJWKSURL(raw string) error {
 		return errors.New("http is accepted only to a loopback host; use https")
 	}
 	return errors.New("scheme must be https")
+}
+
+// redactURL hides a password in u for logs and errors.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return p.Redacted()
 }
 
 // jwksSnapshot is an immutable view of the keys of every URL.
@@ -241,14 +250,15 @@ func (c *jwksCache) refresh() bool {
 	allOK := true
 	for _, u := range c.cfg.urls {
 		keys, err := c.fetch(u)
+		if c.ctx.Err() != nil {
+			return false // closing: a cancelled fetch is no IdP failure
+		}
 		if c.cfg.observer != nil {
 			c.cfg.observer.JWKSRefreshed(err == nil)
 		}
 		if err != nil {
 			allOK = false
-			if c.ctx.Err() == nil {
-				c.cfg.logger.Warn("jwks refresh failed; keeping the previous keys of this URL", "url", u, "err", err)
-			}
+			c.cfg.logger.Warn("jwks refresh failed; keeping the previous keys of this URL", "url", redactURL(u), "err", err)
 			continue
 		}
 		c.last[u] = keys

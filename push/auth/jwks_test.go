@@ -348,6 +348,7 @@ func TestJWKSConfigValidation(t *testing.T) {
 		want string
 	}{
 		{"clear-text remote", func(c *auth.Config) { c.JWKSURLs = []string{"http://idp.example/jwks"} }, "loopback"},
+		{"password hidden", func(c *auth.Config) { c.JWKSURLs = []string{"ftp://u:hunter2@idp.example/jwks"} }, "u:xxxxx@"},
 		{"other scheme", func(c *auth.Config) { c.JWKSURLs = []string{"ftp://idp.example/jwks"} }, "scheme"},
 		{"relative", func(c *auth.Config) { c.JWKSURLs = []string{"/jwks"} }, "absolute"},
 		{"duplicate", func(c *auth.Config) { c.JWKSURLs = []string{"https://a/j", "https://a/j"} }, "duplicate"},
