@@ -165,6 +165,7 @@ type jwksSnapshot struct {
 type jwksCache struct {
 	cfg     *jwksConfig
 	client  *http.Client
+	tr      *http.Transport // the cache's own: Close drops its idle connections
 	limiter *rate.Limiter
 	kick    chan struct{} // cap 1: a refresh is wanted now
 	snap    atomic.Pointer[jwksSnapshot]
@@ -191,9 +192,10 @@ func startJWKS(cfg *jwksConfig) *jwksCache {
 		ctx:     ctx,
 		cancel:  cancel,
 	}
+	c.tr = http.DefaultTransport.(*http.Transport).Clone()
 	c.client = &http.Client{
 		Timeout:   cfg.timeout,
-		Transport: limitBody{http.DefaultTransport},
+		Transport: limitBody{c.tr},
 		// A redirect to another host is an IdP's to make, but never to a
 		// clear-text one.
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
@@ -210,12 +212,13 @@ func startJWKS(cfg *jwksConfig) *jwksCache {
 	return c
 }
 
-// close stops the refresh goroutine and waits for it; an in-flight fetch is
-// cancelled. Cached keys stay readable for requests still in flight.
+// close stops the refresh goroutine and waits for it, then closes the idle
+// connections to the IdP; an in-flight fetch is cancelled. Cached keys stay readable for requests still in flight.
 func (c *jwksCache) close() {
 	c.closeOnce.Do(func() {
 		c.cancel()
 		c.wg.Wait()
+		c.tr.CloseIdleConnections()
 	})
 }
 

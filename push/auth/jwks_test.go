@@ -332,12 +332,24 @@ func TestJWKSCloseStopsRefresher(t *testing.T) {
 	if n := refresherGoroutines(); n != 0 {
 		t.Fatalf("%d refresher goroutines after Close", n)
 	}
+	// Nor are the idle keep-alive connections to the IdP left behind.
+	eventuallyTrue(t, "no connection goroutines of the cache's transport", func() bool {
+		return goroutinesIn("net/http.(*persistConn)") == 0
+	})
 }
 
-func refresherGoroutines() int {
+func refresherGoroutines() int { return goroutinesIn("auth.(*jwksCache).run(") }
+
+func goroutinesIn(frame string) int {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
-	return strings.Count(string(buf), "auth.(*jwksCache).run(")
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, frame) {
+			n++
+		}
+	}
+	return n
 }
 
 func TestJWKSConfigValidation(t *testing.T) {
