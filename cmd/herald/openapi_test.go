@@ -17,7 +17,9 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/gin-gonic/gin"
 
+	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
+	"github.com/heraldpush/herald/push/sse"
 )
 
 var openAPIPath = filepath.Join("..", "..", "docs", "openapi.yaml")
@@ -271,8 +273,10 @@ func TestOpenAPILiveResponsesMatchSpec(t *testing.T) {
 		{name: "history bad limit", base: pub, method: "GET", path: "/v1/topics/orders/events?limit=0", header: as(userKey), want: 400, invalid: true},
 		{name: "stream no topic", base: pub, method: "GET", path: "/v1/stream", header: as(userKey), want: 400, invalid: true},
 		{name: "stream bad from", base: pub, method: "GET", path: "/v1/stream?topic=orders&from=middle", header: as(userKey), want: 400, invalid: true},
-		{name: "stream bad cursor", base: pub, method: "GET", path: "/v1/stream?topic=orders",
-			header: http.Header{"X-Api-Key": {userKey}, "Last-Event-Id": {"garbage"}}, want: 400},
+		{name: "stream bad cursor (SDK)", base: pub, method: "GET", path: "/v1/stream?topic=orders",
+			header: http.Header{"X-Api-Key": {userKey}, "Last-Event-Id": {"garbage"}, "Herald-Client": {"go"}}, want: 400},
+		{name: "stream bad cursor (browser)", base: pub, method: "GET", path: "/v1/stream?topic=orders",
+			header: http.Header{"X-Api-Key": {userKey}, "Last-Event-Id": {"garbage"}}, want: 200, stream: true},
 		{name: "stream forbidden", base: pub, method: "GET", path: "/v1/stream?topic=billing", header: as(userKey), want: 403},
 		{name: "stream no credential", base: pub, method: "GET", path: "/v1/stream?topic=orders", want: 401},
 		{name: "members", base: pub, method: "GET", path: "/v1/cluster/members", header: as(adminKey), want: 200},
@@ -318,16 +322,21 @@ func TestOpenAPILiveResponsesMatchSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var session string
+	ev, err := sse.NewDecoder(resp.Body).Next()
+	var hello push.Hello
+	if err != nil || ev.Type != "herald.hello" || json.Unmarshal([]byte(ev.Data), &hello) != nil || hello.Session == "" {
+		t.Fatalf("first stream event %+v (err %v), want a herald.hello with a session", ev, err)
+	}
+	session := hello.Session
 	eventually(t, 5*time.Second, "the stream's session is in presence", func() bool {
 		_, out := spec.check(t, call{name: "presence", base: pub, method: "GET", path: "/v1/topics/orders/presence", header: as(userKey), want: 200})
 		sessions, _ := out["sessions"].([]any)
 		for _, s := range sessions {
-			if rec, ok := s.(map[string]any); ok && rec["ended"] == false {
-				session, _ = rec["session"].(string)
+			if rec, ok := s.(map[string]any); ok && rec["session"] == session {
+				return true
 			}
 		}
-		return session != ""
+		return false
 	})
 	spec.check(t, call{name: "admin presence", base: adm, method: "GET", path: "/v1/topics/orders/presence", want: 200})
 	spec.check(t, call{name: "session", base: pub, method: "GET", path: "/v1/sessions/" + session, header: as(adminKey), want: 200})
