@@ -385,3 +385,28 @@ func TestJWKSConfigValidation(t *testing.T) {
 		t.Errorf("valid config: %v", err)
 	}
 }
+
+// BenchmarkAuthenticateES256 compares a token verified with a static PEM
+// key and one verified with the same kind of key from a JWKS (cached).
+func BenchmarkAuthenticateES256(b *testing.B) {
+	keys := idpKeys(b)
+	ks := newKeyset(b)
+	srv := jwkstest.NewServer(b, keys["ES256"])
+	cfg := jwksConfig(srv.URL)
+	cfg.Keys = []auth.KeyConfig{{ID: "static", Algorithm: "ES256", File: ks.p256Pub}}
+	a := newJWKSAuth(b, cfg)
+	for _, bc := range []struct{ name, tok string }{
+		{"key=static", sign(b, "ES256", ks.p256, "static", claims(), nil)},
+		{"key=jwks", keys["ES256"].Sign(b, claims(), nil)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := bearer(bc.tok)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := a.Authenticate(r, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
