@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -273,7 +274,7 @@ func (c *jwksCache) refresh() bool {
 	for _, u := range c.cfg.urls {
 		for _, k := range c.last[u] {
 			kid := k.Marshal().KID
-			if kid == "" || seen[kid] {
+			if kid == "" || seen[kid] || !usableJWK(k) {
 				continue
 			}
 			seen[kid] = true
@@ -322,6 +323,25 @@ func (c *jwksCache) fetch(u string) ([]jwkset.JWK, error) {
 		return nil, fmt.Errorf("%d keys, at most %d are accepted", len(keys), maxJWKSKeys)
 	}
 	return keys, nil
+}
+
+// usableJWK reports whether k can verify some JWKS token: a signing key
+// ("use" sig or absent) of a family and size Herald accepts. Only these
+// count as loaded, so herald_jwks_keys 0 means every JWKS token fails.
+func usableJWK(k jwkset.JWK) bool {
+	if u := k.Marshal().USE; u != jwkset.UseSig && u != "" {
+		return false
+	}
+	key := k.Key()
+	if pk, ok := key.(interface{ Public() crypto.PublicKey }); ok {
+		key = pk.Public()
+	}
+	for _, kind := range []keyKind{kindRSA, kindP256, kindP384, kindEd25519} {
+		if checkVerifyKey(kind, key) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // errUnknownKID is returned when no cached key has the token's kid.

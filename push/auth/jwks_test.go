@@ -1,6 +1,10 @@
 package auth_test
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"runtime"
@@ -9,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/heraldpush/herald/push/auth"
@@ -408,5 +413,51 @@ func BenchmarkAuthenticateES256(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Keys Herald would never use — RSA under 2048 bits, encryption keys — are
+// not loaded, so herald_jwks_keys says 0 and their tokens are rejected.
+func TestJWKSIgnoresUnusableKeys(t *testing.T) {
+	t.Parallel()
+	small, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec := idpKeys(t)["ES256"]
+	set := jwkset.NewMemoryStorage()
+	for _, k := range []struct {
+		pub any
+		md  jwkset.JWKMetadataOptions
+	}{
+		{&small.PublicKey, jwkset.JWKMetadataOptions{KID: "small", ALG: jwkset.AlgRS256, USE: jwkset.UseSig}},
+		{&ec.Private.(*ecdsa.PrivateKey).PublicKey, jwkset.JWKMetadataOptions{KID: "enc", USE: jwkset.UseEnc}},
+	} {
+		j, err := jwkset.NewJWKFromKey(k.pub, jwkset.JWKOptions{Metadata: k.md})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = set.KeyWrite(context.Background(), j)
+	}
+	body, err := set.JSONPublic(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := jwkstest.NewServer(t)
+	srv.SetBody(body)
+	obs := &observed{}
+	cfg := jwksConfig(srv.URL)
+	cfg.JWKSObserver = obs
+	a := newJWKSAuth(t, cfg)
+	if got := obs.snapshot(); got.ok != 1 || got.keys != 0 {
+		t.Fatalf("observer %+v: want 1 ok refresh and 0 usable keys", got)
+	}
+	for name, tok := range map[string]string{
+		"RSA-1024": jwkstest.Key{KID: "small", Alg: "RS256", Private: small}.Sign(t, claims(), nil),
+		"enc key":  jwkstest.Key{KID: "enc", Alg: "ES256", Private: ec.Private}.Sign(t, claims(), nil),
+	} {
+		if err := authErr(a, tok); !errors.Is(err, auth.ErrInvalidCredentials) {
+			t.Errorf("%s: err %v, want ErrInvalidCredentials", name, err)
+		}
 	}
 }
