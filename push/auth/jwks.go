@@ -214,7 +214,8 @@ func startJWKS(cfg *jwksConfig) *jwksCache {
 }
 
 // close stops the refresh goroutine and waits for it, then closes the idle
-// connections to the IdP; an in-flight fetch is cancelled. Cached keys stay readable for requests still in flight.
+// connections to the IdP; an in-flight fetch is cancelled. Cached keys stay
+// readable for requests still in flight.
 func (c *jwksCache) close() {
 	c.closeOnce.Do(func() {
 		c.cancel()
