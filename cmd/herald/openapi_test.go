@@ -226,11 +226,16 @@ func TestOpenAPILiveResponsesMatchSpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	readerKey, readerHash, err := auth.GenerateAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	m := MustRunMain(t, func(c *Config) {
 		c.Dev = false
 		c.Auth.APIKeys = []auth.APIKeyConfig{
 			{ID: "ops", Hash: adminHash, Admin: true, Publish: []string{"*"}, Subscribe: []string{"*"}},
 			{ID: "app", Hash: userHash, Publish: []string{"orders*", "hot"}, Subscribe: []string{"orders*"}},
+			{ID: "reader", Hash: readerHash, Subscribe: []string{"orders*"}},
 		}
 		c.Limits.MaxEventBytes = 1024
 		c.Protection.Ingress.Topics = map[string]int64{"hot": 1}
@@ -264,6 +269,8 @@ func TestOpenAPILiveResponsesMatchSpec(t *testing.T) {
 			body: `{"events":[{"topic":"orders","data":1},{"topic":"orders.eu","event":"e","data":"s","idempotency_key":"b1"}]}`, want: 200},
 		{name: "batch partial", base: pub, method: "POST", path: "/v1/events", header: as(userKey),
 			body: `{"events":[{"topic":"orders","data":1},{"topic":"billing","data":2}]}`, want: 207},
+		{name: "batch without any publish grant", base: pub, method: "POST", path: "/v1/events", header: as(readerKey),
+			body: `{"events":[{"topic":"orders","data":1}]}`, want: 403},
 		{name: "batch empty", base: pub, method: "POST", path: "/v1/events", header: as(userKey), body: `{"events":[]}`, want: 400, invalid: true},
 		{name: "topic info", base: pub, method: "GET", path: "/v1/topics/orders", header: as(userKey), want: 200},
 		{name: "topic info forbidden", base: pub, method: "GET", path: "/v1/topics/billing", header: as(userKey), want: 403},
@@ -406,4 +413,84 @@ func TestOpenAPICheckerCatchesMismatches(t *testing.T) {
 	if !spec.specHas("GET", "/v1/topics/:topic/events") || !spec.specHas("", "/debug/pprof/") {
 		t.Error("documented routes are not found")
 	}
+}
+
+// validateAnswer validates a response received outside check (a request
+// whose body was still being sent) against the operation of method+url.
+func (s *apiSpec) validateAnswer(t *testing.T, name, method, url string, status int, header http.Header, body []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	route, params, err := s.router.FindRoute(req)
+	if err != nil {
+		t.Fatalf("%s: %s %s is not in the spec: %v", name, method, url, err)
+	}
+	opts := &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, IncludeResponseStatus: true, MultiError: true}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: opts},
+		Status:                 status, Header: header, Options: opts,
+	}
+	in.SetBodyBytes(body)
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		t.Errorf("%s: response %d does not match the spec: %v\nbody: %.500s", name, status, err, body)
+	}
+}
+
+// TestOpenAPIRequestBounds drives the per-request bounds of a node with
+// one request in flight per address and a 1s body timeout: a publish whose
+// body stalls holds the address's slot, so another request gets 429; the
+// stalled publish then gets 408. Both answers are validated.
+func TestOpenAPIRequestBounds(t *testing.T) {
+	spec := loadSpec(t)
+	key, hash, err := auth.GenerateAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := MustRunMain(t, func(c *Config) {
+		c.Dev = false
+		c.Auth.APIKeys = []auth.APIKeyConfig{{ID: "app", Hash: hash, Publish: []string{"*"}, Subscribe: []string{"*"}}}
+		c.Limits.BodyTimeout = time.Second
+		c.Protection.Admission.MaxRequestsPerIP = 1
+	})
+	type answer struct {
+		status int
+		header http.Header
+		body   []byte
+		err    error
+	}
+	stalled := make(chan answer, 1)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	url := m.URL() + "/v1/topics/orders/events"
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, url, pr)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Api-Key", key)
+		req.ContentLength = 100
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			stalled <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		stalled <- answer{resp.StatusCode, resp.Header, b, err}
+	}()
+	if _, err := pw.Write([]byte(`{"data":`)); err != nil { // then nothing more
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "a second request from the address is refused", func() bool {
+		code, _ := spec.check(t, call{name: "readyz over the per-address cap", base: m.URL(), method: "GET", path: "/readyz"})
+		return code == http.StatusTooManyRequests
+	})
+	a := <-stalled
+	if a.err != nil {
+		t.Fatalf("stalled publish: %v", a.err)
+	}
+	if a.status != http.StatusRequestTimeout {
+		t.Fatalf("stalled publish: %d %s, want 408", a.status, a.body)
+	}
+	spec.validateAnswer(t, "stalled publish", http.MethodPost, url, a.status, a.header, a.body)
 }
