@@ -56,9 +56,12 @@
 //	herald_session_ownership_changes_total counter    {kind: claim|takeover|revoke|expire} ownership changes seen here
 //	herald_replication_lag_seconds         gauge      {origin} lag of each origin region's events in this region; own region 0 (RegisterGauges)
 //	herald_build_info                      gauge      {version, go_version} always 1
+//	herald_jwks_refreshes_total            counter    {result: ok|failed} JWKS fetches, one per URL per refresh
+//	herald_jwks_keys                       gauge      JWT keys loaded from the JWKS URLs (set after each refresh; 0 without JWKS)
+//	herald_jwks_unknown_kid_total          counter    {outcome: refresh|limited} tokens with a kid no cached JWKS key has
 //
 // The enumerated label values above are constants (Connect*, Disconnect*,
-// Resume*, Publish*, Ownership*, Breaker*); their series exist at zero
+// Resume*, Publish*, Ownership*, Breaker*, JWKS*); their series exist at zero
 // from Setup on. Histograms and the labelled series of op/target,
 // protection and breaker state appear with their first observation; the
 // gauges from RegisterGauges appear once a function is registered.

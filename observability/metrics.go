@@ -34,6 +34,9 @@ const (
 	MetricSessionOwnershipChanges = "herald_session_ownership_changes_total"
 	MetricReplicationLag          = "herald_replication_lag_seconds"
 	MetricBuildInfo               = "herald_build_info"
+	MetricJWKSRefreshes           = "herald_jwks_refreshes_total"
+	MetricJWKSKeys                = "herald_jwks_keys"
+	MetricJWKSUnknownKID          = "herald_jwks_unknown_kid_total"
 )
 
 // Label names set by the Metrics methods (besides the constant node, region
@@ -88,6 +91,11 @@ const (
 	OwnershipRevoke   = "revoke"   // released on disconnect or admin action
 	OwnershipExpire   = "expire"   // dropped because its owner left the cluster
 
+	JWKSRefreshOK     = "ok"      // a key set was fetched and parsed
+	JWKSRefreshFailed = "failed"  // fetch or parse failed; the URL's previous keys are kept
+	JWKSKIDRefresh    = "refresh" // unknown kid: a refresh was triggered
+	JWKSKIDLimited    = "limited" // unknown kid: the refresh-rate bound refused a refresh; rejected at once
+
 	BreakerClosed   = 0
 	BreakerHalfOpen = 1
 	BreakerOpen     = 2
@@ -132,6 +140,9 @@ var instruments = [...]instrument{
 	{"herald.session.ownership.changes", MetricSessionOwnershipChanges, "{change}", "Session ownership changes seen by this node by kind."},
 	{"herald.replication.lag", MetricReplicationLag, "s", "Replication lag of each origin region's events into this region."},
 	{"herald.build.info", MetricBuildInfo, "", "Always 1; labels carry the Herald and Go versions."},
+	{"herald.jwks.refreshes", MetricJWKSRefreshes, "{refresh}", "JWKS fetches per URL by result."},
+	{"herald.jwks.keys", MetricJWKSKeys, "{key}", "JWT verification keys loaded from the JWKS URLs."},
+	{"herald.jwks.unknown_kid", MetricJWKSUnknownKID, "{lookup}", "Tokens whose kid no cached JWKS key has, by outcome."},
 }
 
 // instrumentByProm maps a Prometheus family name (or an OTel instrument name)
@@ -175,29 +186,34 @@ type GaugeSnapshot struct {
 // 256 distinct label sets per instrument (cached); beyond that each call
 // builds its attribute set.
 type Metrics struct {
-	streamsOpen  metric.Int64UpDownCounter
-	connects     metric.Int64Counter
-	disconnects  metric.Int64Counter
-	resumes      metric.Int64Counter
-	replayed     metric.Int64Histogram
-	publishes    metric.Int64Counter
-	publishDur   metric.Float64Histogram
-	delivery     *deliveryHistogram // herald.delivery.latency, outside the meter
-	redisDur     metric.Float64Histogram
-	protection   metric.Int64Counter
-	breaker      metric.Int64Gauge
-	ownership    metric.Int64Counter
-	queueDepth   metric.Int64ObservableGauge
-	gossipMember metric.Int64ObservableGauge
-	gossipHealth metric.Int64ObservableGauge
-	replLag      metric.Float64ObservableGauge
-	buildInfo    metric.Int64ObservableGauge
+	streamsOpen    metric.Int64UpDownCounter
+	connects       metric.Int64Counter
+	disconnects    metric.Int64Counter
+	resumes        metric.Int64Counter
+	replayed       metric.Int64Histogram
+	publishes      metric.Int64Counter
+	publishDur     metric.Float64Histogram
+	delivery       *deliveryHistogram // herald.delivery.latency, outside the meter
+	redisDur       metric.Float64Histogram
+	protection     metric.Int64Counter
+	breaker        metric.Int64Gauge
+	jwksKeys       metric.Int64Gauge
+	jwksRefreshes  metric.Int64Counter
+	jwksUnknownKID metric.Int64Counter
+	ownership      metric.Int64Counter
+	queueDepth     metric.Int64ObservableGauge
+	gossipMember   metric.Int64ObservableGauge
+	gossipHealth   metric.Int64ObservableGauge
+	replLag        metric.Float64ObservableGauge
+	buildInfo      metric.Int64ObservableGauge
 
 	connectOpts    *optCache[string]
 	disconnectOpts *optCache[string]
 	resumeOpts     *optCache[string]
 	publishOpts    *optCache[string]
 	ownershipOpts  *optCache[string]
+	jwksRefOpts    *optCache[string]
+	jwksKIDOpts    *optCache[string]
 	breakerOpts    *optCache[string]
 	redisOpts      *optCache[[3]string]
 	protectionOpts *optCache[[4]string]
@@ -258,6 +274,12 @@ func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region
 	check(err)
 	m.buildInfo, err = meter.Int64ObservableGauge(instruments[16].otel, metric.WithUnit(instruments[16].unit), metric.WithDescription(instruments[16].desc))
 	check(err)
+	m.jwksRefreshes, err = meter.Int64Counter(instruments[17].otel, counterOpts(opts(17))...)
+	check(err)
+	m.jwksKeys, err = meter.Int64Gauge(instruments[18].otel, metric.WithUnit(instruments[18].unit), metric.WithDescription(instruments[18].desc))
+	check(err)
+	m.jwksUnknownKID, err = meter.Int64Counter(instruments[19].otel, counterOpts(opts(19))...)
+	check(err)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -268,6 +290,8 @@ func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region
 	m.publishOpts = newOptCache(labels1(LabelResult))
 	m.ownershipOpts = newOptCache(labels1(LabelKind))
 	m.breakerOpts = newOptCache(labels1(LabelTarget))
+	m.jwksRefOpts = newOptCache(labels1(LabelResult))
+	m.jwksKIDOpts = newOptCache(labels1(LabelOutcome))
 	m.redisOpts = newOptCache(func(k [3]string) attribute.Set {
 		return attribute.NewSet(attribute.String(LabelOp, k[0]), attribute.String(LabelTarget, k[1]), attribute.String(LabelResult, k[2]))
 	})
@@ -294,6 +318,13 @@ func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region
 	for _, v := range []string{OwnershipClaim, OwnershipTakeover, OwnershipRevoke, OwnershipExpire} {
 		m.ownership.Add(ctx, 0, m.ownershipOpts.get(v).add...)
 	}
+	for _, v := range []string{JWKSRefreshOK, JWKSRefreshFailed} {
+		m.jwksRefreshes.Add(ctx, 0, m.jwksRefOpts.get(v).add...)
+	}
+	for _, v := range []string{JWKSKIDRefresh, JWKSKIDLimited} {
+		m.jwksUnknownKID.Add(ctx, 0, m.jwksKIDOpts.get(v).add...)
+	}
+	m.jwksKeys.Record(ctx, 0)
 	m.streamsOpen.Add(ctx, 0)
 
 	m.reg, err = meter.RegisterCallback(m.observe, m.queueDepth, m.gossipMember, m.gossipHealth, m.replLag, m.buildInfo)
@@ -462,6 +493,41 @@ func (m *Metrics) OwnershipChange(ctx context.Context, kind string) {
 		return
 	}
 	m.ownership.Add(ctx, 1, m.ownershipOpts.get(kind).add...)
+}
+
+// JWKSRefreshed counts one JWKS fetch of one URL:
+// herald_jwks_refreshes_total{result="ok"|"failed"}. It implements
+// auth.JWKSObserver.
+func (m *Metrics) JWKSRefreshed(ok bool) {
+	if m == nil {
+		return
+	}
+	r := JWKSRefreshFailed
+	if ok {
+		r = JWKSRefreshOK
+	}
+	m.jwksRefreshes.Add(context.Background(), 1, m.jwksRefOpts.get(r).add...)
+}
+
+// JWKSKeysLoaded sets herald_jwks_keys, the keys usable after a refresh.
+func (m *Metrics) JWKSKeysLoaded(n int) {
+	if m == nil {
+		return
+	}
+	m.jwksKeys.Record(context.Background(), int64(n))
+}
+
+// JWKSUnknownKID counts a token whose kid no cached JWKS key has:
+// herald_jwks_unknown_kid_total{outcome="refresh"|"limited"}.
+func (m *Metrics) JWKSUnknownKID(refreshed bool) {
+	if m == nil {
+		return
+	}
+	o := JWKSKIDLimited
+	if refreshed {
+		o = JWKSKIDRefresh
+	}
+	m.jwksUnknownKID.Add(context.Background(), 1, m.jwksKIDOpts.get(o).add...)
 }
 
 func (m *Metrics) close() error {

@@ -59,6 +59,10 @@ func exerciseMetrics(m *Metrics) {
 	m.Protection(ctx, "ingress", "publish", "qps", "block")
 	m.BreakerState("primary", BreakerOpen)
 	m.OwnershipChange(ctx, OwnershipTakeover)
+	m.JWKSRefreshed(true)
+	m.JWKSRefreshed(false)
+	m.JWKSKeysLoaded(4)
+	m.JWKSUnknownKID(false)
 	m.RegisterGauges(func() GaugeSnapshot {
 		return GaugeSnapshot{
 			QueueDepth:        12,
@@ -84,7 +88,8 @@ func TestExposedMetricNames(t *testing.T) {
 		MetricProtectionEvents: dto.MetricType_COUNTER, MetricBreakerState: dto.MetricType_GAUGE,
 		MetricGossipMembers: dto.MetricType_GAUGE, MetricGossipHealthScore: dto.MetricType_GAUGE,
 		MetricSessionOwnershipChanges: dto.MetricType_COUNTER, MetricReplicationLag: dto.MetricType_GAUGE,
-		MetricBuildInfo: dto.MetricType_GAUGE,
+		MetricBuildInfo: dto.MetricType_GAUGE, MetricJWKSRefreshes: dto.MetricType_COUNTER,
+		MetricJWKSKeys: dto.MetricType_GAUGE, MetricJWKSUnknownKID: dto.MetricType_COUNTER,
 	}
 	names := MetricNames()
 	if len(names) != len(wantType) {
@@ -138,6 +143,11 @@ func TestExposedMetricNames(t *testing.T) {
 		{MetricStreamDisconnects, map[string]string{LabelReason: DisconnectDrain}, 0}, // pre-initialised
 		{MetricStreamConnects, map[string]string{LabelResult: ConnectAccepted}, 1},
 		{MetricStreamConnects, map[string]string{LabelResult: ConnectShed}, 0},
+		{MetricJWKSRefreshes, map[string]string{LabelResult: JWKSRefreshOK}, 1},
+		{MetricJWKSRefreshes, map[string]string{LabelResult: JWKSRefreshFailed}, 1},
+		{MetricJWKSKeys, nil, 4},
+		{MetricJWKSUnknownKID, map[string]string{LabelOutcome: JWKSKIDLimited}, 1},
+		{MetricJWKSUnknownKID, map[string]string{LabelOutcome: JWKSKIDRefresh}, 0},
 		{MetricResumes, map[string]string{LabelOutcome: ResumeReplayed}, 1},
 		{MetricPublishes, map[string]string{LabelResult: PublishOK}, 1},
 		{MetricQueueDepth, nil, 12},

@@ -5,11 +5,10 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
 )
 
 // rootSampler resolves the sampler for spans that are not delivery spans:
@@ -81,38 +80,15 @@ func (s sampler) Description() string {
 	return "HeraldSampler{" + s.root.Description() + "}"
 }
 
-// rateLimiter is a token bucket: rate tokens per second, burst of one
-// second's worth (at least 1). A negative rate allows nothing, +Inf
-// everything. Safe for concurrent use.
-type rateLimiter struct {
-	rate, burst float64
-
-	mu     sync.Mutex
-	tokens float64
-	last   time.Time
-}
-
-func newRateLimiter(rate float64) *rateLimiter {
-	return &rateLimiter{rate: rate, burst: math.Max(rate, 1), tokens: math.Max(rate, 1)}
-}
-
-func (l *rateLimiter) allow() bool {
+// newRateLimiter returns the delivery-span limiter: rate tokens per second,
+// a burst of one second's worth (rounded down, at least 1), starting full.
+// A rate of 0 or less allows nothing, +Inf everything.
+func newRateLimiter(r float64) *rate.Limiter {
 	switch {
-	case l.rate <= 0:
-		return false
-	case math.IsInf(l.rate, 1):
-		return true
+	case r <= 0:
+		return rate.NewLimiter(0, 0)
+	case math.IsInf(r, 1):
+		return rate.NewLimiter(rate.Inf, 0)
 	}
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.last.IsZero() {
-		l.tokens = math.Min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	}
-	l.last = now
-	if l.tokens < 1 {
-		return false
-	}
-	l.tokens--
-	return true
+	return rate.NewLimiter(rate.Limit(r), int(math.Max(r, 1)))
 }

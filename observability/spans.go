@@ -147,7 +147,7 @@ func (t *Telemetry) StartDelivery(ctx context.Context, publishTraceparent string
 		return ctx, noopSpan()
 	}
 	pub, ok := parseTraceparent(publishTraceparent)
-	if !ok || !t.deliveries.allow() {
+	if !ok || !t.deliveries.Allow() {
 		return ctx, noopSpan()
 	}
 	links := []trace.Link{{SpanContext: pub, Attributes: []attribute.KeyValue{KeyLinkKind.String(LinkKindPublish)}}}

@@ -319,18 +319,30 @@ func TestRootSamplerFromConfigAndEnv(t *testing.T) {
 
 func TestRateLimiter(t *testing.T) {
 	t.Parallel()
-	if newRateLimiter(-1).allow() {
+	if newRateLimiter(-1).Allow() {
 		t.Error("negative rate allowed")
 	}
 	inf := newRateLimiter(math.Inf(1))
 	for range 1000 {
-		if !inf.allow() {
+		if !inf.Allow() {
 			t.Fatal("infinite rate refused")
 		}
 	}
 	l := newRateLimiter(0.5) // burst 1
-	if !l.allow() || l.allow() {
+	if !l.Allow() || l.Allow() {
 		t.Error("rate 0.5: want exactly one token at start")
+	}
+	if newRateLimiter(0).Allow() {
+		t.Error("rate 0 allowed")
+	}
+	l = newRateLimiter(3) // burst 3, starting full
+	for i := range 3 {
+		if !l.Allow() {
+			t.Fatalf("rate 3: token %d of the initial burst refused", i+1)
+		}
+	}
+	if l.Allow() {
+		t.Error("rate 3: a fourth token at once")
 	}
 }
 

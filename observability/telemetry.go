@@ -23,6 +23,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/time/rate"
 )
 
 // InstrumentationName names Herald's tracer and meter.
@@ -50,7 +51,7 @@ type Telemetry struct {
 	registerer prometheus.Registerer
 	handler    http.Handler
 	propagator propagation.TextMapPropagator
-	deliveries *rateLimiter
+	deliveries *rate.Limiter
 
 	shutdownOnce sync.Once
 	shutdownErr  error

@@ -58,6 +58,11 @@ type Main struct {
 	// (tests use it to cut gossip between in-process nodes).
 	GossipTransport memberlist.Transport
 
+	// authn is the authenticator in use (nil in dev mode); Reload swaps it
+	// and closes the old one, Close closes it (its JWKS refresher).
+	authnMu sync.Mutex
+	authn   *auth.Authenticator
+
 	scheme            string // "https" when the public listener serves TLS
 	public, admin     *http.Server
 	publicLn, adminLn net.Listener
@@ -183,11 +188,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cfg.Dev {
 		log.Warn("DEV MODE: authentication is disabled; anyone reaching this node may publish and subscribe to every topic")
 	} else {
-		a, err := auth.New(cfg.Auth)
+		a, err := auth.New(m.authConfig(cfg.Auth))
 		if err != nil {
 			return fmt.Errorf("auth: %w", err)
 		}
-		authn = a
+		m.authn, authn = a, a
 	}
 	m.publicLn, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -294,24 +299,44 @@ func (m *Main) serve(srv *http.Server, ln net.Listener, useTLS bool) {
 	}()
 }
 
+// adminRoute is one pattern of the admin listener's mux.
+type adminRoute struct {
+	pattern string
+	handler http.Handler
+}
+
+// adminRoutes are the admin listener's patterns ("/v1/" hands the cluster
+// admin API to the server's admin handler). The OpenAPI drift test walks
+// this list, so a route added here must be added to docs/openapi.yaml.
+func (m *Main) adminRoutes() []adminRoute {
+	admin := m.Server.AdminHandler()
+	routes := []adminRoute{
+		{"GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"status":"ok"}`)
+		})},
+		{"GET /v1/protection", http.HandlerFunc(m.handleProtection)},
+		{"GET /metrics", m.Telemetry.MetricsHandler()},
+		{"GET /readyz", admin},
+		{"/v1/", admin},
+	}
+	if m.Config.AdminPprof {
+		routes = append(routes,
+			adminRoute{"/debug/pprof/", http.HandlerFunc(pprof.Index)},
+			adminRoute{"/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline)},
+			adminRoute{"/debug/pprof/profile", http.HandlerFunc(pprof.Profile)},
+			adminRoute{"/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol)},
+			adminRoute{"/debug/pprof/trace", http.HandlerFunc(pprof.Trace)},
+		)
+	}
+	return routes
+}
+
 // adminHandler serves the admin endpoints (never the public API).
 func (m *Main) adminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"status":"ok"}`)
-	})
-	mux.HandleFunc("GET /v1/protection", m.handleProtection)
-	mux.Handle("GET /metrics", m.Telemetry.MetricsHandler())
-	admin := m.Server.AdminHandler()
-	mux.Handle("GET /readyz", admin)
-	mux.Handle("/v1/", admin)
-	if m.Config.AdminPprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	for _, r := range m.adminRoutes() {
+		mux.Handle(r.pattern, r.handler)
 	}
 	return mux
 }
@@ -346,6 +371,9 @@ func (m *Main) Close() error {
 			}
 		}
 		m.serveWG.Wait()
+		m.authnMu.Lock()
+		errs = append(errs, m.authn.Close())
+		m.authnMu.Unlock()
 		if m.Cluster != nil {
 			errs = append(errs, m.Cluster.Close())
 		}
@@ -540,15 +568,29 @@ func (m *Main) Reload(cfg Config) error {
 		return fmt.Errorf("protection: %w", err)
 	}
 	if !m.Config.Dev {
-		a, err := auth.New(cfg.Auth)
+		a, err := auth.New(m.authConfig(cfg.Auth))
 		if err != nil {
 			return fmt.Errorf("auth: %w", err)
 		}
 		m.Server.SetAuth(a)
+		m.authnMu.Lock()
+		old := m.authn
+		m.authn = a
+		m.authnMu.Unlock()
+		// Requests in flight keep their keys; only the old refresher stops.
+		_ = old.Close()
 	}
 	m.Config.Protection, m.Config.Auth = cfg.Protection, cfg.Auth
 	m.Logger.Info("configuration reloaded", "protection", true, "auth_keys", len(cfg.Auth.Keys), "api_keys", len(cfg.Auth.APIKeys))
 	return nil
+}
+
+// authConfig adds the runtime dependencies (logger, JWKS metrics) to the
+// loaded auth configuration.
+func (m *Main) authConfig(c auth.Config) auth.Config {
+	c.Logger = m.Logger.With("component", "auth")
+	c.JWKSObserver = m.Telemetry.Metrics()
+	return c
 }
 
 // handleProtection reports the protection layers (admin listener only):

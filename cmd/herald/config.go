@@ -488,8 +488,8 @@ func (c Config) Validate() error {
 		add("stream.send_buffer %d: want 0 (kernel autotuning) or 4096..67108864", s.SendBuffer)
 	}
 	if !c.Dev {
-		if len(c.Auth.Keys) == 0 && len(c.Auth.APIKeys) == 0 {
-			add("auth: no JWT keys and no API keys configured; configure auth or run with --dev (no authentication)")
+		if len(c.Auth.Keys) == 0 && len(c.Auth.APIKeys) == 0 && len(c.Auth.JWKSURLs) == 0 {
+			add("auth: no JWT keys, JWKS URL or API keys configured; configure auth or run with --dev (no authentication)")
 		} else if err := c.Auth.Validate(); err != nil {
 			add("auth: %v", err)
 		}

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // Credential transport.
@@ -27,14 +29,39 @@ type Authenticator struct {
 	leeway     time.Duration
 	cookieName string
 	requireTyp string
+
+	// jwksCfg is the validated JWKS configuration; jwks its running cache
+	// (New only) and jwksParser the parser of tokens it verifies.
+	jwksCfg    *jwksConfig
+	jwks       *jwksCache
+	jwksParser *jwt.Parser
 }
 
 // New validates cfg (see Config.Validate), reads the key files and returns an
-// Authenticator. It has no side effects beyond reading the files, so a reload
-// can call it and discard the result on error while the old one keeps
-// serving.
+// Authenticator. Without JWKSURLs it has no side effects beyond reading the
+// files. With them it fetches every key set once (at most JWKSTimeout per
+// URL; a failure is logged and retried, never fatal) and starts the
+// goroutine that refreshes them, which Close stops. A reload builds a new
+// Authenticator, swaps it in, and closes the old one.
 func New(cfg Config) (*Authenticator, error) {
-	return compile(cfg)
+	a, err := compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if a.jwksCfg != nil {
+		a.jwks = startJWKS(a.jwksCfg)
+	}
+	return a, nil
+}
+
+// Close stops the JWKS refresh goroutine, if any, and waits for it. Keys
+// already fetched keep verifying requests still in flight. Idempotent; a
+// nil Authenticator is closed.
+func (a *Authenticator) Close() error {
+	if a != nil && a.jwks != nil {
+		a.jwks.close()
+	}
+	return nil
 }
 
 // CookieName returns the cookie Authenticate reads when cookies are allowed.
@@ -58,7 +85,7 @@ func (a *Authenticator) Authenticate(r *http.Request, allowCookie bool) (*Princi
 		return nil, err
 	}
 	if strings.Count(cred, ".") == 2 {
-		return a.verifyJWT(cred)
+		return a.verifyJWT(r.Context(), cred)
 	}
 	return a.verifyAPIKey(cred)
 }

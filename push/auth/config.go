@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -21,6 +22,20 @@ const (
 	DefaultCookieName = "herald_token"
 	// maxIDLen bounds key and API key IDs.
 	maxIDLen = 256
+
+	// DefaultJWKSRefreshInterval is the periodic JWKS refresh used when
+	// Config.JWKSRefreshInterval is 0.
+	DefaultJWKSRefreshInterval = 15 * time.Minute
+	// DefaultJWKSMinRefreshInterval is Config.JWKSMinRefreshInterval's
+	// default: the least time between two refreshes triggered by unknown
+	// kids, and the retry delay after a failed refresh.
+	DefaultJWKSMinRefreshInterval = 30 * time.Second
+	// DefaultJWKSTimeout bounds one JWKS fetch when Config.JWKSTimeout is 0.
+	DefaultJWKSTimeout = 5 * time.Second
+	// MaxJWKSTimeout is the largest Config.JWKSTimeout accepted.
+	MaxJWKSTimeout = time.Minute
+	// maxJWKSURLs bounds Config.JWKSURLs.
+	maxJWKSURLs = 16
 )
 
 // Config configures an Authenticator. Every field may be given in YAML with
@@ -52,6 +67,38 @@ type Config struct {
 	// (RFC 8725 §3.11), e.g. "at+jwt"; compared case-insensitively with an
 	// optional "application/" prefix. Empty means `typ` is not checked.
 	RequireTyp string `koanf:"require_typ"`
+
+	// JWKSURLs are JSON Web Key Set endpoints of identity providers (for
+	// example https://idp.example/.well-known/jwks.json). Their keys verify
+	// tokens whose `kid` is not one of Keys; such tokens must carry a kid.
+	// Each URL must be https, or http to a loopback host. Empty means no
+	// JWKS. At most 16. Audience is required when set; set Issuers to the
+	// identity provider's issuer so that its keys accept only its tokens.
+	JWKSURLs []string `koanf:"jwks_url"`
+	// JWKSAlgorithms are the algorithms a JWKS key may verify; the token's
+	// `alg` must be listed and match the key's type (and the key's own `alg`
+	// when it has one). Zero means every asymmetric algorithm of Algorithms
+	// (RS256, RS384, RS512, PS256, ES256, ES384, EdDSA); HMAC algorithms
+	// are refused.
+	JWKSAlgorithms []string `koanf:"jwks_algorithms"`
+	// JWKSRefreshInterval is how often the key sets are fetched again. Zero
+	// means DefaultJWKSRefreshInterval (15m). At least
+	// JWKSMinRefreshInterval.
+	JWKSRefreshInterval time.Duration `koanf:"jwks_refresh_interval"`
+	// JWKSMinRefreshInterval bounds the fetch rate: a token with an unknown
+	// kid triggers a refresh at most once per this interval (other unknown
+	// kids are rejected at once, without a fetch), and a failed refresh is
+	// retried after it. Zero means DefaultJWKSMinRefreshInterval (30s).
+	JWKSMinRefreshInterval time.Duration `koanf:"jwks_min_refresh_interval"`
+	// JWKSTimeout bounds one fetch of one URL (connect, headers and body).
+	// Zero means DefaultJWKSTimeout (5s); at most MaxJWKSTimeout (1m).
+	JWKSTimeout time.Duration `koanf:"jwks_timeout"`
+
+	// JWKSObserver, when set, receives the JWKS cache's events (metrics).
+	// Not configuration: the composition root sets it.
+	JWKSObserver JWKSObserver `koanf:"-"`
+	// Logger receives JWKS refresh failures. Nil discards them.
+	Logger *slog.Logger `koanf:"-"`
 }
 
 // KeyConfig is one JWT verification key.
@@ -134,8 +181,11 @@ func compile(cfg Config) (*Authenticator, error) {
 		}
 	}
 	a.issuers = slices.Clone(cfg.Issuers)
-	if len(cfg.Keys) > 0 && cfg.Audience == "" {
-		fail("audience: required when keys are configured (tokens must name this service in aud)")
+	if (len(cfg.Keys) > 0 || len(cfg.JWKSURLs) > 0) && cfg.Audience == "" {
+		fail("audience: required when keys or jwks_url are configured (tokens must name this service in aud)")
+	}
+	if len(cfg.JWKSURLs) > 0 {
+		a.jwksCfg = compileJWKS(cfg, fail)
 	}
 
 	// JWT keys.
@@ -228,20 +278,29 @@ func compile(cfg Config) (*Authenticator, error) {
 	}
 	// Parsers last: they need the final leeway and audience.
 	for _, v := range a.keys {
-		opts := []jwt.ParserOption{
-			jwt.WithValidMethods([]string{v.alg}),
-			jwt.WithExpirationRequired(),
-			jwt.WithAudience(a.audience),
-			jwt.WithLeeway(a.leeway),
-			jwt.WithIssuedAt(),
-			jwt.WithStrictDecoding(),
-		}
-		if v.issuer != "" {
-			opts = append(opts, jwt.WithIssuer(v.issuer))
-		}
-		v.parser = jwt.NewParser(opts...)
+		v.parser = a.newParser([]string{v.alg}, v.issuer)
+	}
+	if a.jwksCfg != nil {
+		a.jwksParser = a.newParser(a.jwksCfg.algs, "")
 	}
 	return a, nil
+}
+
+// newParser returns a parser pinning the algorithms, requiring exp and aud,
+// enforcing iat and nbf within the leeway, and the issuer when not "".
+func (a *Authenticator) newParser(algs []string, issuer string) *jwt.Parser {
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(algs),
+		jwt.WithExpirationRequired(),
+		jwt.WithAudience(a.audience),
+		jwt.WithLeeway(a.leeway),
+		jwt.WithIssuedAt(),
+		jwt.WithStrictDecoding(),
+	}
+	if issuer != "" {
+		opts = append(opts, jwt.WithIssuer(issuer))
+	}
+	return jwt.NewParser(opts...)
 }
 
 // parseHash parses "sha256:<64 hex digits>".

@@ -18,7 +18,13 @@
 //     against the key's bound issuer and the Issuers allow-list. Keys are
 //     selected by `kid` (an opaque string, exact match); `jku`, `x5u`, `jwk`
 //     and `x5c` are ignored, so a token can never make Herald fetch or trust
-//     a key; tokens carrying `crit` are rejected.
+//     a key from a place it names; tokens carrying `crit` are rejected.
+//   - JWKS (Config.JWKSURLs): keys come only from the configured URLs. A
+//     token whose kid no configured or cached key has may trigger one
+//     refresh, at most once per Config.JWKSMinRefreshInterval; other
+//     unknown kids are rejected without a fetch. Every fetch is bounded in
+//     time (Config.JWKSTimeout) and size (1 MiB). With no key loaded, JWKS
+//     tokens are rejected (fail closed). HMAC is never accepted from a JWKS.
 //   - API keys are stored only as SHA-256 hashes and compared in constant
 //     time against every configured hash.
 //   - Errors wrap ErrNoCredentials or ErrInvalidCredentials and name only a
@@ -32,10 +38,14 @@
 //     claim) match ValidateTenant's grammar, [A-Za-z0-9._-]{1,64}; a token
 //     without the claim has its `sub` as tenant, unchanged.
 //
-// Concurrency. New is pure: it reads the key files once and returns an
-// immutable Authenticator that is safe for concurrent use. To reload keys
-// (SIGHUP), build a new Authenticator and swap it into an
-// atomic.Pointer[Authenticator]; requests in flight keep the one they loaded.
+// Concurrency. Without JWKS, New is pure: it reads the key files once and
+// returns an immutable Authenticator that is safe for concurrent use. With
+// JWKS, New also fetches the key sets once and starts one refresher
+// goroutine, owned by the Authenticator and stopped by Close; the cached
+// keys are an immutable snapshot swapped atomically, so readers never lock.
+// To reload keys (SIGHUP), build a new Authenticator, swap it into an
+// atomic.Pointer[Authenticator], then Close the old one; requests in flight
+// keep the one they loaded.
 // A Principal is immutable after it is returned; its exported fields may be
 // read by any goroutine.
 package auth

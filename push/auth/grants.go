@@ -2,6 +2,7 @@ package auth
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -174,7 +175,10 @@ func (g *grants) allows(topic string) bool {
 		return true
 	}
 	for _, p := range g.globs {
-		if globMatch(p, topic) {
+		// path.Match is exactly the glob language ValidatePattern admits:
+		// without '/', '?', '[' or '\' its only operator is '*', matching
+		// any run of characters; it cannot fail on a validated pattern.
+		if ok, _ := path.Match(p, topic); ok {
 			return true
 		}
 	}
@@ -221,31 +225,3 @@ func isAlnum(c byte) bool {
 }
 
 func isTopicPunct(c byte) bool { return c == '.' || c == '_' || c == ':' || c == '-' }
-
-// globMatch reports whether s matches pattern, where '*' matches any run of
-// bytes and every other byte matches itself. Iterative with single-star
-// backtracking: O(len(pattern)·len(s)) worst case, no recursion.
-func globMatch(pattern, s string) bool {
-	p, i := 0, 0
-	star, mark := -1, 0
-	for i < len(s) {
-		switch {
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, i
-			p++
-		case p < len(pattern) && pattern[p] == s[i]:
-			p++
-			i++
-		case star >= 0:
-			p = star + 1
-			mark++
-			i = mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
-}

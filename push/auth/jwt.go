@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -31,6 +32,9 @@ type verifier struct {
 	alg    string
 	key    any // []byte, *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey; checked by checkVerifyKey
 	parser *jwt.Parser
+	// jwks marks a token's kid resolved through the JWKS cache: alg and key
+	// come from the key set, checked by jwksCache.keyfunc.
+	jwks bool
 }
 
 // keyfunc returns the verifier's key after checking once more that the
@@ -103,8 +107,8 @@ func jwtFailure(err error) error {
 
 // verifyJWT selects the key by kid, verifies the token with the key's
 // pinned parser and builds the principal.
-func (a *Authenticator) verifyJWT(tok string) (*Principal, error) {
-	if len(a.keys) == 0 {
+func (a *Authenticator) verifyJWT(ctx context.Context, tok string) (*Principal, error) {
+	if len(a.keys) == 0 && a.jwks == nil {
 		return nil, invalid("token presented but no JWT keys are configured")
 	}
 	hdr, err := decodeHeader(tok)
@@ -123,8 +127,12 @@ func (a *Authenticator) verifyJWT(tok string) (*Principal, error) {
 		return nil, invalid("token typ header is not the required type")
 	}
 
+	keyfn := v.keyfunc
+	if v.jwks {
+		keyfn = a.jwks.keyfunc(ctx)
+	}
 	var c claims
-	if _, err := v.parser.ParseWithClaims(tok, &c, v.keyfunc); err != nil {
+	if _, err := v.parser.ParseWithClaims(tok, &c, keyfn); err != nil {
 		return nil, jwtFailure(err)
 	}
 	if v.issuer == "" && len(a.issuers) > 0 && !slices.Contains(a.issuers, c.Issuer) {
@@ -190,19 +198,23 @@ func decodeHeader(tok string) (joseHeader, error) {
 }
 
 // selectKey picks the verifier for a token's kid: exact match, or the only
-// key when the token has no kid.
+// key when the token has no kid; a kid of no configured key goes to the
+// JWKS when there is one.
 func (a *Authenticator) selectKey(kid string) (*verifier, error) {
 	if kid == "" {
 		if len(a.keys) == 1 {
 			return a.keys[0], nil
 		}
-		return nil, invalid("token has no kid and several keys are configured")
+		return nil, invalid("token has no kid and several keys or a JWKS are configured")
 	}
 	v, ok := a.keysByID[kid]
-	if !ok || v.id == "" {
-		return nil, invalid("token kid matches no configured key")
+	if ok && v.id != "" {
+		return v, nil
 	}
-	return v, nil
+	if a.jwks != nil && len(kid) <= maxIDLen {
+		return &verifier{id: kid, parser: a.jwksParser, jwks: true}, nil
+	}
+	return nil, invalid("token kid matches no configured key")
 }
 
 // validClaimString accepts 1..maxClaimLen bytes of valid UTF-8 without

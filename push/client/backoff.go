@@ -18,6 +18,12 @@ const MaxRetryAfter = 10 * time.Minute
 // AWS Architecture Blog's "Exponential Backoff And Jitter"): a uniformly
 // random delay in [0, min(max, base·2^failures)). Jitter spreads the
 // reconnects of many clients cut off by the same node failure.
+//
+// Kept rather than github.com/cenkalti/backoff: its ExponentialBackOff
+// randomizes around the interval ([i·(1−f), i·(1+f)]), not full jitter, and
+// is a stateful iterator; the callers need a pure function of (base,
+// failures) because the stream's base is the server's latest `retry:` and
+// changes between attempts.
 type backoff struct {
 	base time.Duration // used when the caller has no better base; > 0
 	max  time.Duration // >= base

@@ -37,6 +37,13 @@ const (
 // The options enable ContextTimeoutEnabled, so the per-call deadlines of the
 // store bound every network wait. Errors wrap ErrBadURL and never quote the
 // password.
+//
+// go-redis's ParseURL, ParseClusterURL and ParseFailoverURL are not used:
+// they take extra hosts as ?addr= and the Sentinel master as ?master_name=
+// (with the data nodes' password in the query), so none reads this
+// grammar; url.Parse's errors quote the whole URL, password included; and
+// they keep the last of repeated options and refuse "0.5" seconds, which
+// this documented grammar rejects and accepts respectively.
 func ParseURL(s string) (*redis.UniversalOptions, error) {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {

@@ -207,6 +207,11 @@ publishes and the gossip leave, bounded by shutdown_timeout) before SIGKILL.
 {{- $keys = append $keys $k }}
 {{- end }}
 {{- with $keys }}{{ $_ := set $auth "keys" . }}{{ end }}
+{{- with .Values.auth.jwks.urls }}{{ $_ := set $auth "jwks_url" . }}{{ end }}
+{{- with .Values.auth.jwks.algorithms }}{{ $_ := set $auth "jwks_algorithms" . }}{{ end }}
+{{- with .Values.auth.jwks.refreshInterval }}{{ $_ := set $auth "jwks_refresh_interval" . }}{{ end }}
+{{- with .Values.auth.jwks.minRefreshInterval }}{{ $_ := set $auth "jwks_min_refresh_interval" . }}{{ end }}
+{{- with .Values.auth.jwks.timeout }}{{ $_ := set $auth "jwks_timeout" . }}{{ end }}
 {{- with .Values.auth.apiKeys.keys }}{{ $_ := set $auth "api_keys" . }}{{ end }}
 {{- $_ := set $cfg "auth" $auth }}
 {{- toYaml $cfg }}
