@@ -208,6 +208,10 @@ func FuzzClaims(f *testing.F) {
 	f.Add(header, valid(`,"tenant":"acme","herald":null`))
 	f.Add(header, valid(`,"\u0068erald":{"\u0061dmin":true}`))
 	f.Add(`{"alg":"HS256"}`, valid(`,"herald":{"admin":true}`))
+	// Payloads and headers that are JSON but not objects.
+	f.Add(header, "null")
+	f.Add("null", valid(""))
+	f.Add(header, `["sub"]`)
 	for _, tt := range AmbiguousTokenJSON("k1", valid) {
 		f.Add(tt.Header, tt.Payload)
 	}
