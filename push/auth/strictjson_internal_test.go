@@ -150,7 +150,7 @@ func ambiguity(s string, names map[string][]string) (dup, variant, ok bool) {
 // samePrincipal compares what Herald acts on; Expires to the second, the
 // precision golang-jwt encodes NumericDate with.
 func samePrincipal(a, b *Principal) bool {
-	return a.Subject == b.Subject && a.Tenant == b.Tenant && a.Kind == b.Kind && a.KeyID == b.KeyID &&
+	return a.Subject == b.Subject && a.Issuer == b.Issuer && a.Tenant == b.Tenant && a.Kind == b.Kind && a.KeyID == b.KeyID &&
 		a.TokenID == b.TokenID && a.Admin == b.Admin &&
 		a.Expires.Truncate(time.Second).Equal(b.Expires.Truncate(time.Second)) &&
 		slices.Equal(a.subscribe.patterns, b.subscribe.patterns) && slices.Equal(a.publish.patterns, b.publish.patterns)
@@ -163,7 +163,7 @@ func samePrincipal(a, b *Principal) bool {
 //   - an accepted token has no duplicate name at any depth and no case
 //     variant of a name Herald reads, by an independent tokenizer;
 //   - an accepted token means what an exact-name reading of its payload
-//     (encoding/json into a map) says: same sub, tenant and admin;
+//     (encoding/json into a map) says: same sub, iss, tenant and admin;
 //   - accepted claims round-trip: encoded again as Mint encodes them and
 //     signed, they verify to the same principal.
 func FuzzClaims(f *testing.F) {
@@ -243,8 +243,9 @@ func FuzzClaims(f *testing.F) {
 		if tenant == "" {
 			tenant, _ = exact["sub"].(string)
 		}
+		iss, _ := exact["iss"].(string)
 		herald, _ := exact["herald"].(map[string]any)
-		if p.Subject != exact["sub"] || p.Tenant != tenant || p.Admin != (herald["admin"] == true) {
+		if p.Subject != exact["sub"] || p.Issuer != iss || p.Tenant != tenant || p.Admin != (herald["admin"] == true) {
 			t.Fatalf("principal %+v disagrees with the exact reading %v", p, exact)
 		}
 
