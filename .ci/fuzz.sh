@@ -29,7 +29,7 @@ discover() {
     -o -type f -name '*_test.go' -print0 |
     xargs -0 -r grep -HE '^func Fuzz([^a-z(][A-Za-z0-9_]*)?\([A-Za-z_][A-Za-z0-9_]* \*testing\.F\)' |
     sed -E 's#^(.*)/[^/]+_test\.go:func (Fuzz[A-Za-z0-9_]*)\(.*#\1 \2#' |
-    sort -u
+    LC_ALL=C sort -u
 }
 
 mapfile -t targets < <(discover)

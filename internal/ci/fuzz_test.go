@@ -86,8 +86,9 @@ func isFuzzName(name string) bool {
 }
 
 // fuzzScript runs .ci/fuzz.sh from a copy placed in dir (it works on the
-// tree around it) and returns its combined output and whether it exited 0.
-func fuzzScript(t *testing.T, dir string, env []string, args ...string) (string, bool) {
+// tree around it) and returns its standard output and error and whether it
+// exited 0.
+func fuzzScript(t *testing.T, dir string, env []string, args ...string) (stdout, stderr string, ok bool) {
 	t.Helper()
 	script := filepath.Join(root(t), ".ci", "fuzz.sh")
 	if dir != root(t) {
@@ -105,13 +106,13 @@ func fuzzScript(t *testing.T, dir string, env []string, args ...string) (string,
 	}
 	cmd := exec.Command("bash", append([]string{script}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	if _, ok := err.(*exec.ExitError); err != nil && !ok {
 		t.Fatalf("run fuzz.sh: %v", err)
 	}
-	return out.String(), err == nil
+	return out.String(), errb.String(), err == nil
 }
 
 // TestFuzzDiscoveryFindsEveryTarget: fuzz.sh --list names exactly the fuzz
@@ -121,9 +122,9 @@ func TestFuzzDiscoveryFindsEveryTarget(t *testing.T) {
 	if len(want) == 0 {
 		t.Fatal("go/parser found no fuzz target in the tree")
 	}
-	out, ok := fuzzScript(t, root(t), nil, "--list")
+	out, stderr, ok := fuzzScript(t, root(t), nil, "--list")
 	if !ok {
-		t.Fatalf("fuzz.sh --list failed:\n%s", out)
+		t.Fatalf("fuzz.sh --list failed:\n%s%s", out, stderr)
 	}
 	if got := strings.Split(strings.TrimSpace(out), "\n"); !slices.Equal(got, want) {
 		t.Fatalf("fuzz.sh --list:\n%s\nwant (go/parser):\n%s", out, strings.Join(want, "\n"))
@@ -140,9 +141,9 @@ func TestFuzzScriptFailsLoudly(t *testing.T) {
 		t.Skip("builds and runs the fuzzer")
 	}
 	t.Run("no targets", func(t *testing.T) {
-		out, ok := fuzzScript(t, t.TempDir(), nil)
-		if ok || !strings.Contains(out, "discovery found no fuzz targets") {
-			t.Fatalf("exit 0 = %v, output:\n%s", ok, out)
+		out, stderr, ok := fuzzScript(t, t.TempDir(), nil)
+		if ok || !strings.Contains(stderr, "discovery found no fuzz targets") {
+			t.Fatalf("exit 0 = %v, output:\n%s%s", ok, out, stderr)
 		}
 	})
 
@@ -152,7 +153,8 @@ func TestFuzzScriptFailsLoudly(t *testing.T) {
 	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "fuzzprobe"))); err != nil {
 		t.Fatal(err)
 	}
-	out, ok := fuzzScript(t, dir, []string{"FUZZTIME=5s", "GOWORK=off", "GOFLAGS="})
+	stdout, stderr, ok := fuzzScript(t, dir, []string{"FUZZTIME=5s", "GOWORK=off", "GOFLAGS="})
+	out := stdout + stderr
 	t.Logf("fuzz.sh output:\n%s", out)
 	if ok {
 		t.Fatal("fuzz.sh exited 0")
