@@ -49,15 +49,8 @@ bench-system: build ## whole-system load scenarios with herald bench (own redis-
 	./deploy/local/bench.sh
 
 .PHONY: fuzz
-fuzz: ## fuzz every parser for FUZZTIME each (default 30s)
-	$(GO) test -run '^$$' -fuzz '^FuzzParseCursor$$' -fuzztime $(FUZZTIME) ./push/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecoder$$' -fuzztime $(FUZZTIME) ./push/sse/
-	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./push/sse/
-	$(GO) test -run '^$$' -fuzz '^FuzzAuthenticate$$' -fuzztime $(FUZZTIME) ./push/auth/
-	$(GO) test -run '^$$' -fuzz '^FuzzPublishBody$$' -fuzztime $(FUZZTIME) ./push/server/
-	$(GO) test -run '^$$' -fuzz '^FuzzBatchDecoder$$' -fuzztime $(FUZZTIME) ./push/server/
-	$(GO) test -run '^$$' -fuzz '^FuzzStreamQuery$$' -fuzztime $(FUZZTIME) ./push/server/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./cluster/
+fuzz: ## fuzz every fuzz target in the tree (found by .ci/fuzz.sh) for FUZZTIME each (default 30s)
+	@GO='$(GO)' FUZZTIME='$(FUZZTIME)' ./.ci/fuzz.sh
 
 .PHONY: lint
 lint: ## go vet + staticcheck + gofmt check

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Herald's tests need on a fresh Debian machine: redis-server
-# (tests start their own instances on free loopback ports) and, for the
-# real-browser test, chromium + chromium-driver. Needs root for apt; without
+# (tests start their own instances on free loopback ports), curl (the
+# protection tests' outside-the-process sampler) and, for the real-browser
+# test, chromium + chromium-driver. Needs root for apt; without
 # root it only reports what is missing.
 #
 # promtool (deploy/prometheus_rules_test.go) is taken out of Debian's
@@ -25,6 +26,7 @@ if ! command -v promtool >/dev/null 2>&1 && [ ! -x "$gobin/promtool" ]; then
   fi
 fi
 need=()
+command -v curl >/dev/null 2>&1 || need+=(curl) # cmd/herald's protection tests sample from outside the process
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)

@@ -504,6 +504,9 @@ func (p *promScanner) matchers() error {
 				return perr(val.pos, "label %q: want a quoted value, got %q", t.text, val.text)
 			}
 			if t.text == "__name__" && op.is("=") {
+				if val.text == "" { // selects unnamed series: no metric
+					return perr(val.pos, "empty metric name")
+				}
 				p.names = append(p.names, val.text)
 			}
 			p.i += 3

@@ -19,6 +19,12 @@
 //     selected by `kid` (an opaque string, exact match); `jku`, `x5u`, `jwk`
 //     and `x5c` are ignored, so a token can never make Herald fetch or trust
 //     a key from a place it names; tokens carrying `crit` are rejected.
+//   - The header and claims are read with exact member names (never case
+//     folded, as encoding/json would) and a token is rejected if its header
+//     or claims repeat a name at any depth, carry a case variant of a name
+//     Herald reads (`"Herald"`, `"herald": {"PUB": …}`, `"KID"`), or hold
+//     invalid UTF-8: two JSON parsers can then never see different grants
+//     in one token (ADR 0019).
 //   - JWKS (Config.JWKSURLs): keys come only from the configured URLs. A
 //     token whose kid no configured or cached key has may trigger one
 //     refresh, at most once per Config.JWKSMinRefreshInterval; other

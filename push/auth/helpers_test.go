@@ -7,7 +7,9 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -249,4 +251,26 @@ func bearer(tok string) *http.Request {
 	r := httptest.NewRequest(http.MethodGet, "/v1/stream", nil)
 	r.Header.Set("Authorization", "Bearer "+tok)
 	return r
+}
+
+// signRaw signs header and payload JSON byte for byte as given (jwt.MapClaims
+// is re-encoded by encoding/json and so cannot carry a duplicate or
+// case-variant member) with method alg and key.
+func signRaw(tb testing.TB, alg string, key any, header, payload string) string {
+	tb.Helper()
+	enc := base64.RawURLEncoding
+	unsigned := enc.EncodeToString([]byte(header)) + "." + enc.EncodeToString([]byte(payload))
+	sig, err := jwt.GetSigningMethod(alg).Sign(unsigned, key)
+	if err != nil {
+		tb.Fatalf("sign %s: %v", alg, err)
+	}
+	return unsigned + "." + enc.EncodeToString(sig)
+}
+
+// rawClaims is a valid payload, as claims() but as JSON text, with extra
+// (members starting with a comma, or "") appended verbatim.
+func rawClaims(extra string) string {
+	now := time.Now().Unix()
+	return fmt.Sprintf(`{"iss":%q,"sub":"alice","aud":%q,"exp":%d,"iat":%d,"nbf":%d,"jti":"t-1"%s}`,
+		issuerA, testAud, now+300, now, now, extra)
 }

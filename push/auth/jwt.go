@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -52,15 +52,25 @@ func (v *verifier) keyfunc(t *jwt.Token) (any, error) {
 }
 
 // joseHeader is the part of the JOSE header read before verification, only
-// to select the key. Decoded with encoding/json like golang-jwt does, so
-// both agree on duplicate members (last wins).
+// to select the key. Decoded with decodeStrict: a header with duplicate
+// members, or a case variant of one of these names or of `alg`, is refused,
+// so Herald and golang-jwt (which reads `alg` and `kid` from its own decoding
+// of the header) cannot disagree on what the header says.
 type joseHeader struct {
-	Kid  string          `json:"kid"`
-	Typ  string          `json:"typ"`
-	Crit json.RawMessage `json:"crit"`
+	Alg  string         `json:"alg"`
+	Kid  string         `json:"kid"`
+	Typ  string         `json:"typ"`
+	Crit jsontext.Value `json:"crit"`
 }
 
-// claims are the claims Herald reads from a token.
+// headerNames are joseHeader's JSON names, for decodeStrict.
+func headerNames() []string { return []string{"alg", "kid", "typ", "crit"} }
+
+// claims are the claims Herald reads from a token. golang-jwt decodes the
+// payload with encoding/json, which hands it whole to UnmarshalJSON; that
+// decodes it with decodeStrict instead (exact names, no duplicates, case
+// variants refused), here and in the nested heraldClaim. Mint encodes it
+// with encoding/json.
 type claims struct {
 	jwt.RegisteredClaims
 	// Tenant scopes the principal (see ValidateTenant); absent means the
@@ -70,6 +80,20 @@ type claims struct {
 	Herald *heraldClaim `json:"herald,omitempty"`
 }
 
+// claimFields is claims without its JSON methods.
+type claimFields claims
+
+// claimNames are the JSON names of claims' fields, jwt.RegisteredClaims'
+// included (a test checks them against the struct tags).
+func claimNames() []string {
+	return []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "tenant", "herald"}
+}
+
+// UnmarshalJSON decodes a token payload strictly (see decodeStrict).
+func (c *claims) UnmarshalJSON(b []byte) error {
+	return decodeStrict(b, (*claimFields)(c), claimNames()...)
+}
+
 // heraldClaim is the "herald" claim: topic patterns the bearer may
 // subscribe and publish to (see ValidatePattern).
 type heraldClaim struct {
@@ -77,6 +101,17 @@ type heraldClaim struct {
 	Pub []string `json:"pub,omitempty"`
 	// Admin grants the cluster admin API (sessions, members).
 	Admin bool `json:"admin,omitempty"`
+}
+
+// heraldFields is heraldClaim without its JSON methods.
+type heraldFields heraldClaim
+
+// heraldNames are the JSON names of heraldClaim's fields.
+func heraldNames() []string { return []string{"sub", "pub", "admin"} }
+
+// UnmarshalJSON decodes the "herald" claim strictly (see decodeStrict).
+func (h *heraldClaim) UnmarshalJSON(b []byte) error {
+	return decodeStrict(b, (*heraldFields)(h), heraldNames()...)
 }
 
 // jwtFailure turns a golang-jwt error into ours. golang-jwt's sentinels
@@ -96,6 +131,9 @@ func jwtFailure(err error) error {
 		jwt.ErrTokenMalformed,
 		jwt.ErrTokenUnverifiable,
 		jwt.ErrTokenInvalidClaims,
+	}
+	if errors.Is(err, errAmbiguousJSON) {
+		return fmt.Errorf("%w: %w: token claims: %w", ErrInvalidCredentials, jwt.ErrTokenMalformed, errAmbiguousJSON)
 	}
 	for _, s := range sentinels {
 		if errors.Is(err, s) {
@@ -191,7 +229,12 @@ func decodeHeader(tok string) (joseHeader, error) {
 		return h, fmt.Errorf("%w: %w", ErrInvalidCredentials, jwt.ErrTokenMalformed)
 	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(seg)
-	if err != nil || json.Unmarshal(raw, &h) != nil {
+	if err != nil {
+		return h, fmt.Errorf("%w: %w", ErrInvalidCredentials, jwt.ErrTokenMalformed)
+	}
+	if err := decodeStrict(raw, &h, headerNames()...); errors.Is(err, errAmbiguousJSON) {
+		return h, fmt.Errorf("%w: %w: token header: %w", ErrInvalidCredentials, jwt.ErrTokenMalformed, errAmbiguousJSON)
+	} else if err != nil {
 		return h, fmt.Errorf("%w: %w", ErrInvalidCredentials, jwt.ErrTokenMalformed)
 	}
 	return h, nil

@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -206,5 +208,65 @@ func TestStreamEndsAtTokenExpiry(t *testing.T) {
 	}
 	if !strings.Contains(string(body), "herald.hello") || !strings.Contains(string(body[strings.Index(string(body), "herald.hello"):]), "\nretry: ") {
 		t.Fatalf("stream body %q: want hello, then a final retry:", body)
+	}
+}
+
+// signJSON signs payload, JSON text kept byte for byte (duplicate and
+// case-variant members included), with the node's HS256 secret under kid k1.
+func signJSON(t *testing.T, secretFile, payload string) string {
+	t.Helper()
+	key, err := os.ReadFile(secretFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := base64.RawURLEncoding
+	unsigned := enc.EncodeToString([]byte(`{"alg":"HS256","kid":"k1","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(payload))
+	sig, err := jwt.SigningMethodHS256.Sign(unsigned, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return unsigned + "." + enc.EncodeToString(sig)
+}
+
+// TestAmbiguousClaimsRefused: a validly signed token whose claims JSON can
+// be read two ways is refused with a JSON 401 on the real HTTP paths. Before
+// strict claim decoding, `"Herald":{"admin":true}` was read as the herald
+// claim and opened the admin API, and the last of two `pub` grants won.
+func TestAmbiguousClaimsRefused(t *testing.T) {
+	n, secret, _ := authNode(t)
+	admin, err := auth.Mint(auth.MintOptions{Algorithm: "HS256", KeyFile: secret, KeyID: "k1", Audience: "herald",
+		Subject: "ops", Admin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, _, body := do(t, "GET", n.URL+"/v1/cluster/members", "", "", map[string]string{"Authorization": "Bearer " + admin}); status != http.StatusOK {
+		t.Fatalf("admin token: members status %d, want 200: %s", status, body)
+	}
+	claims := func(extra string) string {
+		return fmt.Sprintf(`{"sub":"alice","aud":"herald","exp":%d%s}`, time.Now().Add(time.Hour).Unix(), extra)
+	}
+	tests := []struct {
+		name, method, path, body, payload string
+	}{
+		{"Herald admin on the admin API", "GET", "/v1/cluster/members", "", claims(`,"Herald":{"admin":true}`)},
+		{"herald.Admin on the admin API", "GET", "/v1/cluster/members", "", claims(`,"herald":{"Admin":true}`)},
+		{"duplicate pub on publish", "POST", "/v1/topics/orders.eu/events", `{"data":"x"}`, claims(`,"herald":{"pub":["chat"],"pub":["orders.*"]}`)},
+		{"PUB after pub on publish", "POST", "/v1/topics/orders.eu/events", `{"data":"x"}`, claims(`,"herald":{"pub":["chat"],"PUB":["orders.*"]}`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctype := ""
+			if tt.body != "" {
+				ctype = "application/json"
+			}
+			hdr := map[string]string{"Authorization": "Bearer " + signJSON(t, secret, tt.payload)}
+			status, h, body := do(t, tt.method, n.URL+tt.path, ctype, tt.body, hdr)
+			if status != http.StatusUnauthorized {
+				t.Fatalf("status %d, want 401: %s", status, body)
+			}
+			if !strings.HasPrefix(h.Get("Content-Type"), "application/json") || !strings.Contains(body, `"code":"`+server.CodeUnauthorized+`"`) {
+				t.Fatalf("want a JSON error body with code %s, got %s %s", server.CodeUnauthorized, h.Get("Content-Type"), body)
+			}
+		})
 	}
 }

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs every Go fuzz target in the tree for FUZZTIME each (default 30s).
+#
+# Targets are discovered, not listed: every `func FuzzXxx(f *testing.F)` in a
+# *_test.go file outside testdata/ and hidden directories, as (package
+# directory, name). `go test -fuzz` takes one package and one target per
+# run, so each target runs on its own. Finding no target at all is an error:
+# a broken discovery must not pass as "nothing to fuzz".
+#
+# A run that fails keeps going with the other targets, then exits 1. The
+# failing input that go test writes to <package>/testdata/fuzz/<Name>/ is
+# printed here, with the command that replays it, so the CI log alone is
+# enough to reproduce; commit the file to keep it as a regression seed.
+#
+#   .ci/fuzz.sh           fuzz every target
+#   .ci/fuzz.sh --list    print "<package dir> <Name>" per target and exit
+#
+# Environment: FUZZTIME (go test -fuzztime; default 30s), GO (default go).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO="${GO:-go}"
+FUZZTIME="${FUZZTIME:-30s}"
+
+# discover prints "<package dir> <Name>" per fuzz target, sorted. The name
+# rule is go test's: Fuzz, then nothing or a character that is not a
+# lower-case letter.
+discover() {
+  find . \( -name testdata -o -name vendor -o \( -name '.?*' ! -name . \) \) -prune \
+    -o -type f -name '*_test.go' -print0 |
+    xargs -0 -r grep -HE '^func Fuzz([^a-z(][A-Za-z0-9_]*)?\([A-Za-z_][A-Za-z0-9_]* \*testing\.F\)' |
+    sed -E 's#^(.*)/[^/]+_test\.go:func (Fuzz[A-Za-z0-9_]*)\(.*#\1 \2#' |
+    LC_ALL=C sort -u
+}
+
+mapfile -t targets < <(discover)
+if [ "${#targets[@]}" -eq 0 ]; then
+  echo "fuzz: discovery found no fuzz targets (looked for 'func FuzzXxx(f *testing.F)' in *_test.go)" >&2
+  exit 1
+fi
+if [ "${1:-}" = "--list" ]; then
+  printf '%s\n' "${targets[@]}"
+  exit 0
+fi
+
+echo "fuzz: ${#targets[@]} targets, ${FUZZTIME} each"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+passed=0
+failed=()
+start=$SECONDS
+for t in "${targets[@]}"; do
+  pkg="${t% *}"
+  name="${t#* }"
+  echo "=== fuzz ${pkg} ${name}"
+  t0=$SECONDS
+  ok=true
+  "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1 | tee "$log" || ok=false
+  # Without this check a target that stopped being one (renamed, build tag)
+  # would pass without fuzzing anything.
+  if grep -q 'no fuzz tests to fuzz' "$log"; then
+    echo "fuzz: ${pkg} ${name}: go test found no such fuzz target" >&2
+    ok=false
+  fi
+  if $ok; then
+    passed=$((passed + 1))
+    echo "--- fuzz ok ${pkg} ${name} ($((SECONDS - t0))s)"
+    continue
+  fi
+  failed+=("${pkg} ${name}")
+  echo "--- FUZZ FAIL ${pkg} ${name} ($((SECONDS - t0))s)"
+  # go test prints: Failing input written to testdata/fuzz/<Name>/<hash>
+  sed -nE 's/.*Failing input written to ([^ ]+).*/\1/p' "$log" | while read -r input; do
+    echo "fuzz: failing input ${pkg}/${input}:"
+    cat "${pkg}/${input}" || true
+    echo "fuzz: replay with: go test -run '^${name}/$(basename "$input")\$' ${pkg}"
+  done
+done
+echo "fuzz: $((SECONDS - start))s in all"
+if [ "${#failed[@]}" -gt 0 ]; then
+  printf 'fuzz: FAILED %s\n' "${failed[@]}" >&2
+fi
+echo "fuzz: ${passed} passed, ${#failed[@]} failed"
+[ "${#failed[@]}" -eq 0 ]

@@ -1,0 +1,3 @@
+module fuzzprobe
+
+go 1.26
