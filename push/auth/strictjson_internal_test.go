@@ -216,7 +216,7 @@ func FuzzClaims(f *testing.F) {
 		f.Add(tt.Header, tt.Payload)
 	}
 	f.Fuzz(func(t *testing.T, header, payload string) {
-		p, err := a.verifyJWT(sign(t, []byte(header), []byte(payload)))
+		p, err := a.verifyJWT(t.Context(), sign(t, []byte(header), []byte(payload)))
 		if err != nil {
 			if p != nil || !errors.Is(err, ErrInvalidCredentials) {
 				t.Fatalf("refused with principal %v, err %v", p, err)
@@ -257,7 +257,7 @@ func FuzzClaims(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted claims do not encode: %v", err)
 		}
-		p2, err := a.verifyJWT(sign(t, []byte(header), again))
+		p2, err := a.verifyJWT(t.Context(), sign(t, []byte(header), again))
 		if err != nil {
 			t.Fatalf("re-encoded claims %s refused: %v", again, err)
 		}
