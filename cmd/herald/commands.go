@@ -28,9 +28,13 @@ func newRootCommand(environ func() []string) *cobra.Command {
 		Short:         "Herald: a multi-region Server-Sent Events push cluster",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       Version,
 	}
+	// --version prints what `herald version` prints.
+	root.SetVersionTemplate(versionText())
 	root.AddCommand(
 		newServeCommand(environ),
+		newCheckConfigCommand(environ),
 		newPublishCommand(),
 		newTailCommand(),
 		newTokenCommand(),
@@ -44,8 +48,9 @@ func newRootCommand(environ func() []string) *cobra.Command {
 		},
 		&cobra.Command{
 			Use:   "version",
-			Short: "print the version",
-			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "herald", Version) },
+			Short: "print the version, commit and Go version (also herald --version)",
+			Args:  cobra.NoArgs,
+			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprint(cmd.OutOrStdout(), versionText()) },
 		},
 	)
 	return root
@@ -62,7 +67,7 @@ on an in-memory store that is NOT durable.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := LoadConfig(cmd.Flags(), environ)
 			if err != nil {
-				return err
+				return problemList(configSource(cmd.Flags(), environ), err)
 			}
 			m := NewMain()
 			m.Config = cfg
@@ -101,6 +106,40 @@ on an in-memory store that is NOT durable.`,
 		},
 	}
 	registerServeFlags(cmd.Flags())
+	return cmd
+}
+
+func newCheckConfigCommand(environ func() []string) *cobra.Command {
+	var print bool
+	cmd := &cobra.Command{
+		Use:   "checkconfig",
+		Short: "check a configuration (file, HERALD_* environment, flags) without starting a node",
+		Long: `Load the configuration exactly as serve does (defaults, then --config or
+HERALD_CONFIG, then HERALD_* environment variables, then the serve flags given
+here) and validate it. Exit 0 when it is valid; exit 1 listing every problem,
+each naming its key (and, for the file, its line). --print writes the
+effective configuration as YAML, secrets redacted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			src := configSource(cmd.Flags(), environ)
+			cfg, err := LoadConfig(cmd.Flags(), environ)
+			if err != nil {
+				return problemList(src, err)
+			}
+			if !print {
+				fmt.Fprintf(cmd.OutOrStdout(), "configuration %s: OK\n", src)
+				return nil
+			}
+			out, err := printConfig(cfg)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	registerServeFlags(cmd.Flags())
+	cmd.Flags().BoolVar(&print, "print", false, "print the effective configuration as YAML (secrets redacted)")
 	return cmd
 }
 
