@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -243,13 +244,13 @@ func newTailCommand() *cobra.Command {
 			out := json.NewEncoder(cmd.OutOrStdout())
 			seen := 0
 			errDone := errors.New("done")
+			// Connection lifecycle on stderr (stdout carries only events):
+			// connected, and every failure with its reason and the wait
+			// before the next attempt.
+			fmt.Fprintf(cmd.ErrOrStderr(), "herald tail: connecting to %s (topics %s)\n", strings.Join(urls, ", "), strings.Join(topics, ", "))
 			s := client.Subscribe(client.StreamConfig{
 				Endpoints: urls, Topics: topics, Token: token, LastEventID: lastID, From: from,
-				OnDisconnect: func(ep string, err error) {
-					if !errors.Is(err, errDone) && cmd.Context().Err() == nil {
-						fmt.Fprintf(cmd.ErrOrStderr(), "herald tail: disconnected from %s: %v; resuming\n", ep, err)
-					}
-				},
+				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{ReplaceAttr: dropTime})),
 			})
 			err := s.Run(cmd.Context(), func(ev client.Event) error {
 				if err := out.Encode(ev); err != nil {
@@ -279,6 +280,18 @@ func newTailCommand() *cobra.Command {
 	return cmd
 }
 
+// dropTime removes the timestamp from CLI log lines (a terminal has one)
+// and rounds durations to milliseconds.
+func dropTime(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.DurationValue(a.Value.Duration().Round(time.Millisecond))
+	}
+	return a
+}
+
 func newTokenCommand() *cobra.Command {
 	var o auth.MintOptions
 	cmd := &cobra.Command{
@@ -286,6 +299,20 @@ func newTokenCommand() *cobra.Command {
 		Short: "mint a JWT for subscribers or publishers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var missing []string
+			for _, m := range []struct{ flag, val, why string }{
+				{"--aud", o.Audience, "the audience the node checks: its auth.audience"},
+				{"--sub", o.Subject, "who the token is for"},
+				{"--key-file", o.KeyFile, "the HMAC secret file, or the PEM private key of an auth.keys entry"},
+			} {
+				if m.val == "" {
+					missing = append(missing, fmt.Sprintf("%s (%s)", m.flag, m.why))
+				}
+			}
+			if len(missing) > 0 {
+				return fmt.Errorf("token: missing %s\ne.g. herald token --key-file secret --aud herald --sub alice --subscribe 'chat.*'",
+					strings.Join(missing, ", "))
+			}
 			tok, err := auth.Mint(o)
 			if err != nil {
 				return err
@@ -322,6 +349,9 @@ func newTokenCommand() *cobra.Command {
 	return cmd
 }
 
+// defaultAdminURL is the admin listener of a node with default settings.
+var defaultAdminURL = "http://" + DefaultConfig().AdminListen
+
 func newMembersCommand() *cobra.Command {
 	var admin string
 	var asJSON bool
@@ -338,7 +368,9 @@ func newMembersCommand() *cobra.Command {
 			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
-				return err
+				return fmt.Errorf("members: no admin listener answered at %s: %w\n"+
+					"Is the node running? Point --admin at any node's admin listener (its admin_listen; --admin defaults to %s)",
+					admin, err, defaultAdminURL)
 			}
 			defer resp.Body.Close()
 			body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
@@ -371,7 +403,7 @@ func newMembersCommand() *cobra.Command {
 			return w.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&admin, "admin", "http://127.0.0.1:9090", "admin base URL of any node")
+	cmd.Flags().StringVar(&admin, "admin", defaultAdminURL, "admin base URL of any node (its admin_listen)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON")
 	return cmd
 }
