@@ -32,4 +32,3 @@ func main() {
 		os.Exit(1)
 	}
 }
-
