@@ -144,31 +144,135 @@ effective configuration as YAML, secrets redacted.`,
 	return cmd
 }
 
+// printBanner says how the node runs (authentication, store) and gives
+// examples that work in that mode. Credentials appear only as shell
+// variables ($HERALD_API_KEY, $HERALD_TOKEN): the banner never prints a
+// secret, and the configuration holds only API key hashes anyway.
 func printBanner(w io.Writer, m *Main) {
 	u := m.URL()
-	var notes []string
-	if !m.Store.Durable() {
-		notes = append(notes, "in-memory store: NOT durable")
+	cfg := m.Config
+	store := "in-memory store (NOT durable: events are lost on restart)"
+	if m.Store.Durable() {
+		store = "Redis store " + redactURLSecrets(cfg.Redis)
 	}
-	if m.Config.Dev {
-		notes = append(notes, "dev mode: no authentication")
+	auth := "DEV MODE: no authentication"
+	if !cfg.Dev {
+		var parts []string
+		if n := len(cfg.Auth.APIKeys); n > 0 {
+			parts = append(parts, plural(n, "API key"))
+		}
+		if n := len(cfg.Auth.Keys); n > 0 {
+			parts = append(parts, fmt.Sprintf("%s (audience %q)", plural(n, "JWT key"), cfg.Auth.Audience))
+		}
+		auth = "authentication on: " + strings.Join(parts, ", ")
 	}
-	fmt.Fprintf(w, "\nHerald %s is running (%s)\n\n", Version, strings.Join(notes, "; "))
+	fmt.Fprintf(w, "\nHerald node %s is running (version %s, region %s)\n  mode   %s\n  store  %s\n\n", cfg.NodeName, Version, cfg.Region, auth, store)
 	fmt.Fprintf(w, "  public API  %s\n", u)
 	if a := m.AdminURL(); a != "" {
 		fmt.Fprintf(w, "  admin       %s  (/healthz, /readyz, /metrics, /v1/node, /v1/cluster/members)\n", a)
 	}
 	if m.Cluster != nil {
-		fmt.Fprintf(w, "  gossip      %s  (region %s)\n", m.Cluster.Local().GossipAddr, m.Config.Region)
+		fmt.Fprintf(w, "  gossip      %s  (region %s)\n", m.Cluster.Local().GossipAddr, cfg.Region)
 	}
 	if m.Federation != nil {
 		fmt.Fprintf(w, "  wan         %s  (federates regions; /v1/region on the admin listener)\n", m.Federation.GossipAddr())
 	}
+	fmt.Fprintln(w)
+	ex := bannerExamples(cfg)
+	for _, l := range ex.setup {
+		fmt.Fprintln(w, strings.TrimRight("  "+l, " "))
+	}
+	pubAuth, subAuth, pubTok, subTok := "", "", "", ""
+	if ex.pubCred != "" {
+		pubAuth, pubTok = ` -H "Authorization: Bearer $`+ex.pubCred+`"`, ` --token "$`+ex.pubCred+`"`
+	}
+	if ex.subCred != "" {
+		subAuth, subTok = ` -H "Authorization: Bearer $`+ex.subCred+`"`, ` --token "$`+ex.subCred+`"`
+	}
+	if ex.subTopic != "" {
+		fmt.Fprintf(w, "  subscribe:  curl -N%s '%s/v1/stream?topic=%s'\n", subAuth, u, ex.subTopic)
+		fmt.Fprintf(w, "  history:    curl%s '%s/v1/topics/%s/events?after=0'\n", subAuth, u, ex.subTopic)
+	}
+	if ex.pubTopic != "" {
+		fmt.Fprintf(w, "  publish:    curl -X POST%s %s/v1/topics/%s/events -H 'Content-Type: application/json' -d '{\"event\":\"greeting\",\"data\":{\"hello\":\"world\"}}'\n", pubAuth, u, ex.pubTopic)
+	}
+	if ex.subTopic != "" {
+		fmt.Fprintf(w, "  or:         herald tail --url %s%s --topic %s\n", u, subTok, ex.subTopic)
+	}
+	if ex.pubTopic != "" {
+		fmt.Fprintf(w, "              herald publish --url %s%s --topic %s --data hi\n", u, pubTok, ex.pubTopic)
+	}
+	fmt.Fprintln(w)
+}
 
-	fmt.Fprintf(w, "\n  subscribe:  curl -N '%s/v1/stream?topic=demo&topic=news'\n", u)
-	fmt.Fprintf(w, "  publish:    curl -X POST %s/v1/topics/demo/events -H 'Content-Type: application/json' -d '{\"event\":\"greeting\",\"data\":{\"hello\":\"world\"}}'\n", u)
-	fmt.Fprintf(w, "  history:    curl '%s/v1/topics/demo/events?after=0'\n", u)
-	fmt.Fprintf(w, "  or:         herald tail --url %s --topic demo    |    herald publish --url %s --topic demo --data hi\n\n", u, u)
+// examples are the banner's credentials and topics for the node's mode.
+type examples struct {
+	setup              []string // lines that set the credential variables
+	pubCred, subCred   string   // variable names; "" in dev mode
+	pubTopic, subTopic string   // "" when the mode has no credential for it
+}
+
+func bannerExamples(cfg Config) examples {
+	if cfg.Dev {
+		return examples{pubTopic: "demo", subTopic: "demo"}
+	}
+	var ex examples
+	// An API key publishes (and subscribes, if it has subscribe grants)
+	// to its own patterns.
+	for _, k := range cfg.Auth.APIKeys {
+		if len(k.Publish) > 0 && ex.pubTopic == "" {
+			ex.pubTopic, ex.pubCred = exampleTopic(k.Publish[0]), "HERALD_API_KEY"
+			ex.setup = append(ex.setup, fmt.Sprintf("export HERALD_API_KEY=hk_…   # the API key %q (the config holds only its hash)", k.ID))
+		}
+	}
+	if len(cfg.Auth.Keys) > 0 {
+		k := cfg.Auth.Keys[0]
+		topic := ex.pubTopic
+		if topic == "" {
+			topic = "demo"
+		}
+		keyFile := "<private key of " + strconvQuote(k.ID) + ">"
+		if strings.HasPrefix(k.Algorithm, "HS") {
+			keyFile = k.File // the shared secret's path, not the secret
+		}
+		mint := fmt.Sprintf("herald token --alg %s --key-file %s --aud %s --sub you --subscribe %s", k.Algorithm, keyFile, cfg.Auth.Audience, topic)
+		if k.ID != "" {
+			mint += " --kid " + k.ID
+		}
+		if k.Issuer != "" {
+			mint += " --iss " + k.Issuer
+		}
+		if ex.pubTopic == "" {
+			mint += " --publish " + topic
+			ex.pubTopic, ex.pubCred = topic, "HERALD_TOKEN"
+		}
+		ex.setup = append(ex.setup, "export HERALD_TOKEN=$("+mint+")")
+		ex.subTopic, ex.subCred = topic, "HERALD_TOKEN"
+	} else {
+		for _, k := range cfg.Auth.APIKeys {
+			if len(k.Subscribe) > 0 {
+				ex.subTopic, ex.subCred = exampleTopic(k.Subscribe[0]), "HERALD_API_KEY"
+				break
+			}
+		}
+		if ex.subTopic == "" {
+			ex.setup = append(ex.setup, "(no JWT keys and no API key with subscribe grants: nobody can subscribe yet)")
+		}
+	}
+	if len(ex.setup) > 0 {
+		ex.setup = append(ex.setup, "")
+	}
+	return ex
+}
+
+// exampleTopic is a topic a grant pattern allows ('*' matches any run).
+func exampleTopic(pattern string) string { return strings.ReplaceAll(pattern, "*", "demo") }
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func newPublishCommand() *cobra.Command {
