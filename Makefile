@@ -20,9 +20,12 @@ help: ## list targets
 build: ## build bin/herald
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/herald
 
+LISTEN       ?= 127.0.0.1:8080
+ADMIN_LISTEN ?= 127.0.0.1:8081
+
 .PHONY: run
-run: build ## run one dev node on the in-memory store (no auth) and print its URLs
-	./$(BIN) serve --dev --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9090
+run: build ## run one dev node on the in-memory store (no auth) and print its URLs (LISTEN=, ADMIN_LISTEN= override the addresses)
+	./$(BIN) serve --dev --listen '$(LISTEN)' --admin-listen '$(ADMIN_LISTEN)'
 
 .PHONY: demo
 demo: build ## two local regions × two nodes, their Redis primaries and cross-region replicas; prints URLs and how to kill a region

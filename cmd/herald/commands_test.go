@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -80,5 +81,30 @@ func TestTailReportsConnectFailures(t *testing.T) {
 	}
 	if out.Len() != 0 {
 		t.Errorf("stdout carries non-events: %q", out.String())
+	}
+}
+
+// The admin listener defaulted to 9090, Prometheus' own port, and `make
+// run` hard-coded both addresses.
+func TestDefaultPortsAndMakeRunOverrides(t *testing.T) {
+	d := DefaultConfig()
+	_, admin, _ := net.SplitHostPort(d.AdminListen)
+	_, public, _ := net.SplitHostPort(d.Listen)
+	if admin == "9090" || admin == public {
+		t.Errorf("admin_listen default %s clashes (Prometheus is 9090; public is %s)", d.AdminListen, public)
+	}
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make not on PATH")
+	}
+	out, err := exec.Command("make", "-s", "-n", "-C", "../..", "run", "LISTEN=127.0.0.1:7001", "ADMIN_LISTEN=127.0.0.1:7002").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make -n run: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "--listen '127.0.0.1:7001' --admin-listen '127.0.0.1:7002'") {
+		t.Errorf("make run ignores LISTEN/ADMIN_LISTEN:\n%s", out)
+	}
+	out, err = exec.Command("make", "-s", "-n", "-C", "../..", "run").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--admin-listen '"+d.AdminListen+"'") {
+		t.Errorf("make run default admin address is not the built-in default %s: %v\n%s", d.AdminListen, err, out)
 	}
 }

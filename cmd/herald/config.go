@@ -239,7 +239,7 @@ type StreamConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		Listen:      "127.0.0.1:8080",
-		AdminListen: "127.0.0.1:9090",
+		AdminListen: "127.0.0.1:8081",
 		RedisPrefix: "herald",
 		Region:      "local",
 		LogLevel:    "info",
