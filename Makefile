@@ -68,6 +68,10 @@ lint: ## go vet + staticcheck + gofmt check
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+.PHONY: config-docs
+config-docs: ## regenerate docs/configuration.md from the config structs (TestConfigReference fails when it is stale)
+	$(GO) generate ./cmd/herald
+
 .PHONY: tidy
 tidy: ## fail when go.mod/go.sum are not tidy
 	$(GO) mod tidy -diff

@@ -31,20 +31,26 @@ import (
 	"github.com/heraldpush/herald/resilience"
 )
 
+//go:generate go test -run ^TestConfigReference$ -update-config-reference .
+
 // EnvPrefix prefixes every environment variable; nested keys join with "__"
 // (HERALD_LIMITS__MAX_EVENT_BYTES = limits.max_event_bytes).
 const EnvPrefix = "HERALD_"
 
-// Config is the whole node configuration. Every key is documented in
-// README.md ("Configuration reference"); keep them in step.
+// Config is the whole node configuration. docs/configuration.md is
+// generated from these structs (koanf tags, doc comments, defaults, serve
+// flags) by `make config-docs`; every key needs a doc comment.
 type Config struct {
 	// Listen is the public API address (publish, stream, history).
 	Listen string `koanf:"listen"`
 	// TLSCertFile and TLSKeyFile, when both set, serve the public API over
 	// TLS, which also enables HTTP/2 (no 6-streams-per-host browser limit).
 	TLSCertFile string `koanf:"tls_cert_file"`
-	TLSKeyFile  string `koanf:"tls_key_file"`
-	// AdminListen serves health and (later) metrics; "" disables it.
+	// TLSKeyFile is the PEM private key of TLSCertFile.
+	TLSKeyFile string `koanf:"tls_key_file"`
+	// AdminListen is the admin address: health, readiness, /metrics, the
+	// cluster and region admin API, protection state. Unauthenticated:
+	// keep it private. "" disables it.
 	AdminListen string `koanf:"admin_listen"`
 	// AdminPprof exposes /debug/pprof on the admin listener (never on the public one).
 	AdminPprof bool `koanf:"admin_pprof"`
@@ -205,14 +211,22 @@ func redactPassword(s string) string {
 	return userinfoPassword.ReplaceAllString(s, "$1:xxxxx@")
 }
 
-// LimitsConfig bounds requests.
+// LimitsConfig bounds requests and the per-stream live queues.
 type LimitsConfig struct {
-	MaxEventBytes      int           `koanf:"max_event_bytes"`
-	MaxTopicsPerStream int           `koanf:"max_topics_per_stream"`
-	MaxBatchEvents     int           `koanf:"max_batch_events"`
-	QueueMaxEvents     int           `koanf:"queue_max_events"`
-	QueueMaxBytes      int           `koanf:"queue_max_bytes"`
-	QueueMaxLag        time.Duration `koanf:"queue_max_lag"`
+	// MaxEventBytes caps one event's data (1..1048576 bytes).
+	MaxEventBytes int `koanf:"max_event_bytes"`
+	// MaxTopicsPerStream caps the topics of one stream (1..256).
+	MaxTopicsPerStream int `koanf:"max_topics_per_stream"`
+	// MaxBatchEvents caps the events of one POST /v1/events (1..10000).
+	MaxBatchEvents int `koanf:"max_batch_events"`
+	// QueueMaxEvents caps a stream's live queue in events; overflow
+	// disconnects the stream, which resumes from its cursor.
+	QueueMaxEvents int `koanf:"queue_max_events"`
+	// QueueMaxBytes caps a stream's live queue in bytes (≥ max_event_bytes).
+	QueueMaxBytes int `koanf:"queue_max_bytes"`
+	// QueueMaxLag disconnects a stream as slow when its oldest queued event
+	// has waited longer (≥ 100ms); it resumes from its cursor.
+	QueueMaxLag time.Duration `koanf:"queue_max_lag"`
 	// BodyTimeout bounds the time a non-stream request may take to send
 	// its body (408 and a closed connection after it); its answer must be
 	// taken within body_timeout + stream.write_timeout.
@@ -221,13 +235,25 @@ type LimitsConfig struct {
 
 // StreamConfig tunes SSE streams.
 type StreamConfig struct {
-	Heartbeat    time.Duration `koanf:"heartbeat"`
-	RetryMin     time.Duration `koanf:"retry_min"`
-	RetryMax     time.Duration `koanf:"retry_max"`
+	// Heartbeat is the keep-alive comment interval (≥ 1s): one ticker wakes
+	// the streams that wrote nothing for half of it or more, and each writes
+	// a comment (busy streams are not woken). Proxies must allow idle
+	// streams longer than this.
+	Heartbeat time.Duration `koanf:"heartbeat"`
+	// RetryMin and RetryMax bound the jittered `retry:` sent at connect.
+	RetryMin time.Duration `koanf:"retry_min"`
+	// RetryMax is the upper bound of the jittered `retry:` (≥ retry_min).
+	RetryMax time.Duration `koanf:"retry_max"`
+	// WriteTimeout is the per-write deadline; a client that cannot take a
+	// write in time is cut off (it resumes from its cursor).
 	WriteTimeout time.Duration `koanf:"write_timeout"`
-	// CoalesceWindow: on a node whose writes fall behind, a busy stream's
-	// events arriving within this window of its last write go out together
-	// in one write (0: off).
+	// CoalesceWindow is write coalescing under load: once a stream's write
+	// went out late (its oldest event queued > 20 ms) with fewer than 4
+	// events, and its events are published less than half this window
+	// apart on average, events arriving within this window of that write
+	// wait and go out in one write: fewer syscalls and client wake-ups when
+	// the node is short of CPU, at most this much added latency. An
+	// unloaded node writes every event at once; 0 turns it off (max 1s).
 	CoalesceWindow time.Duration `koanf:"coalesce_window"`
 	// SendBuffer fixes each public connection's socket send buffer (bytes;
 	// 0 keeps the kernel's autotuning): bounds what a slow client can
