@@ -180,10 +180,19 @@ func walkYAML(v *yaml.Node, n *keyNode, path string, paths map[string]int, out *
 	if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
 		return // "key:" with no value leaves the default
 	}
+	visit := func(child *yaml.Node, line int, node *keyNode, p string) {
+		if paths != nil {
+			paths[p] = line
+		}
+		walkYAML(child, node, p, paths, out, depth+1)
+	}
+	mismatch := func(want string) {
+		*out = append(*out, fileProblem{v.Line, v.Column, fmt.Sprintf("%s: want %s, got %s", displayKey(path), want, describeNode(v))})
+	}
 	switch n.kind {
 	case kindSection:
 		if v.Kind != yaml.MappingNode {
-			*out = append(*out, fileProblem{v.Line, v.Column, fmt.Sprintf("%s: want a mapping of keys, got %s", displayKey(path), describeNode(v))})
+			mismatch("a mapping of keys")
 			return
 		}
 		for i := 0; i+1 < len(v.Content); i += 2 {
@@ -198,34 +207,23 @@ func walkYAML(v *yaml.Node, n *keyNode, path string, paths map[string]int, out *
 				*out = append(*out, fileProblem{kn.Line, kn.Column, "unknown key " + strconvQuote(p) + suggest(p, n, path)})
 				continue
 			}
-			if paths != nil {
-				paths[p] = kn.Line
-			}
-			walkYAML(vn, f.node, p, paths, out, depth+1)
+			visit(vn, kn.Line, f.node, p)
 		}
 	case kindList:
 		if v.Kind != yaml.SequenceNode {
-			*out = append(*out, fileProblem{v.Line, v.Column, fmt.Sprintf("%s: want a list, got %s", displayKey(path), describeNode(v))})
+			mismatch("a list")
 			return
 		}
 		for i, e := range v.Content {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			if paths != nil {
-				paths[p] = e.Line
-			}
-			walkYAML(e, n.elem, p, paths, out, depth+1)
+			visit(e, e.Line, n.elem, fmt.Sprintf("%s[%d]", path, i))
 		}
 	case kindMap:
 		if v.Kind != yaml.MappingNode {
-			*out = append(*out, fileProblem{v.Line, v.Column, fmt.Sprintf("%s: want a mapping, got %s", displayKey(path), describeNode(v))})
+			mismatch("a mapping")
 			return
 		}
 		for i := 0; i+1 < len(v.Content); i += 2 {
-			p := joinKey(path, v.Content[i].Value)
-			if paths != nil {
-				paths[p] = v.Content[i].Line
-			}
-			walkYAML(v.Content[i+1], n.elem, p, paths, out, depth+1)
+			visit(v.Content[i+1], v.Content[i].Line, n.elem, joinKey(path, v.Content[i].Value))
 		}
 	}
 }
