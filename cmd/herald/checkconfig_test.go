@@ -120,6 +120,8 @@ redis: redis://user:redispw@127.0.0.1:6390/0
 gossip_key: Z29zc2lwLWtleS1nb3NzaXAta2V5LWdvc3NpcC1rZXk=
 gossip_old_keys: [b2xkLWtleS1vbGQta2V5LW9sZC1rZXktb2xkLWtleTE=]
 wan_key: d2FuLWtleS13YW4ta2V5LXdhbi1rZXktd2FuLWtleTE=
+session_key: c2Vzc2lvbi1rZXktc2Vzc2lvbi1rZXktc2Vzc2lvbg==
+session_old_keys: [b2xkLXNlc3Npb24ta2V5LW9sZC1zZXNzaW9uLWtleQ==]
 auth:
   api_keys: [{id: billing, hash: "`+hash+`", publish: ["orders.*"]}]
 telemetry:
@@ -135,7 +137,7 @@ retention:
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"redispw", "Z29zc2lw", "b2xkLWtl", "d2FuLWtl", "1111111111", "otlppw", "headersecret", "remotepw", "sentinelpw"} {
+	for _, secret := range []string{"redispw", "Z29zc2lw", "b2xkLWtl", "d2FuLWtl", "c2Vzc2lv", "b2xkLXNl", "1111111111", "otlppw", "headersecret", "remotepw", "sentinelpw"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("--print shows secret %q:\n%s", secret, out)
 		}

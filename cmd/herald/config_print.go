@@ -23,6 +23,8 @@ var secretKeys = map[string]bool{
 	"gossip_key":               true,
 	"gossip_old_keys":          true,
 	"wan_key":                  true,
+	"session_key":              true,
+	"session_old_keys":         true,
 	"auth.api_keys[].hash":     true, // not the key, but nothing to share either
 	"telemetry.otlp.headers":   true, // typically a backend's API key
 	"telemetry.otlp.headers.*": true,
