@@ -7,7 +7,8 @@ MAKEFLAGS += --no-builtin-rules
 GO        ?= go
 BIN       := bin/herald
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X main.Version=$(VERSION)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -s -w -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 PKGS      := ./...
 FUZZTIME  ?= 30s
 TEST_TIMEOUT ?= 25m

@@ -192,7 +192,7 @@ func TestDockerfileLint(t *testing.T) {
 			buildRun = in.args
 		}
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w -X main.Version=${VERSION}"`, "./cmd/herald"} {
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w -X main.Version=${VERSION} -X main.Commit=${REVISION}"`, "./cmd/herald"} {
 		if !strings.Contains(buildRun, want) {
 			t.Errorf("go build step %q lacks %s", buildRun, want)
 		}

@@ -8,10 +8,13 @@ import (
 
 // versionText is what `herald version` and `herald --version` print: the
 // version (-ldflags "-X main.Version=…", else the module version of a
-// `go install`), the VCS commit the binary was built from, and the Go
-// version.
+// `go install`), the VCS commit the binary was built from (the toolchain's
+// vcs.revision, else main.Commit), and the Go version.
 func versionText() string {
-	version, commit, goVersion := Version, "unknown", runtime.Version()
+	version, commit, goVersion := Version, Commit, runtime.Version()
+	if commit == "" {
+		commit = "unknown"
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			version = bi.Main.Version
