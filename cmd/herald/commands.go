@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -231,7 +232,7 @@ func bannerExamples(cfg Config) examples {
 		if topic == "" {
 			topic = "demo"
 		}
-		keyFile := "<private key of " + strconvQuote(k.ID) + ">"
+		keyFile := "<private key of " + strconv.Quote(k.ID) + ">"
 		if strings.HasPrefix(k.Algorithm, "HS") {
 			keyFile = k.File // the shared secret's path, not the secret
 		}

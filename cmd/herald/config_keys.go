@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -204,7 +205,7 @@ func walkYAML(v *yaml.Node, n *keyNode, path string, paths map[string]int, out *
 			f := n.field(kn.Value)
 			p := joinKey(path, kn.Value)
 			if f == nil || kn.Kind != yaml.ScalarNode {
-				*out = append(*out, fileProblem{kn.Line, kn.Column, "unknown key " + strconvQuote(p) + suggest(p, n, path)})
+				*out = append(*out, fileProblem{kn.Line, kn.Column, "unknown key " + strconv.Quote(p) + suggest(p, n, path)})
 				continue
 			}
 			visit(vn, kn.Line, f.node, p)
@@ -238,7 +239,7 @@ func displayKey(path string) string {
 func describeNode(v *yaml.Node) string {
 	switch v.Kind {
 	case yaml.ScalarNode:
-		return "the value " + strconvQuote(clipText(v.Value, 40))
+		return "the value " + strconv.Quote(clipText(v.Value, 40))
 	case yaml.SequenceNode:
 		return "a list"
 	case yaml.MappingNode:
@@ -254,8 +255,6 @@ func clipText(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func strconvQuote(s string) string { return fmt.Sprintf("%q", s) }
-
 // envKeyProblem checks one environment key (already lower-cased and with
 // "__" turned into ".") against the tree; "" when it names a value.
 func envKeyProblem(root *keyNode, key string) string {
@@ -267,20 +266,20 @@ func envKeyProblem(root *keyNode, key string) string {
 			f := n.field(seg)
 			if f == nil {
 				p := joinKey(path, seg)
-				return "unknown key " + strconvQuote(p) + suggest(p, n, path)
+				return "unknown key " + strconv.Quote(p) + suggest(p, n, path)
 			}
 			n, path = f.node, joinKey(path, seg)
 		case kindMap:
 			n, path = n.elem, joinKey(path, seg)
 		default:
-			return fmt.Sprintf("%s is a single value: nothing is nested under it", strconvQuote(path))
+			return fmt.Sprintf("%s is a single value: nothing is nested under it", strconv.Quote(path))
 		}
 	}
 	switch n.kind {
 	case kindSection:
-		return fmt.Sprintf("%s is a section: set one of its keys (e.g. %s)", strconvQuote(key), envName(joinKey(key, n.fields[0].name)))
+		return fmt.Sprintf("%s is a section: set one of its keys (e.g. %s)", strconv.Quote(key), envName(joinKey(key, n.fields[0].name)))
 	case kindList:
-		return fmt.Sprintf("%s is a list of entries: set it in the config file", strconvQuote(key))
+		return fmt.Sprintf("%s is a list of entries: set it in the config file", strconv.Quote(key))
 	}
 	return ""
 }
