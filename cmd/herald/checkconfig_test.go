@@ -50,6 +50,7 @@ protection:
     tenants: {acme: 5}
 telemetry:
   otlp: {headers: {x-key: v}, timeot: 1s}
+  node: n1
 `)
 	env := []string{"HERALD_FOO=1", "HERALD_LIMITS_MAX_EVENT_BYTES=7", "HERALD_TOKEN=client-side", "HERALD_PROTECTION__INGRESS__TENANTS__ACME=3"}
 	_, err := LoadConfig(flagSet(t, "--config", file), func() []string { return env })
@@ -61,6 +62,7 @@ telemetry:
 		file + `:5:3: unknown key "limits.max_evnt_bytes" (did you mean "limits.max_event_bytes"?)`,
 		file + `:8:33: unknown key "auth.api_keys[0].publsh"`,
 		file + `:13:31: unknown key "telemetry.otlp.timeot"`,
+		file + `:14:3: unknown key "telemetry.node" (the node sets it from node_name)`,
 		`environment HERALD_FOO: unknown key "foo"`,
 		`environment HERALD_LIMITS_MAX_EVENT_BYTES: unknown key "limits_max_event_bytes" (did you mean "limits.max_event_bytes"?)`,
 	} {
@@ -75,8 +77,8 @@ telemetry:
 			t.Errorf("%s reported: %v", bad, err)
 		}
 	}
-	if n := len(leafErrors(err)); n != 6 {
-		t.Errorf("%d problems, want 6: %v", n, err)
+	if n := len(leafErrors(err)); n != 7 {
+		t.Errorf("%d problems, want 7: %v", n, err)
 	}
 }
 

@@ -48,8 +48,9 @@ type keyField struct {
 // notConfigKeys are koanf-tagged fields that the node fills in itself: a
 // value in the file or the environment would be silently overwritten, so
 // they are refused like any unknown key.
-var notConfigKeys = map[string]bool{
-	"telemetry.version": true, "telemetry.node": true, "telemetry.region": true, "telemetry.zone": true,
+var notConfigKeys = map[string]string{
+	"telemetry.version": "the binary's version", "telemetry.node": "node_name",
+	"telemetry.region": "region", "telemetry.zone": "zone",
 }
 
 // configKeys is the key tree of Config.
@@ -100,7 +101,7 @@ func addFields(n *keyNode, t reflect.Type, path string, index []int) {
 			continue
 		}
 		p := joinKey(path, tag)
-		if notConfigKeys[p] {
+		if _, ok := notConfigKeys[p]; ok {
 			continue
 		}
 		n.fields = append(n.fields, keyField{name: tag, index: idx, node: keyTree(f.Type, p), owner: t, field: f.Name})
@@ -292,6 +293,9 @@ func envName(key string) string {
 // suggest proposes the closest known key to a misspelt one (in the same
 // section, else anywhere), or "".
 func suggest(bad string, section *keyNode, sectionPath string) string {
+	if from, ok := notConfigKeys[bad]; ok {
+		return " (the node sets it from " + from + ")"
+	}
 	if len(bad) > 80 {
 		return "" // not a typo; and edit distance is quadratic
 	}
