@@ -98,6 +98,16 @@ func TestCheckConfigCommand(t *testing.T) {
 	if err != nil || !strings.Contains(out, "OK") {
 		t.Fatalf("good file: %q %v", out, err)
 	}
+	// --print writes a file the loader takes back unchanged.
+	printed, _, err := runCLI(t, nil, "checkconfig", "--config", good, "--print")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := writeFile(t, "printed.yaml", printed)
+	reprinted, _, err := runCLI(t, nil, "checkconfig", "--config", again, "--print")
+	if err != nil || reprinted != printed {
+		t.Fatalf("printed configuration does not load back the same: %v\n%s\n---\n%s", err, printed, reprinted)
+	}
 	bad := writeFile(t, "bad.yaml", "retension: {default: {max_len: 10}}\nregion: Not_A_Region\nlog_level: loud\n")
 	_, _, err = runCLI(t, []string{"HERALD_LISENT=x"}, "checkconfig", "--config", bad)
 	if err == nil {
