@@ -7,7 +7,8 @@ MAKEFLAGS += --no-builtin-rules
 GO        ?= go
 BIN       := bin/herald
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X main.Version=$(VERSION)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -s -w -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 PKGS      := ./...
 FUZZTIME  ?= 30s
 TEST_TIMEOUT ?= 25m
@@ -20,9 +21,12 @@ help: ## list targets
 build: ## build bin/herald
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/herald
 
+LISTEN       ?= 127.0.0.1:8080
+ADMIN_LISTEN ?= 127.0.0.1:8081
+
 .PHONY: run
-run: build ## run one dev node on the in-memory store (no auth) and print its URLs
-	./$(BIN) serve --dev --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9090
+run: build ## run one dev node on the in-memory store (no auth) and print its URLs (LISTEN=, ADMIN_LISTEN= override the addresses)
+	./$(BIN) serve --dev --listen '$(LISTEN)' --admin-listen '$(ADMIN_LISTEN)'
 
 .PHONY: demo
 demo: build ## two local regions × two nodes, their Redis primaries and cross-region replicas; prints URLs and how to kill a region
@@ -57,6 +61,10 @@ lint: ## go vet + staticcheck + gofmt check
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: config-docs
+config-docs: ## regenerate docs/configuration.md from the config structs (TestConfigReference fails when it is stale)
+	$(GO) generate ./cmd/herald
 
 .PHONY: tidy
 tidy: ## fail when go.mod/go.sum are not tidy

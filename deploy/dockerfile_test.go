@@ -192,7 +192,7 @@ func TestDockerfileLint(t *testing.T) {
 			buildRun = in.args
 		}
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w -X main.Version=${VERSION}"`, "./cmd/herald"} {
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w -X main.Version=${VERSION} -X main.Commit=${REVISION}"`, "./cmd/herald"} {
 		if !strings.Contains(buildRun, want) {
 			t.Errorf("go build step %q lacks %s", buildRun, want)
 		}
@@ -256,7 +256,7 @@ func TestDockerfileLint(t *testing.T) {
 	if v, err := execForm(cmd); err != nil || !slices.Equal(v, []string{"serve"}) {
 		t.Errorf("CMD %s: want [\"serve\"] (%v)", cmd, err)
 	}
-	for _, p := range []string{"8080/tcp", "9090/tcp", "7946/tcp", "7946/udp"} {
+	for _, p := range []string{"8080/tcp", "8081/tcp", "7946/tcp", "7946/udp"} {
 		if !slices.Contains(exposed, p) && !(strings.HasSuffix(p, "/tcp") && slices.Contains(exposed, strings.TrimSuffix(p, "/tcp"))) {
 			t.Errorf("EXPOSE lacks %s (got %v)", p, exposed)
 		}

@@ -18,14 +18,18 @@ type Retention struct {
 // RetentionRule applies Retention to topics matching Pattern (path.Match
 // syntax: '*' matches any run of characters, since topics contain no '/').
 type RetentionRule struct {
+	// Pattern selects the topics the rule applies to ('*' matches any run
+	// of characters); the first matching rule wins.
 	Pattern   string `koanf:"pattern" json:"pattern"`
 	Retention `koanf:",squash"`
 }
 
 // RetentionPolicy picks a topic's Retention: the first matching rule, else Default.
 type RetentionPolicy struct {
-	Default Retention       `koanf:"default"`
-	Rules   []RetentionRule `koanf:"rules"`
+	// Default applies to topics no rule matches.
+	Default Retention `koanf:"default"`
+	// Rules override Default for the topics they match, first match wins.
+	Rules []RetentionRule `koanf:"rules"`
 }
 
 // DefaultRetention is used when a policy leaves everything zero.

@@ -35,6 +35,11 @@ import (
 // Version is set at build time (-ldflags "-X main.Version=…").
 var Version = "dev"
 
+// Commit is the VCS revision, set at build time (-ldflags "-X
+// main.Commit=…") where the Go toolchain cannot stamp it (a container build
+// without .git, -buildvcs=false); the toolchain's vcs.revision wins.
+var Commit = ""
+
 // Main is the composition root of a Herald node: it wires the store, hub,
 // HTTP server and admin listener from a Config, and closes them in order.
 // Tests run it on port 0 (see MustRunMain in main_test.go).

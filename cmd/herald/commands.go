@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -28,9 +30,13 @@ func newRootCommand(environ func() []string) *cobra.Command {
 		Short:         "Herald: a multi-region Server-Sent Events push cluster",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       Version,
 	}
+	// --version prints what `herald version` prints.
+	root.SetVersionTemplate(versionText())
 	root.AddCommand(
 		newServeCommand(environ),
+		newCheckConfigCommand(environ),
 		newPublishCommand(),
 		newTailCommand(),
 		newTokenCommand(),
@@ -44,8 +50,9 @@ func newRootCommand(environ func() []string) *cobra.Command {
 		},
 		&cobra.Command{
 			Use:   "version",
-			Short: "print the version",
-			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "herald", Version) },
+			Short: "print the version, commit and Go version (also herald --version)",
+			Args:  cobra.NoArgs,
+			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprint(cmd.OutOrStdout(), versionText()) },
 		},
 	)
 	return root
@@ -62,7 +69,7 @@ on an in-memory store that is NOT durable.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := LoadConfig(cmd.Flags(), environ)
 			if err != nil {
-				return err
+				return problemList(configSource(cmd.Flags(), environ), err)
 			}
 			m := NewMain()
 			m.Config = cfg
@@ -104,31 +111,169 @@ on an in-memory store that is NOT durable.`,
 	return cmd
 }
 
+func newCheckConfigCommand(environ func() []string) *cobra.Command {
+	var print bool
+	cmd := &cobra.Command{
+		Use:   "checkconfig",
+		Short: "check a configuration (file, HERALD_* environment, flags) without starting a node",
+		Long: `Load the configuration exactly as serve does (defaults, then --config or
+HERALD_CONFIG, then HERALD_* environment variables, then the serve flags given
+here) and validate it. Exit 0 when it is valid; exit 1 listing every problem,
+each naming its key (and, for the file, its line). --print writes the
+effective configuration as YAML, secrets redacted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			src := configSource(cmd.Flags(), environ)
+			cfg, err := LoadConfig(cmd.Flags(), environ)
+			if err != nil {
+				return problemList(src, err)
+			}
+			if !print {
+				fmt.Fprintf(cmd.OutOrStdout(), "configuration %s: OK\n", src)
+				return nil
+			}
+			out, err := printConfig(cfg)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	registerServeFlags(cmd.Flags())
+	cmd.Flags().BoolVar(&print, "print", false, "print the effective configuration as YAML (secrets redacted)")
+	return cmd
+}
+
+// printBanner says how the node runs (authentication, store) and gives
+// examples that work in that mode. Credentials appear only as shell
+// variables ($HERALD_API_KEY, $HERALD_TOKEN): the banner never prints a
+// secret, and the configuration holds only API key hashes anyway.
 func printBanner(w io.Writer, m *Main) {
 	u := m.URL()
-	var notes []string
-	if !m.Store.Durable() {
-		notes = append(notes, "in-memory store: NOT durable")
+	cfg := m.Config
+	store := "in-memory store (NOT durable: events are lost on restart)"
+	if m.Store.Durable() {
+		store = "Redis store " + redactURLSecrets(cfg.Redis)
 	}
-	if m.Config.Dev {
-		notes = append(notes, "dev mode: no authentication")
+	auth := "DEV MODE: no authentication"
+	if !cfg.Dev {
+		var parts []string
+		if n := len(cfg.Auth.APIKeys); n > 0 {
+			parts = append(parts, plural(n, "API key"))
+		}
+		if n := len(cfg.Auth.Keys); n > 0 {
+			parts = append(parts, fmt.Sprintf("%s (audience %q)", plural(n, "JWT key"), cfg.Auth.Audience))
+		}
+		auth = "authentication on: " + strings.Join(parts, ", ")
 	}
-	fmt.Fprintf(w, "\nHerald %s is running (%s)\n\n", Version, strings.Join(notes, "; "))
+	fmt.Fprintf(w, "\nHerald node %s is running (version %s, region %s)\n  mode   %s\n  store  %s\n\n", cfg.NodeName, Version, cfg.Region, auth, store)
 	fmt.Fprintf(w, "  public API  %s\n", u)
 	if a := m.AdminURL(); a != "" {
 		fmt.Fprintf(w, "  admin       %s  (/healthz, /readyz, /metrics, /v1/node, /v1/cluster/members)\n", a)
 	}
 	if m.Cluster != nil {
-		fmt.Fprintf(w, "  gossip      %s  (region %s)\n", m.Cluster.Local().GossipAddr, m.Config.Region)
+		fmt.Fprintf(w, "  gossip      %s  (region %s)\n", m.Cluster.Local().GossipAddr, cfg.Region)
 	}
 	if m.Federation != nil {
 		fmt.Fprintf(w, "  wan         %s  (federates regions; /v1/region on the admin listener)\n", m.Federation.GossipAddr())
 	}
+	fmt.Fprintln(w)
+	ex := bannerExamples(cfg)
+	for _, l := range ex.setup {
+		fmt.Fprintln(w, strings.TrimRight("  "+l, " "))
+	}
+	pubAuth, subAuth, pubTok, subTok := "", "", "", ""
+	if ex.pubCred != "" {
+		pubAuth, pubTok = ` -H "Authorization: Bearer $`+ex.pubCred+`"`, ` --token "$`+ex.pubCred+`"`
+	}
+	if ex.subCred != "" {
+		subAuth, subTok = ` -H "Authorization: Bearer $`+ex.subCred+`"`, ` --token "$`+ex.subCred+`"`
+	}
+	if ex.subTopic != "" {
+		fmt.Fprintf(w, "  subscribe:  curl -N%s '%s/v1/stream?topic=%s'\n", subAuth, u, ex.subTopic)
+		fmt.Fprintf(w, "  history:    curl%s '%s/v1/topics/%s/events?after=0'\n", subAuth, u, ex.subTopic)
+	}
+	if ex.pubTopic != "" {
+		fmt.Fprintf(w, "  publish:    curl -X POST%s %s/v1/topics/%s/events -H 'Content-Type: application/json' -d '{\"event\":\"greeting\",\"data\":{\"hello\":\"world\"}}'\n", pubAuth, u, ex.pubTopic)
+	}
+	if ex.subTopic != "" {
+		fmt.Fprintf(w, "  or:         herald tail --url %s%s --topic %s\n", u, subTok, ex.subTopic)
+	}
+	if ex.pubTopic != "" {
+		fmt.Fprintf(w, "              herald publish --url %s%s --topic %s --data hi\n", u, pubTok, ex.pubTopic)
+	}
+	fmt.Fprintln(w)
+}
 
-	fmt.Fprintf(w, "\n  subscribe:  curl -N '%s/v1/stream?topic=demo&topic=news'\n", u)
-	fmt.Fprintf(w, "  publish:    curl -X POST %s/v1/topics/demo/events -H 'Content-Type: application/json' -d '{\"event\":\"greeting\",\"data\":{\"hello\":\"world\"}}'\n", u)
-	fmt.Fprintf(w, "  history:    curl '%s/v1/topics/demo/events?after=0'\n", u)
-	fmt.Fprintf(w, "  or:         herald tail --url %s --topic demo    |    herald publish --url %s --topic demo --data hi\n\n", u, u)
+// examples are the banner's credentials and topics for the node's mode.
+type examples struct {
+	setup              []string // lines that set the credential variables
+	pubCred, subCred   string   // variable names; "" in dev mode
+	pubTopic, subTopic string   // "" when the mode has no credential for it
+}
+
+func bannerExamples(cfg Config) examples {
+	if cfg.Dev {
+		return examples{pubTopic: "demo", subTopic: "demo"}
+	}
+	var ex examples
+	// An API key publishes (and subscribes, if it has subscribe grants)
+	// to its own patterns.
+	for _, k := range cfg.Auth.APIKeys {
+		if len(k.Publish) > 0 && ex.pubTopic == "" {
+			ex.pubTopic, ex.pubCred = exampleTopic(k.Publish[0]), "HERALD_API_KEY"
+			ex.setup = append(ex.setup, fmt.Sprintf("export HERALD_API_KEY=hk_…   # the API key %q (the config holds only its hash)", k.ID))
+		}
+	}
+	if len(cfg.Auth.Keys) > 0 {
+		k := cfg.Auth.Keys[0]
+		topic := ex.pubTopic
+		if topic == "" {
+			topic = "demo"
+		}
+		keyFile := "<private key of " + strconv.Quote(k.ID) + ">"
+		if strings.HasPrefix(k.Algorithm, "HS") {
+			keyFile = k.File // the shared secret's path, not the secret
+		}
+		mint := fmt.Sprintf("herald token --alg %s --key-file %s --aud %s --sub you --subscribe %s", k.Algorithm, keyFile, cfg.Auth.Audience, topic)
+		if k.ID != "" {
+			mint += " --kid " + k.ID
+		}
+		if k.Issuer != "" {
+			mint += " --iss " + k.Issuer
+		}
+		if ex.pubTopic == "" {
+			mint += " --publish " + topic
+			ex.pubTopic, ex.pubCred = topic, "HERALD_TOKEN"
+		}
+		ex.setup = append(ex.setup, "export HERALD_TOKEN=$("+mint+")")
+		ex.subTopic, ex.subCred = topic, "HERALD_TOKEN"
+	} else {
+		for _, k := range cfg.Auth.APIKeys {
+			if len(k.Subscribe) > 0 {
+				ex.subTopic, ex.subCred = exampleTopic(k.Subscribe[0]), "HERALD_API_KEY"
+				break
+			}
+		}
+		if ex.subTopic == "" {
+			ex.setup = append(ex.setup, "(no JWT keys and no API key with subscribe grants: nobody can subscribe yet)")
+		}
+	}
+	if len(ex.setup) > 0 {
+		ex.setup = append(ex.setup, "")
+	}
+	return ex
+}
+
+// exampleTopic is a topic a grant pattern allows ('*' matches any run).
+func exampleTopic(pattern string) string { return strings.ReplaceAll(pattern, "*", "demo") }
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func newPublishCommand() *cobra.Command {
@@ -204,13 +349,13 @@ func newTailCommand() *cobra.Command {
 			out := json.NewEncoder(cmd.OutOrStdout())
 			seen := 0
 			errDone := errors.New("done")
+			// Connection lifecycle on stderr (stdout carries only events):
+			// connected, and every failure with its reason and the wait
+			// before the next attempt.
+			fmt.Fprintf(cmd.ErrOrStderr(), "herald tail: connecting to %s (topics %s)\n", strings.Join(urls, ", "), strings.Join(topics, ", "))
 			s := client.Subscribe(client.StreamConfig{
 				Endpoints: urls, Topics: topics, Token: token, LastEventID: lastID, From: from,
-				OnDisconnect: func(ep string, err error) {
-					if !errors.Is(err, errDone) && cmd.Context().Err() == nil {
-						fmt.Fprintf(cmd.ErrOrStderr(), "herald tail: disconnected from %s: %v; resuming\n", ep, err)
-					}
-				},
+				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{ReplaceAttr: dropTime})),
 			})
 			err := s.Run(cmd.Context(), func(ev client.Event) error {
 				if err := out.Encode(ev); err != nil {
@@ -240,6 +385,18 @@ func newTailCommand() *cobra.Command {
 	return cmd
 }
 
+// dropTime removes the timestamp from CLI log lines (a terminal has one)
+// and rounds durations to milliseconds.
+func dropTime(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.DurationValue(a.Value.Duration().Round(time.Millisecond))
+	}
+	return a
+}
+
 func newTokenCommand() *cobra.Command {
 	var o auth.MintOptions
 	cmd := &cobra.Command{
@@ -247,6 +404,20 @@ func newTokenCommand() *cobra.Command {
 		Short: "mint a JWT for subscribers or publishers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var missing []string
+			for _, m := range []struct{ flag, val, why string }{
+				{"--aud", o.Audience, "the audience the node checks: its auth.audience"},
+				{"--sub", o.Subject, "who the token is for"},
+				{"--key-file", o.KeyFile, "the HMAC secret file, or the PEM private key of an auth.keys entry"},
+			} {
+				if m.val == "" {
+					missing = append(missing, fmt.Sprintf("%s (%s)", m.flag, m.why))
+				}
+			}
+			if len(missing) > 0 {
+				return fmt.Errorf("token: missing %s\ne.g. herald token --key-file secret --aud herald --sub alice --subscribe 'chat.*'",
+					strings.Join(missing, ", "))
+			}
 			tok, err := auth.Mint(o)
 			if err != nil {
 				return err
@@ -283,6 +454,9 @@ func newTokenCommand() *cobra.Command {
 	return cmd
 }
 
+// defaultAdminURL is the admin listener of a node with default settings.
+var defaultAdminURL = "http://" + DefaultConfig().AdminListen
+
 func newMembersCommand() *cobra.Command {
 	var admin string
 	var asJSON bool
@@ -299,7 +473,9 @@ func newMembersCommand() *cobra.Command {
 			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
-				return err
+				return fmt.Errorf("members: no admin listener answered at %s: %w\n"+
+					"Is the node running? Point --admin at any node's admin listener (its admin_listen; --admin defaults to %s)",
+					admin, err, defaultAdminURL)
 			}
 			defer resp.Body.Close()
 			body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
@@ -332,7 +508,7 @@ func newMembersCommand() *cobra.Command {
 			return w.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&admin, "admin", "http://127.0.0.1:9090", "admin base URL of any node")
+	cmd.Flags().StringVar(&admin, "admin", defaultAdminURL, "admin base URL of any node (its admin_listen)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON")
 	return cmd
 }

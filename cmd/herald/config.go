@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,11 +16,11 @@ import (
 
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/env/v2"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/providers/structs"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
+	yamlv3 "go.yaml.in/yaml/v3"
 
 	"github.com/heraldpush/herald/cluster"
 	"github.com/heraldpush/herald/observability"
@@ -29,20 +31,26 @@ import (
 	"github.com/heraldpush/herald/resilience"
 )
 
+//go:generate go test -run ^TestConfigReference$ -update-config-reference .
+
 // EnvPrefix prefixes every environment variable; nested keys join with "__"
 // (HERALD_LIMITS__MAX_EVENT_BYTES = limits.max_event_bytes).
 const EnvPrefix = "HERALD_"
 
-// Config is the whole node configuration. Every key is documented in
-// README.md ("Configuration reference"); keep them in step.
+// Config is the whole node configuration. docs/configuration.md is
+// generated from these structs (koanf tags, doc comments, defaults, serve
+// flags) by `make config-docs`; every key needs a doc comment.
 type Config struct {
 	// Listen is the public API address (publish, stream, history).
 	Listen string `koanf:"listen"`
 	// TLSCertFile and TLSKeyFile, when both set, serve the public API over
 	// TLS, which also enables HTTP/2 (no 6-streams-per-host browser limit).
 	TLSCertFile string `koanf:"tls_cert_file"`
-	TLSKeyFile  string `koanf:"tls_key_file"`
-	// AdminListen serves health and (later) metrics; "" disables it.
+	// TLSKeyFile is the PEM private key of TLSCertFile.
+	TLSKeyFile string `koanf:"tls_key_file"`
+	// AdminListen is the admin address: health, readiness, /metrics, the
+	// cluster and region admin API, protection state. Unauthenticated:
+	// keep it private. "" disables it.
 	AdminListen string `koanf:"admin_listen"`
 	// AdminPprof exposes /debug/pprof on the admin listener (never on the public one).
 	AdminPprof bool `koanf:"admin_pprof"`
@@ -203,14 +211,22 @@ func redactPassword(s string) string {
 	return userinfoPassword.ReplaceAllString(s, "$1:xxxxx@")
 }
 
-// LimitsConfig bounds requests.
+// LimitsConfig bounds requests and the per-stream live queues.
 type LimitsConfig struct {
-	MaxEventBytes      int           `koanf:"max_event_bytes"`
-	MaxTopicsPerStream int           `koanf:"max_topics_per_stream"`
-	MaxBatchEvents     int           `koanf:"max_batch_events"`
-	QueueMaxEvents     int           `koanf:"queue_max_events"`
-	QueueMaxBytes      int           `koanf:"queue_max_bytes"`
-	QueueMaxLag        time.Duration `koanf:"queue_max_lag"`
+	// MaxEventBytes caps one event's data (1..1048576 bytes).
+	MaxEventBytes int `koanf:"max_event_bytes"`
+	// MaxTopicsPerStream caps the topics of one stream (1..256).
+	MaxTopicsPerStream int `koanf:"max_topics_per_stream"`
+	// MaxBatchEvents caps the events of one POST /v1/events (1..10000).
+	MaxBatchEvents int `koanf:"max_batch_events"`
+	// QueueMaxEvents caps a stream's live queue in events; overflow
+	// disconnects the stream, which resumes from its cursor.
+	QueueMaxEvents int `koanf:"queue_max_events"`
+	// QueueMaxBytes caps a stream's live queue in bytes (≥ max_event_bytes).
+	QueueMaxBytes int `koanf:"queue_max_bytes"`
+	// QueueMaxLag disconnects a stream as slow when its oldest queued event
+	// has waited longer (≥ 100ms); it resumes from its cursor.
+	QueueMaxLag time.Duration `koanf:"queue_max_lag"`
 	// BodyTimeout bounds the time a non-stream request may take to send
 	// its body (408 and a closed connection after it); its answer must be
 	// taken within body_timeout + stream.write_timeout.
@@ -219,13 +235,25 @@ type LimitsConfig struct {
 
 // StreamConfig tunes SSE streams.
 type StreamConfig struct {
-	Heartbeat    time.Duration `koanf:"heartbeat"`
-	RetryMin     time.Duration `koanf:"retry_min"`
-	RetryMax     time.Duration `koanf:"retry_max"`
+	// Heartbeat is the keep-alive comment interval (≥ 1s): one ticker wakes
+	// the streams that wrote nothing for half of it or more, and each writes
+	// a comment (busy streams are not woken). Proxies must allow idle
+	// streams longer than this.
+	Heartbeat time.Duration `koanf:"heartbeat"`
+	// RetryMin and RetryMax bound the jittered `retry:` sent at connect.
+	RetryMin time.Duration `koanf:"retry_min"`
+	// RetryMax is the upper bound of the jittered `retry:` (≥ retry_min).
+	RetryMax time.Duration `koanf:"retry_max"`
+	// WriteTimeout is the per-write deadline; a client that cannot take a
+	// write in time is cut off (it resumes from its cursor).
 	WriteTimeout time.Duration `koanf:"write_timeout"`
-	// CoalesceWindow: on a node whose writes fall behind, a busy stream's
-	// events arriving within this window of its last write go out together
-	// in one write (0: off).
+	// CoalesceWindow is write coalescing under load: once a stream's write
+	// went out late (its oldest event queued > 20 ms) with fewer than 4
+	// events, and its events are published less than half this window
+	// apart on average, events arriving within this window of that write
+	// wait and go out in one write: fewer syscalls and client wake-ups when
+	// the node is short of CPU, at most this much added latency. An
+	// unloaded node writes every event at once; 0 turns it off (max 1s).
 	CoalesceWindow time.Duration `koanf:"coalesce_window"`
 	// SendBuffer fixes each public connection's socket send buffer (bytes;
 	// 0 keeps the kernel's autotuning): bounds what a slow client can
@@ -237,7 +265,7 @@ type StreamConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		Listen:      "127.0.0.1:8080",
-		AdminListen: "127.0.0.1:9090",
+		AdminListen: "127.0.0.1:8081",
 		RedisPrefix: "herald",
 		Region:      "local",
 		LogLevel:    "info",
@@ -351,13 +379,39 @@ var flagKeys = map[string]string{
 	"drain-window":      "cluster.drain_window",
 }
 
+// nonConfigEnv are HERALD_ variables that are not configuration keys:
+// HERALD_CONFIG names the file; HERALD_TOKEN and HERALD_API_KEY are the
+// credentials the client commands and the banner's examples read, and may
+// be exported in the shell that starts a node.
+var nonConfigEnv = map[string]bool{"CONFIG": true, "TOKEN": true, "API_KEY": true}
+
 // LoadConfig builds the configuration: defaults, then the YAML file, then
 // HERALD_* environment variables, then flags that were set; then Validate.
+// An unknown key in the file or the environment is an error. The error
+// lists every problem found (errors.Join), each naming its key and, for
+// the file, its path and line.
 func LoadConfig(fs *pflag.FlagSet, environ func() []string) (Config, error) {
-	k := koanf.New(".")
-	if err := k.Load(structs.Provider(DefaultConfig(), "koanf"), nil); err != nil {
-		return Config{}, err
+	return loadConfig(fs, environ, readConfigFile)
+}
+
+// maxConfigFileSize bounds the config file read (a config is a few KiB).
+const maxConfigFileSize = 4 << 20
+
+func readConfigFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigFileSize+1))
+	if err == nil && len(b) > maxConfigFileSize {
+		err = fmt.Errorf("larger than %d bytes", maxConfigFileSize)
+	}
+	return b, err
+}
+
+// configPath is the file named by --config, else HERALD_CONFIG.
+func configPath(fs *pflag.FlagSet, environ func() []string) string {
 	path, _ := fs.GetString("config")
 	if path == "" {
 		for _, kv := range environ() {
@@ -366,20 +420,66 @@ func LoadConfig(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 			}
 		}
 	}
+	return path
+}
+
+// bytesProvider is a koanf provider of an already-read file.
+type bytesProvider []byte
+
+func (b bytesProvider) ReadBytes() ([]byte, error) { return b, nil }
+func (b bytesProvider) Read() (map[string]any, error) {
+	return nil, errors.New("bytesProvider needs a parser")
+}
+
+func loadConfig(fs *pflag.FlagSet, environ func() []string, readFile func(string) ([]byte, error)) (Config, error) {
+	keys := configKeys()
+	var problems []error
+	k := koanf.New(".")
+	if err := k.Load(structs.Provider(DefaultConfig(), "koanf"), nil); err != nil {
+		return Config{}, err
+	}
+	path := configPath(fs, environ)
+	fileLines := map[string]int{} // key path -> line in the file
 	if path != "" {
-		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+		data, err := readFile(path)
+		if err != nil {
 			return Config{}, fmt.Errorf("config file %s: %w", path, err)
 		}
+		// koanf's parser first: it refuses excessive YAML aliasing before
+		// the key walk expands any alias.
+		if err := k.Load(bytesProvider(data), yaml.Parser()); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+		var doc yamlv3.Node
+		if err := yamlv3.Unmarshal(data, &doc); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+		for _, p := range checkYAMLKeys(&doc, keys, fileLines) {
+			problems = append(problems, fmt.Errorf("%s:%d:%d: %s", path, p.line, p.col, p.msg))
+		}
+	}
+	envKeys := map[string]bool{}
+	for _, kv := range environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(name, EnvPrefix)
+		if !ok || nonConfigEnv[rest] {
+			continue
+		}
+		key := envKey(name)
+		if msg := envKeyProblem(keys, key); msg != "" {
+			problems = append(problems, fmt.Errorf("environment %s: %s", name, msg))
+			continue
+		}
+		envKeys[key] = true
 	}
 	envp := env.Provider(".", env.Opt{
 		Prefix:      EnvPrefix,
 		EnvironFunc: environ,
-		TransformFunc: func(key, v string) (string, any) {
-			key = strings.ToLower(strings.TrimPrefix(key, EnvPrefix))
-			if key == "config" {
-				return "", nil
+		TransformFunc: func(name, v string) (string, any) {
+			key := envKey(name)
+			if !envKeys[key] {
+				return "", nil // reported above, or not a config key
 			}
-			key = strings.ReplaceAll(key, "__", ".")
 			if key == "remote_redis" {
 				return key, splitRemotes(v)
 			}
@@ -392,23 +492,93 @@ func LoadConfig(fs *pflag.FlagSet, environ func() []string) (Config, error) {
 	if err := k.Load(envp, nil); err != nil {
 		return Config{}, err
 	}
+	flagSet := map[string]bool{}
 	flags := posflag.ProviderWithFlag(fs, ".", nil, func(f *pflag.Flag) (string, any) {
-		if f.Name == "config" {
+		key := flagKey(f.Name)
+		if key == "" {
 			return "", nil
 		}
-		if key, ok := flagKeys[f.Name]; ok {
-			return key, posflag.FlagVal(fs, f)
-		}
-		return strings.ReplaceAll(f.Name, "-", "_"), posflag.FlagVal(fs, f)
+		flagSet[key] = true
+		return key, posflag.FlagVal(fs, f)
 	})
 	if err := k.Load(flags, nil); err != nil {
 		return Config{}, err
 	}
-	var cfg Config
+	// Decode over the defaults: a key that fails to decode keeps its
+	// default, so Validate does not report it a second time.
+	cfg := DefaultConfig()
 	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+		for _, e := range decodeErrors(err) {
+			if named, ok := e.(interface{ Name() string }); ok {
+				if line, ok := fileLines[named.Name()]; ok && !envKeys[named.Name()] && !flagSet[named.Name()] {
+					e = fmt.Errorf("%s:%d: %w", path, line, e)
+				}
+			}
+			problems = append(problems, e)
+		}
 	}
-	return cfg, cfg.Validate()
+	problems = append(problems, leafErrors(cfg.Validate())...)
+	return cfg, errors.Join(problems...)
+}
+
+// envKey is the configuration key an environment variable sets:
+// HERALD_LIMITS__MAX_EVENT_BYTES is limits.max_event_bytes.
+func envKey(name string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "__", ".")
+}
+
+// flagKey is the configuration key a serve flag sets ("" for --config).
+func flagKey(name string) string {
+	if name == "config" {
+		return ""
+	}
+	if key, ok := flagKeys[name]; ok {
+		return key
+	}
+	return strings.ReplaceAll(name, "-", "_")
+}
+
+// decodeErrors splits a mapstructure error into one error per key (the
+// errors with a Name, mapstructure's DecodeError), or returns err whole.
+func decodeErrors(err error) []error {
+	var out []error
+	var walk func(error)
+	walk = func(e error) {
+		if _, ok := e.(interface{ Name() string }); ok {
+			out = append(out, e)
+			return
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() []error }:
+			for _, x := range u.Unwrap() {
+				walk(x)
+			}
+		case interface{ Unwrap() error }:
+			if x := u.Unwrap(); x != nil {
+				walk(x)
+			}
+		}
+	}
+	walk(err)
+	if len(out) == 0 {
+		return []error{err}
+	}
+	return out
+}
+
+// leafErrors flattens errors.Join trees into their leaves.
+func leafErrors(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, leafErrors(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }
 
 // Validate checks the whole configuration once, naming offending values.
@@ -421,7 +591,7 @@ func (c Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		add("tls_cert_file and tls_key_file must be set together")
 	} else if c.TLSCertFile != "" {
-		if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+		if err := checkKeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
 			add("tls_cert_file/tls_key_file: %v", err)
 		}
 	}
@@ -517,6 +687,22 @@ func (c Config) Validate() error {
 		add("telemetry: %v", err)
 	}
 	return errors.Join(errs...)
+}
+
+// checkKeyPair loads a TLS certificate and key as the server will, reading
+// at most maxConfigFileSize of each (a mistyped path such as /dev/zero must
+// not hang checkconfig).
+func checkKeyPair(certFile, keyFile string) error {
+	cert, err := readConfigFile(certFile)
+	if err != nil {
+		return fmt.Errorf("%s: %w", certFile, err)
+	}
+	key, err := readConfigFile(keyFile)
+	if err != nil {
+		return fmt.Errorf("%s: %w", keyFile, err)
+	}
+	_, err = tls.X509KeyPair(cert, key)
+	return err
 }
 
 func (c Config) validateCluster(add func(format string, a ...any)) {

@@ -63,7 +63,7 @@ retention:
 	if cfg.Stream.Heartbeat != 20*time.Second || !cfg.Dev {
 		t.Errorf("file values lost: %+v dev=%v", cfg.Stream, cfg.Dev)
 	}
-	if cfg.Stream.RetryMax != 5*time.Second || cfg.AdminListen != "127.0.0.1:9090" {
+	if cfg.Stream.RetryMax != 5*time.Second || cfg.AdminListen != "127.0.0.1:8081" {
 		t.Errorf("defaults lost: %+v %q", cfg.Stream, cfg.AdminListen)
 	}
 	if got := cfg.Retention.For("chat.room").MaxLen; got != 5 {

@@ -18,8 +18,9 @@ import (
 
 func main() {
 	// go-redis logs through a process-wide logger: make its lines JSON like
-	// ours (the only global Herald sets, and only here).
-	redis.SetLogger(redisLogger{slog.New(observability.NewLogHandler(slog.NewJSONHandler(os.Stderr, nil)))})
+	// ours, at most one per redisLogInterval (the only global Herald sets,
+	// and only here).
+	redis.SetLogger(newRedisLogger(slog.New(observability.NewLogHandler(slog.NewJSONHandler(os.Stderr, nil))), redisLogInterval))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCommand(os.Environ).ExecuteContext(ctx); err != nil {
@@ -30,11 +31,4 @@ func main() {
 		fmt.Fprintln(os.Stderr, msg)
 		os.Exit(1)
 	}
-}
-
-// redisLogger adapts slog to go-redis's Printf-style logger.
-type redisLogger struct{ l *slog.Logger }
-
-func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	r.l.WarnContext(ctx, strings.TrimSpace(fmt.Sprintf(format, v...)), "component", "redis")
 }

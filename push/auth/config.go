@@ -129,9 +129,11 @@ type APIKeyConfig struct {
 	// keys. It must match the tenant grammar (see ValidateTenant). Zero
 	// means the ID, which must then match it too.
 	Tenant string `koanf:"tenant"`
-	// Publish and Subscribe are topic patterns (see ValidatePattern). Empty
-	// means nothing is allowed.
-	Publish   []string `koanf:"publish"`
+	// Publish are the topic patterns the key may publish to (see
+	// ValidatePattern). Empty means none.
+	Publish []string `koanf:"publish"`
+	// Subscribe are the topic patterns the key may subscribe to and read
+	// the history of. Empty means none.
 	Subscribe []string `koanf:"subscribe"`
 	// Admin grants the cluster admin API (members, sessions).
 	Admin bool `koanf:"admin"`

@@ -389,13 +389,25 @@ func (s *Server) decodeJSON(c *gin.Context, limit int, v any) error {
 
 // topicInfo is the body of GET /v1/topics/{topic}.
 type topicInfo struct {
-	Topic     string         `json:"topic"`
-	Origin    string         `json:"origin"`
-	Epoch     string         `json:"epoch"`
-	First     uint64         `json:"first_offset"`
-	Last      uint64         `json:"last_offset"`
-	Length    int64          `json:"length"`
-	Retention push.Retention `json:"retention"`
+	Topic     string        `json:"topic"`
+	Origin    string        `json:"origin"`
+	Epoch     string        `json:"epoch"`
+	First     uint64        `json:"first_offset"`
+	Last      uint64        `json:"last_offset"`
+	Length    int64         `json:"length"`
+	Retention retentionInfo `json:"retention"`
+}
+
+// retentionInfo is a topic's retention as JSON: max_age as a Go duration
+// string ("24h0m0s") and in seconds, never in nanoseconds.
+type retentionInfo struct {
+	MaxLen        int64   `json:"max_len"`
+	MaxAge        string  `json:"max_age"`
+	MaxAgeSeconds float64 `json:"max_age_seconds"`
+}
+
+func newRetentionInfo(r push.Retention) retentionInfo {
+	return retentionInfo{MaxLen: r.MaxLen, MaxAge: r.MaxAge.String(), MaxAgeSeconds: r.MaxAge.Seconds()}
 }
 
 func (s *Server) handleTopic(c *gin.Context) {
@@ -411,7 +423,7 @@ func (s *Server) handleTopic(c *gin.Context) {
 	in := infos[0]
 	c.JSON(http.StatusOK, topicInfo{
 		Topic: topic, Origin: in.Origin, Epoch: in.Epoch, First: in.First, Last: in.Last,
-		Length: in.Length, Retention: s.cfg.Retention.For(topic),
+		Length: in.Length, Retention: newRetentionInfo(s.cfg.Retention.For(topic)),
 	})
 }
 

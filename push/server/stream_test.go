@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -575,5 +576,29 @@ func TestKeepAliveCommentsOnlyOnSilentStreams(t *testing.T) {
 	}
 	if events, beats := comments("busy", 10*beat, true); events < 20 || beats > 1 {
 		t.Errorf("busy stream: %d events and %d keep-alive comments, want >= 20 events and at most 1 comment (before its first event)", events, beats)
+	}
+}
+
+// GET /v1/topics/{topic} used to show max_age in nanoseconds
+// (86400000000000).
+func TestTopicInfoRetentionIsReadable(t *testing.T) {
+	policy := push.RetentionPolicy{
+		Default: push.Retention{MaxLen: 100, MaxAge: 24 * time.Hour},
+		Rules:   []push.RetentionRule{{Pattern: "chat.*", Retention: push.Retention{MaxLen: 5, MaxAge: 90 * time.Second}}},
+	}
+	n := startNode(t, newMemStore(t, policy.Default), func(c *server.Config) { c.Retention = policy })
+	for topic, want := range map[string]string{
+		"news":    `"retention":{"max_len":100,"max_age":"24h0m0s","max_age_seconds":86400}`,
+		"chat.eu": `"retention":{"max_len":5,"max_age":"1m30s","max_age_seconds":90}`,
+	} {
+		resp, err := http.Get(n.URL + "/v1/topics/" + topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("%s: %d %s, want %s", topic, resp.StatusCode, body, want)
+		}
 	}
 }

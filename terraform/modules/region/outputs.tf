@@ -35,7 +35,7 @@ output "publish_hostname" {
 
 output "admin_service" {
   description = "In-cluster admin address (private: /metrics, /readyz, herald members --admin http://<this>)."
-  value       = "${var.release_name}-admin.${local.namespace}.svc.cluster.local:9090"
+  value       = "${var.release_name}-admin.${local.namespace}.svc.cluster.local:8081"
 }
 
 output "gossip_service" {
