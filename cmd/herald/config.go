@@ -340,7 +340,7 @@ func registerServeFlags(fs *pflag.FlagSet) {
 
 // listKeys are the keys whose environment values are comma-separated lists.
 var listKeys = map[string]bool{"join": true, "gossip_old_keys": true, "session_old_keys": true, "cors.allowed_origins": true, "trusted_proxies": true,
-	"wan_join": true}
+	"wan_join": true, "auth.jwks_url": true, "auth.jwks_algorithms": true, "auth.issuers": true}
 
 // remoteSep finds where a remote_redis entry starts in an environment value:
 // at the start or after a comma or space, a region name followed by "=".
