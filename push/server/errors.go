@@ -2,11 +2,9 @@ package server
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"os"
 	"strconv"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -113,15 +111,8 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	if ae.RetryAfter > 0 {
 		c.Header("Retry-After", strconv.Itoa(ae.RetryAfter))
 	}
-	if unread := bodyUnread(c.Request); (ae.Close || unread) && c.Request.ProtoMajor == 1 {
-		// An HTTP/1.x connection is kept only after its body is read, and
-		// net/http drains up to 256 KiB of an unread body when the handler
-		// ends (waiting on a client that stalls it until the body
-		// deadline): answer, skip the drain, close.
+	if ae.Close && c.Request.ProtoMajor == 1 {
 		c.Header("Connection", "close")
-		if unread {
-			_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now())
-		}
 	}
 	c.AbortWithStatusJSON(ae.Status, errorBody{Error: errorDetail{Code: ae.Code, Message: ae.Message, Alternates: ae.Alternates}})
 }
@@ -131,32 +122,4 @@ func (s *Server) writeError(c *gin.Context, err error) {
 func isBodyError(err error) bool {
 	var mbe *http.MaxBytesError
 	return errors.As(err, &mbe) || errors.Is(err, os.ErrDeadlineExceeded)
-}
-
-// bodyTracker records that a request body was read to its end.
-type bodyTracker struct {
-	io.ReadCloser
-	eof bool
-}
-
-func (b *bodyTracker) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF {
-		b.eof = true
-	}
-	return n, err
-}
-
-// trackBody lets bodyUnread tell whether r's body was read to its end.
-func trackBody(r *http.Request) {
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		r.Body = &bodyTracker{ReadCloser: r.Body}
-	}
-}
-
-// bodyUnread reports a request body that was declared but not read to its
-// end (only for requests that went through trackBody).
-func bodyUnread(r *http.Request) bool {
-	b, ok := r.Body.(*bodyTracker)
-	return ok && !b.eof
 }

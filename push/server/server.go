@@ -432,7 +432,6 @@ func (s *Server) bound(c *gin.Context) {
 		c.Next()
 		return
 	}
-	trackBody(c.Request)
 	now := time.Now()
 	_ = rc.SetReadDeadline(now.Add(s.cfg.BodyTimeout))
 	_ = rc.SetWriteDeadline(now.Add(s.cfg.BodyTimeout + s.cfg.WriteTimeout))
