@@ -794,6 +794,11 @@ func checkMultiRegion(t *testing.T, r rendered) {
 	if !slices.Contains(secretEnv, "HERALD_WAN_KEY") && !slices.Contains(secretEnv, "HERALD_GOSSIP_KEY") {
 		t.Errorf("%s: WAN pool without a key from a Secret", r.name)
 	}
+	// Sessions follow clients across regions only with one session key
+	// everywhere (ADR 0014).
+	if !slices.Contains(secretEnv, "HERALD_SESSION_KEY") {
+		t.Errorf("%s: multi-region without a session_key from a Secret", r.name)
+	}
 	if u := env["HERALD_REGION_URL"]; !strings.HasPrefix(u, "https://") {
 		t.Errorf("%s: HERALD_REGION_URL = %q, want the region's https URL", r.name, u)
 	}

@@ -170,7 +170,7 @@ func runChartPod(t *testing.T, bin string, r rendered, d *appsv1.Deployment) {
 				// Another region's replica, unreachable here like HERALD_REDIS;
 				// a Sentinel URL checks that its commas survive HERALD_REMOTE_REDIS.
 				v = "redis+sentinel://:pw@127.0.0.1:3,127.0.0.1:4/herald?sentinel_password=pw"
-			case e.Name == "HERALD_GOSSIP_KEY" || e.Name == "HERALD_WAN_KEY":
+			case e.Name == "HERALD_GOSSIP_KEY" || e.Name == "HERALD_WAN_KEY" || e.Name == "HERALD_SESSION_KEY":
 				key := make([]byte, 32)
 				_, _ = rand.Read(key)
 				v = base64.StdEncoding.EncodeToString(key)
