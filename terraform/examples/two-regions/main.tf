@@ -61,9 +61,10 @@ locals {
       remote_redis = {
         (other) = { existing_secret = "herald-redis-${other}" }
       }
-      wan_join        = ["wan.${other}.push.${var.domain}:7947"]
-      wan_allow_cidrs = [local.pod_cidrs[other]]
-      wan_key_secret  = { name = "herald-wan" }
+      wan_join           = ["wan.${other}.push.${var.domain}:7947"]
+      wan_allow_cidrs    = [local.pod_cidrs[other]]
+      wan_key_secret     = { name = "herald-wan" }
+      session_key_secret = { name = "herald-session" }
       wan_seed = {
         hostname = "wan.${name}.push.${var.domain}"
         annotations = {

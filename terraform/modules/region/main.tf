@@ -63,6 +63,12 @@ locals {
         digest     = var.image.digest
       }
     },
+    try(var.multi_region.session_key_secret, null) == null ? {} : {
+      sessionKey = {
+        existingSecret = var.multi_region.session_key_secret.name
+        secretKey      = var.multi_region.session_key_secret.key
+      }
+    },
     var.multi_region == null ? {} : {
       multiRegion = {
         enabled   = true

@@ -116,6 +116,10 @@ variable "multi_region" {
       name = string
       key  = optional(string, "wan-key")
     }))
+    session_key_secret = optional(object({
+      name = string
+      key  = optional(string, "session-key")
+    }))
     wan_seed = optional(object({
       hostname               = optional(string, "")
       annotations            = optional(map(string), {})
@@ -130,7 +134,9 @@ variable "multi_region" {
     namespace holding the full URL). wan_join: WAN seeds host:port of the other regions (their wan_seed hostnames).
     wan_allow_cidrs: the other regions' pod CIDRs, the only sources admitted on the WAN port (pod IPs must be routable
     between the clusters: peered VPCs with VPC-native pods, or a multi-cluster network). wan_key_secret: Secret holding
-    the WAN key shared by every region (null: the gossip key, which must then be the same everywhere). wan_seed: an
+    the WAN key shared by every region (null: the gossip key, which must then be the same everywhere).
+    session_key_secret: Secret holding session_key, the same in every region so sessions follow clients across
+    regions (ADR 0014; null: derived from the region's gossip key, a cross-region resume starts a new session). wan_seed: an
     internal load balancer on the WAN port (TCP) that other regions join through; hostname is published by external-dns.
   EOT
   default     = null
