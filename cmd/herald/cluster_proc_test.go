@@ -43,9 +43,11 @@ func startTrio(t *testing.T, env []string, extra ...string) *trio {
 	// connection pool long enough to trip the slow-call breaker.
 	env = append([]string{"HERALD_PROTECTION__ADMISSION__CONNECT_RATE=100000",
 		"HERALD_PROTECTION__BREAKER__SLOW_RATIO=0"}, env...)
-	tr.a = startProc(t, "a", env, args...)
-	tr.b = startProc(t, "b", env, append(args, "--join", tr.a.Gossip)...)
-	tr.c = startProc(t, "c", env, append(args, "--join", tr.a.Gossip)...)
+	// Race-built nodes: these are the tests that kill, stop, drain and
+	// take over, where a data race in a node would matter most.
+	tr.a = startRaceProc(t, "a", env, args...)
+	tr.b = startRaceProc(t, "b", env, append(args, "--join", tr.a.Gossip)...)
+	tr.c = startRaceProc(t, "c", env, append(args, "--join", tr.a.Gossip)...)
 	tr.all = []*proc{tr.a, tr.b, tr.c}
 	waitMembers(t, tr.all, "a", "b", "c")
 	for i := range 20 {
@@ -454,7 +456,7 @@ func TestClusterRebalanceOntoJoiningNode(t *testing.T) {
 	}
 	before, _ := counts(tr.all...)
 
-	d := startProc(t, "d", env, "--redis", tr.redis.URL(), "--gossip-listen", "127.0.0.1:0", "--join", tr.a.Gossip)
+	d := startRaceProc(t, "d", env, "--redis", tr.redis.URL(), "--gossip-listen", "127.0.0.1:0", "--join", tr.a.Gossip)
 	joined := time.Now()
 	waitMembers(t, append(tr.all, d), "a", "b", "c", "d")
 	// Bound: the window plus load-gossip delay and the clients' retry.

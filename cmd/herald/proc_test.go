@@ -19,9 +19,12 @@ import (
 	"time"
 )
 
-// Multi-process harness: real herald processes (built once per test
-// binary, without -race, so a node's speed is a production node's) on
-// loopback ports, killed and signalled like in production.
+// Multi-process harness: real herald processes on loopback ports, killed
+// and signalled like in production. Nodes are built once per test binary:
+// without -race for the load and protection tests (a node's speed is a
+// production node's there), with -race for the cluster fault tests
+// (startTrio: kill -9, SIGSTOP, drain, takeover, rebalance), where any data
+// race a node reports fails the test.
 
 type binaryCache struct {
 	once sync.Once
@@ -29,30 +32,40 @@ type binaryCache struct {
 	err  error
 }
 
-var heraldBin binaryCache // test-only: one build per test binary
+// test-only: one build of each kind per test binary
+var heraldBin, heraldRaceBin binaryCache
 
 // heraldBinary builds ./cmd/herald once and returns its path.
-func heraldBinary(t testing.TB) string {
+func heraldBinary(t testing.TB) string { return heraldBin.build(t) }
+
+// heraldRaceBinary builds ./cmd/herald with the race detector once.
+func heraldRaceBinary(t testing.TB) string { return heraldRaceBin.build(t, "-race") }
+
+func (b *binaryCache) build(t testing.TB, flags ...string) string {
 	t.Helper()
-	heraldBin.once.Do(func() {
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "herald-bin-")
 		if err != nil {
-			heraldBin.err = err
+			b.err = err
 			return
 		}
-		heraldBin.path = filepath.Join(dir, "herald")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		b.path = filepath.Join(dir, "herald")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", heraldBin.path, ".").CombinedOutput()
+		args := append(append([]string{"build"}, flags...), "-o", b.path, ".")
+		out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
 		if err != nil {
-			heraldBin.err = fmt.Errorf("go build: %v\n%s", err, out)
+			b.err = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	})
-	if heraldBin.err != nil {
-		t.Fatal(heraldBin.err)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return heraldBin.path
+	return b.path
 }
+
+// raceReport is how the race detector starts each report.
+const raceReport = "WARNING: DATA RACE"
 
 // proc is one herald serve process.
 type proc struct {
@@ -125,11 +138,24 @@ func (l *lockedBuffer) String() string {
 // ports and dev mode) and waits for its banner.
 func startProc(t testing.TB, name string, env []string, args ...string) *proc {
 	t.Helper()
+	return startProcBin(t, heraldBinary(t), name, env, args...)
+}
+
+// startRaceProc is startProc with a node built with -race: a data race it
+// reports fails the test.
+func startRaceProc(t testing.TB, name string, env []string, args ...string) *proc {
+	t.Helper()
+	return startProcBin(t, heraldRaceBinary(t), name, env, args...)
+}
+
+func startProcBin(t testing.TB, bin, name string, env []string, args ...string) *proc {
+	t.Helper()
 	base := []string{"serve", "--dev", "--node-name", name, "--listen", "127.0.0.1:0",
 		"--admin-listen", "127.0.0.1:0", "--log-level", "info"}
-	cmd := exec.Command(heraldBinary(t), append(base, args...)...)
+	cmd := exec.Command(bin, append(base, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	p := &proc{t: t, name: name, cmd: cmd, log: &lockedBuffer{}, exited: make(chan struct{})}
+	p.log.watch(raceReport)
 	cmd.Stderr = p.log
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -172,7 +198,13 @@ func startProc(t testing.TB, name string, env []string, args ...string) *proc {
 	}
 	t.Cleanup(func() {
 		p.kill()
-		if t.Failed() {
+		if p.log.saw(raceReport) {
+			log := p.log.String()
+			if i := strings.Index(log, raceReport); i >= 0 {
+				log = log[i:]
+			}
+			t.Errorf("%s reported a data race:\n%s", name, tail(log, 200))
+		} else if t.Failed() {
 			t.Logf("--- log of %s (tail) ---\n%s", name, tail(p.log.String(), 40))
 		}
 	})
