@@ -34,15 +34,22 @@ type trio struct {
 // startTrio starts nodes a, b, c; victimShare of the fleet prefers a.
 func startTrio(t *testing.T, env []string, extra ...string) *trio {
 	t.Helper()
-	rd := redistest.StartServer(t)
-	args := append([]string{"--redis", rd.URL(), "--gossip-listen", "127.0.0.1:0"}, extra...)
-	tr := &trio{redis: rd}
 	// These tests are about the cluster: the connect-rate guard (tested
 	// with the protection layers) would pace the fleet's connects, and
 	// unpaced, thousands of simultaneous handshakes queue on the Redis
 	// connection pool long enough to trip the slow-call breaker.
 	env = append([]string{"HERALD_PROTECTION__ADMISSION__CONNECT_RATE=100000",
 		"HERALD_PROTECTION__BREAKER__SLOW_RATIO=0"}, env...)
+	return startTrioAsIs(t, env, extra...)
+}
+
+// startTrioAsIs is startTrio without turning protection down: the nodes
+// run the default configuration plus env.
+func startTrioAsIs(t *testing.T, env []string, extra ...string) *trio {
+	t.Helper()
+	rd := redistest.StartServer(t)
+	args := append([]string{"--redis", rd.URL(), "--gossip-listen", "127.0.0.1:0"}, extra...)
+	tr := &trio{redis: rd}
 	// Race-built nodes: these are the tests that kill, stop, drain and
 	// take over, where a data race in a node would matter most.
 	tr.a = startRaceProc(t, "a", env, args...)
@@ -138,11 +145,38 @@ func TestClusterKill9NodeClientsResumeOnSurvivors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process cluster test")
 	}
-	tr := startTrio(t, noRebalance)
-	const onVictim = 3000
-	f := tr.fleetOn(t, onVictim, 150, 0)
-	if n := tr.a.node(t).Streams; n < onVictim {
-		t.Fatalf("victim holds %d streams, want ≥ %d", n, onVictim)
+	kill9NodeClientsResumeOnSurvivors(t, startTrio(t, noRebalance), 3000)
+}
+
+// The same kill -9 with every protection layer at its default: the
+// survivors' connect rate, warm-up and breaker must let 3,000 clients back
+// in with nothing lost or duplicated.
+func TestClusterKill9OnDefaultConfiguration(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster test")
+	}
+	// The default connect rate admits the fleet over seconds and clients
+	// shed by a go to b or c: a holds what it admitted when it is killed.
+	kill9NodeClientsResumeOnSurvivors(t, startTrioAsIs(t, noRebalance), 200)
+}
+
+// kill9NodeClientsResumeOnSurvivors connects 3,300 clients (3,000 preferring
+// a), kills a once every client is connected and a holds at least minOnA of
+// them, and checks that each of a's clients resumed on a survivor with
+// nothing lost or duplicated.
+func kill9NodeClientsResumeOnSurvivors(t *testing.T, tr *trio, minOnA int) {
+	const preferA, onEach = 3000, 150
+	f := tr.fleetOn(t, preferA, onEach, 0)
+	eventually(t, 60*time.Second, "every client connected", func() bool {
+		var n int64
+		for _, p := range tr.all {
+			n += p.node(t).Streams
+		}
+		return n >= preferA+2*onEach
+	})
+	onVictim := int(tr.a.node(t).Streams)
+	if onVictim < minOnA {
+		t.Fatalf("victim holds %d streams, want ≥ %d", onVictim, minOnA)
 	}
 	pub := startPublisher([]string{tr.b.URL, tr.c.URL}, tr.topics, 40)
 	waitAcked(t, pub, 80)
