@@ -23,13 +23,17 @@ type fleet struct {
 	clients []*fleetClient
 	hc      *http.Client
 	wg      sync.WaitGroup
+	ctx     context.Context
 	cancel  context.CancelFunc
+	idle    time.Duration
 }
 
 type fleetClient struct {
 	topic     string
 	endpoints []string
 	stream    *client.Stream
+	// stopStream ends the running stream and waits for it.
+	stopStream func()
 
 	mu       sync.Mutex
 	last     uint64 // offset of the last event received
@@ -53,35 +57,56 @@ type connectRecord struct {
 func newFleet(t *testing.T, n int, topics []string, endpoints func(i int) []string, idle time.Duration) *fleet {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fleet{cancel: cancel, hc: &http.Client{Transport: &http.Transport{
+	f := &fleet{ctx: ctx, cancel: cancel, idle: idle, hc: &http.Client{Transport: &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		ResponseHeaderTimeout: 30 * time.Second,
 		MaxIdleConnsPerHost:   -1,
 	}}}
 	for i := range n {
-		c := &fleetClient{topic: topics[i%len(topics)], endpoints: endpoints(i), sessions: map[string]bool{}}
-		c.stream = client.Subscribe(client.StreamConfig{
-			Endpoints:   c.endpoints,
-			Topics:      []string{c.topic},
-			HTTPClient:  f.hc,
-			MinBackoff:  50 * time.Millisecond,
-			MaxBackoff:  2 * time.Second,
-			IdleTimeout: idle,
-			OnConnect: func(ep string) {
-				c.mu.Lock()
-				c.connects = append(c.connects, connectRecord{at: time.Now(), endpoint: ep})
-				c.mu.Unlock()
-			},
-		})
+		c := &fleetClient{topic: topics[i%len(topics)], sessions: map[string]bool{}}
 		f.clients = append(f.clients, c)
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
-			_ = c.stream.Run(ctx, c.handle)
-		}()
+		f.run(c, endpoints(i), "")
 	}
 	t.Cleanup(f.stop)
 	return f
+}
+
+// run starts c's stream on endpoints, resuming after lastID when set.
+func (f *fleet) run(c *fleetClient, endpoints []string, lastID string) {
+	c.endpoints = endpoints
+	st := client.Subscribe(client.StreamConfig{
+		Endpoints:   endpoints,
+		Topics:      []string{c.topic},
+		LastEventID: lastID,
+		HTTPClient:  f.hc,
+		MinBackoff:  50 * time.Millisecond,
+		MaxBackoff:  2 * time.Second,
+		IdleTimeout: f.idle,
+		OnConnect: func(ep string) {
+			c.mu.Lock()
+			c.connects = append(c.connects, connectRecord{at: time.Now(), endpoint: ep})
+			c.mu.Unlock()
+		},
+	})
+	c.stream = st
+	ctx, cancel := context.WithCancel(f.ctx)
+	done := make(chan struct{})
+	c.stopStream = func() { cancel(); <-done }
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		defer close(done)
+		_ = st.Run(ctx, c.handle)
+	}()
+}
+
+// disconnect closes c's connection and stops its stream; resume continues
+// it, with the cursor of the last event it handled, on endpoints: what an
+// application does when it drops a connection and opens one elsewhere.
+func (f *fleet) disconnect(c *fleetClient) { c.stopStream() }
+
+func (f *fleet) resume(c *fleetClient, endpoints []string) {
+	f.run(c, endpoints, c.stream.LastEventID())
 }
 
 func (f *fleet) stop() {
@@ -286,12 +311,17 @@ func (p *publisher) run() {
 	}
 }
 
+// snapshot returns the highest acknowledged offset per topic so far.
+func (p *publisher) snapshot() map[string]uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.heads)
+}
+
 // stop ends publishing and returns the highest acknowledged offset per topic.
 func (p *publisher) stop() map[string]uint64 {
 	close(p.stopc)
 	<-p.done
 	p.pub.CloseIdleConnections()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return maps.Clone(p.heads)
+	return p.snapshot()
 }

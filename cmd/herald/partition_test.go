@@ -86,7 +86,8 @@ func TestClusterGossipPartitionAndHeal(t *testing.T) {
 	})
 
 	topics := []string{"p-0", "p-1", "p-2", "p-3"}
-	// Subscribers pinned to one side each; publishers on both sides.
+	// Subscribers start on one side each; during the partition a third of
+	// them cross it (below).
 	f := newFleet(t, 40, topics, func(i int) []string {
 		if i%2 == 0 {
 			return []string{a.URL()}
@@ -113,12 +114,75 @@ func TestClusterGossipPartitionAndHeal(t *testing.T) {
 	// Both sides keep delivering: Redis is shared, gossip is not needed.
 	waitAcked(t, pubA, 20)
 	waitAcked(t, pubC, 20)
-	// The session resumes on b while a, cut off, still serves it.
+
+	// The session resumes on b while a, cut off, still serves it: b owns
+	// it, a's record still names a, and an event published after the
+	// takeover reaches both streams.
 	moved := openRaw(t, b.URL(), "p-0", old.hello)
+	eventually(t, 10*time.Second, "b records itself as the owner", func() bool {
+		r, ok := b.Cluster.Lookup(session)
+		return ok && r.Node == "b"
+	})
+	head := max(pubA.snapshot()["p-0"], pubC.snapshot()["p-0"])
+	nextOffset(t, moved, head)
+	nextOffset(t, old, head)
+	if r, ok := a.Cluster.Lookup(session); !ok || r.Node != "a" {
+		t.Fatalf("a's record of the session during the partition: %+v, %v; want owned by a", r, ok)
+	}
+
+	// Subscribers cross the partition: every third client closes its
+	// connection, misses events, and resumes with its cursor on a node of
+	// the other side.
+	type mover struct {
+		c  *fleetClient
+		to string
+		at time.Time
+	}
+	var movers []mover
+	for i, fc := range f.clients {
+		if i%3 != 0 {
+			continue
+		}
+		to := a.URL()
+		if i%2 == 0 { // on a
+			to = map[bool]string{true: b.URL(), false: c.URL()}[i%12 == 0]
+		}
+		movers = append(movers, mover{c: fc, to: to})
+		f.disconnect(fc)
+	}
+	waitAcked(t, pubA, 20)
+	waitAcked(t, pubC, 20)
+	for i := range movers {
+		movers[i].at = time.Now()
+		f.resume(movers[i].c, []string{movers[i].to})
+	}
+	// Every mover reaches, on its new side and while gossip is still cut,
+	// the heads acknowledged after it moved (so it received events there).
+	waitAcked(t, pubA, 20)
+	waitAcked(t, pubC, 20)
+	heads := pubA.snapshot()
+	for k, v := range pubC.snapshot() {
+		heads[k] = max(heads[k], v)
+	}
+	eventually(t, 30*time.Second, "every mover caught up on the other side", func() bool {
+		for _, m := range movers {
+			m.c.mu.Lock()
+			n := len(m.c.connects)
+			ok := n > 0 && m.c.connects[n-1].endpoint == m.to && m.c.connects[n-1].at.After(m.at) && m.c.last >= heads[m.c.topic]
+			m.c.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	if len(aliveSet(a)) != 1 || len(aliveSet(b)) != 2 {
+		t.Fatal("the partition healed before the movers caught up")
+	}
 	select {
 	case <-old.done:
 		t.Fatal("a closed its stream during the partition; it cannot have heard of the takeover")
-	case <-time.After(500 * time.Millisecond):
+	default:
 	}
 
 	tHeal := time.Now()
@@ -144,16 +208,39 @@ func TestClusterGossipPartitionAndHeal(t *testing.T) {
 	default:
 	}
 
-	heads := pubA.stop()
+	heads = pubA.stop()
 	for k, v := range pubC.stop() {
 		heads[k] = max(heads[k], v)
 	}
 	eventually(t, 60*time.Second, "fleet caught up", func() bool { return f.caughtUp(heads) == 0 })
 	r := f.report(heads)
-	t.Logf("partition and heal: %d clients received %d events; lost %d, duplicated %d; gossip dropped %d packets, refused %d dials",
-		r.clients, r.received, r.lost, r.dups, net.Dropped(), net.Refused())
-	if r.lost != 0 || r.dups != 0 || r.resets != 0 {
-		t.Fatalf("lost %d, duplicated %d, resets %d", r.lost, r.dups, r.resets)
+	t.Logf("partition and heal: %d clients (%d crossed the partition) received %d events; lost %d, duplicated %d; gossip dropped %d packets, refused %d dials",
+		r.clients, len(movers), r.received, r.lost, r.dups, net.Dropped(), net.Refused())
+	if r.lost != 0 || r.dups != 0 || r.resets != 0 || r.sessionChanges != 0 {
+		t.Fatalf("lost %d, duplicated %d, resets %d, session changes %d", r.lost, r.dups, r.resets, r.sessionChanges)
+	}
+}
+
+// nextOffset returns the offset of the first event on s above after,
+// reading s's events in order (bounded).
+func nextOffset(t *testing.T, s *rawStream, after uint64) uint64 {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case ev := <-s.events:
+			offs, err := push.DecodeOffsets(ev.ID, 1, nil)
+			if err != nil || len(offs) != 1 {
+				t.Fatalf("event id %q: %v", ev.ID, err)
+			}
+			if offs[0] > after {
+				return offs[0]
+			}
+		case <-s.done:
+			t.Fatal("stream closed")
+		case <-deadline:
+			t.Fatalf("no event above offset %d within 20s", after)
+		}
 	}
 }
 
