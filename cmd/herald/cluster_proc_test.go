@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -235,7 +236,8 @@ func TestClusterSIGTERMDrainSpreadsReconnects(t *testing.T) {
 // rawStream is a plain SSE connection that stays open until the server
 // closes it (it never times out on its own, like a half-open client).
 type rawStream struct {
-	hello  string // herald.hello id
+	hello  string     // herald.hello id
+	info   push.Hello // herald.hello data
 	events chan sse.Event
 	done   chan struct{}
 	closed time.Time // when the server closed it
@@ -266,6 +268,10 @@ func openRaw(t *testing.T, base, topic, lastID string) *rawStream {
 		t.Fatalf("first event %+v, %v", ev, err)
 	}
 	rs.hello = ev.ID
+	if err := json.Unmarshal([]byte(ev.Data), &rs.info); err != nil {
+		cancel()
+		t.Fatalf("hello %q: %v", ev.Data, err)
+	}
 	go func() {
 		defer close(rs.done)
 		defer resp.Body.Close()

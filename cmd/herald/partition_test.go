@@ -22,16 +22,19 @@ func runGossipNode(t *testing.T, net *gossiptest.Network, name, redisURL, join s
 }
 
 // runGossipNodeWith is runGossipNode with an injected telemetry (nil: none
-// injected, Run sets up its own).
+// injected, Run sets up its own). A nil net gossips over memberlist's own
+// UDP/TCP transport on loopback, so the node can join herald processes.
 func runGossipNodeWith(t *testing.T, net *gossiptest.Network, name, redisURL, join string, tel *observability.Telemetry) *Main {
 	t.Helper()
-	tr, err := net.NewTransport(name, "127.0.0.1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := NewMain()
 	m.Telemetry = tel
-	m.GossipTransport = tr
+	if net != nil {
+		tr, err := net.NewTransport(name, "127.0.0.1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.GossipTransport = tr
+	}
 	m.Config.Listen, m.Config.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
 	m.Config.Dev, m.Config.LogLevel, m.Config.NodeName = true, "warn", name
 	m.Config.Redis = redisURL
