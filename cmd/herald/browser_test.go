@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/client"
 	"github.com/heraldpush/herald/push/redistest"
 	"github.com/heraldpush/herald/push/server"
 )
@@ -41,13 +43,7 @@ func TestBrowserEventSourceResumesAcrossRestart(t *testing.T) {
 	}))
 	defer page.Close()
 
-	// A fixed free port, so the restarted node has the same URL.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeAddr(t) // fixed, so the restarted node has the same URL
 	start := func() *Main {
 		return MustRunMain(t, func(c *Config) {
 			c.Listen = addr
@@ -143,6 +139,224 @@ func TestBrowserEventSourceResumesAcrossRestart(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("received %d payload events, want %d (loss or duplicate)", len(got), len(want))
+	}
+}
+
+// freeAddr returns a loopback address with a port that was free just now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// sentEvent is one acknowledged publish.
+type sentEvent struct {
+	topic, data string
+	offset      uint64
+}
+
+// TestBrowserEventSourceResumesAcrossKill9AndRedisRestart: a native
+// EventSource on two topics follows a Herald process (Redis store) that is
+// killed with SIGKILL and restarted on the same address, twice; the second
+// time Redis (AOF on) is also restarted while the node is down. Events are
+// told apart by when they were published: "live" ones while the browser is
+// connected, "down" ones while no node serves it, which can only arrive as
+// replay on the next connection. Every connection must bring exactly its
+// share, in order per topic, each event once:
+//
+//	connection 1: live1
+//	connection 2 (after kill -9): down1 (replay), then live2
+//	connection 3 (after kill -9 and a Redis restart): one herald.reset,
+//	    then down2b (replay), then live3
+//
+// A Redis restart changes every stream's epoch (ADR 0002: Herald cannot
+// tell a clean restart from one that lost data), so connection 3 must open
+// with one epoch_changed reset per topic naming exactly the events
+// published between the kill and the Redis restart (down2a: offsets from
+// the one after the browser's last event to the one before the first event
+// of the new lineage) and nothing else; no other reset may appear.
+func TestBrowserEventSourceResumesAcrossKill9AndRedisRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test is not a -short test")
+	}
+	driver := requireTool(t, "chromedriver")
+	browser := requireTool(t, "chromium")
+	rs := redistest.StartServer(t, redistest.WithAppendOnly(true))
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, browserPage)
+	}))
+	defer page.Close()
+
+	addr := freeAddr(t)
+	env := []string{"HERALD_CORS__ALLOWED_ORIGINS=" + page.URL,
+		"HERALD_STREAM__RETRY_MIN=200ms", "HERALD_STREAM__RETRY_MAX=400ms"}
+	start := func(name string) *proc {
+		p := startProc(t, name, env, "--redis", rs.URL(), "--listen", addr)
+		if p.URL != "http://"+addr {
+			t.Fatalf("%s listens on %s, want %s", name, p.URL, addr)
+		}
+		return p
+	}
+	// Publishes go through a second node, which stays up throughout.
+	publisher := client.NewPublisher(client.PublisherConfig{Endpoints: []string{MustRunMain(t, func(c *Config) { c.Redis = rs.URL() }).URL()},
+		MaxAttempts: 20, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
+	defer publisher.CloseIdleConnections()
+	publish := func(label string, n int) []sentEvent {
+		var out []sentEvent
+		for i := range n {
+			topic := []string{"t1", "t2"}[i%2]
+			data := fmt.Sprintf("%s-%d\nsecond line", label, i)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			r, err := publisher.Publish(ctx, topic, client.Message{Event: "payload", Text: data})
+			cancel()
+			if err != nil {
+				t.Fatalf("publish %s: %v", data, err)
+			}
+			out = append(out, sentEvent{topic, data, r.Offset})
+		}
+		return out
+	}
+	node := start("node-1")
+	wd := startWebDriver(t, driver, browser)
+	wd.navigate(page.URL + "/?herald=" + node.URL)
+	count := func(typ string) int {
+		var n int
+		wd.execute(t, fmt.Sprintf(`return window.log.filter(e => e.type === %q).length`, typ), &n)
+		return n
+	}
+	waitCount := func(what, typ string, n int) {
+		wd.waitFor(t, what, fmt.Sprintf(`return window.log.filter(e => e.type === %q).length >= %d`, typ, n))
+	}
+	kill := func(p *proc) {
+		errs := count("error")
+		p.kill()
+		select {
+		case <-p.exited:
+		default:
+			t.Fatalf("%s survived SIGKILL", p.name)
+		}
+		waitCount("the browser noticed "+p.name+" died", "error", errs+1)
+	}
+	waitCount("first hello", server.EventHello, 1)
+
+	live1 := publish("live1", 4)
+	waitCount("live1", "payload", len(live1))
+
+	kill(node)
+	down1 := publish("down1", 4)
+	node = start("node-2")
+	waitCount("second hello", server.EventHello, 2)
+	live2 := publish("live2", 4)
+	waitCount("down1 and live2", "payload", len(live1)+len(down1)+len(live2))
+
+	kill(node)
+	down2a := publish("down2a", 4) // before the Redis restart: reported lost
+	rs.Restart(t)
+	down2b := publish("down2b", 4) // after it: the new lineage, replayed
+	node = start("node-3")
+	waitCount("third hello", server.EventHello, 3)
+	live3 := publish("live3", 4)
+	want := [][]sentEvent{nil, live1, append(down1, live2...), append(down2b, live3...)}
+	total := 0
+	for _, w := range want {
+		total += len(w)
+	}
+	waitCount("down2b and live3", "payload", total)
+	// A final live event lets a late duplicate surface before we compare.
+	end := publish("end", 1)
+	want[3] = append(want[3], end...)
+	wd.waitFor(t, "the end event", fmt.Sprintf(`return window.log.some(e => e.data === %q)`, end[0].data))
+
+	var log []struct{ Type, Data, ID string }
+	wd.execute(t, `return window.log`, &log)
+	topicOf := map[string]string{}
+	for _, evs := range [][]sentEvent{live1, down1, live2, down2a, down2b, live3, end} {
+		for _, e := range evs {
+			topicOf[e.data] = e.topic
+		}
+	}
+	// Split the log by connection (each opens with its hello).
+	conn := 0
+	got := make([]map[string][]string, len(want))
+	var hellos []push.Hello
+	var resets []push.Reset
+	for _, e := range log {
+		switch e.Type {
+		case server.EventHello:
+			conn++
+			var h push.Hello
+			if err := json.Unmarshal([]byte(e.Data), &h); err != nil {
+				t.Fatalf("hello %q: %v", e.Data, err)
+			}
+			hellos = append(hellos, h)
+		case server.EventReset:
+			var r push.Reset
+			if err := json.Unmarshal([]byte(e.Data), &r); err != nil {
+				t.Fatalf("reset %q: %v", e.Data, err)
+			}
+			if conn != 3 || len(got[conn]) != 0 {
+				t.Errorf("reset on connection %d after %d payloads: %s", conn, len(got[min(conn, 3)]), e.Data)
+			}
+			resets = append(resets, r)
+		case "payload":
+			if conn >= len(got) {
+				t.Fatalf("payload %q on connection %d", e.Data, conn)
+			}
+			if got[conn] == nil {
+				got[conn] = map[string][]string{}
+			}
+			got[conn][topicOf[e.Data]] = append(got[conn][topicOf[e.Data]], e.Data)
+		}
+	}
+	if len(hellos) != 3 {
+		t.Fatalf("%d hellos, want 3 (connect, resume after each kill)", len(hellos))
+	}
+	for i, h := range hellos[1:] {
+		if !h.Resumed || h.Session != hellos[0].Session {
+			t.Errorf("hello %d: %+v, want the resumed session %s", i+2, h, hellos[0].Session)
+		}
+	}
+	for c := 1; c < len(want); c++ {
+		for _, topic := range []string{"t1", "t2"} {
+			var w []string
+			for _, e := range want[c] {
+				if e.topic == topic {
+					w = append(w, e.data)
+				}
+			}
+			if fmt.Sprintf("%q", got[c][topic]) != fmt.Sprintf("%q", w) {
+				t.Errorf("connection %d, topic %s: browser received\n  %q\nwant exactly\n  %q", c, topic, got[c][topic], w)
+			}
+		}
+	}
+	// The reset names, per topic, exactly the events published between the
+	// kill and the Redis restart.
+	if len(resets) != 1 || len(resets[0].Streams) != 2 {
+		t.Fatalf("resets %+v, want one naming t1 and t2", resets)
+	}
+	for _, st := range resets[0].Streams {
+		var lost []uint64
+		for _, e := range down2a {
+			if e.topic == st.Topic {
+				lost = append(lost, e.offset)
+			}
+		}
+		var next uint64
+		for _, e := range down2b {
+			if e.topic == st.Topic && next == 0 {
+				next = e.offset
+			}
+		}
+		if st.Reason != push.ResetEpochChanged || len(lost) == 0 || st.LostFrom != lost[0] ||
+			st.ContinueFrom != lost[len(lost)-1]+1 || st.ContinueFrom != next {
+			t.Errorf("reset %+v, want epoch_changed from offset %d (down2a: %v) continuing at %d (the first of down2b)",
+				st, lost[0], lost, next)
+		}
 	}
 }
 
