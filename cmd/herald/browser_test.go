@@ -196,7 +196,7 @@ func TestBrowserEventSourceResumesAcrossKill9AndRedisRestart(t *testing.T) {
 	env := []string{"HERALD_CORS__ALLOWED_ORIGINS=" + page.URL,
 		"HERALD_STREAM__RETRY_MIN=200ms", "HERALD_STREAM__RETRY_MAX=400ms"}
 	start := func(name string) *proc {
-		p := startProc(t, name, env, "--redis", rs.URL(), "--listen", addr)
+		p := startRaceProc(t, name, env, "--redis", rs.URL(), "--listen", addr)
 		if p.URL != "http://"+addr {
 			t.Fatalf("%s listens on %s, want %s", name, p.URL, addr)
 		}

@@ -23,8 +23,9 @@ import (
 // and signalled like in production. Nodes are built once per test binary:
 // without -race for the load and protection tests (a node's speed is a
 // production node's there), with -race for the cluster fault tests
-// (startTrio: kill -9, SIGSTOP, drain, takeover, rebalance), where any data
-// race a node reports fails the test.
+// (startTrio: kill -9, SIGSTOP, drain, takeover, rebalance) and the kill -9
+// trace and browser tests, where any data race a node reports fails the
+// test.
 
 type binaryCache struct {
 	once sync.Once

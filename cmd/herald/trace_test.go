@@ -183,7 +183,7 @@ func TestTraceContinuesAcrossKill9(t *testing.T) {
 		name := map[bool]string{true: "sdk", false: "browser"}[sdk]
 		t.Run(name, func(t *testing.T) {
 			rd := redistest.StartServer(t)
-			a := startProc(t, "a", []string{"HERALD_TELEMETRY__TRACE_SAMPLE_RATIO=1"},
+			a := startRaceProc(t, "a", []string{"HERALD_TELEMETRY__TRACE_SAMPLE_RATIO=1"},
 				"--redis", rd.URL(), "--gossip-listen", "127.0.0.1:0")
 			telB, recB, err := observability.NewTestTelemetry(observability.Config{Node: "b"})
 			if err != nil {
