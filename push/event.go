@@ -94,6 +94,11 @@ type StreamInfo struct {
 	// has seen them; events below it are history the epoch inherited. 1 for
 	// a stream whose epoch never changed; 0 when the stream was never written.
 	EpochStart uint64
+	// Parent is the epoch whose history below EpochStart the current epoch
+	// inherited unchanged ("" when none or unknown): a reader of Parent at
+	// an offset below EpochStart lost nothing up to EpochStart-1, only
+	// Parent's events from EpochStart on.
+	Parent string
 }
 
 // ValidateTopic checks a topic name against the grammar

@@ -1081,9 +1081,11 @@ func TestRedisDownStreamsShedPublishes503(t *testing.T) {
 	hc := streamClient()
 	defer hc.CloseIdleConnections()
 	// Both subscribers connect before the outage. "connected" keeps its
-	// stream open throughout (the live path); "away" goes offline during the
-	// outage and resumes with its cursor only after Redis is back and new
-	// events were published (the resume path), like a phone that slept.
+	// stream open throughout (the live path); "away" goes offline 6 events
+	// before the outage and resumes with its cursor only after Redis is back
+	// and new events were published (the resume path), like a phone that
+	// slept: it is behind the new epoch's start, and must still get the 6
+	// events Redis kept (not a reset over them).
 	sub := newLiveSub("connected", n.URL, hc, topics...)
 	away := newLiveSub("away", n.URL, hc, topics...)
 	subs := []*liveSub{sub, away}
@@ -1107,10 +1109,14 @@ func TestRedisDownStreamsShedPublishes503(t *testing.T) {
 	if !awaitDelivery(subs, led, 10*time.Second) {
 		t.Fatal("events before the outage not delivered")
 	}
+	stopAway()
+	publishSome(6)
+	if !awaitDelivery([]*liveSub{sub}, led, 10*time.Second) {
+		t.Fatal("events before the outage not delivered to the connected subscriber")
+	}
 	oldEpoch := topicInfo(t, n, "out-a").Epoch
 
 	rs.Kill()
-	stopAway()
 	// Publishes fail fast and clearly.
 	for i := range 3 {
 		seq++

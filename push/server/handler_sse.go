@@ -456,10 +456,13 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, discard strin
 		byKey[push.StreamKey{Topic: in.Topic, Origin: in.Origin}] = in
 	}
 	upto := make([]uint64, cur.Len())
-	var verified []bool
+	var verified, inherited []bool
 	intact := true
 	if parsed != nil {
 		verified, intact = verifyAgainst(cur, parsed, infos)
+		if !intact {
+			inherited = inheritedSlots(cur, parsed, infos)
+		}
 	}
 	var resets []StreamReset
 	for i := range cur.Len() {
@@ -494,6 +497,16 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, discard strin
 			} else {
 				cur.SetAt(i, head)
 			}
+		case inherited != nil && inherited[i]:
+			// The client read the parent lineage up to an offset the
+			// current epoch inherited: only the parent's events from the
+			// epoch's start on are lost; the client continues from its own
+			// position through the inherited history.
+			start := lineageStart(in)
+			reset(ResetEpochChanged, start+1, 0)
+			resets[len(resets)-1].ContinueFrom = parsed.Offset(i) + 1
+			cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: parsed.Offset(i)})
+			upto[i] = in.Last
 		case !verified[i] || (!intact && parsed.Offset(i) > in.Last && k.Origin == s.store.Origin()):
 			// The client's lineage ended somewhere after its cursor; what it
 			// missed there is lost. Everything written in the current epoch
@@ -1016,6 +1029,34 @@ func verifyAgainst(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.Str
 		}
 	}
 	return parsed.VerifyLineages(epochs, starts)
+}
+
+// inheritedSlots reports, per slot, that the client's position lies in
+// history its stream's current epoch inherited from its parent epoch: the
+// cursor's 32-bit check holds with the parent in place of the current epoch
+// in every slot the client read below the epoch's start. nil when no slot
+// qualifies or the check does not hold that way either.
+func inheritedSlots(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.StreamInfo) []bool {
+	epochs := make([]string, cur.Len())
+	inherited := make([]bool, cur.Len())
+	some := false
+	for _, in := range infos {
+		i := cur.Index(in.Topic, in.Origin)
+		if i < 0 {
+			continue
+		}
+		epochs[i] = in.Epoch
+		if off := parsed.Offset(i); in.Parent != "" && parsed.Present(i) && off > 0 && off < in.EpochStart {
+			epochs[i], inherited[i], some = in.Parent, true, true
+		}
+	}
+	if !some {
+		return nil
+	}
+	if _, intact := parsed.VerifyLineages(epochs, nil); !intact {
+		return nil
+	}
+	return inherited
 }
 
 // unverifiedRemotes returns the remote origins whose epoch in infos does

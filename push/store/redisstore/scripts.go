@@ -10,7 +10,9 @@ import "github.com/redis/go-redis/v9"
 //	                   (traceparent, only when set)
 //	P:{T@O}:m          meta hash: e (epoch), o (last offset), r (primary
 //	                   run_id under which e was last confirmed), a (next
-//	                   age-trim check, ms), s (first offset of epoch e)
+//	                   age-trim check, ms), s (first offset of epoch e),
+//	                   p (the epoch whose history below s epoch e inherited;
+//	                   "" when none or unknown)
 //	P:{T@O}:c:<rand>   one append call's result, PX 10s (driver retries)
 //	P:{T@O}:i:<sha256> idempotency result "epoch:offset:ts", PX window
 //	P:n:T@O            Pub/Sub channel announcing every appended event
@@ -129,9 +131,10 @@ local function last_generated()
   return 0
 end
 
-local m = redis.call('HMGET', meta, 'e', 'o', 'r', 'a', 's')
+local m = redis.call('HMGET', meta, 'e', 'o', 'r', 'a', 's', 'p')
 local epoch, off, nextage = m[1], tonumber(m[2]) or 0, tonumber(m[4]) or 0
 local start = tonumber(m[5]) or 1
+local parent = m[6] or ''
 if not epoch then
   -- New stream, or meta lost while the stream survived: new lineage, and
   -- offsets continue above the stream's last id so XADD ids keep growing.
@@ -139,8 +142,14 @@ if not epoch then
   off = last_generated()
   nextage = 0
   start = off + 1
+  parent = ''
 else
-  if m[3] ~= gen then start = off + 1 end -- a new lineage begins here
+  if m[3] ~= gen then
+    -- A new lineage begins here; below it is epoch e's history as this
+    -- primary holds it.
+    start = off + 1
+    parent = epoch
+  end
   epoch = effective_epoch(epoch, m[3], gen)
 end
 
@@ -194,6 +203,7 @@ for i = 0, n - 1 do
       if wrote or top < off then return r end
       off = top + 1
       epoch = ARGV[1]
+      parent = ''  -- history of unknown origin below: inherit nothing
       args[idpos] = fmt(off) .. '-0'
       redis.call(unpack(args))
     end
@@ -220,7 +230,7 @@ if wrote then
       nextage = now + gran
     end
   end
-  redis.call('HSET', meta, 'e', epoch, 'o', fmt(off), 'r', gen, 'a', fmt(nextage), 's', fmt(start))
+  redis.call('HSET', meta, 'e', epoch, 'o', fmt(off), 'r', gen, 'a', fmt(nextage), 's', fmt(start), 'p', parent)
   if idle > 0 then
     redis.call('PEXPIRE', stream, ARGV[6])
     redis.call('PEXPIRE', meta, ARGV[6])
@@ -237,20 +247,26 @@ return out
 //	KEYS[1] stream, KEYS[2] meta
 //	ARGV[1] after, ARGV[2] limit, ARGV[3] MaxAge ms (0: none)
 //
-// Returns {epoch, first, last, length, entries}. Entries older than MaxAge
+// Returns {epoch, first, last, length, entries, epoch start, parent epoch}.
+// Entries older than MaxAge
 // are hidden even before an append trims them. A stream without meta is
 // reported as never written: its next append starts a new epoch anyway.
 var readScript = redis.NewScript("#!lua flags=no-writes\n" + luaCommon + `
 local stream, meta = KEYS[1], KEYS[2]
 local after, limit, maxage = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local m = redis.call('HMGET', meta, 'e', 'o', 'r', 's')
-if not m[1] then return {'', 0, 0, 0, {}, 0} end
+local m = redis.call('HMGET', meta, 'e', 'o', 'r', 's', 'p')
+if not m[1] then return {'', 0, 0, 0, {}, 0, ''} end
 local gen = generation()
 local epoch = effective_epoch(m[1], m[3], gen)
 local last = tonumber(m[2]) or 0
--- The epoch start the next append will persist when the lineage changed.
+-- The epoch start and parent the next append will persist when the
+-- lineage changed.
 local start = tonumber(m[4]) or 1
-if gen ~= nil and m[3] ~= gen then start = last + 1 end
+local parent = m[5] or ''
+if gen ~= nil and m[3] ~= gen then
+  start = last + 1
+  parent = m[1]
+end
 local first, len = 0, 0
 local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
 if #head > 0 then
@@ -271,5 +287,5 @@ local entries = {}
 if limit > 0 and len > 0 then
   entries = redis.call('XRANGE', stream, fmt(math.max(after + 1, first)) .. '-0', '+', 'COUNT', limit)
 end
-return {epoch, first, last, len, entries, start}
+return {epoch, first, last, len, entries, start, parent}
 `)

@@ -270,10 +270,10 @@ func isNoScript(err error, cmds []*redis.Cmd) bool {
 	return false
 }
 
-// parseRead decodes {epoch, first, last, length, entries, epoch start}.
+// parseRead decodes {epoch, first, last, length, entries, epoch start, parent}.
 func (s *Store) parseRead(raw []any, topic string, withEvents bool) ([]push.Event, push.StreamInfo, error) {
 	info := push.StreamInfo{Topic: topic, Origin: s.cfg.Origin}
-	if len(raw) != 6 {
+	if len(raw) != 7 {
 		return nil, info, fmt.Errorf("read script returned %d values", len(raw))
 	}
 	epoch, ok1 := raw[0].(string)
@@ -282,11 +282,12 @@ func (s *Store) parseRead(raw []any, topic string, withEvents bool) ([]push.Even
 	length, ok4 := raw[3].(int64)
 	entries, ok5 := raw[4].([]any)
 	start, ok6 := raw[5].(int64)
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || first < 0 || last < 0 || length < 0 || start < 0 {
+	parent, ok7 := raw[6].(string)
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || !ok7 || first < 0 || last < 0 || length < 0 || start < 0 {
 		return nil, info, fmt.Errorf("read script returned malformed info %v", raw[:4])
 	}
 	info.Epoch, info.First, info.Last, info.Length = epoch, uint64(first), uint64(last), length
-	info.EpochStart = uint64(start)
+	info.EpochStart, info.Parent = uint64(start), parent
 	if !withEvents || len(entries) == 0 {
 		return nil, info, nil
 	}

@@ -271,8 +271,17 @@ func TestEpochChangesOnCleanRestart(t *testing.T) {
 	if in.Epoch == res[0].Epoch {
 		t.Fatal("epoch unchanged across a restart (conservative rule: it must change)")
 	}
+	// The new epoch inherits offsets 1..5 of the old one, before and after
+	// its first append (which persists the lineage).
+	if in.Parent != res[0].Epoch || in.EpochStart != 6 {
+		t.Fatalf("after the restart: parent %q start %d, want %q and 6", in.Parent, in.EpochStart, res[0].Epoch)
+	}
+	appendN(t, s, topic, 6, 1)
+	if after := waitReady(t, s, topic); after.Epoch != in.Epoch || after.Parent != res[0].Epoch || after.EpochStart != 6 {
+		t.Fatalf("after the first append of the new epoch: %+v, want epoch %s, parent %s, start 6", after, in.Epoch, res[0].Epoch)
+	}
 	evs, _, err := s.Read(testCtx(t), topic, 0, 10)
-	if err != nil || len(evs) != 5 || string(evs[4].Data) != "event-5" {
+	if err != nil || len(evs) != 6 || string(evs[4].Data) != "event-5" {
 		t.Fatalf("read after restart: %d events, %v", len(evs), err)
 	}
 	// The idempotency key survives too and names the original write.
