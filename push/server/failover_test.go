@@ -1115,6 +1115,31 @@ func TestRedisDownStreamsShedPublishes503(t *testing.T) {
 		t.Fatal("events before the outage not delivered to the connected subscriber")
 	}
 	oldEpoch := topicInfo(t, n, "out-a").Epoch
+	// The node's Pub/Sub connection dies and cannot come back (maxclients 1;
+	// the pooled connections stay), and 4 more events are appended: Redis
+	// keeps them (AOF always), but no node announces them before the crash.
+	// "connected" is then behind the new epoch's start while connected (the
+	// live path) and must still get them.
+	rc := rs.Client(t)
+	if err := rc.ConfigSet(ctx, "maxclients", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		seq++
+		topic := topics[seq%2]
+		data := fmt.Sprintf("%s|%d", topic, seq)
+		res, err := st.Append(ctx, topic, []push.Draft{{Type: "message", Data: []byte(data)}})
+		if err != nil {
+			t.Fatalf("append %s with the listener cut off: %v", data, err)
+		}
+		led.mu.Lock()
+		led.byData[data] = len(led.acks)
+		led.acks = append(led.acks, ack{Topic: topic, Epoch: res[0].Epoch, Data: data, Offset: res[0].Offset, Seq: seq})
+		led.mu.Unlock()
+	}
 
 	rs.Kill()
 	// Publishes fail fast and clearly.

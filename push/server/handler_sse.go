@@ -746,7 +746,10 @@ func (cn *conn) deliver(d *hub.Delivery, now time.Time) error {
 		} else {
 			// The store moved to a new lineage: what this client missed of
 			// the old one is lost; the new one is delivered from its start
-			// (the gap fill below reads it).
+			// (the gap fill below reads it). A client behind in the lineage
+			// the new one inherited from loses only the old lineage's events
+			// from the new start on: it continues from its own position
+			// through the inherited history (ADR 0021).
 			ctx, cancel := context.WithTimeout(cn.ctx, 5*time.Second)
 			infos, err := cn.s.stores[ev.Origin].Info(ctx, []string{ev.Topic})
 			cancel()
@@ -757,9 +760,13 @@ func (cn *conn) deliver(d *hub.Delivery, now time.Time) error {
 				return fmt.Errorf("%v: epoch changed again", ev.Key())
 			}
 			start := lineageStart(infos[0])
-			cn.cur.SetAt(i, push.Position{Epoch: ev.Epoch, Offset: start})
+			next, lostFrom := start, pos.Offset+1
+			if infos[0].Parent == pos.Epoch && pos.Offset < start {
+				next, lostFrom = pos.Offset, start+1
+			}
+			cn.cur.SetAt(i, push.Position{Epoch: ev.Epoch, Offset: next})
 			cn.appendReset([]StreamReset{{Topic: ev.Topic, Origin: ev.Origin, Reason: ResetEpochChanged,
-				LostFrom: pos.Offset + 1, Epoch: ev.Epoch, ContinueFrom: start + 1}})
+				LostFrom: lostFrom, Epoch: ev.Epoch, ContinueFrom: next + 1}})
 		}
 		pos = cn.cur.At(i)
 	}
