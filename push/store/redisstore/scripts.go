@@ -12,7 +12,9 @@ import "github.com/redis/go-redis/v9"
 //	                   run_id under which e was last confirmed), a (next
 //	                   age-trim check, ms), s (first offset of epoch e),
 //	                   p (the epoch whose history below s epoch e inherited;
-//	                   "" when none or unknown)
+//	                   "" when none or unknown), q (the s that p belongs
+//	                   to: p counts only while q equals s, so a node that
+//	                   predates p and moves s leaves no stale parent)
 //	P:{T@O}:c:<rand>   one append call's result, PX 10s (driver retries)
 //	P:{T@O}:i:<sha256> idempotency result "epoch:offset:ts", PX window
 //	P:n:T@O            Pub/Sub channel announcing every appended event
@@ -131,10 +133,11 @@ local function last_generated()
   return 0
 end
 
-local m = redis.call('HMGET', meta, 'e', 'o', 'r', 'a', 's', 'p')
+local m = redis.call('HMGET', meta, 'e', 'o', 'r', 'a', 's', 'p', 'q')
 local epoch, off, nextage = m[1], tonumber(m[2]) or 0, tonumber(m[4]) or 0
 local start = tonumber(m[5]) or 1
-local parent = m[6] or ''
+local parent = ''
+if m[6] and m[7] == m[5] then parent = m[6] end
 if not epoch then
   -- New stream, or meta lost while the stream survived: new lineage, and
   -- offsets continue above the stream's last id so XADD ids keep growing.
@@ -230,7 +233,7 @@ if wrote then
       nextage = now + gran
     end
   end
-  redis.call('HSET', meta, 'e', epoch, 'o', fmt(off), 'r', gen, 'a', fmt(nextage), 's', fmt(start), 'p', parent)
+  redis.call('HSET', meta, 'e', epoch, 'o', fmt(off), 'r', gen, 'a', fmt(nextage), 's', fmt(start), 'p', parent, 'q', fmt(start))
   if idle > 0 then
     redis.call('PEXPIRE', stream, ARGV[6])
     redis.call('PEXPIRE', meta, ARGV[6])
@@ -254,7 +257,7 @@ return out
 var readScript = redis.NewScript("#!lua flags=no-writes\n" + luaCommon + `
 local stream, meta = KEYS[1], KEYS[2]
 local after, limit, maxage = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local m = redis.call('HMGET', meta, 'e', 'o', 'r', 's', 'p')
+local m = redis.call('HMGET', meta, 'e', 'o', 'r', 's', 'p', 'q')
 if not m[1] then return {'', 0, 0, 0, {}, 0, ''} end
 local gen = generation()
 local epoch = effective_epoch(m[1], m[3], gen)
@@ -262,7 +265,8 @@ local last = tonumber(m[2]) or 0
 -- The epoch start and parent the next append will persist when the
 -- lineage changed.
 local start = tonumber(m[4]) or 1
-local parent = m[5] or ''
+local parent = ''
+if m[5] and m[6] == m[4] then parent = m[5] end
 if gen ~= nil and m[3] ~= gen then
   start = last + 1
   parent = m[1]
