@@ -259,13 +259,13 @@ func TestBrowserEventSourceResumesAcrossKill9AndRedisRestart(t *testing.T) {
 	waitCount("down1 and live2", "payload", len(live1)+len(down1)+len(live2))
 
 	kill(node)
-	down2a := publish("down2a", 4) // before the Redis restart: reported lost
+	down2a := publish("down2a", 4) // before the Redis restart: kept, inherited by the new lineage, replayed
 	rs.Restart(t)
 	down2b := publish("down2b", 4) // after it: the new lineage, replayed
 	node = start("node-3")
 	waitCount("third hello", server.EventHello, 3)
 	live3 := publish("live3", 4)
-	want := [][]sentEvent{nil, live1, append(down1, live2...), append(down2b, live3...)}
+	want := [][]sentEvent{nil, live1, append(down1, live2...), slices.Concat(down2a, down2b, live3)}
 	total := 0
 	for _, w := range want {
 		total += len(w)
@@ -344,10 +344,13 @@ func TestBrowserEventSourceResumesAcrossKill9AndRedisRestart(t *testing.T) {
 			}
 		}
 	}
-	// Connection 3 opens with a reset naming, per topic, exactly the events
-	// published between the kill and the first Redis restart; the second
-	// restart, under the open connection, shows just before each topic's
-	// first new event as a reset whose lost range is empty.
+	// Connection 3 opens with a reset per topic whose lost range starts at
+	// the new lineage (nothing the browser lacks is lost: the events
+	// published between the kill and the first Redis restart were kept, and
+	// the new lineage inherited them, ADR 0021), continuing right after the
+	// browser's position; the second restart, under the open connection,
+	// shows just before each topic's first new event as a reset whose lost
+	// range is empty.
 	var wantResets []string
 	for _, topic := range []string{"t1", "t2"} {
 		of := func(evs []sentEvent) (offs []uint64) {
@@ -358,12 +361,12 @@ func TestBrowserEventSourceResumesAcrossKill9AndRedisRestart(t *testing.T) {
 			}
 			return offs
 		}
-		lost, next, live, seen := of(down2a), of(down2b), of(live4), len(of(down2b))+len(of(live3))
-		if next[0] != lost[len(lost)-1]+1 {
-			t.Fatalf("%s: the new lineage starts at %d, want right after down2a %v", topic, next[0], lost)
+		kept, next, live, seen := of(down2a), of(down2b), of(live4), len(of(down2a))+len(of(down2b))+len(of(live3))
+		if next[0] != kept[len(kept)-1]+1 {
+			t.Fatalf("%s: the new lineage starts at %d, want right after down2a %v", topic, next[0], kept)
 		}
 		wantResets = append(wantResets,
-			fmt.Sprintf("conn 3 %s after 0: %s lost_from %d continue_from %d", topic, push.ResetEpochChanged, lost[0], next[0]),
+			fmt.Sprintf("conn 3 %s after 0: %s lost_from %d continue_from %d", topic, push.ResetEpochChanged, next[0], kept[0]),
 			fmt.Sprintf("conn 3 %s after %d: %s lost_from %d continue_from %d", topic, seen, push.ResetEpochChanged, live[0], live[0]))
 	}
 	slices.Sort(resets)
