@@ -68,3 +68,69 @@ func TestHoldWaitFollowsTheStreamsRate(t *testing.T) {
 		}
 	}
 }
+
+// The overload verdict comes from whether streams' queues grow across
+// writes, not from how late a write is. A fan-out wave on a node with CPU
+// to spare makes writes late (up to 40ms here, twice CoalesceLate) but
+// each stream's write still goes out before its next event is due (50ms
+// apart): not overloaded. Waits beyond the gap in a third of the writes
+// are; and a node whose held writes still wait past CoalesceLate after the
+// hold stays overloaded.
+func TestOverloadDetectorTellsSpreadFromBacklog(t *testing.T) {
+	const (
+		late = 20 * time.Millisecond
+		gap  = 50 * time.Millisecond
+	)
+	t0 := time.Unix(1000, 0)
+	// window runs 2,000 writes over one window and closes it; wait(i) is
+	// the i-th write's wait, held whether it ended a hold.
+	window := func(d *overloadDetector, start time.Time, wait func(i int) time.Duration, held bool) {
+		for i := range 2000 {
+			heldFor := time.Duration(0)
+			if held {
+				heldFor = 200 * time.Millisecond
+			}
+			d.note(start.Add(time.Duration(i)*overloadWindow/2000), behindBy(wait(i), heldFor, gap, late))
+		}
+		d.note(start.Add(overloadWindow), false) // closes the window
+	}
+	var d overloadDetector
+	spread := func(i int) time.Duration { return time.Duration(i%100) * 400 * time.Microsecond } // 0..40ms
+	window(&d, t0, spread, false)
+	if d.overloaded() {
+		t.Fatal("writes 0..40ms late, 50ms apart: overloaded")
+	}
+	// A third of the writes wait past the next event: overloaded.
+	backlog := func(i int) time.Duration {
+		if i%3 == 0 {
+			return 60 * time.Millisecond
+		}
+		return spread(i)
+	}
+	window(&d, t0.Add(time.Second), backlog, false)
+	if !d.overloaded() {
+		t.Fatal("a third of the writes behind: not overloaded")
+	}
+	// Held writes that still wait past CoalesceLate keep it overloaded;
+	// once they go out at once, it is not.
+	window(&d, t0.Add(2*time.Second), func(int) time.Duration { return 30 * time.Millisecond }, true)
+	if !d.overloaded() {
+		t.Fatal("held writes 30ms late after the hold: not overloaded")
+	}
+	window(&d, t0.Add(3*time.Second), func(int) time.Duration { return time.Millisecond }, true)
+	if d.overloaded() {
+		t.Fatal("held writes out at once: still overloaded")
+	}
+	// A window with a handful of writes says nothing.
+	var few overloadDetector
+	window2 := func(n int) {
+		for i := range n {
+			few.note(t0.Add(time.Duration(i)), true)
+		}
+		few.note(t0.Add(overloadWindow+time.Second), true)
+	}
+	window2(overloadMinWrites - 2)
+	if few.overloaded() {
+		t.Fatalf("%d writes in a window: overloaded", overloadMinWrites-2)
+	}
+}

@@ -554,9 +554,10 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, discard strin
 func (cn *conn) live(sub *hub.Subscriber) string {
 	s := cn.s
 	var batch []*hub.Delivery
-	// Coalescing under load: when the last write went out late (its oldest
-	// event waited more than CoalesceLate in the queue, not counting a
-	// deliberate hold: the node is short of CPU), carried fewer than
+	// Coalescing under load: when the node is overloaded (its streams'
+	// queues grow across writes: overloadDetector, ADR 0020), and the last
+	// write went out late (its oldest event waited more than CoalesceLate
+	// in the queue, not counting a deliberate hold), carried fewer than
 	// coalesceFew events (one syscall per event or so), and the stream's
 	// events are published less than half a window apart on average,
 	// events arriving within CoalesceWindow of that write wait on hold (a
@@ -616,7 +617,13 @@ func (cn *conn) live(sub *hub.Subscriber) string {
 			}
 			lastEvent = newest
 			fast := gap < s.cfg.CoalesceWindow/2
-			late = fast && len(batch) < coalesceFew && now.Sub(batch[0].At)-heldFor > s.cfg.CoalesceLate
+			wait := now.Sub(batch[0].At) - heldFor
+			late = false
+			if s.cfg.CoalesceWindow > 0 {
+				s.overload.note(now, behindBy(wait, heldFor, gap, s.cfg.CoalesceLate))
+				late = fast && len(batch) < coalesceFew && wait > s.cfg.CoalesceLate &&
+					(s.cfg.CoalesceLate < 0 || s.overload.overloaded())
+			}
 			heldFor = 0
 			for _, d := range batch {
 				if err := cn.deliver(d, now); err != nil {

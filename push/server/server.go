@@ -58,16 +58,18 @@ type Config struct {
 	// RetryMin and RetryMax bound the jittered reconnection delay sent as
 	// `retry:` at connect; zero means 1s and 5s.
 	RetryMin, RetryMax time.Duration
-	// CoalesceWindow turns on write coalescing under load: once a stream's
-	// write went out late (its oldest event waited in the queue more than
-	// CoalesceLate) with only a few events in it, events arriving within
-	// CoalesceWindow of that write wait and go out together in one write.
-	// It trades at most that much latency, on busy streams of a node short
-	// of CPU, for fewer syscalls and client wake-ups. 0 (the default) writes
-	// every event at once.
+	// CoalesceWindow turns on write coalescing under load: while the node
+	// is overloaded (its streams' queues grow across writes, ADR 0020) and
+	// a stream's write went out late (its oldest event waited in the queue
+	// more than CoalesceLate) with only a few events in it, events arriving
+	// within CoalesceWindow of that write wait and go out together in one
+	// write. It trades at most that much latency, on busy streams of a node
+	// short of CPU, for fewer syscalls and client wake-ups. 0 (the default)
+	// writes every event at once.
 	CoalesceWindow time.Duration
 	// CoalesceLate is the queue wait that counts as late; 0 means 20ms, a
-	// negative value counts every write as late (tests).
+	// negative value counts every write as late on a node taken as
+	// overloaded (tests).
 	CoalesceLate time.Duration
 	// BodyTimeout bounds how long a non-stream request (publish, history,
 	// topic info, presence, admin) may take to send its body, from the end
@@ -194,6 +196,7 @@ type Server struct {
 	slowEnded  atomic.Uint64
 	writes     atomic.Uint64
 	holds      atomic.Uint64
+	overload   overloadDetector
 	connected  atomic.Uint64
 	resets     atomic.Uint64
 	replayed   atomic.Uint64

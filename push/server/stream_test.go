@@ -515,6 +515,50 @@ func TestCoalescingLeavesSlowStreamsAlone(t *testing.T) {
 	}
 }
 
+// TestCoalescingNoHoldOnAnIdleNode: a fan-out wave on a node with CPU to
+// spare makes many writes late (here every one: CoalesceLate is 1ns, as
+// the tail of a 2,000-stream wave is with 20ms), yet each stream's write
+// goes out well before its next event is due, so the node is not
+// overloaded and no write is held: the streams get every event at once.
+// (Before ADR 0020 lateness alone held these fast streams.)
+func TestCoalescingNoHoldOnAnIdleNode(t *testing.T) {
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) {
+		c.CoalesceWindow = 250 * time.Millisecond
+		c.CoalesceLate = time.Nanosecond
+	})
+	const subs, events = 20, 40
+	var streams []*stream
+	for range subs {
+		st := n.openStream(t, []string{"fan"}, "", nil)
+		if ev := st.next(5 * time.Second); ev.Type != push.EventHello {
+			t.Fatalf("first event %q, want hello", ev.Type)
+		}
+		streams = append(streams, st)
+	}
+	// 25 events/s: 40ms apart on average, fast enough for a hold to
+	// gather several (under half the window).
+	tick := time.NewTicker(40 * time.Millisecond)
+	defer tick.Stop()
+	for i := range events {
+		<-tick.C
+		n.publish("fan", "x", strconv.Itoa(i))
+	}
+	for _, st := range streams {
+		for i := range events {
+			if ev := st.next(5 * time.Second); ev.Data != strconv.Itoa(i) {
+				t.Fatalf("event %q, want %d", ev.Data, i)
+			}
+		}
+	}
+	st := n.Srv.Stats()
+	if st.Holds != 0 {
+		t.Fatalf("stats %+v: %d holds on an idle node", st, st.Holds)
+	}
+	if st.Writes < subs*events/2 {
+		t.Fatalf("stats %+v: want about one write per event per stream", st)
+	}
+}
+
 // other is the other topic of the two-topic streams above.
 func other(topic string) string {
 	if topic == "a" {
