@@ -140,6 +140,9 @@ func (c *Cursor) SetSession(id uint64, binding uint32) {
 	}
 }
 
+// Binding returns the session binding set by SetSession (0: none).
+func (c *Cursor) Binding() uint32 { return c.binding }
+
 // Clone returns an independent copy.
 func (c *Cursor) Clone() *Cursor {
 	d := *c

@@ -43,6 +43,9 @@ type APIError struct {
 	// Alternates are other regions' endpoints the server pointed to (its
 	// region is being evacuated), or nil.
 	Alternates []string
+	// Cursor is where a stream without a cursor of its own resumes after a
+	// 503 (its position as of the refused attempt), or "". Stream uses it.
+	Cursor string
 }
 
 func (e *APIError) Error() string {
@@ -75,6 +78,7 @@ type errorBody struct {
 		Code       string   `json:"code"`
 		Message    string   `json:"message"`
 		Alternates []string `json:"alternates"`
+		Cursor     string   `json:"cursor"`
 	} `json:"error"`
 }
 
@@ -86,7 +90,7 @@ func readAPIError(resp *http.Response, now time.Time) *APIError {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var eb errorBody
 	if json.Unmarshal(body, &eb) == nil && eb.Error != nil {
-		e.Code, e.Message, e.Alternates = eb.Error.Code, eb.Error.Message, eb.Error.Alternates
+		e.Code, e.Message, e.Alternates, e.Cursor = eb.Error.Code, eb.Error.Message, eb.Error.Alternates, eb.Error.Cursor
 		return e
 	}
 	if text := strings.TrimSpace(string(body)); text != "" && utf8.ValidString(text) {

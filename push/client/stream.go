@@ -460,6 +460,11 @@ func (s *Stream) checkResponse(resp *http.Response) (outcome, bool) {
 		return outcome{err: ErrStopped, permanent: true}, false
 	}
 	apiErr := readAPIError(resp, time.Now())
+	if apiErr.Cursor != "" && s.LastEventID() == "" {
+		// A fresh stream turned away: its position as of this attempt, so
+		// the retry misses nothing published meanwhile.
+		s.setLastID(apiErr.Cursor)
+	}
 	return outcome{err: apiErr, permanent: !apiErr.Temporary(), retryAfter: apiErr.RetryAfter}, false
 }
 

@@ -95,3 +95,18 @@ func (h *Hub) Recent(topic, origin string) (evs []*push.Event, ok bool) {
 	}
 	return r.snapshot(), true
 }
+
+// Head returns the position of the last event this hub dispatched for
+// (topic, origin), or ok=false when it knows none (the topic has no local
+// subscribers, or none of that origin's events reached them since they
+// subscribed). The store's head may be ahead of it by the events still
+// being announced, never behind.
+func (h *Hub) Head(topic, origin string) (pos push.Position, ok bool) {
+	sh := h.shard(topic)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if ts := sh.topics[topic]; ts != nil {
+		pos, ok = ts.last[origin]
+	}
+	return pos, ok
+}

@@ -44,6 +44,9 @@ type apiError struct {
 	RetryAfter int
 	// Alternates, when set, are other regions' endpoints to go to.
 	Alternates []string
+	// Cursor, when set, is where a refused fresh stream resumes (the
+	// Last-Event-ID of its retry; ADR 0020).
+	Cursor string
 	// Close ends the connection after the answer (a slow or refused
 	// client must not keep it).
 	Close bool
@@ -95,6 +98,9 @@ type errorDetail struct {
 	Message string `json:"message"`
 	// Alternates are other regions' endpoints (evacuation).
 	Alternates []string `json:"alternates,omitempty"`
+	// Cursor is where a refused fresh stream resumes: the Last-Event-ID
+	// of its retry, so it misses nothing published meanwhile.
+	Cursor string `json:"cursor,omitempty"`
 }
 
 // writeError renders err as a JSON error body; unknown errors are logged and
@@ -114,7 +120,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	if ae.Close && c.Request.ProtoMajor == 1 {
 		c.Header("Connection", "close")
 	}
-	c.AbortWithStatusJSON(ae.Status, errorBody{Error: errorDetail{Code: ae.Code, Message: ae.Message, Alternates: ae.Alternates}})
+	c.AbortWithStatusJSON(ae.Status, errorBody{Error: errorDetail{Code: ae.Code, Message: ae.Message, Alternates: ae.Alternates, Cursor: ae.Cursor}})
 }
 
 // isBodyError reports whether err, from reading a request body, must keep

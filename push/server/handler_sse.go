@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -222,19 +223,22 @@ func (s *Server) openStream(c *gin.Context) *stream {
 	cur.SetSession(session, s.binder.Bind(session, principalID))
 	sid := FormatSessionID(session)
 
+	// A fresh stream turned away is given its position as of now, so that
+	// its retry misses nothing published meanwhile (shedCursor).
+	fresh := raw == "" && from != "earliest"
 	result = observability.ConnectShed
 	if dest := s.admit(); dest != "" {
 		if dest != "-" {
 			result = observability.ConnectRedirected
 		}
-		s.steer(c, dest)
+		s.steer(c, dest, s.shedCursor(r.Context(), cur, fresh, true))
 		return nil
 	}
 	live, done := nop, nop
 	if g := s.cfg.Guard; g != nil {
 		l, d, err := g.Admit(c.ClientIP())
 		if err != nil {
-			s.refuse(c, err)
+			s.refuse(c, err, s.shedCursor(r.Context(), cur, fresh, true))
 			return nil
 		}
 		live, done = l, d
@@ -244,7 +248,7 @@ func (s *Server) openStream(c *gin.Context) *stream {
 	infos, recent, err := s.infos(r.Context(), cur.Topics())
 	if err != nil {
 		s.log.WarnContext(r.Context(), "stream: store unavailable at connect", "err", err)
-		s.refuse(c, err)
+		s.refuse(c, err, s.shedCursor(r.Context(), cur, fresh, false))
 		return nil
 	}
 	if parsed != nil {
@@ -256,7 +260,7 @@ func (s *Server) openStream(c *gin.Context) *stream {
 		if origin := s.resyncingOrigin(r.Context(), cur, parsed, infos); origin != "" {
 			s.log.DebugContext(r.Context(), "stream: replica re-syncing, resume deferred", "origin", origin)
 			result = observability.ConnectShed
-			s.shed(c)
+			s.shed(c, "")
 			return nil
 		}
 	}
@@ -337,7 +341,7 @@ func (s *Server) openStream(c *gin.Context) *stream {
 		// Without the store we cannot tell what is lost (never announce a
 		// reset we are not sure of) nor where the live head is: only exact
 		// resumes are served from the cache.
-		s.shed(c)
+		s.shed(c, s.shedCursor(r.Context(), cur, fresh, false))
 		return nil
 	}
 	// History reads are the expensive part of a reconnect storm: take a
@@ -347,7 +351,7 @@ func (s *Server) openStream(c *gin.Context) *stream {
 	if g := s.cfg.Guard; g != nil && needsReplay(cur, upto) {
 		rel, err := g.Replay(r.Context())
 		if err != nil {
-			s.refuse(c, err)
+			s.refuse(c, err, "")
 			return nil
 		}
 		releaseReplay = rel
@@ -969,16 +973,97 @@ func (cn *conn) flush() error {
 
 // shed refuses a stream in a way every client retries: 200, a jittered
 // retry:, and an immediate close. (A native EventSource gives up for good on
-// any non-200 status.)
-func (s *Server) shed(c *gin.Context) { s.shedWith(c, s.retryMillis()) }
+// any non-200 status.) A non-empty id (shedCursor) goes out as the block's
+// id:, which the client's retry sends back as Last-Event-ID.
+func (s *Server) shed(c *gin.Context, id string) { s.shedWith(c, s.retryMillis(), id) }
 
-func (s *Server) shedWith(c *gin.Context, retryMillis int64) {
+func (s *Server) shedWith(c *gin.Context, retryMillis int64, id string) {
 	h := c.Writer.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	c.Status(http.StatusOK)
-	_, _ = fmt.Fprintf(c.Writer, "retry: %d\n\n", retryMillis)
+	if id != "" {
+		_, _ = fmt.Fprintf(c.Writer, "retry: %d\nid: %s\n\n", retryMillis, id)
+	} else {
+		_, _ = fmt.Fprintf(c.Writer, "retry: %d\n\n", retryMillis)
+	}
 	c.Writer.Flush()
+}
+
+// shedLookupTimeout bounds the store lookup of the heads the hub does not
+// know, when a fresh stream is turned away.
+const shedLookupTimeout = 250 * time.Millisecond
+
+// shedCursor is the cursor a fresh stream (fresh: no Last-Event-ID, not
+// from=earliest) gets when it is turned away (ADR 0020): its topics' heads
+// as of this attempt, carrying cur's session and binding. Its retry sends
+// it back and starts there, not at the head of the moment it is admitted,
+// so it misses nothing published in between. "" for other streams: they
+// retry with their own cursor (or replay the whole history).
+//
+// Heads come from the hub, which knows them for every topic with local
+// subscribers at no cost; a head the hub may lag by events still being
+// announced only means the retry replays those too. Heads it does not
+// know are looked up in the store when lookup is set (one bounded Info per
+// origin); an origin whose heads stay unknown is left out of the cursor,
+// and its streams start at the head at admission, as without a cursor.
+func (s *Server) shedCursor(ctx context.Context, cur *push.Cursor, fresh, lookup bool) string {
+	if !fresh {
+		return ""
+	}
+	topics := cur.Topics()
+	var (
+		known []string        // origins whose every head is known
+		heads []push.Position // by known origin, then topic
+		pos   = make([]push.Position, len(topics))
+	)
+	for _, o := range cur.Origins() {
+		var missing []string
+		for ti, t := range topics {
+			p, ok := s.hub.Head(t, o)
+			if !ok {
+				missing = append(missing, t)
+			}
+			pos[ti] = p
+		}
+		if len(missing) > 0 {
+			if !lookup {
+				continue
+			}
+			lctx, cancel := context.WithTimeout(ctx, shedLookupTimeout)
+			infos, err := s.stores[o].Info(lctx, missing)
+			cancel()
+			if err != nil {
+				continue
+			}
+			found := 0
+			for _, in := range infos {
+				if ti, ok := slices.BinarySearch(topics, in.Topic); ok && slices.Contains(missing, in.Topic) {
+					pos[ti] = push.Position{Epoch: in.Epoch, Offset: in.Last}
+					found++
+				}
+			}
+			if found < len(missing) {
+				continue // the store did not answer for every topic
+			}
+		}
+		known = append(known, o)
+		heads = append(heads, pos...)
+	}
+	if len(known) == 0 {
+		return ""
+	}
+	sc, err := push.NewCursor(topics, known)
+	if err != nil {
+		return ""
+	}
+	for i := range sc.Len() {
+		k := sc.Key(i)
+		ti, _ := slices.BinarySearch(topics, k.Topic)
+		sc.SetAt(i, heads[slices.Index(known, k.Origin)*len(topics)+ti])
+	}
+	sc.SetSession(cur.Session(), cur.Binding())
+	return sc.String()
 }
 
 func (s *Server) retryMillis() int64 {
@@ -1240,25 +1325,33 @@ func needsReplay(cur *push.Cursor, upto []uint64) bool {
 // refuse turns a protection layer's refusal of a new stream into a
 // browser-safe shed (200, retry: at least the refusal's delay, jittered,
 // close), or 503 + Retry-After for declared SDK clients.
-func (s *Server) refuse(c *gin.Context, err error) {
+func (s *Server) refuse(c *gin.Context, err error, id string) {
 	s.log.Debug("stream refused", "err", err)
 	ra := retryAfterOf(err)
 	if isSDKClient(c.Request) {
 		s.writeError(c, &apiError{Status: http.StatusServiceUnavailable, Code: CodeOverloaded,
-			Message: "this node is not taking new streams now; retry after the Retry-After delay", RetryAfter: ra})
+			Message: "this node is not taking new streams now; retry after the Retry-After delay", RetryAfter: ra, Cursor: id})
 		return
 	}
 	ms := int64(ra) * 1000
-	s.shedWith(c, ms+rand.Int64N(ms+1))
+	s.shedWith(c, ms+rand.Int64N(ms+1), id)
 }
 
 // steer sends a new stream elsewhere: a 307 to a peer's base URL (same
 // path and query; browsers keep Last-Event-ID across the redirect), or,
 // with no peer ("-"), a browser-safe shed. SDK clients that declare
 // themselves with the Herald-Client header get 503 + Retry-After instead.
-func (s *Server) steer(c *gin.Context, dest string) {
+func (s *Server) steer(c *gin.Context, dest, id string) {
 	if dest != "-" {
-		c.Redirect(http.StatusTemporaryRedirect, strings.TrimRight(dest, "/")+c.Request.URL.RequestURI())
+		u := *c.Request.URL
+		if id != "" {
+			// A fresh stream has no Last-Event-ID for the browser to keep
+			// across the redirect: the cursor goes in the query.
+			q := u.Query()
+			q.Set("last_event_id", id)
+			u.RawQuery = q.Encode()
+		}
+		c.Redirect(http.StatusTemporaryRedirect, strings.TrimRight(dest, "/")+u.RequestURI())
 		return
 	}
 	if isSDKClient(c.Request) {
@@ -1271,10 +1364,10 @@ func (s *Server) steer(c *gin.Context, dest string) {
 			code = CodeDraining
 		}
 		s.writeError(c, &apiError{Status: http.StatusServiceUnavailable, Code: code,
-			Message: "this node is not taking new streams; retry", RetryAfter: int(max(1, s.retryMillis()/1000)), Alternates: alts})
+			Message: "this node is not taking new streams; retry", RetryAfter: int(max(1, s.retryMillis()/1000)), Alternates: alts, Cursor: id})
 		return
 	}
-	s.shed(c)
+	s.shed(c, id)
 }
 
 // isSDKClient reports whether the request comes from a client that says it
