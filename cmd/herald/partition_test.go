@@ -22,9 +22,10 @@ func runGossipNode(t *testing.T, net *gossiptest.Network, name, redisURL, join s
 }
 
 // runGossipNodeWith is runGossipNode with an injected telemetry (nil: none
-// injected, Run sets up its own). A nil net gossips over memberlist's own
-// UDP/TCP transport on loopback, so the node can join herald processes.
-func runGossipNodeWith(t *testing.T, net *gossiptest.Network, name, redisURL, join string, tel *observability.Telemetry) *Main {
+// injected, Run sets up its own); mutate adjusts the configuration. A nil
+// net gossips over memberlist's own UDP/TCP transport on loopback, so the
+// node can join herald processes.
+func runGossipNodeWith(t *testing.T, net *gossiptest.Network, name, redisURL, join string, tel *observability.Telemetry, mutate ...func(*Config)) *Main {
 	t.Helper()
 	m := NewMain()
 	m.Telemetry = tel
@@ -47,6 +48,9 @@ func runGossipNodeWith(t *testing.T, net *gossiptest.Network, name, redisURL, jo
 	m.LogOutput = io.Discard
 	if testing.Verbose() {
 		m.LogOutput = os.Stderr
+	}
+	for _, f := range mutate {
+		f(&m.Config)
 	}
 	if err := m.Config.Validate(); err != nil {
 		t.Fatal(err)
