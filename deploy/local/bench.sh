@@ -5,7 +5,7 @@
 #
 #   deploy/local/bench.sh [scenario ...]   (default: all)
 #   scenarios: idle10k fanout10k max1k max1k-batch topics10k overload fast2k slow2k
-#              topics10k-floor pubonly (diagnostics, not in the default list)
+#              fanout2k vsfloor topics10k-floor pubonly (not in the default list)
 #
 # The node runs with the publish and connect-rate limits of the protection
 # layers lifted (they would cap the throughput being measured); breakers,
@@ -57,6 +57,28 @@ run() { # name, bench flags...
   stop_node
 }
 
+# vsfloor: the same load (2,000 streams of one topic, 20 events/s, one
+# publisher) from deploy/local/sseload against the floor server
+# (../shared/floor, FLOOR_SRC) and then against a Herald node with its
+# default configuration, one JSON line each: latency and CPU per delivery
+# side by side (docs/benchmarks.md, "Latency-first defaults").
+vsfloor() {
+  local load=(-subscribers 2000 -rate 20 -publishers 1 -duration "${VSFLOOR_DURATION:-20s}")
+  go build -C "${FLOOR_SRC:-../shared/floor}" -o "$work/floor" . && go build -o "$work/sseload" ./deploy/local/sseload
+  "$work/floor" -addr "127.0.0.1:$PORT_HTTP" >"$work/floor.log" 2>&1 &
+  echo $! >"$work/floor.pid"
+  for _ in $(seq 50); do curl -fsS "$URL/stats" >/dev/null 2>&1 && break; sleep 0.1; done
+  echo "== vsfloor: floor" >&2
+  "$work/sseload" -sub "$URL/sse?topic=t" -pub "$URL/publish?topic=t" -server-pid "$(cat "$work/floor.pid")" "${load[@]}" |
+    sed '1s/^{/{"scenario": "vsfloor", "server": "floor",/'
+  kill "$(cat "$work/floor.pid")"; wait "$(cat "$work/floor.pid")" 2>/dev/null || true; rm -f "$work/floor.pid"; sleep 1
+  start_node
+  echo "== vsfloor: herald" >&2
+  "$work/sseload" -sub "$URL/v1/stream?topic=t" -pub "$URL/v1/topics/t/events" -body '{"data":"{ts}"}' -json-body \
+    -server-pid "$(cat "$work/herald.pid")" "${load[@]}" | sed '1s/^{/{"scenario": "vsfloor", "server": "herald",/'
+  stop_node
+}
+
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(idle10k fanout10k max1k max1k-batch topics10k overload)
 for s in "${scenarios[@]}"; do
@@ -72,6 +94,8 @@ for s in "${scenarios[@]}"; do
     pubonly)   run pubonly   --subscribers 10 --topics 10000 --rate 2000 --publishers 8 --duration 10s ;;
     fast2k)    run fast2k    --subscribers 2000 --topics 10 --rate 100 --publishers 2 --payload 1024 --duration 30s ;;
     slow2k)    run slow2k    --subscribers 2000 --topics 10 --rate 100 --publishers 2 --payload 1024 --duration 30s --slow-fraction 0.05 --slow-bps 256 ;;
+    fanout2k)  run fanout2k  --subscribers 2000 --topics 1 --rate 20 --publishers 1 --duration 20s ;;
+    vsfloor)   vsfloor ;;
     *) echo "unknown scenario $s" >&2; exit 2 ;;
   esac
 done
