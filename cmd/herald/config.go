@@ -247,13 +247,17 @@ type StreamConfig struct {
 	// WriteTimeout is the per-write deadline; a client that cannot take a
 	// write in time is cut off (it resumes from its cursor).
 	WriteTimeout time.Duration `koanf:"write_timeout"`
-	// CoalesceWindow is write coalescing under load: once a stream's write
-	// went out late (its oldest event queued > 20 ms) with fewer than 4
-	// events, and its events are published less than half this window
-	// apart on average, events arriving within this window of that write
-	// wait and go out in one write: fewer syscalls and client wake-ups when
-	// the node is short of CPU, at most this much added latency. An
-	// unloaded node writes every event at once; 0 turns it off (max 1s).
+	// CoalesceWindow is write coalescing under overload (ADR 0008, ADR
+	// 0020). It engages only while the node is overloaded: at least 1 in 4
+	// of its writes in the last 500 ms went out behind (their oldest event
+	// waited > 20 ms and longer than the stream's own gap between events,
+	// so its queue grew). Then, once a stream's write went out late with
+	// fewer than 4 events, and its events are published less than half
+	// this window apart on average, events arriving within this window of
+	// that write wait and go out in one write: fewer syscalls and client
+	// wake-ups, at most this much added latency. A node that is not
+	// overloaded writes every event at once, however wide its fan-out; 0
+	// turns coalescing off (max 1s).
 	CoalesceWindow time.Duration `koanf:"coalesce_window"`
 	// SendBuffer fixes each public connection's socket send buffer (bytes;
 	// 0 keeps the kernel's autotuning): bounds what a slow client can
