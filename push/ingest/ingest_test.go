@@ -271,9 +271,19 @@ func TestDedupKeys(t *testing.T) {
 	if k[0] != k[1] || k[0] == k[2] || k[3] != k[4] || k[3] == k[0] {
 		t.Errorf("field keys %q", k)
 	}
-	// The field value "x1" and a line whose bytes are "x1" never collide.
-	if h := keys("hash", `"f:x1"`+"\n"); h[0] == k[0] {
+	// The field value x1 and a line whose bytes are x1 never collide.
+	if h := keys("hash", `"x1"`+"\n"); h[0] == k[0] {
 		t.Errorf("field and hash keys collide")
+	}
+	// Scopes (tenants) never share keys.
+	a := ingest.NewParser(ps.For("hash", true), "t", 10, 1024)
+	a.SetDedupScope("1:a/")
+	b := ingest.NewParser(ps.For("hash", true), "t", 10, 1024)
+	b.SetDedupScope("1:b/")
+	la, _, _ := decodeAll(t, a, "{}\n")
+	lb, _, _ := decodeAll(t, b, "{}\n")
+	if la[0].key == lb[0].key {
+		t.Errorf("two scopes share key %q", la[0].key)
 	}
 }
 

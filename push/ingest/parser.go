@@ -42,7 +42,8 @@ type Line struct {
 	// Topic is the line's topic.
 	Topic string
 	// DedupKey is the line's deduplication key ("" without dedup):
-	// "ingest:<base64url SHA-256>" of the dedup field's value or the line.
+	// "ingest:<base64url SHA-256>" over the dedup scope and the dedup
+	// field's value or the line.
 	DedupKey string
 	// Err, when set, is why the line is refused; the other fields except
 	// Number are then unset.
@@ -65,6 +66,7 @@ type Parser struct {
 	store  []string          // backing for vals
 	all    []int             // 0..len(paths)-1
 	topics map[string]string // rendered topics seen valid, interned
+	scope  string
 	paths  [][]string
 	tbuf   []byte
 	compat []byte
@@ -93,6 +95,12 @@ func NewParser(profile *Profile, topic string, maxLines, maxData int) *Parser {
 	}
 	return p
 }
+
+// SetDedupScope makes every dedup key depend on scope (the publisher's
+// tenant, in an injective encoding), so that two tenants' identical lines
+// never share a key. Keys stay "ingest:" plus 43 characters whatever the
+// scope.
+func (p *Parser) SetDedupScope(scope string) { p.scope = scope }
 
 // Event is the event type of the parser's lines.
 func (p *Parser) Event() string {
@@ -227,19 +235,33 @@ func (p *Parser) dedupKey(data []byte) string {
 	if p.profile == nil || p.profile.Dedup == DedupNone {
 		return ""
 	}
-	src := data
-	if p.profile.Dedup == DedupField {
-		if v := p.vals[len(p.vals)-1]; v != nil && *v != "" {
-			src = append(p.tbuf[:0], "f:"...)
-			src = append(src, *v...)
-			p.tbuf = src
-		}
+	// The hash covers the scope, a kind byte and the source: no field
+	// value can stand for a line, nor one scope's key for another's.
+	src := append(p.tbuf[:0], p.scope...)
+	if v := p.fieldValue(); v != "" {
+		src = append(src, 'f')
+		src = append(src, v...)
+	} else {
+		src = append(src, 'h')
+		src = append(src, data...)
 	}
+	p.tbuf = src
 	sum := sha256.Sum256(src)
 	var key [len(dedupPrefix) + 43]byte // 43: base64url of 32 bytes, unpadded
 	copy(key[:], dedupPrefix)
 	base64.RawURLEncoding.Encode(key[len(dedupPrefix):], sum[:])
 	return string(key[:])
+}
+
+// fieldValue is the dedup field's value ("" when absent or not DedupField).
+func (p *Parser) fieldValue() string {
+	if p.profile.Dedup != DedupField {
+		return ""
+	}
+	if v := p.vals[len(p.vals)-1]; v != nil {
+		return *v
+	}
+	return ""
 }
 
 // scan validates data as exactly one JSON value and records the values of
