@@ -171,6 +171,22 @@ ingest:
 	}
 }
 
+// TestReadmeShowsTheTestedShipperConfig: README "Log push" quotes the
+// syslog-ng configuration the shipper test runs, byte for byte.
+func TestReadmeShowsTheTestedShipperConfig(t *testing.T) {
+	conf, err := os.ReadFile(shipperConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "```conf\n"+string(conf)+"```") {
+		t.Errorf("README.md does not show %s as it is; copy it into section \"Log push\"", shipperConfig)
+	}
+}
+
 // shipper is a syslog-ng process running shipperConfig.
 type shipper struct {
 	socket, ctl string
