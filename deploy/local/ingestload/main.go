@@ -40,6 +40,7 @@ type config struct {
 	apps, batch, posters   int
 	subscribers, lineBytes int
 	rate                   float64
+	mixed                  bool
 	duration, drain        time.Duration
 	serverPID, redisPID    int
 }
@@ -50,12 +51,13 @@ func main() {
 	flag.StringVar(&c.key, "key", "", "API key (X-API-Key) for posting and subscribing; empty in dev mode")
 	flag.IntVar(&c.apps, "apps", 50, "log types (topics logs.appNN.info)")
 	flag.IntVar(&c.batch, "batch", 500, "lines per request (at most ingest.max_lines)")
-	flag.IntVar(&c.posters, "posters", 4, "concurrent posters")
+	flag.IntVar(&c.posters, "posters", 8, "concurrent posters (shippers)")
 	flag.IntVar(&c.subscribers, "subscribers", 100, "SSE streams, stream i on log type i mod apps")
 	flag.IntVar(&c.lineBytes, "line-bytes", 200, "approximate size of one line")
 	flag.Float64Var(&c.rate, "rate", 50000, "lines per second in total; 0 posts as fast as the node answers")
 	flag.DurationVar(&c.duration, "duration", 20*time.Second, "posting time (at most 10m)")
 	flag.DurationVar(&c.drain, "drain", 3*time.Second, "wait for deliveries after posting")
+	flag.BoolVar(&c.mixed, "mixed", false, "every request carries every log type (default: poster p carries types p, p+posters, …, as a host's shipper does)")
 	flag.IntVar(&c.serverPID, "server-pid", 0, "node process id, for its CPU seconds")
 	flag.IntVar(&c.redisPID, "redis-pid", 0, "redis-server process id, for its CPU seconds")
 	flag.Parse()
@@ -140,13 +142,21 @@ func run(ctx context.Context, c config) error {
 			}
 			pad := strings.Repeat("x", max(0, c.lineBytes-110))
 			var body bytes.Buffer
-			next := p // round-robin position over the apps
+			// Like a host's shipper, a poster carries its own log types:
+			// apps p, p+posters, p+2·posters… (all of them with -mixed).
+			var own []int
+			for app := range c.apps {
+				if c.mixed || c.posters > c.apps || app%c.posters == p {
+					own = append(own, app)
+				}
+			}
+			next := 0 // round-robin position over own
 			for seq := 0; ; seq++ {
 				body.Reset()
 				ts := time.Now().UnixNano()
 				counts := make([]int, c.apps)
 				for i := range c.batch {
-					app := next % c.apps
+					app := own[next%len(own)]
 					next++
 					counts[app]++
 					fmt.Fprintf(&body, `{"ts":%d,"app":"app%02d","level":"info","poster":%d,"seq":%d,"msg":"GET /v1/items 200 %s"}`+"\n", ts, app, p, seq*c.batch+i, pad)
