@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,7 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldpush/herald/observability"
 	"github.com/heraldpush/herald/push/auth"
+	"github.com/heraldpush/herald/push/ingest"
 	"github.com/heraldpush/herald/push/client"
 	"github.com/heraldpush/herald/push/redistest"
 )
@@ -329,4 +332,30 @@ func feedLogger(bin, socket, tag, prio string, n int, gate <-chan struct{}) erro
 		return fmt.Errorf("logger -t %s: %v %v: %s", tag, werr, err, stderr.String())
 	}
 	return nil
+}
+
+// herald_ingest_lines_total counts a request's lines by result on a live
+// node's /metrics.
+func TestIngestLinesMetric(t *testing.T) {
+	m := runTelemetryNode(t, io.Discard, func(c *Config) {
+		c.Ingest.Profiles = []ingest.ProfileConfig{{APIKey: "*", Topic: "logs.{app}", Dedup: "hash"}}
+	})
+	post := func(body string) {
+		resp, err := http.Post(m.URL()+"/v1/ingest", "application/x-ndjson", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	post(`{"app":"a","n":1}` + "\n" + `{"app":"a","n":2}` + "\n" + "not json\n" + `{"app":"b c"}` + "\n")
+	post(`{"app":"a","n":1}` + "\n")
+	want := map[string]float64{observability.IngestOK: 2, observability.IngestDuplicate: 1, observability.IngestRejected: 2,
+		observability.IngestLimited: 0, observability.IngestUnavailable: 0}
+	fams := scrapeNode(t, m)
+	for result, n := range want {
+		got, ok := seriesValue(fams, observability.MetricIngestLines, map[string]string{observability.LabelResult: result})
+		if !ok || got != n {
+			t.Errorf("%s{result=%q} = %v (present %v), want %v", observability.MetricIngestLines, result, got, ok, n)
+		}
+	}
 }

@@ -117,6 +117,8 @@ type ingestRun struct {
 	// first is the first permanent refusal, the answer's status when no
 	// line was published.
 	first *apiError
+	// limited and unavailable count the lines refused with 429 and 503.
+	limited, unavailable int
 }
 
 func (r *ingestRun) refuseLines(lines []int, err error) {
@@ -130,6 +132,12 @@ func (r *ingestRun) refuse(line int, err error) {
 	r.ans.Rejected++
 	if len(r.ans.Errors) < maxIngestErrors {
 		r.ans.Errors = append(r.ans.Errors, ingestLineError{Line: line, Code: ae.Code, Message: ae.Message})
+	}
+	switch ae.Status {
+	case http.StatusTooManyRequests:
+		r.limited++
+	case http.StatusServiceUnavailable:
+		r.unavailable++
 	}
 	switch {
 	case ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusServiceUnavailable:
@@ -320,6 +328,13 @@ func (s *Server) answerIngest(c *gin.Context, run *ingestRun, order []*ingestGro
 		a.Accepted += t.Accepted
 		a.Duplicates += t.Duplicates
 	}
+	m := s.cfg.Telemetry.Metrics()
+	ctx := c.Request.Context()
+	m.IngestLines(ctx, observability.IngestOK, a.Accepted)
+	m.IngestLines(ctx, observability.IngestDuplicate, a.Duplicates)
+	m.IngestLines(ctx, observability.IngestLimited, run.limited)
+	m.IngestLines(ctx, observability.IngestUnavailable, run.unavailable)
+	m.IngestLines(ctx, observability.IngestRejected, a.Rejected-run.limited-run.unavailable)
 	// Lines are answered in input order.
 	slices.SortFunc(a.Errors, func(x, y ingestLineError) int { return x.Line - y.Line })
 	switch {
