@@ -21,8 +21,8 @@ import (
 
 	"github.com/heraldpush/herald/observability"
 	"github.com/heraldpush/herald/push/auth"
-	"github.com/heraldpush/herald/push/ingest"
 	"github.com/heraldpush/herald/push/client"
+	"github.com/heraldpush/herald/push/ingest"
 	"github.com/heraldpush/herald/push/redistest"
 )
 
