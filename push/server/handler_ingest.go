@@ -2,11 +2,13 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"mime"
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,8 +26,8 @@ import (
 // newline-delimited JSON, one event per line. Lines are decoded, checked
 // and drafted as they arrive (at most MaxLines drafts and one line in
 // memory), then appended with one store call per topic (one Redis round
-// trip: the append script), after the ingress guard admitted the topic's
-// lines in one step. A line that cannot be published is reported by
+// trip: the append script; up to maxIngestCalls topics at once), after the
+// ingress guard admitted the topic's lines in one step. A line that cannot be published is reported by
 // number in the answer; the others are published.
 //
 // Answers: 200 with per-topic positions and per-line errors; when lines
@@ -106,6 +108,10 @@ type ingestGroup struct {
 	lines   []int
 	drafts  []push.Draft
 	results []push.AppendResult // of the appended prefix; nil when none
+	// refused is why the lines from refusedFrom on were not published
+	// (nil: all were).
+	refused     error
+	refusedFrom int
 }
 
 // ingestRun collects one request's outcome.
@@ -247,22 +253,54 @@ func (s *Server) handleIngest(c *gin.Context) {
 		return
 	}
 	span.SetAttributes(attribute.Int("herald.ingest.lines", n), attribute.Int("herald.ingest.topics", len(order)))
-	var storeDown error
+	s.ingestGroups(c.Request.Context(), p.Tenant, order)
 	for _, g := range order {
-		s.ingestGroup(c, p.Tenant, g, &run, &storeDown)
+		if g.refused != nil {
+			run.refuseLines(g.lines[g.refusedFrom:], g.refused)
+		}
 	}
 	s.answerIngest(c, &run, order, &result)
 }
 
-// ingestGroup admits and appends one topic's lines: the ingress guard
-// takes them in one step (as many as it admits, in order), the store in
-// one call. After a store failure the remaining groups are refused with
-// it without another call.
-func (s *Server) ingestGroup(c *gin.Context, tenant string, g *ingestGroup, run *ingestRun, storeDown *error) {
-	if *storeDown != nil {
-		run.refuseLines(g.lines, *storeDown)
+// maxIngestCalls bounds the store calls one ingest request has in flight.
+const maxIngestCalls = 8
+
+// ingestGroups admits and appends the request's topic groups, up to
+// maxIngestCalls of them at once (order matters within a topic only). After
+// a store failure (503) the groups not yet started are refused with it
+// without another call.
+func (s *Server) ingestGroups(ctx context.Context, tenant string, order []*ingestGroup) {
+	var storeDown atomic.Pointer[error]
+	run := func(g *ingestGroup) {
+		if err := storeDown.Load(); err != nil {
+			g.refused = *err
+			return
+		}
+		if err := s.ingestGroup(ctx, tenant, g); err != nil && toAPIError(err).Status == http.StatusServiceUnavailable {
+			storeDown.CompareAndSwap(nil, &err)
+		}
+	}
+	if len(order) == 1 {
+		run(order[0])
 		return
 	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxIngestCalls)
+	for _, g := range order {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			run(g)
+		})
+	}
+	wg.Wait()
+}
+
+// ingestGroup admits and appends one topic's lines: the ingress guard
+// takes them in one step (as many as it admits, in order), the store in
+// one call. It records the lines it could not publish in g (refused from
+// refusedFrom on) and returns the store's error, if any.
+func (s *Server) ingestGroup(ctx context.Context, tenant string, g *ingestGroup) error {
 	n := len(g.drafts)
 	k, done, gerr := s.guardIngest(tenant, g.topic, n)
 	// Append the admitted lines. A line the store answers as a duplicate
@@ -274,7 +312,7 @@ func (s *Server) ingestGroup(c *gin.Context, tenant string, g *ingestGroup, run 
 	var err error
 	for budget > 0 && next < n {
 		var res []push.AppendResult
-		res, err = s.append(c.Request.Context(), g.topic, g.drafts[next:next+min(budget, n-next)])
+		res, err = s.append(ctx, g.topic, g.drafts[next:next+min(budget, n-next)])
 		if err != nil {
 			break
 		}
@@ -288,18 +326,15 @@ func (s *Server) ingestGroup(c *gin.Context, tenant string, g *ingestGroup, run 
 		g.results = append(g.results, res...)
 	}
 	done(err)
-	if err != nil {
-		if toAPIError(err).Status == http.StatusServiceUnavailable {
-			*storeDown = err
-		}
+	switch {
+	case err != nil:
 		// Lines after the failed call were not published; the call's
 		// own were not acknowledged.
-		run.refuseLines(g.lines[next:], err)
-		return
+		g.refused, g.refusedFrom = err, next
+	case next < n:
+		g.refused, g.refusedFrom = gerr, next
 	}
-	if next < n {
-		run.refuseLines(g.lines[next:], gerr)
-	}
+	return err
 }
 
 // answerIngest writes the answer: per-topic positions, then the status

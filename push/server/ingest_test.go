@@ -443,3 +443,36 @@ func TestIngestStoreOverMemoryIs503(t *testing.T) {
 		t.Errorf("stream holds %d events, %d were acknowledged (err %v)", in.Length, acked, err)
 	}
 }
+
+// A request over several topics while Redis is down: every line is refused
+// with 503 and Retry-After, none reported published.
+func TestIngestStoreDownIs503(t *testing.T) {
+	rs := redistest.StartServer(t)
+	opts, err := redisstore.ParseURL(rs.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := redisstore.New(redisstore.Config{Options: opts, Origin: "local", KeyPrefix: "down", OpTimeout: time.Second, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	n, key := ingestNode(t, store, ingest.ProfileConfig{Topic: "logs.{app}"}, nil)
+	var sb strings.Builder
+	for i := range 60 {
+		fmt.Fprintf(&sb, `{"app":"a%d"}`+"\n", i%12)
+	}
+	if status, _, a := postIngest(t, n.URL+"/v1/ingest", key, ndjson, sb.String()); status != http.StatusOK || a.Accepted != 60 {
+		t.Fatalf("with Redis up: %d %+v", status, a)
+	}
+	rs.Kill()
+	status, retry, a := postIngest(t, n.URL+"/v1/ingest", key, ndjson, sb.String())
+	if status != http.StatusServiceUnavailable || retry == "" || a.Accepted != 0 || a.Rejected != 60 || len(a.Topics) != 0 {
+		t.Fatalf("with Redis down: %d Retry-After %q accepted %d rejected %d topics %d", status, retry, a.Accepted, a.Rejected, len(a.Topics))
+	}
+	for _, e := range a.Errors {
+		if e.Code != server.CodeUnavailable {
+			t.Fatalf("line %d: %s, want unavailable", e.Line, e.Code)
+		}
+	}
+}
