@@ -167,6 +167,24 @@ ingest:
 	if connects.Load() < 2 {
 		t.Errorf("subscriber connected %d times, want a reconnect after the kill", connects.Load())
 	}
+	// The store holds each line once too (a retried batch answered as
+	// duplicates, not appended again).
+	for _, topic := range []string{"logs.api.info", "logs.worker.err"} {
+		req, _ := http.NewRequest(http.MethodGet, node.URL+"/v1/topics/"+topic, nil)
+		req.Header.Set("X-Api-Key", tailKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var info struct {
+			Length int64 `json:"length"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&info)
+		resp.Body.Close()
+		if err != nil || info.Length != perApp {
+			t.Errorf("%s holds %d events (err %v), want %d", topic, info.Length, err, perApp)
+		}
+	}
 	st := sh.stats(t)
 	t.Logf("syslog-ng destination: %+v; %d posts failed (node down), %d pushed back with 429", st, sh.failedPosts(), sh.pushedBack())
 	if st.dropped != 0 || st.written != 2*perApp {

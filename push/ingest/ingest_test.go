@@ -19,11 +19,10 @@ func mustProfiles(t *testing.T, c ingest.Config) *ingest.Profiles {
 }
 
 type got struct {
-	num          int
-	data, topic  string
-	key          string
-	err          error
-	errSubstring string
+	num         int
+	data, topic string
+	key         string
+	err         error
 }
 
 func decodeAll(t *testing.T, p *ingest.Parser, body string) ([]got, int, error) {
