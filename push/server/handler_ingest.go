@@ -205,7 +205,7 @@ func (s *Server) handleIngest(c *gin.Context) {
 		return
 	}
 	maxLines, maxBody := s.ingestLimits()
-	parser := ingest.NewParser(profile, urlTopic, maxLines, s.cfg.MaxEventBytes)
+	parser := ingest.NewParser(profile, urlTopic, maxLines, s.cfg.Limits.MaxEventBytes)
 	parser.SetDedupScope(idempotencyScope(p.Tenant, ""))
 	event := parser.Event()
 	traceParent := observability.EventTraceparent(ctx)

@@ -67,7 +67,7 @@ func ingestNode(t *testing.T, store push.Store, profile ingest.ProfileConfig, mu
 	n := startNode(t, store, func(c *server.Config) {
 		c.Dev, c.Auth = false, a
 		c.Ingest = server.IngestConfig{Profiles: ps, MaxLines: 500, MaxBodyBytes: 1 << 20}
-		c.MaxEventBytes = 256
+		c.Limits.MaxEventBytes = 256
 		if mutate != nil {
 			mutate(c)
 		}
