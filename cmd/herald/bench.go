@@ -16,7 +16,8 @@ func newBenchCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "whole-system load: N subscribers over M topics, paced or max-rate publishing",
-		Long: `Run a bounded load against a Herald node: open --subscribers SSE streams
+		Long: `Run a bounded load against a Herald node (or, with --server floor, the
+minimal SSE server the ratio targets are measured against): open --subscribers SSE streams
 spread over --topics topics, publish at --rate events/s (0: as fast as accepted)
 for --duration, then report deliveries/s, publish→deliver latency percentiles,
 lost and duplicated events (checked through each event's cursor), publish
@@ -74,5 +75,7 @@ CPU seconds and RSS. --idle only holds the streams and reports memory per stream
 	f.StringVar(&c.AdminURL, "admin-url", "", "the node's admin URL, to report the streams it ended as slow")
 	f.Float64Var(&c.ProbeRate, "probe-rate", 0, "while publishing, also time this many bare round trips per second (GET /healthz, and PING with --probe-redis): the machine's floor under the publish latency (0: off)")
 	f.StringVar(&c.ProbeRedis, "probe-redis", "", "Redis URL for the probe's PINGs (the node's Redis)")
+	f.StringVar(&c.Server, "server", bench.ServerHerald, "the server at --url: herald, or floor (the minimal SSE server of ../shared/floor, driven with the same load: GET /sse?topic=, POST /publish?topic=)")
+	f.IntVar(&c.RedisPID, "redis-pid", 0, "Redis process id, for its CPU while publishing, reported apart from the server's")
 	return cmd
 }

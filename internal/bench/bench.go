@@ -6,6 +6,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +16,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -63,6 +63,13 @@ type Config struct {
 	// bare round trips to the node and, with ProbeRedis, to Redis.
 	ProbeRate  float64
 	ProbeRedis string
+	// Server is the kind of server at URL: ServerHerald (default) or
+	// ServerFloor, the minimal SSE server ratio targets are measured
+	// against, driven with the same load.
+	Server string
+	// RedisPID, when set, is the Redis process whose CPU is reported apart
+	// from the server's.
+	RedisPID int
 }
 
 // Report is what a run measured.
@@ -95,7 +102,24 @@ type Report struct {
 	// before, while the streams were being opened.
 	Reconnects     int64   `json:"reconnects"`
 	ConnectRetries int64   `json:"connect_retries"`
+	Server         string  `json:"server"`
 	ServerCPUSec   float64 `json:"server_cpu_s,omitempty"`
+	// ServerConnectCPUUs is the server's CPU per stream opened, in µs,
+	// over the connect phase (from the first connect until every stream
+	// is open).
+	ServerConnectCPUUs float64 `json:"server_connect_cpu_us_per_stream,omitempty"`
+	// CPUPerDeliveryUs is ServerCPUSec per delivery, in µs, over the
+	// publishing window (the same figure as CPUPerMillion, in the unit of
+	// the issue's targets).
+	CPUPerDeliveryUs float64 `json:"server_cpu_us_per_delivery,omitempty"`
+	// ServerRSSEndMB is the server's RSS when the run ends (publishing
+	// and drain done, streams still open); ServerRSSGrowthMB its growth
+	// from before the first connect.
+	ServerRSSEndMB    float64 `json:"server_rss_end_mib,omitempty"`
+	ServerRSSGrowthMB float64 `json:"server_rss_growth_mib,omitempty"`
+	// RedisCPUSec is Redis's own CPU over the publishing window
+	// (--redis-pid), not part of the server's figures.
+	RedisCPUSec float64 `json:"redis_cpu_s,omitempty"`
 	// BenchCPUSec is the load generator's own CPU over the same window:
 	// on a shared machine it is what the node did not get.
 	BenchCPUSec     float64 `json:"bench_cpu_s,omitempty"`
@@ -128,7 +152,7 @@ type Report struct {
 
 // Print writes the report for a terminal.
 func (r Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "subscribers=%d topics=%d target_rate=%.0f/s duration=%.1fs\n", r.Subscribers, r.Topics, r.TargetRate, r.DurationSec)
+	fmt.Fprintf(w, "server=%s subscribers=%d topics=%d target_rate=%.0f/s duration=%.1fs\n", r.Server, r.Subscribers, r.Topics, r.TargetRate, r.DurationSec)
 	fmt.Fprintf(w, "published    %d (%.0f/s), errors %d, publish latency p50 %.2f ms p99 %.2f ms\n", r.Published, r.PublishRate, r.PublishErrors, r.PublishP50Ms, r.PublishP99Ms)
 	for k, n := range r.PublishErrorKinds {
 		fmt.Fprintf(w, "  publish errors %q: %d\n", k, n)
@@ -143,6 +167,13 @@ func (r Report) Print(w io.Writer) {
 	if r.ServerRSSBaseMB > 0 {
 		fmt.Fprintf(w, "server       cpu %.2f s (%.2f s per million deliveries)  rss %.1f MiB → %.1f MiB (%.1f KiB per stream)\n",
 			r.ServerCPUSec, r.CPUPerMillion, r.ServerRSSBaseMB, r.ServerRSSPeakMB, r.RSSPerStreamKiB)
+	}
+	if r.ServerConnectCPUUs > 0 || r.ServerRSSEndMB > 0 {
+		fmt.Fprintf(w, "server       connect cpu %.0f µs per stream, cpu %.1f µs per delivery, rss growth over the run %.1f MiB (to %.1f MiB)\n",
+			r.ServerConnectCPUUs, r.CPUPerDeliveryUs, r.ServerRSSGrowthMB, r.ServerRSSEndMB)
+	}
+	if r.RedisCPUSec > 0 {
+		fmt.Fprintf(w, "redis        cpu %.2f s while publishing (not in the server's figures)\n", r.RedisCPUSec)
 	}
 	if r.BenchCPUSec > 0 {
 		fmt.Fprintf(w, "bench        cpu %.2f s (the load generator itself)\n", r.BenchCPUSec)
@@ -237,15 +268,21 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 		return nil, errors.New("bench: slow-fraction must be in [0, 0.5] and slow-bps ≥ 1")
 	}
 	base := strings.TrimRight(c.URL, "/")
+	tgt, err := newTarget(c.Server, base, c.Token)
+	if err != nil {
+		return nil, err
+	}
+	if tgt.floor && c.Batch > 1 {
+		return nil, errors.New("bench: the floor server takes one event per request (batch 1)")
+	}
 	prefix := fmt.Sprintf("bench-%x-", rand.Uint32())
 	topics := make([]string, c.Topics)
 	for i := range topics {
 		topics[i] = prefix + strconv.Itoa(i)
 	}
-	rep := &Report{Subscribers: c.Subscribers, Topics: c.Topics, TargetRate: c.Rate}
+	rep := &Report{Subscribers: c.Subscribers, Topics: c.Topics, TargetRate: c.Rate, Server: cmp.Or(c.Server, ServerHerald)}
 	var probe *benchProbe
 	if c.ProbeRate > 0 || c.ProbeRedis != "" {
-		var err error
 		if probe, err = newBenchProbe(base, c.ProbeRedis, c.ProbeRate); err != nil {
 			return nil, err
 		}
@@ -266,7 +303,7 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 		var n struct {
 			Stats nodeStats `json:"stats"`
 		}
-		if c.AdminURL == "" {
+		if c.AdminURL == "" || tgt.floor {
 			return n.Stats
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.AdminURL, "/")+"/v1/node", nil)
@@ -312,6 +349,7 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 	subs := make([]*benchSub, c.Subscribers)
 	var wg sync.WaitGroup
 	interval := time.Second / time.Duration(max(c.ConnectRate, 1))
+	connectCPU0 := ProcCPU(c.ServerPID)
 	for i := range subs {
 		s := &benchSub{id: strconv.Itoa(i), topic: topics[i%len(topics)], slow: slowEvery > 0 && i%slowEvery == slowEvery-1}
 		subs[i] = s
@@ -319,10 +357,10 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 		go func() {
 			defer wg.Done()
 			if s.slow {
-				s.run(subCtx, slowTransport, base, c.Token, slowLat, i, c.SlowBPS)
+				s.run(subCtx, slowTransport, tgt, slowLat, i, c.SlowBPS)
 				return
 			}
-			s.run(subCtx, subTransport, base, c.Token, lat, i, 0)
+			s.run(subCtx, subTransport, tgt, lat, i, 0)
 		}()
 		if i%100 == 99 {
 			time.Sleep(interval * 100)
@@ -348,6 +386,9 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	fmt.Fprintln(progress)
+	if c.ServerPID > 0 && c.Subscribers > 0 {
+		rep.ServerConnectCPUUs = (ProcCPU(c.ServerPID) - connectCPU0) / float64(c.Subscribers) * 1e6
+	}
 	if c.ServerPID > 0 {
 		time.Sleep(time.Second) // let the server's heap settle before sampling
 		rss := ProcRSS(c.ServerPID)
@@ -357,6 +398,9 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 		}
 	}
 	if c.Idle {
+		for _, s := range subs {
+			rep.ConnectRetries += s.reconnects.Load()
+		}
 		stopSubs()
 		wg.Wait()
 		return rep, nil
@@ -374,7 +418,7 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 		s.reconnects0 = s.reconnects.Load()
 		rep.ConnectRetries += s.reconnects0
 	}
-	cpu0, self0 := ProcCPU(c.ServerPID), ProcCPU(os.Getpid())
+	cpu0, self0, redis0 := ProcCPU(c.ServerPID), ProcCPU(os.Getpid()), ProcCPU(c.RedisPID)
 	start := time.Now()
 	pubCtx, stopPub := context.WithTimeout(ctx, c.Duration)
 	var pwg sync.WaitGroup
@@ -411,7 +455,7 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 					items[j] = map[string]any{"topic": t, "data": ts + " " + pad[len(ts)+1:]}
 				}
 				t0 := time.Now()
-				err := benchPublish(pubCtx, pubClient, base, c.Token, items)
+				err := tgt.publish(pubCtx, pubClient, items)
 				pubLat.record(p, time.Since(t0))
 				if err != nil {
 					if pubCtx.Err() == nil {
@@ -453,7 +497,7 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 	// Drain: wait until every subscriber reached its topic's head.
 	heads := map[string]uint64{}
 	for _, t := range topics {
-		heads[t] = topicHead(ctx, pubClient, base, c.Token, t)
+		heads[t] = tgt.head(ctx, pubClient, t)
 	}
 	drainUntil := time.Now().Add(c.Drain)
 	for time.Now().Before(drainUntil) {
@@ -469,7 +513,12 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
-	cpu1, self1 := ProcCPU(c.ServerPID), ProcCPU(os.Getpid())
+	cpu1, self1, redis1 := ProcCPU(c.ServerPID), ProcCPU(os.Getpid()), ProcCPU(c.RedisPID)
+	if c.ServerPID > 0 {
+		rss := ProcRSS(c.ServerPID)
+		rep.ServerRSSEndMB = rss / (1 << 20)
+		rep.ServerRSSGrowthMB = (rss - rssBase) / (1 << 20)
+	}
 	if c.MemProfile != "" {
 		if err := writeHeapProfile(c.MemProfile); err != nil {
 			fmt.Fprintf(progress, "memprofile: %v\n", err)
@@ -524,19 +573,20 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 	rep.LatP50Ms, rep.LatP90Ms, rep.LatP99Ms, rep.LatP999Ms = ms(h, 50), ms(h, 90), ms(h, 99), ms(h, 99.9)
 	rep.LatMaxMs = float64(h.Max()) / 1000
 	rep.BenchCPUSec = self1 - self0
+	rep.RedisCPUSec = redis1 - redis0
 	if c.ServerPID > 0 {
 		rep.ServerCPUSec = cpu1 - cpu0
 		if deliveries > 0 {
 			rep.CPUPerMillion = rep.ServerCPUSec / (float64(deliveries) / 1e6)
+			rep.CPUPerDeliveryUs = rep.CPUPerMillion
 		}
 	}
 	return rep, nil
 }
 
 // run holds one stream, reconnecting with its cursor, until ctx ends.
-func (s *benchSub) run(ctx context.Context, tr *http.Transport, base, token string, lat *histograms, shard int, bps int) {
+func (s *benchSub) run(ctx context.Context, tr *http.Transport, tgt *target, lat *histograms, shard int, bps int) {
 	client := &http.Client{Transport: tr}
-	q := url.Values{"topic": {s.topic}}.Encode()
 	offs := make([]uint64, 0, 1)
 	for attempt := 0; ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
@@ -547,20 +597,19 @@ func (s *benchSub) run(ctx context.Context, tr *http.Transport, base, token stri
 			case <-time.After(time.Duration(50+rand.IntN(450)) * time.Millisecond):
 			}
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/stream?"+q, nil)
-		if s.lastID != "" {
-			req.Header.Set("Last-Event-ID", s.lastID)
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := client.Do(req)
+		resp, err := client.Do(tgt.streamRequest(ctx, s.topic, s.lastID))
 		if err != nil {
 			continue
 		}
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
 			continue
+		}
+		if tgt.floor {
+			// The floor subscribes before its answer and sends no hello;
+			// its ids count from 1 per topic, and it does not resume.
+			s.next.CompareAndSwap(0, 1)
+			s.connected.Store(true)
 		}
 		var body io.Reader = resp.Body
 		if bps > 0 {
@@ -575,7 +624,7 @@ func (s *benchSub) run(ctx context.Context, tr *http.Transport, base, token stri
 				break
 			}
 			now := stamped.at
-			offs, err = push.DecodeOffsets(ev.ID, 1, offs[:0])
+			offs, err = tgt.offset(ev.ID, offs[:0])
 			if ev.ID != "" && err == nil && len(offs) == 1 {
 				s.lastID = ev.ID
 			}
@@ -613,7 +662,7 @@ func (s *benchSub) run(ctx context.Context, tr *http.Transport, base, token stri
 		}
 		// Like a browser, keep the id of an id-only block: a shed new
 		// stream's position as of its attempt (ADR 0020).
-		if id := dec.LastEventID(); id != s.lastID {
+		if id := dec.LastEventID(); id != s.lastID && !tgt.floor {
 			if offs, err = push.DecodeOffsets(id, 1, offs[:0]); err == nil && len(offs) == 1 {
 				s.lastID = id
 			}

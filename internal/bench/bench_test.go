@@ -1,7 +1,16 @@
 package bench
 
 import (
+	"cmp"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
@@ -37,5 +46,72 @@ func TestBenchProbeRejectsBadSettings(t *testing.T) {
 		if _, err := newBenchProbe("http://127.0.0.1:1", tc.redis, tc.rate); err == nil {
 			t.Errorf("rate %v redis %q: accepted", tc.rate, tc.redis)
 		}
+	}
+}
+
+// TestBenchDrivesTheFloor runs the load against the floor server
+// (../shared/floor, built here; FLOOR_SRC overrides where its source is),
+// as bench.sh does for its ratios: every event reaches every subscriber of
+// its topic once, counted from the floor's per-topic ids, and the server's
+// CPU is read from its process.
+func TestBenchDrivesTheFloor(t *testing.T) {
+	src := cmp.Or(os.Getenv("FLOOR_SRC"), filepath.Join("..", "..", "..", "shared", "floor"))
+	if _, err := os.Stat(filepath.Join(src, "main.go")); err != nil {
+		t.Skipf("floor server source not found at %s (set FLOOR_SRC): %v", src, err)
+	}
+	bin := filepath.Join(t.TempDir(), "floor")
+	if out, err := exec.Command("go", "build", "-C", src, "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build floor: %v\n%s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin, "-addr", addr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+	for ; ; <-poll.C {
+		resp, err := http.Get("http://" + addr + "/stats")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("floor not up: %v", err)
+		}
+	}
+
+	const subs, topics, publishers = 40, 4, 2
+	rep, err := Run(context.Background(), Config{
+		URL: "http://" + addr, Server: ServerFloor, ServerPID: cmd.Process.Pid, Subscribers: subs, Topics: topics,
+		Rate: 200, Duration: 1500 * time.Millisecond, Publishers: publishers, Batch: 1,
+		Payload: 64, ConnectRate: 1000, Drain: 10 * time.Second,
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Server != ServerFloor || rep.Published < 100 || rep.PublishErrors != 0 {
+		t.Fatalf("server %q published %d with %d errors (%v)", rep.Server, rep.Published, rep.PublishErrors, rep.PublishErrorKinds)
+	}
+	if rep.Lost != 0 || rep.Duplicated != 0 || rep.Reconnects != 0 {
+		t.Fatalf("lost %d, duplicated %d, reconnects %d; want 0", rep.Lost, rep.Duplicated, rep.Reconnects)
+	}
+	// The floor counts a publish only once it answered: the run's count is exact.
+	if per := int64(subs / topics); rep.Deliveries != rep.Published*per {
+		t.Fatalf("deliveries %d for %d published to %d subscribers each", rep.Deliveries, rep.Published, per)
+	}
+	if rep.LatP50Ms <= 0 || rep.ServerRSSEndMB <= 0 || rep.ServerCPUSec <= 0 {
+		t.Fatalf("latency p50 %v, rss %v MiB, cpu %v s: want all measured", rep.LatP50Ms, rep.ServerRSSEndMB, rep.ServerCPUSec)
+	}
+	if _, err := Run(context.Background(), Config{URL: "http://" + addr, Server: ServerFloor, Subscribers: 1, Topics: 1,
+		Rate: 10, Duration: time.Second, Publishers: 1, Batch: 10, Payload: 64}, io.Discard); err == nil {
+		t.Fatal("a batched load against the floor: accepted")
 	}
 }
