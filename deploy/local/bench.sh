@@ -11,7 +11,7 @@
 #   deploy/local/bench.sh [scenario ...]   (default: both sets below)
 #   tuned set (default-list: idle10k fanout10k max1k max1k-batch topics10k overload):
 #     idle10k fanout10k max1k max1k-batch topics10k overload fast2k slow2k
-#     fanout2k topics10k-floor pubonly
+#     fanout2k topics10k-floor pubonly connectmax publishmax
 #   default-configuration set (nothing tuned, no HERALD_* environment):
 #     default (= all of:) default:connect2k default:fanout2k default:topics10k
 #     default:fanout10k default:overload
@@ -139,6 +139,12 @@ for s in "${expanded[@]}"; do
     pubonly)   run pubonly   --subscribers 10 --topics 10000 --rate 2000 --publishers 8 --duration 10s ;;
     fast2k)    run fast2k    --subscribers 2000 --topics 10 --rate 100 --publishers 2 --payload 1024 --duration 30s ;;
     slow2k)    run slow2k    --subscribers 2000 --topics 10 --rate 100 --publishers 2 --payload 1024 --duration 30s --slow-fraction 0.05 --slow-bps 256 ;;
+    # Capacity of this machine, which the protection defaults are derived
+    # from (docs/configuration.md): streams opened as fast as the node
+    # takes them, and single-event publishes over 10,000 topics as fast as
+    # they are acknowledged.
+    connectmax) run connectmax --subscribers 5000 --topics 100 --idle --duration 1s --connect-rate 20000 ;;
+    publishmax) run publishmax --subscribers 10 --topics 10000 --rate 0 --publishers 16 --duration 10s ;;
     fanout2k)  run fanout2k  --subscribers 2000 --topics 1 --rate 20 --publishers 1 --duration 20s ;;
     # The default configuration, nothing tuned (issue 20's acceptance loads).
     default:connect2k) run "$s" --subscribers 2000 --topics 1 --idle --duration 1s --connect-rate 1000 ;;

@@ -108,6 +108,9 @@ type Report struct {
 	// over the connect phase (from the first connect until every stream
 	// is open).
 	ServerConnectCPUUs float64 `json:"server_connect_cpu_us_per_stream,omitempty"`
+	// ConnectPerSec is the streams opened per second over the connect
+	// phase (the first connect to the last stream open).
+	ConnectPerSec float64 `json:"connect_per_s,omitempty"`
 	// CPUPerDeliveryUs is ServerCPUSec per delivery, in µs, over the
 	// publishing window (the same figure as CPUPerMillion, in the unit of
 	// the issue's targets).
@@ -242,13 +245,15 @@ func ms(h *hdrhistogram.Histogram, q float64) float64 {
 
 // benchSub is one simulated subscriber.
 type benchSub struct {
-	id, topic  string
-	next       atomic.Uint64 // next expected offset (0: not connected yet)
-	connected  atomic.Bool
-	received   atomic.Int64
-	dups, gaps atomic.Int64
-	resets     atomic.Int64
-	reconnects atomic.Int64
+	id, topic string
+	next      atomic.Uint64 // next expected offset (0: not connected yet)
+	connected atomic.Bool
+	// connectedAt is when the stream first opened (Unix ns).
+	connectedAt atomic.Int64
+	received    atomic.Int64
+	dups, gaps  atomic.Int64
+	resets      atomic.Int64
+	reconnects  atomic.Int64
 	// reconnects0 is reconnects when publishing began.
 	reconnects0 int64
 	lastID      string
@@ -349,7 +354,7 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 	subs := make([]*benchSub, c.Subscribers)
 	var wg sync.WaitGroup
 	interval := time.Second / time.Duration(max(c.ConnectRate, 1))
-	connectCPU0 := ProcCPU(c.ServerPID)
+	connectCPU0, connectStart := ProcCPU(c.ServerPID), time.Now()
 	for i := range subs {
 		s := &benchSub{id: strconv.Itoa(i), topic: topics[i%len(topics)], slow: slowEvery > 0 && i%slowEvery == slowEvery-1}
 		subs[i] = s
@@ -386,6 +391,13 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	fmt.Fprintln(progress)
+	if c.Subscribers > 0 {
+		var last int64
+		for _, s := range subs {
+			last = max(last, s.connectedAt.Load())
+		}
+		rep.ConnectPerSec = float64(c.Subscribers) / time.Unix(0, last).Sub(connectStart).Seconds()
+	}
 	if c.ServerPID > 0 && c.Subscribers > 0 {
 		rep.ServerConnectCPUUs = (ProcCPU(c.ServerPID) - connectCPU0) / float64(c.Subscribers) * 1e6
 	}
@@ -496,7 +508,8 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 
 	// Drain: wait until every subscriber reached its topic's head.
 	heads := map[string]uint64{}
-	for _, t := range topics {
+	// Only topics with subscribers: a head is one request per topic.
+	for _, t := range topics[:min(len(topics), c.Subscribers)] {
 		heads[t] = tgt.head(ctx, pubClient, t)
 	}
 	drainUntil := time.Now().Add(c.Drain)
@@ -584,6 +597,12 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 	return rep, nil
 }
 
+// markConnected notes that the stream is open, and when it first was.
+func (s *benchSub) markConnected() {
+	s.connectedAt.CompareAndSwap(0, time.Now().UnixNano())
+	s.connected.Store(true)
+}
+
 // run holds one stream, reconnecting with its cursor, until ctx ends.
 func (s *benchSub) run(ctx context.Context, tr *http.Transport, tgt *target, lat *histograms, shard int, bps int) {
 	client := &http.Client{Transport: tr}
@@ -609,7 +628,7 @@ func (s *benchSub) run(ctx context.Context, tr *http.Transport, tgt *target, lat
 			// The floor subscribes before its answer and sends no hello;
 			// its ids count from 1 per topic, and it does not resume.
 			s.next.CompareAndSwap(0, 1)
-			s.connected.Store(true)
+			s.markConnected()
 		}
 		var body io.Reader = resp.Body
 		if bps > 0 {
@@ -633,7 +652,7 @@ func (s *benchSub) run(ctx context.Context, tr *http.Transport, tgt *target, lat
 				if s.next.Load() == 0 && len(offs) == 1 {
 					s.next.Store(offs[0] + 1)
 				}
-				s.connected.Store(true)
+				s.markConnected()
 				continue
 			case "herald.reset":
 				s.resets.Add(1)
