@@ -435,6 +435,9 @@ func (s *Server) openStream(c *gin.Context) *stream {
 	st.onClose(func() { s.hub.Unsubscribe(sub) })
 	ls.sub.Store(sub)
 	for i := range cur.Len() {
+		if seamClosed(sub, cur, i) {
+			continue
+		}
 		if err := cn.fromStore(i, 0, true); err != nil {
 			st.end = cn.writeEnd(err)
 			return nil
