@@ -103,8 +103,9 @@ func TestBenchDrivesTheFloor(t *testing.T) {
 	if rep.Lost != 0 || rep.Duplicated != 0 || rep.Reconnects != 0 {
 		t.Fatalf("lost %d, duplicated %d, reconnects %d; want 0", rep.Lost, rep.Duplicated, rep.Reconnects)
 	}
-	// The floor counts a publish only once it answered: the run's count is exact.
-	if per := int64(subs / topics); rep.Deliveries != rep.Published*per {
+	// A publish cut off when the run ended may still have been delivered
+	// unacknowledged (one per publisher at most).
+	if per := int64(subs / topics); rep.Deliveries < rep.Published*per || rep.Deliveries > (rep.Published+publishers)*per || rep.Deliveries%per != 0 {
 		t.Fatalf("deliveries %d for %d published to %d subscribers each", rep.Deliveries, rep.Published, per)
 	}
 	if rep.LatP50Ms <= 0 || rep.ServerRSSEndMB <= 0 || rep.ServerCPUSec <= 0 {
