@@ -108,7 +108,7 @@ run() { # name, bench flags...
     {scenario: $s, set: $set, ratio: ({
       latency_p50: r("latency_p50_ms"), latency_p99: r("latency_p99_ms"),
       cpu_per_delivery: r("server_cpu_us_per_delivery"), connect_cpu_per_stream: r("server_connect_cpu_us_per_stream"),
-      rss_per_stream: r("server_rss_per_stream_kib"), rss_growth: r("server_rss_growth_mib"),
+      rss_per_stream: r("server_rss_per_stream_kib"), rss_growth: r("server_rss_growth_mib"), rss_publish_growth: r("server_rss_publish_growth_mib"),
       deliveries_per_s: r("deliveries_per_s"), publish_p50: r("publish_p50_ms")
     } | with_entries(select(.value != null))),
     herald: {lost: $h[0].lost, duplicated: $h[0].duplicated, publish_errors: $h[0].publish_errors,

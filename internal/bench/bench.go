@@ -120,6 +120,9 @@ type Report struct {
 	// from before the first connect.
 	ServerRSSEndMB    float64 `json:"server_rss_end_mib,omitempty"`
 	ServerRSSGrowthMB float64 `json:"server_rss_growth_mib,omitempty"`
+	// ServerRSSPublishGrowthMB is the growth while publishing: from every
+	// stream open to the end of the run.
+	ServerRSSPublishGrowthMB float64 `json:"server_rss_publish_growth_mib,omitempty"`
 	// RedisCPUSec is Redis's own CPU over the publishing window
 	// (--redis-pid), not part of the server's figures.
 	RedisCPUSec float64 `json:"redis_cpu_s,omitempty"`
@@ -531,6 +534,7 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 		rss := ProcRSS(c.ServerPID)
 		rep.ServerRSSEndMB = rss / (1 << 20)
 		rep.ServerRSSGrowthMB = (rss - rssBase) / (1 << 20)
+		rep.ServerRSSPublishGrowthMB = rss/(1<<20) - rep.ServerRSSPeakMB
 	}
 	if c.MemProfile != "" {
 		if err := writeHeapProfile(c.MemProfile); err != nil {
