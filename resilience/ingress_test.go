@@ -3,8 +3,8 @@ package resilience
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
