@@ -52,7 +52,7 @@ func TestBenchCountsEveryEvent(t *testing.T) {
 	if rep.ServerEventsPerWrite < 1 {
 		t.Fatalf("events per write %v from the admin URL; want ≥ 1", rep.ServerEventsPerWrite)
 	}
-	if out := progress.String(); !strings.Contains(out, "t=   1s published") || !strings.Contains(out, "(last second: p50") {
+	if out := progress.String(); !strings.Contains(out, "s published") || !strings.Contains(out, "(last second: p50") {
 		t.Fatalf("progress lacks the per-second line:\n%s", out)
 	}
 	if st, err := os.Stat(heap); err != nil || st.Size() == 0 {

@@ -89,12 +89,11 @@ func TestProtectionDefaultsTakeOneTenantAt2000PerSecond(t *testing.T) {
 	}
 }
 
-// TestProtectionDefaultsSpreadAStormAndRefuseAFlood: with nothing tuned, a
-// storm of 10,000 connects in about one second is still spread by the
-// connect-rate rule (refused attempts retry; the streams open at no more
-// than the default rate), and one tenant flooding the publish API as fast
-// as it is answered is refused beyond the default rate.
-func TestProtectionDefaultsSpreadAStormAndRefuseAFlood(t *testing.T) {
+// TestProtectionDefaultsSpreadAConnectStorm: with nothing tuned, a storm of
+// 10,000 connects in about one second is still spread by the connect-rate
+// rule (refused attempts retry; the streams open at no more than the
+// default rate).
+func TestProtectionDefaultsSpreadAConnectStorm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process protection test")
 	}
@@ -103,16 +102,30 @@ func TestProtectionDefaultsSpreadAStormAndRefuseAFlood(t *testing.T) {
 	c := p.protection(t).Counters
 	t.Logf("10,000 streams offered at 10,000/s: open after %.1f s (%.0f/s), %d refused attempts; node counters %v",
 		10000/rep.ConnectPerSec, rep.ConnectPerSec, rep.ConnectRetries, c)
+	rate := resilience.DefaultConfig().Admission.ConnectRate
+	if c["admission/connect/rate/block"] == 0 && rep.ConnectRetries == 0 && rep.ConnectPerSec < rate {
+		// The generator (another process on the same cores) never offered
+		// more than the rule admits: nothing here says whether it spreads.
+		t.Skipf("inconclusive: the storm generator offered only %.0f streams/s, under the default rate %.0f/s (machine too busy)", rep.ConnectPerSec, rate)
+	}
 	if c["admission/connect/rate/block"] == 0 || rep.ConnectRetries == 0 {
 		t.Fatalf("rate rule refused %d, bench saw %d refusals: the storm was not spread", c["admission/connect/rate/block"], rep.ConnectRetries)
 	}
-	rate := resilience.DefaultConfig().Admission.ConnectRate
 	if rep.ConnectPerSec > rate*1.25 {
 		t.Fatalf("streams opened at %.0f/s, want at most about %.0f/s", rep.ConnectPerSec, rate)
 	}
+}
 
+// TestProtectionDefaultsRefuseAFlood: with nothing tuned, one tenant
+// flooding the publish API as fast as it is answered is refused beyond the
+// default rate (and its burst).
+func TestProtectionDefaultsRefuseAFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process protection test")
+	}
+	p := startProc(t, "flood", nil)
 	flood := benchProc(t, p.URL, "--subscribers", "0", "--topics", "100", "--rate", "0", "--publishers", "64", "--duration", "3s")
-	c = p.protection(t).Counters
+	c := p.protection(t).Counters
 	refused := c["ingress/publish/tenant_qps/block"]
 	t.Logf("flood: %d accepted (%.0f/s), %d refused %v; node counters %v", flood.Published, flood.PublishRate, flood.PublishErrors, flood.PublishErrorKinds, c)
 	// Every 429 the bench counted, the node counted; the node also counts
