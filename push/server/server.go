@@ -246,6 +246,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/topics/:topic", s.handleTopic)
 	v1.POST("/events", s.handleBatch)
 	v1.GET("/stream", s.handleStream)
+	v1.GET("/ws", s.handleWS)
 	v1.GET("/topics/:topic/presence", s.handlePresence)
 	v1.GET("/cluster/members", s.requireAdmin, s.handleMembers)
 	v1.GET("/sessions/:id", s.requireAdmin, s.handleSession)
@@ -265,7 +266,7 @@ const streamPath = "/v1/stream"
 // only drop a write deadline an earlier request on the same connection set.
 func (s *Server) bound(c *gin.Context) {
 	rc := http.NewResponseController(c.Writer)
-	if c.Request.URL.Path == streamPath {
+	if p := c.Request.URL.Path; p == streamPath || p == wsPath {
 		_ = rc.SetWriteDeadline(time.Time{})
 		c.Next()
 		return
