@@ -114,11 +114,13 @@ type stream struct {
 	resp *http.Response
 	ws   *websocket.Conn
 	// closed is the WebSocket's close status, once the stream ended.
-	closed websocket.StatusCode
-	dec    *sse.Decoder
-	cancel context.CancelFunc
-	events chan sse.Event
-	errc   chan error
+	closed      websocket.StatusCode
+	closeReason string
+	shedID      string
+	dec         *sse.Decoder
+	cancel      context.CancelFunc
+	events      chan sse.Event
+	errc        chan error
 }
 
 // openStream connects to /v1/stream; lastID goes in the Last-Event-ID header.

@@ -75,7 +75,19 @@ func (n *testNode) tryWS(topics []string, lastID string, extra url.Values, heade
 		_, err := readFrame(ctx, conn)
 		cancel()
 		_ = conn.CloseNow()
-		return nil, closeStatus(err), first.Data
+		if h.Get("Herald-Client") != "" || closeStatus(err) != http.StatusServiceUnavailable {
+			return nil, closeStatus(err), first.Data
+		}
+		// A browser's "come back later" on SSE is a 200 that ends at once
+		// with a retry: the same here, the retry in the close reason.
+		s.closed, s.shedID = websocket.CloseStatus(err), first.ID
+		var ce websocket.CloseError
+		if errors.As(err, &ce) {
+			s.closeReason = ce.Reason
+		}
+		s.errc <- err
+		close(s.events)
+		return s, http.StatusOK, ""
 	}
 	go func() {
 		id := ""
@@ -88,6 +100,10 @@ func (n *testNode) tryWS(topics []string, lastID string, extra url.Values, heade
 			var err error
 			if f, err = readFrame(ctx, conn); err != nil {
 				s.closed = websocket.CloseStatus(err)
+				var ce websocket.CloseError
+				if errors.As(err, &ce) {
+					s.closeReason = ce.Reason
+				}
 				s.errc <- err
 				close(s.events)
 				return
@@ -124,4 +140,29 @@ func readFrame(ctx context.Context, c *websocket.Conn) (wire.Frame, error) {
 		return wire.Frame{}, err
 	}
 	return f, nil
+}
+
+// finalRetry is the reconnection delay the server gave as the stream ended:
+// SSE's last retry: field, the WebSocket close reason's retry_ms. Read it
+// after the stream ended.
+func (s *stream) finalRetry() (time.Duration, bool) {
+	if s.ws == nil {
+		return s.dec.Retry()
+	}
+	var r struct {
+		RetryMS int64 `json:"retry_ms"`
+	}
+	if json.Unmarshal([]byte(s.closeReason), &r) != nil || r.RetryMS == 0 {
+		return 0, false
+	}
+	return time.Duration(r.RetryMS) * time.Millisecond, true
+}
+
+// lastID is the last id the stream received (an SSE shed's id:, a
+// WebSocket refusal's frame id).
+func (s *stream) lastID() string {
+	if s.ws == nil {
+		return s.dec.LastEventID()
+	}
+	return s.shedID
 }

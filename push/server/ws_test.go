@@ -100,7 +100,7 @@ func TestWSFramesMatchSSE(t *testing.T) {
 	}
 	n.transport = "sse"
 	sse := n.openStream(t, []string{"a", "b"}, "", nil) // its own session: its ids differ in that only
-	sse.next(wait)                                       // hello
+	sse.next(wait)                                      // hello
 	data := "line one\nline two\r\nline three\rend \"quoted\" é"
 	n.publish("a", "price", data)
 	f, e := ws.next(), sse.next(wait)
@@ -189,7 +189,7 @@ func TestWSPublishAck(t *testing.T) {
 	ws.send(map[string]any{"type": "publish", "ref": "r2", "topic": "Bad Topic", "data": 1})
 	f = ws.next()
 	var e struct {
-		Ref   string `json:"ref"`
+		Ref   string                `json:"ref"`
 		Error struct{ Code string } `json:"error"`
 	}
 	decodeJSON(t, f.Data, &e)
