@@ -146,7 +146,9 @@ func TestClusterKill9NodeClientsResumeOnSurvivors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process cluster test")
 	}
-	kill9NodeClientsResumeOnSurvivors(t, startTrio(t, noRebalance), 3000)
+	forTransports(t, func(t *testing.T) {
+		kill9NodeClientsResumeOnSurvivors(t, startTrio(t, noRebalance), 3000)
+	})
 }
 
 // The same kill -9 with every protection layer at its default: the

@@ -5,7 +5,7 @@
 #
 #   deploy/local/bench.sh [scenario ...]   (default: all)
 #   scenarios: idle10k fanout10k max1k max1k-batch topics10k overload fast2k slow2k
-#              fanout2k vsfloor topics10k-floor pubonly (not in the default list)
+#              fanout2k vsfloor topics10k-floor pubonly wsfanout10k (not in the default list)
 #
 # The node runs with the publish and connect-rate limits of the protection
 # layers lifted (they would cap the throughput being measured); breakers,
@@ -79,6 +79,33 @@ vsfloor() {
   stop_node
 }
 
+# wsfanout10k: fanout10k's load (10,000 streams of one topic, 5 events/s
+# from 2 publishers, 20 s, streams opened at 1,000/s) from
+# deploy/local/sseload against the floor, then a Herald node over SSE
+# (/v1/stream), then the same node configuration over WebSocket (/v1/ws):
+# CPU per delivery of the two transports side by side, in the same run
+# (docs/benchmarks.md, "WebSocket").
+wsfanout10k() {
+  local load=(-subscribers 10000 -rate 5 -publishers 2 -duration "${WS_DURATION:-20s}" -connect-rate 1000 -drain 5s)
+  go build -C "${FLOOR_SRC:-../shared/floor}" -o "$work/floor" . && go build -o "$work/sseload" ./deploy/local/sseload
+  "$work/floor" -addr "127.0.0.1:$PORT_HTTP" >"$work/floor.log" 2>&1 &
+  echo $! >"$work/floor.pid"
+  for _ in $(seq 50); do curl -fsS "$URL/stats" >/dev/null 2>&1 && break; sleep 0.1; done
+  echo "== wsfanout10k: floor" >&2
+  "$work/sseload" -sub "$URL/sse?topic=t" -pub "$URL/publish?topic=t" -server-pid "$(cat "$work/floor.pid")" "${load[@]}" |
+    sed '1s/^{/{"scenario": "wsfanout10k", "server": "floor",/'
+  kill "$(cat "$work/floor.pid")"; wait "$(cat "$work/floor.pid")" 2>/dev/null || true; rm -f "$work/floor.pid"; sleep 1
+  for transport in sse ws; do
+    start_node
+    echo "== wsfanout10k: herald $transport" >&2
+    local sub="$URL/v1/stream?topic=t"
+    [ "$transport" = ws ] && sub="ws://127.0.0.1:$PORT_HTTP/v1/ws?topic=t"
+    "$work/sseload" -sub "$sub" -pub "$URL/v1/topics/t/events" -body '{"data":"{ts}"}' -json-body \
+      -server-pid "$(cat "$work/herald.pid")" "${load[@]}" | sed "1s/^{/{\"scenario\": \"wsfanout10k\", \"server\": \"herald-$transport\",/"
+    stop_node
+  done
+}
+
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(idle10k fanout10k max1k max1k-batch topics10k overload)
 for s in "${scenarios[@]}"; do
@@ -96,6 +123,7 @@ for s in "${scenarios[@]}"; do
     slow2k)    run slow2k    --subscribers 2000 --topics 10 --rate 100 --publishers 2 --payload 1024 --duration 30s --slow-fraction 0.05 --slow-bps 256 ;;
     fanout2k)  run fanout2k  --subscribers 2000 --topics 1 --rate 20 --publishers 1 --duration 20s ;;
     vsfloor)   vsfloor ;;
+    wsfanout10k) wsfanout10k ;;
     *) echo "unknown scenario $s" >&2; exit 2 ;;
   esac
 done

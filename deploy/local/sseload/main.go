@@ -11,6 +11,9 @@
 //	  -pub 'http://127.0.0.1:8090/publish?topic=t' -body '{ts}'
 //	sseload -sub 'http://127.0.0.1:18611/v1/stream?topic=t' \
 //	  -pub 'http://127.0.0.1:18611/v1/topics/t/events' -body '{"data":"{ts}"}' -json-body
+//
+// A ws:// -sub URL opens Herald WebSocket streams (GET /v1/ws, ADR 0022)
+// instead, each message one JSON frame whose data is read the same way.
 package main
 
 import (
@@ -31,6 +34,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/coder/websocket"
 )
 
 type config struct {
@@ -84,6 +88,41 @@ func run(ctx context.Context, c config) error {
 	pace := time.NewTicker(time.Second / time.Duration(c.connectRate))
 	for range c.subscribers {
 		<-pace.C
+		record := func(data []byte) {
+			ts, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+			if err != nil {
+				return
+			}
+			lat := time.Since(time.Unix(0, ts))
+			received.Add(1)
+			mu.Lock()
+			_ = hist.RecordValue(max(lat.Microseconds(), 1))
+			mu.Unlock()
+		}
+		if strings.HasPrefix(c.sub, "ws://") {
+			conn, _, err := websocket.Dial(ctx, c.sub, nil)
+			if err != nil {
+				pace.Stop()
+				return err
+			}
+			open.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer conn.CloseNow()
+				for {
+					_, msg, err := conn.Read(ctx)
+					if err != nil {
+						return
+					}
+					var f struct{ Event, Data string }
+					if json.Unmarshal(msg, &f) == nil && !strings.HasPrefix(f.Event, "herald.") {
+						record([]byte(f.Data))
+					}
+				}
+			}()
+			continue
+		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.sub, nil)
 		req.Header.Set("Accept", "text/event-stream")
 		resp, err := hc.Do(req)
@@ -104,18 +143,9 @@ func run(ctx context.Context, c config) error {
 			sc := bufio.NewScanner(resp.Body)
 			for sc.Scan() {
 				line := sc.Bytes()
-				if !bytes.HasPrefix(line, []byte("data:")) {
-					continue
+				if bytes.HasPrefix(line, []byte("data:")) {
+					record(line[5:])
 				}
-				ts, err := strconv.ParseInt(strings.TrimSpace(string(line[5:])), 10, 64)
-				if err != nil {
-					continue
-				}
-				lat := time.Since(time.Unix(0, ts))
-				received.Add(1)
-				mu.Lock()
-				_ = hist.RecordValue(max(lat.Microseconds(), 1))
-				mu.Unlock()
 			}
 		}()
 	}
