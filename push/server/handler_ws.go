@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -36,6 +37,7 @@ const WSAuthTimeout = 10 * time.Second
 type wsConn struct {
 	s    *Server
 	conn *websocket.Conn
+	cork *corkConn
 	wmu  sync.Mutex
 	ctx  context.Context
 	// principal is the authenticated principal, nil until auth.
@@ -54,10 +56,16 @@ type wsConn struct {
 // in band: a herald.error frame and a close code (browsers see no HTTP
 // status of a WebSocket handshake).
 func (s *Server) handleWS(c *gin.Context) {
+	if !s.holdSocket() {
+		s.writeError(c, push.ErrClosed)
+		return
+	}
+	defer s.sockets.Done()
 	r := c.Request
 	req, qerr := s.streamQuery(r, observability.TransportWS)
 	p, aerr := s.wsPrincipal(r)
-	conn, err := websocket.Accept(c.Writer, r, s.wsAcceptOptions())
+	cw := &corkWriter{ResponseWriter: c.Writer}
+	conn, err := websocket.Accept(cw, r, s.wsAcceptOptions())
 	if err != nil {
 		s.log.DebugContext(r.Context(), "websocket handshake refused", "err", err)
 		return // Accept answered: not a WebSocket handshake, or a foreign origin
@@ -65,7 +73,7 @@ func (s *Server) handleWS(c *gin.Context) {
 	conn.SetReadLimit(int64(wire.MaxRequestBytes + 2*s.cfg.Limits.MaxEventBytes))
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
-	ws := &wsConn{s: s, conn: conn, ctx: ctx, authc: make(chan string, 1)}
+	ws := &wsConn{s: s, conn: conn, cork: cw.conn, ctx: ctx, authc: make(chan string, 1)}
 	var readers sync.WaitGroup
 	readers.Add(1)
 	go func() {
@@ -179,7 +187,7 @@ func (s *Server) wsAcceptOptions() *websocket.AcceptOptions {
 }
 
 func (ws *wsConn) transport() *wsTransport {
-	return &wsTransport{s: ws.s, conn: ws.conn, wmu: &ws.wmu, base: ws.ctx, timeout: ws.s.cfg.Stream.WriteTimeout}
+	return &wsTransport{s: ws.s, conn: ws.conn, cork: ws.cork, wmu: &ws.wmu, base: ws.ctx, timeout: ws.s.cfg.Stream.WriteTimeout}
 }
 
 // awaitAuth waits, at most WSAuthTimeout, for the client's auth message.
@@ -195,6 +203,8 @@ func (ws *wsConn) awaitAuth(r *http.Request) (*auth.Principal, error) {
 	case <-t.C:
 		return nil, errAuthTimeout
 	case <-ws.ctx.Done():
+		return nil, errAuthTimeout
+	case <-ws.s.node.Done():
 		return nil, errAuthTimeout
 	}
 }
@@ -350,7 +360,7 @@ func (ws *wsConn) publish(p *auth.Principal, rq wire.Request) {
 		ws.answerError(rq.Ref, err)
 		return
 	}
-	data, _ := jsonMarshal(wsAck{Ref: rq.Ref, Result: res})
+	data, _ := json.Marshal(wsAck{Ref: rq.Ref, Result: res})
 	ws.transport().writeNow(wire.AppendFrame(nil, nil, wire.EventAck, "", data))
 }
 

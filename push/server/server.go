@@ -144,6 +144,11 @@ type Server struct {
 	// bufs are the SSE writers' buffers, borrowed while a stream writes.
 	bufs sync.Pool
 	auth atomic.Pointer[authHolder]
+	// sockets counts WebSocket handlers: their connections are hijacked,
+	// so http.Server.Shutdown does not wait for them; Close does.
+	sockets    sync.WaitGroup
+	socketsMu  sync.Mutex
+	socketsEnd bool
 }
 
 // New builds a Server and its node; Close stops them.
@@ -195,9 +200,28 @@ func (s *Server) Node() *node.Node { return s.node }
 // Stats returns the stream counters.
 func (s *Server) Stats() node.Stats { return s.node.Stats() }
 
-// Close ends every open stream (clients reconnect and resume) and stops
-// the node's loops. It does not close Store or Hub, which the caller owns.
-func (s *Server) Close() error { return s.node.Close() }
+// Close ends every open stream (clients reconnect and resume), stops the
+// node's loops and waits for the WebSocket handlers to finish. It does not
+// close Store or Hub, which the caller owns.
+func (s *Server) Close() error {
+	s.socketsMu.Lock()
+	s.socketsEnd = true
+	s.socketsMu.Unlock()
+	err := s.node.Close()
+	s.sockets.Wait()
+	return err
+}
+
+// holdSocket counts a WebSocket handler in, unless the server is closing.
+func (s *Server) holdSocket() bool {
+	s.socketsMu.Lock()
+	defer s.socketsMu.Unlock()
+	if s.socketsEnd {
+		return false
+	}
+	s.sockets.Add(1)
+	return true
+}
 
 // NewHTTPServer returns an http.Server with Herald's hardening: header read
 // timeout and size cap, idle timeout, and no server-wide WriteTimeout (it

@@ -66,6 +66,7 @@ func (r closeReason) String() string {
 type wsTransport struct {
 	s    *Server
 	conn *websocket.Conn
+	cork *corkConn
 	// wmu serialises writes of the stream with the reader's answers
 	// (acks), so that neither waits on the other's context.
 	wmu  *sync.Mutex
@@ -78,13 +79,9 @@ type wsTransport struct {
 	// refused is set when the connect was answered (Fail, Refuse): the
 	// handler then closes with code and reason.
 	refused *wsClose
-	// wctx carries the write deadline, re-armed when less than half of
-	// the write timeout remains (see sseTransport.Flush).
-	base     context.Context
-	wctx     context.Context
-	wcancel  context.CancelFunc
-	deadline time.Time
-	timeout  time.Duration
+	// base is the connection's context; timeout bounds each write.
+	base    context.Context
+	timeout time.Duration
 }
 
 // wsClose is how a refused connect closes.
@@ -231,18 +228,11 @@ func (t *wsTransport) KeepAlive() { t.ping = true }
 // Retry records the reconnection delay for the close reason.
 func (t *wsTransport) Retry(d time.Duration) { t.retry = d }
 
-// Flush writes the buffered messages (and a pending ping) under the write
-// deadline.
+// Flush writes the buffered messages (and a pending ping) in one write
+// under the write deadline: the messages are corked, then sent together.
 func (t *wsTransport) Flush() error {
 	if len(t.ends) == 0 && !t.ping {
 		return nil
-	}
-	if now := time.Now(); t.deadline.Sub(now) < t.timeout/2 {
-		if t.wcancel != nil {
-			t.wcancel()
-		}
-		t.deadline = now.Add(t.timeout)
-		t.wctx, t.wcancel = context.WithDeadline(t.base, t.deadline)
 	}
 	err := t.write()
 	t.Release()
@@ -254,28 +244,32 @@ func (t *wsTransport) Flush() error {
 
 func (t *wsTransport) write() error {
 	t.wmu.Lock()
+	t.cork.cork()
 	start := 0
+	var err error
 	for _, end := range t.ends {
-		if err := t.conn.Write(t.wctx, websocket.MessageText, t.buf[start:end]); err != nil {
-			t.wmu.Unlock()
-			return err
+		// Corked writes do not block: the context only guards the
+		// library's lock against a close in progress.
+		if err = t.conn.Write(t.base, websocket.MessageText, t.buf[start:end]); err != nil {
+			break
 		}
 		start = end
 	}
-	t.wmu.Unlock()
-	if t.ping {
-		t.ping = false
-		return t.conn.Ping(t.wctx)
+	if uerr := t.cork.uncork(time.Now().Add(t.timeout)); err == nil {
+		err = uerr
 	}
-	return nil
+	t.wmu.Unlock()
+	if err != nil || !t.ping {
+		return err
+	}
+	t.ping = false
+	ctx, cancel := context.WithTimeout(t.base, t.timeout)
+	defer cancel()
+	return t.conn.Ping(ctx)
 }
 
-// stop releases the write deadline's context.
-func (t *wsTransport) stop() {
-	if t.wcancel != nil {
-		t.wcancel()
-	}
-}
+// stop is called when the stream's transport is done with.
+func (t *wsTransport) stop() {}
 
 // wsStatus maps an HTTP status to a close code.
 func wsStatus(status int) websocket.StatusCode {
@@ -284,5 +278,3 @@ func wsStatus(status int) websocket.StatusCode {
 	}
 	return CloseError
 }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -1,0 +1,90 @@
+package server
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// corkWriter hands coder/websocket a connection whose writes can be held
+// back and sent together: coder/websocket flushes every message, so a
+// stream's batch of N events would be N system calls where SSE makes one.
+// While corked, writes (messages, and the library's own pongs and closes)
+// are gathered; uncork sends them in one write under a real per-write
+// deadline.
+type corkWriter struct {
+	http.ResponseWriter
+	conn *corkConn
+}
+
+// Unwrap lets http.ResponseController and gin reach the writer.
+func (w *corkWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// WriteHeaderNow is gin's; coder/websocket calls it after the 101.
+func (w *corkWriter) WriteHeaderNow() {
+	if g, ok := w.ResponseWriter.(interface{ WriteHeaderNow() }); ok {
+		g.WriteHeaderNow()
+	}
+}
+
+// Hijack returns the connection wrapped in a corkConn, and a buffered
+// writer over it (the server's own writer is flushed first: it holds the
+// 101 answer).
+func (w *corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := brw.Writer.Flush(); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	w.conn = &corkConn{Conn: conn}
+	return w.conn, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(w.conn, 4096)), nil
+}
+
+// corkConn is a net.Conn whose writes are gathered while corked.
+type corkConn struct {
+	net.Conn
+	mu     sync.Mutex
+	corked bool
+	buf    []byte
+}
+
+func (c *corkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.corked {
+		c.buf = append(c.buf, p...)
+		c.mu.Unlock()
+		return len(p), nil
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+func (c *corkConn) cork() {
+	c.mu.Lock()
+	c.corked = true
+	c.mu.Unlock()
+}
+
+// uncork sends what was gathered in one write that must finish by
+// deadline (os.ErrDeadlineExceeded otherwise).
+func (c *corkConn) uncork(deadline time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = false
+	if len(c.buf) == 0 {
+		return nil
+	}
+	_ = c.Conn.SetWriteDeadline(deadline)
+	_, err := c.Conn.Write(c.buf)
+	if cap(c.buf) > 4<<10 {
+		c.buf = nil // an idle stream keeps no large buffer
+	} else {
+		c.buf = c.buf[:0]
+	}
+	return err
+}
