@@ -44,8 +44,12 @@ type wsConn struct {
 	principal atomic.Pointer[auth.Principal]
 	// authc receives the token of the first auth message.
 	authc chan string
-	mu    sync.Mutex
-	op    *node.Opened // the stream running now, nil between streams
+	// pinging is set while a keep-alive ping waits for its pong; pings
+	// counts those goroutines (the handler waits for them).
+	pinging atomic.Bool
+	pings   sync.WaitGroup
+	mu      sync.Mutex
+	op      *node.Opened // the stream running now, nil between streams
 	// pending is a change of topics waiting for the stream to end.
 	pending *wire.Request
 }
@@ -64,7 +68,7 @@ func (s *Server) handleWS(c *gin.Context) {
 	r := c.Request
 	req, qerr := s.streamQuery(r, observability.TransportWS)
 	p, aerr := s.wsPrincipal(r)
-	cw := &corkWriter{ResponseWriter: c.Writer}
+	cw := &corkWriter{ResponseWriter: c.Writer, timeout: s.cfg.Stream.WriteTimeout}
 	conn, err := websocket.Accept(cw, r, s.wsAcceptOptions())
 	if err != nil {
 		s.log.DebugContext(r.Context(), "websocket handshake refused", "err", err)
@@ -84,6 +88,7 @@ func (s *Server) handleWS(c *gin.Context) {
 	defer func() {
 		_ = conn.CloseNow()
 		readers.Wait()
+		ws.pings.Wait()
 	}()
 	reject := func(err error) {
 		s.cfg.Telemetry.Metrics().Connect(ctx, observability.TransportWS, observability.ConnectRejected)
@@ -187,7 +192,35 @@ func (s *Server) wsAcceptOptions() *websocket.AcceptOptions {
 }
 
 func (ws *wsConn) transport() *wsTransport {
-	return &wsTransport{s: ws.s, conn: ws.conn, cork: ws.cork, wmu: &ws.wmu, base: ws.ctx, timeout: ws.s.cfg.Stream.WriteTimeout}
+	return &wsTransport{s: ws.s, conn: ws.conn, cork: ws.cork, wmu: &ws.wmu, base: ws.ctx, timeout: ws.s.cfg.Stream.WriteTimeout, pinger: ws.ping}
+}
+
+// ping sends a keep-alive ping and waits for its pong on a goroutine of
+// its own, so that the stream's writes do not wait for a round trip (a
+// fan-out pinging thousands of idle streams at once would otherwise hold
+// every one of them for its client's answer). A pong that does not come
+// within a heartbeat interval (at least the write timeout) ends the stream
+// as slow; it resumes from its cursor. One ping at a time.
+func (ws *wsConn) ping() {
+	if !ws.pinging.CompareAndSwap(false, true) {
+		return
+	}
+	wait := max(ws.s.cfg.Stream.Heartbeat, ws.s.cfg.Stream.WriteTimeout)
+	ws.pings.Add(1)
+	go func() {
+		defer ws.pings.Done()
+		defer ws.pinging.Store(false)
+		ctx, cancel := context.WithTimeout(ws.ctx, wait)
+		defer cancel()
+		if err := ws.conn.Ping(ctx); err != nil && ws.ctx.Err() == nil {
+			ws.mu.Lock()
+			op := ws.op
+			ws.mu.Unlock()
+			if op != nil {
+				op.Kick(stream.EndSlow, 0)
+			}
+		}
+	}()
 }
 
 // awaitAuth waits, at most WSAuthTimeout, for the client's auth message.

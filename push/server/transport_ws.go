@@ -67,6 +67,9 @@ type wsTransport struct {
 	s    *Server
 	conn *websocket.Conn
 	cork *corkConn
+	// pinger sends a keep-alive ping without waiting for its pong (see
+	// wsConn.ping); nil sends none.
+	pinger func()
 	// wmu serialises writes of the stream with the reader's answers
 	// (acks), so that neither waits on the other's context.
 	wmu  *sync.Mutex
@@ -221,8 +224,8 @@ func (t *wsTransport) Control(cur *push.Cursor, typ string, data []byte) {
 }
 
 // KeepAlive asks the next Flush for a ping (the pong proves the client
-// reads; a client that does not answer within the write timeout is cut off
-// as slow).
+// reads; a client that does not answer within a heartbeat interval is cut
+// off as slow).
 func (t *wsTransport) KeepAlive() { t.ping = true }
 
 // Retry records the reconnection delay for the close reason.
@@ -243,29 +246,35 @@ func (t *wsTransport) Flush() error {
 }
 
 func (t *wsTransport) write() error {
+	if len(t.ends) == 0 {
+		if t.ping {
+			t.ping = false
+			t.pinger()
+		}
+		return nil
+	}
 	t.wmu.Lock()
 	t.cork.cork()
 	start := 0
 	var err error
 	for _, end := range t.ends {
-		// Corked writes do not block: the context only guards the
-		// library's lock against a close in progress.
-		if err = t.conn.Write(t.base, websocket.MessageText, t.buf[start:end]); err != nil {
+		// Corked writes do not block, so they need no deadline of their
+		// own (and a context that is never done costs the library no
+		// registration per message); the uncork below has the deadline.
+		if err = t.conn.Write(context.Background(), websocket.MessageText, t.buf[start:end]); err != nil {
 			break
 		}
 		start = end
 	}
-	if uerr := t.cork.uncork(time.Now().Add(t.timeout)); err == nil {
+	if uerr := t.cork.uncork(); err == nil {
 		err = uerr
 	}
 	t.wmu.Unlock()
-	if err != nil || !t.ping {
-		return err
+	if err == nil && t.ping {
+		t.ping = false
+		t.pinger()
 	}
-	t.ping = false
-	ctx, cancel := context.WithTimeout(t.base, t.timeout)
-	defer cancel()
-	return t.conn.Ping(ctx)
+	return err
 }
 
 // stop is called when the stream's transport is done with.

@@ -16,7 +16,8 @@ import (
 // deadline.
 type corkWriter struct {
 	http.ResponseWriter
-	conn *corkConn
+	timeout time.Duration
+	conn    *corkConn
 }
 
 // Unwrap lets http.ResponseController and gin reach the writer.
@@ -41,7 +42,7 @@ func (w *corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		conn.Close()
 		return nil, nil, err
 	}
-	w.conn = &corkConn{Conn: conn}
+	w.conn = &corkConn{Conn: conn, timeout: w.timeout}
 	return w.conn, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(w.conn, 4096)), nil
 }
 
@@ -51,6 +52,21 @@ type corkConn struct {
 	mu     sync.Mutex
 	corked bool
 	buf    []byte
+	// deadline is the write deadline armed on the connection; timeout
+	// bounds every write (stream.write_timeout).
+	deadline time.Time
+	timeout  time.Duration
+}
+
+// arm re-arms the write deadline when less than half of timeout remains
+// (a timer update per write would cost more; a stalled write still fails
+// within timeout). Every write needs it: the connection's deadline also
+// applies to the library's own writes (pongs, the close frame). c.mu held.
+func (c *corkConn) arm() {
+	if now := time.Now(); c.deadline.Sub(now) < c.timeout/2 {
+		c.deadline = now.Add(c.timeout)
+		_ = c.Conn.SetWriteDeadline(c.deadline)
+	}
 }
 
 func (c *corkConn) Write(p []byte) (int, error) {
@@ -60,6 +76,7 @@ func (c *corkConn) Write(p []byte) (int, error) {
 		c.mu.Unlock()
 		return len(p), nil
 	}
+	c.arm()
 	c.mu.Unlock()
 	return c.Conn.Write(p)
 }
@@ -70,16 +87,16 @@ func (c *corkConn) cork() {
 	c.mu.Unlock()
 }
 
-// uncork sends what was gathered in one write that must finish by
-// deadline (os.ErrDeadlineExceeded otherwise).
-func (c *corkConn) uncork(deadline time.Time) error {
+// uncork sends what was gathered in one write that must finish within
+// the timeout (os.ErrDeadlineExceeded otherwise).
+func (c *corkConn) uncork() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.corked = false
 	if len(c.buf) == 0 {
 		return nil
 	}
-	_ = c.Conn.SetWriteDeadline(deadline)
+	c.arm()
 	_, err := c.Conn.Write(c.buf)
 	if cap(c.buf) > 4<<10 {
 		c.buf = nil // an idle stream keeps no large buffer

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/server"
 	"github.com/heraldpush/herald/push/wire"
 )
 
@@ -311,4 +312,44 @@ func TestWSAuthTimeout(t *testing.T) {
 	if d := time.Since(start); d < 9*time.Second {
 		t.Fatalf("closed after %s, before the auth timeout", d)
 	}
+}
+
+// Keep-alives are pings: a client that reads (and so answers them) stays,
+// one that does not answer within a heartbeat interval is cut off as slow
+// (close 4004) and may resume from its cursor.
+func TestWSKeepAlivePings(t *testing.T) {
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) {
+		c.Stream.Heartbeat, c.Stream.WriteTimeout = 200*time.Millisecond, 300*time.Millisecond
+	})
+	reader := dialWS(t, n, "topic=a", nil)
+	reader.next()
+	ctx, cancel := context.WithCancel(context.Background())
+	readErr := make(chan error, 1)
+	go func() {
+		_, _, err := reader.conn.Read(ctx) // answers pings while it waits
+		readErr <- err
+	}()
+	mute := dialWS(t, n, "topic=a", nil)
+	mute.next()
+	// mute reads nothing, so its pings go unanswered, until the server
+	// says it is cut off: the Stats counter, then the close frame.
+	waitFor(t, 5*time.Second, "the mute client cut off as slow", func() bool { return n.Srv.Stats().SlowEnded == 1 })
+	if code, _ := mute.closed(); code != 4004 {
+		t.Fatalf("a client that answers no ping closed with %d, want 4004 (slow)", code)
+	}
+	select {
+	case err := <-readErr:
+		t.Fatalf("the reading client was cut off: %v", err)
+	default:
+	}
+	n.publish("a", "", "still-here")
+	select {
+	case err := <-readErr:
+		if err != nil {
+			t.Fatalf("the reading client: %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("the reading client got nothing")
+	}
+	cancel()
 }

@@ -83,6 +83,7 @@ func run(ctx context.Context, c config) error {
 		hist     = hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
 		received atomic.Int64
 		open     atomic.Int64
+		refused  atomic.Int64
 		wg       sync.WaitGroup
 	)
 	pace := time.NewTicker(time.Second / time.Duration(c.connectRate))
@@ -105,6 +106,14 @@ func run(ctx context.Context, c config) error {
 				pace.Stop()
 				return err
 			}
+			// A refused stream (herald.error, then a close) is not open:
+			// counted apart, so that "expected" counts served streams only.
+			_, first, err := conn.Read(ctx)
+			if err != nil || bytes.Contains(first, []byte(`"event":"herald.error"`)) {
+				refused.Add(1)
+				_ = conn.CloseNow()
+				continue
+			}
 			open.Add(1)
 			wg.Add(1)
 			go func() {
@@ -115,9 +124,13 @@ func run(ctx context.Context, c config) error {
 					if err != nil {
 						return
 					}
-					var f struct{ Event, Data string }
-					if json.Unmarshal(msg, &f) == nil && !strings.HasPrefix(f.Event, "herald.") {
-						record([]byte(f.Data))
+					// {"id":…,"event":…,"topic":…,"data":"<ts>"}: the data is
+					// the last field, digits only for these events.
+					if bytes.Contains(msg, []byte(`"event":"herald.`)) {
+						continue
+					}
+					if i := bytes.LastIndex(msg, []byte(`"data":"`)); i >= 0 {
+						record(bytes.TrimRight(msg[i+8:], `"}`))
 					}
 				}
 			}()
@@ -206,7 +219,7 @@ func run(ctx context.Context, c config) error {
 	defer mu.Unlock()
 	ms := func(q float64) float64 { return float64(hist.ValueAtQuantile(q)) / 1000 }
 	rep := map[string]any{
-		"streams": open.Load(), "published": sent.Load(), "publish_errors": failed.Load(),
+		"streams": open.Load(), "refused": refused.Load(), "published": sent.Load(), "publish_errors": failed.Load(),
 		"received": received.Load(), "expected": want,
 		"p50_ms": ms(50), "p90_ms": ms(90), "p99_ms": ms(99), "p999_ms": ms(99.9), "max_ms": float64(hist.Max()) / 1000,
 	}
