@@ -403,17 +403,23 @@ func (s *Stream) connect(ctx context.Context, epIdx int, handler func(Event) err
 	case errors.Is(cause, errFailback) && ctx.Err() == nil:
 		out.err = errFailback
 	}
-	if s.cfg.OnDisconnect != nil {
-		reason := out.err
-		switch {
-		case out.handlerErr != nil:
-			reason = out.handlerErr
-		case ctx.Err() != nil:
-			reason = ctx.Err()
-		}
-		s.cfg.OnDisconnect(endpoint, reason)
-	}
+	s.disconnected(ctx, endpoint, out)
 	return out
+}
+
+// disconnected calls OnDisconnect for a connection that ended with out.
+func (s *Stream) disconnected(ctx context.Context, endpoint string, out outcome) {
+	if s.cfg.OnDisconnect == nil {
+		return
+	}
+	reason := out.err
+	switch {
+	case out.handlerErr != nil:
+		reason = out.handlerErr
+	case ctx.Err() != nil:
+		reason = ctx.Err()
+	}
+	s.cfg.OnDisconnect(endpoint, reason)
 }
 
 func (s *Stream) newRequest(ctx context.Context, ep *url.URL) (*http.Request, error) {

@@ -117,18 +117,7 @@ func (s *Stream) connectWS(ctx context.Context, epIdx int, handler func(Event) e
 				if s.cfg.OnConnect != nil {
 					s.cfg.OnConnect(endpoint)
 				}
-				defer func() {
-					if s.cfg.OnDisconnect != nil {
-						reason := out.err
-						switch {
-						case out.handlerErr != nil:
-							reason = out.handlerErr
-						case ctx.Err() != nil:
-							reason = ctx.Err()
-						}
-						s.cfg.OnDisconnect(endpoint, reason)
-					}
-				}()
+				defer func() { s.disconnected(ctx, endpoint, out) }()
 			}
 		}
 		id := f.ID

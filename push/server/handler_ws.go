@@ -192,7 +192,8 @@ func (s *Server) wsAcceptOptions() *websocket.AcceptOptions {
 }
 
 func (ws *wsConn) transport() *wsTransport {
-	return &wsTransport{s: ws.s, conn: ws.conn, cork: ws.cork, wmu: &ws.wmu, base: ws.ctx, timeout: ws.s.cfg.Stream.WriteTimeout, pinger: ws.ping}
+	return &wsTransport{s: ws.s, conn: ws.conn, cork: ws.cork, wmu: &ws.wmu, base: ws.ctx, timeout: ws.s.cfg.Stream.WriteTimeout,
+		pinger: ws.ping, pooledBuf: pooledBuf{pool: &ws.s.bufs}}
 }
 
 // ping sends a keep-alive ping and waits for its pong on a goroutine of

@@ -72,9 +72,8 @@ type wsTransport struct {
 	pinger func()
 	// wmu serialises writes of the stream with the reader's answers
 	// (acks), so that neither waits on the other's context.
-	wmu  *sync.Mutex
-	buf  []byte
-	bp   *[]byte
+	wmu *sync.Mutex
+	pooledBuf
 	ends []int
 	ping bool
 	// retry is the reconnection delay of the close to come.
@@ -165,23 +164,10 @@ func (t *wsTransport) writeNow(msg []byte) {
 	_ = t.conn.Write(ctx, websocket.MessageText, msg)
 }
 
-func (t *wsTransport) grab() {
-	if t.bp == nil {
-		t.bp = t.s.bufs.Get().(*[]byte)
-		t.buf = (*t.bp)[:0]
-	}
-}
-
-// Release returns the write buffer to the pool (oversized ones are dropped).
+// Release returns the write buffer to the pool.
 func (t *wsTransport) Release() {
-	if t.bp == nil {
-		return
-	}
-	if cap(t.buf) <= 64<<10 {
-		*t.bp = t.buf[:0]
-		t.s.bufs.Put(t.bp)
-	}
-	t.bp, t.buf, t.ends = nil, nil, t.ends[:0]
+	t.release()
+	t.ends = t.ends[:0]
 }
 
 func (t *wsTransport) Buffered() int { return len(t.buf) }
