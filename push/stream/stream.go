@@ -76,6 +76,9 @@ func New(env *Env, ctx context.Context, w Writer, cur *push.Cursor, h *Handle, r
 // Cursor is the stream's position (owned by the stream's goroutine).
 func (st *Stream) Cursor() *push.Cursor { return st.cur }
 
+// Kick ends the stream from outside its goroutine (see Kick.Fire).
+func (st *Stream) Kick(reason string, retry time.Duration) bool { return st.h.Kick.Fire(reason, retry) }
+
 // Replayed is the number of events written from history so far.
 func (st *Stream) Replayed() int { return st.replayed }
 
