@@ -33,11 +33,11 @@ var shipperConfig = filepath.Join("..", "..", "deploy", "shippers", "syslog-ng.c
 // TestSyslogNGShipsLogsToSubscribersAcrossNodeRestart: a real syslog-ng
 // (Debian's, with its http() destination) runs the shipped configuration
 // and posts the lines two applications write to its socket (with logger)
-// to a Herald process on its own Redis; a subscriber holds one SSE stream
-// on both log types (topics logs.api.info and logs.worker.err, rendered
+// to a Herald process on its own Redis; two subscribers, one over SSE and
+// one over WebSocket, each hold one stream on both log types (topics logs.api.info and logs.worker.err, rendered
 // by the key's ingest profile from each line's fields). While lines flow,
 // the node is killed with SIGKILL and started again on the same address.
-// Every line must reach the subscriber exactly once, in order per log
+// Every line must reach each subscriber exactly once, in order per log
 // type, and syslog-ng must report nothing dropped.
 func TestSyslogNGShipsLogsToSubscribersAcrossNodeRestart(t *testing.T) {
 	if testing.Short() {
@@ -80,43 +80,21 @@ ingest:
 
 	sh := startSyslogNG(t, sng, ctl, node.URL, shipKey)
 
-	// The subscriber: one resuming SSE stream over both log types.
-	type line struct {
-		App, Level, Msg string
-	}
-	var (
-		mu       sync.Mutex
-		received = map[string][]string{} // "app.level" -> msgs in arrival order
-		total    atomic.Int64
-		connects atomic.Int64
-	)
+	// The subscribers: one resuming stream over both log types on each
+	// transport, SSE and WebSocket.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sub := client.Subscribe(client.StreamConfig{
-		Endpoints:  []string{node.URL},
-		Topics:     []string{"logs.api.info", "logs.worker.err"},
-		From:       "earliest",
-		Header:     http.Header{"X-Api-Key": {tailKey}},
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
-		OnConnect: func(string) { connects.Add(1) },
-	})
-	subDone := make(chan error, 1)
-	go func() {
-		subDone <- sub.Run(ctx, func(ev client.Event) error {
-			if ev.Type != "log" {
-				return nil // herald.hello
-			}
-			var l line
-			if err := json.Unmarshal([]byte(ev.Data), &l); err != nil {
-				return fmt.Errorf("event data %q: %w", ev.Data, err)
-			}
-			mu.Lock()
-			received[l.App+"."+l.Level] = append(received[l.App+"."+l.Level], l.Msg)
-			mu.Unlock()
-			total.Add(1)
-			return nil
-		})
-	}()
+	tails := []*logTail{
+		startLogTail(ctx, client.TransportSSE, node.URL, tailKey),
+		startLogTail(ctx, client.TransportWS, node.URL, tailKey),
+	}
+	minTotal := func() int64 {
+		n := tails[0].total.Load()
+		for _, lt := range tails[1:] {
+			n = min(n, lt.total.Load())
+		}
+		return n
+	}
 
 	// Two applications log through syslog-ng's socket, paced, until the
 	// gate: three quarters in, they wait until the node was killed, so the
@@ -126,10 +104,10 @@ ingest:
 	for _, app := range []struct{ tag, prio string }{{"api", "user.info"}, {"worker", "user.err"}} {
 		go func() { feedDone <- feedLogger(logger, sh.socket, app.tag, app.prio, perApp, gate) }()
 	}
-	eventually(t, 60*time.Second, "a quarter of the lines at the subscriber", func() bool { return total.Load() >= perApp/2 })
+	eventually(t, 60*time.Second, "a quarter of the lines at each subscriber", func() bool { return minTotal() >= perApp/2 })
 	node.kill()
 	close(gate)
-	t.Logf("node killed with %d of %d lines at the subscriber", total.Load(), 2*perApp)
+	t.Logf("node killed with %d (sse) and %d (ws) of %d lines at the subscribers", tails[0].total.Load(), tails[1].total.Load(), 2*perApp)
 	// The node comes back only after syslog-ng found it gone: the shipper
 	// lives through the outage with lines in hand.
 	eventually(t, 30*time.Second, "syslog-ng failing to post to the dead node", func() bool { return sh.failedPosts() > 0 })
@@ -145,27 +123,20 @@ ingest:
 			t.Fatal("logger feeders did not finish within 60s")
 		}
 	}
-	eventually(t, 60*time.Second, "every line at the subscriber", func() bool { return total.Load() >= 2*perApp })
-	cancel()
-	if err := <-subDone; err != nil && !errors.Is(err, context.Canceled) {
-		t.Fatalf("subscriber: %v", err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, typ := range []string{"api.info", "worker.err"} {
-		got := received[typ]
-		if len(got) != perApp {
-			t.Errorf("%s: received %d lines, want %d", typ, len(got), perApp)
-		}
-		for i := range min(len(got), perApp) {
-			if want := fmt.Sprintf("seq=%06d", i); got[i] != want {
-				t.Errorf("%s: line %d is %q, want %q (lost, duplicated or out of order)", typ, i, got[i], want)
-				break
+	// Each subscriber's last line of each log type is the last one logged:
+	// a subscriber that lost or repeated lines on the way gets there too,
+	// and check says which.
+	eventually(t, 60*time.Second, "the last line of each log type at each subscriber", func() bool {
+		for _, lt := range tails {
+			if !lt.hasLast(perApp) {
+				return false
 			}
 		}
-	}
-	if connects.Load() < 2 {
-		t.Errorf("subscriber connected %d times, want a reconnect after the kill", connects.Load())
+		return true
+	})
+	cancel()
+	for _, lt := range tails {
+		lt.check(t, perApp)
 	}
 	// The store holds each line once too (a retried batch answered as
 	// duplicates, not appended again).
@@ -189,6 +160,87 @@ ingest:
 	t.Logf("syslog-ng destination: %+v; %d posts failed (node down), %d pushed back with 429", st, sh.failedPosts(), sh.pushedBack())
 	if st.dropped != 0 || st.written != 2*perApp {
 		t.Errorf("syslog-ng: written %d dropped %d, want %d and 0", st.written, st.dropped, 2*perApp)
+	}
+}
+
+// logTail is a resuming subscriber to both log types over one transport
+// that keeps each log type's messages in arrival order.
+type logTail struct {
+	transport string
+	mu        sync.Mutex
+	received  map[string][]string // "app.level" -> msgs in arrival order
+	total     atomic.Int64
+	connects  atomic.Int64
+	done      chan error
+}
+
+func startLogTail(ctx context.Context, transport, url, key string) *logTail {
+	lt := &logTail{transport: transport, received: map[string][]string{}, done: make(chan error, 1)}
+	sub := client.Subscribe(client.StreamConfig{
+		Endpoints:  []string{url},
+		Topics:     []string{"logs.api.info", "logs.worker.err"},
+		From:       "earliest",
+		Header:     http.Header{"X-Api-Key": {key}},
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+		Transport: transport,
+		OnConnect: func(string) { lt.connects.Add(1) },
+	})
+	go func() {
+		lt.done <- sub.Run(ctx, func(ev client.Event) error {
+			if ev.Type != "log" {
+				return nil // herald.hello
+			}
+			var l struct{ App, Level, Msg string }
+			if err := json.Unmarshal([]byte(ev.Data), &l); err != nil {
+				return fmt.Errorf("event data %q: %w", ev.Data, err)
+			}
+			lt.mu.Lock()
+			lt.received[l.App+"."+l.Level] = append(lt.received[l.App+"."+l.Level], l.Msg)
+			lt.mu.Unlock()
+			lt.total.Add(1)
+			return nil
+		})
+	}()
+	return lt
+}
+
+// hasLast reports whether the newest line of each log type is the last
+// of perApp.
+func (lt *logTail) hasLast(perApp int) bool {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	for _, typ := range []string{"api.info", "worker.err"} {
+		got := lt.received[typ]
+		if len(got) == 0 || got[len(got)-1] != fmt.Sprintf("seq=%06d", perApp-1) {
+			return false
+		}
+	}
+	return true
+}
+
+// check waits for the (cancelled) subscriber to end and asserts it got
+// each log type's perApp lines exactly once, in order, over a reconnect.
+func (lt *logTail) check(t *testing.T, perApp int) {
+	t.Helper()
+	if err := <-lt.done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("%s subscriber: %v", lt.transport, err)
+	}
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	for _, typ := range []string{"api.info", "worker.err"} {
+		got := lt.received[typ]
+		if len(got) != perApp {
+			t.Errorf("%s subscriber, %s: received %d lines, want %d", lt.transport, typ, len(got), perApp)
+		}
+		for i := range min(len(got), perApp) {
+			if want := fmt.Sprintf("seq=%06d", i); got[i] != want {
+				t.Errorf("%s subscriber, %s: line %d is %q, want %q (lost, duplicated or out of order)", lt.transport, typ, i, got[i], want)
+				break
+			}
+		}
+	}
+	if lt.connects.Load() < 2 {
+		t.Errorf("%s subscriber connected %d times, want a reconnect after the kill", lt.transport, lt.connects.Load())
 	}
 }
 
