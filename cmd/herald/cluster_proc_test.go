@@ -208,8 +208,18 @@ func TestClusterSIGTERMDrainSpreadsReconnects(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process cluster test")
 	}
-	const window = 4 * time.Second
-	tr := startTrio(t, noRebalance, "--drain-window", window.String())
+	forTransports(t, func(t *testing.T) {
+		sigtermDrainSpreadsReconnects(t, startTrio(t, noRebalance, "--drain-window", sigtermDrainWindow.String()))
+	})
+}
+
+const sigtermDrainWindow = 4 * time.Second
+
+// sigtermDrainSpreadsReconnects drains a (holding 1,500 streams of the
+// test's transport) with SIGTERM and checks that its clients move to the
+// survivors spread over the drain window, with nothing lost or duplicated.
+func sigtermDrainSpreadsReconnects(t *testing.T, tr *trio) {
+	const window = sigtermDrainWindow
 	const onVictim = 1500
 	f := tr.fleetOn(t, onVictim, 100, 0)
 	pub := startPublisher([]string{tr.a.URL, tr.b.URL, tr.c.URL}, tr.topics, 40)
