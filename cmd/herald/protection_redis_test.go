@@ -444,11 +444,16 @@ func states(ss []sample) []string {
 // TestProtectionSlowRedisTripsSlowRatioBreaker: 200 ms of added latency on
 // every Redis reply trips the slow-call rule (threshold 100ms); publishes
 // then fail fast with 503; once the latency is gone a probe closes the
-// breaker and subscribers have every acknowledged event.
+// breaker and subscribers have every acknowledged event; once per stream
+// transport (SSE, WebSocket).
 func TestProtectionSlowRedisTripsSlowRatioBreaker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process protection test")
 	}
+	forTransports(t, slowRedisTripsSlowRatioBreaker)
+}
+
+func slowRedisTripsSlowRatioBreaker(t *testing.T) {
 	rd := redistest.StartServer(t)
 	px := redistest.StartProxy(t, "redis", rd.Addr())
 	p := startProc(t, "slowredis", append(slices.Clone(unguarded), append(breakerEnv,

@@ -236,6 +236,7 @@ func newRegionFleet(t *testing.T, n int, topics []string, home []string, failbac
 		c.stream = client.Subscribe(client.StreamConfig{
 			Endpoints: []string{home[i%len(home)], home[(i+1)%len(home)]}, Topics: []string{c.topic}, HTTPClient: hc,
 			MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, IdleTimeout: 3 * time.Second, Failback: failback,
+			Transport: transportOf(t),
 			OnConnect: func(ep string) {
 				c.mu.Lock()
 				c.connects = append(c.connects, connectRecord{at: time.Now(), endpoint: ep})
@@ -606,11 +607,16 @@ func TestRegionLossFailover(t *testing.T) {
 // TestRegionEvacuation: region a is evacuated under load by an admin
 // order: publishes there are refused with the alternates (publishers move
 // to b), every stream is closed with herald.moved after b's replica holds
-// a's events, and subscribers continue in b with nothing lost or repeated.
+// a's events, and subscribers continue in b with nothing lost or repeated;
+// once per stream transport (SSE, WebSocket).
 func TestRegionEvacuation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process region test; run without -short")
 	}
+	forTransports(t, regionEvacuation)
+}
+
+func regionEvacuation(t *testing.T) {
 	a, b := startRegions(t)
 	topics := []string{"e0", "e1", "e2", "e3"}
 	led := newRegionLedger()
