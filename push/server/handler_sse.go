@@ -376,7 +376,7 @@ func (s *Server) openStream(c *gin.Context) *stream {
 	cn.grab()
 	cn.buf = fmt.Appendf(cn.buf, "retry: %d\n", s.retryMillis())
 	hello := push.Hello{
-		Session: sid, Node: s.cfg.Node, Origin: cn.origin, Topics: cur.Topics(),
+		Session: sid, Node: s.cfg.Node, Origin: cn.origin, Topics: cur.Topics(), Origins: cur.Origins(),
 		Resumed: parsed != nil, Durable: s.store.Durable(), Trace: traceparent,
 		Alternates: s.alternates(),
 	}
