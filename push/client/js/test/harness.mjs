@@ -93,7 +93,9 @@ export async function startRedis(t, o = {}) {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "herald-js-redis-"));
   const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir,
-    "--appendonly", o.appendOnly ? "yes" : "no", "--appendfsync", "always"];
+    "--appendonly", o.appendOnly ? "yes" : "no", "--appendfsync", "always",
+    // Replicas sync at once instead of after the 5 s default delay.
+    "--repl-diskless-sync-delay", "0"];
   if (o.replicaOf) args.push("--replicaof", ...o.replicaOf.split(":"));
   const p = new Proc("redis:" + port, spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] }));
   p.child.stdout.on("data", (d) => (p.out += d));
@@ -103,6 +105,15 @@ export async function startRedis(t, o = {}) {
   });
   await waitFor("redis-server on " + port, () => p.out.includes("Ready to accept"), 15000);
   p.addr = "127.0.0.1:" + port;
+  if (o.replicaOf) {
+    await waitFor("replica link up on " + port, () => {
+      try {
+        return execFileSync("redis-cli", ["-p", String(port), "info", "replication"]).toString().includes("master_link_status:up");
+      } catch {
+        return false;
+      }
+    }, 15000);
+  }
   p.url = "redis://" + p.addr;
   return p;
 }
@@ -147,7 +158,12 @@ export async function startHerald(t, name, args = [], env = {}, opts = {}) {
     child.on("exit", (code) => reject(new Error(`${name} exited (${code}) at start:\n${p.tail()}`)));
   });
   t.after(() => p.kill9());
-  await Promise.race([ready, new Promise((_, rej) => setTimeout(() => rej(new Error(`${name}: no banner in 30s\n${p.tail()}`)), 30000))]);
+  let timer;
+  try {
+    await Promise.race([ready, new Promise((_, rej) => (timer = setTimeout(() => rej(new Error(`${name}: no banner in 30s\n${p.tail()}`)), 30000)))]);
+  } finally {
+    clearTimeout(timer);
+  }
   return p;
 }
 
@@ -209,8 +225,10 @@ export async function startPageServer(t, routes = {}) {
     res.end(readFileSync(file));
   });
   await new Promise((r) => srv.listen(0, "127.0.0.1", r));
-  t.after(() => new Promise((r) => srv.close(r)));
-  srv.closeAllConnections && t.after(() => srv.closeAllConnections());
+  t.after(() => new Promise((r) => {
+    srv.close(r);
+    srv.closeAllConnections();
+  }));
   return "http://127.0.0.1:" + srv.address().port;
 }
 
