@@ -12,14 +12,14 @@ const regionEnv = {
 };
 
 /** startRegions starts regions a and b with one node each. */
-export async function startRegions(t, env) {
+export async function startRegions(t, env, o = {}) {
   const pa = await startRedis(t, { appendOnly: true });
   const pb = await startRedis(t, { appendOnly: true });
   const ra = await startRedis(t, { replicaOf: pb.addr }); // a's replica of b
   const rb = await startRedis(t, { replicaOf: pa.addr }); // b's replica of a
   const args = (name, primary, other, replica) => ["--region", name, "--redis", primary.url,
     "--remote-redis", `${other}=${replica.url}`, "--gossip-listen", "127.0.0.1:0", "--wan-listen", "127.0.0.1:0"];
-  const a1 = await startHerald(t, "a1", args("a", pa, "b", ra), { ...regionEnv, ...env });
+  const a1 = await startHerald(t, "a1", args("a", pa, "b", ra), { ...regionEnv, ...env }, { listen: o.aListen });
   const b1 = await startHerald(t, "b1", [...args("b", pb, "a", rb), "--wan-join", a1.wan], { ...regionEnv, ...env });
   for (const n of [a1, b1]) {
     await waitFor(`${n.name} sees both regions serving`, async () => {
