@@ -164,7 +164,12 @@ export class Subscription {
     this.stop = new AbortController();
     this.conn = null; // AbortController of the live connection
     this.pending = null; // why the live connection is being ended by us
-    this.done = this.run();
+    this.done = this.run().catch((err) => {
+      // No transport can run here: say so once, never as an unhandled rejection.
+      this.closed = true;
+      this.setStatus("failed", { error: err });
+      if (this.opts.onError) this.opts.onError(err);
+    });
   }
 
   /** Ends the subscription for good. */
