@@ -131,7 +131,7 @@ function randomKey() {
  * Subscribes to topics and keeps the stream alive across node, region and
  * network failures, resuming from the cursor every time.
  * @param {string[]} topics
- * @param {import("./herald").SubscribeOptions} opts
+ * @param {import("./herald.js").SubscribeOptions} opts
  * @returns {Subscription}
  */
 export function subscribe(topics, opts) {
@@ -141,13 +141,13 @@ export function subscribe(topics, opts) {
 export class Subscription {
   /**
    * @param {string[]} topics
-   * @param {import("./herald").SubscribeOptions} opts
+   * @param {import("./herald.js").SubscribeOptions} opts
    */
-  constructor(topics, opts = {}) {
+  constructor(topics, opts) {
     if (!Array.isArray(topics) || topics.length === 0) throw new TypeError("herald: subscribe needs at least one topic");
     this.topics = [...new Set(topics.map(String))];
     this.opts = opts;
-    this.home = asList(opts.urls || opts.url);
+    this.home = asList(opts && opts.urls);
     if (this.home.length === 0) throw new TypeError("herald: subscribe needs urls (the region or node base URLs)");
     for (const u of this.home) new URL(u); // throws on a bad URL
     /** learned from herald.hello, herald.moved and evacuation answers */
@@ -423,6 +423,7 @@ export class Subscription {
 
   async connectFetch(url, tok, ctl) {
     const f = this.opts.fetch || globalThis.fetch;
+    /** @type {Record<string, string>} */
     const headers = { Accept: "text/event-stream", "Herald-Client": CLIENT_NAME, ...(this.opts.headers || {}) };
     if (tok.token) headers.Authorization = "Bearer " + tok.token;
     if (this.cursor) headers["Last-Event-ID"] = this.cursor;
@@ -508,11 +509,11 @@ export class Subscription {
  * @param {string} topic
  * @param {string} event event type ("" or "message" for the default)
  * @param {unknown} data a string is sent as is; anything else as JSON
- * @param {import("./herald").PublishOptions} opts
+ * @param {import("./herald.js").PublishOptions} opts
  */
-export async function publish(topic, event, data, opts = {}) {
+export async function publish(topic, event, data, opts) {
   const f = opts.fetch || globalThis.fetch;
-  let urls = asList(opts.urls || opts.url);
+  let urls = asList(opts && opts.urls);
   if (urls.length === 0) throw new TypeError("herald: publish needs urls");
   const key = opts.idempotencyKey || randomKey();
   const attempts = opts.attempts ?? 6;
@@ -522,6 +523,7 @@ export async function publish(topic, event, data, opts = {}) {
   for (let attempt = 1; attempt <= attempts; attempt++) {
     if (opts.signal && opts.signal.aborted) throw opts.signal.reason || new Error("aborted");
     const tok = await resolveToken(opts.getToken);
+    /** @type {Record<string, string>} */
     const headers = { "Content-Type": "application/json", "Idempotency-Key": key, "Herald-Client": CLIENT_NAME };
     if (tok.token) headers.Authorization = "Bearer " + tok.token;
     let floor = 0;
@@ -554,7 +556,7 @@ export async function publish(topic, event, data, opts = {}) {
 
 /**
  * A client bound to a set of URLs and a token callback.
- * @param {import("./herald").ClientOptions} cfg
+ * @param {import("./herald.js").ClientOptions} cfg
  */
 export function createClient(cfg) {
   return {

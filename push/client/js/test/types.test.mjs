@@ -19,6 +19,15 @@ test("herald.d.ts compiles against a strict consumer", () => {
   }
 });
 
+test("the sources type-check against their JSDoc and declarations (checkJs)", () => {
+  const tsc = fileURLToPath(new URL("../node_modules/typescript/bin/tsc", import.meta.url));
+  try {
+    execFileSync(process.execPath, [tsc, "-p", "test/types/tsconfig.src.json"], { cwd: dir, encoding: "utf8" });
+  } catch (err) {
+    assert.fail(`tsc: ${err.stdout}${err.stderr}`);
+  }
+});
+
 test("every runtime export is declared", () => {
   const dts = readFileSync(new URL("../src/herald.d.ts", import.meta.url), "utf8");
   const declared = new Set([...dts.matchAll(/export (?:declare )?(?:function|class|const|interface|type) (\w+)/g)].map((m) => m[1]));
