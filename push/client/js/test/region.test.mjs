@@ -28,6 +28,17 @@ test("evacuation: herald.moved followed, publish follows alternates, fail back h
   assert.ok(moved.alternates.includes(b1.url), `moved alternates ${moved.alternates} name b`);
   await waitFor("open in b", () => statuses(reports).some((s) => s.state === "open" && s.url === b1.url), 20000);
 
+  // A new subscription aimed at the evacuated region gets its 503
+  // evacuating answer (JSON, alternates) and opens in b.
+  await page.evaluate((a) => {
+    window.second = [];
+    window.sub2 = window.herald.subscribe(["ev.x"], { urls: [a], transport: "fetch", onStatus: (s) => window.second.push({ state: s.state, url: s.url, error: s.error ? s.error.code : "" }) });
+  }, a1.url);
+  await page.waitForFunction((b) => window.second.some((s) => s.state === "open" && s.url === b), b1.url, { timeout: 20000 });
+  const second = await page.evaluate(() => window.second);
+  assert.ok(second.some((s) => s.state === "reconnecting" && s.error === "evacuating"), JSON.stringify(second));
+  await page.evaluate(() => window.sub2.close());
+
   // publish() to the evacuated region: 503 evacuating with alternates,
   // retried in b under the same idempotency key.
   const pub = await page.evaluate(async (a) => {
