@@ -291,14 +291,24 @@ export class Subscription {
           this.alternates = he.alternates.map(trimSlash);
         }
         if (he && he.cursor && !this.cursor) this.cursor = he.cursor;
+        let attempt = failures;
         if (he && !he.retryable) {
           this.setStatus("failed", { error: he });
           if (this.opts.onError) this.opts.onError(he);
-          // A 4xx will not heal by itself (bad topic, forbidden, bad
-          // cursor): wait long, then try again.
+          if (he.code === "invalid_cursor") {
+            // A cursor no node accepts (corrupted storage, a format from
+            // the future) would be refused forever: start afresh, as a
+            // browser EventSource does after its invalid_cursor reset.
+            this.cursor = "";
+            this.save();
+          } else if (he.status !== 401) {
+            // Forbidden, bad topic: not healed by retrying soon. (401 is
+            // retried at once with a fresh token from getToken.)
+            attempt = 100;
+          }
         }
         const floor = Math.max(he ? he.retryAfter * 1000 : 0, this.retryMs || 0);
-        delay = backoffDelay(failures, this.opts.backoff || {}, floor);
+        delay = backoffDelay(attempt, this.opts.backoff || {}, floor);
         // Fail over: the next candidate URL (home list, then alternates).
         if (he && he.code === "evacuating" && this.alternates.length) this.current = this.alternates.find((u) => u !== url) || this.nextURL(url);
         else this.current = this.nextURL(url);

@@ -94,3 +94,24 @@ test("a page reload resumes from sessionStorage", async (t) => {
   assert.equal(r.received, 13);
   t.diagnostic(`reload: received ${r.received}, duplicates ${r.dups}, lost ${r.lost}`);
 });
+
+test("a cursor no node accepts is reported and dropped, not retried forever", async (t) => {
+  if (!requireTool(t, chromiumPath, "chromium")) return;
+  const { page, pageURL, reports } = await openClientPage(t);
+  const n = await startHerald(t, "c1", [], { ...fastRetry, HERALD_CORS__ALLOWED_ORIGINS: pageURL });
+  await page.evaluate((url) => {
+    window.errors = [];
+    window.herald.subscribe(["bad.cursor"], {
+      urls: [url], transport: "fetch", cursor: "not-a-cursor!", backoff: { initial: 100, max: 200 },
+      onError: (e) => window.errors.push({ status: e.status, code: e.code }),
+      onStatus: (s) => window.report({ kind: "status", state: s.state, url: s.url }),
+      onEvent: (e) => window.report({ kind: "event", ...e }),
+    });
+  }, n.url);
+  await waitFor("open after the refusal", () => statuses(reports).some((s) => s.state === "open"));
+  assert.deepEqual(await page.evaluate(() => window.errors), [{ status: 400, code: "invalid_cursor" }]);
+  const led = new Ledger();
+  await led.publish(n.url, "bad.cursor", "fresh");
+  await led.waitAll(reports, "live event on the fresh stream");
+  led.check(reports);
+});
