@@ -81,3 +81,46 @@ test("tokenExpiry reads a JWT's exp", () => {
   assert.equal(new HeraldError(503, { code: "evacuating", alternates: ["http://b"] }).retryable, true);
   assert.equal(new HeraldError(403, { code: "forbidden" }).retryable, false);
 });
+
+// Seeded pseudo-random inputs (reproducible): the parsers never throw on
+// garbage, and the event-stream parser's output does not depend on how the
+// stream is split into chunks.
+function rng(seed) {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
+test("decodeCursor never throws on random input, and mutated cursors decode or fail cleanly", () => {
+  const r = rng(22);
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/!\u00e9";
+  for (let i = 0; i < 5000; i++) {
+    const v = vectors[i % vectors.length];
+    let s = i % 2 ? v.id : "";
+    const n = Math.floor(r() * 8);
+    for (let k = 0; k < n; k++) {
+      const pos = Math.floor(r() * (s.length + 1));
+      s = s.slice(0, pos) + alphabet[Math.floor(r() * alphabet.length)] + s.slice(pos + (r() < 0.5 ? 1 : 0));
+    }
+    const d = decodeCursor(s, 1 + Math.floor(r() * 4));
+    assert.ok(d === null || (Array.isArray(d.origins) && d.origins.every((o) => o.offsets.every(Number.isFinite))));
+  }
+});
+
+test("SSEParser output does not depend on chunking", () => {
+  const r = rng(7);
+  const pieces = ["data: a", "\n", "\r\n", "\r", "id: x", "event: t", ": c", "data:", " b", "retry: 5", "\ufeff", "é🚀", "id", "\n\n"];
+  for (let i = 0; i < 300; i++) {
+    let text = "";
+    for (let k = 0; k < 40; k++) text += pieces[Math.floor(r() * pieces.length)];
+    const whole = parse([text]);
+    const chunks = [];
+    for (let p = 0; p < text.length; ) {
+      const n = 1 + Math.floor(r() * 6);
+      chunks.push(text.slice(p, p + n));
+      p += n;
+    }
+    const split = parse(chunks);
+    assert.deepEqual(split.out, whole.out, JSON.stringify(text));
+    assert.deepEqual(split.retries, whole.retries);
+  }
+});
