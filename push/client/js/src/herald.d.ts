@@ -81,6 +81,8 @@ export interface SubscribeOptions extends ClientOptions {
   failbackInterval?: number;
   /** Refresh the token this long before it expires (at most 20% of its life). Default 30000. */
   tokenRefreshMargin?: number;
+  /** fetch transport: a connection silent this long (no event, no heartbeat) is dropped and resumed; also bounds a connect that gets no answer. Default 45000 ms (3 heartbeats at the default stream.heartbeat); 0 turns it off. */
+  idleTimeout?: number;
   /** EventSource transport only: event types to listen for besides "message". */
   eventTypes?: string[];
   /** Send cookies (EventSource withCredentials; fetch credentials "include"). */

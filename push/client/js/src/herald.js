@@ -438,6 +438,21 @@ export class Subscription {
     if (tok.token) headers.Authorization = "Bearer " + tok.token;
     if (this.cursor) headers["Last-Event-ID"] = this.cursor;
     const conn = { opened: false, moved: null };
+    // A connection that went silent (a half-open TCP connection after a
+    // partition: no FIN, no error) is noticed by the missing heartbeats;
+    // the same bound covers a connect that gets no answer.
+    const idle = this.opts.idleTimeout ?? 45000;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let idleTimer;
+    const watch = () => {
+      if (idle <= 0) return;
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => {
+        this.pending = { reason: "idle", now: false };
+        ctl.abort();
+      }, idle);
+    };
+    watch();
     let res;
     try {
       res = await f(this.streamURL(url, false), {
@@ -447,10 +462,17 @@ export class Subscription {
         credentials: this.opts.withCredentials ? "include" : "same-origin",
       });
     } catch (err) {
+      clearTimeout(idleTimer);
       return { opened: false, error: err };
     }
-    if (!res.ok) return { opened: false, httpError: await errorOf(res) };
-    if (!res.body || typeof res.body.getReader !== "function") return { opened: false, unsupported: true };
+    if (!res.ok) {
+      clearTimeout(idleTimer);
+      return { opened: false, httpError: await errorOf(res) };
+    }
+    if (!res.body || typeof res.body.getReader !== "function") {
+      clearTimeout(idleTimer);
+      return { opened: false, unsupported: true };
+    }
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let moved = false;
     const parser = new SSEParser((ev) => {
@@ -468,6 +490,7 @@ export class Subscription {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        watch();
         parser.push(value);
         if (conn.opened && !armed) {
           armed = true;
@@ -478,6 +501,7 @@ export class Subscription {
     } catch (err) {
       return { opened: conn.opened, moved: conn.moved, error: ctl.signal.aborted ? undefined : err };
     } finally {
+      clearTimeout(idleTimer);
       ctl.abort();
       reader.cancel().catch(() => {});
     }

@@ -3,6 +3,7 @@
 // reload resuming from sessionStorage.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import net from "node:net";
 import { startRedis, startHerald, requireTool, chromiumPath, waitFor, http } from "./harness.mjs";
 import { openClientPage, startSubscription, Ledger, statuses } from "./common.mjs";
 
@@ -114,4 +115,41 @@ test("a cursor no node accepts is reported and dropped, not retried forever", as
   await led.publish(n.url, "bad.cursor", "fresh");
   await led.waitAll(reports, "live event on the fresh stream");
   led.check(reports);
+});
+
+test("a silent (half-open) connection is noticed by its missing heartbeats and resumed", async (t) => {
+  if (!requireTool(t, chromiumPath, "chromium")) return;
+  const { page, pageURL, reports } = await openClientPage(t);
+  const n = await startHerald(t, "h1", [], { ...fastRetry, HERALD_STREAM__HEARTBEAT: "1s", HERALD_CORS__ALLOWED_ORIGINS: pageURL });
+  // A loopback TCP proxy whose existing connections can be frozen: bytes
+  // stop in both directions and nothing is closed, as in a partition.
+  const up = new URL(n.url);
+  const frozen = new Set();
+  const live = new Set();
+  const proxy = net.createServer((c) => {
+    const s = net.connect(Number(up.port), up.hostname);
+    const pair = { c, s };
+    live.add(pair);
+    const pipe = (from, to) => from.on("data", (d) => { if (!frozen.has(pair)) to.write(d); });
+    pipe(c, s);
+    pipe(s, c);
+    const end = () => { c.destroy(); s.destroy(); live.delete(pair); };
+    c.on("close", end).on("error", end);
+    s.on("close", end).on("error", end);
+  });
+  await new Promise((r) => proxy.listen(0, "127.0.0.1", r));
+  t.after(() => { for (const p of live) { p.c.destroy(); p.s.destroy(); } return new Promise((r) => proxy.close(r)); });
+  const via = `http://127.0.0.1:${proxy.address().port}`;
+  const led = new Ledger();
+  await startSubscription(page, ["half.open"], { urls: [via], transport: "fetch", idleTimeout: 2500 });
+  await waitFor("open", () => statuses(reports).some((s) => s.state === "open"));
+  await led.publish(n.url, "half.open", "before");
+  await led.waitAll(reports, "before the freeze");
+  for (const p of live) frozen.add(p);
+  for (let i = 0; i < 5; i++) await led.publish(n.url, "half.open", `frozen-${i}`);
+  await waitFor("reconnect after the idle timeout", () => statuses(reports).some((s) => s.state === "reconnecting" && s.reason === "idle"), 10000);
+  await led.publish(n.url, "half.open", "after");
+  await led.waitAll(reports, "every event after the freeze");
+  const r = led.check(reports);
+  t.diagnostic(`half-open: ${r.received} events, 0 lost/0 dup; the frozen connection was dropped after 2.5 s without heartbeats`);
 });
