@@ -8,7 +8,7 @@ import { requireTool, chromiumPath, waitFor, http } from "./harness.mjs";
 import { startRegions } from "./regions.mjs";
 import { openClientPage, startSubscription, Ledger, statuses } from "./common.mjs";
 
-test("evacuation: herald.moved followed, publish follows alternates, fail back home", async (t) => {
+test("evacuation: herald.moved followed, publish follows alternates, fail back home; region loss: hello's alternates followed", async (t) => {
   if (!requireTool(t, chromiumPath, "chromium")) return;
   const { page, pageURL, reports } = await openClientPage(t);
   const { a1, b1 } = await startRegions(t, { HERALD_CORS__ALLOWED_ORIGINS: pageURL });
@@ -62,6 +62,13 @@ test("evacuation: herald.moved followed, publish follows alternates, fail back h
     await led.publish(b1.url, topics[i % 2], `b-after-${i}`);
   }
   await led.waitAll(reports, "events after failback");
+
+  // Region a lost (kill -9 of its node): the client was given only a's URL
+  // and goes to b, the alternate herald.hello named.
+  await a1.kill9();
+  await waitFor("open in b after a's loss", () => statuses(reports).filter((s) => s.state === "open" && s.url === b1.url).length >= 2, 30000);
+  for (let i = 0; i < 4; i++) await led.publish(b1.url, topics[i % 2], `b-after-loss-${i}`);
+  await led.waitAll(reports, "events after region a's loss");
   const r = led.check(reports);
   assert.equal(reports.filter((x) => x.kind === "reset").length, 0, "no reset");
   const reasons = statuses(reports).filter((s) => s.state === "reconnecting").map((s) => s.reason);
