@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { startHerald, requireTool, chromiumPath, waitFor, mintJWT, writeTemp, http } from "./harness.mjs";
 import { openClientPage, startSubscription, Ledger, statuses } from "./common.mjs";
 
-test("token callback before each connect and before expiry; nothing lost across refreshes", async (t) => {
+for (const transport of ["fetch"]) test(`token callback before each connect and before expiry; nothing lost across refreshes (${transport})`, async (t) => {
   if (!requireTool(t, chromiumPath, "chromium")) return;
   const secret = "js-client-test-secret-0123456789abcdef";
   const keyFile = writeTemp("hs256.key", secret);
@@ -32,7 +32,7 @@ test("token callback before each connect and before expiry; nothing lost across 
   assert.equal(anon.status, 401);
 
   const led = new Ledger();
-  await startSubscription(page, ["tok.a"], { urls: [n.url], tokenURL: pageURL + "/token", tokenRefreshMargin: 1000 });
+  await startSubscription(page, ["tok.a"], { urls: [n.url], tokenURL: pageURL + "/token", tokenRefreshMargin: 1000, transport });
   await waitFor("open", () => statuses(reports).some((s) => s.state === "open"));
   const until = Date.now() + 3.2 * ttl * 1000;
   let i = 0;
@@ -50,5 +50,5 @@ test("token callback before each connect and before expiry; nothing lost across 
   assert.ok(refreshes >= 2, `refreshes before expiry: ${refreshes}`);
   assert.ok(issued >= 3, `tokens issued: ${issued}`);
   assert.ok(issued >= opens, `a token per connect: issued ${issued}, connects ${opens}`);
-  t.diagnostic(`token ttl ${ttl}s: ${res.received} events, 0 lost/0 dup; tokens issued ${issued}, refreshes ${refreshes}, connects ${opens}`);
+  t.diagnostic(`${transport}: token ttl ${ttl}s: ${res.received} events, 0 lost/0 dup; tokens issued ${issued}, refreshes ${refreshes}, connects ${opens}`);
 });
