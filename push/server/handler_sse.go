@@ -252,12 +252,13 @@ func (s *Server) openStream(c *gin.Context) *stream {
 		return nil
 	}
 	if parsed != nil {
+		resumeAt := time.Now()
 		infos = s.awaitReplicas(r.Context(), cur, parsed, infos)
 		// Still not the client's lineage, and the replica is re-syncing: a
 		// reset now would move the client to whatever the replica holds
 		// meanwhile (nothing, or an old lineage) and replay it. Come back
 		// later, cursor unchanged (a browser-safe shed: 200 and retry:).
-		if origin := s.resyncingOrigin(r.Context(), cur, parsed, infos); origin != "" {
+		if origin := s.resyncingOrigin(r.Context(), cur, parsed, infos, resumeAt); origin != "" {
 			s.log.DebugContext(r.Context(), "stream: replica re-syncing, resume deferred", "origin", origin)
 			result = observability.ConnectShed
 			s.shed(c, "")
@@ -460,12 +461,13 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, discard strin
 		byKey[push.StreamKey{Topic: in.Topic, Origin: in.Origin}] = in
 	}
 	upto := make([]uint64, cur.Len())
-	var verified, inherited []bool
+	var verified []bool
+	var lineage []int // per slot: 0 current epoch, j > 0 its ancestor j (ADR 0022)
 	intact := true
 	if parsed != nil {
 		verified, intact = verifyAgainst(cur, parsed, infos)
 		if !intact {
-			inherited = inheritedSlots(cur, parsed, infos)
+			lineage = resolveLineage(cur, parsed, infos)
 		}
 	}
 	var resets []StreamReset
@@ -501,16 +503,21 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, discard strin
 			} else {
 				cur.SetAt(i, head)
 			}
-		case inherited != nil && inherited[i]:
-			// The client read the parent lineage up to an offset the
-			// current epoch inherited: only the parent's events from the
-			// epoch's start on are lost; the client continues from its own
-			// position through the inherited history.
-			start := lineageStart(in)
-			reset(ResetEpochChanged, start+1, 0)
-			resets[len(resets)-1].ContinueFrom = parsed.Offset(i) + 1
-			cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: parsed.Offset(i)})
+		case lineage != nil && lineage[i] > 0 &&
+			lineageStep(in, lineage[i], parsed.Offset(i)).Kind == push.ResumeRolledBack:
+			// The client read an ancestor epoch past the point where the
+			// current lineage forked from it: exactly those offsets no
+			// longer exist; the new lineage follows from the fork.
+			step := lineageStep(in, lineage[i], parsed.Offset(i))
+			reset(ResetEpochChanged, step.LostFrom, step.LostTo)
+			resets[len(resets)-1].ContinueFrom = step.ContinueFrom
+			cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: step.ContinueFrom - 1})
 			upto[i] = in.Last
+		case lineage != nil:
+			// The client's position is history the current lineage holds
+			// (its epoch or an ancestor at or before the fork): it resumes
+			// as if nothing had changed.
+			s.resumeSlot(cur, i, k, in, parsed.Offset(i), &resets, upto)
 		case !verified[i] || (!intact && parsed.Offset(i) > in.Last && k.Origin == s.store.Origin()):
 			// The client's lineage ended somewhere after its cursor; what it
 			// missed there is lost. Everything written in the current epoch
@@ -525,32 +532,42 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, discard strin
 			cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: start})
 			upto[i] = in.Last
 		default:
-			off := parsed.Offset(i)
-			first := in.First
-			if in.Length == 0 {
-				first = in.Last + 1 // nothing retained
-			}
-			switch {
-			case off > in.Last && k.Origin != s.store.Origin():
-				// This region's replica of the origin has not received
-				// events the client already has (the origin is down or
-				// far behind): the client keeps its position and gets the
-				// rest when the replica catches up, or an epoch_changed
-				// reset if the origin comes back without them.
-				resets = append(resets, StreamReset{Topic: k.Topic, Origin: k.Origin, Reason: ResetReplicaBehind,
-					LostFrom: in.Last + 1, LostTo: off, Epoch: in.Epoch, ContinueFrom: off + 1})
-				cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: off})
-			case off > in.Last:
-				reset(ResetAhead, in.Last+1, off)
-			case off+1 < first:
-				reset(ResetTrimmed, off+1, first-1)
-			default:
-				cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: off})
-				upto[i] = in.Last
-			}
+			s.resumeSlot(cur, i, k, in, parsed.Offset(i), &resets, upto)
 		}
 	}
 	return resets, upto
+}
+
+// resumeSlot resumes slot i at the client's offset off, which is history
+// of in's current lineage, unless retention or the head says otherwise.
+func (s *Server) resumeSlot(cur *push.Cursor, i int, k push.StreamKey, in push.StreamInfo, off uint64, resets *[]StreamReset, upto []uint64) {
+	first := in.First
+	if in.Length == 0 {
+		first = in.Last + 1 // nothing retained
+	}
+	reset := func(reason string, lostFrom, lostTo uint64) {
+		*resets = append(*resets, StreamReset{Topic: k.Topic, Origin: k.Origin, Reason: reason,
+			LostFrom: lostFrom, LostTo: lostTo, Epoch: in.Epoch, ContinueFrom: in.Last + 1})
+		cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: in.Last})
+	}
+	switch {
+	case off > in.Last && k.Origin != s.store.Origin():
+		// This region's replica of the origin has not received
+		// events the client already has (the origin is down or
+		// far behind): the client keeps its position and gets the
+		// rest when the replica catches up, or an epoch_changed
+		// reset if the origin comes back without them.
+		*resets = append(*resets, StreamReset{Topic: k.Topic, Origin: k.Origin, Reason: ResetReplicaBehind,
+			LostFrom: in.Last + 1, LostTo: off, Epoch: in.Epoch, ContinueFrom: off + 1})
+		cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: off})
+	case off > in.Last:
+		reset(ResetAhead, in.Last+1, off)
+	case off+1 < first:
+		reset(ResetTrimmed, off+1, first-1)
+	default:
+		cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: off})
+		upto[i] = in.Last
+	}
 }
 
 // live serves queued events until the client leaves, falls behind, or the
@@ -754,30 +771,11 @@ func (cn *conn) deliver(d *hub.Delivery, now time.Time) error {
 		if pos.Epoch == "" {
 			// The stream did not exist at connect: everything is new.
 			cn.cur.SetAt(i, push.Position{Epoch: ev.Epoch})
-		} else {
-			// The store moved to a new lineage: what this client missed of
-			// the old one is lost; the new one is delivered from its start
-			// (the gap fill below reads it). A client behind in the lineage
-			// the new one inherited from loses only the old lineage's events
-			// from the new start on: it continues from its own position
-			// through the inherited history (ADR 0021).
-			ctx, cancel := context.WithTimeout(cn.ctx, 5*time.Second)
-			infos, err := cn.s.stores[ev.Origin].Info(ctx, []string{ev.Topic})
-			cancel()
-			if err != nil {
-				return err
-			}
-			if infos[0].Epoch != ev.Epoch {
-				return fmt.Errorf("%v: epoch changed again", ev.Key())
-			}
-			start := lineageStart(infos[0])
-			next, lostFrom := start, pos.Offset+1
-			if infos[0].Parent == pos.Epoch && pos.Offset < start {
-				next, lostFrom = pos.Offset, start+1
-			}
-			cn.cur.SetAt(i, push.Position{Epoch: ev.Epoch, Offset: next})
-			cn.appendReset([]StreamReset{{Topic: ev.Topic, Origin: ev.Origin, Reason: ResetEpochChanged,
-				LostFrom: lostFrom, Epoch: ev.Epoch, ContinueFrom: next + 1}})
+		} else if drop, err := cn.crossLineage(i, pos, ev); err != nil || drop {
+			// Another lineage (ADR 0022): continue through history the
+			// new epoch holds, reset exactly what it does not, or drop an
+			// event of a lineage the stream has left.
+			return err
 		}
 		pos = cn.cur.At(i)
 	}
@@ -840,7 +838,13 @@ func (cn *conn) fromStore(i int, upto uint64, replay bool) error {
 			return err
 		}
 		if pos.Epoch != "" && in.Epoch != pos.Epoch {
-			return fmt.Errorf("epoch of %v changed while reading", k)
+			if push.Resume(in, pos.Epoch, pos.Offset).Kind != push.ResumeContinue {
+				return fmt.Errorf("epoch of %v changed while reading", k)
+			}
+			// A new epoch forked at or after our position: what follows
+			// is its history, nothing the client saw is gone.
+			pos.Epoch = in.Epoch
+			cn.cur.SetAt(i, pos)
 		}
 		if len(evs) == 0 {
 			if upto > 0 && in.Last < upto {
@@ -1130,38 +1134,13 @@ func verifyAgainst(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.Str
 	return parsed.VerifyLineages(epochs, starts)
 }
 
-// inheritedSlots reports, per slot, that the client's position lies in
-// history its stream's current epoch inherited from its parent epoch: the
-// cursor's 32-bit check holds with the parent in place of the current epoch
-// in every slot the client read below the epoch's start. nil when no slot
-// qualifies or the check does not hold that way either.
-func inheritedSlots(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.StreamInfo) []bool {
-	epochs := make([]string, cur.Len())
-	inherited := make([]bool, cur.Len())
-	some := false
-	for _, in := range infos {
-		i := cur.Index(in.Topic, in.Origin)
-		if i < 0 {
-			continue
-		}
-		epochs[i] = in.Epoch
-		if off := parsed.Offset(i); in.Parent != "" && parsed.Present(i) && off > 0 && off < in.EpochStart {
-			epochs[i], inherited[i], some = in.Parent, true, true
-		}
-	}
-	if !some {
-		return nil
-	}
-	if _, intact := parsed.VerifyLineages(epochs, nil); !intact {
-		return nil
-	}
-	return inherited
-}
-
 // unverifiedRemotes returns the remote origins whose epoch in infos does
 // not verify against the client's cursor, for slots the client has read.
 func (s *Server) unverifiedRemotes(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.StreamInfo) map[string]bool {
-	verified, _ := verifyAgainst(cur, parsed, infos)
+	verified, intact := verifyAgainst(cur, parsed, infos)
+	if !intact && resolveLineage(cur, parsed, infos) != nil {
+		return nil // every slot's epoch is in its stream's lineage
+	}
 	var out map[string]bool
 	for i := range cur.Len() {
 		k := cur.Key(i)
@@ -1177,10 +1156,11 @@ func (s *Server) unverifiedRemotes(cur *push.Cursor, parsed *push.ParsedCursor, 
 }
 
 // resyncingOrigin returns a remote origin whose replica does not know the
-// client's epoch and is re-syncing (replicaResyncing), or "".
-func (s *Server) resyncingOrigin(ctx context.Context, cur *push.Cursor, parsed *push.ParsedCursor, infos []push.StreamInfo) string {
+// client's epoch and is re-syncing (replicaResyncing) or has not received
+// its origin's heartbeats up to the resume (replicaBehindSince), or "".
+func (s *Server) resyncingOrigin(ctx context.Context, cur *push.Cursor, parsed *push.ParsedCursor, infos []push.StreamInfo, since time.Time) string {
 	for origin := range s.unverifiedRemotes(cur, parsed, infos) {
-		if s.replicaResyncing(ctx, origin) {
+		if s.replicaResyncing(ctx, origin) || s.replicaBehindSince(ctx, origin, since) {
 			return origin
 		}
 	}

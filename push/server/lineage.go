@@ -1,0 +1,118 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/heraldpush/herald/push"
+)
+
+// errNotInReplicaLineage ends a live stream whose position is in an epoch
+// the replica of a remote origin does not know (yet): the replica is
+// behind the client, and a reset now would move the client back to an
+// older lineage. The client resumes; the resume path waits for the replica
+// or defers (ADR 0022).
+var errNotInReplicaLineage = errors.New("position not in the replica's lineage")
+
+// lineageCandidates returns, per slot, the epochs of its stream's lineage:
+// the current epoch first, then its recorded ancestors, newest first.
+func lineageCandidates(cur *push.Cursor, infos []push.StreamInfo) [][]string {
+	out := make([][]string, cur.Len())
+	for _, in := range infos {
+		i := cur.Index(in.Topic, in.Origin)
+		if i < 0 || in.Epoch == "" {
+			continue
+		}
+		c := make([]string, 0, 1+len(in.Lineage))
+		c = append(c, in.Epoch)
+		for _, f := range in.Lineage {
+			c = append(c, f.Epoch)
+		}
+		out[i] = c
+	}
+	return out
+}
+
+// resolveLineage finds, per slot, which epoch of its stream's lineage the
+// client read it in: 0 for the current epoch, j > 0 for the ancestor
+// in.Lineage[j-1], -1 for slots it has not read. nil when the cursor's
+// check holds under no assignment (some epoch is in no lineage known here).
+func resolveLineage(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.StreamInfo) []int {
+	choice, ok := parsed.ResolveLineages(lineageCandidates(cur, infos))
+	if !ok {
+		return nil
+	}
+	return choice
+}
+
+// lineageStep decides a slot the client read in an ancestor of its
+// stream's current epoch (choice j > 0 from resolveLineage).
+func lineageStep(in push.StreamInfo, j int, off uint64) push.ResumeStep {
+	return push.Resume(in, in.Lineage[j-1].Epoch, off)
+}
+
+// crossLineage handles a live event of another epoch than the stream's
+// position pos in slot i. It returns drop when the event belongs to a
+// lineage the stream has already left (a late announcement, a lagging
+// replica's); otherwise it moves the position into the event's epoch: with
+// no reset when the client's position is history the new epoch holds, with
+// a reset naming exactly the offsets that no longer exist when it is past
+// the fork, and with the conservative reset when the client's epoch is in
+// no lineage the (authoritative, local) store knows.
+func (cn *conn) crossLineage(i int, pos push.Position, ev *push.Event) (drop bool, err error) {
+	ctx, cancel := context.WithTimeout(cn.ctx, 5*time.Second)
+	infos, err := cn.s.stores[ev.Origin].Info(ctx, []string{ev.Topic})
+	cancel()
+	if err != nil {
+		return false, err
+	}
+	in := infos[0]
+	if in.Epoch != ev.Epoch {
+		if in.Descends(ev.Epoch) {
+			return true, nil // the stream has moved past the event's epoch
+		}
+		return false, fmt.Errorf("%v: epoch changed again", ev.Key())
+	}
+	step := push.Resume(in, pos.Epoch, pos.Offset)
+	switch step.Kind {
+	case push.ResumeContinue:
+		cn.cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: pos.Offset})
+	case push.ResumeRolledBack:
+		cn.cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: step.ContinueFrom - 1})
+		cn.appendReset([]StreamReset{{Topic: ev.Topic, Origin: ev.Origin, Reason: ResetEpochChanged,
+			LostFrom: step.LostFrom, LostTo: step.LostTo, Epoch: in.Epoch, ContinueFrom: step.ContinueFrom}})
+	default:
+		if ev.Origin != cn.origin {
+			return false, fmt.Errorf("%v: %w", ev.Key(), errNotInReplicaLineage)
+		}
+		// The lineage the client read ended somewhere after its position
+		// and is not recorded: what it missed there is lost; everything
+		// written in the current epoch is new to it.
+		start := lineageStart(in)
+		cn.cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: start})
+		cn.appendReset([]StreamReset{{Topic: ev.Topic, Origin: ev.Origin, Reason: ResetEpochChanged,
+			LostFrom: pos.Offset + 1, Epoch: in.Epoch, ContinueFrom: start + 1}})
+	}
+	return false, nil
+}
+
+// replicaBehindSince reports whether the replica of a remote origin has not
+// yet received a heartbeat its origin wrote at or after since (the resume
+// began): it may lack an epoch the client read before since. A replica
+// whose newest beat is older than the resync grace is an outage, not a
+// lag: its data is what the region has.
+func (s *Server) replicaBehindSince(ctx context.Context, origin string, since time.Time) bool {
+	sig := signalsOf(s.stores[origin])
+	if sig == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	hb, err := sig.LastBeat(ctx)
+	cancel()
+	if err != nil || hb.Time.IsZero() {
+		return false
+	}
+	return hb.Time.Before(since) && time.Since(hb.Time) < resyncGraceFactor*s.cfg.ReplicaWait
+}
