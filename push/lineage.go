@@ -4,7 +4,7 @@ package push
 // older than the oldest recorded ancestor is treated like an unknown epoch
 // (an epoch_changed reset): the record stays a few hundred bytes however
 // often Redis restarts.
-const MaxLineage = 8
+const MaxLineage = 16
 
 // Fork is one ancestor in a stream's lineage: its child epoch began when
 // the ancestor's head was At, so offsets 1..At of Epoch are the child's

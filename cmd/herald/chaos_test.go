@@ -368,9 +368,23 @@ type chaosCounts struct {
 	RetractedNamed, RetractedSilently int // subscriber × delivered-then-lost event
 	FalseLoss                         int // subscriber × event named lost yet present and never delivered
 	Resets                            int
+	FalseResets                       int // resets before any rollback or failover
+	Failovers                         int
 	LossOutsideLossyFaults            int
 	PerFault                          map[string]*faultCounts
 	Problems                          []string
+	problemsBy                        map[string]int
+}
+
+// problem records a finding, at most 5 per category.
+func (c *chaosCounts) problem(cat, format string, args ...any) {
+	if c.problemsBy == nil {
+		c.problemsBy = map[string]int{}
+	}
+	c.problemsBy[cat]++
+	if c.problemsBy[cat] <= 5 {
+		c.Problems = append(c.Problems, cat+": "+fmt.Sprintf(format, args...))
+	}
 }
 
 type faultCounts struct {
@@ -386,37 +400,48 @@ func covers(r *push.StreamReset, off uint64) bool {
 	return r.ContinueFrom > 0 && off >= r.ContinueFrom
 }
 
-func checkChaos(acks map[string]ackRec, abandoned int, history map[string]map[string]uint64, subs []*chaosSub, faults []faultRecord) chaosCounts {
-	c := chaosCounts{Acked: len(acks), Abandoned: abandoned, PerFault: map[string]*faultCounts{}}
+func checkChaos(acks map[string]ackRec, abandoned int, history map[string]map[string]uint64, subs []*chaosSub, faults []faultRecord, failovers []time.Time) chaosCounts {
+	c := chaosCounts{Acked: len(acks), Abandoned: abandoned, PerFault: map[string]*faultCounts{}, Failovers: len(failovers)}
 	for _, k := range faultKinds {
 		c.PerFault[k] = &faultCounts{}
 	}
 	for _, f := range faults {
 		c.PerFault[f.Kind].Injected++
 	}
-	faultAfter := func(t time.Time) *faultRecord {
-		for i := range faults {
-			if !faults[i].At.Before(t) {
-				return &faults[i]
-			}
-		}
-		return nil
+	// Where acknowledged writes can be lost: a rollback, or a promotion of
+	// the replica (observed by watching the Sentinels, since a failover
+	// started by a long cut can complete after the next fault began).
+	type lossPoint struct {
+		at   time.Time
+		kind string
 	}
+	inForce := func(t time.Time) string { return failoverCause(faults, t) }
+	var points []lossPoint
+	for _, f := range faults {
+		if f.Kind == faultRollback {
+			points = append(points, lossPoint{f.At, f.Kind})
+		}
+	}
+	for _, fo := range failovers {
+		// The old primary may take writes until Sentinel demotes it.
+		points = append(points, lossPoint{fo.Add(10 * time.Second), inForce(fo)})
+	}
+	sort.Slice(points, func(i, j int) bool { return points[i].at.Before(points[j].at) })
 	lost := map[string]bool{}
 	for p, a := range acks {
 		if _, ok := history[a.Topic][p]; !ok {
 			lost[p] = true
 			c.LostByRedis++
-			f := faultAfter(a.At)
+			i := sort.Search(len(points), func(i int) bool { return !points[i].at.Before(a.At) })
 			switch {
-			case f == nil:
+			case i == len(points):
 				c.LossOutsideLossyFaults++
-				c.Problems = append(c.Problems, fmt.Sprintf("acked %s (%s@%d) lost after the last fault", p, a.Epoch, a.Offset))
-			case !lossyFault(f.Kind):
+				c.problem("loss outside lossy faults", "acked %s (%s@%d at %s) lost after the last failover or rollback", p, a.Epoch, a.Offset, a.At.Format("15:04:05.000"))
+			case !lossyFault(points[i].kind):
 				c.LossOutsideLossyFaults++
-				c.Problems = append(c.Problems, fmt.Sprintf("acked %s (%s@%d) lost in a %s", p, a.Epoch, a.Offset, f.Kind))
+				c.problem("loss outside lossy faults", "acked %s (%s@%d) lost in a failover during %s", p, a.Epoch, a.Offset, points[i].kind)
 			default:
-				c.PerFault[f.Kind].LostAcked++
+				c.PerFault[points[i].kind].LostAcked++
 			}
 		}
 	}
@@ -425,7 +450,7 @@ func checkChaos(acks map[string]ackRec, abandoned int, history map[string]map[st
 		log := slices.Clone(s.log)
 		s.mu.Unlock()
 		for _, e := range s.errs {
-			c.Problems = append(c.Problems, s.name+": "+e)
+			c.problem("subscriber error", "%s: %s", s.name, e)
 		}
 		type seen struct {
 			off uint64
@@ -456,17 +481,13 @@ func checkChaos(acks map[string]ackRec, abandoned int, history map[string]map[st
 				}
 				if !retracted {
 					c.Duplicates++
-					if c.Duplicates <= 5 {
-						c.Problems = append(c.Problems, fmt.Sprintf("%s: %s delivered again at offset %d (first at %d)", s.name, r.Payload, r.Offset, prev[len(prev)-1].off))
-					}
+					c.problem("duplicate", "%s: %s delivered again at offset %d (first at %d)", s.name, r.Payload, r.Offset, prev[len(prev)-1].off)
 				}
 			}
 			delivered[r.Payload] = append(delivered[r.Payload], seen{r.Offset, i})
 			if l, ok := last[r.Topic]; ok && r.Offset <= l {
 				c.Reorders++
-				if c.Reorders <= 5 {
-					c.Problems = append(c.Problems, fmt.Sprintf("%s: %s at offset %d after offset %d", s.name, r.Payload, r.Offset, l))
-				}
+				c.problem("reorder", "%s: %s at offset %d after offset %d", s.name, r.Payload, r.Offset, l)
 			}
 			last[r.Topic] = r.Offset
 			if lastSeq[r.Topic] == nil {
@@ -474,9 +495,7 @@ func checkChaos(acks map[string]ackRec, abandoned int, history map[string]map[st
 			}
 			if q, ok := lastSeq[r.Topic][pub]; ok && seq <= q {
 				c.Reorders++
-				if c.Reorders <= 5 {
-					c.Problems = append(c.Problems, fmt.Sprintf("%s: publisher %d's seq %d after %d", s.name, pub, seq, q))
-				}
+				c.problem("reorder", "%s: publisher %d's seq %d after %d", s.name, pub, seq, q)
 			}
 			lastSeq[r.Topic][pub] = seq
 		}
@@ -501,9 +520,7 @@ func checkChaos(acks map[string]ackRec, abandoned int, history map[string]map[st
 					c.RetractedNamed++
 				} else {
 					c.RetractedSilently++
-					if c.RetractedSilently <= 5 {
-						c.Problems = append(c.Problems, fmt.Sprintf("%s: %s delivered at %d, then lost by Redis, never named by a reset", s.name, p, d[len(d)-1].off))
-					}
+					c.problem("silently retracted", "%s: %s (acked %s@%d) delivered at %d, then lost by Redis, never named by a reset; log: %s", s.name, p, a.Epoch, a.Offset, d[len(d)-1].off, window(log, d[len(d)-1].idx))
 				}
 			case lost[p]:
 				if coveredAt(a.Topic, a.Offset, -1) {
@@ -514,11 +531,10 @@ func checkChaos(acks map[string]ackRec, abandoned int, history map[string]map[st
 			case len(d) == 0:
 				if coveredAt(a.Topic, a.Offset, -1) {
 					c.FalseLoss++
+					c.problem("named lost while present", "%s: %s (acked %s@%d, final offset %d) never delivered, named by a reset", s.name, p, a.Epoch, a.Offset, history[a.Topic][p])
 				} else {
 					c.SilentLoss++
-					if c.SilentLoss <= 5 {
-						c.Problems = append(c.Problems, fmt.Sprintf("%s: %s (%s@%d) acked, in Redis, never delivered, no reset", s.name, p, a.Epoch, a.Offset))
-					}
+					c.problem("silent loss", "%s: %s (%s@%d) acked, in Redis, never delivered, no reset", s.name, p, a.Epoch, a.Offset)
 				}
 			}
 		}
@@ -526,19 +542,62 @@ func checkChaos(acks map[string]ackRec, abandoned int, history map[string]map[st
 	return c
 }
 
-// attributeResets counts, per fault kind, the resets subscribers got while
-// that fault's window (injection to the next fault) was in force.
-func attributeResets(c *chaosCounts, resetTimes []time.Time, faults []faultRecord) {
+// window renders a subscriber's log around index i, for the report.
+func window(log []recvRec, i int) string {
+	var b strings.Builder
+	for j := max(0, i-3); j < min(len(log), i+8); j++ {
+		r := log[j]
+		if r.Reset != nil {
+			fmt.Fprintf(&b, "[reset %s %d..%d cont %d] ", r.Topic, r.Reset.LostFrom, r.Reset.LostTo, r.Reset.ContinueFrom)
+		} else {
+			fmt.Fprintf(&b, "[%s@%d] ", r.Payload, r.Offset)
+		}
+	}
+	return b.String()
+}
+
+// failoverCause names the fault behind a promotion seen at t: the latest
+// lossy fault (primary kill, rollback, cut) at most 30s before it — a
+// failover completes seconds after its cause, and a restarted old primary
+// can be taken over again while Sentinel settles — else the fault in force.
+func failoverCause(faults []faultRecord, t time.Time) string {
+	kind := ""
+	for _, f := range faults {
+		if f.At.After(t) {
+			break
+		}
+		kind = f.Kind
+	}
+	for i := len(faults) - 1; i >= 0; i-- {
+		f := faults[i]
+		if !f.At.After(t) && t.Sub(f.At) <= 30*time.Second && lossyFault(f.Kind) {
+			return f.Kind
+		}
+	}
+	return kind
+}
+
+// attributeResets counts each reset subscribers got under the fault
+// that lost data last before it: the latest rollback or promotion of the
+// replica. A reset with no such fault before it would be a false reset.
+func attributeResets(c *chaosCounts, resetTimes []time.Time, faults []faultRecord, failovers []time.Time) {
 	for _, rt := range resetTimes {
-		kind := ""
+		kind, at := "", time.Time{}
 		for _, f := range faults {
-			if !f.At.After(rt) {
-				kind = f.Kind
+			if f.Kind == faultRollback && !f.At.After(rt) && f.At.After(at) {
+				kind, at = f.Kind, f.At
 			}
 		}
-		if kind != "" {
-			c.PerFault[kind].Resets++
+		for _, fo := range failovers {
+			if !fo.After(rt) && fo.After(at) {
+				kind, at = failoverCause(faults, fo), fo
+			}
 		}
+		if kind == "" {
+			c.FalseResets++
+			continue
+		}
+		c.PerFault[kind].Resets++
 	}
 }
 
@@ -548,6 +607,7 @@ func (c chaosCounts) String() string {
 	fmt.Fprintf(&b, "silent loss %d, duplicates %d, reorders %d\n", c.SilentLoss, c.Duplicates, c.Reorders)
 	fmt.Fprintf(&b, "acked events Redis lost %d (outside rollback/failover faults: %d); per subscriber: named by a reset %d, before the subscriber read them %d; delivered then lost: named %d, silently %d; named lost while present %d\n",
 		c.LostByRedis, c.LossOutsideLossyFaults, c.LostNamed, c.LostUnseen, c.RetractedNamed, c.RetractedSilently, c.FalseLoss)
+	fmt.Fprintf(&b, "resets before any rollback or failover: %d; failovers (promotions seen by the Sentinels): %d\n", c.FalseResets, c.Failovers)
 	fmt.Fprintf(&b, "%-22s %8s %10s %7s\n", "fault", "injected", "lost acks", "resets")
 	for _, k := range faultKinds {
 		f := c.PerFault[k]
@@ -692,6 +752,33 @@ func TestChaos(t *testing.T) {
 			resetMu.Unlock()
 		}
 	}()
+	var failovers []time.Time // promotions seen by the Sentinels
+	watchWG.Add(1)
+	go func() {
+		defer watchWG.Done()
+		prev := ""
+		tk := time.NewTicker(100 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-tk.C:
+			}
+			wctx, wcancel := context.WithTimeout(context.Background(), time.Second)
+			addr, err := set.PrimaryAddr(wctx)
+			wcancel()
+			if err != nil || addr == prev {
+				continue
+			}
+			if prev != "" {
+				resetMu.Lock()
+				failovers = append(failovers, time.Now())
+				resetMu.Unlock()
+			}
+			prev = addr
+		}
+	}()
 	end := time.Now().Add(dur)
 	for time.Now().Before(end) {
 		kind := faultKinds[rng.IntN(len(faultKinds))]
@@ -768,16 +855,33 @@ func TestChaos(t *testing.T) {
 	acks := led.acks
 	abandoned := led.abandoned
 	led.mu.Unlock()
-	counts := checkChaos(acks, abandoned, history, subs, faults)
-	attributeResets(&counts, resetTimes, faults)
+	counts := checkChaos(acks, abandoned, history, subs, faults, failovers)
+	if dir := os.Getenv("CHAOS_DUMP"); dir != "" {
+		// Every subscriber's record, for a post-mortem.
+		for _, s := range subs {
+			var b strings.Builder
+			for _, r := range s.log {
+				if r.Reset != nil {
+					fmt.Fprintf(&b, "reset %s %s lost %d..%d continue %d epoch %s\n", r.Topic, r.Reset.Reason, r.Reset.LostFrom, r.Reset.LostTo, r.Reset.ContinueFrom, r.Reset.Epoch)
+				} else {
+					fmt.Fprintf(&b, "%s %d %s\n", r.Topic, r.Offset, r.Payload)
+				}
+			}
+			if err := os.WriteFile(fmt.Sprintf("%s/chaos-%d-%s.log", dir, seed, s.name), []byte(b.String()), 0o600); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	attributeResets(&counts, resetTimes, faults, failovers)
 	sort.Slice(faults, func(i, j int) bool { return faults[i].At.Before(faults[j].At) })
 	t.Logf("chaos seed %d, %s of faults, %d faults:\n%s", seed, dur, len(faults), counts)
 	for _, p := range head(counts.Problems, 20) {
 		t.Errorf("%s", p)
 	}
-	if counts.SilentLoss != 0 || counts.Duplicates != 0 || counts.Reorders != 0 || counts.RetractedSilently != 0 || counts.LossOutsideLossyFaults != 0 {
-		t.Errorf("seed %d: silent loss %d, duplicates %d, reorders %d, silently retracted %d, loss outside lossy faults %d: want all 0",
-			seed, counts.SilentLoss, counts.Duplicates, counts.Reorders, counts.RetractedSilently, counts.LossOutsideLossyFaults)
+	if counts.SilentLoss != 0 || counts.Duplicates != 0 || counts.Reorders != 0 || counts.RetractedSilently != 0 ||
+		counts.LossOutsideLossyFaults != 0 || counts.FalseResets != 0 || counts.FalseLoss != 0 {
+		t.Errorf("seed %d: silent loss %d, duplicates %d, reorders %d, silently retracted %d, loss outside lossy faults %d, resets before any loss %d, named lost while present %d: want all 0",
+			seed, counts.SilentLoss, counts.Duplicates, counts.Reorders, counts.RetractedSilently, counts.LossOutsideLossyFaults, counts.FalseResets, counts.FalseLoss)
 	}
 	if counts.Acked == 0 {
 		t.Error("nothing was acknowledged")

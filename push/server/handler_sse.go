@@ -519,17 +519,19 @@ func (s *Server) plan(cur *push.Cursor, parsed *push.ParsedCursor, discard strin
 			// as if nothing had changed.
 			s.resumeSlot(cur, i, k, in, parsed.Offset(i), &resets, upto)
 		case !verified[i] || (!intact && parsed.Offset(i) > in.Last && k.Origin == s.store.Origin()):
-			// The client's lineage ended somewhere after its cursor; what it
-			// missed there is lost. Everything written in the current epoch
-			// is new to it: replay that lineage from its start.
+			// The client's epoch is in no lineage this stream records (lost
+			// wholesale, or forgotten by a rollback of the record): what it
+			// missed there is lost, and nothing proves that any offset it
+			// read is history the current lineage shares, so the whole
+			// retained stream is new to it (ADR 0022).
 			//
 			// A local stream never moves back within an epoch, so a client
 			// past its head when some stream's epoch changed read that
 			// offset in another lineage, even if its 8-bit tag matched.
 			reset(ResetEpochChanged, parsed.Offset(i)+1, 0)
-			start := lineageStart(in)
-			resets[len(resets)-1].ContinueFrom = start + 1
-			cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: start})
+			from := unknownLineageRestart(in)
+			resets[len(resets)-1].ContinueFrom = from + 1
+			cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: from})
 			upto[i] = in.Last
 		default:
 			s.resumeSlot(cur, i, k, in, parsed.Offset(i), &resets, upto)

@@ -47,6 +47,21 @@ func resolveLineage(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.St
 	return choice
 }
 
+// unknownLineageRestart is the position (continue_from - 1) of a client
+// whose epoch is in no lineage the stream records: before the first
+// retained event. Replaying from the current epoch's start instead (ADR
+// 0002's addendum) assumed that the client's offsets below it are the
+// history the current epoch inherited, which holds only when the client's
+// epoch is an ancestor; the nemesis found clients of an epoch a rollback
+// had forgotten that kept events which no longer exist and never got the
+// ones that replaced them.
+func unknownLineageRestart(in push.StreamInfo) uint64 {
+	if in.Length == 0 || in.First == 0 {
+		return in.Last
+	}
+	return in.First - 1
+}
+
 // lineageStep decides a slot the client read in an ancestor of its
 // stream's current epoch (choice j > 0 from resolveLineage).
 func lineageStep(in push.StreamInfo, j int, off uint64) push.ResumeStep {
@@ -87,13 +102,12 @@ func (cn *conn) crossLineage(i int, pos push.Position, ev *push.Event) (drop boo
 		if ev.Origin != cn.origin {
 			return false, fmt.Errorf("%v: %w", ev.Key(), errNotInReplicaLineage)
 		}
-		// The lineage the client read ended somewhere after its position
-		// and is not recorded: what it missed there is lost; everything
-		// written in the current epoch is new to it.
-		start := lineageStart(in)
-		cn.cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: start})
+		// The lineage the client read is not recorded: what it missed
+		// there is lost, and the whole retained stream is new to it.
+		from := unknownLineageRestart(in)
+		cn.cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: from})
 		cn.appendReset([]StreamReset{{Topic: ev.Topic, Origin: ev.Origin, Reason: ResetEpochChanged,
-			LostFrom: pos.Offset + 1, Epoch: in.Epoch, ContinueFrom: start + 1}})
+			LostFrom: pos.Offset + 1, Epoch: in.Epoch, ContinueFrom: from + 1}})
 	}
 	return false, nil
 }

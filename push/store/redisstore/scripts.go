@@ -9,7 +9,8 @@ import "github.com/redis/go-redis/v9"
 //	                   d (data), ts (accept time, ms, Redis clock), tp
 //	                   (traceparent, only when set)
 //	P:{T@O}:m          meta hash: e (epoch), o (last offset), r (primary
-//	                   run_id under which e was last confirmed), a (next
+//	                   generation, run_id:master_replid, under which e was
+//	                   last confirmed), a (next
 //	                   age-trim check, ms), s (first offset of epoch e),
 //	                   p (the epoch whose history below s epoch e inherited;
 //	                   "" when none or unknown), q (the s that p belongs
@@ -23,21 +24,17 @@ import "github.com/redis/go-redis/v9"
 //	P:n:T@O            Pub/Sub channel announcing every appended event
 //
 // Epoch rule. The effective epoch is e when r equals the primary's current
-// run_id, else derive(e, run_id) = sha1hex(e .. run_id):sub(1,16). A primary
-// gets a new run_id whenever its dataset may have diverged from what it
-// acknowledged before: on every restart (whatever it reloads) and whenever a
-// replica is promoted (Sentinel or Cluster failover, REPLICAOF NO ONE: the
-// new primary is another process). So after any event that can roll back
-// the offset counter, the effective epoch is new and (epoch, offset) pairs
-// handed out before cannot be handed out again for different events.
-//
-// Why run_id and not master_replid: a primary also changes its replication
-// id when its first replica attaches and when its backlog expires without
-// replicas, which would reset every client for nothing. A replica has its
-// own run_id, so reads served by a replica report the replicated epoch as
-// is; it lags the primary only between a primary restart and that stream's
-// next append (a reader then sees the old epoch with the restored data, and
-// new events are only ever written under the new epoch).
+// generation (run_id:master_replid), else derive(e, gen) =
+// sha1hex(e .. gen):sub(1,16). The generation changes whenever the dataset
+// may have diverged from what was acknowledged before: run_id on every
+// restart (whatever it reloads), master_replid on every promotion (Sentinel
+// or Cluster failover, REPLICAOF NO ONE). run_id alone is not enough: a
+// primary demoted by a failover, re-synced from a replica that missed its
+// tail, and promoted again keeps its run_id (ADR 0022 found it; tested).
+// master_replid also changes when a primary's first replica attaches and
+// when its backlog expires without replicas; that forks a new epoch at the
+// head, which costs readers nothing (lineage rule below). A replica reports
+// the replicated epoch as is.
 //
 // A missing meta hash (expired, evicted, deleted) starts a fresh random epoch
 // and continues offsets above the stream's last id.
@@ -56,12 +53,15 @@ import "github.com/redis/go-redis/v9"
 
 // luaCommon is shared by both scripts (after their shebang line).
 const luaCommon = `
--- generation returns this server's run_id, or nil on a replica (whose reads
--- report the replicated epoch unchanged).
+-- generation returns this primary's run_id and replication id, or nil on
+-- a replica. Either changes whenever the dataset may have diverged from
+-- what was acknowledged under the stored one: run_id on every restart,
+-- master_replid on every promotion (also of a server that was primary
+-- before, lost its tail as a replica, and keeps its run_id).
 local function generation()
   local info = redis.call('INFO', 'server', 'replication')
   if string.match(info, 'role:slave') then return nil end
-  return string.match(info, 'run_id:(%w+)') or ''
+  return (string.match(info, 'run_id:(%w+)') or '') .. ':' .. (string.match(info, 'master_replid:(%w+)') or '')
 end
 
 local function now_ms()
