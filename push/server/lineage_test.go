@@ -12,7 +12,6 @@ import (
 
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/redistest"
-	"github.com/heraldpush/herald/push/server"
 )
 
 // A Sentinel failover that lost nothing, and the failback after it, cost
@@ -164,7 +163,7 @@ func TestLaggingReplicaAfterEpochChangeNoDoubleReset(t *testing.T) {
 		}
 		select {
 		case ev, ok := <-c.events:
-			if ok && ev.Type == server.EventHello {
+			if ok && ev.Type == push.EventHello {
 				s = c
 				t.Cleanup(s.Close)
 				if ev.ID == "" {
@@ -182,7 +181,7 @@ func TestLaggingReplicaAfterEpochChangeNoDoubleReset(t *testing.T) {
 	r.a.publish("news", "m", "new2")
 	for {
 		ev := s.next(20 * time.Second)
-		if ev.Type == server.EventReset {
+		if ev.Type == push.EventReset {
 			t.Fatalf("reset %s after the resume", ev.Data)
 		}
 		if strings.HasPrefix(ev.Type, push.ControlPrefix) {

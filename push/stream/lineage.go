@@ -1,4 +1,4 @@
-package server
+package stream
 
 import (
 	"context"
@@ -9,12 +9,12 @@ import (
 	"github.com/heraldpush/herald/push"
 )
 
-// errNotInReplicaLineage ends a live stream whose position is in an epoch
+// ErrNotInReplicaLineage ends a live stream whose position is in an epoch
 // the replica of a remote origin does not know (yet): the replica is
 // behind the client, and a reset now would move the client back to an
 // older lineage. The client resumes; the resume path waits for the replica
 // or defers (ADR 0022).
-var errNotInReplicaLineage = errors.New("position not in the replica's lineage")
+var ErrNotInReplicaLineage = errors.New("position not in the replica's lineage")
 
 // lineageCandidates returns, per slot, the epochs of its stream's lineage:
 // the current epoch first, then its recorded ancestors, newest first.
@@ -47,6 +47,12 @@ func resolveLineage(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.St
 	return choice
 }
 
+// lineageStep decides a slot the client read in an ancestor of its
+// stream's current epoch (choice j > 0 from resolveLineage).
+func lineageStep(in push.StreamInfo, j int, off uint64) push.ResumeStep {
+	return push.Resume(in, in.Lineage[j-1].Epoch, off)
+}
+
 // unknownLineageRestart is the position (continue_from - 1) of a client
 // whose epoch is in no lineage the stream records: before the first
 // retained event. Replaying from the current epoch's start instead (ADR
@@ -62,12 +68,6 @@ func unknownLineageRestart(in push.StreamInfo) uint64 {
 	return in.First - 1
 }
 
-// lineageStep decides a slot the client read in an ancestor of its
-// stream's current epoch (choice j > 0 from resolveLineage).
-func lineageStep(in push.StreamInfo, j int, off uint64) push.ResumeStep {
-	return push.Resume(in, in.Lineage[j-1].Epoch, off)
-}
-
 // crossLineage handles a live event of another epoch than the stream's
 // position pos in slot i. It returns drop when the event belongs to a
 // lineage the stream has already left (a late announcement, a lagging
@@ -76,9 +76,9 @@ func lineageStep(in push.StreamInfo, j int, off uint64) push.ResumeStep {
 // a reset naming exactly the offsets that no longer exist when it is past
 // the fork, and with the conservative reset when the client's epoch is in
 // no lineage the (authoritative, local) store knows.
-func (cn *conn) crossLineage(i int, pos push.Position, ev *push.Event) (drop bool, err error) {
-	ctx, cancel := context.WithTimeout(cn.ctx, 5*time.Second)
-	infos, err := cn.s.stores[ev.Origin].Info(ctx, []string{ev.Topic})
+func (st *Stream) crossLineage(i int, pos push.Position, ev *push.Event) (drop bool, err error) {
+	ctx, cancel := context.WithTimeout(st.ctx, 5*time.Second)
+	infos, err := st.env.Stores[ev.Origin].Info(ctx, []string{ev.Topic})
 	cancel()
 	if err != nil {
 		return false, err
@@ -93,40 +93,21 @@ func (cn *conn) crossLineage(i int, pos push.Position, ev *push.Event) (drop boo
 	step := push.Resume(in, pos.Epoch, pos.Offset)
 	switch step.Kind {
 	case push.ResumeContinue:
-		cn.cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: pos.Offset})
+		st.cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: pos.Offset})
 	case push.ResumeRolledBack:
-		cn.cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: step.ContinueFrom - 1})
-		cn.appendReset([]StreamReset{{Topic: ev.Topic, Origin: ev.Origin, Reason: ResetEpochChanged,
+		st.cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: step.ContinueFrom - 1})
+		st.reset([]push.StreamReset{{Topic: ev.Topic, Origin: ev.Origin, Reason: push.ResetEpochChanged,
 			LostFrom: step.LostFrom, LostTo: step.LostTo, Epoch: in.Epoch, ContinueFrom: step.ContinueFrom}})
 	default:
-		if ev.Origin != cn.origin {
-			return false, fmt.Errorf("%v: %w", ev.Key(), errNotInReplicaLineage)
+		if ev.Origin != st.env.Local {
+			return false, fmt.Errorf("%v: %w", ev.Key(), ErrNotInReplicaLineage)
 		}
 		// The lineage the client read is not recorded: what it missed
 		// there is lost, and the whole retained stream is new to it.
 		from := unknownLineageRestart(in)
-		cn.cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: from})
-		cn.appendReset([]StreamReset{{Topic: ev.Topic, Origin: ev.Origin, Reason: ResetEpochChanged,
+		st.cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: from})
+		st.reset([]push.StreamReset{{Topic: ev.Topic, Origin: ev.Origin, Reason: push.ResetEpochChanged,
 			LostFrom: pos.Offset + 1, Epoch: in.Epoch, ContinueFrom: from + 1}})
 	}
 	return false, nil
-}
-
-// replicaBehindSince reports whether the replica of a remote origin has not
-// yet received a heartbeat its origin wrote at or after since (the resume
-// began): it may lack an epoch the client read before since. A replica
-// whose newest beat is older than the resync grace is an outage, not a
-// lag: its data is what the region has.
-func (s *Server) replicaBehindSince(ctx context.Context, origin string, since time.Time) bool {
-	sig := signalsOf(s.stores[origin])
-	if sig == nil {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	hb, err := sig.LastBeat(ctx)
-	cancel()
-	if err != nil || hb.Time.IsZero() {
-		return false
-	}
-	return hb.Time.Before(since) && time.Since(hb.Time) < resyncGraceFactor*s.cfg.ReplicaWait
 }
