@@ -371,12 +371,17 @@ func freePort() (int, error) {
 // avoids a client library so that readiness probes have no retry policy of
 // their own.
 func rawCommand(addr, command string) (string, error) {
+	return rawCommandWithin(addr, command, probeIOTimeout)
+}
+
+// rawCommandWithin is rawCommand for commands that may take a while (SAVE).
+func rawCommandWithin(addr, command string, timeout time.Duration) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, probeIOTimeout)
 	if err != nil {
 		return "", err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(probeIOTimeout))
+	_ = conn.SetDeadline(time.Now().Add(timeout))
 	if _, err := conn.Write([]byte(command + "\r\n")); err != nil {
 		return "", err
 	}
@@ -429,7 +434,7 @@ func waitFor(timeout time.Duration, cond func(ctx context.Context) error) error 
 // path is for Rollback.
 func (s *Server) Snapshot(tb testing.TB) string {
 	tb.Helper()
-	if reply, err := rawCommand(s.Addr(), "SAVE"); err != nil || reply != "+OK" {
+	if reply, err := rawCommandWithin(s.Addr(), "SAVE", stopTimeout); err != nil || reply != "+OK" {
 		tb.Fatalf("redistest: SAVE on %s: %q %v", s.Addr(), reply, err)
 	}
 	b, err := os.ReadFile(filepath.Join(s.opts.dir, "dump.rdb"))
@@ -478,7 +483,7 @@ func (s *Server) Rollback(tb testing.TB, rdb string) {
 		tb.Fatalf("redistest: rollback: %v", err)
 	}
 	if aof {
-		if reply, err := rawCommand(s.Addr(), "CONFIG SET appendonly yes"); err != nil || reply != "+OK" {
+		if reply, err := rawCommandWithin(s.Addr(), "CONFIG SET appendonly yes", stopTimeout); err != nil || reply != "+OK" {
 			tb.Fatalf("redistest: turn AOF back on: %q %v", reply, err)
 		}
 	}
