@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -91,6 +92,32 @@ type chaosCluster struct {
 	set   *redistest.SentinelSet
 	nodes []*chaosNode
 	env   []string
+}
+
+// fixedAddr picks a loopback port a node keeps across its restarts, below
+// the kernel's ephemeral range (32768 on Linux) and below redistest's
+// cluster ports, so that the busy machine's outgoing connections cannot
+// take it while the node is down; free for TCP and UDP (gossip uses both).
+func fixedAddr(t *testing.T) string {
+	t.Helper()
+	const low, high = 7000, 12000
+	start := rand.IntN(high - low)
+	for i := range high - low {
+		port := strconv.Itoa(low + (start+i)%(high-low))
+		l, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", "127.0.0.1:"+port)
+		_ = l.Close()
+		if err != nil {
+			continue
+		}
+		_ = u.Close()
+		return "127.0.0.1:" + port
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return ""
 }
 
 func (cc *chaosCluster) start(n *chaosNode) {
@@ -654,7 +681,7 @@ func TestChaos(t *testing.T) {
 		"HERALD_CLUSTER__DRAIN_WINDOW=2s",
 	}}
 	for _, name := range []string{"a", "b", "c"} {
-		cc.nodes = append(cc.nodes, &chaosNode{name: name, listen: freeAddr(t), admin: freeAddr(t), gossip: freeAddr(t)})
+		cc.nodes = append(cc.nodes, &chaosNode{name: name, listen: fixedAddr(t), admin: fixedAddr(t), gossip: fixedAddr(t)})
 	}
 	for _, n := range cc.nodes {
 		cc.start(n)
