@@ -36,7 +36,7 @@ import (
 // what each subscriber got and with the history Redis holds at the end.
 //
 // CHAOS_SEED (default: random, printed) makes a run replayable as
-// far as the schedule goes; CHAOS_DURATION (default 75s) is how
+// far as the schedule goes; CHAOS_DURATION (default 60s) is how
 // long faults are injected. `make chaos SEED= DURATION=` sets both.
 
 const (
@@ -655,7 +655,7 @@ func chaosSettings(t *testing.T) (seed uint64, dur time.Duration) {
 		}
 		seed = n
 	}
-	dur = 75 * time.Second
+	dur = 60 * time.Second
 	if v := os.Getenv("CHAOS_DURATION"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
