@@ -58,6 +58,9 @@ const (
 	faultRollback    = "redis-rdb-rollback"
 	faultLinkSlow    = "redis-link-slow"
 	faultLinkCut     = "redis-link-cut"
+	// faultSpontaneous is not injected: a failover no injected fault
+	// explains (Sentinel on a starved machine).
+	faultSpontaneous = "redis-failover-spontaneous"
 )
 
 var faultKinds = []string{faultNodeKill, faultNodeStop, faultDrain, faultPrimaryKill, faultRestart, faultRollback, faultLinkSlow, faultLinkCut}
@@ -67,7 +70,7 @@ var faultKinds = []string{faultNodeKill, faultNodeStop, faultDrain, faultPrimary
 // promote the replica, which may lag by the replication delay) or a
 // rollback.
 func lossyFault(kind string) bool {
-	return kind == faultPrimaryKill || kind == faultRollback || kind == faultLinkCut
+	return kind == faultPrimaryKill || kind == faultRollback || kind == faultLinkCut || kind == faultSpontaneous
 }
 
 type faultRecord struct {
@@ -429,7 +432,7 @@ func covers(r *push.StreamReset, off uint64) bool {
 
 func checkChaos(acks map[string]ackRec, abandoned int, history map[string]map[string]uint64, subs []*chaosSub, faults []faultRecord, failovers []time.Time) chaosCounts {
 	c := chaosCounts{Acked: len(acks), Abandoned: abandoned, PerFault: map[string]*faultCounts{}, Failovers: len(failovers)}
-	for _, k := range faultKinds {
+	for _, k := range append(slices.Clone(faultKinds), faultSpontaneous) {
 		c.PerFault[k] = &faultCounts{}
 	}
 	for _, f := range faults {
@@ -586,22 +589,17 @@ func window(log []recvRec, i int) string {
 // failoverCause names the fault behind a promotion seen at t: the latest
 // lossy fault (primary kill, rollback, cut) at most 30s before it — a
 // failover completes seconds after its cause, and a restarted old primary
-// can be taken over again while Sentinel settles — else the fault in force.
+// can be taken over again while Sentinel settles — else a spontaneous
+// failover (Sentinel promoted the replica on its own: a primary starved
+// of CPU missed its pings). Every failover may lose the replication lag.
 func failoverCause(faults []faultRecord, t time.Time) string {
-	kind := ""
-	for _, f := range faults {
-		if f.At.After(t) {
-			break
-		}
-		kind = f.Kind
-	}
 	for i := len(faults) - 1; i >= 0; i-- {
 		f := faults[i]
 		if !f.At.After(t) && t.Sub(f.At) <= 30*time.Second && lossyFault(f.Kind) {
 			return f.Kind
 		}
 	}
-	return kind
+	return faultSpontaneous
 }
 
 // attributeResets counts each reset subscribers got under the fault
@@ -636,7 +634,7 @@ func (c chaosCounts) String() string {
 		c.LostByRedis, c.LossOutsideLossyFaults, c.LostNamed, c.LostUnseen, c.RetractedNamed, c.RetractedSilently, c.FalseLoss)
 	fmt.Fprintf(&b, "resets before any rollback or failover: %d; failovers (promotions seen by the Sentinels): %d\n", c.FalseResets, c.Failovers)
 	fmt.Fprintf(&b, "%-22s %8s %10s %7s\n", "fault", "injected", "lost acks", "resets")
-	for _, k := range faultKinds {
+	for _, k := range append(slices.Clone(faultKinds), faultSpontaneous) {
 		f := c.PerFault[k]
 		fmt.Fprintf(&b, "%-22s %8d %10d %7d\n", k, f.Injected, f.LostAcked, f.Resets)
 	}

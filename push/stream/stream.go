@@ -309,6 +309,12 @@ func (st *Stream) deliver(d *hub.Delivery, now time.Time) error {
 		if st.cur.At(i).Offset >= ev.Offset {
 			return nil
 		}
+		if st.cur.At(i).Epoch != ev.Epoch {
+			// The fill moved into a newer epoch (ADR 0022): ev is of a
+			// lineage the stream has left, and the event at its offset
+			// is the store's, not ev.
+			return st.fromStore(i, ev.Offset, false)
+		}
 	}
 	st.cur.SetAt(i, push.Position{Epoch: ev.Epoch, Offset: ev.Offset})
 	st.w.Delivery(st.cur, d)
