@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/redistest"
+	"github.com/heraldpush/herald/push/sse"
 )
 
 // A Sentinel failover that lost nothing, and the failback after it, cost
@@ -194,4 +195,71 @@ func TestLaggingReplicaAfterEpochChangeNoDoubleReset(t *testing.T) {
 	}
 	s.noEvent(300 * time.Millisecond)
 	t.Logf("resume in b deferred %d times while the replica lagged, then exact: no reset, nothing replayed", deferred)
+}
+
+// The issue's first report, as a new user would try it: Redis with AOF
+// `appendfsync always`, three events, a clean SHUTDOWN and restart, one more
+// event. A client resuming from event 3 and a client that stayed connected
+// both get event 4 and no reset (before ADR 0022: herald.reset
+// epoch_changed, lost_to 0, before event 4).
+func TestCleanRedisRestartNoReset(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts redis-server")
+	}
+	rs := redistest.StartServer(t, redistest.WithAppendOnly(true), redistest.WithArgs("--appendfsync", "always"))
+	n := startNode(t, newRedisStoreAt(t, rs.URL()), nil)
+	topics := []string{"clean"}
+	live := n.openStream(t, topics, "", nil)
+	live.next(wait) // hello
+	var cursor string
+	for i := 1; i <= 3; i++ {
+		n.publish("clean", "", fmt.Sprintf("e%d", i))
+		ev := live.next(wait)
+		if ev.Data != fmt.Sprintf("e%d", i) {
+			t.Fatalf("live got %+v, want e%d", ev, i)
+		}
+		cursor = ev.ID
+	}
+	rs.Restart(t) // SHUTDOWN (fsynced AOF), start again: a new run
+	waitFor(t, 10*time.Second, "node ready after the restart", func() bool { return nodeReady(n) })
+	n.publish("clean", "", "e4")
+	r := n.openStream(t, topics, cursor, nil)
+	for name, s := range map[string]*stream{"resumed": r, "connected": live} {
+		last := cursor
+		for {
+			var ev sse.Event
+			select {
+			case e, ok := <-s.events:
+				if !ok {
+					// The node ended the stream while Redis was away; the
+					// client comes back with its cursor, as any would.
+					s = n.openStream(t, topics, last, nil)
+					continue
+				}
+				ev = e
+			case <-time.After(wait):
+				t.Fatalf("%s: no event within %s", name, wait)
+			}
+			if ev.ID != "" {
+				last = ev.ID
+			}
+			if ev.Type == push.EventReset {
+				t.Fatalf("%s client reset after a restart that lost nothing: %s", name, ev.Data)
+			}
+			if ev.Type == push.EventHello {
+				if ev.ID == "" {
+					t.Fatalf("%s: hello without id: a reset follows", name)
+				}
+				continue
+			}
+			if strings.HasPrefix(ev.Type, push.ControlPrefix) {
+				continue
+			}
+			if ev.Data != "e4" {
+				t.Fatalf("%s client got %q, want e4 and nothing replayed", name, ev.Data)
+			}
+			break
+		}
+		s.noEvent(200 * time.Millisecond)
+	}
 }
