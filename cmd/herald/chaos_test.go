@@ -28,7 +28,7 @@ import (
 	"github.com/heraldpush/herald/push/store/redisstore"
 )
 
-// The nemesis (issue 19, ADR 0022): a randomized schedule of faults against
+// The nemesis (issue 19, ADR 0024): a randomized schedule of faults against
 // a real three-node cluster on a Redis primary with a replica, three
 // Sentinels and AOF everysec, every Redis path through a fault proxy.
 // Publishers retry with idempotency keys; SDK and raw SSE subscribers

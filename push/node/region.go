@@ -417,7 +417,7 @@ func (n *Node) resyncingOrigin(ctx context.Context, cur *push.Cursor, r stream.R
 // replicaBehindSince reports whether the replica of a remote origin has not
 // yet received a heartbeat its origin wrote at or after since (the resume
 // began): it may lack an epoch the client read before since, and a reset
-// now would move the client back to an older lineage (ADR 0022). A replica
+// now would move the client back to an older lineage (ADR 0024). A replica
 // whose newest beat is older than the resync grace is an outage, not a
 // lag: its data is what the region has.
 func (n *Node) replicaBehindSince(ctx context.Context, origin string, since time.Time) bool {

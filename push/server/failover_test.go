@@ -316,7 +316,7 @@ func (s *liveSub) connectOnce(parent context.Context) {
 			if ev.ID != "" {
 				// The hello resumes exactly where the client was: same
 				// offsets (the epochs may be descendants of the client's,
-				// ADR 0022).
+				// ADR 0024).
 				if last != "" && !maps.Equal(s.decode(ev.ID), s.decode(last)) {
 					s.errs = append(s.errs, fmt.Sprintf("hello id %q on resume, want our cursor's offsets %q", ev.ID, last))
 				}
@@ -1226,7 +1226,7 @@ func TestRedisDownStreamsShedPublishes503(t *testing.T) {
 	}
 	delivered, covered, resets := assertDelivery(t, subs, led, lost)
 	// The new epoch forked at the head the restart found, which every
-	// subscriber's position is at or before: nothing to reset (ADR 0022).
+	// subscriber's position is at or before: nothing to reset (ADR 0024).
 	if resets != 0 {
 		t.Errorf("a restart that lost nothing reset subscribers %d times", resets)
 	}

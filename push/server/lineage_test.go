@@ -16,7 +16,7 @@ import (
 )
 
 // A Sentinel failover that lost nothing, and the failback after it, cost
-// no subscriber a reset (ADR 0022): each promotion begins a new epoch that
+// no subscriber a reset (ADR 0024): each promotion begins a new epoch that
 // forks at the head it found, which every subscriber's position is at or
 // before. Publishing pauses around each kill until the replica has
 // acknowledged everything (WAIT), so the failover keeps all data.
@@ -200,7 +200,7 @@ func TestLaggingReplicaAfterEpochChangeNoDoubleReset(t *testing.T) {
 // The issue's first report, as a new user would try it: Redis with AOF
 // `appendfsync always`, three events, a clean SHUTDOWN and restart, one more
 // event. A client resuming from event 3 and a client that stayed connected
-// both get event 4 and no reset (before ADR 0022: herald.reset
+// both get event 4 and no reset (before ADR 0024: herald.reset
 // epoch_changed, lost_to 0, before event 4).
 func TestCleanRedisRestartNoReset(t *testing.T) {
 	if testing.Short() {

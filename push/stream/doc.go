@@ -13,7 +13,7 @@
 // one herald.reset naming every affected stream and the offsets lost, then
 // continues. A new epoch that forked at or after the client's position
 // (a Redis restart or failover that lost nothing it read) is followed with
-// no reset (push.Resume, ADR 0022); an event of a lineage the stream has
+// no reset (push.Resume, ADR 0024); an event of a lineage the stream has
 // left is dropped, never a reason to reset. Every stream starts with a herald.hello, so a
 // client that drops before its first data event still resumes from where
 // it connected. An id is the same cursor on every transport.

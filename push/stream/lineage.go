@@ -13,7 +13,7 @@ import (
 // the replica of a remote origin does not know (yet): the replica is
 // behind the client, and a reset now would move the client back to an
 // older lineage. The client resumes; the resume path waits for the replica
-// or defers (ADR 0022).
+// or defers (ADR 0024).
 var ErrNotInReplicaLineage = errors.New("position not in the replica's lineage")
 
 // lineageCandidates returns, per slot, the epochs of its stream's lineage:

@@ -57,7 +57,7 @@ func Plan(cur *push.Cursor, r Resume, infos []push.StreamInfo) Decision {
 	}
 	upto := make([]uint64, cur.Len())
 	var verified []bool
-	var lineage []int // per slot: 0 current epoch, j > 0 its ancestor j (ADR 0022)
+	var lineage []int // per slot: 0 current epoch, j > 0 its ancestor j (ADR 0024)
 	intact := true
 	if parsed != nil {
 		verified, intact = verifyAgainst(cur, parsed, infos)
@@ -118,7 +118,7 @@ func Plan(cur *push.Cursor, r Resume, infos []push.StreamInfo) Decision {
 			// wholesale, or forgotten by a rollback of the record): what it
 			// missed there is lost, and nothing proves that any offset it
 			// read is history the current lineage shares, so the whole
-			// retained stream is new to it (ADR 0022).
+			// retained stream is new to it (ADR 0024).
 			//
 			// A local stream never moves back within an epoch, so a client
 			// past its head when some stream's epoch changed read that

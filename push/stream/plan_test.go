@@ -42,7 +42,7 @@ func TestPlan(t *testing.T) {
 	}
 	changed := info("local", "e2", 1, 7)
 	changed.EpochStart = 5 // e2 began at offset 5 and inherited nothing the client read
-	// e2 forked from e1 at 7 (ADR 0022).
+	// e2 forked from e1 at 7 (ADR 0024).
 	forked := info("local", "e2", 1, 12)
 	forked.EpochStart, forked.Parent, forked.Lineage = 8, "e1", []push.Fork{{Epoch: "e1", At: 7}}
 	forkedRemote := forked

@@ -298,7 +298,7 @@ func (st *Stream) deliver(d *hub.Delivery, now time.Time) error {
 			// The stream did not exist at connect: everything is new.
 			st.cur.SetAt(i, push.Position{Epoch: ev.Epoch})
 		} else if drop, err := st.crossLineage(i, pos, ev); err != nil || drop {
-			// Another lineage (ADR 0022): continue through history the
+			// Another lineage (ADR 0024): continue through history the
 			// new epoch holds, reset exactly what it does not, or drop an
 			// event of a lineage the stream has left.
 			return err
@@ -316,7 +316,7 @@ func (st *Stream) deliver(d *hub.Delivery, now time.Time) error {
 			return nil
 		}
 		if st.cur.At(i).Epoch != ev.Epoch {
-			// The fill moved into a newer epoch (ADR 0022): ev is of a
+			// The fill moved into a newer epoch (ADR 0024): ev is of a
 			// lineage the stream has left, and the event at its offset
 			// is the store's, not ev.
 			return st.fromStore(i, ev.Offset, false)

@@ -51,7 +51,7 @@ func TestLineage(t *testing.T) {
 // again, keeps its run_id: a run_id-only generation would let it continue
 // that epoch and hand out (epoch, offset) pairs it already handed out for
 // other events. Promotion changes master_replid, which the generation
-// includes (ADR 0022), so it begins a new epoch.
+// includes (ADR 0024), so it begins a new epoch.
 func TestEpochChangesWhenAPrimaryIsPromotedAgainAfterLosingItsTail(t *testing.T) {
 	t.Parallel()
 	a := redistest.StartServer(t)

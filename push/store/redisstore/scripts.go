@@ -31,7 +31,7 @@ import "github.com/redis/go-redis/v9"
 // restart (whatever it reloads), master_replid on every promotion (Sentinel
 // or Cluster failover, REPLICAOF NO ONE). run_id alone is not enough: a
 // primary demoted by a failover, re-synced from a replica that missed its
-// tail, and promoted again keeps its run_id (ADR 0022 found it; tested).
+// tail, and promoted again keeps its run_id (ADR 0024 found it; tested).
 // master_replid also changes when a primary's first replica attaches and
 // when its backlog expires without replicas; that forks a new epoch at the
 // head, which costs readers nothing (lineage rule below). A replica reports
@@ -40,7 +40,7 @@ import "github.com/redis/go-redis/v9"
 // A missing meta hash (expired, evicted, deleted) starts a fresh random epoch
 // and continues offsets above the stream's last id.
 //
-// Lineage rule (ADR 0022). The append script that finds r different from
+// Lineage rule (ADR 0024). The append script that finds r different from
 // the current run_id begins the new epoch and, in the same script, prepends
 // (e, o) to l: the epoch it derives from and the head it found, the fork
 // point. The record lives in the meta hash, so a snapshot that rolls the

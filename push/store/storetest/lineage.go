@@ -27,7 +27,7 @@ type Backend struct {
 // BackendFactory returns a fresh backend for one subtest.
 type BackendFactory func(t *testing.T) Backend
 
-// RunLineage checks the lineage contract (ADR 0022) of a durable store:
+// RunLineage checks the lineage contract (ADR 0024) of a durable store:
 // every new run of the backend that is appended to begins a new epoch whose
 // lineage records the epoch it forked from and the head it found; a reader
 // of an ancestor at or below the fork point continues with no loss; a
