@@ -44,6 +44,13 @@ test: deps ## run every test with the race detector (starts its own redis-server
 test-js: deps build ## the JS client's tests alone (node --test: unit, then real Chromium against real nodes; make test runs them through go test)
 	cd push/client/js && HERALD_BIN='$(CURDIR)/$(BIN)' node --test --test-concurrency=1 test/*.test.mjs
 
+SEED     ?=
+DURATION ?= 5m
+
+.PHONY: chaos
+chaos: ## the nemesis: randomized faults against a real 3-node cluster on Redis + replica + Sentinel (SEED= replays a schedule, DURATION= how long faults run; default 5m)
+	CHAOS_SEED='$(SEED)' CHAOS_DURATION='$(DURATION)' $(GO) test -count=1 -timeout 90m -run '^TestChaos$$' -v ./cmd/herald
+
 .PHONY: test-short
 test-short: ## fast unit tests only (no long end-to-end runs)
 	$(GO) test -race -short -count=1 $(PKGS)

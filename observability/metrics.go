@@ -55,6 +55,14 @@ const (
 	LabelOrigin    = "origin"
 	LabelVersion   = "version"
 	LabelGoVersion = "go_version"
+	// LabelTransport is a stream's transport: TransportSSE or TransportWS.
+	LabelTransport = "transport"
+)
+
+// Stream transports (LabelTransport values).
+const (
+	TransportSSE = "sse"
+	TransportWS  = "ws"
 )
 
 // Values of the enumerated labels. The series for every value listed here
@@ -210,8 +218,8 @@ type Metrics struct {
 	replLag        metric.Float64ObservableGauge
 	buildInfo      metric.Int64ObservableGauge
 
-	connectOpts    *optCache[string]
-	disconnectOpts *optCache[string]
+	connectOpts    *optCache[[2]string]
+	disconnectOpts *optCache[[2]string]
 	resumeOpts     *optCache[string]
 	publishOpts    *optCache[string]
 	ownershipOpts  *optCache[string]
@@ -290,8 +298,8 @@ func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region
 		return nil, errors.Join(errs...)
 	}
 
-	m.connectOpts = newOptCache(labels1(LabelResult))
-	m.disconnectOpts = newOptCache(labels1(LabelReason))
+	m.connectOpts = newOptCache(labels2(LabelTransport, LabelResult))
+	m.disconnectOpts = newOptCache(labels2(LabelTransport, LabelReason))
 	m.resumeOpts = newOptCache(labels1(LabelOutcome))
 	m.publishOpts = newOptCache(labels1(LabelResult))
 	m.ownershipOpts = newOptCache(labels1(LabelKind))
@@ -310,11 +318,13 @@ func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region
 
 	// Make every enumerated series exist from the start.
 	ctx := context.Background()
-	for _, v := range []string{ConnectAccepted, ConnectShed, ConnectRedirected, ConnectRejected, ConnectError} {
-		m.connects.Add(ctx, 0, m.connectOpts.get(v).add...)
-	}
-	for _, v := range []string{DisconnectClient, DisconnectSlow, DisconnectDrain, DisconnectAuth, DisconnectError, DisconnectTakeover, DisconnectAdmin, DisconnectShutdown} {
-		m.disconnects.Add(ctx, 0, m.disconnectOpts.get(v).add...)
+	for _, tr := range []string{TransportSSE, TransportWS} {
+		for _, v := range []string{ConnectAccepted, ConnectShed, ConnectRedirected, ConnectRejected, ConnectError} {
+			m.connects.Add(ctx, 0, m.connectOpts.get([2]string{tr, v}).add...)
+		}
+		for _, v := range []string{DisconnectClient, DisconnectSlow, DisconnectDrain, DisconnectAuth, DisconnectError, DisconnectTakeover, DisconnectAdmin, DisconnectShutdown} {
+			m.disconnects.Add(ctx, 0, m.disconnectOpts.get([2]string{tr, v}).add...)
+		}
 	}
 	for _, v := range []string{ResumeReplayed, ResumeReset, ResumeLive} {
 		m.resumes.Add(ctx, 0, m.resumeOpts.get(v).add...)
@@ -402,21 +412,22 @@ func (m *Metrics) StreamOpened(ctx context.Context) {
 
 // StreamClosed counts a stream that ended (herald_streams_open -1) and why
 // (herald_stream_disconnects_total{reason}; Disconnect* constants).
-func (m *Metrics) StreamClosed(ctx context.Context, reason string) {
+func (m *Metrics) StreamClosed(ctx context.Context, transport, reason string) {
 	if m == nil {
 		return
 	}
 	m.streamsOpen.Add(ctx, -1)
-	m.disconnects.Add(ctx, 1, m.disconnectOpts.get(reason).add...)
+	m.disconnects.Add(ctx, 1, m.disconnectOpts.get([2]string{transport, reason}).add...)
 }
 
 // Connect counts one stream connection attempt by result (Connect*
-// constants): herald_stream_connects_total{result}.
-func (m *Metrics) Connect(ctx context.Context, result string) {
+// constants) and transport (Transport* constants):
+// herald_stream_connects_total{transport,result}.
+func (m *Metrics) Connect(ctx context.Context, transport, result string) {
 	if m == nil {
 		return
 	}
-	m.connects.Add(ctx, 1, m.connectOpts.get(result).add...)
+	m.connects.Add(ctx, 1, m.connectOpts.get([2]string{transport, result}).add...)
 }
 
 // Resume counts a stream start by resume outcome (Resume* constants) and
@@ -590,6 +601,12 @@ type optCache[K comparable] struct {
 
 func newOptCache[K comparable](build func(K) attribute.Set) *optCache[K] {
 	return &optCache[K]{build: build}
+}
+
+func labels2(k0, k1 string) func([2]string) attribute.Set {
+	return func(v [2]string) attribute.Set {
+		return attribute.NewSet(attribute.String(k0, v[0]), attribute.String(k1, v[1]))
+	}
 }
 
 func labels1(key string) func(string) attribute.Set {

@@ -48,8 +48,8 @@ func exerciseMetrics(m *Metrics) {
 	ctx := context.Background()
 	m.StreamOpened(ctx)
 	m.StreamOpened(ctx)
-	m.StreamClosed(ctx, DisconnectSlow)
-	m.Connect(ctx, ConnectAccepted)
+	m.StreamClosed(ctx, TransportSSE, DisconnectSlow)
+	m.Connect(ctx, TransportSSE, ConnectAccepted)
 	m.Resume(ctx, ResumeReplayed, 7)
 	m.Publish(ctx, PublishOK, 3*time.Millisecond)
 	m.IngestLines(ctx, IngestOK, 500)
@@ -280,8 +280,8 @@ func TestRecorderReadsMetrics(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 	exerciseMetrics(tel.Metrics())
-	tel.Metrics().Connect(context.Background(), ConnectShed)
-	tel.Metrics().Connect(context.Background(), ConnectShed)
+	tel.Metrics().Connect(context.Background(), TransportSSE, ConnectShed)
+	tel.Metrics().Connect(context.Background(), TransportSSE, ConnectShed)
 	if got := rec.Value(MetricStreamConnects, attribute.String(LabelResult, ConnectShed)); got != 2 {
 		t.Errorf("shed connects = %v, want 2", got)
 	}
@@ -350,8 +350,8 @@ func TestHotPathAllocations(t *testing.T) {
 			m.Delivered(&tally)
 		},
 		"Publish":      func() { m.Publish(ctx, PublishOK, time.Millisecond) },
-		"Connect":      func() { m.Connect(ctx, ConnectAccepted) },
-		"StreamClosed": func() { m.StreamClosed(ctx, DisconnectClient) },
+		"Connect":      func() { m.Connect(ctx, TransportSSE, ConnectAccepted) },
+		"StreamClosed": func() { m.StreamClosed(ctx, TransportSSE, DisconnectClient) },
 		"RedisCall":    func() { m.RedisCall(ctx, "append", "primary", "ok", time.Millisecond) },
 	} {
 		fn()
@@ -399,7 +399,7 @@ func BenchmarkMetricsPublish(b *testing.B) {
 }
 
 func BenchmarkMetricsConnect(b *testing.B) {
-	benchmarkMetrics(b, func(ctx context.Context, m *Metrics) { m.Connect(ctx, ConnectAccepted) })
+	benchmarkMetrics(b, func(ctx context.Context, m *Metrics) { m.Connect(ctx, TransportSSE, ConnectAccepted) })
 }
 
 func BenchmarkMetricsRedisCall(b *testing.B) {

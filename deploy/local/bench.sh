@@ -16,6 +16,9 @@
 #     default (= all of:) default:connect2k default:fanout2k default:topics10k
 #     default:fanout10k default:overload
 #   NOFLOOR=1 skips the floor runs (Herald alone, as before).
+#   wsfanout10k (not in a set): fanout10k's load from deploy/local/sseload
+#     against the floor, Herald over SSE and Herald over WebSocket, in one
+#     run (`herald bench` has no WebSocket client; ADR 0022).
 #
 # The tuned set runs the node with the publish and connect-rate limits of
 # the protection layers lifted (they would cap the throughput being
@@ -116,6 +119,31 @@ run() { # name, bench flags...
     floor: {lost: $f[0].lost, duplicated: $f[0].duplicated}}'
 }
 
+# wsfanout10k: fanout10k's load (10,000 streams of one topic opened at
+# 1,000/s, 5 events/s from 2 publishers, 20 s) from deploy/local/sseload
+# against the floor, then a Herald node over SSE (/v1/stream), then the same
+# node configuration over WebSocket (/v1/ws): CPU per delivery of the two
+# transports side by side (docs/benchmarks.md, "WebSocket").
+wsfanout10k() {
+  local load=(-subscribers 10000 -rate 5 -publishers 2 -duration "${WS_DURATION:-20s}" -connect-rate 1000 -drain 5s)
+  go build -o "$work/sseload" ./deploy/local/sseload
+  start_floor
+  echo "== wsfanout10k: floor" >&2
+  "$work/sseload" -sub "$URL/sse?topic=t" -pub "$URL/publish?topic=t" -server-pid "$(cat "$work/floor.pid")" "${load[@]}" |
+    tag wsfanout10k | jq -c '{server: "floor"} + .'
+  stop_floor
+  local transport sub
+  for transport in sse ws; do
+    start_node
+    echo "== wsfanout10k: herald $transport" >&2
+    sub="$URL/v1/stream?topic=t"
+    [ "$transport" = ws ] && sub="ws://127.0.0.1:$PORT_HTTP/v1/ws?topic=t"
+    "$work/sseload" -sub "$sub" -pub "$URL/v1/topics/t/events" -body '{"data":"{ts}"}' -json-body \
+      -server-pid "$(cat "$work/herald.pid")" "${load[@]}" | tag wsfanout10k | jq -c --arg t "$transport" '{server: ("herald-" + $t)} + .'
+    stop_node
+  done
+}
+
 tuned_default=(idle10k fanout10k max1k max1k-batch topics10k overload)
 default_set=(default:connect2k default:fanout2k default:topics10k default:fanout10k default:overload)
 scenarios=("$@")
@@ -146,6 +174,7 @@ for s in "${expanded[@]}"; do
     connectmax) run connectmax --subscribers 5000 --topics 100 --idle --duration 1s --connect-rate 20000 ;;
     publishmax) run publishmax --subscribers 10 --topics 10000 --rate 0 --publishers 16 --duration 10s ;;
     fanout2k)  run fanout2k  --subscribers 2000 --topics 1 --rate 20 --publishers 1 --duration 20s ;;
+    wsfanout10k) wsfanout10k ;;
     # The default configuration, nothing tuned (issue 20's acceptance loads).
     default:connect2k) run "$s" --subscribers 2000 --topics 1 --idle --duration 1s --connect-rate 1000 ;;
     default:fanout2k)  run "$s" --subscribers 2000 --topics 1 --rate 20 --publishers 1 --duration 20s --connect-rate 1000 ;;

@@ -1,4 +1,4 @@
-// Types of cursor.js (ADR 0024).
+// Types of cursor.js (ADR 0025).
 
 export interface DecodedCursor {
   version: number;
