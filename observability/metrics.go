@@ -37,6 +37,7 @@ const (
 	MetricJWKSRefreshes           = "herald_jwks_refreshes_total"
 	MetricJWKSKeys                = "herald_jwks_keys"
 	MetricJWKSUnknownKID          = "herald_jwks_unknown_kid_total"
+	MetricIngestLines             = "herald_ingest_lines_total"
 )
 
 // Label names set by the Metrics methods (besides the constant node, region
@@ -143,6 +144,7 @@ var instruments = [...]instrument{
 	{"herald.jwks.refreshes", MetricJWKSRefreshes, "{refresh}", "JWKS fetches per URL by result."},
 	{"herald.jwks.keys", MetricJWKSKeys, "{key}", "JWT verification keys loaded from the JWKS URLs."},
 	{"herald.jwks.unknown_kid", MetricJWKSUnknownKID, "{lookup}", "Tokens whose kid no cached JWKS key has, by outcome."},
+	{"herald.ingest.lines", MetricIngestLines, "{line}", "NDJSON lines ingested (POST /v1/ingest) by result."},
 }
 
 // instrumentByProm maps a Prometheus family name (or an OTel instrument name)
@@ -200,6 +202,7 @@ type Metrics struct {
 	jwksKeys       metric.Int64Gauge
 	jwksRefreshes  metric.Int64Counter
 	jwksUnknownKID metric.Int64Counter
+	ingestLines    metric.Int64Counter
 	ownership      metric.Int64Counter
 	queueDepth     metric.Int64ObservableGauge
 	gossipMember   metric.Int64ObservableGauge
@@ -214,6 +217,7 @@ type Metrics struct {
 	ownershipOpts  *optCache[string]
 	jwksRefOpts    *optCache[string]
 	jwksKIDOpts    *optCache[string]
+	ingestOpts     *optCache[string]
 	breakerOpts    *optCache[string]
 	redisOpts      *optCache[[3]string]
 	protectionOpts *optCache[[4]string]
@@ -280,6 +284,8 @@ func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region
 	check(err)
 	m.jwksUnknownKID, err = meter.Int64Counter(instruments[19].otel, counterOpts(opts(19))...)
 	check(err)
+	m.ingestLines, err = meter.Int64Counter(instruments[20].otel, counterOpts(opts(20))...)
+	check(err)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -292,6 +298,7 @@ func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region
 	m.breakerOpts = newOptCache(labels1(LabelTarget))
 	m.jwksRefOpts = newOptCache(labels1(LabelResult))
 	m.jwksKIDOpts = newOptCache(labels1(LabelOutcome))
+	m.ingestOpts = newOptCache(labels1(LabelResult))
 	m.redisOpts = newOptCache(func(k [3]string) attribute.Set {
 		return attribute.NewSet(attribute.String(LabelOp, k[0]), attribute.String(LabelTarget, k[1]), attribute.String(LabelResult, k[2]))
 	})
@@ -323,6 +330,9 @@ func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region
 	}
 	for _, v := range []string{JWKSKIDRefresh, JWKSKIDLimited} {
 		m.jwksUnknownKID.Add(ctx, 0, m.jwksKIDOpts.get(v).add...)
+	}
+	for _, v := range []string{IngestOK, IngestDuplicate, IngestRejected, IngestLimited, IngestUnavailable} {
+		m.ingestLines.Add(ctx, 0, m.ingestOpts.get(v).add...)
 	}
 	m.jwksKeys.Record(ctx, 0)
 	m.streamsOpen.Add(ctx, 0)
@@ -428,6 +438,24 @@ func (m *Metrics) Publish(ctx context.Context, result string, d time.Duration) {
 	o := m.publishOpts.get(result)
 	m.publishes.Add(ctx, 1, o.add...)
 	m.publishDur.Record(ctx, d.Seconds(), o.rec...)
+}
+
+// Results of herald_ingest_lines_total.
+const (
+	IngestOK          = "ok"          // published
+	IngestDuplicate   = "duplicate"   // dedup key seen within the idempotency window
+	IngestRejected    = "rejected"    // refused for good: not JSON, too long, no topic, forbidden
+	IngestLimited     = "limited"     // over a publish rate (429)
+	IngestUnavailable = "unavailable" // the store refused or did not confirm (503)
+)
+
+// IngestLines counts n lines of one ingest request with result (one of
+// the Ingest* constants).
+func (m *Metrics) IngestLines(ctx context.Context, result string, n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.ingestLines.Add(ctx, int64(n), m.ingestOpts.get(result).add...)
 }
 
 // Delivered records the latencies of live events written to a subscriber,

@@ -52,6 +52,7 @@ func exerciseMetrics(m *Metrics) {
 	m.Connect(ctx, ConnectAccepted)
 	m.Resume(ctx, ResumeReplayed, 7)
 	m.Publish(ctx, PublishOK, 3*time.Millisecond)
+	m.IngestLines(ctx, IngestOK, 500)
 	var tally DeliveryTally
 	tally.Add(20 * time.Millisecond)
 	m.Delivered(&tally)
@@ -90,6 +91,7 @@ func TestExposedMetricNames(t *testing.T) {
 		MetricSessionOwnershipChanges: dto.MetricType_COUNTER, MetricReplicationLag: dto.MetricType_GAUGE,
 		MetricBuildInfo: dto.MetricType_GAUGE, MetricJWKSRefreshes: dto.MetricType_COUNTER,
 		MetricJWKSKeys: dto.MetricType_GAUGE, MetricJWKSUnknownKID: dto.MetricType_COUNTER,
+		MetricIngestLines: dto.MetricType_COUNTER,
 	}
 	names := MetricNames()
 	if len(names) != len(wantType) {
@@ -150,6 +152,8 @@ func TestExposedMetricNames(t *testing.T) {
 		{MetricJWKSUnknownKID, map[string]string{LabelOutcome: JWKSKIDRefresh}, 0},
 		{MetricResumes, map[string]string{LabelOutcome: ResumeReplayed}, 1},
 		{MetricPublishes, map[string]string{LabelResult: PublishOK}, 1},
+		{MetricIngestLines, map[string]string{LabelResult: IngestOK}, 500},
+		{MetricIngestLines, map[string]string{LabelResult: IngestLimited}, 0}, // pre-initialised
 		{MetricQueueDepth, nil, 12},
 		{MetricBreakerState, map[string]string{LabelTarget: "primary"}, 2},
 		{MetricGossipMembers, map[string]string{LabelState: "suspect"}, 1},

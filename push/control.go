@@ -36,7 +36,7 @@ type Hello struct {
 	Origin  string   `json:"origin"`
 	Topics  []string `json:"topics"`
 	// Origins are the regions the stream's cursor covers, in the order the
-	// cursor encodes them (ascending origin tag; ADR 0022): with Topics
+	// cursor encodes them (ascending origin tag; ADR 0024): with Topics
 	// (sorted) they let a client decode which stream each event's id
 	// advanced, so it learns every event's topic, origin and offset
 	// without any change to the event itself.

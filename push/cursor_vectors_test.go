@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// cursorVectorsFile is read by the JS client's tests (ADR 0022): the
+// cursorVectorsFile is read by the JS client's tests (ADR 0024): the
 // cursors Go encodes, with the offsets the JS decoder must find in them.
 var cursorVectorsFile = filepath.Join("client", "js", "test", "testdata", "cursors.json")
 

@@ -73,6 +73,8 @@ type Config struct {
 	// may see a session's reconnect needs the same keys; nil means a random
 	// key, recognised by this Server only.
 	Sessions *push.SessionBinder
+	// Ingest configures NDJSON ingest for log shippers (POST /v1/ingest).
+	Ingest IngestConfig
 	// TrustedProxies are the proxy addresses (CIDRs or IPs) whose
 	// X-Forwarded-For is believed for the client IP (per-IP stream caps);
 	// empty means the peer address is the client.
@@ -144,6 +146,8 @@ type Server struct {
 	// bufs are the SSE writers' buffers, borrowed while a stream writes.
 	bufs sync.Pool
 	auth atomic.Pointer[authHolder]
+	// ingest holds the reloadable ingest profiles.
+	ingest ingestState
 }
 
 // New builds a Server and its node; Close stops them.
@@ -245,6 +249,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/topics/:topic/events", s.handleHistory)
 	v1.GET("/topics/:topic", s.handleTopic)
 	v1.POST("/events", s.handleBatch)
+	s.ingestRoutes(v1)
 	v1.GET("/stream", s.handleStream)
 	v1.GET("/topics/:topic/presence", s.handlePresence)
 	v1.GET("/cluster/members", s.requireAdmin, s.handleMembers)

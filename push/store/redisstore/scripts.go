@@ -17,7 +17,8 @@ import "github.com/redis/go-redis/v9"
 //	                   predates p and moves s leaves no stale parent)
 //	P:{T@O}:c:<rand>   one append call's result, PX 10s (driver retries)
 //	P:{T@O}:i:<sha256> idempotency result "epoch:offset:ts", PX window
-//	P:n:T@O            Pub/Sub channel announcing every appended event
+//	P:n:T@O            Pub/Sub channel announcing every appended event (one
+//	                   message per append call, listener.go)
 //
 // Epoch rule. The effective epoch is e when r equals the primary's current
 // run_id, else derive(e, run_id) = sha1hex(e .. run_id):sub(1,16). A primary
@@ -163,6 +164,7 @@ local n = tonumber(ARGV[9])
 local nowstr = fmt(now)
 local out = {}
 local wrote = false
+local notes = {} -- per new event: offset, type, traceparent, #data, data
 
 for i = 0, n - 1 do
   local b = 10 + i * 4
@@ -215,12 +217,24 @@ for i = 0, n - 1 do
     if ik > 0 then
       redis.call('SET', KEYS[ik], epoch .. ':' .. offstr .. ':' .. nowstr, 'PX', window)
     end
-    redis.call('PUBLISH', ARGV[2], '1\n' .. epoch .. '\n' .. offstr .. '\n' .. nowstr .. '\n' .. typ .. '\n' .. tp .. '\n' .. data)
+    notes[#notes + 1] = offstr
+    notes[#notes + 1] = typ
+    notes[#notes + 1] = tp
+    notes[#notes + 1] = fmt(#data)
+    notes[#notes + 1] = data
     out[#out + 1] = epoch
     out[#out + 1] = off
     out[#out + 1] = now
     out[#out + 1] = 0
   end
+end
+
+-- One notification per call: version 1 for a single event (what nodes
+-- before version 2 decode), version 2 for several (listener.go).
+if #notes == 5 then
+  redis.call('PUBLISH', ARGV[2], '1\n' .. epoch .. '\n' .. notes[1] .. '\n' .. nowstr .. '\n' .. notes[2] .. '\n' .. notes[3] .. '\n' .. notes[5])
+elseif #notes > 5 then
+  redis.call('PUBLISH', ARGV[2], '2\n' .. epoch .. '\n' .. nowstr .. '\n' .. fmt(#notes / 5) .. '\n' .. table.concat(notes, '\n'))
 end
 
 if wrote then

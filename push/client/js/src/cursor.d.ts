@@ -1,4 +1,4 @@
-// Types of cursor.js (ADR 0022).
+// Types of cursor.js (ADR 0024).
 
 export interface DecodedCursor {
   version: number;

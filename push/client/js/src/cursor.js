@@ -1,4 +1,4 @@
-// Herald cursor decoding (ADR 0022): which stream an event's id advanced.
+// Herald cursor decoding (ADR 0024): which stream an event's id advanced.
 //
 // Every Herald event id is the connection's cursor after that event: for
 // each origin region and each topic of the stream, the last offset
