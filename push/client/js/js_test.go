@@ -57,8 +57,8 @@ func TestJSClient(t *testing.T) {
 		t.Fatalf("go build ./cmd/herald: %v\n%s", err, out)
 	}
 	files, err := filepath.Glob(filepath.Join("test", "*.test.mjs"))
-	if err != nil || len(files) < 7 {
-		t.Fatalf("test files %v (%v): want the unit, types, publish, sdk, token, region and pages tests", files, err)
+	if err != nil || len(files) < 8 {
+		t.Fatalf("test files %v (%v): want the unit, types, publish, sdk, token, region, ws and pages tests", files, err)
 	}
 	out := os.Getenv("HERALD_TEST_OUT")
 	if out == "" {

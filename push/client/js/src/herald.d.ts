@@ -52,7 +52,7 @@ export interface Status {
   error?: unknown;
 }
 
-export type Transport = "fetch" | "eventsource";
+export type Transport = "websocket" | "fetch" | "eventsource";
 
 /** A token, or a token with its expiry (ms since the epoch). JWT `exp` is read when no expiry is given. */
 export type Token = string | { token: string; expiresAt?: number | Date } | null | undefined;
@@ -89,6 +89,7 @@ export interface SubscribeOptions extends ClientOptions {
   withCredentials?: boolean;
   headers?: Record<string, string>;
   EventSource?: typeof EventSource;
+  WebSocket?: typeof WebSocket;
   onEvent?: (e: HeraldEvent) => void;
   onReset?: (streams: StreamReset[], id: string) => void;
   onMoved?: (m: Moved) => void;

@@ -17,7 +17,7 @@ const RESET = "herald.reset";
 const MOVED = "herald.moved";
 
 /** The transports in the order "auto" tries them (see docs/js-client.md). */
-export const FALLBACK_ORDER = Object.freeze(["fetch", "eventsource"]);
+export const FALLBACK_ORDER = Object.freeze(["websocket", "fetch", "eventsource"]);
 
 /** An HTTP error answered by Herald (JSON error body). */
 export class HeraldError extends Error {
@@ -233,6 +233,7 @@ export class Subscription {
     for (const k of FALLBACK_ORDER) {
       if (k === "fetch" && typeof (this.opts.fetch || globalThis.fetch) === "function" && typeof ReadableStream === "function") order.push(k);
       if (k === "eventsource" && (this.opts.EventSource || globalThis.EventSource) && !this.opts.getToken) order.push(k);
+      if (k === "websocket" && (this.opts.WebSocket || globalThis.WebSocket)) order.push(k);
     }
     return order;
   }
@@ -290,7 +291,7 @@ export class Subscription {
         failures++;
         const he = end.httpError;
         // A transport that cannot even get an answer twice in a row (a
-        // proxy that buffers or cuts streaming responses) gives
+        // proxy that refuses WebSocket upgrades or buffers streams) gives
         // way to the next one in the fallback order.
         if (!he && ++transportFailures >= 2 && order.length > 1) {
           ti = (ti + 1) % order.length;
@@ -345,6 +346,8 @@ export class Subscription {
         return this.connectFetch(url, tok, ctl);
       case "eventsource":
         return this.connectEventSource(url, ctl);
+      case "websocket":
+        return this.connectWebSocket(url, tok, ctl);
       default:
         return Promise.resolve({ opened: false, unsupported: true, error: new Error("herald: unknown transport " + kind) });
     }
@@ -387,7 +390,7 @@ export class Subscription {
    * an evacuation.
    * @param {{type: string, data: string, id: string}} ev
    */
-  frame(ev, conn) {
+  frame(ev, conn, topic) {
     switch (ev.type) {
       case HELLO: {
         let h = {};
@@ -433,6 +436,7 @@ export class Subscription {
     }
     if (ev.type.startsWith("herald.")) return; // future control events
     const at = this.locator.advance(ev.id) || { topic: "", origin: "", offset: 0 };
+    if (topic) at.topic = topic; // WebSocket frames name it; the id agrees
     this.cursor = ev.id;
     this.save();
     if (this.opts.onEvent) {
@@ -515,6 +519,93 @@ export class Subscription {
       reader.cancel().catch(() => {});
     }
     return { opened: conn.opened, moved: conn.moved };
+  }
+
+  /**
+   * WebSocket transport: GET /v1/ws, one JSON message per event
+   * {"id","event","topic","data"} with the same cursor ids as SSE. The token
+   * goes in an auth message (not in the URL); refusals arrive as a
+   * herald.error frame and a close code 4000 + HTTP status (4503 with
+   * retry_ms in the close reason).
+   */
+  connectWebSocket(url, tok, ctl) {
+    const WS = this.opts.WebSocket || globalThis.WebSocket;
+    if (!WS) return Promise.resolve({ opened: false, unsupported: true });
+    const u = new URL(this.streamURL(url, true).replace("/v1/stream", "/v1/ws"));
+    u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+    return new Promise((resolve) => {
+      const conn = { opened: false, moved: null };
+      /** @type {any} */
+      let lastError = null;
+      let finished = false;
+      const idle = this.opts.idleTimeout ?? 45000;
+      /** @type {ReturnType<typeof setTimeout> | undefined} */
+      let idleTimer;
+      const ws = new WS(u.toString());
+      const finish = (/** @type {any} */ r) => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(idleTimer);
+        try {
+          ws.close(1000);
+        } catch {
+          /* already closed */
+        }
+        resolve(r);
+      };
+      const watch = () => {
+        if (idle <= 0) return;
+        clearTimeout(idleTimer);
+        idleTimer = setTimeout(() => {
+          this.pending = { reason: "idle", now: false };
+          finish({ opened: conn.opened, reason: "idle" });
+        }, idle);
+      };
+      watch();
+      ws.onopen = () => {
+        watch();
+        if (tok.token) ws.send(JSON.stringify({ type: "auth", token: tok.token }));
+      };
+      ws.onmessage = (/** @type {MessageEvent} */ m) => {
+        watch();
+        let f;
+        try {
+          f = JSON.parse(m.data);
+        } catch {
+          return;
+        }
+        if (!f || typeof f.event !== "string") return;
+        if (f.event === "herald.error") {
+          try {
+            const e = JSON.parse(f.data);
+            if (!e.ref) lastError = { ...(e.error || {}), retryAfter: e.retry_after || 0 };
+          } catch {
+            /* ignore */
+          }
+          if (f.id && !this.cursor) this.cursor = f.id; // a fresh stream's position
+          return;
+        }
+        if (f.event === "herald.ack") return;
+        const r = this.frame({ type: f.event, data: typeof f.data === "string" ? f.data : "", id: f.id || "" }, conn, f.topic);
+        if (f.event === HELLO) this.armTimers(url, tok, ctl);
+        if (r === "moved") finish({ opened: conn.opened, moved: conn.moved });
+      };
+      ws.onclose = (/** @type {CloseEvent} */ ev) => {
+        let why = { reason: "", retry_ms: 0 };
+        try {
+          why = { ...why, ...JSON.parse(ev.reason || "{}") };
+        } catch {
+          /* not JSON */
+        }
+        if (why.retry_ms > 0) this.retryMs = why.retry_ms;
+        let httpError;
+        if (!conn.opened && ev.code >= 4400 && ev.code < 4600) {
+          httpError = new HeraldError(ev.code - 4000, lastError || { code: why.reason }, lastError ? lastError.retryAfter : Math.ceil((why.retry_ms || 0) / 1000));
+        }
+        finish({ opened: conn.opened, moved: conn.moved, httpError, reason: why.reason || (ev.code === 1000 ? "ended" : "error") });
+      };
+      ctl.signal.addEventListener("abort", () => finish({ opened: conn.opened }), { once: true });
+    });
   }
 
   connectEventSource(url, ctl) {

@@ -9,7 +9,7 @@ import { openClientPage, startSubscription, Ledger, statuses } from "./common.mj
 
 const fastRetry = { HERALD_STREAM__RETRY_MIN: "200ms", HERALD_STREAM__RETRY_MAX: "400ms", HERALD_STREAM__HEARTBEAT: "1s" };
 
-for (const transport of ["fetch", "eventsource"]) {
+for (const transport of ["fetch", "eventsource", "websocket"]) {
   test(`resume across kill -9 of the serving node (${transport})`, async (t) => {
     if (!requireTool(t, chromiumPath, "chromium")) return;
     const redis = await startRedis(t, { appendOnly: true });

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { startHerald, requireTool, chromiumPath, waitFor, mintJWT, writeTemp, http } from "./harness.mjs";
 import { openClientPage, startSubscription, Ledger, statuses } from "./common.mjs";
 
-for (const transport of ["fetch"]) test(`token callback before each connect and before expiry; nothing lost across refreshes (${transport})`, async (t) => {
+for (const transport of ["fetch", "websocket"]) test(`token callback before each connect and before expiry; nothing lost across refreshes (${transport})`, async (t) => {
   if (!requireTool(t, chromiumPath, "chromium")) return;
   const secret = "js-client-test-secret-0123456789abcdef";
   const keyFile = writeTemp("hs256.key", secret);
