@@ -25,6 +25,7 @@ import (
 
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
+	"github.com/heraldpush/herald/push/client/js"
 	"github.com/heraldpush/herald/push/hub"
 	"github.com/heraldpush/herald/push/node"
 	"github.com/heraldpush/herald/push/server"
@@ -257,7 +258,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	srv.Store(m.Server)
 	metrics.RegisterGauges(m.gauges)
 
-	m.public = server.NewHTTPServer(m.Server.Handler(), log)
+	public := m.Server.Handler()
+	if cfg.Dev || cfg.PublicPages {
+		if public, err = withPublicPages(public); err != nil {
+			return err
+		}
+	}
+	m.public = server.NewHTTPServer(public, log)
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
@@ -316,6 +323,8 @@ func (m *Main) adminRoutes() []adminRoute {
 		{"GET /metrics", m.Telemetry.MetricsHandler()},
 		{"GET /readyz", admin},
 		{"/v1/", admin},
+		{"GET /{$}", statusPage()},
+		{"GET " + js.AssetPrefix, js.Assets()},
 	}
 	if m.Config.AdminPprof {
 		routes = append(routes,

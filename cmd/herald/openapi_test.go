@@ -79,6 +79,7 @@ func (s *apiSpec) specHas(method, path string) bool {
 type routeSet map[string]bool
 
 func (rs routeSet) add(method, path string) {
+	path = strings.TrimSuffix(path, "{$}") // a ServeMux exact-match pattern: "/{$}" is "/"
 	rs[method+" "+ginParam.ReplaceAllString(path, "{$1}")] = true
 }
 
