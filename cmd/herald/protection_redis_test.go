@@ -193,11 +193,16 @@ type sample struct {
 // 503 + Retry-After (only the breaker's single half-open probes wait for
 // Redis), heartbeats continue on open streams, goroutines and RSS stay
 // bounded; after the heal the breaker closes through a probe and every
-// subscriber has every acknowledged event exactly once.
+// subscriber has every acknowledged event exactly once; once per stream
+// transport (SSE, WebSocket: its heartbeats are pings).
 func TestProtectionRedisOutageBreaker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process protection test")
 	}
+	forTransports(t, redisOutageBreaker)
+}
+
+func redisOutageBreaker(t *testing.T) {
 	const outage = 30 * time.Second
 	rd := redistest.StartServer(t)
 	px := redistest.StartProxy(t, "redis", rd.Addr())
