@@ -39,6 +39,11 @@ func (v clusterView) Lookup(session string) (server.SessionRecord, bool) {
 	return toSessionRecord(r), ok
 }
 
+func (v clusterView) Find(ctx context.Context, session string) (server.SessionRecord, bool) {
+	r, ok, _ := v.c.Find(ctx, session)
+	return toSessionRecord(r), ok
+}
+
 func (v clusterView) Disconnect(ctx context.Context, session string) (server.SessionRecord, error) {
 	r, err := v.c.Disconnect(ctx, session)
 	switch {
@@ -50,8 +55,8 @@ func (v clusterView) Disconnect(ctx context.Context, session string) (server.Ses
 	return toSessionRecord(r), nil
 }
 
-func (v clusterView) Presence(topic string) []server.SessionRecord {
-	recs := v.c.Presence(topic)
+func (v clusterView) Presence(ctx context.Context, topic string) []server.SessionRecord {
+	recs := v.c.PresenceAll(ctx, topic)
 	out := make([]server.SessionRecord, len(recs))
 	for i, r := range recs {
 		out[i] = toSessionRecord(r)

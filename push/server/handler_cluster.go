@@ -83,9 +83,11 @@ func (s *Server) sessionParam(c *gin.Context) (string, bool) {
 	return id, true
 }
 
-func (s *Server) lookup(id string) (SessionRecord, bool) {
+func (s *Server) lookup(ctx context.Context, id string) (SessionRecord, bool) {
 	if s.cfg.Cluster != nil {
-		return s.cfg.Cluster.Lookup(id)
+		ctx, cancel := context.WithTimeout(ctx, clusterQueryTimeout)
+		defer cancel()
+		return s.cfg.Cluster.Find(ctx, id)
 	}
 	for _, ls := range s.table.snapshot() {
 		if ls.session == id {
@@ -105,7 +107,7 @@ func (s *Server) handleSession(c *gin.Context) {
 	if !ok {
 		return
 	}
-	rec, ok := s.lookup(id)
+	rec, ok := s.lookup(c.Request.Context(), id)
 	if !ok {
 		s.writeError(c, errf(http.StatusNotFound, CodeNotFound, "no such session"))
 		return
@@ -120,7 +122,7 @@ func (s *Server) handleDisconnect(c *gin.Context) {
 	}
 	var rec SessionRecord
 	if s.cfg.Cluster == nil {
-		r, ok := s.lookup(id)
+		r, ok := s.lookup(c.Request.Context(), id)
 		if !ok || !s.table.revoke(id, r.Incarnation, EndAdmin) {
 			s.writeError(c, errf(http.StatusNotFound, CodeNotFound, "no such session"))
 			return
@@ -153,6 +155,10 @@ type presenceResponse struct {
 	Sessions    []SessionRecord `json:"sessions"`
 }
 
+// clusterQueryTimeout bounds the peers' answers to a session look-up or a
+// presence query (ADR 0022); members that have not answered are left out.
+const clusterQueryTimeout = 2 * time.Second
+
 // maxPresence caps the sessions listed by the presence endpoint.
 const maxPresence = 1000
 
@@ -181,7 +187,9 @@ func (s *Server) handlePresence(c *gin.Context) {
 	}
 	var recs []SessionRecord
 	if s.cfg.Cluster != nil {
-		recs = presenceOf(s.cfg.Cluster.Presence(topic))
+		ctx, cancel := context.WithTimeout(c.Request.Context(), clusterQueryTimeout)
+		recs = presenceOf(s.cfg.Cluster.Presence(ctx, topic))
+		cancel()
 	} else {
 		for _, ls := range s.table.snapshot() {
 			if slices.Contains(ls.topics, topic) {
