@@ -21,6 +21,8 @@ const (
 	DefaultColdFactor = 3
 	// DefaultBusyRetryAfter is AdmissionConfig.BusyRetryAfter when zero.
 	DefaultBusyRetryAfter = 5 * time.Second
+	// DefaultMaxSchedDelay is AdmissionConfig.MaxSchedDelay in DefaultConfig.
+	DefaultMaxSchedDelay = 500 * time.Millisecond
 	// DefaultSlowThreshold is BreakerConfig.SlowThreshold when zero.
 	DefaultSlowThreshold = 300 * time.Millisecond
 	// DefaultMinRequests is BreakerConfig.MinRequests when zero.
@@ -132,8 +134,15 @@ type AdmissionConfig struct {
 	// completing (max completions/s × min handshake time), so a CPU spike
 	// that is not backing handshakes up does not refuse clients.
 	StrictSystem bool `koanf:"strict_system"`
+	// MaxSchedDelay sheds handshakes (reason "starved") while this
+	// process's p99 scheduling delay over the last second — how long its
+	// runnable goroutines waited for a CPU (runtime/metrics
+	// /sched/latencies:seconds) — is above it: a CPU-starved node refuses
+	// new streams itself instead of letting its dependency calls look slow
+	// (the breakers excuse that delay, ADR 0023). 0 means off.
+	MaxSchedDelay time.Duration `koanf:"max_sched_delay"`
 	// BusyRetryAfter is the Retry-After hint given when a stream is refused
-	// for streams, per_ip or system (when it is over is unknown). Zero means
+	// for streams, per_ip, system or starved (when it is over is unknown). Zero means
 	// DefaultBusyRetryAfter (5s).
 	BusyRetryAfter time.Duration `koanf:"busy_retry_after"`
 }
@@ -215,7 +224,10 @@ func DefaultConfig() Config {
 			// publisher, and bounds slow bodies from it to 256
 			// connections.
 			MaxRequestsPerIP: 256,
-			BusyRetryAfter:   DefaultBusyRetryAfter,
+			// Well above the p99 of a busy but healthy node, including
+			// -race test nodes on two shared cores; see ADR 0023.
+			MaxSchedDelay:  DefaultMaxSchedDelay,
+			BusyRetryAfter: DefaultBusyRetryAfter,
 		},
 		Replay: ReplayConfig{
 			MaxConcurrent: 32,
@@ -298,6 +310,9 @@ func (c Config) Validate() error {
 	}
 	if ad.MaxStreamsPerIP < 0 {
 		add("admission.max_streams_per_ip %d: want ≥ 0 (0 = no cap)", ad.MaxStreamsPerIP)
+	}
+	if ad.MaxSchedDelay < 0 {
+		add("admission.max_sched_delay %v: want ≥ 0 (0 = off)", ad.MaxSchedDelay)
 	}
 	if math.IsNaN(ad.MaxCPU) || ad.MaxCPU < 0 {
 		add("admission.max_cpu %v: want 0 (off) or a percentage of one core (100 = one core)", ad.MaxCPU)
