@@ -11,7 +11,8 @@ import (
 )
 
 // Record is the ownership record of one session: which node serves it, since
-// when, and on which topics. Records are gossiped; every node converges to the
+// when, and on which topics. Records are kept by the owner and the session's
+// home nodes (ADR 0022); every holder converges to the
 // highest record per session (see Newer).
 type Record struct {
 	Session string
@@ -146,7 +147,7 @@ func (c *Cluster) Claim(session string, topics []string, trace string) Record {
 }
 
 // Release records that the stream of claim (session, incarnation) ended: if
-// it is still the latest record, it becomes a tombstone (gossiped, kept
+// it is still the latest record, it becomes a tombstone (sent to the homes, kept
 // DeadGrace, then forgotten). Releasing a claim that was superseded only
 // forgets it locally. Idempotent.
 func (c *Cluster) Release(session string, incarnation uint64) {

@@ -12,7 +12,7 @@ import (
 // broadcasts, reliable messages and push/pull user state):
 //
 //	byte 0   wire version (wireVersion); other versions are counted and dropped
-//	byte 1   message kind (msgRecord, msgState, msgDisconnect)
+//	byte 1   message kind (msgRecord, msgState, msgDisconnect, msgQuery, msgAnswer)
 //	byte 2…  JSON payload (wirePayload) with one-letter keys
 //
 // JSON keeps the format debuggable and forward compatible (unknown keys are
@@ -295,7 +295,9 @@ func decodeMessage(b []byte) (message, error) {
 		}
 		m.rec, m.partial = r, p.Rec.P
 	case msgState, msgAnswer:
-		m.qid = p.Q
+		if m.kind == msgAnswer {
+			m.qid = p.Q
+		}
 		m.recs = make([]Record, 0, len(p.Recs))
 		m.parts = make([]bool, 0, len(p.Recs))
 		for _, w := range p.Recs {

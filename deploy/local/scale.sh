@@ -49,6 +49,10 @@ redis-server --port "$PORT_REDIS" --bind 127.0.0.1 --save '' --appendonly no \
   --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log" --dir "$work"
 for _ in $(seq 50); do redis-cli -p "$PORT_REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
+# MAX_SCHED_DELAY: admission's scheduling-delay bound (ADR 0023); "" leaves
+# the node's default (a build from before it has no such key).
+sched=()
+[ -n "${MAX_SCHED_DELAY-500ms}" ] && sched=("HERALD_PROTECTION__ADMISSION__MAX_SCHED_DELAY=${MAX_SCHED_DELAY-500ms}")
 seed=""
 for i in $(seq 0 $((NODES - 1))); do
   http=$((PORT_BASE + 3 * i)); admin=$((http + 1)); gossip=$((http + 2))
@@ -58,10 +62,10 @@ for i in $(seq 0 $((NODES - 1))); do
     [ -n "$seed" ] && cluster+=(--join "$seed")
     seed=${seed:-127.0.0.1:$gossip}
   fi
-  HERALD_PROTECTION__INGRESS__PUBLISH_QPS=0 HERALD_PROTECTION__INGRESS__TOPIC_QPS=0 \
+  env "${sched[@]}" HERALD_PROTECTION__INGRESS__PUBLISH_QPS=0 HERALD_PROTECTION__INGRESS__TOPIC_QPS=0 \
   HERALD_PROTECTION__ADMISSION__CONNECT_RATE=100000 HERALD_PROTECTION__ADMISSION__MAX_STREAMS=0 \
   HERALD_PROTECTION__ADMISSION__MAX_STREAMS_PER_IP=0 HERALD_CLUSTER__REBALANCE_WINDOW=0s \
-  HERALD_PROTECTION__BREAKER__SLOW_THRESHOLD=${SLOW_THRESHOLD:-1s} HERALD_PROTECTION__ADMISSION__MAX_SCHED_DELAY=${MAX_SCHED_DELAY:-500ms} \
+  HERALD_PROTECTION__BREAKER__SLOW_THRESHOLD=${SLOW_THRESHOLD:-1s} \
   "$HERALD" serve --dev --node-name "n$i" --redis "redis://127.0.0.1:$PORT_REDIS" --listen "127.0.0.1:$http" \
     --admin-listen "127.0.0.1:$admin" --log-level warn "${cluster[@]}" >"$work/n$i.log" 2>&1 &
   echo $! >"$work/n$i.pid"
@@ -101,7 +105,7 @@ for _ in $(seq "$connect_limit"); do
   for i in $(seq 0 $((LOADED - 1))); do
     [ "$(streams_open $((PORT_BASE + 3 * i + 1)))" -ge "${want[$i]}" ] || done_all=0
   done
-  alive=0; for p in $(seq 0 $((procs - 1))); do kill -0 "$(cat "$work/load$p.pid")" 2>/dev/null && alive=$((alive + 1)); done
+  alive=0; for p in $(seq 0 $((procs - 1))); do if kill -0 "$(cat "$work/load$p.pid")" 2>/dev/null; then alive=$((alive + 1)); fi; done
   [ "$done_all" = 1 ] || [ "$alive" -lt "$procs" ] && break
   sleep 1
 done
@@ -125,7 +129,11 @@ jq -s --argjson procs "$procs" --argjson refused "$refused" \
     streams: (map(.streams) | add), received: (map(.received) | add), expected: (map(.expected) | add),
     drops: ((map(.expected) | add) - (map(.received) | add)), publish_errors: (map(.publish_errors) | add),
     p50_ms: (map(.p50_ms) | max), p99_ms: (map(.p99_ms) | max), max_ms: (map(.max_ms) | max)}' "$work"/load*.json >"$work/summary.json" || true
-received=$(jq '.received // 0' "$work/summary.json" 2>/dev/null || echo 0)
+for p in $(seq 0 $((procs - 1))); do
+  if [ -s "$work/load$p.err" ]; then sed "s/^/load$p: /" "$work/load$p.err" >&2; fi
+done
+received=$(jq '.received // 0' "$work/summary.json" 2>/dev/null || true)
+received=${received:-0}
 connects() { # admin port -> {"result": count} of stream connects
   curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null |
     awk -F'result="' '/^herald_stream_connects[_a-z]*{/ && NF > 1 {split($2, a, "\""); n = $NF; sub(/.* /, "", n); c[a[1]] += n}
@@ -144,7 +152,4 @@ for i in $(seq 0 $((NODES - 1))); do
       cluster_cpu_us_per_delivery_share: (if $received > 0 then ($cpu / $hz / $received * 1e6 | . * 100 | round / 100) else null end)}'
 done
 cat "$work/summary.json"
-for p in $(seq 0 $((procs - 1))); do
-  [ -s "$work/load$p.err" ] && sed "s/^/load$p: /" "$work/load$p.err" >&2
-done
 grep -h -i "breaker\|store unavailable" "$work"/n*.log | head -5 >&2 || true
