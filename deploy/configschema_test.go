@@ -15,7 +15,9 @@ import (
 	"github.com/heraldpush/herald/observability"
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
+	"github.com/heraldpush/herald/push/node"
 	"github.com/heraldpush/herald/push/server"
+	"github.com/heraldpush/herald/push/stream"
 	"github.com/heraldpush/herald/resilience"
 )
 
@@ -41,6 +43,10 @@ var externalConfigTypes = map[string]reflect.Type{
 	"push.RetentionPolicy": reflect.TypeFor[push.RetentionPolicy](),
 	"auth.Config":          reflect.TypeFor[auth.Config](),
 	"server.CORSConfig":    reflect.TypeFor[server.CORSConfig](),
+	"server.Limits":        reflect.TypeFor[server.Limits](),
+	"stream.Config":        reflect.TypeFor[stream.Config](),
+	"node.Balance":         reflect.TypeFor[node.Balance](),
+	"node.Regions":         reflect.TypeFor[node.Regions](),
 }
 
 // heraldConfigKeys builds the key tree of cmd/herald's Config: the structs

@@ -26,6 +26,7 @@ import (
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
 	"github.com/heraldpush/herald/push/hub"
+	"github.com/heraldpush/herald/push/node"
 	"github.com/heraldpush/herald/push/server"
 	"github.com/heraldpush/herald/push/store/memstore"
 	"github.com/heraldpush/herald/push/store/redisstore"
@@ -210,14 +211,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// The cluster's revocations reach the server, which is built after it
 	// (the server needs the cluster view).
 	var srv atomic.Pointer[server.Server]
-	var view server.Cluster
+	var view node.Cluster
 	if cfg.GossipListen != "" {
 		if m.Cluster, err = m.startCluster(cfg, &srv); err != nil {
 			return fmt.Errorf("cluster: %w", err)
 		}
 		view = clusterView{m.Cluster}
 	}
-	var fed server.Federation
+	var fed node.Federation
 	if cfg.WANListen != "" {
 		if m.Federation, err = m.startFederation(cfg); err != nil {
 			return fmt.Errorf("federation: %w", err)
@@ -231,33 +232,19 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if source == "random" {
 		log.Info("sessions are bound with a random key: a client resuming after this node restarts starts a new session (its positions are kept); set session_key to keep them")
 	}
+	scfg := cfg.Stream.Config
+	scfg.Queue = cfg.Limits.Queue()
 	m.Server, err = server.New(server.Config{
-		Node: cfg.NodeName, Store: store, Hub: m.Hub, Auth: authn, Dev: cfg.Dev, Sessions: sessions,
+		Store: store, Remotes: remotes, Hub: m.Hub, Auth: authn, Dev: cfg.Dev, Sessions: sessions,
 		Guard: guardView{m.Guards}, TrustedProxies: cfg.TrustedProxies, Telemetry: m.Telemetry,
-		Retention:          cfg.Retention,
-		MaxTopicsPerStream: cfg.Limits.MaxTopicsPerStream,
-		MaxEventBytes:      cfg.Limits.MaxEventBytes,
-		MaxBatchEvents:     cfg.Limits.MaxBatchEvents,
-		BodyTimeout:        cfg.Limits.BodyTimeout,
-		Heartbeat:          cfg.Stream.Heartbeat,
-		RetryMin:           cfg.Stream.RetryMin,
-		RetryMax:           cfg.Stream.RetryMax,
-		WriteTimeout:       cfg.Stream.WriteTimeout,
-		CoalesceWindow:     cfg.Stream.CoalesceWindow,
-		Queue:              hub.Limits{MaxEvents: cfg.Limits.QueueMaxEvents, MaxBytes: cfg.Limits.QueueMaxBytes, MaxLag: cfg.Limits.QueueMaxLag},
-		CORS:               cfg.CORS,
-		Logger:             log,
-		Cluster:            view,
-		Region:             cfg.Region,
-		Target:             cfg.Cluster.ConnectionTarget,
-		Redirect:           cfg.Cluster.Redirect,
-		RebalanceWindow:    cfg.Cluster.RebalanceWindow,
-		Remotes:            remotes,
-		Federation:         fed,
-		RegionInterval:     cfg.Federation.Interval,
-		ReplicaWait:        cfg.Federation.ReplicaWait,
-		EvacuationWindow:   cfg.Federation.EvacuationWindow,
-		EvacuationCatchUp:  cfg.Federation.EvacuationCatchUp,
+		Retention:  cfg.Retention,
+		Limits:     cfg.Limits.Limits,
+		Stream:     scfg,
+		Node:       node.Config{Name: cfg.NodeName, Region: cfg.Region, Balance: cfg.Cluster.Balance, Regions: cfg.Federation.Regions},
+		CORS:       cfg.CORS,
+		Logger:     log,
+		Cluster:    view,
+		Federation: fed,
 	})
 	if err != nil {
 		return err
@@ -450,7 +437,7 @@ func (m *Main) startCluster(cfg Config, srv *atomic.Pointer[server.Server]) (*cl
 		Logger:    m.Logger,
 		OnRevoke: func(r cluster.Revocation) {
 			if s := srv.Load(); s != nil {
-				s.Revoke(r.Session, r.Incarnation, r.Reason)
+				s.Node().Revoke(r.Session, r.Incarnation, r.Reason)
 			}
 		},
 		OnExpire: func(n int) {
@@ -561,7 +548,7 @@ func (m *Main) Drain(ctx context.Context) error {
 	// included, has finished.
 	shut := make(chan error, 1)
 	go func() { shut <- m.public.Shutdown(ctx) }()
-	err := m.Server.Drain(ctx, m.Config.Cluster.DrainWindow)
+	err := m.Server.Node().Drain(ctx, m.Config.Cluster.DrainWindow)
 	return errors.Join(err, <-shut)
 }
 
@@ -612,13 +599,13 @@ func (m *Main) handleProtection(w http.ResponseWriter, _ *http.Request) {
 
 // gauges is the snapshot behind the observable gauges (read at scrape).
 func (m *Main) gauges() observability.GaugeSnapshot {
-	g := observability.GaugeSnapshot{QueueDepth: int64(m.Server.QueueDepth())}
+	g := observability.GaugeSnapshot{QueueDepth: int64(m.Server.Node().QueueDepth())}
 	if m.Cluster != nil {
 		g.GossipMembers = m.Cluster.Stats().Members
 		g.GossipHealthScore = m.Cluster.HealthScore()
 	}
 	if len(m.Remotes) > 0 {
-		g.ReplicationLag = m.Server.ReplicationLag()
+		g.ReplicationLag = m.Server.Node().ReplicationLag()
 	}
 	return g
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/client"
 	"github.com/heraldpush/herald/push/redistest"
-	"github.com/heraldpush/herald/push/server"
 )
 
 // TestBrowserEventSourceResumesAcrossRestart drives a real headless
@@ -107,9 +106,9 @@ func TestBrowserEventSourceResumesAcrossRestart(t *testing.T) {
 		switch e.Type {
 		case "payload":
 			got = append(got, e.Data)
-		case server.EventHello:
+		case push.EventHello:
 			hellos++
-		case server.EventReset:
+		case push.EventReset:
 			t.Errorf("unexpected reset: %s", e.Data)
 		}
 	}
@@ -246,7 +245,7 @@ func TestBrowserEventSourceResumesAcrossKill9AndRedisRestart(t *testing.T) {
 		}
 		waitCount("the browser noticed "+p.name+" died", "error", errs+1)
 	}
-	waitCount("first hello", server.EventHello, 1)
+	waitCount("first hello", push.EventHello, 1)
 
 	live1 := publish("live1", 4)
 	waitCount("live1", "payload", len(live1))
@@ -254,7 +253,7 @@ func TestBrowserEventSourceResumesAcrossKill9AndRedisRestart(t *testing.T) {
 	kill(node)
 	down1 := publish("down1", 4)
 	node = start("node-2")
-	waitCount("second hello", server.EventHello, 2)
+	waitCount("second hello", push.EventHello, 2)
 	live2 := publish("live2", 4)
 	waitCount("down1 and live2", "payload", len(live1)+len(down1)+len(live2))
 
@@ -263,7 +262,7 @@ func TestBrowserEventSourceResumesAcrossKill9AndRedisRestart(t *testing.T) {
 	rs.Restart(t)
 	down2b := publish("down2b", 4) // after it: the new lineage, replayed
 	node = start("node-3")
-	waitCount("third hello", server.EventHello, 3)
+	waitCount("third hello", push.EventHello, 3)
 	live3 := publish("live3", 4)
 	want := [][]sentEvent{nil, live1, append(down1, live2...), slices.Concat(down2a, down2b, live3)}
 	total := 0
@@ -297,14 +296,14 @@ func TestBrowserEventSourceResumesAcrossKill9AndRedisRestart(t *testing.T) {
 	var resets []string
 	for _, e := range log {
 		switch e.Type {
-		case server.EventHello:
+		case push.EventHello:
 			conn++
 			var h push.Hello
 			if err := json.Unmarshal([]byte(e.Data), &h); err != nil {
 				t.Fatalf("hello %q: %v", e.Data, err)
 			}
 			hellos = append(hellos, h)
-		case server.EventReset:
+		case push.EventReset:
 			var r push.Reset
 			if err := json.Unmarshal([]byte(e.Data), &r); err != nil {
 				t.Fatalf("reset %q: %v", e.Data, err)
@@ -575,11 +574,11 @@ func TestBrowserEventSourceSurvivesABadCursor(t *testing.T) {
 	if state != 1 {
 		t.Errorf("EventSource readyState %d, want 1 (OPEN)", state)
 	}
-	var reset struct{ Streams []server.StreamReset }
+	var reset struct{ Streams []push.StreamReset }
 	var got []string
 	for _, e := range log {
 		switch e.Type {
-		case server.EventReset:
+		case push.EventReset:
 			if err := json.Unmarshal([]byte(e.Data), &reset); err != nil {
 				t.Fatalf("reset %q: %v", e.Data, err)
 			}
@@ -590,7 +589,7 @@ func TestBrowserEventSourceSurvivesABadCursor(t *testing.T) {
 			got = append(got, e.Data)
 		}
 	}
-	if len(reset.Streams) != 1 || reset.Streams[0].Reason != server.ResetInvalidCursor || reset.Streams[0].Topic != "t1" {
+	if len(reset.Streams) != 1 || reset.Streams[0].Reason != push.ResetInvalidCursor || reset.Streams[0].Topic != "t1" {
 		t.Errorf("reset %+v, want one invalid_cursor stream for t1", reset)
 	}
 	if want := []string{"stale", "after-1", "after-2"}; fmt.Sprint(got) != fmt.Sprint(want) {

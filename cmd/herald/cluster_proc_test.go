@@ -12,8 +12,8 @@ import (
 
 	"github.com/heraldpush/herald/cluster"
 	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/node"
 	"github.com/heraldpush/herald/push/redistest"
-	"github.com/heraldpush/herald/push/server"
 	"github.com/heraldpush/herald/push/sse"
 )
 
@@ -394,7 +394,7 @@ func TestClusterTakeoverAdminAndPresenceAcrossNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	session := server.FormatSessionID(p.Session())
+	session := node.FormatSessionID(p.Session())
 
 	// Presence and the session record are visible from every node.
 	for _, n := range tr.all {

@@ -21,7 +21,7 @@ import (
 	"github.com/heraldpush/herald/cluster"
 	"github.com/heraldpush/herald/push/auth"
 	"github.com/heraldpush/herald/push/client"
-	"github.com/heraldpush/herald/push/server"
+	"github.com/heraldpush/herald/push/node"
 )
 
 func newRootCommand(environ func() []string) *cobra.Command {
@@ -490,8 +490,8 @@ func newMembersCommand() *cobra.Command {
 				return err
 			}
 			var r struct {
-				Self    string          `json:"self"`
-				Members []server.Member `json:"members"`
+				Self    string        `json:"self"`
+				Members []node.Member `json:"members"`
 			}
 			if err := json.Unmarshal(body, &r); err != nil {
 				return err

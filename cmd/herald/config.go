@@ -26,8 +26,11 @@ import (
 	"github.com/heraldpush/herald/observability"
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
+	"github.com/heraldpush/herald/push/hub"
+	"github.com/heraldpush/herald/push/node"
 	"github.com/heraldpush/herald/push/server"
 	"github.com/heraldpush/herald/push/store/redisstore"
+	"github.com/heraldpush/herald/push/stream"
 	"github.com/heraldpush/herald/resilience"
 )
 
@@ -138,15 +141,9 @@ type Config struct {
 type ClusterConfig struct {
 	// Label separates clusters sharing a network; default "herald/<region>".
 	Label string `koanf:"label"`
-	// ConnectionTarget is the number of streams this node aims to hold;
-	// above it new streams are redirected (Redirect) or shed. 0 = none.
-	ConnectionTarget int `koanf:"connection_target"`
-	// Redirect answers new streams with 307 to a less loaded peer's
-	// advertise_url when over target or draining.
-	Redirect bool `koanf:"redirect"`
-	// RebalanceWindow spreads the streams a node above the average sheds
-	// after a join; 0 disables rebalancing.
-	RebalanceWindow time.Duration `koanf:"rebalance_window"`
+	// Balance is the node's admission and balancing (connection_target,
+	// redirect, rebalance_window).
+	node.Balance `koanf:",squash"`
 	// DrainWindow spreads stream closes on SIGTERM; it must be shorter than
 	// shutdown_timeout.
 	DrainWindow time.Duration `koanf:"drain_window"`
@@ -160,17 +157,9 @@ type ClusterConfig struct {
 type FederationConfig struct {
 	// Label separates WAN pools sharing a network; default "herald-wan".
 	Label string `koanf:"label"`
-	// Interval is the region loop's period: heartbeat written, replication
-	// lag of every remote origin measured, evacuation orders read.
-	Interval time.Duration `koanf:"interval"`
-	// ReplicaWait bounds how long a resume waits for a remote origin's
-	// replica to reach the client's cursor before a replica_behind reset.
-	ReplicaWait time.Duration `koanf:"replica_wait"`
-	// EvacuationWindow spreads stream closes when the region is evacuated.
-	EvacuationWindow time.Duration `koanf:"evacuation_window"`
-	// EvacuationCatchUp bounds the wait for other regions' replicas to
-	// reach this region's head before streams are moved.
-	EvacuationCatchUp time.Duration `koanf:"evacuation_catch_up"`
+	// Regions is the node's multi-region behaviour (interval,
+	// replica_wait, evacuation_window, evacuation_catch_up).
+	node.Regions `koanf:",squash"`
 }
 
 // remote is one parsed remote_redis entry.
@@ -213,12 +202,9 @@ func redactPassword(s string) string {
 
 // LimitsConfig bounds requests and the per-stream live queues.
 type LimitsConfig struct {
-	// MaxEventBytes caps one event's data (1..1048576 bytes).
-	MaxEventBytes int `koanf:"max_event_bytes"`
-	// MaxTopicsPerStream caps the topics of one stream (1..256).
-	MaxTopicsPerStream int `koanf:"max_topics_per_stream"`
-	// MaxBatchEvents caps the events of one POST /v1/events (1..10000).
-	MaxBatchEvents int `koanf:"max_batch_events"`
+	// Limits are the request bounds (max_event_bytes,
+	// max_topics_per_stream, max_batch_events, body_timeout).
+	server.Limits `koanf:",squash"`
 	// QueueMaxEvents caps a stream's live queue in events; overflow
 	// disconnects the stream, which resumes from its cursor.
 	QueueMaxEvents int `koanf:"queue_max_events"`
@@ -227,38 +213,18 @@ type LimitsConfig struct {
 	// QueueMaxLag disconnects a stream as slow when its oldest queued event
 	// has waited longer (≥ 100ms); it resumes from its cursor.
 	QueueMaxLag time.Duration `koanf:"queue_max_lag"`
-	// BodyTimeout bounds the time a non-stream request may take to send
-	// its body (408 and a closed connection after it); its answer must be
-	// taken within body_timeout + stream.write_timeout.
-	BodyTimeout time.Duration `koanf:"body_timeout"`
 }
 
-// StreamConfig tunes SSE streams.
+// Queue is the per-stream live queue bound these limits give.
+func (l LimitsConfig) Queue() hub.Limits {
+	return hub.Limits{MaxEvents: l.QueueMaxEvents, MaxBytes: l.QueueMaxBytes, MaxLag: l.QueueMaxLag}
+}
+
+// StreamConfig tunes streams (SSE and WebSocket).
 type StreamConfig struct {
-	// Heartbeat is the keep-alive comment interval (≥ 1s): one ticker wakes
-	// the streams that wrote nothing for half of it or more, and each writes
-	// a comment (busy streams are not woken). Proxies must allow idle
-	// streams longer than this.
-	Heartbeat time.Duration `koanf:"heartbeat"`
-	// RetryMin and RetryMax bound the jittered `retry:` sent at connect.
-	RetryMin time.Duration `koanf:"retry_min"`
-	// RetryMax is the upper bound of the jittered `retry:` (≥ retry_min).
-	RetryMax time.Duration `koanf:"retry_max"`
-	// WriteTimeout is the per-write deadline; a client that cannot take a
-	// write in time is cut off (it resumes from its cursor).
-	WriteTimeout time.Duration `koanf:"write_timeout"`
-	// CoalesceWindow is write coalescing under overload (ADR 0008, ADR
-	// 0020). It engages only while the node is overloaded: at least 1 in 4
-	// of its writes in the last 500 ms went out behind (their oldest event
-	// waited > 20 ms and longer than the stream's own gap between events,
-	// so its queue grew). Then, once a stream's write went out late with
-	// fewer than 4 events, and its events are published less than half
-	// this window apart on average, events arriving within this window of
-	// that write wait and go out in one write: fewer syscalls and client
-	// wake-ups, at most this much added latency. A node that is not
-	// overloaded writes every event at once, however wide its fan-out; 0
-	// turns coalescing off (max 1s).
-	CoalesceWindow time.Duration `koanf:"coalesce_window"`
+	// Config is the streams' own tuning (heartbeat, retry_min, retry_max,
+	// write_timeout, coalesce_window).
+	stream.Config `koanf:",squash"`
 	// SendBuffer fixes each public connection's socket send buffer (bytes;
 	// 0 keeps the kernel's autotuning): bounds what a slow client can
 	// leave queued in the kernel.
@@ -267,47 +233,32 @@ type StreamConfig struct {
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
+	nd := node.DefaultConfig()
 	return Config{
-		Listen:      "127.0.0.1:8080",
-		AdminListen: "127.0.0.1:8081",
-		RedisPrefix: "herald",
-		Region:      "local",
-		LogLevel:    "info",
-		Federation: FederationConfig{
-			Interval:          time.Second,
-			ReplicaWait:       2 * time.Second,
-			EvacuationWindow:  30 * time.Second,
-			EvacuationCatchUp: time.Minute,
-		},
+		Listen:            "127.0.0.1:8080",
+		AdminListen:       "127.0.0.1:8081",
+		RedisPrefix:       "herald",
+		Region:            "local",
+		LogLevel:          "info",
+		Federation:        FederationConfig{Regions: nd.Regions},
 		ShutdownTimeout:   30 * time.Second,
 		IdempotencyWindow: 2 * time.Minute,
 		Retention:         push.RetentionPolicy{Default: push.DefaultRetention},
 		Protection:        defaultProtection(),
 		Cluster: ClusterConfig{
-			RebalanceWindow: 30 * time.Second,
-			DrainWindow:     10 * time.Second,
-			DeadGrace:       30 * time.Second,
-			RejoinInterval:  30 * time.Second,
+			Balance:        nd.Balance,
+			DrainWindow:    10 * time.Second,
+			DeadGrace:      30 * time.Second,
+			RejoinInterval: 30 * time.Second,
 		},
 		Limits: LimitsConfig{
-			MaxEventBytes:      64 << 10,
-			MaxTopicsPerStream: 32,
-			MaxBatchEvents:     100,
-			BodyTimeout:        15 * time.Second,
-			QueueMaxEvents:     4096,
-			QueueMaxBytes:      4 << 20,
-			QueueMaxLag:        2 * time.Second,
+			Limits:         server.DefaultLimits(),
+			QueueMaxEvents: 4096,
+			QueueMaxBytes:  4 << 20,
+			QueueMaxLag:    2 * time.Second,
 		},
-		Stream: StreamConfig{
-			Heartbeat:    15 * time.Second,
-			RetryMin:     time.Second,
-			RetryMax:     5 * time.Second,
-			WriteTimeout: 10 * time.Second,
-			SendBuffer:   64 << 10,
-			// Engages only on a node whose writes fall behind (benchmarks.md, overload).
-			CoalesceWindow: 250 * time.Millisecond,
-		},
-		Auth: auth.Config{CookieName: "herald_token", Leeway: 30 * time.Second},
+		Stream: StreamConfig{Config: stream.DefaultConfig(), SendBuffer: 64 << 10},
+		Auth:   auth.Config{CookieName: "herald_token", Leeway: 30 * time.Second},
 	}
 }
 

@@ -59,6 +59,8 @@ var configSourceDirs = map[string]string{
 	"github.com/heraldpush/herald/push":          "../../push",
 	"github.com/heraldpush/herald/push/auth":     "../../push/auth",
 	"github.com/heraldpush/herald/push/server":   "../../push/server",
+	"github.com/heraldpush/herald/push/node":     "../../push/node",
+	"github.com/heraldpush/herald/push/stream":   "../../push/stream",
 	"github.com/heraldpush/herald/observability": "../../observability",
 	"github.com/heraldpush/herald/resilience":    "../../resilience",
 }

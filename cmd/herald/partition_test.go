@@ -11,8 +11,8 @@ import (
 	"github.com/heraldpush/herald/cluster/gossiptest"
 	"github.com/heraldpush/herald/observability"
 	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/node"
 	"github.com/heraldpush/herald/push/redistest"
-	"github.com/heraldpush/herald/push/server"
 )
 
 // runGossipNode starts an in-process node whose gossip goes through net.
@@ -112,7 +112,7 @@ func TestClusterGossipPartitionAndHeal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	session := server.FormatSessionID(p.Session())
+	session := node.FormatSessionID(p.Session())
 
 	net.Partition([]string{"a"}, []string{"b", "c"})
 	eventually(t, 30*time.Second, "each side declares the other dead", func() bool {

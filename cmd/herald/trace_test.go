@@ -13,8 +13,8 @@ import (
 	"github.com/heraldpush/herald/observability"
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/client"
+	"github.com/heraldpush/herald/push/node"
 	"github.com/heraldpush/herald/push/redistest"
-	"github.com/heraldpush/herald/push/server"
 )
 
 // crash stops an in-process node the way kill -9 does for everyone else:
@@ -148,7 +148,7 @@ func TestTraceContinuesAcrossNodeLoss(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				session = server.FormatSessionID(p.Session())
+				session = node.FormatSessionID(p.Session())
 				eventually(t, 10*time.Second, "b knows the session's record and trace", func() bool {
 					r, ok := b.Cluster.Lookup(session)
 					return ok && r.Trace != ""

@@ -34,7 +34,7 @@ func StartCluster(tb testing.TB, masters int) *Cluster {
 	}
 	c := &Cluster{}
 	for i := 0; i < masters; i++ {
-		c.nodes = append(c.nodes, StartServer(tb, WithArgs(
+		c.nodes = append(c.nodes, StartServer(tb, withClusterBus(), WithArgs(
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", clusterNodeTimeout,
@@ -135,3 +135,6 @@ func (c *Cluster) Client(tb testing.TB) *redis.ClusterClient {
 	tb.Cleanup(func() { _ = cl.Close() })
 	return cl
 }
+
+// withClusterBus makes a node pick a port whose cluster bus port is free too.
+func withClusterBus() Option { return func(o *options) { o.clusterBus = true } }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -45,6 +46,8 @@ type options struct {
 	// sentinel, when set, runs the process in Sentinel mode with this
 	// monitor configuration instead of as a data server.
 	sentinel *sentinelMonitor
+	// clusterBus marks a cluster-mode node, which also binds port+10000.
+	clusterBus bool
 }
 
 // WithAppendOnly turns the append-only file on (appendfsync everysec, the
@@ -239,8 +242,12 @@ func (s *Server) start(port int) error {
 	for attempt := 0; attempt < startAttempts; attempt++ {
 		p := port
 		if p == 0 {
+			pick := freePort
+			if s.opts.clusterBus {
+				pick = freeClusterPort
+			}
 			var err error
-			if p, err = freePort(); err != nil {
+			if p, err = pick(); err != nil {
 				return err
 			}
 		}
@@ -365,6 +372,37 @@ func freePort() (int, error) {
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
 	return port, nil
+}
+
+// Cluster-mode nodes also listen on port+10000 (the cluster bus). A port
+// from the kernel's ephemeral range puts the bus port in that range too,
+// where the busy machine's own connections take it often; so cluster nodes
+// get a pair below the ephemeral range (32768 on Linux), both checked free.
+const (
+	clusterPortLow  = 12000
+	clusterPortHigh = 22000 // bus port stays below 32000
+	clusterBusShift = 10000
+)
+
+func freeClusterPort() (int, error) {
+	span := clusterPortHigh - clusterPortLow
+	start := rand.IntN(span)
+	for i := 0; i < span; i++ {
+		p := clusterPortLow + (start+i)%span
+		if portFree(p) && portFree(p+clusterBusShift) {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("pick a free cluster port pair in %d-%d", clusterPortLow, clusterPortHigh)
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
 }
 
 // rawCommand sends one inline command and returns the first reply line. It

@@ -41,7 +41,7 @@ func do(t testing.TB, method, url, ctype, body string, hdr map[string]string) (i
 }
 
 func TestBadInputTable(t *testing.T) {
-	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.MaxEventBytes = 1024; c.MaxTopicsPerStream = 4 })
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Limits.MaxEventBytes = 1024; c.Limits.MaxTopicsPerStream = 4 })
 	const js = "application/json"
 	big := strings.Repeat("x", 1025)
 	tests := []struct {
@@ -150,8 +150,8 @@ func TestHealthAndReady(t *testing.T) {
 
 func TestSlowSubscriberIsCutOffOthersUnaffected(t *testing.T) {
 	n := startNode(t, newMemStore(t, push.Retention{MaxLen: 100000}), func(c *server.Config) {
-		c.Queue = hub.Limits{MaxEvents: 1024, MaxBytes: 1 << 20}
-		c.WriteTimeout = 500 * time.Millisecond
+		c.Stream.Queue = hub.Limits{MaxEvents: 1024, MaxBytes: 1 << 20}
+		c.Stream.WriteTimeout = 500 * time.Millisecond
 	})
 	// The slow client: a raw TCP connection that never reads, with a tiny
 	// receive buffer, so the server's writes back up.

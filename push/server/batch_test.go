@@ -212,7 +212,7 @@ func TestBatchMemoryBounded(t *testing.T) {
 // small limits (4 events, 1 KiB data, so a 3 KiB item window and a 16 KiB
 // body cap).
 func TestBatchDecoding(t *testing.T) {
-	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.MaxBatchEvents = 4; c.MaxEventBytes = 1024 })
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Limits.MaxBatchEvents = 4; c.Limits.MaxEventBytes = 1024 })
 	item := `{"topic":"a","data":"x"}`
 	gap := strings.Repeat(" ", 3000)
 	tests := []struct {

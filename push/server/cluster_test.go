@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/node"
 	"github.com/heraldpush/herald/push/server"
 )
 
@@ -33,7 +34,7 @@ func (s *stream) ended(timeout time.Duration) {
 func hello(t *testing.T, s *stream) (helloEvent, string) {
 	t.Helper()
 	ev := s.next(5 * time.Second)
-	if ev.Type != server.EventHello {
+	if ev.Type != push.EventHello {
 		t.Fatalf("first event %q, want hello", ev.Type)
 	}
 	var h helloEvent
@@ -45,7 +46,7 @@ func TestSessionCarriedInCursorAndTakenOver(t *testing.T) {
 	n := startNode(t, newMemStore(t, push.Retention{}), nil)
 	first := n.openStream(t, []string{"a"}, "", nil)
 	h1, id1 := hello(t, first)
-	if _, err := server.ParseSessionID(h1.Session); err != nil {
+	if _, err := node.ParseSessionID(h1.Session); err != nil {
 		t.Fatalf("hello session %q: %v", h1.Session, err)
 	}
 	n.publish("a", "m", "1")
@@ -96,7 +97,7 @@ func adminDo(t *testing.T, method, url string) (int, map[string]any) {
 }
 
 func TestAdminSessionsAndPresenceSingleNode(t *testing.T) {
-	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Region = "eu" })
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Node.Region = "eu" })
 	s := n.openStream(t, []string{"a", "b"}, "", nil)
 	h, _ := hello(t, s)
 
@@ -171,7 +172,7 @@ func getStream(t *testing.T, url string, sdk bool) (int, http.Header, []byte) {
 }
 
 func TestDrainSpreadsClosesAndSheds(t *testing.T) {
-	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.RetryMin = 400 * time.Millisecond })
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Stream.RetryMin = 400 * time.Millisecond })
 	const streams = 20
 	var ss []*stream
 	for range streams {
@@ -182,8 +183,8 @@ func TestDrainSpreadsClosesAndSheds(t *testing.T) {
 	window := 600 * time.Millisecond
 	done := make(chan error, 1)
 	start := time.Now()
-	go func() { done <- n.Srv.Drain(context.Background(), window) }()
-	waitFor(t, 2*time.Second, "draining", n.Srv.Draining)
+	go func() { done <- n.Srv.Node().Drain(context.Background(), window) }()
+	waitFor(t, 2*time.Second, "draining", n.Srv.Node().Draining)
 
 	// Readiness fails, new browser streams are shed with 200 + retry,
 	// declared SDK clients get 503 + Retry-After.
@@ -226,7 +227,7 @@ func TestDrainSpreadsClosesAndSheds(t *testing.T) {
 }
 
 func TestOverTargetShedsWithoutCluster(t *testing.T) {
-	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Target = 2 })
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Node.ConnectionTarget = 2 })
 	for range 2 {
 		hello(t, n.openStream(t, []string{"a"}, "", nil))
 	}

@@ -1,22 +1,18 @@
-// Package server is Herald's public HTTP API on gin: publish, history, health
-// and the SSE stream endpoint.
+// Package server is the HTTP edge of a Herald node, on gin: routes, thin
+// handlers for publish, history, topic info and the SSE stream, the
+// cluster and region admin API, the SSE transport (framing, per-write
+// deadlines, browser-safe refusals) and the one table that maps errors to
+// HTTP answers.
 //
-// Stream guarantees (GET /v1/stream): per stream (topic, origin), events are
-// written in offset order with no gap and no duplicate — on one connection and
-// across reconnects that present the last received `id:` as Last-Event-ID —
-// for as long as retention covers the cursor. Where that cannot hold (cursor
-// older than retention, epoch changed, cursor ahead of the stream), the client
-// receives one `herald.reset` event naming every affected stream and the
-// offsets lost, then continues live. Every connection starts with
-// `retry:` and a `herald.hello` event, so a client that drops before its first
-// data event still resumes from where it connected.
+// Streams themselves live in package push/stream (resume plan, replay,
+// live loop, coalescing) and package push/node (admission, the stream
+// table, drain, rebalance, evacuation); a transport here implements
+// node.Transport and hands a parsed, authorised node.Request to
+// node.Node.Open.
 //
-// The seam between replay and live: the handler replays history from the
-// client's position, then registers with the hub, then reads the store once
-// more from its position (closing the window between replay and
-// registration), then serves queued live events, dropping offsets it already
-// wrote and filling any offset jump from the store.
-//
-// Concurrency: one goroutine per stream (the handler's); it alone owns the
-// connection's cursor and writer. Heartbeats come from one shared ticker.
+// A browser EventSource gives up for good on any non-200 answer, so every
+// refusal of a new stream (admission, protection layers, a replica
+// re-syncing) is a 200 with a jittered `retry:` (and, for a fresh stream,
+// its position as `id:`); clients that send the Herald-Client header get
+// 503 + Retry-After with the same information in a JSON body.
 package server

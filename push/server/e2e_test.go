@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/push"
-	"github.com/heraldpush/herald/push/server"
 	"github.com/heraldpush/herald/push/sse"
 )
 
@@ -252,7 +251,7 @@ func (s *subscriberLog) run(ctx context.Context, client *http.Client, base strin
 					return fmt.Errorf("stream ended: %w", err)
 				}
 				switch ev.Type {
-				case server.EventHello:
+				case push.EventHello:
 					if last != "" && ev.ID != last {
 						return fmt.Errorf("hello id %q on resume, want our cursor %q", ev.ID, last)
 					}
@@ -263,7 +262,7 @@ func (s *subscriberLog) run(ctx context.Context, client *http.Client, base strin
 						ready <- struct{}{}
 					}
 					continue
-				case server.EventReset:
+				case push.EventReset:
 					return fmt.Errorf("unexpected reset %s", ev.Data)
 				}
 				cur := s.decode(ev.ID)

@@ -205,7 +205,7 @@ type recvItem struct {
 }
 
 type recvReset struct {
-	Streams []server.StreamReset
+	Streams []push.StreamReset
 	After   map[string]uint64 // cursor offsets carried by the reset's id
 }
 
@@ -309,7 +309,7 @@ func (s *liveSub) connectOnce(parent context.Context) {
 			return
 		}
 		switch ev.Type {
-		case server.EventHello:
+		case push.EventHello:
 			s.mu.Lock()
 			s.connects++
 			conn = s.connects
@@ -332,7 +332,7 @@ func (s *liveSub) connectOnce(parent context.Context) {
 				s.items = append(s.items, recvItem{Hello: prev, Conn: conn})
 				s.mu.Unlock()
 			}
-		case server.EventReset:
+		case push.EventReset:
 			var rd resetEvent
 			if err := json.Unmarshal([]byte(ev.Data), &rd); err != nil || ev.ID == "" {
 				s.fail("bad reset %+v: %v", ev, err)
@@ -419,11 +419,11 @@ func coveredBy(a ack, items []recvItem) bool {
 				continue
 			}
 			switch sr.Reason {
-			case server.ResetEpochChanged:
+			case push.ResetEpochChanged:
 				if a.Epoch != sr.Epoch {
 					return true
 				}
-			case server.ResetTrimmed, server.ResetAhead:
+			case push.ResetTrimmed, push.ResetAhead:
 				if a.Epoch == sr.Epoch {
 					return true
 				}
@@ -499,7 +499,7 @@ func (s *liveSub) check(l *ledger, lost map[string]bool) deliveryReport {
 		if it.Reset != nil {
 			r.resets++
 			for _, sr := range it.Reset.Streams {
-				if sr.Reason != server.ResetEpochChanged {
+				if sr.Reason != push.ResetEpochChanged {
 					r.problems = append(r.problems, fmt.Sprintf("unexpected reset reason %q for %s", sr.Reason, sr.Topic))
 				}
 				// The reset's id is documented as the cursor after the reset,
@@ -853,18 +853,18 @@ func TestRDBRollbackResetsNoReuse(t *testing.T) {
 	hello := r.next(wait)
 	var hd helloEvent
 	decodeJSON(t, hello.Data, &hd)
-	if hello.Type != server.EventHello || !hd.Resumed || hello.ID != "" {
+	if hello.Type != push.EventHello || !hd.Resumed || hello.ID != "" {
 		t.Fatalf("hello %+v %+v: want a resumed hello without id (a reset follows)", hello, hd)
 	}
 	reset := r.next(wait)
-	if reset.Type != server.EventReset {
+	if reset.Type != push.EventReset {
 		t.Fatalf("after the rollback the first event is %+v (%q): want herald.reset, not a silent replay of reused offsets", reset.Type, reset.Data)
 	}
 	var rd resetEvent
 	decodeJSON(t, reset.Data, &rd)
 	// lost_from: at most N+1 (everything after the client's position in the
 	// old epoch may be gone), at least k+1 (offsets up to k survived).
-	if len(rd.Streams) != 1 || rd.Streams[0].Topic != "rb" || rd.Streams[0].Reason != server.ResetEpochChanged ||
+	if len(rd.Streams) != 1 || rd.Streams[0].Topic != "rb" || rd.Streams[0].Reason != push.ResetEpochChanged ||
 		rd.Streams[0].Epoch != newEpoch || rd.Streams[0].LostFrom < k+1 || rd.Streams[0].LostFrom > N+1 || rd.Streams[0].LostTo != 0 {
 		t.Fatalf("reset %+v: want rb epoch_changed into epoch %s, lost_from in %d..%d, open-ended", rd, newEpoch, k+1, N+1)
 	}
@@ -880,7 +880,7 @@ func TestRDBRollbackResetsNoReuse(t *testing.T) {
 	var between []string
 	for {
 		ev := r.next(wait)
-		if ev.Type == server.EventReset {
+		if ev.Type == push.EventReset {
 			t.Fatalf("second reset %q", ev.Data)
 		}
 		if ev.Data == "live-1" {
@@ -1042,7 +1042,7 @@ func TestStreamOnRedisCluster(t *testing.T) {
 	hello := r.next(wait)
 	var hd helloEvent
 	decodeJSON(t, hello.Data, &hd)
-	if hello.Type != server.EventHello || hello.ID != cut.ID || !hd.Resumed {
+	if hello.Type != push.EventHello || hello.ID != cut.ID || !hd.Resumed {
 		t.Fatalf("resume hello %+v %+v", hello, hd)
 	}
 	replayed := readExact("resumed multi", r, multiTopics, from)
@@ -1228,7 +1228,7 @@ func TestRedisDownStreamsShedPublishes503(t *testing.T) {
 		for _, it := range s.snapshot() {
 			if it.Reset != nil {
 				for _, sr := range it.Reset.Streams {
-					epochReset = epochReset || (sr.Topic == "out-a" && sr.Reason == server.ResetEpochChanged && sr.Epoch == newEpoch)
+					epochReset = epochReset || (sr.Topic == "out-a" && sr.Reason == push.ResetEpochChanged && sr.Epoch == newEpoch)
 				}
 			}
 		}

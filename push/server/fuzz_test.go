@@ -98,7 +98,7 @@ func FuzzPublishBody(f *testing.F) {
 	// Short retention keeps a long fuzz run far from memstore's memory bound
 	// (past it appends fail with 503, correctly, but not what is fuzzed here).
 	store := newMemStore(f, push.Retention{MaxLen: 64})
-	n := startNode(f, store, func(c *server.Config) { c.MaxEventBytes = 4096 })
+	n := startNode(f, store, func(c *server.Config) { c.Limits.MaxEventBytes = 4096 })
 	client := fuzzClient()
 
 	for _, s := range []struct{ topic, key, body string }{
@@ -225,8 +225,8 @@ const (
 func FuzzBatchDecoder(f *testing.F) {
 	store := newMemStore(f, push.Retention{MaxLen: 64})
 	n := startNode(f, store, func(c *server.Config) {
-		c.MaxBatchEvents = fuzzBatchEvents
-		c.MaxEventBytes = fuzzBatchEventBytes
+		c.Limits.MaxBatchEvents = fuzzBatchEvents
+		c.Limits.MaxEventBytes = fuzzBatchEventBytes
 	})
 	client := fuzzClient()
 
@@ -474,8 +474,8 @@ func FuzzStreamQuery(f *testing.F) {
 		if r.err != nil {
 			t.Fatalf("200 but the first event does not decode: %v", r.err)
 		}
-		if r.ev.Type != server.EventHello {
-			t.Fatalf("first event %q, want %q", r.ev.Type, server.EventHello)
+		if r.ev.Type != push.EventHello {
+			t.Fatalf("first event %q, want %q", r.ev.Type, push.EventHello)
 		}
 		var hello struct {
 			Topics []string `json:"topics"`

@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/node"
 )
 
 // trustedKey marks requests that arrived on the admin listener, which is
@@ -58,48 +59,22 @@ func (s *Server) requireAdmin(c *gin.Context) {
 }
 
 type membersResponse struct {
-	Self    string   `json:"self"`
-	Members []Member `json:"members"`
+	Self    string        `json:"self"`
+	Members []node.Member `json:"members"`
 }
 
 func (s *Server) handleMembers(c *gin.Context) {
-	if s.cfg.Cluster == nil {
-		self := Member{Name: s.cfg.Node, Region: s.cfg.Region, State: "alive", Streams: int(s.streams.Load()), Target: s.cfg.Target}
-		if s.draining.Load() {
-			self.State = "draining"
-		}
-		c.JSON(http.StatusOK, membersResponse{Self: self.Name, Members: []Member{self}})
-		return
-	}
-	c.JSON(http.StatusOK, membersResponse{Self: s.cfg.Cluster.Local().Name, Members: s.cfg.Cluster.Members()})
+	self, members := s.node.Members()
+	c.JSON(http.StatusOK, membersResponse{Self: self, Members: members})
 }
 
 func (s *Server) sessionParam(c *gin.Context) (string, bool) {
 	id := c.Param("id")
-	if _, err := ParseSessionID(id); err != nil {
+	if _, err := node.ParseSessionID(id); err != nil {
 		s.writeError(c, errf(http.StatusBadRequest, CodeInvalidQuery, "session id must be 16 hex digits"))
 		return "", false
 	}
 	return id, true
-}
-
-func (s *Server) lookup(ctx context.Context, id string) (SessionRecord, bool) {
-	if s.cfg.Cluster != nil {
-		ctx, cancel := context.WithTimeout(ctx, clusterQueryTimeout)
-		defer cancel()
-		return s.cfg.Cluster.Find(ctx, id)
-	}
-	for _, ls := range s.table.snapshot() {
-		if ls.session == id {
-			return s.localRecord(ls), true
-		}
-	}
-	return SessionRecord{}, false
-}
-
-func (s *Server) localRecord(ls *localStream) SessionRecord {
-	return SessionRecord{Session: ls.session, Node: s.cfg.Node, Region: s.cfg.Region,
-		Incarnation: ls.incarnation, Topics: ls.topics, Since: ls.since}
 }
 
 func (s *Server) handleSession(c *gin.Context) {
@@ -107,7 +82,7 @@ func (s *Server) handleSession(c *gin.Context) {
 	if !ok {
 		return
 	}
-	rec, ok := s.lookup(c.Request.Context(), id)
+	rec, ok := s.node.Lookup(c.Request.Context(), id)
 	if !ok {
 		s.writeError(c, errf(http.StatusNotFound, CodeNotFound, "no such session"))
 		return
@@ -120,29 +95,18 @@ func (s *Server) handleDisconnect(c *gin.Context) {
 	if !ok {
 		return
 	}
-	var rec SessionRecord
-	if s.cfg.Cluster == nil {
-		r, ok := s.lookup(c.Request.Context(), id)
-		if !ok || !s.table.revoke(id, r.Incarnation, EndAdmin) {
-			s.writeError(c, errf(http.StatusNotFound, CodeNotFound, "no such session"))
-			return
-		}
-		rec = r
-	} else {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
-		r, err := s.cfg.Cluster.Disconnect(ctx, id)
-		cancel()
-		switch {
-		case errors.Is(err, ErrUnknownSession):
-			s.writeError(c, errf(http.StatusNotFound, CodeNotFound, "no such session"))
-			return
-		case err != nil:
-			s.log.Warn("admin disconnect failed", "session", id, "err", err)
-			s.writeError(c, &apiError{Status: http.StatusBadGateway, Code: CodeOwnerUnreachable,
-				Message: "the session's owner could not be reached; retry", RetryAfter: 1})
-			return
-		}
-		rec = r
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
+	rec, err := s.node.Disconnect(ctx, id)
+	cancel()
+	switch {
+	case errors.Is(err, node.ErrUnknownSession):
+		s.writeError(c, errf(http.StatusNotFound, CodeNotFound, "no such session"))
+		return
+	case err != nil:
+		s.log.Warn("admin disconnect failed", "session", id, "err", err)
+		s.writeError(c, &apiError{Status: http.StatusBadGateway, Code: CodeOwnerUnreachable,
+			Message: "the session's owner could not be reached; retry", RetryAfter: 1})
+		return
 	}
 	c.JSON(http.StatusAccepted, gin.H{"session": rec.Session, "node": rec.Node, "status": "disconnecting"})
 }
@@ -151,13 +115,9 @@ type presenceResponse struct {
 	Topic string `json:"topic"`
 	Count int    `json:"count"`
 	// Consistency is always "eventual": records travel by gossip.
-	Consistency string          `json:"consistency"`
-	Sessions    []SessionRecord `json:"sessions"`
+	Consistency string               `json:"consistency"`
+	Sessions    []node.SessionRecord `json:"sessions"`
 }
-
-// clusterQueryTimeout bounds the peers' answers to a session look-up or a
-// presence query (ADR 0022); members that have not answered are left out.
-const clusterQueryTimeout = 2 * time.Second
 
 // maxPresence caps the sessions listed by the presence endpoint.
 const maxPresence = 1000
@@ -185,23 +145,11 @@ func (s *Server) handlePresence(c *gin.Context) {
 			visible = p.CanSubscribe
 		}
 	}
-	var recs []SessionRecord
-	if s.cfg.Cluster != nil {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), clusterQueryTimeout)
-		recs = presenceOf(s.cfg.Cluster.Presence(ctx, topic))
-		cancel()
-	} else {
-		for _, ls := range s.table.snapshot() {
-			if slices.Contains(ls.topics, topic) {
-				recs = append(recs, s.localRecord(ls))
-			}
-		}
-		recs = presenceOf(recs)
-	}
+	recs := s.node.Presence(c.Request.Context(), topic)
 	n := len(recs)
 	recs = recs[:min(n, maxPresence)]
 	if recs == nil {
-		recs = []SessionRecord{}
+		recs = []node.SessionRecord{}
 	}
 	for i := range recs {
 		// A copy: the records' topic slices belong to the ownership view.
@@ -210,43 +158,20 @@ func (s *Server) handlePresence(c *gin.Context) {
 	c.JSON(http.StatusOK, presenceResponse{Topic: topic, Count: n, Consistency: "eventual", Sessions: recs})
 }
 
-// FormatSessionID renders a session id as 16 lower-case hex digits.
-func FormatSessionID(id uint64) string {
-	const hex = "0123456789abcdef"
-	var b [16]byte
-	for i := 15; i >= 0; i-- {
-		b[i] = hex[id&0xf]
-		id >>= 4
-	}
-	return string(b[:])
-}
-
-// ParseSessionID parses FormatSessionID's output.
-func ParseSessionID(s string) (uint64, error) {
-	if len(s) != 16 {
-		return 0, errors.New("session id: want 16 hex digits")
-	}
-	id, err := strconv.ParseUint(s, 16, 64)
-	if err != nil || id == 0 {
-		return 0, errors.New("session id: want 16 hex digits, not zero")
-	}
-	return id, nil
-}
-
 type nodeResponse struct {
-	Name     string `json:"name"`
-	Region   string `json:"region"`
-	Streams  int64  `json:"streams"`
-	Target   int    `json:"target"`
-	Draining bool   `json:"draining"`
-	Durable  bool   `json:"durable"`
-	Stats    Stats  `json:"stats"`
+	Name     string     `json:"name"`
+	Region   string     `json:"region"`
+	Streams  int64      `json:"streams"`
+	Target   int        `json:"target"`
+	Draining bool       `json:"draining"`
+	Durable  bool       `json:"durable"`
+	Stats    node.Stats `json:"stats"`
 }
 
 // handleNode reports this node's own view (admin listener only).
 func (s *Server) handleNode(c *gin.Context) {
 	c.JSON(http.StatusOK, nodeResponse{
-		Name: s.cfg.Node, Region: s.cfg.Region, Streams: s.streams.Load(), Target: s.cfg.Target,
-		Draining: s.draining.Load(), Durable: s.store.Durable(), Stats: s.Stats(),
+		Name: s.node.Name(), Region: s.node.Region(), Streams: s.node.Streams(), Target: s.cfg.Node.ConnectionTarget,
+		Draining: s.node.Draining(), Durable: s.store.Durable(), Stats: s.Stats(),
 	})
 }

@@ -70,7 +70,7 @@ func (s *Server) handlePublish(c *gin.Context) {
 	}
 	defer endPublish()
 	var req publishRequest
-	if err := s.decodeJSON(c, s.cfg.MaxEventBytes*2+4096, &req); err != nil {
+	if err := s.decodeJSON(c, s.cfg.Limits.MaxEventBytes*2+4096, &req); err != nil {
 		s.writeError(c, err)
 		return
 	}
@@ -194,11 +194,11 @@ func (s *Server) handleBatch(c *gin.Context) {
 		draft push.Draft
 		err   error
 	}
-	items := make([]pending, 0, min(s.cfg.MaxBatchEvents, 16))
+	items := make([]pending, 0, min(s.cfg.Limits.MaxBatchEvents, 16))
 	traceParent := observability.EventTraceparent(ctx)
-	window := batchItemBytes(s.cfg.MaxEventBytes)
-	body := http.MaxBytesReader(c.Writer, c.Request.Body, int64(s.cfg.MaxBatchEvents)*int64(window)+4096)
-	n, err := decodeBatch(body, s.cfg.MaxBatchEvents, window, func(it *batchItem) {
+	window := batchItemBytes(s.cfg.Limits.MaxEventBytes)
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, int64(s.cfg.Limits.MaxBatchEvents)*int64(window)+4096)
+	n, err := decodeBatch(body, s.cfg.Limits.MaxBatchEvents, window, func(it *batchItem) {
 		pi := pending{err: push.ValidateTopic(it.Topic)}
 		if pi.err == nil && !p.CanPublish(it.Topic) {
 			pi.err = errf(http.StatusForbidden, CodeForbidden, "not allowed to publish to "+strconv.Quote(it.Topic))
@@ -211,7 +211,7 @@ func (s *Server) handleBatch(c *gin.Context) {
 		items = append(items, pi)
 	})
 	if err == nil && n == 0 {
-		err = errf(http.StatusBadRequest, CodeInvalidEvent, fmt.Sprintf("a batch holds 1..%d events, got 0", s.cfg.MaxBatchEvents))
+		err = errf(http.StatusBadRequest, CodeInvalidEvent, fmt.Sprintf("a batch holds 1..%d events, got 0", s.cfg.Limits.MaxBatchEvents))
 	}
 	if err != nil {
 		refuse(err)
@@ -320,7 +320,7 @@ func (s *Server) draft(typ string, raw json.RawMessage, idem string, p *auth.Pri
 		}
 		data = buf.Bytes()
 	}
-	if err := push.ValidateData(data, s.cfg.MaxEventBytes); err != nil {
+	if err := push.ValidateData(data, s.cfg.Limits.MaxEventBytes); err != nil {
 		return push.Draft{}, err
 	}
 	d := push.Draft{Type: typ, Data: data}
@@ -511,4 +511,15 @@ func (s *Server) guardPublish(tenant, topic string) (func(error), error) {
 			RetryAfter: retryAfterOf(err)}
 	}
 	return done, nil
+}
+
+// beginPublish admits a publish unless the region is being evacuated; the
+// returned func ends it.
+func (s *Server) beginPublish() (func(), error) {
+	end, err := s.node.BeginPublish()
+	if err != nil {
+		return nil, &apiError{Status: http.StatusServiceUnavailable, Code: CodeEvacuating,
+			Message: err.Error(), RetryAfter: 1, Alternates: s.node.Alternates()}
+	}
+	return end, nil
 }

@@ -15,9 +15,11 @@ import (
 
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/hub"
+	"github.com/heraldpush/herald/push/node"
 	"github.com/heraldpush/herald/push/server"
 	"github.com/heraldpush/herald/push/sse"
 	"github.com/heraldpush/herald/push/store/memstore"
+	pushstream "github.com/heraldpush/herald/push/stream"
 )
 
 // testNode is one Herald HTTP node over a real listener.
@@ -45,7 +47,7 @@ func startNode(t testing.TB, store push.Store, mutate func(*server.Config)) *tes
 // startNodeWithHub is startNode over a hub the caller built.
 func startNodeWithHub(t testing.TB, store push.Store, h *hub.Hub, mutate func(*server.Config)) *testNode {
 	t.Helper()
-	cfg := server.Config{Node: "n1", Store: store, Hub: h, Dev: true, Logger: quietLogger(), Heartbeat: time.Second}
+	cfg := server.Config{Node: node.Config{Name: "n1"}, Store: store, Hub: h, Dev: true, Logger: quietLogger(), Stream: pushstream.Config{Heartbeat: time.Second}}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -209,7 +211,7 @@ func decodeJSON(t testing.TB, data string, v any) {
 }
 
 type resetEvent struct {
-	Streams []server.StreamReset `json:"streams"`
+	Streams []push.StreamReset `json:"streams"`
 }
 
 type helloEvent struct {

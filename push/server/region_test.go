@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/hub"
+	"github.com/heraldpush/herald/push/node"
 	"github.com/heraldpush/herald/push/redistest"
 	"github.com/heraldpush/herald/push/server"
 	"github.com/heraldpush/herald/push/sse"
@@ -63,9 +64,9 @@ func startRegionNode(t testing.TB, name string, local push.Store, remote push.St
 		t.Fatal(err)
 	}
 	return startNodeWithHub(t, local, h, func(c *server.Config) {
-		c.Node, c.Region, c.Remotes = name, local.Origin(), []push.Store{remote}
-		c.ReplicaWait = 300 * time.Millisecond
-		c.RegionInterval = 100 * time.Millisecond
+		c.Node.Name, c.Node.Region, c.Remotes = name, local.Origin(), []push.Store{remote}
+		c.Node.ReplicaWait = 300 * time.Millisecond
+		c.Node.Interval = 100 * time.Millisecond
 		if mutate != nil {
 			mutate(c)
 		}
@@ -112,7 +113,7 @@ func TestRegionsCrossDelivery(t *testing.T) {
 	r := startTwoRegions(t)
 	s := r.a.openStream(t, []string{"news"}, "", nil)
 	hello := s.next(5 * time.Second)
-	if hello.Type != server.EventHello {
+	if hello.Type != push.EventHello {
 		t.Fatalf("first event %q", hello.Type)
 	}
 	for i := 1; i <= 5; i++ {
@@ -185,12 +186,12 @@ func TestReplicaBehindCursor(t *testing.T) {
 	start := time.Now()
 	s2 := r.b.openStream(t, []string{"news"}, last, nil)
 	hello := s2.next(5 * time.Second)
-	if hello.Type != server.EventHello || hello.ID != "" {
+	if hello.Type != push.EventHello || hello.ID != "" {
 		t.Fatalf("want a hello without id before the reset, got %+v", hello)
 	}
 	reset := s2.next(5 * time.Second)
 	waited := time.Since(start)
-	if reset.Type != server.EventReset || reset.ID == "" {
+	if reset.Type != push.EventReset || reset.ID == "" {
 		t.Fatalf("want a reset carrying the cursor, got %+v", reset)
 	}
 	var rs resetEvent
@@ -199,7 +200,7 @@ func TestReplicaBehindCursor(t *testing.T) {
 		t.Fatalf("reset %+v", rs)
 	}
 	st := rs.Streams[0]
-	if st.Reason != server.ResetReplicaBehind || st.Origin != "a" || st.LostFrom != 4 || st.LostTo != 6 || st.ContinueFrom != 7 {
+	if st.Reason != push.ResetReplicaBehind || st.Origin != "a" || st.LostFrom != 4 || st.LostTo != 6 || st.ContinueFrom != 7 {
 		t.Fatalf("reset stream %+v", st)
 	}
 	if waited < 300*time.Millisecond {
@@ -253,12 +254,12 @@ type regionView struct {
 }
 
 func (f *regionView) Alternates() []string { return []string{f.b.URL} }
-func (f *regionView) Regions() []server.RegionStatus {
+func (f *regionView) Regions() []node.RegionStatus {
 	seen := map[string]int64{}
-	for _, o := range f.b.Srv.Origins() {
+	for _, o := range f.b.Srv.Node().Origins() {
 		seen[o.Origin] = o.Seq
 	}
-	return []server.RegionStatus{{Name: "b", State: "alive", Serving: 1, URLs: []string{f.b.URL}, Seen: seen}}
+	return []node.RegionStatus{{Name: "b", State: "alive", Serving: 1, URLs: []string{f.b.URL}, Seen: seen}}
 }
 func (f *regionView) SetState(s string) {
 	f.mu.Lock()
@@ -282,8 +283,8 @@ func TestEvacuationMovesStreams(t *testing.T) {
 	fed := &regionView{b: b}
 	a := startRegionNode(t, "a1", regionStore(t, primaryA.URL(), "a", false), regionStore(t, replicaAofB.URL(), "b", true), func(c *server.Config) {
 		c.Federation = fed
-		c.EvacuationWindow = 200 * time.Millisecond
-		c.EvacuationCatchUp = 20 * time.Second
+		c.Node.EvacuationWindow = 200 * time.Millisecond
+		c.Node.EvacuationCatchUp = 20 * time.Second
 	})
 	admin := httptest.NewServer(a.Srv.AdminHandler())
 	t.Cleanup(admin.Close)
@@ -340,7 +341,7 @@ func TestEvacuationMovesStreams(t *testing.T) {
 	}
 	// Resume in b: nothing again, and what b publishes arrives.
 	s2 := b.openStream(t, []string{"news"}, last, nil)
-	if hb := s2.next(5 * time.Second); hb.Type != server.EventHello || hb.ID == "" {
+	if hb := s2.next(5 * time.Second); hb.Type != push.EventHello || hb.ID == "" {
 		t.Fatalf("resume in b: want hello with id (exact resume), got %+v", hb)
 	}
 	b.publish("news", "m", "b1")
@@ -386,9 +387,9 @@ func regionStoreInfo(t testing.TB, url string) (uint64, error) {
 // slowed and falls back when it recovers.
 func TestReplicationLagFollowsTheLink(t *testing.T) {
 	r := startTwoRegions(t)
-	lag := func() time.Duration { return r.b.Srv.ReplicationLag()["a"] }
+	lag := func() time.Duration { return r.b.Srv.Node().ReplicationLag()["a"] }
 	waitFor(t, 10*time.Second, "a measured lag in b", func() bool {
-		l, ok := r.b.Srv.ReplicationLag()["a"]
+		l, ok := r.b.Srv.Node().ReplicationLag()["a"]
 		return ok && l < 500*time.Millisecond
 	})
 	base := lag()
@@ -402,7 +403,7 @@ func TestReplicationLagFollowsTheLink(t *testing.T) {
 	}
 	waitFor(t, 15*time.Second, "lag back under 500ms", func() bool { return lag() < 500*time.Millisecond })
 	t.Logf("lag of a in b: %s at rest, %s with 2s link latency, %s after", base, high, lag())
-	if _, ok := r.a.Srv.ReplicationLag()["a"]; ok {
+	if _, ok := r.a.Srv.Node().ReplicationLag()["a"]; ok {
 		t.Fatal("a node reports a lag for its own region")
 	}
 }
@@ -417,7 +418,7 @@ func TestReplicationLagFollowsTheLink(t *testing.T) {
 func TestResumeWaitsForTheReplicaToReachTheClientsLineage(t *testing.T) {
 	r := startTwoRegions(t)
 	b2 := startRegionNode(t, "b2", regionStore(t, r.primaryB.URL(), "b", false), r.storeBofA,
-		func(c *server.Config) { c.ReplicaWait = 10 * time.Second })
+		func(c *server.Config) { c.Node.ReplicaWait = 10 * time.Second })
 	for i := 1; i <= 3; i++ {
 		r.a.publish("news", "m", fmt.Sprintf("old%d", i))
 	}
@@ -471,7 +472,7 @@ func TestResumeWaitsForTheReplicaToReachTheClientsLineage(t *testing.T) {
 	}
 	t.Cleanup(o.s.Close)
 	hello := o.s.next(10 * time.Second)
-	if hello.Type != server.EventHello || hello.ID == "" {
+	if hello.Type != push.EventHello || hello.ID == "" {
 		// A hello without id comes before a reset.
 		reset := o.s.next(5 * time.Second)
 		t.Fatalf("got %s %q then %s %s: the client was reset instead of resumed", hello.Type, hello.ID, reset.Type, reset.Data)
@@ -525,7 +526,7 @@ func TestResumeFromAReplicaThatRestartedEmptyRepeatsNothing(t *testing.T) {
 	}
 	r.awaitReplicaHead(t, 3, 20*time.Second, "b's replica re-synced")
 	s2 := r.b.openStream(t, []string{"news"}, last, nil)
-	if hello := s2.next(5 * time.Second); hello.Type != server.EventHello || hello.ID == "" {
+	if hello := s2.next(5 * time.Second); hello.Type != push.EventHello || hello.ID == "" {
 		t.Fatalf("after the re-sync got %s %q, want an exact resume (hello with id, no reset)", hello.Type, hello.ID)
 	}
 	r.a.publish("news", "m", "a4")

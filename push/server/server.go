@@ -1,12 +1,13 @@
 package server
 
 import (
+	"github.com/heraldpush/herald/internal/defaults"
+
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,8 @@ import (
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
 	"github.com/heraldpush/herald/push/hub"
+	"github.com/heraldpush/herald/push/node"
+	"github.com/heraldpush/herald/push/stream"
 )
 
 // Authenticator resolves a request's credentials to a principal. push/auth
@@ -27,10 +30,9 @@ type Authenticator interface {
 	Authenticate(r *http.Request, allowCookie bool) (*auth.Principal, error)
 }
 
-// Config configures a Server. Zero values mean the documented defaults.
+// Config configures a Server. Zero values mean the documented defaults
+// (DefaultConfig, stream.DefaultConfig, node.DefaultConfig).
 type Config struct {
-	// Node is this node's name, reported in herald.hello.
-	Node string
 	// Store holds the local origin's events: publishes append to it.
 	Store push.Store
 	// Remotes are the read-only stores of the other origin regions (the
@@ -46,84 +48,23 @@ type Config struct {
 	Dev bool
 	// Retention is reported by GET /v1/topics/{topic}.
 	Retention push.RetentionPolicy
-
-	// MaxTopicsPerStream caps topics on one stream; zero means 32.
-	MaxTopicsPerStream int
-	// MaxEventBytes caps one event's data; zero means 64 KiB.
-	MaxEventBytes int
-	// MaxBatchEvents caps POST /v1/events; zero means 100.
-	MaxBatchEvents int
-	// Heartbeat is the interval of keep-alive comments; zero means 15s.
-	Heartbeat time.Duration
-	// RetryMin and RetryMax bound the jittered reconnection delay sent as
-	// `retry:` at connect; zero means 1s and 5s.
-	RetryMin, RetryMax time.Duration
-	// CoalesceWindow turns on write coalescing under load: while the node
-	// is overloaded (its streams' queues grow across writes, ADR 0020) and
-	// a stream's write went out late (its oldest event waited in the queue
-	// more than CoalesceLate) with only a few events in it, events arriving
-	// within CoalesceWindow of that write wait and go out together in one
-	// write. It trades at most that much latency, on busy streams of a node
-	// short of CPU, for fewer syscalls and client wake-ups. 0 (the default)
-	// writes every event at once.
-	CoalesceWindow time.Duration
-	// CoalesceLate is the queue wait that counts as late; 0 means 20ms, a
-	// negative value counts every write as late on a node taken as
-	// overloaded (tests).
-	CoalesceLate time.Duration
-	// BodyTimeout bounds how long a non-stream request (publish, history,
-	// topic info, presence, admin) may take to send its body, from the end
-	// of its headers; a body still arriving then gets 408 and the
-	// connection is closed. The answer must be taken within BodyTimeout +
-	// WriteTimeout. Streams are not bounded by it. Zero means 15s.
-	BodyTimeout time.Duration
-	// WriteTimeout bounds each write to a stream; a client that cannot take
-	// a write in time is cut off. Zero means 10s.
-	WriteTimeout time.Duration
-	// ReplayPage is the number of events read per history page; zero means 500.
-	ReplayPage int
-	// Queue bounds each stream's live queue (see hub.Limits).
-	Queue hub.Limits
+	// Limits bound requests.
+	Limits Limits
+	// Stream tunes streams (heartbeat, retry, write deadline, coalescing,
+	// live queue bounds).
+	Stream stream.Config
+	// Node names the node and tunes admission, balancing and regions.
+	Node node.Config
 	// CORS configures cross-origin access; empty AllowedOrigins disables CORS.
 	CORS CORSConfig
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
-
 	// Cluster is the membership and session-ownership view; nil runs a
 	// single node (sessions are then tracked on this node only).
-	Cluster Cluster
-	// Region is this node's region, reported in session records.
-	Region string
-	// Target is this node's connection target: above it, new streams go to
-	// a less loaded peer (Redirect) or are shed. Zero means no target.
-	Target int
-	// Redirect lets the node answer a new stream with 307 to a less loaded
-	// peer's advertised URL when it is over Target or draining. Enable it
-	// only when clients can reach every node's advertised URL.
-	Redirect bool
-	// RebalanceWindow is the window over which a node above the region's
-	// average sheds its excess streams after a node joins; zero disables
-	// rebalancing.
-	RebalanceWindow time.Duration
-	// LoadInterval is how often the node publishes its load to the cluster
-	// and checks for joins; zero means 1s.
-	LoadInterval time.Duration
-	// ReplicaWait bounds how long a resume waits for a remote origin's
-	// replica to reach the client's cursor before answering with an
-	// explicit replica_behind reset; zero means 2s.
-	ReplicaWait time.Duration
+	Cluster node.Cluster
 	// Federation is the view of the other regions (alternate endpoints,
 	// their replication progress); nil runs a single region.
-	Federation Federation
-	// RegionInterval is the period of the region loop: heartbeat written
-	// to the local store, replication lag of every remote origin measured,
-	// evacuation orders read. Zero means 1s.
-	RegionInterval time.Duration
-	// EvacuationWindow spreads the closing of streams when the region is
-	// evacuated; zero means 30s. EvacuationCatchUp bounds the wait for the
-	// other regions' replicas to reach this origin's head first; zero
-	// means 60s.
-	EvacuationWindow, EvacuationCatchUp time.Duration
+	Federation node.Federation
 	// Guard is the protection layers; nil means unguarded.
 	Guard Guard
 	// Telemetry records traces and metrics; nil records nothing.
@@ -136,6 +77,37 @@ type Config struct {
 	// X-Forwarded-For is believed for the client IP (per-IP stream caps);
 	// empty means the peer address is the client.
 	TrustedProxies []string
+}
+
+// Limits bound what one request may ask for.
+type Limits struct {
+	// MaxEventBytes caps one event's data (1..1048576 bytes).
+	MaxEventBytes int `koanf:"max_event_bytes"`
+	// MaxTopicsPerStream caps the topics of one stream (1..256).
+	MaxTopicsPerStream int `koanf:"max_topics_per_stream"`
+	// MaxBatchEvents caps the events of one POST /v1/events (1..10000).
+	MaxBatchEvents int `koanf:"max_batch_events"`
+	// BodyTimeout bounds the time a non-stream request (publish, history,
+	// topic info, presence, admin) may take to send its body, from the end
+	// of its headers (408 and a closed connection after it); its answer
+	// must be taken within body_timeout + stream.write_timeout. Streams
+	// are not bounded by it.
+	BodyTimeout time.Duration `koanf:"body_timeout"`
+}
+
+// DefaultLimits returns the documented defaults.
+func DefaultLimits() Limits {
+	return Limits{MaxEventBytes: 64 << 10, MaxTopicsPerStream: 32, MaxBatchEvents: 100, BodyTimeout: 15 * time.Second}
+}
+
+// withDefaults returns l with its zero fields set from DefaultLimits.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	defaults.Positive(&l.MaxEventBytes, d.MaxEventBytes)
+	defaults.Positive(&l.MaxTopicsPerStream, d.MaxTopicsPerStream)
+	defaults.Positive(&l.MaxBatchEvents, d.MaxBatchEvents)
+	defaults.Positive(&l.BodyTimeout, d.BodyTimeout)
+	return l
 }
 
 // CORSConfig is the cross-origin allow-list.
@@ -162,48 +134,19 @@ func (c CORSConfig) Validate() error {
 	return nil
 }
 
-// Server serves Herald's public API.
+// Server serves Herald's public API: the HTTP edge of a node.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	store   push.Store
-	stores  map[string]push.Store // by origin, the local one included
-	hub     *hub.Hub
-	origins []string
-	engine  *gin.Engine
-	bufs    sync.Pool
-
-	closing chan struct{}
-	// closed is done when closing is closed (streams watch it with
-	// context.AfterFunc instead of a select case).
-	closed     context.Context
-	markClosed context.CancelFunc
-	once       sync.Once
-	wg         sync.WaitGroup
-
-	table    *streamTable
-	draining atomic.Bool
-	// evacuating is set while the region's evacuation order is applied;
-	// publishing counts publishes in flight (evacuation waits for them).
-	evacuating atomic.Bool
-	publishing atomic.Int64
-	region     regionState
-	auth       atomic.Pointer[authHolder]
-	binder     *push.SessionBinder
-
-	streams    atomic.Int64
-	lagCutoffs atomic.Uint64
-	slowEnded  atomic.Uint64
-	writes     atomic.Uint64
-	holds      atomic.Uint64
-	overload   overloadDetector
-	connected  atomic.Uint64
-	resets     atomic.Uint64
-	replayed   atomic.Uint64
-	delivered  atomic.Uint64
+	cfg    Config
+	log    *slog.Logger
+	node   *node.Node
+	store  push.Store
+	engine *gin.Engine
+	// bufs are the SSE writers' buffers, borrowed while a stream writes.
+	bufs sync.Pool
+	auth atomic.Pointer[authHolder]
 }
 
-// New builds a Server and starts its heartbeat ticker. Close stops it.
+// New builds a Server and its node; Close stops them.
 func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil || cfg.Hub == nil {
 		return nil, errors.New("server: Store and Hub are required")
@@ -214,155 +157,47 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.CORS.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.MaxTopicsPerStream <= 0 {
-		cfg.MaxTopicsPerStream = 32
-	}
-	if cfg.MaxEventBytes <= 0 {
-		cfg.MaxEventBytes = 64 << 10
-	}
-	if cfg.MaxBatchEvents <= 0 {
-		cfg.MaxBatchEvents = 100
-	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 15 * time.Second
-	}
-	if cfg.RetryMin <= 0 {
-		cfg.RetryMin = time.Second
-	}
-	if cfg.RetryMax < cfg.RetryMin {
-		cfg.RetryMax = max(5*time.Second, cfg.RetryMin)
-	}
-	if cfg.CoalesceLate == 0 {
-		cfg.CoalesceLate = 20 * time.Millisecond
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 10 * time.Second
-	}
-	if cfg.BodyTimeout <= 0 {
-		cfg.BodyTimeout = 15 * time.Second
-	}
-	if cfg.ReplayPage <= 0 {
-		cfg.ReplayPage = 500
-	}
+	cfg.Limits = cfg.Limits.withDefaults()
+	cfg.Stream = cfg.Stream.WithDefaults()
+	cfg.Node = cfg.Node.WithDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Node == "" {
-		cfg.Node = "herald"
+	var guard node.Guard
+	if cfg.Guard != nil {
+		guard = cfg.Guard
 	}
-	if cfg.LoadInterval <= 0 {
-		cfg.LoadInterval = time.Second
-	}
-	if cfg.ReplicaWait <= 0 {
-		cfg.ReplicaWait = 2 * time.Second
-	}
-	if cfg.RegionInterval <= 0 {
-		cfg.RegionInterval = time.Second
-	}
-	if cfg.EvacuationWindow <= 0 {
-		cfg.EvacuationWindow = 30 * time.Second
-	}
-	if cfg.EvacuationCatchUp <= 0 {
-		cfg.EvacuationCatchUp = time.Minute
-	}
-	stores := map[string]push.Store{cfg.Store.Origin(): cfg.Store}
-	origins := []string{cfg.Store.Origin()}
-	for _, r := range cfg.Remotes {
-		if r == nil {
-			return nil, errors.New("server: nil remote store")
-		}
-		if _, dup := stores[r.Origin()]; dup {
-			return nil, fmt.Errorf("server: two stores for origin %q", r.Origin())
-		}
-		stores[r.Origin()] = r
-		origins = append(origins, r.Origin())
-	}
-	if _, err := push.NewCursor([]string{"t"}, origins); err != nil {
-		return nil, fmt.Errorf("server: regions: %w", err)
+	n, err := node.New(cfg.Node, cfg.Stream, node.Deps{
+		Store: cfg.Store, Remotes: cfg.Remotes, Hub: cfg.Hub, Cluster: cfg.Cluster, Federation: cfg.Federation,
+		Guard: guard, Sessions: cfg.Sessions, Telemetry: cfg.Telemetry, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "http"),
-		store:   cfg.Store,
-		stores:  stores,
-		hub:     cfg.Hub,
-		origins: origins,
-		closing: make(chan struct{}),
-		table:   newStreamTable(),
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "http"),
+		node:  n,
+		store: cfg.Store,
 	}
-	s.binder = cfg.Sessions
-	if s.binder == nil {
-		s.binder = push.RandomSessionBinder()
-	}
-	s.closed, s.markClosed = context.WithCancel(context.Background())
-	s.region.links = make(map[string]bool)
-	s.region.downSince = make(map[string]time.Time)
 	s.auth.Store(&authHolder{cfg.Auth})
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	s.engine = s.routes()
-	s.wg.Add(1)
-	go s.heartbeat()
-	if cfg.Cluster != nil {
-		s.wg.Add(1)
-		go s.clusterLoop()
-	}
-	s.wg.Add(1)
-	go s.regionLoop()
 	return s, nil
 }
 
 // Handler returns the public HTTP handler.
 func (s *Server) Handler() http.Handler { return s.engine }
 
-// Stats are cumulative counters of the stream endpoint.
-type Stats struct {
-	Streams   int64  `json:"streams"`   // open now
-	Connected uint64 `json:"connected"` // streams accepted
-	Resets    uint64 `json:"resets"`    // herald.reset events sent
-	Replayed  uint64 `json:"replayed"`  // events written from history
-	Delivered uint64 `json:"delivered"` // events written in total
-	// LagCutoffs counts streams that ended because their oldest queued event
-	// waited longer than the queue's MaxLag when the stream got to run.
-	LagCutoffs uint64 `json:"lag_cutoffs"`
-	// SlowCutoffs counts subscribers the hub cut off because their queue
-	// overflowed (events or bytes).
-	SlowCutoffs uint64 `json:"slow_cutoffs"`
-	// SlowEnded counts streams that ended as slow for any reason: queue
-	// lag or overflow, or a write that missed its deadline.
-	SlowEnded uint64 `json:"slow_ended"`
-	// Writes counts live-loop writes that carried queued events; Delivered
-	// over Writes is how many events a write carries (batching).
-	Writes uint64 `json:"writes"`
-	// Holds counts writes held back by coalescing (stream.coalesce_window).
-	Holds uint64 `json:"holds"`
-}
+// Node is the node behind the server: its streams, drain, regions.
+func (s *Server) Node() *node.Node { return s.node }
 
 // Stats returns the stream counters.
-func (s *Server) Stats() Stats {
-	return Stats{
-		Streams:     s.streams.Load(),
-		Connected:   s.connected.Load(),
-		Resets:      s.resets.Load(),
-		Replayed:    s.replayed.Load(),
-		Delivered:   s.delivered.Load(),
-		LagCutoffs:  s.lagCutoffs.Load(),
-		SlowCutoffs: s.hub.Stats().SlowCutoffs,
-		SlowEnded:   s.slowEnded.Load(),
-		Writes:      s.writes.Load(),
-		Holds:       s.holds.Load(),
-	}
-}
+func (s *Server) Stats() node.Stats { return s.node.Stats() }
 
-// Close ends every open stream (clients reconnect and resume) and stops the
-// heartbeat. It does not close Store or Hub, which the caller owns.
-func (s *Server) Close() error {
-	s.once.Do(func() {
-		close(s.closing)
-		s.markClosed()
-	})
-	s.wg.Wait()
-	return nil
-}
+// Close ends every open stream (clients reconnect and resume) and stops
+// the node's loops. It does not close Store or Hub, which the caller owns.
+func (s *Server) Close() error { return s.node.Close() }
 
 // NewHTTPServer returns an http.Server with Herald's hardening: header read
 // timeout and size cap, idle timeout, and no server-wide WriteTimeout (it
@@ -436,8 +271,8 @@ func (s *Server) bound(c *gin.Context) {
 		return
 	}
 	now := time.Now()
-	_ = rc.SetReadDeadline(now.Add(s.cfg.BodyTimeout))
-	_ = rc.SetWriteDeadline(now.Add(s.cfg.BodyTimeout + s.cfg.WriteTimeout))
+	_ = rc.SetReadDeadline(now.Add(s.cfg.Limits.BodyTimeout))
+	_ = rc.SetWriteDeadline(now.Add(s.cfg.Limits.BodyTimeout + s.cfg.Stream.WriteTimeout))
 	if g := s.cfg.Guard; g != nil {
 		done, err := g.Request(c.ClientIP())
 		if err != nil {
@@ -473,8 +308,8 @@ func (s *Server) recover(c *gin.Context) {
 				panic(v)
 			}
 			attrs := []any{"path", c.FullPath(), "panic", fmt.Sprint(v)}
-			if fp, ok := v.(*freshStackPanic); ok {
-				attrs = append(attrs, "stack", string(fp.stack))
+			if fp, ok := v.(*stream.FreshStackPanic); ok {
+				attrs = append(attrs, "stack", string(fp.Stack()))
 			}
 			s.log.Error("handler panic", attrs...)
 			if !c.Writer.Written() {
@@ -492,19 +327,17 @@ func (s *Server) handleReady(c *gin.Context) {
 		s.writeError(c, fmt.Errorf("%w: %v", push.ErrUnavailable, err))
 		return
 	}
-	select {
-	case <-s.closing:
+	if s.node.Closed() {
 		s.writeError(c, push.ErrClosed)
 		return
-	default:
 	}
-	if s.draining.Load() {
+	if s.node.Draining() {
 		s.writeError(c, errf(http.StatusServiceUnavailable, CodeDraining, "node is draining"))
 		return
 	}
-	if s.evacuating.Load() {
+	if s.node.Evacuating() {
 		s.writeError(c, &apiError{Status: http.StatusServiceUnavailable, Code: CodeEvacuating,
-			Message: "region is being evacuated", Alternates: s.alternates()})
+			Message: "region is being evacuated", Alternates: s.node.Alternates()})
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready", "durable": s.store.Durable()})
@@ -526,37 +359,4 @@ func (s *Server) principal(r *http.Request, allowCookie bool) (*auth.Principal, 
 		return auth.DevPrincipal(), nil
 	}
 	return s.auth.Load().a.Authenticate(r, allowCookie)
-}
-
-// heartbeatWave is how many streams the heartbeat wakes before it yields.
-const heartbeatWave = 256
-
-func (s *Server) heartbeat() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.Heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.closing:
-			return
-		case <-t.C:
-			// One pass over the live streams, waking each that wrote
-			// nothing for half an interval: a keep-alive needs no channel
-			// of its own in the per-delivery select (a channel shared by
-			// every stream was contended on each pass), and a busy stream
-			// needs no keep-alive. The pass yields after every
-			// heartbeatWave wakes, so the streams it wakes do not queue the
-			// publish path behind all of them (see hub.PacedFanOut).
-			quiet := time.Now().Add(-s.cfg.Heartbeat / 2).UnixNano()
-			woken := 0
-			for _, ls := range s.table.snapshot() {
-				if sub := ls.sub.Load(); sub != nil && ls.wrote.Load() <= quiet {
-					sub.Wake()
-					if woken++; woken%heartbeatWave == 0 {
-						runtime.Gosched()
-					}
-				}
-			}
-		}
-	}
 }

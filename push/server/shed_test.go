@@ -21,7 +21,7 @@ import (
 // t and u is turned away. The hub knows t's head (the occupant's topic);
 // u's comes from the store.
 func shedScene(t *testing.T, newStore storeFactory) (n *testNode, occupant *stream) {
-	n = startNode(t, newStore(t, push.Retention{}), func(c *server.Config) { c.Target = 1 })
+	n = startNode(t, newStore(t, push.Retention{}), func(c *server.Config) { c.Node.ConnectionTarget = 1 })
 	occupant = n.openStream(t, []string{"t"}, "", nil)
 	hello(t, occupant)
 	for _, topic := range []string{"t", "u"} {

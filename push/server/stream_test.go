@@ -44,7 +44,7 @@ func TestStreamHeadersHelloAndLive(t *testing.T) {
 			t.Errorf("Connection header on HTTP/2")
 		}
 		hello := s.next(wait)
-		if hello.Type != server.EventHello || hello.ID == "" {
+		if hello.Type != push.EventHello || hello.ID == "" {
 			t.Fatalf("first event %+v, want id-bearing herald.hello", hello)
 		}
 		if d, ok := s.dec.Retry(); !ok || d < time.Second || d > 5*time.Second {
@@ -107,7 +107,7 @@ func TestResumeExactAfterDisconnect(t *testing.T) {
 		hello := r.next(wait)
 		var hd helloEvent
 		decodeJSON(t, hello.Data, &hd)
-		if hello.Type != server.EventHello || hello.ID != last || !hd.Resumed {
+		if hello.Type != push.EventHello || hello.ID != last || !hd.Resumed {
 			t.Fatalf("hello on resume: %+v %+v (id should equal the client's cursor)", hello, hd)
 		}
 		got := map[string][]string{}
@@ -185,16 +185,16 @@ func TestResumeTrimmedSendsReset(t *testing.T) {
 		info := topicInfo(t, n, "a")
 		r := n.openStream(t, []string{"a"}, id1, nil)
 		hello := r.next(wait)
-		if hello.Type != server.EventHello || hello.ID != "" {
+		if hello.Type != push.EventHello || hello.ID != "" {
 			t.Fatalf("hello before a reset must not carry an id: %+v", hello)
 		}
 		reset := r.next(wait)
-		if reset.Type != server.EventReset || reset.ID == "" {
+		if reset.Type != push.EventReset || reset.ID == "" {
 			t.Fatalf("want id-bearing herald.reset, got %+v", reset)
 		}
 		var rd resetEvent
 		decodeJSON(t, reset.Data, &rd)
-		if len(rd.Streams) != 1 || rd.Streams[0].Reason != server.ResetTrimmed || rd.Streams[0].Topic != "a" ||
+		if len(rd.Streams) != 1 || rd.Streams[0].Reason != push.ResetTrimmed || rd.Streams[0].Topic != "a" ||
 			rd.Streams[0].LostFrom != 2 || rd.Streams[0].LostTo != info.First-1 {
 			t.Fatalf("reset %+v, want trimmed a lost 2..%d", rd, info.First-1)
 		}
@@ -253,7 +253,7 @@ func TestResumeAheadOfHeadSendsReset(t *testing.T) {
 		reset := r.next(wait)
 		var rd resetEvent
 		decodeJSON(t, reset.Data, &rd)
-		if len(rd.Streams) != 1 || rd.Streams[0].Reason != server.ResetAhead || rd.Streams[0].LostFrom != 2 || rd.Streams[0].LostTo != 50 {
+		if len(rd.Streams) != 1 || rd.Streams[0].Reason != push.ResetAhead || rd.Streams[0].LostFrom != 2 || rd.Streams[0].LostTo != 50 {
 			t.Fatalf("reset %+v", rd)
 		}
 	})
@@ -291,12 +291,12 @@ func expectEpochChanged(t *testing.T, r *stream, lostFrom map[string]uint64) {
 	reset := r.next(wait)
 	var rd resetEvent
 	decodeJSON(t, reset.Data, &rd)
-	if reset.Type != server.EventReset || len(rd.Streams) != len(lostFrom) {
+	if reset.Type != push.EventReset || len(rd.Streams) != len(lostFrom) {
 		t.Fatalf("reset %+v %+v, want one entry per topic of %v", reset, rd, lostFrom)
 	}
 	for _, sr := range rd.Streams {
 		want, ok := lostFrom[sr.Topic]
-		if !ok || sr.Reason != server.ResetEpochChanged || sr.LostFrom != want || sr.ContinueFrom != 1 {
+		if !ok || sr.Reason != push.ResetEpochChanged || sr.LostFrom != want || sr.ContinueFrom != 1 {
 			t.Errorf("stream reset %+v, want epoch_changed lost from %d, continue from 1", sr, want)
 		}
 	}
@@ -340,7 +340,7 @@ func TestForeignAndMalformedCursors(t *testing.T) {
 	reset := r.next(wait)
 	var rd resetEvent
 	decodeJSON(t, reset.Data, &rd)
-	if len(rd.Streams) != 1 || rd.Streams[0].Reason != server.ResetForeignCursor {
+	if len(rd.Streams) != 1 || rd.Streams[0].Reason != push.ResetForeignCursor {
 		t.Fatalf("reset %+v", rd)
 	}
 	mine, _ := push.NewCursor([]string{"a"}, []string{"local"})
@@ -373,7 +373,7 @@ func TestForeignAndMalformedCursors(t *testing.T) {
 			if status != http.StatusOK {
 				t.Fatalf("browser, cursor %.20q: %d %s, want 200 + reset", bad, status, body)
 			}
-			if h := s.next(wait); h.Type != server.EventHello || h.ID != "" {
+			if h := s.next(wait); h.Type != push.EventHello || h.ID != "" {
 				t.Fatalf("browser, cursor %.20q: first event %+v, want a hello without id", bad, h)
 			}
 			reset := s.next(wait)
@@ -384,8 +384,8 @@ func TestForeignAndMalformedCursors(t *testing.T) {
 			if from == "earliest" {
 				wantFrom = 1
 			}
-			if reset.Type != server.EventReset || reset.ID == "" || len(rd.Streams) != 1 ||
-				rd.Streams[0].Reason != server.ResetInvalidCursor || rd.Streams[0].ContinueFrom != wantFrom {
+			if reset.Type != push.EventReset || reset.ID == "" || len(rd.Streams) != 1 ||
+				rd.Streams[0].Reason != push.ResetInvalidCursor || rd.Streams[0].ContinueFrom != wantFrom {
 				t.Fatalf("browser, cursor %.20q, from %q: reset %+v %+v, want invalid_cursor continuing at %d", bad, from, reset, rd, wantFrom)
 			}
 			if from == "earliest" {
@@ -400,7 +400,7 @@ func TestForeignAndMalformedCursors(t *testing.T) {
 				if ev.Data == live {
 					break
 				}
-				if from == "" || ev.Type == server.EventReset {
+				if from == "" || ev.Type == push.EventReset {
 					t.Fatalf("browser, cursor %.20q: got %+v before the live event", bad, ev)
 				}
 			}
@@ -436,8 +436,8 @@ func topicInfo(t testing.TB, n *testNode, topic string) (out struct {
 func TestCoalescingHoldsABusyStreamsWrites(t *testing.T) {
 	const window = 300 * time.Millisecond
 	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) {
-		c.CoalesceWindow = window
-		c.CoalesceLate = -1
+		c.Stream.CoalesceWindow = window
+		c.Stream.CoalesceLate = -1
 	})
 	st := n.openStream(t, []string{"co"}, "", nil)
 	defer st.Close()
@@ -492,8 +492,8 @@ func TestCoalescingHoldsABusyStreamsWrites(t *testing.T) {
 func TestCoalescingLeavesSlowStreamsAlone(t *testing.T) {
 	const window = 300 * time.Millisecond
 	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) {
-		c.CoalesceWindow = window
-		c.CoalesceLate = -1 // every write counts as late
+		c.Stream.CoalesceWindow = window
+		c.Stream.CoalesceLate = -1 // every write counts as late
 	})
 	st := n.openStream(t, []string{"co"}, "", nil)
 	defer st.Close()
@@ -523,8 +523,8 @@ func TestCoalescingLeavesSlowStreamsAlone(t *testing.T) {
 // (Before ADR 0020 lateness alone held these fast streams.)
 func TestCoalescingNoHoldOnAnIdleNode(t *testing.T) {
 	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) {
-		c.CoalesceWindow = 250 * time.Millisecond
-		c.CoalesceLate = time.Nanosecond
+		c.Stream.CoalesceWindow = 250 * time.Millisecond
+		c.Stream.CoalesceLate = time.Nanosecond
 	})
 	const subs, events = 20, 40
 	var streams []*stream
@@ -572,7 +572,7 @@ func other(topic string) string {
 // events keep proxies from timing it out) and gets none.
 func TestKeepAliveCommentsOnlyOnSilentStreams(t *testing.T) {
 	const beat = 150 * time.Millisecond
-	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Heartbeat = beat })
+	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Stream.Heartbeat = beat })
 	comments := func(topic string, during time.Duration, publish bool) (events, beats int) {
 		ctx, cancel := context.WithTimeout(context.Background(), during)
 		defer cancel()

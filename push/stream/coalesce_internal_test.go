@@ -1,4 +1,4 @@
-package server
+package stream
 
 import (
 	"testing"
@@ -84,7 +84,7 @@ func TestOverloadDetectorTellsSpreadFromBacklog(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	// window runs 2,000 writes over one window and closes it; wait(i) is
 	// the i-th write's wait, held whether it ended a hold.
-	window := func(d *overloadDetector, start time.Time, wait func(i int) time.Duration, held bool) {
+	window := func(d *Overload, start time.Time, wait func(i int) time.Duration, held bool) {
 		for i := range 2000 {
 			heldFor := time.Duration(0)
 			if held {
@@ -94,7 +94,7 @@ func TestOverloadDetectorTellsSpreadFromBacklog(t *testing.T) {
 		}
 		d.note(start.Add(overloadWindow), false) // closes the window
 	}
-	var d overloadDetector
+	var d Overload
 	spread := func(i int) time.Duration { return time.Duration(i%100) * 400 * time.Microsecond } // 0..40ms
 	window(&d, t0, spread, false)
 	if d.overloaded() {
@@ -122,7 +122,7 @@ func TestOverloadDetectorTellsSpreadFromBacklog(t *testing.T) {
 		t.Fatal("held writes out at once: still overloaded")
 	}
 	// A window with a handful of writes says nothing.
-	var few overloadDetector
+	var few Overload
 	window2 := func(n int) {
 		for i := range n {
 			few.note(t0.Add(time.Duration(i)), true)

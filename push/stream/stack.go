@@ -1,4 +1,4 @@
-package server
+package stream
 
 import (
 	"fmt"
@@ -6,13 +6,13 @@ import (
 	"runtime/debug"
 )
 
-// onFreshStack runs f on a new goroutine and waits for it, so that the deep
+// OnFreshStack runs f on a new goroutine and waits for it, so that the deep
 // call chains f makes grow that goroutine's stack, which is freed when it
-// exits, instead of the caller's (see handleStream). A panic in f is
+// exits, instead of the caller's (see Stream.Live and the transports' handlers). A panic in f is
 // raised again in the caller, with f's stack trace in its value, so the
 // handler's recovery sees it as if f had run inline; http.ErrAbortHandler
 // is raised again as is.
-func onFreshStack(f func()) {
+func OnFreshStack(f func()) {
 	var (
 		failed = true
 		val    any
@@ -37,36 +37,36 @@ func onFreshStack(f func()) {
 	if val == http.ErrAbortHandler {
 		panic(val)
 	}
-	panic(&freshStackPanic{val: val, stack: stack})
+	panic(&FreshStackPanic{val: val, stack: stack})
 }
 
-// freshStackPanic carries a panic from onFreshStack's goroutine.
-type freshStackPanic struct {
+// FreshStackPanic carries a panic from OnFreshStack's goroutine.
+type FreshStackPanic struct {
 	val   any
 	stack []byte
 }
 
 // String is the panic value's text; the stack is logged apart (recover).
-func (p *freshStackPanic) String() string { return fmt.Sprint(p.val) }
+func (p *FreshStackPanic) String() string { return fmt.Sprint(p.val) }
 
 // Unwrap lets errors.Is and errors.As see an error the panic carried.
-func (p *freshStackPanic) Unwrap() error {
+func (p *FreshStackPanic) Unwrap() error {
 	err, _ := p.val.(error)
 	return err
 }
 
-func (p *freshStackPanic) Error() string { return p.String() }
+func (p *FreshStackPanic) Error() string { return p.String() }
 
 // liveStackPad is a frame big enough that, placed where the live loop
 // starts, it needs more stack than the goroutine has, as a delivery would:
 // deliver and its telemetry, and the flush down through net/http to the
 // write system call, reach about 4 KiB into a goroutine that net/http and
 // gin already occupy, so the 4 KiB stack it parks with doubles on its first
-// delivery. The pad (3 KiB below handleStream's frame) asks for one doubling,
+// delivery. The pad (3 KiB below the caller's frame) asks for one doubling,
 // no more.
 const liveStackPad = 3 << 10
 
-// growStack grows the calling goroutine's stack, if it must, to hold a
+// GrowStack grows the calling goroutine's stack, if it must, to hold a
 // liveStackPad frame below the caller. A stream that joins a large fan-out
 // calls it before its live loop: it then pays for its stack growth once,
 // while it connects, instead of on its first delivery, where every
@@ -75,7 +75,10 @@ const liveStackPad = 3 << 10
 // Streams of small topics keep the smaller stack (idle memory).
 //
 //go:noinline
-func growStack(i int) byte {
+func GrowStack(i int) byte {
 	var pad [liveStackPad]byte
 	return pad[i%len(pad)]
 }
+
+// Stack is the goroutine stack f panicked on.
+func (p *FreshStackPanic) Stack() []byte { return p.stack }

@@ -1,11 +1,11 @@
-package server
+package stream
 
 import (
 	"sync/atomic"
 	"time"
 )
 
-// overloadDetector tells whether the node is short of CPU, from what its
+// Overload tells whether the node is short of CPU, from what its
 // streams' writes show (ADR 0020). A write is *behind* when its oldest
 // event waited in the queue, not counting a deliberate hold, longer than
 // CoalesceLate and longer than its stream's average gap between events:
@@ -26,7 +26,7 @@ import (
 // over closes it (one compare-and-swap decides which). The counts of one
 // window may lose or gain a few writes racing the swap; the share does not
 // need them exact.
-type overloadDetector struct {
+type Overload struct {
 	writes, behind atomic.Uint64
 	since          atomic.Int64 // window start, Unix nanoseconds
 	on             atomic.Bool
@@ -46,7 +46,7 @@ const (
 )
 
 // note records one write made at now.
-func (d *overloadDetector) note(now time.Time, behind bool) {
+func (d *Overload) note(now time.Time, behind bool) {
 	d.writes.Add(1)
 	if behind {
 		d.behind.Add(1)
@@ -60,11 +60,11 @@ func (d *overloadDetector) note(now time.Time, behind bool) {
 }
 
 // overloaded reports the verdict of the last completed window.
-func (d *overloadDetector) overloaded() bool { return d.on.Load() }
+func (d *Overload) overloaded() bool { return d.on.Load() }
 
 // behindBy reports whether a write whose oldest event waited wait (not
 // counting a hold of heldFor) is behind, for a stream with average gap
-// between events gap. See overloadDetector.
+// between events gap. See Overload.
 func behindBy(wait, heldFor, gap, late time.Duration) bool {
 	if heldFor > 0 {
 		return wait > late

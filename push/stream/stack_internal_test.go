@@ -1,4 +1,4 @@
-package server
+package stream
 
 import (
 	"errors"
@@ -27,7 +27,7 @@ func TestOnFreshStackRunsOnAnotherGoroutineAndReturns(t *testing.T) {
 		}
 		return deep(n-1) + int(pad[n%256])
 	}
-	if v := catch(func() { onFreshStack(func() { depth = deep(256) }) }); v != nil {
+	if v := catch(func() { OnFreshStack(func() { depth = deep(256) }) }); v != nil {
 		t.Fatalf("panicked: %v", v)
 	}
 	if depth != 257 {
@@ -37,10 +37,10 @@ func TestOnFreshStackRunsOnAnotherGoroutineAndReturns(t *testing.T) {
 
 func TestOnFreshStackRaisesPanicsInTheCaller(t *testing.T) {
 	cause := fmt.Errorf("wrapped: %w", io.ErrUnexpectedEOF)
-	v := catch(func() { onFreshStack(func() { panic(cause) }) })
-	fp, ok := v.(*freshStackPanic)
+	v := catch(func() { OnFreshStack(func() { panic(cause) }) })
+	fp, ok := v.(*FreshStackPanic)
 	if !ok {
-		t.Fatalf("panic value %T %v, want *freshStackPanic", v, v)
+		t.Fatalf("panic value %T %v, want *FreshStackPanic", v, v)
 	}
 	if !errors.Is(fp, io.ErrUnexpectedEOF) {
 		t.Fatalf("the carried error is not reachable through errors.Is: %v", fp)
@@ -52,11 +52,11 @@ func TestOnFreshStackRaisesPanicsInTheCaller(t *testing.T) {
 		t.Fatalf("the carried stack is not the panicking goroutine's:\n%s", fp.stack)
 	}
 
-	if v := catch(func() { onFreshStack(func() { panic("boom") }) }); fmt.Sprint(v) != "boom" {
+	if v := catch(func() { OnFreshStack(func() { panic("boom") }) }); fmt.Sprint(v) != "boom" {
 		t.Fatalf("string panic came back as %v", v)
 	}
 	// net/http aborts a response on this exact value: it must pass as is.
-	if v := catch(func() { onFreshStack(func() { panic(http.ErrAbortHandler) }) }); v != http.ErrAbortHandler {
+	if v := catch(func() { OnFreshStack(func() { panic(http.ErrAbortHandler) }) }); v != http.ErrAbortHandler {
 		t.Fatalf("ErrAbortHandler came back as %T %v", v, v)
 	}
 }
