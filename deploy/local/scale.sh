@@ -8,19 +8,19 @@
 # refused load processes). Bounded: every process it starts is stopped on
 # exit; the publishing phase lasts DURATION.
 #
-#   deploy/local/scale.sh                      # 3 nodes, 50,000 streams on 2 of them
-#   NODES=1 LOADED=1 STREAMS=25000 deploy/local/scale.sh   # the single-node figure
-#   NODES=4 LOADED=4 STREAMS=74000 deploy/local/scale.sh   # the 74,000-stream run
+#   deploy/local/scale.sh                      # 4 nodes, 51,000 streams on 3 of them
+#   NODES=1 LOADED=1 STREAMS=17000 deploy/local/scale.sh   # the single-node figure
+#   NODES=4 LOADED=4 STREAMS=74000 PER_PROC=18500 deploy/local/scale.sh   # the 74,000-stream run
 #
 # NODES=1 runs without gossip (no --gossip-listen): the single-node figure
 # the cluster's per-stream RSS is compared with (docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERALD=${HERALD:-bin/herald}
-NODES=${NODES:-3}
-LOADED=${LOADED:-2}
-STREAMS=${STREAMS:-50000}
-PER_PROC=${PER_PROC:-12500}    # streams per load process (open files are capped at 20,000 per process)
+NODES=${NODES:-4}
+LOADED=${LOADED:-3}
+STREAMS=${STREAMS:-51000}
+PER_PROC=${PER_PROC:-17000}    # streams per load process (open files are capped at 20,000 per process)
 RATE=${RATE:-1}                # events/s on each load process's topic
 DURATION=${DURATION:-40s}      # publishing phase of each load process
 CONNECT_RATE=${CONNECT_RATE:-500} # new streams/s per load process
@@ -28,6 +28,9 @@ PORT_REDIS=${PORT_REDIS:-16711}
 PORT_BASE=${PORT_BASE:-18711}  # node i: HTTP PORT_BASE+3i, admin +1, gossip +2
 [ "$PER_PROC" -le 19000 ] || { echo "scale.sh: PER_PROC must stay under the 20,000 open-file limit" >&2; exit 2; }
 [ "$LOADED" -le "$NODES" ] || { echo "scale.sh: LOADED > NODES" >&2; exit 2; }
+# A node is one process too: it holds at most ~19,900 streams under the
+# same limit, so spread STREAMS over enough LOADED nodes.
+[ $((STREAMS / LOADED)) -le 19000 ] || { echo "scale.sh: over 19,000 streams per node (open-file limit); raise LOADED" >&2; exit 2; }
 
 work=$(mktemp -d)
 cleanup() {
@@ -42,7 +45,7 @@ go build -o "$work/sseload" ./deploy/local/sseload
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 streams_open() { # admin port -> streams open on that node
-  curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null | awk '/^herald_streams_open[ {]/ {s += $NF} END {print s + 0}'
+  curl -fsS --max-time 10 "http://127.0.0.1:$1/metrics" 2>/dev/null | awk '/^herald_streams_open[ {]/ {s += $NF} END {print s + 0}'
 }
 
 redis-server --port "$PORT_REDIS" --bind 127.0.0.1 --save '' --appendonly no \
@@ -73,7 +76,7 @@ for i in $(seq 0 $((NODES - 1))); do
 done
 if [ "$NODES" -gt 1 ]; then # every node sees every other alive
   for _ in $(seq 100); do
-    n=$(curl -fsS "http://127.0.0.1:$((PORT_BASE + 1))/v1/cluster/members" | jq '[.members[] | select(.state == "alive")] | length')
+    n=$(curl -fsS --max-time 5 "http://127.0.0.1:$((PORT_BASE + 1))/v1/cluster/members" | jq '[.members[] | select(.state == "alive")] | length')
     [ "$n" = "$NODES" ] && break; sleep 0.2
   done
 fi
@@ -135,7 +138,7 @@ done
 received=$(jq '.received // 0' "$work/summary.json" 2>/dev/null || true)
 received=${received:-0}
 connects() { # admin port -> {"result": count} of stream connects
-  curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null |
+  curl -fsS --max-time 10 "http://127.0.0.1:$1/metrics" 2>/dev/null |
     awk -F'result="' '/^herald_stream_connects[_a-z]*{/ && NF > 1 {split($2, a, "\""); n = $NF; sub(/.* /, "", n); c[a[1]] += n}
       END {printf "{"; s = ""; for (k in c) {printf "%s\"%s\": %d", s, k, c[k]; s = ", "} printf "}"}'
 }
