@@ -5,6 +5,7 @@
 #
 #   deploy/local/bench.sh [scenario ...]   (default: all)
 #   scenarios: idle10k fanout10k max1k max1k-batch topics10k overload fast2k slow2k
+#              scale (deploy/local/scale.sh: 4 nodes, 51,000 streams over 3 load processes)
 #              fanout2k vsfloor topics10k-floor pubonly (not in the default list)
 #
 # The node runs with the publish and connect-rate limits of the protection
@@ -80,7 +81,7 @@ vsfloor() {
 }
 
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(idle10k fanout10k max1k max1k-batch topics10k overload)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(idle10k fanout10k max1k max1k-batch topics10k overload scale)
 for s in "${scenarios[@]}"; do
   case $s in
     idle10k)   run idle10k   --subscribers 10000 --topics 100 --idle --duration 1s ;;
@@ -96,6 +97,7 @@ for s in "${scenarios[@]}"; do
     slow2k)    run slow2k    --subscribers 2000 --topics 10 --rate 100 --publishers 2 --payload 1024 --duration 30s --slow-fraction 0.05 --slow-bps 256 ;;
     fanout2k)  run fanout2k  --subscribers 2000 --topics 1 --rate 20 --publishers 1 --duration 20s ;;
     vsfloor)   vsfloor ;;
+    scale)     HERALD=$HERALD deploy/local/scale.sh ;; # N nodes x M streams (issue 25; its own ports)
     *) echo "unknown scenario $s" >&2; exit 2 ;;
   esac
 done

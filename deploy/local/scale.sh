@@ -137,18 +137,20 @@ for p in $(seq 0 $((procs - 1))); do
 done
 received=$(jq '.received // 0' "$work/summary.json" 2>/dev/null || true)
 received=${received:-0}
-connects() { # admin port -> {"result": count} of stream connects
+counts() { # admin port, metric, label -> {"label value": count}
   curl -fsS --max-time 10 "http://127.0.0.1:$1/metrics" 2>/dev/null |
-    awk -F'result="' '/^herald_stream_connects[_a-z]*{/ && NF > 1 {split($2, a, "\""); n = $NF; sub(/.* /, "", n); c[a[1]] += n}
+    awk -F"$3=\"" -v m="^$2[_a-z]*[{]" '$0 ~ m && NF > 1 {split($2, a, "\""); n = $NF; sub(/.* /, "", n); c[a[1]] += n}
       END {printf "{"; s = ""; for (k in c) {printf "%s\"%s\": %d", s, k, c[k]; s = ", "} printf "}"}'
 }
+connects() { counts "$1" herald_stream_connects result; }
 for i in $(seq 0 $((NODES - 1))); do
   pid=$(cat "$work/n$i.pid")
   cpu=$(( $(cpu_ticks "$pid") - ${cpu0[$i]} ))
   conn=$(connects $((PORT_BASE + 3 * i + 1)))
+  disc=$(counts $((PORT_BASE + 3 * i + 1)) herald_stream_disconnects reason)
   jq -nc --arg node "n$i" --argjson streams "${held[$i]}" --argjson idle "${idle[$i]}" --argjson loaded "${loaded[$i]}" \
-    --argjson cpu "$cpu" --argjson hz "$hz" --argjson connects "${conn:-{\}}" --argjson received "$received" --arg t0 "$t0" --arg t1 "$t1" \
-    '{scenario: "scale", node: $node, streams: $streams, connects: $connects, rss_idle_mib: ($idle / 1024 | . * 10 | round / 10),
+    --argjson cpu "$cpu" --argjson hz "$hz" --argjson connects "${conn:-{\}}" --argjson disconnects "${disc:-{\}}" --argjson received "$received" --arg t0 "$t0" --arg t1 "$t1" \
+    '{scenario: "scale", node: $node, streams: $streams, connects: $connects, disconnects: $disconnects, rss_idle_mib: ($idle / 1024 | . * 10 | round / 10),
       rss_loaded_mib: ($loaded / 1024 | . * 10 | round / 10), rss_growth_mib: (($loaded - $idle) / 1024 | . * 10 | round / 10),
       kib_per_stream: (if $streams > 0 then (($loaded - $idle) / $streams | . * 100 | round / 100) else null end),
       cpu_s: ($cpu / $hz), window_s: (($t1 | tonumber) - ($t0 | tonumber) | . * 10 | round / 10),
