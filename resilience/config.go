@@ -71,16 +71,38 @@ type IngressConfig struct {
 	// PublishQPS is the publish rate allowed per tenant key (the API key or
 	// token principal the server passes to Publish), in events per second.
 	// 0 means unlimited; otherwise at least MinQPS. Fractional rates below
-	// 1 are enforced over a longer bucket (0.2 = 1 per 5 s).
+	// 1 are enforced over a longer bucket (0.2 = 1 per 5 s). Default 2500:
+	// about 90% of the most single-event publishes one node acknowledged
+	// on the reference machine (2 vCPUs, Redis and the clients beside it:
+	// 2,830/s over 10,000 topics, `deploy/local/bench.sh publishmax`), so
+	// one tenant at 2,000/s is never refused while a flood from one tenant
+	// is refused before the node itself saturates.
 	PublishQPS float64 `koanf:"publish_qps"`
 	// Tenants overrides PublishQPS per tenant key; 0 means unlimited for
 	// that tenant.
 	Tenants map[string]float64 `koanf:"tenants"`
 	// TopicQPS is the publish rate allowed per topic across all tenants
-	// (the hot-topic limit), in events per second. 0 means off.
+	// (the hot-topic limit), in events per second. 0 means off. Default
+	// 1000: a topic with 1,000 subscribers at that rate is a million
+	// deliveries per second, what one node delivers at most on the
+	// reference machine (max1k: 0.66–0.86 million/s).
 	TopicQPS int64 `koanf:"topic_qps"`
 	// Topics overrides TopicQPS per topic; 0 means unlimited for that topic.
 	Topics map[string]int64 `koanf:"topics"`
+	// Burst is how far a key may run ahead of its rate at once, as time at
+	// that rate (PublishQPS 2500 with Burst 1s: 2,500 publishes on top of
+	// a second's 2,500), without raising the sustained rate. A client
+	// that falls behind its pace while the node stalls (a collection, a
+	// busy core) catches up in a burst; the limiter counts in one-second
+	// buckets, so without a burst the catch-up is refused although the
+	// client's rate never exceeded the limit. Default 1s: measured on the
+	// reference machine (shared, load 10-15), one tenant at 2,000/s over
+	// 10,000 topics beside 10,000 streams (topics10k) got 1,151 and 3,477
+	// of 40,000 publishes refused by a 2,500/s limit without a burst, and
+	// 55 and 315 with a 500ms one. 0 means none. Ignored with
+	// Throttle. With per-key overrides (Tenants, Topics) every key of the
+	// rule gets the burst of its slowest rate.
+	Burst time.Duration `koanf:"burst"`
 	// Throttle, when true, paces publishes over the limit (each waits for
 	// its slot, up to MaxQueueing) instead of rejecting them at once. Rates
 	// must then be at most MaxThrottledQPS.
@@ -100,20 +122,35 @@ type IngressConfig struct {
 // close with a `retry:` hint for EventSource; that choice is the server's.
 type AdmissionConfig struct {
 	// ConnectRate is the number of new streams per second one node admits.
-	// 0 means unlimited; otherwise at least 1.
+	// 0 means unlimited; otherwise at least 1. Default 2000: the most
+	// streams per second one node opened on the reference machine with
+	// Redis and the clients beside it (1,900/s at ~300 µs of node CPU
+	// each, `deploy/local/bench.sh connectmax`); faster, the connect phase
+	// saturates both cores and the Redis breaker has opened on its own
+	// calls. A fresh node takes 2,000 streams opened at 1,000/s with none
+	// shed; a storm of 10,000 in one second is spread over 5 s.
 	ConnectRate float64 `koanf:"connect_rate"`
 	// WarmUp is how long a cold node takes to ramp its connect rate from
 	// ConnectRate/ColdFactor to ConnectRate under sustained load (sentinel's
 	// token-bucket warm-up, as in Guava). A node idle long enough cools
-	// down again. Rounded up to whole seconds; 0 means no warm-up.
+	// down again. Rounded up to whole seconds; 0 means no warm-up. Default
+	// 0: a fresh node's connects cost about what a warm one's do (250 µs
+	// of CPU per stream for the first 2,000, 205–220 µs for the next
+	// waves, measured on one node), well inside ConnectRate's margin; a
+	// warm-up from a third of the rate shed most of a fresh node's first
+	// connects for no such cost.
 	WarmUp time.Duration `koanf:"warm_up"`
 	// ColdFactor is how many times slower a cold node admits than a warm
 	// one. Zero means DefaultColdFactor (3); otherwise at least 2.
 	ColdFactor int `koanf:"cold_factor"`
 	// MaxStreams caps the streams open at once on one node. 0 means no cap.
+	// Default 19000: under a 20,000 open-file limit, with room for Redis,
+	// gossip and publish connections; at ~30 KiB per idle stream (idle10k)
+	// that is ~560 MiB.
 	MaxStreams int `koanf:"max_streams"`
 	// MaxStreamsPerIP caps the streams open at once from one client IP on
-	// one node. 0 means no cap.
+	// one node. 0 means no cap. Default 0: a per-address cap refuses every
+	// client behind one NAT or proxy unless trusted_proxies is set.
 	MaxStreamsPerIP int `koanf:"max_streams_per_ip"`
 	// MaxRequestsPerIP caps the non-stream requests (publish, history,
 	// topic info, presence, admin) in flight at once from one client IP on
@@ -196,33 +233,36 @@ type BreakerConfig struct {
 	ProbeNum uint64 `koanf:"probe_num"`
 }
 
-// DefaultConfig returns production defaults for one node. They assume a
-// node of a few cores serving up to tens of thousands of streams; calibrate
-// on the target machine (docs/adr/0005-protection-layers.md).
+// DefaultConfig returns production defaults for one node, derived from
+// capacity measured on the reference machine (2 vCPUs shared by the node,
+// Redis and the load generator; each field's comment names the
+// measurement, docs/benchmarks.md the commands). A larger machine can take
+// proportionally more; calibrate there with deploy/local/bench.sh
+// connectmax publishmax (docs/adr/0005-protection-layers.md).
 //
-//   - ingress: 100 publishes/s per tenant, 500/s per topic, rejecting.
-//   - admission: 500 new streams/s after a 20 s warm-up from 1/3 of that,
-//     20000 streams per node, 200 per client IP (offices and mobile
-//     carriers share addresses), system shedding off (CPU and load
-//     thresholds are machine-specific and their collectors are goroutines
-//     for the life of the process), BusyRetryAfter 5 s.
+//   - ingress: 2,500 publishes/s per tenant, 1,000/s per topic, rejecting,
+//     each allowed a second's worth on top in a burst.
+//   - admission: 2,000 new streams/s with no warm-up, 19,000 streams per
+//     node, no per-IP stream cap (offices and mobile carriers share
+//     addresses), system shedding off (CPU and load thresholds are
+//     machine-specific and their collectors are goroutines for the life
+//     of the process), BusyRetryAfter 5 s.
 //   - replay: 32 concurrent replays, waiting up to 2 s for a slot.
-//   - breaker: open at 50% errors or 50% calls slower than 300 ms within
+//   - breaker: open at 50% errors or 50% calls slower than 1 s within
 //     10 s after 20 calls, probe after 5 s, one probe at a time.
 func DefaultConfig() Config {
 	return Config{
 		Ingress: IngressConfig{
-			PublishQPS:  100,
-			TopicQPS:    500,
+			PublishQPS:  2500,
+			TopicQPS:    1000,
+			Burst:       time.Second,
 			MaxQueueing: DefaultMaxQueueing,
 			TrackedKeys: DefaultTrackedKeys,
 		},
 		Admission: AdmissionConfig{
-			ConnectRate:     500,
-			WarmUp:          20 * time.Second,
-			ColdFactor:      DefaultColdFactor,
-			MaxStreams:      20000,
-			MaxStreamsPerIP: 200,
+			ConnectRate: 2000,
+			ColdFactor:  DefaultColdFactor,
+			MaxStreams:  19000,
 			// A publish takes about a millisecond: 256 in flight from
 			// one address is ~250,000 publishes/s, far above any one
 			// publisher, and bounds slow bodies from it to 256
@@ -235,9 +275,13 @@ func DefaultConfig() Config {
 			MaxWait:       2 * time.Second,
 		},
 		Breaker: BreakerConfig{
-			ErrorRatio:    0.5,
-			SlowRatio:     0.5,
-			SlowThreshold: DefaultSlowThreshold,
+			ErrorRatio: 0.5,
+			SlowRatio:  0.5,
+			// A CPU-starved node sees its own Redis calls as slow
+			// (measured: the overload bench and a 1,000/s connect storm
+			// tripped a 300 ms threshold on 2 cores); 1 s still catches a
+			// Redis that is really sick.
+			SlowThreshold: time.Second,
 			MinRequests:   DefaultMinRequests,
 			Window:        DefaultWindow,
 			RetryTimeout:  DefaultRetryTimeout,
@@ -276,6 +320,9 @@ func (c Config) Validate() error {
 		add("ingress.max_queueing %s: want ≥ 0", in.MaxQueueing)
 	} else if in.Throttle && in.MaxQueueing > 0 && in.MaxQueueing < time.Millisecond {
 		add("ingress.max_queueing %s: want ≥ 1ms (millisecond resolution)", in.MaxQueueing)
+	}
+	if in.Burst < 0 || in.Burst > time.Minute {
+		add("ingress.burst %s: want 0 (none) to 1m", in.Burst)
 	}
 	if in.TrackedKeys < 0 {
 		add("ingress.tracked_keys %d: want ≥ 0", in.TrackedKeys)

@@ -97,6 +97,7 @@ func ingressRules(res string, c *IngressConfig) []*hotspot.Rule {
 			DurationInSec:     period,
 			ParamsMaxCapacity: int64(c.TrackedKeys),
 			SpecificItems:     items,
+			BurstCount:        burstTokens(slowest(rates), c.Burst),
 		}
 		if c.Throttle {
 			r.ControlBehavior = hotspot.Throttling
@@ -127,6 +128,27 @@ func bucketPeriod(rates []float64) int64 {
 		return 1
 	}
 	return min(int64(math.Ceil(1/slowest-1e-9)), 60)
+}
+
+// slowest is the smallest positive rate (0 when none): sentinel gives one
+// burst to every key of a rule, so it is sized for the slowest.
+func slowest(rates []float64) float64 {
+	low := 0.0
+	for _, r := range rates {
+		if r > 0 && (low == 0 || r < low) {
+			low = r
+		}
+	}
+	return low
+}
+
+// burstTokens is the tokens a key may take on top of its rate at once:
+// burst's worth at rate (none when unlimited).
+func burstTokens(rate float64, burst time.Duration) int64 {
+	if rate <= 0 || burst <= 0 {
+		return 0
+	}
+	return min(int64(math.Round(rate*burst.Seconds())), unlimitedTokens)
 }
 
 // tokensPer converts a per-second rate to whole tokens per period.

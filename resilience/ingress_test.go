@@ -3,6 +3,7 @@ package resilience
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -199,5 +200,38 @@ func TestIngressThrottle(t *testing.T) {
 	}
 	if longest < 80*time.Millisecond || longest > 2*time.Second {
 		t.Errorf("longest wait %s, want ≈ 100–250ms", longest)
+	}
+}
+
+// Burst lets a key run ahead of its rate by burst's worth at once (a client
+// catching up after a stall), and no further; with per-key overrides every
+// key gets the burst of the slowest rate.
+func TestIngressBurst(t *testing.T) {
+	g := mustNew(t, Config{Ingress: IngressConfig{PublishQPS: 10, Burst: 500 * time.Millisecond}}, Options{})
+	pass := 0
+	for range 30 {
+		if p, blk := g.Publish("t", "a"); blk == nil {
+			pass++
+			p.Done(nil)
+		}
+	}
+	if pass != 15 {
+		t.Errorf("rate 10/s with a 500ms burst: %d of 30 at once passed, want 15", pass)
+	}
+	g2 := mustNew(t, Config{Ingress: IngressConfig{PublishQPS: 10, Tenants: map[string]float64{"slow": 2}, Burst: time.Second}}, Options{})
+	for tenant, want := range map[string]int{"fast": 12, "slow": 4} {
+		pass := 0
+		for range 30 {
+			if p, blk := g2.Publish(tenant, "a"); blk == nil {
+				pass++
+				p.Done(nil)
+			}
+		}
+		if pass != want {
+			t.Errorf("%s: %d of 30 at once passed, want %d (burst of the slowest rate: 2)", tenant, pass, want)
+		}
+	}
+	if err := (Config{Ingress: IngressConfig{Burst: -time.Second}}).Validate(); err == nil || !strings.Contains(err.Error(), "ingress.burst") {
+		t.Errorf("negative burst: %v", err)
 	}
 }

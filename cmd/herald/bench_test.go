@@ -9,33 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
-
+	"github.com/heraldpush/herald/internal/bench"
 	"github.com/heraldpush/herald/push/redistest"
 )
-
-// TestSinceSnapshotIsTheInterval checks the progress line's per-interval
-// histogram: values recorded before the previous export are not in it.
-func TestSinceSnapshotIsTheInterval(t *testing.T) {
-	h := hdrhistogram.New(1, 1_000_000, 3)
-	for range 1000 {
-		_ = h.RecordValue(50_000) // a slow first interval
-	}
-	first := h.Export()
-	if w := sinceSnapshot(first, nil); w.TotalCount() != 1000 || w.Max() < 49_000 {
-		t.Fatalf("first interval: %d values, max %d; want 1000, ~50000", w.TotalCount(), w.Max())
-	}
-	for range 100 {
-		_ = h.RecordValue(200)
-	}
-	w := sinceSnapshot(h.Export(), first)
-	if w.TotalCount() != 100 {
-		t.Fatalf("second interval: %d values, want 100", w.TotalCount())
-	}
-	if p99, mx := w.ValueAtQuantile(99), w.Max(); p99 > 201 || mx > 201 {
-		t.Fatalf("second interval: p99 %d max %d, want ≈200 (the first interval leaked in)", p99, mx)
-	}
-}
 
 // TestBenchCountsEveryEvent runs a small `herald bench` against a node on
 // the in-memory store: every published event reaches every subscriber of
@@ -48,7 +24,7 @@ func TestBenchCountsEveryEvent(t *testing.T) {
 	heap := filepath.Join(t.TempDir(), "bench.heap")
 	var progress lockedBuffer // proc_test.go
 	const subs, topics, publishers = 40, 4, 2
-	rep, err := runBench(context.Background(), benchConfig{
+	rep, err := bench.Run(context.Background(), bench.Config{
 		URL: m.URL(), AdminURL: m.AdminURL(), Subscribers: subs, Topics: topics,
 		Rate: 200, Duration: 1500 * time.Millisecond, Publishers: publishers, Batch: 1,
 		Payload: 64, ConnectRate: 1000, Drain: 10 * time.Second, MemProfile: heap,
@@ -76,7 +52,7 @@ func TestBenchCountsEveryEvent(t *testing.T) {
 	if rep.ServerEventsPerWrite < 1 {
 		t.Fatalf("events per write %v from the admin URL; want ≥ 1", rep.ServerEventsPerWrite)
 	}
-	if out := progress.String(); !strings.Contains(out, "t=   1s published") || !strings.Contains(out, "(last second: p50") {
+	if out := progress.String(); !strings.Contains(out, "s published") || !strings.Contains(out, "(last second: p50") {
 		t.Fatalf("progress lacks the per-second line:\n%s", out)
 	}
 	if st, err := os.Stat(heap); err != nil || st.Size() == 0 {
@@ -94,7 +70,7 @@ func TestBenchProbeTimesBareRoundTrips(t *testing.T) {
 		c.Protection.Ingress.PublishQPS = 0
 		c.Protection.Ingress.TopicQPS = 0
 	})
-	rep, err := runBench(context.Background(), benchConfig{
+	rep, err := bench.Run(context.Background(), bench.Config{
 		URL: m.URL(), Subscribers: 10, Topics: 2, Rate: 100, Duration: 1500 * time.Millisecond,
 		Publishers: 1, Batch: 1, Payload: 64, ConnectRate: 1000, Drain: 10 * time.Second,
 		ProbeRate: 200, ProbeRedis: rd.URL(),
@@ -108,16 +84,5 @@ func TestBenchProbeTimesBareRoundTrips(t *testing.T) {
 	if rep.ProbeHTTPP50Ms <= 0 || rep.ProbeHTTPP99Ms < rep.ProbeHTTPP50Ms ||
 		rep.ProbeRedisP50Ms <= 0 || rep.ProbeRedisP99Ms < rep.ProbeRedisP50Ms {
 		t.Fatalf("probe: http p50 %v p99 %v, redis p50 %v p99 %v", rep.ProbeHTTPP50Ms, rep.ProbeHTTPP99Ms, rep.ProbeRedisP50Ms, rep.ProbeRedisP99Ms)
-	}
-}
-
-func TestBenchProbeRejectsBadSettings(t *testing.T) {
-	for _, tc := range []struct {
-		rate  float64
-		redis string
-	}{{0, "redis://127.0.0.1:1"}, {5000, ""}, {-1, ""}, {100, "http://not-redis"}} {
-		if _, err := newBenchProbe("http://127.0.0.1:1", tc.redis, tc.rate); err == nil {
-			t.Errorf("rate %v redis %q: accepted", tc.rate, tc.redis)
-		}
 	}
 }

@@ -757,24 +757,10 @@ func validatePoolAddrs(add func(format string, a ...any), listenKey, listen, adv
 	return true
 }
 
-// defaultProtection is resilience's defaults tuned for a push node: a
-// generous publish budget per tenant, no per-IP cap (it punishes clients
-// behind one NAT unless trusted_proxies is set), a stream cap under the
-// process's open-file limit, and a slow-call threshold that a busy node's
-// own scheduling delays do not reach.
+// defaultProtection is resilience's defaults, which are derived from
+// capacity measured on the reference machine (resilience.DefaultConfig).
 func defaultProtection() resilience.Config {
-	p := resilience.DefaultConfig()
-	p.Ingress.PublishQPS = 1000
-	p.Ingress.TopicQPS = 1000
-	p.Admission.ConnectRate = 500
-	p.Admission.WarmUp = 10 * time.Second
-	p.Admission.MaxStreams = 19000
-	p.Admission.MaxStreamsPerIP = 0
-	// A CPU-starved node sees its own Redis calls as slow (measured: the
-	// overload bench and a 1000/s connect storm tripped a 300ms threshold
-	// on 2 cores); 1s still catches a Redis that is really sick.
-	p.Breaker.SlowThreshold = time.Second
-	return p
+	return resilience.DefaultConfig()
 }
 
 // parseSessionKey decodes a session_key value (standard base64, at least

@@ -15,6 +15,7 @@ import (
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 
+	"github.com/heraldpush/herald/internal/bench"
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/redistest"
 )
@@ -37,7 +38,7 @@ const breakerTarget = "redis:local"
 // nodeResources reads a node's RSS (/proc) and goroutine count (pprof on
 // the admin listener, --admin-pprof).
 func nodeResources(p *proc) (rssMiB float64, goroutines int) {
-	rssMiB = procRSS(p.cmd.Process.Pid) / (1 << 20)
+	rssMiB = bench.ProcRSS(p.cmd.Process.Pid) / (1 << 20)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.Admin+"/debug/pprof/goroutine?debug=1", nil)

@@ -224,7 +224,20 @@ func (h *Hub) subscribeTopic(ctx context.Context, sub *Subscriber, topic string)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return ts.err
+	if ts.err != nil {
+		return ts.err
+	}
+	// Where the hub stands now that sub is registered (and, for a fresh
+	// topic, the watch has adopted the store's head): a later snapshot than
+	// the registration itself, so at least as far (Seen).
+	// An origin with no position: nothing dispatched since the watch began,
+	// and the store held no stream of it then (Seen: the zero position).
+	sh.mu.Lock()
+	for origin := range h.stores {
+		sub.seen = append(sub.seen, seenPosition{topic: topic, origin: origin, pos: ts.last[origin]})
+	}
+	sh.mu.Unlock()
+	return nil
 }
 
 // watch starts announcements for topic and records the stream's position at

@@ -572,3 +572,43 @@ func TestQueueLagCutsOff(t *testing.T) {
 		t.Fatalf("the other subscriber got %v, want both events", got)
 	}
 }
+
+// Seen is where the hub stood in each stream of a topic once a subscriber
+// was registered: the store's head when the watch began, then the last
+// dispatched event; the zero position for a stream the store did not hold
+// and the hub never dispatched; nothing for a topic the subscriber does
+// not read. (The server skips its seam read when its cursor is there.)
+func TestSeenIsWhereTheHubStood(t *testing.T) {
+	store := newSpyStore(t, memstore.Config{})
+	h := newHub(t, store, 4)
+	origin := store.Origin()
+
+	empty := mustSubscribe(t, h, []string{"e"}, hub.Limits{})
+	if pos, ok := empty.Seen("e", origin); !ok || pos != (push.Position{}) {
+		t.Fatalf("empty stream: Seen = %+v, %v; want the zero position", pos, ok)
+	}
+	if _, ok := empty.Seen("other", origin); ok {
+		t.Fatal("Seen reports a topic the subscriber does not read")
+	}
+
+	res := mustAppend(t, store, "h", "1", "2", "3")
+	first := mustSubscribe(t, h, []string{"h"}, hub.Limits{})
+	if pos, ok := first.Seen("h", origin); !ok || pos.Offset != 3 || pos.Epoch != res[2].Epoch {
+		t.Fatalf("fresh watch: Seen = %+v, %v; want the store's head %s/3", pos, ok, res[2].Epoch)
+	}
+	mustAppend(t, store, "h", "4", "5")
+	got := 0
+	waitFor(t, "events 4 and 5 dispatched", func() bool { got += len(first.Take(nil)); return got == 2 })
+	second := mustSubscribe(t, h, []string{"h"}, hub.Limits{})
+	if pos, _ := second.Seen("h", origin); pos.Offset != 5 {
+		t.Fatalf("watched topic: Seen offset %d, want 5 (the last dispatched)", pos.Offset)
+	}
+	// An event the hub has not dispatched yet is after Seen: it reaches
+	// the queue of a subscriber registered before it is announced.
+	store.Drop("h", true)
+	mustAppend(t, store, "h", "6")
+	third := mustSubscribe(t, h, []string{"h"}, hub.Limits{})
+	if pos, _ := third.Seen("h", origin); pos.Offset != 5 {
+		t.Fatalf("announcement held back: Seen offset %d, want 5", pos.Offset)
+	}
+}

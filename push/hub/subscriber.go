@@ -93,6 +93,15 @@ type Subscriber struct {
 	// fanOut is the largest subscriber count, this one included, of its
 	// topics when it subscribed (set by Hub.Subscribe, before it returns).
 	fanOut int
+	// seen is each watched stream's position as the hub knew it once sub
+	// was registered (set by Hub.Subscribe, before it returns).
+	seen []seenPosition
+}
+
+// seenPosition is one stream's position in Subscriber.seen.
+type seenPosition struct {
+	topic, origin string
+	pos           push.Position
 }
 
 // NewSubscriber returns a subscriber for topics (validated by the caller).
@@ -103,6 +112,25 @@ func NewSubscriber(topics []string, limits Limits) *Subscriber {
 		ready:  make(chan struct{}, 1),
 		done:   make(chan struct{}),
 	}
+}
+
+// Seen returns the position of stream (topic, origin) that the hub had
+// reached, by dispatch or from the store when it began watching the topic,
+// once sub was registered: the zero position when the store held no such
+// stream then and nothing was dispatched since; ok is false for a stream
+// the hub does not watch. Every event
+// of that stream after the position reaches sub's queue (or, where
+// announcements were lost, shows as a jump the subscriber fills), so a
+// subscriber whose own position is the same epoch and at or past it has
+// no seam to close with a store read. Valid after Hub.Subscribe returned
+// nil.
+func (s *Subscriber) Seen(topic, origin string) (pos push.Position, ok bool) {
+	for _, p := range s.seen {
+		if p.topic == topic && p.origin == origin {
+			return p.pos, true
+		}
+	}
+	return push.Position{}, false
 }
 
 // FanOut returns the largest number of subscribers, this one included,

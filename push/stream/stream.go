@@ -121,7 +121,7 @@ func (st *Stream) Replay(d Decision) (end string) {
 
 // Subscribe goes live: it registers with the hub, then reads once more
 // from the stream's position to close the window between replay and
-// registration. Unsubscribe undoes it (also after an error). On failure
+// registration, unless the hub already stood there (seamClosed). Unsubscribe undoes it (also after an error). On failure
 // it returns the error and, when it knows it, the reason the stream ends.
 func (st *Stream) Subscribe(ctx context.Context) (end string, err error) {
 	sub := hub.NewSubscriber(st.cur.Topics(), st.env.Config.Queue)
@@ -131,6 +131,9 @@ func (st *Stream) Subscribe(ctx context.Context) (end string, err error) {
 	st.sub = sub
 	st.h.sub.Store(sub)
 	for i := range st.cur.Len() {
+		if seamClosed(sub, st.cur, i) {
+			continue
+		}
 		if err := st.fromStore(i, 0, true); err != nil {
 			return st.writeEnd(err), err
 		}

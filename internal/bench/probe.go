@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -87,7 +87,7 @@ func (p *benchProbe) run(ctx context.Context) {
 }
 
 // report fills the probe's figures in; call after run returned.
-func (p *benchProbe) report(r *benchReport) {
+func (p *benchProbe) report(r *Report) {
 	if p.http.TotalCount() > 0 {
 		r.ProbeHTTPP50Ms, r.ProbeHTTPP99Ms = ms(p.http, 50), ms(p.http, 99)
 	}
