@@ -40,6 +40,13 @@ deps: ## install what tests need on a fresh Debian machine (redis-server, chromi
 test: deps ## run every test with the race detector (starts its own redis-server processes)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
+SEED     ?=
+DURATION ?= 5m
+
+.PHONY: chaos
+chaos: ## the nemesis: randomized faults against a real 3-node cluster on Redis + replica + Sentinel (SEED= replays a schedule, DURATION= how long faults run; default 5m)
+	CHAOS_SEED='$(SEED)' CHAOS_DURATION='$(DURATION)' $(GO) test -count=1 -timeout 90m -run '^TestChaos$$' -v ./cmd/herald
+
 .PHONY: test-short
 test-short: ## fast unit tests only (no long end-to-end runs)
 	$(GO) test -race -short -count=1 $(PKGS)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Herald's tests need on a fresh Debian machine: redis-server
 # (tests start their own instances on free loopback ports), curl (the
-# protection tests' outside-the-process sampler) and, for the real-browser
-# test, chromium + chromium-driver. Needs root for apt; without
+# protection tests' outside-the-process sampler), for the real-browser
+# test, chromium + chromium-driver, and for the log shipper test syslog-ng
+# with its http module. Needs root for apt; without
 # root it only reports what is missing.
 #
 # promtool (deploy/prometheus_rules_test.go) is taken out of Debian's
@@ -30,6 +31,10 @@ command -v curl >/dev/null 2>&1 || need+=(curl) # cmd/herald's protection tests 
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# The log shipper test runs Debian's syslog-ng with its http() destination
+# (a module of its own) and logger (bsdutils, essential).
+command -v syslog-ng >/dev/null 2>&1 || need+=(syslog-ng-core)
+ls /usr/lib/syslog-ng/*/libhttp.so >/dev/null 2>&1 || need+=(syslog-ng-mod-http)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

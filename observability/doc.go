@@ -59,9 +59,10 @@
 //	herald_jwks_refreshes_total            counter    {result: ok|failed} JWKS fetches, one per URL per refresh
 //	herald_jwks_keys                       gauge      JWT keys loaded from the JWKS URLs (set after each refresh; 0 without JWKS)
 //	herald_jwks_unknown_kid_total          counter    {outcome: refresh|limited} tokens with a kid no cached JWKS key has
+//	herald_ingest_lines_total              counter    {result: ok|duplicate|rejected|limited|unavailable} NDJSON lines ingested
 //
 // The enumerated label values above are constants (Connect*, Disconnect*,
-// Resume*, Publish*, Ownership*, Breaker*, JWKS*); their series exist at zero
+// Resume*, Publish*, Ownership*, Breaker*, JWKS*, Ingest*); their series exist at zero
 // from Setup on. Histograms and the labelled series of op/target,
 // protection and breaker state appear with their first observation; the
 // gauges from RegisterGauges appear once a function is registered.

@@ -37,6 +37,7 @@ const (
 	MetricJWKSRefreshes           = "herald_jwks_refreshes_total"
 	MetricJWKSKeys                = "herald_jwks_keys"
 	MetricJWKSUnknownKID          = "herald_jwks_unknown_kid_total"
+	MetricIngestLines             = "herald_ingest_lines_total"
 )
 
 // Label names set by the Metrics methods (besides the constant node, region
@@ -54,6 +55,14 @@ const (
 	LabelOrigin    = "origin"
 	LabelVersion   = "version"
 	LabelGoVersion = "go_version"
+	// LabelTransport is a stream's transport: TransportSSE or TransportWS.
+	LabelTransport = "transport"
+)
+
+// Stream transports (LabelTransport values).
+const (
+	TransportSSE = "sse"
+	TransportWS  = "ws"
 )
 
 // Values of the enumerated labels. The series for every value listed here
@@ -143,6 +152,7 @@ var instruments = [...]instrument{
 	{"herald.jwks.refreshes", MetricJWKSRefreshes, "{refresh}", "JWKS fetches per URL by result."},
 	{"herald.jwks.keys", MetricJWKSKeys, "{key}", "JWT verification keys loaded from the JWKS URLs."},
 	{"herald.jwks.unknown_kid", MetricJWKSUnknownKID, "{lookup}", "Tokens whose kid no cached JWKS key has, by outcome."},
+	{"herald.ingest.lines", MetricIngestLines, "{line}", "NDJSON lines ingested (POST /v1/ingest) by result."},
 }
 
 // instrumentByProm maps a Prometheus family name (or an OTel instrument name)
@@ -200,6 +210,7 @@ type Metrics struct {
 	jwksKeys       metric.Int64Gauge
 	jwksRefreshes  metric.Int64Counter
 	jwksUnknownKID metric.Int64Counter
+	ingestLines    metric.Int64Counter
 	ownership      metric.Int64Counter
 	queueDepth     metric.Int64ObservableGauge
 	gossipMember   metric.Int64ObservableGauge
@@ -207,13 +218,14 @@ type Metrics struct {
 	replLag        metric.Float64ObservableGauge
 	buildInfo      metric.Int64ObservableGauge
 
-	connectOpts    *optCache[string]
-	disconnectOpts *optCache[string]
+	connectOpts    *optCache[[2]string]
+	disconnectOpts *optCache[[2]string]
 	resumeOpts     *optCache[string]
 	publishOpts    *optCache[string]
 	ownershipOpts  *optCache[string]
 	jwksRefOpts    *optCache[string]
 	jwksKIDOpts    *optCache[string]
+	ingestOpts     *optCache[string]
 	breakerOpts    *optCache[string]
 	redisOpts      *optCache[[3]string]
 	protectionOpts *optCache[[4]string]
@@ -280,18 +292,21 @@ func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region
 	check(err)
 	m.jwksUnknownKID, err = meter.Int64Counter(instruments[19].otel, counterOpts(opts(19))...)
 	check(err)
+	m.ingestLines, err = meter.Int64Counter(instruments[20].otel, counterOpts(opts(20))...)
+	check(err)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 
-	m.connectOpts = newOptCache(labels1(LabelResult))
-	m.disconnectOpts = newOptCache(labels1(LabelReason))
+	m.connectOpts = newOptCache(labels2(LabelTransport, LabelResult))
+	m.disconnectOpts = newOptCache(labels2(LabelTransport, LabelReason))
 	m.resumeOpts = newOptCache(labels1(LabelOutcome))
 	m.publishOpts = newOptCache(labels1(LabelResult))
 	m.ownershipOpts = newOptCache(labels1(LabelKind))
 	m.breakerOpts = newOptCache(labels1(LabelTarget))
 	m.jwksRefOpts = newOptCache(labels1(LabelResult))
 	m.jwksKIDOpts = newOptCache(labels1(LabelOutcome))
+	m.ingestOpts = newOptCache(labels1(LabelResult))
 	m.redisOpts = newOptCache(func(k [3]string) attribute.Set {
 		return attribute.NewSet(attribute.String(LabelOp, k[0]), attribute.String(LabelTarget, k[1]), attribute.String(LabelResult, k[2]))
 	})
@@ -303,11 +318,13 @@ func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region
 
 	// Make every enumerated series exist from the start.
 	ctx := context.Background()
-	for _, v := range []string{ConnectAccepted, ConnectShed, ConnectRedirected, ConnectRejected, ConnectError} {
-		m.connects.Add(ctx, 0, m.connectOpts.get(v).add...)
-	}
-	for _, v := range []string{DisconnectClient, DisconnectSlow, DisconnectDrain, DisconnectAuth, DisconnectError, DisconnectTakeover, DisconnectAdmin, DisconnectShutdown} {
-		m.disconnects.Add(ctx, 0, m.disconnectOpts.get(v).add...)
+	for _, tr := range []string{TransportSSE, TransportWS} {
+		for _, v := range []string{ConnectAccepted, ConnectShed, ConnectRedirected, ConnectRejected, ConnectError} {
+			m.connects.Add(ctx, 0, m.connectOpts.get([2]string{tr, v}).add...)
+		}
+		for _, v := range []string{DisconnectClient, DisconnectSlow, DisconnectDrain, DisconnectAuth, DisconnectError, DisconnectTakeover, DisconnectAdmin, DisconnectShutdown} {
+			m.disconnects.Add(ctx, 0, m.disconnectOpts.get([2]string{tr, v}).add...)
+		}
 	}
 	for _, v := range []string{ResumeReplayed, ResumeReset, ResumeLive} {
 		m.resumes.Add(ctx, 0, m.resumeOpts.get(v).add...)
@@ -323,6 +340,9 @@ func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region
 	}
 	for _, v := range []string{JWKSKIDRefresh, JWKSKIDLimited} {
 		m.jwksUnknownKID.Add(ctx, 0, m.jwksKIDOpts.get(v).add...)
+	}
+	for _, v := range []string{IngestOK, IngestDuplicate, IngestRejected, IngestLimited, IngestUnavailable} {
+		m.ingestLines.Add(ctx, 0, m.ingestOpts.get(v).add...)
 	}
 	m.jwksKeys.Record(ctx, 0)
 	m.streamsOpen.Add(ctx, 0)
@@ -392,21 +412,22 @@ func (m *Metrics) StreamOpened(ctx context.Context) {
 
 // StreamClosed counts a stream that ended (herald_streams_open -1) and why
 // (herald_stream_disconnects_total{reason}; Disconnect* constants).
-func (m *Metrics) StreamClosed(ctx context.Context, reason string) {
+func (m *Metrics) StreamClosed(ctx context.Context, transport, reason string) {
 	if m == nil {
 		return
 	}
 	m.streamsOpen.Add(ctx, -1)
-	m.disconnects.Add(ctx, 1, m.disconnectOpts.get(reason).add...)
+	m.disconnects.Add(ctx, 1, m.disconnectOpts.get([2]string{transport, reason}).add...)
 }
 
 // Connect counts one stream connection attempt by result (Connect*
-// constants): herald_stream_connects_total{result}.
-func (m *Metrics) Connect(ctx context.Context, result string) {
+// constants) and transport (Transport* constants):
+// herald_stream_connects_total{transport,result}.
+func (m *Metrics) Connect(ctx context.Context, transport, result string) {
 	if m == nil {
 		return
 	}
-	m.connects.Add(ctx, 1, m.connectOpts.get(result).add...)
+	m.connects.Add(ctx, 1, m.connectOpts.get([2]string{transport, result}).add...)
 }
 
 // Resume counts a stream start by resume outcome (Resume* constants) and
@@ -428,6 +449,24 @@ func (m *Metrics) Publish(ctx context.Context, result string, d time.Duration) {
 	o := m.publishOpts.get(result)
 	m.publishes.Add(ctx, 1, o.add...)
 	m.publishDur.Record(ctx, d.Seconds(), o.rec...)
+}
+
+// Results of herald_ingest_lines_total.
+const (
+	IngestOK          = "ok"          // published
+	IngestDuplicate   = "duplicate"   // dedup key seen within the idempotency window
+	IngestRejected    = "rejected"    // refused for good: not JSON, too long, no topic, forbidden
+	IngestLimited     = "limited"     // over a publish rate (429)
+	IngestUnavailable = "unavailable" // the store refused or did not confirm (503)
+)
+
+// IngestLines counts n lines of one ingest request with result (one of
+// the Ingest* constants).
+func (m *Metrics) IngestLines(ctx context.Context, result string, n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.ingestLines.Add(ctx, int64(n), m.ingestOpts.get(result).add...)
 }
 
 // Delivered records the latencies of live events written to a subscriber,
@@ -562,6 +601,12 @@ type optCache[K comparable] struct {
 
 func newOptCache[K comparable](build func(K) attribute.Set) *optCache[K] {
 	return &optCache[K]{build: build}
+}
+
+func labels2(k0, k1 string) func([2]string) attribute.Set {
+	return func(v [2]string) attribute.Set {
+		return attribute.NewSet(attribute.String(k0, v[0]), attribute.String(k1, v[1]))
+	}
 }
 
 func labels1(key string) func(string) attribute.Set {

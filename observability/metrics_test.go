@@ -48,10 +48,11 @@ func exerciseMetrics(m *Metrics) {
 	ctx := context.Background()
 	m.StreamOpened(ctx)
 	m.StreamOpened(ctx)
-	m.StreamClosed(ctx, DisconnectSlow)
-	m.Connect(ctx, ConnectAccepted)
+	m.StreamClosed(ctx, TransportSSE, DisconnectSlow)
+	m.Connect(ctx, TransportSSE, ConnectAccepted)
 	m.Resume(ctx, ResumeReplayed, 7)
 	m.Publish(ctx, PublishOK, 3*time.Millisecond)
+	m.IngestLines(ctx, IngestOK, 500)
 	var tally DeliveryTally
 	tally.Add(20 * time.Millisecond)
 	m.Delivered(&tally)
@@ -90,6 +91,7 @@ func TestExposedMetricNames(t *testing.T) {
 		MetricSessionOwnershipChanges: dto.MetricType_COUNTER, MetricReplicationLag: dto.MetricType_GAUGE,
 		MetricBuildInfo: dto.MetricType_GAUGE, MetricJWKSRefreshes: dto.MetricType_COUNTER,
 		MetricJWKSKeys: dto.MetricType_GAUGE, MetricJWKSUnknownKID: dto.MetricType_COUNTER,
+		MetricIngestLines: dto.MetricType_COUNTER,
 	}
 	names := MetricNames()
 	if len(names) != len(wantType) {
@@ -150,6 +152,8 @@ func TestExposedMetricNames(t *testing.T) {
 		{MetricJWKSUnknownKID, map[string]string{LabelOutcome: JWKSKIDRefresh}, 0},
 		{MetricResumes, map[string]string{LabelOutcome: ResumeReplayed}, 1},
 		{MetricPublishes, map[string]string{LabelResult: PublishOK}, 1},
+		{MetricIngestLines, map[string]string{LabelResult: IngestOK}, 500},
+		{MetricIngestLines, map[string]string{LabelResult: IngestLimited}, 0}, // pre-initialised
 		{MetricQueueDepth, nil, 12},
 		{MetricBreakerState, map[string]string{LabelTarget: "primary"}, 2},
 		{MetricGossipMembers, map[string]string{LabelState: "suspect"}, 1},
@@ -276,8 +280,8 @@ func TestRecorderReadsMetrics(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 	exerciseMetrics(tel.Metrics())
-	tel.Metrics().Connect(context.Background(), ConnectShed)
-	tel.Metrics().Connect(context.Background(), ConnectShed)
+	tel.Metrics().Connect(context.Background(), TransportSSE, ConnectShed)
+	tel.Metrics().Connect(context.Background(), TransportSSE, ConnectShed)
 	if got := rec.Value(MetricStreamConnects, attribute.String(LabelResult, ConnectShed)); got != 2 {
 		t.Errorf("shed connects = %v, want 2", got)
 	}
@@ -346,8 +350,8 @@ func TestHotPathAllocations(t *testing.T) {
 			m.Delivered(&tally)
 		},
 		"Publish":      func() { m.Publish(ctx, PublishOK, time.Millisecond) },
-		"Connect":      func() { m.Connect(ctx, ConnectAccepted) },
-		"StreamClosed": func() { m.StreamClosed(ctx, DisconnectClient) },
+		"Connect":      func() { m.Connect(ctx, TransportSSE, ConnectAccepted) },
+		"StreamClosed": func() { m.StreamClosed(ctx, TransportSSE, DisconnectClient) },
 		"RedisCall":    func() { m.RedisCall(ctx, "append", "primary", "ok", time.Millisecond) },
 	} {
 		fn()
@@ -395,7 +399,7 @@ func BenchmarkMetricsPublish(b *testing.B) {
 }
 
 func BenchmarkMetricsConnect(b *testing.B) {
-	benchmarkMetrics(b, func(ctx context.Context, m *Metrics) { m.Connect(ctx, ConnectAccepted) })
+	benchmarkMetrics(b, func(ctx context.Context, m *Metrics) { m.Connect(ctx, TransportSSE, ConnectAccepted) })
 }
 
 func BenchmarkMetricsRedisCall(b *testing.B) {

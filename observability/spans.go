@@ -28,6 +28,7 @@ const (
 	KeyResumed   = attribute.Key("herald.resumed")     // bool: the connection resumed from a cursor
 	KeyReset     = attribute.Key("herald.reset")       // bool: resume could not be exact; a reset event was sent
 	KeyReplayed  = attribute.Key("herald.replayed")    // int: events replayed from history on connect
+	KeyTransport = attribute.Key("herald.transport")   // string: the stream's transport, sse or ws
 	KeyNode      = attribute.Key("herald.node")        // node that served the span
 	KeyOffset    = attribute.Key("herald.offset")      // int: offset of the event in its stream
 	KeyOrigin    = attribute.Key("herald.origin")      // origin region of the event's stream
@@ -57,6 +58,8 @@ type SessionAttrs struct {
 	Replayed  int
 	Node      string
 	Region    string
+	// Transport is the stream's transport (TransportSSE, TransportWS).
+	Transport string
 }
 
 // DeliveryAttrs describe one event written to one subscriber. Passed by
@@ -101,6 +104,9 @@ func (t *Telemetry) StartSession(ctx context.Context, a SessionAttrs, links ...t
 	}
 	if a.Replayed > 0 {
 		attrs = append(attrs, KeyReplayed.Int(a.Replayed))
+	}
+	if a.Transport != "" {
+		attrs = append(attrs, KeyTransport.String(a.Transport))
 	}
 	node, region := a.Node, a.Region
 	if t != nil {

@@ -56,17 +56,50 @@ func (p Pass) Done(err error) {
 func (g *Guards) Publish(tenant, topic string) (Pass, *Blocked) {
 	e, blk := api.Entry(g.resPublish, api.WithArgs(tenant, topic))
 	if blk != nil {
-		reason := ReasonTenantQPS
-		retry := time.Second
-		if r, ok := blk.TriggeredRule().(*hotspot.Rule); ok {
-			if r.ParamIndex == paramTopic {
-				reason = ReasonTopicQPS
-			}
-			retry = time.Duration(r.DurationInSec) * time.Second
-		}
+		reason, retry := ingressReason(blk)
 		return Pass{}, g.block(LayerIngress, ResourcePublish, reason, retry)
 	}
 	return Pass{p: &pass{e: e}}, nil
+}
+
+// PublishN admits up to n publishes by tenant to topic at once (a batch
+// that takes n tokens of each limit): it returns how many were admitted,
+// the largest of n, n/2, n/4, … 1 the limits allow now, so a batch larger
+// than a limit's bucket still makes progress. When fewer than n were
+// admitted it also returns the refusal (counted once) for the rest; Pass
+// is valid when admitted > 0 and, as with Publish, Done must be called.
+func (g *Guards) PublishN(tenant, topic string, n int) (admitted int, p Pass, blk *Blocked) {
+	var last *base.BlockError
+	for k := n; k > 0; k /= 2 {
+		e, b := api.Entry(g.resPublish, api.WithArgs(tenant, topic), api.WithBatchCount(uint32(min(k, math.MaxUint32))))
+		if b == nil {
+			p = Pass{p: &pass{e: e}}
+			if k < n {
+				reason, retry := ingressReason(last)
+				blk = g.block(LayerIngress, ResourcePublish, reason, retry)
+			}
+			return k, p, blk
+		}
+		last = b
+	}
+	if last == nil { // n <= 0: nothing asked, nothing refused
+		return 0, Pass{}, nil
+	}
+	reason, retry := ingressReason(last)
+	return 0, Pass{}, g.block(LayerIngress, ResourcePublish, reason, retry)
+}
+
+// ingressReason names the limit a refusal came from and its retry delay
+// (the limiter's refill period).
+func ingressReason(blk *base.BlockError) (string, time.Duration) {
+	reason, retry := ReasonTenantQPS, time.Second
+	if r, ok := blk.TriggeredRule().(*hotspot.Rule); ok {
+		if r.ParamIndex == paramTopic {
+			reason = ReasonTopicQPS
+		}
+		retry = time.Duration(r.DurationInSec) * time.Second
+	}
+	return reason, retry
 }
 
 // ingressRules builds the hotspot rules of c for resource res.

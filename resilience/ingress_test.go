@@ -203,6 +203,38 @@ func TestIngressThrottle(t *testing.T) {
 	}
 }
 
+// PublishN takes a batch's tokens at once, and admits the largest halving
+// of a batch the bucket can pay for, so a batch larger than a limit still
+// makes progress; the refused rest counts as one block.
+func TestIngressPublishN(t *testing.T) {
+	g := mustNew(t, Config{Ingress: IngressConfig{PublishQPS: 100, Tenants: map[string]float64{"slow": 1}}}, Options{})
+	k, p, blk := g.PublishN("a", "logs", 300) // 300 and 150 exceed the bucket of 100
+	if k != 75 || blk == nil || blk.Reason != ReasonTenantQPS || blk.RetryAfterSeconds() != 1 {
+		t.Fatalf("PublishN(300) = %d, %+v; want 75 admitted and a tenant_qps refusal", k, blk)
+	}
+	p.Done(nil)
+	if got := g.Counters()["ingress/publish/tenant_qps/block"]; got != 1 {
+		t.Errorf("block counter = %d, want 1", got)
+	}
+	if k, p, blk := g.PublishN("a", "logs", 10); k != 10 || blk != nil {
+		t.Errorf("PublishN(10) within the rest of the bucket = %d, %v", k, blk)
+	} else {
+		p.Done(nil)
+	}
+	// A bucket of 1: the first batch gets one token, the next none.
+	if k, p, blk := g.PublishN("slow", "logs", 5); k != 1 || blk == nil {
+		t.Errorf("slow PublishN(5) = %d, %v; want 1 admitted", k, blk)
+	} else {
+		p.Done(nil)
+	}
+	if k, _, blk := g.PublishN("slow", "logs", 5); k != 0 || blk == nil || !errors.Is(blk, ErrBlocked) {
+		t.Errorf("slow PublishN(5) again = %d, %v; want 0 and a refusal", k, blk)
+	}
+	if k, _, blk := g.PublishN("a", "logs", 0); k != 0 || blk != nil {
+		t.Errorf("PublishN(0) = %d, %v", k, blk)
+	}
+}
+
 // Burst lets a key run ahead of its rate by burst's worth at once (a client
 // catching up after a stall), and no further; with per-key overrides every
 // key gets the burst of the slowest rate.

@@ -232,10 +232,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if source == "random" {
 		log.Info("sessions are bound with a random key: a client resuming after this node restarts starts a new session (its positions are kept); set session_key to keep them")
 	}
+	profiles, err := cfg.Ingest.Compile()
+	if err != nil {
+		return err
+	}
 	scfg := cfg.Stream.Config
 	scfg.Queue = cfg.Limits.Queue()
 	m.Server, err = server.New(server.Config{
-		Store: store, Remotes: remotes, Hub: m.Hub, Auth: authn, Dev: cfg.Dev, Sessions: sessions,
+		Ingest: server.IngestConfig{Profiles: profiles, MaxLines: cfg.Ingest.MaxLines, MaxBodyBytes: cfg.Ingest.MaxBodyBytes},
+		Store:  store, Remotes: remotes, Hub: m.Hub, Auth: authn, Dev: cfg.Dev, Sessions: sessions,
 		Guard: guardView{m.Guards}, TrustedProxies: cfg.TrustedProxies, Telemetry: m.Telemetry,
 		Retention:  cfg.Retention,
 		Limits:     cfg.Limits.Limits,
@@ -553,11 +558,15 @@ func (m *Main) Drain(ctx context.Context) error {
 }
 
 // Reload applies the reloadable part of cfg without a restart (SIGHUP):
-// protection rules and authentication keys. Everything else needs a
+// protection rules, authentication keys and ingest profiles. Everything else needs a
 // restart and is left as it is.
 func (m *Main) Reload(cfg Config) error {
 	if err := m.Guards.Reload(cfg.Protection); err != nil {
 		return fmt.Errorf("protection: %w", err)
+	}
+	profiles, err := cfg.Ingest.Compile()
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
 	}
 	if !m.Config.Dev {
 		a, err := auth.New(m.authConfig(cfg.Auth))
@@ -572,7 +581,8 @@ func (m *Main) Reload(cfg Config) error {
 		// Requests in flight keep their keys; only the old refresher stops.
 		_ = old.Close()
 	}
-	m.Config.Protection, m.Config.Auth = cfg.Protection, cfg.Auth
+	m.Server.SetIngestProfiles(profiles)
+	m.Config.Protection, m.Config.Auth, m.Config.Ingest.Profiles = cfg.Protection, cfg.Auth, cfg.Ingest.Profiles
 	m.Logger.Info("configuration reloaded", "protection", true, "auth_keys", len(cfg.Auth.Keys), "api_keys", len(cfg.Auth.APIKeys))
 	return nil
 }

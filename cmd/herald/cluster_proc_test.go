@@ -82,7 +82,13 @@ func (tr *trio) fleetOn(t *testing.T, onA, onEach int, idle time.Duration) *flee
 			return []string{c, b, a}
 		}
 	}, idle)
-	eventually(t, 90*time.Second, "every client's hello", func() bool { return f.ready() == len(f.clients) })
+	deadline := time.Now().Add(90 * time.Second)
+	for f.ready() < len(f.clients) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 90s, %d of %d clients (%s) had their hello", f.ready(), len(f.clients), f.transport)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	return f
 }
 
@@ -148,7 +154,9 @@ func TestClusterKill9NodeClientsResumeOnSurvivors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process cluster test")
 	}
-	kill9NodeClientsResumeOnSurvivors(t, startTrio(t, noRebalance), 3000)
+	forTransports(t, func(t *testing.T) {
+		kill9NodeClientsResumeOnSurvivors(t, startTrio(t, noRebalance), 3000)
+	})
 }
 
 // The same kill -9 with every protection layer at its default: the

@@ -337,6 +337,7 @@ func newTailCommand() *cobra.Command {
 		token, lastID string
 		from          string
 		count         int
+		transport     string
 	)
 	cmd := &cobra.Command{
 		Use:   "tail",
@@ -346,6 +347,9 @@ func newTailCommand() *cobra.Command {
 			if len(topics) == 0 {
 				return errors.New("at least one --topic is required")
 			}
+			if transport != client.TransportSSE && transport != client.TransportWS {
+				return fmt.Errorf("--transport must be %q or %q", client.TransportSSE, client.TransportWS)
+			}
 			out := json.NewEncoder(cmd.OutOrStdout())
 			seen := 0
 			errDone := errors.New("done")
@@ -354,7 +358,7 @@ func newTailCommand() *cobra.Command {
 			// before the next attempt.
 			fmt.Fprintf(cmd.ErrOrStderr(), "herald tail: connecting to %s (topics %s)\n", strings.Join(urls, ", "), strings.Join(topics, ", "))
 			s := client.Subscribe(client.StreamConfig{
-				Endpoints: urls, Topics: topics, Token: token, LastEventID: lastID, From: from,
+				Endpoints: urls, Topics: topics, Token: token, LastEventID: lastID, From: from, Transport: transport,
 				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{ReplaceAttr: dropTime})),
 			})
 			err := s.Run(cmd.Context(), func(ev client.Event) error {
@@ -382,6 +386,7 @@ func newTailCommand() *cobra.Command {
 	f.StringVar(&lastID, "last-event-id", "", "resume from this cursor")
 	f.StringVar(&from, "from", "", `"earliest" replays everything retained`)
 	f.IntVar(&count, "count", 0, "exit after this many data events (0: follow forever)")
+	f.StringVar(&transport, "transport", client.TransportSSE, `"sse" (GET /v1/stream) or "ws" (GET /v1/ws); ids resume across both`)
 	return cmd
 }
 

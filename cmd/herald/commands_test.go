@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/heraldpush/herald/push/client"
 )
 
 // closedPort returns a loopback address nothing listens on.
@@ -106,5 +110,49 @@ func TestDefaultPortsAndMakeRunOverrides(t *testing.T) {
 	out, err = exec.Command("make", "-s", "-n", "-C", "../..", "run").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "--admin-listen '"+d.AdminListen+"'") {
 		t.Errorf("make run default admin address is not the built-in default %s: %v\n%s", d.AdminListen, err, out)
+	}
+}
+
+// `herald tail` follows a topic over either transport and prints the same
+// events; an id printed by one transport resumes the other.
+func TestTailOverBothTransports(t *testing.T) {
+	m := MustRunMain(t, nil)
+	publishJSON(t, m.URL(), "tt", map[string]any{"data": "one"})
+	publishJSON(t, m.URL(), "tt", map[string]any{"data": "two\nlines"})
+	run := func(transport string, extra ...string) []client.Event {
+		t.Helper()
+		var out bytes.Buffer
+		root := newRootCommand(func() []string { return nil })
+		root.SetOut(&out)
+		root.SetErr(io.Discard)
+		root.SetArgs(append([]string{"tail", "--url", m.URL(), "--topic", "tt", "--count", "2", "--transport", transport}, extra...))
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := root.ExecuteContext(ctx); err != nil {
+			t.Fatalf("tail --transport %s: %v", transport, err)
+		}
+		var evs []client.Event
+		dec := json.NewDecoder(&out)
+		for {
+			var ev client.Event
+			if dec.Decode(&ev) != nil {
+				break
+			}
+			if !strings.HasPrefix(ev.Type, "herald.") {
+				evs = append(evs, ev)
+			}
+		}
+		return evs
+	}
+	sse := run("sse", "--from", "earliest")
+	ws := run("ws", "--from", "earliest")
+	if len(sse) != 2 || len(ws) != 2 || sse[0].Data != ws[0].Data || sse[1].Data != ws[1].Data || ws[1].Data != "two\nlines" {
+		t.Fatalf("sse %+v, ws %+v: want the same two events", sse, ws)
+	}
+	publishJSON(t, m.URL(), "tt", map[string]any{"data": "three"})
+	publishJSON(t, m.URL(), "tt", map[string]any{"data": "four"})
+	next := run("ws", "--last-event-id", sse[1].ID)
+	if len(next) != 2 || next[0].Data != "three" || next[1].Data != "four" {
+		t.Fatalf("ws resumed from an sse id: %+v, want three, four", next)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
 	"github.com/heraldpush/herald/push/hub"
+	"github.com/heraldpush/herald/push/ingest"
 	"github.com/heraldpush/herald/push/node"
 	"github.com/heraldpush/herald/push/server"
 	"github.com/heraldpush/herald/push/store/redisstore"
@@ -135,6 +136,9 @@ type Config struct {
 	Stream         StreamConfig         `koanf:"stream"`
 	Auth           auth.Config          `koanf:"auth"`
 	CORS           server.CORSConfig    `koanf:"cors"`
+	// Ingest configures NDJSON ingest for log shippers (POST /v1/ingest):
+	// limits and per-API-key profiles (reloaded on SIGHUP).
+	Ingest ingest.Config `koanf:"ingest"`
 }
 
 // ClusterConfig tunes membership, ownership and load balancing.
@@ -259,6 +263,7 @@ func DefaultConfig() Config {
 		},
 		Stream: StreamConfig{Config: stream.DefaultConfig(), SendBuffer: 64 << 10},
 		Auth:   auth.Config{CookieName: "herald_token", Leeway: 30 * time.Second},
+		Ingest: ingest.Config{MaxLines: ingest.DefaultMaxLines, MaxBodyBytes: ingest.DefaultMaxBodyBytes},
 	}
 }
 
@@ -622,6 +627,7 @@ func (c Config) Validate() error {
 	if err := c.CORS.Validate(); err != nil {
 		add("%v", err)
 	}
+	c.validateIngest(add)
 	c.validateCluster(add)
 	c.validateFederation(add)
 	if c.SessionKey == "" && len(c.SessionOldKeys) > 0 {
@@ -658,6 +664,25 @@ func checkKeyPair(certFile, keyFile string) error {
 	}
 	_, err = tls.X509KeyPair(cert, key)
 	return err
+}
+
+// validateIngest checks the ingest limits and profiles, and that every
+// profile names a configured API key.
+func (c Config) validateIngest(add func(format string, a ...any)) {
+	if err := c.Ingest.Validate(); err != nil {
+		for _, e := range leafErrors(err) {
+			add("%v", e)
+		}
+	}
+	ids := map[string]bool{}
+	for _, k := range c.Auth.APIKeys {
+		ids[k.ID] = true
+	}
+	for _, id := range c.Ingest.KeyIDs() {
+		if !ids[id] {
+			add("ingest.profiles: api_key %q is not the id of an auth.api_keys entry (use \"*\" for every caller)", id)
+		}
+	}
 }
 
 func (c Config) validateCluster(add func(format string, a ...any)) {

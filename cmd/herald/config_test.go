@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/heraldpush/herald/push/auth"
+	"github.com/heraldpush/herald/push/ingest"
 )
 
 func flagSet(t *testing.T, args ...string) *pflag.FlagSet {
@@ -81,6 +84,28 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("error does not name %s: %v", key, err)
 		}
+	}
+}
+
+// An ingest profile must name a configured API key and carry a valid
+// template; both are reported at load, naming the entry.
+func TestConfigChecksIngestProfiles(t *testing.T) {
+	c := DefaultConfig()
+	c.Dev = true
+	c.Auth.APIKeys = []auth.APIKeyConfig{{ID: "ship", Hash: "sha256:" + strings.Repeat("a", 64)}}
+	c.Ingest.Profiles = []ingest.ProfileConfig{{APIKey: "shipper", Topic: "logs.{app"}, {APIKey: "ship", Topic: "logs.{app}"}}
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{`api_key "shipper" is not the id of an auth.api_keys entry`, `ingest.profiles[0] (api_key "shipper"): topic`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q: %v", want, err)
+		}
+	}
+	c.Ingest.Profiles = c.Ingest.Profiles[1:]
+	if err := c.Validate(); err != nil {
+		t.Errorf("valid profile refused: %v", err)
 	}
 }
 

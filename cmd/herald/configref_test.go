@@ -58,6 +58,7 @@ var configSourceDirs = map[string]string{
 	"github.com/heraldpush/herald/cmd/herald":    ".",
 	"github.com/heraldpush/herald/push":          "../../push",
 	"github.com/heraldpush/herald/push/auth":     "../../push/auth",
+	"github.com/heraldpush/herald/push/ingest":   "../../push/ingest",
 	"github.com/heraldpush/herald/push/server":   "../../push/server",
 	"github.com/heraldpush/herald/push/node":     "../../push/node",
 	"github.com/heraldpush/herald/push/stream":   "../../push/stream",

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,6 +27,26 @@ type fleet struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	idle    time.Duration
+	// transport is the clients' stream transport (transportOf the test).
+	transport string
+}
+
+// forTransports runs f once per stream transport, as subtests "sse" and
+// "ws": the transport is a parameter of the test (transportOf).
+func forTransports(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	for _, tr := range []string{client.TransportSSE, client.TransportWS} {
+		t.Run(tr, f)
+	}
+}
+
+// transportOf is the transport of the subtest t runs in: "ws" under a "ws"
+// subtest (forTransports), else "sse".
+func transportOf(t testing.TB) string {
+	if strings.Contains(t.Name()+"/", "/ws/") {
+		return client.TransportWS
+	}
+	return client.TransportSSE
 }
 
 type fleetClient struct {
@@ -57,7 +78,7 @@ type connectRecord struct {
 func newFleet(t *testing.T, n int, topics []string, endpoints func(i int) []string, idle time.Duration) *fleet {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fleet{ctx: ctx, cancel: cancel, idle: idle, hc: &http.Client{Transport: &http.Transport{
+	f := &fleet{ctx: ctx, cancel: cancel, idle: idle, transport: transportOf(t), hc: &http.Client{Transport: &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		ResponseHeaderTimeout: 30 * time.Second,
 		MaxIdleConnsPerHost:   -1,
@@ -82,6 +103,7 @@ func (f *fleet) run(c *fleetClient, endpoints []string, lastID string) {
 		MinBackoff:  50 * time.Millisecond,
 		MaxBackoff:  2 * time.Second,
 		IdleTimeout: f.idle,
+		Transport:   f.transport,
 		OnConnect: func(ep string) {
 			c.mu.Lock()
 			c.connects = append(c.connects, connectRecord{at: time.Now(), endpoint: ep})

@@ -25,6 +25,19 @@ func (v guardView) Publish(tenant, topic string) (func(error), error) {
 	return p.Done, nil
 }
 
+// PublishN admits up to n publishes at once (NDJSON ingest, one call per
+// request and topic); err is set when fewer than n were admitted.
+func (v guardView) PublishN(tenant, topic string, n int) (int, func(error), error) {
+	k, p, blk := v.g.PublishN(tenant, topic, n)
+	if blk != nil {
+		if k == 0 {
+			return 0, nil, blk
+		}
+		return k, p.Done, blk
+	}
+	return k, p.Done, nil
+}
+
 func (v guardView) Admit(ip string) (func(), func(), error) {
 	st, blk := v.g.Admit(ip)
 	if blk != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
+	"github.com/heraldpush/herald/push/ingest"
 	"github.com/heraldpush/herald/push/sse"
 )
 
@@ -31,8 +33,14 @@ type apiSpec struct {
 	router routers.Router
 }
 
+// registerNDJSON teaches the validator the ingest body type (as text: the
+// spec describes it as a string). kin-openapi keeps decoders in a
+// package-level registry, so this happens once per test binary.
+var registerNDJSON sync.Once
+
 func loadSpec(tb testing.TB) *apiSpec {
 	tb.Helper()
+	registerNDJSON.Do(func() { openapi3filter.RegisterBodyDecoder("application/x-ndjson", openapi3filter.PlainBodyDecoder) })
 	loader := openapi3.NewLoader()
 	doc, err := loader.LoadFromFile(openAPIPath)
 	if err != nil {
@@ -238,6 +246,7 @@ func TestOpenAPILiveResponsesMatchSpec(t *testing.T) {
 			{ID: "reader", Hash: readerHash, Subscribe: []string{"orders*"}},
 		}
 		c.Limits.MaxEventBytes = 1024
+		c.Ingest.Profiles = []ingest.ProfileConfig{{APIKey: "app", Topic: "orders.{region}", DefaultTopic: "orders", Dedup: "hash"}}
 		c.Protection.Ingress.Topics = map[string]int64{"hot": 1}
 		c.Federation.Interval = 100 * time.Millisecond
 	})
@@ -245,6 +254,9 @@ func TestOpenAPILiveResponsesMatchSpec(t *testing.T) {
 	as := func(key string) http.Header { return http.Header{"X-Api-Key": {key}} }
 	bearer := func(key string) http.Header { return http.Header{"Authorization": {"Bearer " + key}} }
 	big := `{"data":"` + strings.Repeat("x", 10<<10) + `"}`
+	ndjsonAs := func(key string) http.Header {
+		return http.Header{"X-Api-Key": {key}, "Content-Type": {"application/x-ndjson"}}
+	}
 
 	for _, c := range []call{
 		{name: "healthz", base: pub, method: "GET", path: "/healthz", want: 200},
@@ -272,6 +284,17 @@ func TestOpenAPILiveResponsesMatchSpec(t *testing.T) {
 		{name: "batch without any publish grant", base: pub, method: "POST", path: "/v1/events", header: as(readerKey),
 			body: `{"events":[{"topic":"orders","data":1}]}`, want: 403},
 		{name: "batch empty", base: pub, method: "POST", path: "/v1/events", header: as(userKey), body: `{"events":[]}`, want: 400, invalid: true},
+		{name: "ingest", base: pub, method: "POST", path: "/v1/ingest", header: ndjsonAs(userKey),
+			body: "{\"region\":\"eu\",\"n\":1}\n{\"n\":2}\nnot json\n", want: 200},
+		{name: "ingest retried", base: pub, method: "POST", path: "/v1/ingest", header: ndjsonAs(userKey),
+			body: "{\"region\":\"eu\",\"n\":1}\n", want: 200},
+		{name: "ingest topic", base: pub, method: "POST", path: "/v1/topics/orders.logs/ingest", header: ndjsonAs(userKey), body: "1\n2\n", want: 200},
+		{name: "ingest nothing publishable", base: pub, method: "POST", path: "/v1/ingest", header: ndjsonAs(userKey), body: "{\n", want: 400},
+		{name: "ingest no template", base: pub, method: "POST", path: "/v1/ingest", header: ndjsonAs(adminKey), body: "{}\n", want: 400},
+		{name: "ingest forbidden", base: pub, method: "POST", path: "/v1/topics/billing/ingest", header: ndjsonAs(userKey), body: "{}\n", want: 403},
+		{name: "ingest json type", base: pub, method: "POST", path: "/v1/topics/orders/ingest", header: as(userKey), body: "{}\n", want: 415, invalid: true},
+		{name: "ingest line too large", base: pub, method: "POST", path: "/v1/topics/orders/ingest", header: ndjsonAs(userKey), body: big + "\n", want: 413},
+		{name: "ingest no credential", base: pub, method: "POST", path: "/v1/ingest", header: http.Header{"Content-Type": {"application/x-ndjson"}}, body: "{}\n", want: 401},
 		{name: "topic info", base: pub, method: "GET", path: "/v1/topics/orders", header: as(userKey), want: 200},
 		{name: "topic info forbidden", base: pub, method: "GET", path: "/v1/topics/billing", header: as(userKey), want: 403},
 		{name: "history", base: pub, method: "GET", path: "/v1/topics/orders/events?after=0&limit=2", header: as(userKey), want: 200},

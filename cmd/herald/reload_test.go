@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/push/auth"
+	ingestpkg "github.com/heraldpush/herald/push/ingest"
 )
 
 // SIGHUP re-reads the config file and applies new protection rules to a
@@ -112,5 +113,43 @@ func TestReloadRotatesAPIKeys(t *testing.T) {
 	}
 	if a, b := publish(oldKey), publish(newKey); a != http.StatusUnauthorized || b != http.StatusCreated {
 		t.Fatalf("after rotation: old key %d, new key %d; want 401, 201", a, b)
+	}
+}
+
+// Ingest profiles reload with the keys they name: a key added with its
+// profile on SIGHUP routes lines by its template without a restart.
+func TestReloadAppliesIngestProfiles(t *testing.T) {
+	key, hash, err := auth.GenerateAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := MustRunMain(t, func(c *Config) {
+		c.Dev = false
+		c.Auth.APIKeys = []auth.APIKeyConfig{{ID: "ship", Hash: hash, Publish: []string{"logs.*"}}}
+	})
+	ingest := func() int {
+		req, _ := http.NewRequest(http.MethodPost, m.URL()+"/v1/ingest", bytes.NewReader([]byte(`{"app":"api"}`+"\n")))
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		req.Header.Set("X-API-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := ingest(); st != http.StatusBadRequest {
+		t.Fatalf("without a profile: %d, want 400 (no topic)", st)
+	}
+	next := m.Config
+	next.Ingest.Profiles = []ingestpkg.ProfileConfig{{APIKey: "ship", Topic: "logs.{app}"}}
+	if err := next.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if st := ingest(); st != http.StatusOK {
+		t.Fatalf("after reload: %d, want 200", st)
 	}
 }

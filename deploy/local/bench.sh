@@ -8,12 +8,6 @@
 #   {"scenario": "fanout10k", "set": "tuned", "ratio": {"latency_p99": 1.3, ...}}
 # Bounded in time and count.
 #
-<<<<<<< HEAD
-#   deploy/local/bench.sh [scenario ...]   (default: all)
-#   scenarios: idle10k fanout10k max1k max1k-batch topics10k overload fast2k slow2k
-#              scale (deploy/local/scale.sh: 4 nodes, 51,000 streams over 3 load processes)
-#              fanout2k vsfloor topics10k-floor pubonly (not in the default list)
-=======
 #   deploy/local/bench.sh [scenario ...]   (default: both sets below)
 #   tuned set (default-list: idle10k fanout10k max1k max1k-batch topics10k overload):
 #     idle10k fanout10k max1k max1k-batch topics10k overload fast2k slow2k
@@ -21,8 +15,12 @@
 #   default-configuration set (nothing tuned, no HERALD_* environment):
 #     default (= all of:) default:connect2k default:fanout2k default:topics10k
 #     default:fanout10k default:overload
+#   scale (in the default run): deploy/local/scale.sh, 4 nodes, 51,000
+#     streams over 3 load processes (issue 25).
 #   NOFLOOR=1 skips the floor runs (Herald alone, as before).
->>>>>>> main
+#   wsfanout10k (not in a set): fanout10k's load from deploy/local/sseload
+#     against the floor, Herald over SSE and Herald over WebSocket, in one
+#     run (`herald bench` has no WebSocket client; ADR 0022).
 #
 # The tuned set runs the node with the publish and connect-rate limits of
 # the protection layers lifted (they would cap the throughput being
@@ -123,15 +121,36 @@ run() { # name, bench flags...
     floor: {lost: $f[0].lost, duplicated: $f[0].duplicated}}'
 }
 
+# wsfanout10k: fanout10k's load (10,000 streams of one topic opened at
+# 1,000/s, 5 events/s from 2 publishers, 20 s) from deploy/local/sseload
+# against the floor, then a Herald node over SSE (/v1/stream), then the same
+# node configuration over WebSocket (/v1/ws): CPU per delivery of the two
+# transports side by side (docs/benchmarks.md, "WebSocket").
+wsfanout10k() {
+  local load=(-subscribers 10000 -rate 5 -publishers 2 -duration "${WS_DURATION:-20s}" -connect-rate 1000 -drain 5s)
+  go build -o "$work/sseload" ./deploy/local/sseload
+  start_floor
+  echo "== wsfanout10k: floor" >&2
+  "$work/sseload" -sub "$URL/sse?topic=t" -pub "$URL/publish?topic=t" -server-pid "$(cat "$work/floor.pid")" "${load[@]}" |
+    tag wsfanout10k | jq -c '{server: "floor"} + .'
+  stop_floor
+  local transport sub
+  for transport in sse ws; do
+    start_node
+    echo "== wsfanout10k: herald $transport" >&2
+    sub="$URL/v1/stream?topic=t"
+    [ "$transport" = ws ] && sub="ws://127.0.0.1:$PORT_HTTP/v1/ws?topic=t"
+    "$work/sseload" -sub "$sub" -pub "$URL/v1/topics/t/events" -body '{"data":"{ts}"}' -json-body \
+      -server-pid "$(cat "$work/herald.pid")" "${load[@]}" | tag wsfanout10k | jq -c --arg t "$transport" '{server: ("herald-" + $t)} + .'
+    stop_node
+  done
+}
+
 tuned_default=(idle10k fanout10k max1k max1k-batch topics10k overload)
 default_set=(default:connect2k default:fanout2k default:topics10k default:fanout10k default:overload)
 scenarios=("$@")
-<<<<<<< HEAD
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(idle10k fanout10k max1k max1k-batch topics10k overload scale)
-=======
-[ ${#scenarios[@]} -gt 0 ] || scenarios=("${tuned_default[@]}" default)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=("${tuned_default[@]}" default scale)
 expanded=()
->>>>>>> main
 for s in "${scenarios[@]}"; do
   if [ "$s" = default ]; then expanded+=("${default_set[@]}"); else expanded+=("$s"); fi
 done
@@ -157,17 +176,14 @@ for s in "${expanded[@]}"; do
     connectmax) run connectmax --subscribers 5000 --topics 100 --idle --duration 1s --connect-rate 20000 ;;
     publishmax) run publishmax --subscribers 10 --topics 10000 --rate 0 --publishers 16 --duration 10s ;;
     fanout2k)  run fanout2k  --subscribers 2000 --topics 1 --rate 20 --publishers 1 --duration 20s ;;
-<<<<<<< HEAD
-    vsfloor)   vsfloor ;;
-    scale)     HERALD=$HERALD deploy/local/scale.sh ;; # N nodes x M streams (issue 25; its own ports)
-=======
+    wsfanout10k) wsfanout10k ;;
+    scale)     HERALD=$HERALD deploy/local/scale.sh ;; # N nodes x M streams (issue 25, ADR 0025; its own ports)
     # The default configuration, nothing tuned (issue 20's acceptance loads).
     default:connect2k) run "$s" --subscribers 2000 --topics 1 --idle --duration 1s --connect-rate 1000 ;;
     default:fanout2k)  run "$s" --subscribers 2000 --topics 1 --rate 20 --publishers 1 --duration 20s --connect-rate 1000 ;;
     default:topics10k) run "$s" --subscribers 10000 --topics 10000 --rate 2000 --publishers 8 --duration 20s --connect-rate 1000 ;;
     default:fanout10k) run "$s" --subscribers 10000 --topics 1 --rate 5 --publishers 2 --duration 20s --connect-rate 1000 ;;
     default:overload)  run "$s" --subscribers 10000 --topics 1 --rate 20 --publishers 8 --duration 20s --connect-rate 1000 ;;
->>>>>>> main
     *) echo "unknown scenario $s" >&2; exit 2 ;;
   esac
 done

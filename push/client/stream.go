@@ -80,7 +80,17 @@ type StreamConfig struct {
 	OnDisconnect func(endpoint string, err error)
 	// Logger receives connection lifecycle records. Nil discards them.
 	Logger *slog.Logger
+	// Transport is TransportSSE (GET /v1/stream, the default) or
+	// TransportWS (GET /v1/ws). Events, ids and resumption are the same on
+	// both: an id from one resumes the other.
+	Transport string
 }
+
+// Stream transports.
+const (
+	TransportSSE = "sse"
+	TransportWS  = "ws"
+)
 
 // Defaults of StreamConfig.
 const (
@@ -337,6 +347,9 @@ func (s *Stream) watchHome(ctx context.Context, cancel context.CancelCauseFunc, 
 var errIdle = errors.New("idle")
 
 func (s *Stream) connect(ctx context.Context, epIdx int, handler func(Event) error) outcome {
+	if s.cfg.Transport == TransportWS {
+		return s.connectWS(ctx, epIdx, handler)
+	}
 	ep := s.endpoints[epIdx]
 	connCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -390,17 +403,23 @@ func (s *Stream) connect(ctx context.Context, epIdx int, handler func(Event) err
 	case errors.Is(cause, errFailback) && ctx.Err() == nil:
 		out.err = errFailback
 	}
-	if s.cfg.OnDisconnect != nil {
-		reason := out.err
-		switch {
-		case out.handlerErr != nil:
-			reason = out.handlerErr
-		case ctx.Err() != nil:
-			reason = ctx.Err()
-		}
-		s.cfg.OnDisconnect(endpoint, reason)
-	}
+	s.disconnected(ctx, endpoint, out)
 	return out
+}
+
+// disconnected calls OnDisconnect for a connection that ended with out.
+func (s *Stream) disconnected(ctx context.Context, endpoint string, out outcome) {
+	if s.cfg.OnDisconnect == nil {
+		return
+	}
+	reason := out.err
+	switch {
+	case out.handlerErr != nil:
+		reason = out.handlerErr
+	case ctx.Err() != nil:
+		reason = ctx.Err()
+	}
+	s.cfg.OnDisconnect(endpoint, reason)
 }
 
 func (s *Stream) newRequest(ctx context.Context, ep *url.URL) (*http.Request, error) {
@@ -497,30 +516,39 @@ func (s *Stream) read(ctx context.Context, cancel context.CancelCauseFunc, body 
 			out.err = err
 			return out
 		}
-		if ev.Type == push.EventHello {
-			// The server's session span: sent back as traceparent on the
-			// next connection so that its span links to this one.
-			var h push.Hello
-			if json.Unmarshal([]byte(ev.Data), &h) == nil {
-				if len(h.Trace) <= 128 {
-					s.trace = h.Trace
-				}
-				s.learn(h.Alternates, epIdx)
-			}
-		}
-		if ev.Type == push.EventMoved {
-			var m push.Moved
-			if json.Unmarshal([]byte(ev.Data), &m) == nil {
-				out.moveTo = s.learn(m.Alternates, epIdx)
-			}
-		}
-		if err := handler(Event{ID: ev.ID, Type: ev.Type, Data: ev.Data}); err != nil {
-			out.handlerErr = err
+		if !s.handle(Event{ID: ev.ID, Type: ev.Type, Data: ev.Data}, handler, epIdx, &out) {
 			return out
 		}
-		s.setLastID(ev.ID)
-		out.delivered = true
 	}
+}
+
+// handle hands one event to handler, after learning what the server's
+// control events say; false when the handler failed (out.handlerErr).
+func (s *Stream) handle(ev Event, handler func(Event) error, epIdx int, out *outcome) bool {
+	if ev.Type == push.EventHello {
+		// The server's session span: sent back as traceparent on the
+		// next connection so that its span links to this one.
+		var h push.Hello
+		if json.Unmarshal([]byte(ev.Data), &h) == nil {
+			if len(h.Trace) <= 128 {
+				s.trace = h.Trace
+			}
+			s.learn(h.Alternates, epIdx)
+		}
+	}
+	if ev.Type == push.EventMoved {
+		var m push.Moved
+		if json.Unmarshal([]byte(ev.Data), &m) == nil {
+			out.moveTo = s.learn(m.Alternates, epIdx)
+		}
+	}
+	if err := handler(ev); err != nil {
+		out.handlerErr = err
+		return false
+	}
+	s.setLastID(ev.ID)
+	out.delivered = true
+	return true
 }
 
 // idleReader re-arms t for d after every read that returns data.

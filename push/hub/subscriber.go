@@ -19,6 +19,21 @@ type Delivery struct {
 	// soleID caches the SSE id of the event for streams whose cursor holds
 	// just the event's stream (see SoleID).
 	soleID atomic.Pointer[[]byte]
+	// frame caches another transport's encoding of the event (Frame).
+	frame atomic.Pointer[[]byte]
+}
+
+// Frame returns the event encoded by enc, for a transport whose encoding
+// differs from Body (the WebSocket frame's tail): the first subscriber of
+// a fan-out to ask encodes it, the others share it. Every caller must
+// pass the same encoding. Safe for concurrent use.
+func (d *Delivery) Frame(enc func(*push.Event) []byte) []byte {
+	if p := d.frame.Load(); p != nil {
+		return *p
+	}
+	b := enc(d.Event)
+	d.frame.Store(&b)
+	return b
 }
 
 // SoleID returns the SSE id every stream writes with this event when the

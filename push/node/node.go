@@ -144,6 +144,9 @@ func (n *Node) Close() error {
 	return nil
 }
 
+// Done is closed when Close begins.
+func (n *Node) Done() <-chan struct{} { return n.closing }
+
 // Closed reports whether Close has begun.
 func (n *Node) Closed() bool { return n.closed.Err() != nil }
 

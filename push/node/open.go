@@ -120,6 +120,15 @@ func (o *Opened) Live() {
 	o.end = o.st.Live()
 }
 
+// End is why the stream ended (a stream.End* value), after Live.
+func (o *Opened) End() string { return o.end }
+
+// Cursor is the stream's position; read it only after Live returned.
+func (o *Opened) Cursor() *push.Cursor { return o.st.Cursor() }
+
+// Kick ends the stream from outside its goroutine (see stream.Kick.Fire).
+func (o *Opened) Kick(reason string, retry time.Duration) bool { return o.st.Kick(reason, retry) }
+
 // Open is the connect phase of a stream: it admits, plans the resume,
 // takes the session over, writes the hello and the replay and subscribes.
 // It returns nil when it answered the request itself through t (an error,
@@ -137,7 +146,7 @@ func (n *Node) Open(ctx context.Context, req Request, t Transport) *Opened {
 	result := observability.ConnectRejected
 	op.onClose(func() {
 		if result != observability.ConnectAccepted { // accepted is counted at once
-			tel.Metrics().Connect(ctx, result)
+			tel.Metrics().Connect(ctx, req.Transport, result)
 		}
 	})
 	topics := req.Topics
@@ -222,12 +231,13 @@ func (n *Node) Open(ctx context.Context, req Request, t Transport) *Opened {
 		return nil
 	}
 	if parsed != nil {
+		resumeAt := time.Now()
 		infos = n.env.AwaitReplicas(ctx, cur, resume, infos, n.cfg.ReplicaWait)
 		// Still not the client's lineage, and the replica is re-syncing: a
 		// reset now would move the client to whatever the replica holds
 		// meanwhile (nothing, or an old lineage) and replay it. Come back
 		// later, cursor unchanged (a browser-safe shed).
-		if origin := n.resyncingOrigin(ctx, cur, resume, infos); origin != "" {
+		if origin := n.resyncingOrigin(ctx, cur, resume, infos, resumeAt); origin != "" {
 			n.log.DebugContext(ctx, "stream: replica re-syncing, resume deferred", "origin", origin)
 			result = observability.ConnectShed
 			t.Refuse(Refusal{Kind: RefuseLater, Retry: n.RetryDelay()})
@@ -257,7 +267,7 @@ func (n *Node) Open(ctx context.Context, req Request, t Transport) *Opened {
 		}
 	}
 	sctx, span := tel.StartSession(ctx, observability.SessionAttrs{
-		SessionID: sid, Topics: cur.Topics(), Cursor: req.Cursor, Resumed: parsed != nil, Node: n.cfg.Name, Region: n.cfg.Region,
+		SessionID: sid, Topics: cur.Topics(), Cursor: req.Cursor, Resumed: parsed != nil, Node: n.cfg.Name, Region: n.cfg.Region, Transport: req.Transport,
 	}, links...)
 	traceparent := observability.EventTraceparent(sctx)
 	op.end = stream.EndError
@@ -322,9 +332,9 @@ func (n *Node) Open(ctx context.Context, req Request, t Transport) *Opened {
 
 	t.Accept(n.RetryDelay())
 	result = observability.ConnectAccepted
-	tel.Metrics().Connect(sctx, result)
+	tel.Metrics().Connect(sctx, req.Transport, result)
 	tel.Metrics().StreamOpened(sctx)
-	op.onClose(func() { tel.Metrics().StreamClosed(sctx, op.end) })
+	op.onClose(func() { tel.Metrics().StreamClosed(sctx, req.Transport, op.end) })
 	op.end = stream.EndClient
 
 	hello := push.Hello{

@@ -15,7 +15,9 @@ import (
 // TestGoClientFailsOverAndResumes: the Go client streams from node A; A is
 // shut down mid-stream; the client fails over to node B (same store) with
 // its cursor and receives every event exactly once, in order.
-func TestGoClientFailsOverAndResumes(t *testing.T) {
+func TestGoClientFailsOverAndResumes(t *testing.T) { forTransports(t, testGoClientFailsOverAndResumes) }
+
+func testGoClientFailsOverAndResumes(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore storeFactory) {
 		store := newStore(t, push.Retention{})
 		a := startNode(t, store, nil)
@@ -28,7 +30,7 @@ func TestGoClientFailsOverAndResumes(t *testing.T) {
 		const total = 200
 		errDone := errors.New("done")
 		s := client.Subscribe(client.StreamConfig{
-			Endpoints: []string{a.URL, b.URL}, Topics: []string{"x", "y"},
+			Endpoints: []string{a.URL, b.URL}, Topics: []string{"x", "y"}, Transport: transportOf(t),
 			MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 			OnConnect: func(ep string) { mu.Lock(); connects[ep]++; mu.Unlock() },
 		})

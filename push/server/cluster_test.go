@@ -43,6 +43,10 @@ func hello(t *testing.T, s *stream) (helloEvent, string) {
 }
 
 func TestSessionCarriedInCursorAndTakenOver(t *testing.T) {
+	forTransports(t, testSessionCarriedInCursorAndTakenOver)
+}
+
+func testSessionCarriedInCursorAndTakenOver(t *testing.T) {
 	n := startNode(t, newMemStore(t, push.Retention{}), nil)
 	first := n.openStream(t, []string{"a"}, "", nil)
 	h1, id1 := hello(t, first)
@@ -171,7 +175,9 @@ func getStream(t *testing.T, url string, sdk bool) (int, http.Header, []byte) {
 	return resp.StatusCode, resp.Header, b
 }
 
-func TestDrainSpreadsClosesAndSheds(t *testing.T) {
+func TestDrainSpreadsClosesAndSheds(t *testing.T) { forTransports(t, testDrainSpreadsClosesAndSheds) }
+
+func testDrainSpreadsClosesAndSheds(t *testing.T) {
 	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Stream.RetryMin = 400 * time.Millisecond })
 	const streams = 20
 	var ss []*stream
@@ -209,7 +215,7 @@ func TestDrainSpreadsClosesAndSheds(t *testing.T) {
 			firstEnd = el
 		}
 		lastEnd = max(lastEnd, el)
-		r, ok := s.dec.Retry()
+		r, ok := s.finalRetry()
 		if !ok || r > 400*time.Millisecond || r < 100*time.Millisecond {
 			t.Fatalf("stream %d: final retry %v (set %v), want within 100..400ms", i, r, ok)
 		}

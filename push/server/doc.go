@@ -1,5 +1,6 @@
 // Package server is the HTTP edge of a Herald node, on gin: routes, thin
-// handlers for publish, history, topic info and the SSE stream, the
+// handlers for publish, NDJSON ingest for log shippers (package
+// push/ingest parses it), history, topic info and the SSE stream, the
 // cluster and region admin API, the SSE transport (framing, per-write
 // deadlines, browser-safe refusals) and the one table that maps errors to
 // HTTP answers.

@@ -79,25 +79,34 @@ func (s *Server) handlePublish(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	done, err := s.guardPublish(p.Tenant, topic)
+	res, result, err := s.publishDraft(ctx, span, p, topic, d)
 	if err != nil {
 		s.writeError(c, err)
 		return
+	}
+	c.JSON(http.StatusCreated, res)
+}
+
+// publishDraft is the end of a single publish on any transport: the
+// ingress guard, the append and its result. result is the metric's
+// (observability.Publish*), PublishRejected when the guard refused.
+func (s *Server) publishDraft(ctx context.Context, span trace.Span, p *auth.Principal, topic string, d push.Draft) (publishResult, string, error) {
+	done, err := s.guardPublish(p.Tenant, topic)
+	if err != nil {
+		return publishResult{}, observability.PublishRejected, err
 	}
 	d.TraceParent = observability.EventTraceparent(ctx)
 	res, err := s.append(ctx, topic, []push.Draft{d})
 	done(err)
 	if err != nil {
-		result = publishResultOf(err)
-		s.writeError(c, err)
-		return
+		return publishResult{}, publishResultOf(err), err
 	}
-	result = observability.PublishOK
+	result := observability.PublishOK
 	if res[0].Duplicate {
 		result = observability.PublishDuplicate
 	}
 	span.SetAttributes(attribute.Int64("herald.offset", int64(res[0].Offset)))
-	c.JSON(http.StatusCreated, s.result(topic, res[0]))
+	return s.result(topic, res[0]), result, nil
 }
 
 // startPublish starts the request's server span, a child of the

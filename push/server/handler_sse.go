@@ -9,6 +9,7 @@ import (
 
 	"github.com/heraldpush/herald/observability"
 	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/auth"
 	"github.com/heraldpush/herald/push/node"
 	"github.com/heraldpush/herald/push/stream"
 )
@@ -38,39 +39,44 @@ func (s *Server) handleStream(c *gin.Context) {
 	op.Live()
 }
 
-// streamRequest reads, validates and authorises a stream request (topics,
-// credentials, grants, from, cursor), answering the request itself when it
-// cannot be served.
+// streamRequest reads, validates and authorises an SSE stream request
+// (topics, credentials, grants, from, cursor), answering the request itself
+// when it cannot be served.
 func (s *Server) streamRequest(c *gin.Context) (node.Request, bool) {
 	r := c.Request
-	q := r.URL.Query()
-	fail := func(err error) (node.Request, bool) {
+	req, err := s.streamQuery(r, observability.TransportSSE)
+	if err == nil {
+		var p *auth.Principal
+		if p, err = s.principal(r, true); err == nil {
+			err = s.authorise(&req, p)
+		}
+	}
+	if err != nil {
 		s.writeError(c, err)
-		s.cfg.Telemetry.Metrics().Connect(r.Context(), observability.ConnectRejected)
+		s.cfg.Telemetry.Metrics().Connect(r.Context(), observability.TransportSSE, observability.ConnectRejected)
 		return node.Request{}, false
 	}
+	req.ClientIP = c.ClientIP()
+	return req, true
+}
+
+// streamQuery reads a stream request's query and headers: topics, from,
+// cursor (Last-Event-ID header, else last_event_id), traceparent.
+func (s *Server) streamQuery(r *http.Request, transport string) (node.Request, error) {
+	q := r.URL.Query()
 	topics := q["topic"]
 	if len(topics) == 0 || len(topics) > s.cfg.Limits.MaxTopicsPerStream {
-		return fail(errf(http.StatusBadRequest, CodeInvalidQuery,
-			fmt.Sprintf("give 1..%d topic parameters", s.cfg.Limits.MaxTopicsPerStream)))
+		return node.Request{}, errf(http.StatusBadRequest, CodeInvalidQuery,
+			fmt.Sprintf("give 1..%d topic parameters", s.cfg.Limits.MaxTopicsPerStream))
 	}
 	for _, t := range topics {
 		if err := push.ValidateTopic(t); err != nil {
-			return fail(err)
-		}
-	}
-	p, err := s.principal(r, true)
-	if err != nil {
-		return fail(err)
-	}
-	for _, t := range topics {
-		if !p.CanSubscribe(t) {
-			return fail(errf(http.StatusForbidden, CodeForbidden, "not allowed to subscribe to "+strconv.Quote(t)))
+			return node.Request{}, err
 		}
 	}
 	from := q.Get("from")
 	if from != "" && from != "latest" && from != "earliest" {
-		return fail(errf(http.StatusBadRequest, CodeInvalidQuery, `from must be "latest" or "earliest"`))
+		return node.Request{}, errf(http.StatusBadRequest, CodeInvalidQuery, `from must be "latest" or "earliest"`)
 	}
 	raw := r.Header.Get("Last-Event-ID")
 	if raw == "" {
@@ -78,9 +84,20 @@ func (s *Server) streamRequest(c *gin.Context) (node.Request, bool) {
 	}
 	return node.Request{
 		Topics: topics, From: from, Cursor: raw, Strict: isSDKClient(r),
-		Principal: p.ID(), Expires: p.Expires, ClientIP: c.ClientIP(),
-		Traceparent: r.Header.Get("traceparent"), Transport: "sse",
-	}, true
+		Traceparent: r.Header.Get("traceparent"), Transport: transport,
+	}, nil
+}
+
+// authorise checks that p may subscribe to every topic of req and binds
+// req to p.
+func (s *Server) authorise(req *node.Request, p *auth.Principal) error {
+	for _, t := range req.Topics {
+		if !p.CanSubscribe(t) {
+			return errf(http.StatusForbidden, CodeForbidden, "not allowed to subscribe to "+strconv.Quote(t))
+		}
+	}
+	req.Principal, req.Expires = p.ID(), p.Expires
+	return nil
 }
 
 // isSDKClient reports whether the request comes from a client that says it

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/hub"
 	"github.com/heraldpush/herald/push/node"
@@ -28,8 +30,10 @@ type testNode struct {
 	URL   string
 	Store push.Store
 	Hub   *hub.Hub
-	Srv   *server.Server
-	http  *httptest.Server
+	// transport is what openStream uses: "sse" or "ws" (transportOf).
+	transport string
+	Srv       *server.Server
+	http      *httptest.Server
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -58,7 +62,7 @@ func startNodeWithHub(t testing.TB, store push.Store, h *hub.Hub, mutate func(*s
 	hs := httptest.NewUnstartedServer(srv.Handler())
 	hs.Config = server.NewHTTPServer(srv.Handler(), quietLogger())
 	hs.Start()
-	n := &testNode{t: t, URL: hs.URL, Store: store, Hub: h, Srv: srv, http: hs}
+	n := &testNode{t: t, URL: hs.URL, Store: store, Hub: h, Srv: srv, http: hs, transport: transportOf(t)}
 	t.Cleanup(n.Close)
 	return n
 }
@@ -106,12 +110,17 @@ type publishResult struct {
 
 // stream is an open SSE connection read with the real decoder.
 type stream struct {
-	t      testing.TB
-	resp   *http.Response
-	dec    *sse.Decoder
-	cancel context.CancelFunc
-	events chan sse.Event
-	errc   chan error
+	t    testing.TB
+	resp *http.Response
+	ws   *websocket.Conn
+	// closed is the WebSocket's close status, once the stream ended.
+	closed      websocket.StatusCode
+	closeReason string
+	shedID      string
+	dec         *sse.Decoder
+	cancel      context.CancelFunc
+	events      chan sse.Event
+	errc        chan error
 }
 
 // openStream connects to /v1/stream; lastID goes in the Last-Event-ID header.
@@ -131,6 +140,9 @@ func (n *testNode) tryStream(topics []string, lastID string, extra url.Values) (
 
 // tryStreamWith is tryStream with extra request headers.
 func (n *testNode) tryStreamWith(topics []string, lastID string, extra url.Values, header http.Header) (*stream, int, string) {
+	if n.transport == "ws" {
+		return n.tryWS(topics, lastID, extra, header)
+	}
 	q := url.Values{}
 	for k, v := range extra {
 		q[k] = v
@@ -200,7 +212,12 @@ func (s *stream) noEvent(d time.Duration) {
 
 func (s *stream) Close() {
 	s.cancel()
-	s.resp.Body.Close()
+	if s.resp != nil {
+		s.resp.Body.Close()
+	}
+	if s.ws != nil {
+		_ = s.ws.CloseNow()
+	}
 }
 
 func decodeJSON(t testing.TB, data string, v any) {

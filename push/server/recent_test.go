@@ -14,6 +14,10 @@ import (
 // cache covers is served from it (no gap, no duplicate); one it does not
 // cover is shed browser-safely, never answered with a made-up reset.
 func TestResumeFromRecentCacheWhileStoreDown(t *testing.T) {
+	forTransports(t, testResumeFromRecentCacheWhileStoreDown)
+}
+
+func testResumeFromRecentCacheWhileStoreDown(t *testing.T) {
 	rs := redistest.StartServer(t)
 	n := startNode(t, newRedisStoreAt(t, rs.URL()), nil)
 	watcher := n.openStream(t, []string{"rc"}, "", nil) // keeps the topic's cache warm

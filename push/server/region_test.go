@@ -109,7 +109,9 @@ func collect(t testing.TB, s *stream, n int, timeout time.Duration) ([]string, s
 // TestRegionsCrossDelivery: a subscriber in region a receives events
 // published in both regions (b's through a's replica of b), and its
 // cursor resumes in region b exactly: every event once, none twice.
-func TestRegionsCrossDelivery(t *testing.T) {
+func TestRegionsCrossDelivery(t *testing.T) { forTransports(t, testRegionsCrossDelivery) }
+
+func testRegionsCrossDelivery(t *testing.T) {
 	r := startTwoRegions(t)
 	s := r.a.openStream(t, []string{"news"}, "", nil)
 	hello := s.next(5 * time.Second)
@@ -165,7 +167,9 @@ func assertPerOriginOrder(t testing.TB, got []string, want map[string]int) {
 // copy. b waits briefly, then says so with a replica_behind reset, keeps the
 // client's position, and once the link is back delivers only what is new:
 // nothing repeated, nothing skipped.
-func TestReplicaBehindCursor(t *testing.T) {
+func TestReplicaBehindCursor(t *testing.T) { forTransports(t, testReplicaBehindCursor) }
+
+func testReplicaBehindCursor(t *testing.T) {
 	r := startTwoRegions(t)
 	s := r.a.openStream(t, []string{"news"}, "", nil)
 	s.next(5 * time.Second) // hello
@@ -273,7 +277,9 @@ func (f *regionView) SetSeen(map[string]int64) {}
 // region's replica holds every event of this origin, then closes streams
 // with herald.moved naming the other region; the client resumes there with
 // nothing lost and nothing repeated.
-func TestEvacuationMovesStreams(t *testing.T) {
+func TestEvacuationMovesStreams(t *testing.T) { forTransports(t, testEvacuationMovesStreams) }
+
+func testEvacuationMovesStreams(t *testing.T) {
 	primaryA := redistest.StartServer(t)
 	primaryB := redistest.StartServer(t)
 	px := redistest.StartProxy(t, "a-link", primaryA.Addr())
@@ -416,6 +422,10 @@ func TestReplicationLagFollowsTheLink(t *testing.T) {
 // (from which the next new-lineage event would reset it forward again and
 // replay the new lineage from its start: duplicates).
 func TestResumeWaitsForTheReplicaToReachTheClientsLineage(t *testing.T) {
+	forTransports(t, testResumeWaitsForTheReplicaToReachTheClientsLineage)
+}
+
+func testResumeWaitsForTheReplicaToReachTheClientsLineage(t *testing.T) {
 	r := startTwoRegions(t)
 	b2 := startRegionNode(t, "b2", regionStore(t, r.primaryB.URL(), "b", false), r.storeBofA,
 		func(c *server.Config) { c.Node.ReplicaWait = 10 * time.Second })
@@ -490,6 +500,10 @@ func TestResumeWaitsForTheReplicaToReachTheClientsLineage(t *testing.T) {
 // empty stream and replayed everything; once the replica is back the
 // client resumes exactly: nothing it already had, nothing lost.
 func TestResumeFromAReplicaThatRestartedEmptyRepeatsNothing(t *testing.T) {
+	forTransports(t, testResumeFromAReplicaThatRestartedEmptyRepeatsNothing)
+}
+
+func testResumeFromAReplicaThatRestartedEmptyRepeatsNothing(t *testing.T) {
 	r := startTwoRegions(t)
 	s := r.b.openStream(t, []string{"news"}, "", nil)
 	s.next(5 * time.Second) // hello
@@ -517,7 +531,7 @@ func TestResumeFromAReplicaThatRestartedEmptyRepeatsNothing(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the deferred stream did not end")
 	}
-	if d, ok := shed.dec.Retry(); !ok || d <= 0 {
+	if d, ok := shed.finalRetry(); !ok || d <= 0 {
 		t.Fatalf("deferred stream: retry %v %v, want a retry: field", d, ok)
 	}
 

@@ -73,6 +73,8 @@ type Config struct {
 	// may see a session's reconnect needs the same keys; nil means a random
 	// key, recognised by this Server only.
 	Sessions *push.SessionBinder
+	// Ingest configures NDJSON ingest for log shippers (POST /v1/ingest).
+	Ingest IngestConfig
 	// TrustedProxies are the proxy addresses (CIDRs or IPs) whose
 	// X-Forwarded-For is believed for the client IP (per-IP stream caps);
 	// empty means the peer address is the client.
@@ -144,6 +146,13 @@ type Server struct {
 	// bufs are the SSE writers' buffers, borrowed while a stream writes.
 	bufs sync.Pool
 	auth atomic.Pointer[authHolder]
+	// ingest holds the reloadable ingest profiles.
+	ingest ingestState
+	// sockets counts WebSocket handlers: their connections are hijacked,
+	// so http.Server.Shutdown does not wait for them; Close does.
+	sockets    sync.WaitGroup
+	socketsMu  sync.Mutex
+	socketsEnd bool
 }
 
 // New builds a Server and its node; Close stops them.
@@ -195,9 +204,28 @@ func (s *Server) Node() *node.Node { return s.node }
 // Stats returns the stream counters.
 func (s *Server) Stats() node.Stats { return s.node.Stats() }
 
-// Close ends every open stream (clients reconnect and resume) and stops
-// the node's loops. It does not close Store or Hub, which the caller owns.
-func (s *Server) Close() error { return s.node.Close() }
+// Close ends every open stream (clients reconnect and resume), stops the
+// node's loops and waits for the WebSocket handlers to finish. It does not
+// close Store or Hub, which the caller owns.
+func (s *Server) Close() error {
+	s.socketsMu.Lock()
+	s.socketsEnd = true
+	s.socketsMu.Unlock()
+	err := s.node.Close()
+	s.sockets.Wait()
+	return err
+}
+
+// holdSocket counts a WebSocket handler in, unless the server is closing.
+func (s *Server) holdSocket() bool {
+	s.socketsMu.Lock()
+	defer s.socketsMu.Unlock()
+	if s.socketsEnd {
+		return false
+	}
+	s.sockets.Add(1)
+	return true
+}
 
 // NewHTTPServer returns an http.Server with Herald's hardening: header read
 // timeout and size cap, idle timeout, and no server-wide WriteTimeout (it
@@ -245,7 +273,9 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/topics/:topic/events", s.handleHistory)
 	v1.GET("/topics/:topic", s.handleTopic)
 	v1.POST("/events", s.handleBatch)
+	s.ingestRoutes(v1)
 	v1.GET("/stream", s.handleStream)
+	v1.GET("/ws", s.handleWS)
 	v1.GET("/topics/:topic/presence", s.handlePresence)
 	v1.GET("/cluster/members", s.requireAdmin, s.handleMembers)
 	v1.GET("/sessions/:id", s.requireAdmin, s.handleSession)
@@ -265,7 +295,7 @@ const streamPath = "/v1/stream"
 // only drop a write deadline an earlier request on the same connection set.
 func (s *Server) bound(c *gin.Context) {
 	rc := http.NewResponseController(c.Writer)
-	if c.Request.URL.Path == streamPath {
+	if p := c.Request.URL.Path; p == streamPath || p == wsPath {
 		_ = rc.SetWriteDeadline(time.Time{})
 		c.Next()
 		return

@@ -85,7 +85,9 @@ func TestStreamHeadersHelloAndLive(t *testing.T) {
 	})
 }
 
-func TestResumeExactAfterDisconnect(t *testing.T) {
+func TestResumeExactAfterDisconnect(t *testing.T) { forTransports(t, testResumeExactAfterDisconnect) }
+
+func testResumeExactAfterDisconnect(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore storeFactory) {
 		n := startNode(t, newStore(t, push.Retention{}), nil)
 		topics := []string{"a", "b"}
@@ -132,6 +134,10 @@ func TestResumeExactAfterDisconnect(t *testing.T) {
 }
 
 func TestHelloCursorResumesFromConnectPoint(t *testing.T) {
+	forTransports(t, testHelloCursorResumesFromConnectPoint)
+}
+
+func testHelloCursorResumesFromConnectPoint(t *testing.T) {
 	// A client that drops before its first data event resumes from where it
 	// connected, not from a later head.
 	eachStore(t, func(t *testing.T, newStore storeFactory) {
@@ -150,7 +156,9 @@ func TestHelloCursorResumesFromConnectPoint(t *testing.T) {
 	})
 }
 
-func TestFromEarliestAndQueryCursor(t *testing.T) {
+func TestFromEarliestAndQueryCursor(t *testing.T) { forTransports(t, testFromEarliestAndQueryCursor) }
+
+func testFromEarliestAndQueryCursor(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore storeFactory) {
 		n := startNode(t, newStore(t, push.Retention{}), nil)
 		n.publish("a", "", "1")
@@ -171,7 +179,9 @@ func TestFromEarliestAndQueryCursor(t *testing.T) {
 	})
 }
 
-func TestResumeTrimmedSendsReset(t *testing.T) {
+func TestResumeTrimmedSendsReset(t *testing.T) { forTransports(t, testResumeTrimmedSendsReset) }
+
+func testResumeTrimmedSendsReset(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore storeFactory) {
 		n := startNode(t, newStore(t, push.Retention{MaxLen: 5}), nil)
 		s := n.openStream(t, []string{"a"}, "", nil)
@@ -209,6 +219,10 @@ func TestResumeTrimmedSendsReset(t *testing.T) {
 }
 
 func TestResumeEpochChangedSendsReset(t *testing.T) {
+	forTransports(t, testResumeEpochChangedSendsReset)
+}
+
+func testResumeEpochChangedSendsReset(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore storeFactory) {
 		old := startNode(t, newStore(t, push.Retention{}), nil)
 		for _, d := range []string{"x1", "x2", "x3"} {
@@ -242,7 +256,9 @@ func TestResumeEpochChangedSendsReset(t *testing.T) {
 	})
 }
 
-func TestResumeAheadOfHeadSendsReset(t *testing.T) {
+func TestResumeAheadOfHeadSendsReset(t *testing.T) { forTransports(t, testResumeAheadOfHeadSendsReset) }
+
+func testResumeAheadOfHeadSendsReset(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore storeFactory) {
 		n := startNode(t, newStore(t, push.Retention{}), nil)
 		res := n.publish("a", "", "1")
@@ -265,6 +281,10 @@ func TestResumeAheadOfHeadSendsReset(t *testing.T) {
 // replayed from its start rather than resumed at its head (which would skip
 // it silently).
 func TestResumeAheadAfterAnEpochChangeReplaysTheLineage(t *testing.T) {
+	forTransports(t, testResumeAheadAfterAnEpochChangeReplaysTheLineage)
+}
+
+func testResumeAheadAfterAnEpochChangeReplaysTheLineage(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore storeFactory) {
 		n := startNode(t, newStore(t, push.Retention{}), nil)
 		resA := n.publish("a", "", "a1")
@@ -328,7 +348,9 @@ func collidingEpoch(t *testing.T, e string, collide bool) string {
 	return ""
 }
 
-func TestForeignAndMalformedCursors(t *testing.T) {
+func TestForeignAndMalformedCursors(t *testing.T) { forTransports(t, testForeignAndMalformedCursors) }
+
+func testForeignAndMalformedCursors(t *testing.T) {
 	n := startNode(t, newMemStore(t, push.Retention{}), nil)
 	n.publish("a", "", "1")
 	other, _ := push.NewCursor([]string{"x", "y"}, []string{"local"})

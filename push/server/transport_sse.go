@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -22,11 +23,8 @@ type sseTransport struct {
 	c  *gin.Context
 	w  gin.ResponseWriter
 	rc *http.ResponseController
-	// buf holds frames not yet written. It is borrowed from the server's
-	// pool only while there is something to write, so an idle stream holds
-	// no write buffer.
-	buf []byte
-	bp  *[]byte
+	// pooledBuf holds frames not yet written.
+	pooledBuf
 	// deadline is the write deadline currently armed on the connection.
 	deadline time.Time
 	timeout  time.Duration
@@ -39,7 +37,7 @@ func (s *Server) newSSE(c *gin.Context) *sseTransport {
 	if u, ok := c.Writer.(interface{ Unwrap() http.ResponseWriter }); ok {
 		rw = u.Unwrap()
 	}
-	return &sseTransport{s: s, c: c, w: c.Writer, rc: http.NewResponseController(rw), timeout: s.cfg.Stream.WriteTimeout}
+	return &sseTransport{s: s, c: c, w: c.Writer, rc: http.NewResponseController(rw), timeout: s.cfg.Stream.WriteTimeout, pooledBuf: pooledBuf{pool: &s.bufs}}
 }
 
 // Accept answers 200 text/event-stream; the `retry:` field goes out with
@@ -126,24 +124,36 @@ func (t *sseTransport) shed(retryMillis int64, id string) {
 	t.w.Flush()
 }
 
+// Release returns the write buffer to the pool.
+func (t *sseTransport) Release() { t.release() }
+
+// pooledBuf is a transport's write buffer. It is borrowed from the
+// server's pool only while there is something to write, so an idle stream
+// holds no write buffer.
+type pooledBuf struct {
+	pool *sync.Pool
+	buf  []byte
+	bp   *[]byte
+}
+
 // grab borrows a write buffer if the stream holds none.
-func (t *sseTransport) grab() {
-	if t.bp == nil {
-		t.bp = t.s.bufs.Get().(*[]byte)
-		t.buf = (*t.bp)[:0]
+func (b *pooledBuf) grab() {
+	if b.bp == nil {
+		b.bp = b.pool.Get().(*[]byte)
+		b.buf = (*b.bp)[:0]
 	}
 }
 
-// Release returns the write buffer to the pool (oversized ones are dropped).
-func (t *sseTransport) Release() {
-	if t.bp == nil {
+// release returns the write buffer to the pool (oversized ones are dropped).
+func (b *pooledBuf) release() {
+	if b.bp == nil {
 		return
 	}
-	if cap(t.buf) <= 64<<10 {
-		*t.bp = t.buf[:0]
-		t.s.bufs.Put(t.bp)
+	if cap(b.buf) <= 64<<10 {
+		*b.bp = b.buf[:0]
+		b.pool.Put(b.bp)
 	}
-	t.bp, t.buf = nil, nil
+	b.bp, b.buf = nil, nil
 }
 
 func (t *sseTransport) Buffered() int { return len(t.buf) }

@@ -20,6 +20,9 @@ const (
 	EndShutdown  = "shutdown"
 	EndAuth      = "auth" // the credential expired: the client reconnects with a fresh one
 	EndError     = "error"
+	// EndResubscribe: the client changed the stream's topics on the open
+	// connection; the transport opens the new stream at once.
+	EndResubscribe = "resubscribe"
 )
 
 // Kick ends one stream from outside its goroutine.

@@ -342,16 +342,18 @@ func (l *listener) deliver(m *redis.Message) {
 	if !ok {
 		return
 	}
-	ev, err := decodeNotification(m.Payload)
+	evs, err := decodeNotification(m.Payload)
 	if err != nil {
 		// Someone else published on our channel, or a version skew: the
-		// event (if any) must be fetched from the stream.
+		// events (if any) must be fetched from the stream.
 		l.s.cfg.Logger.Warn("redisstore: undecodable notification; resyncing", "channel", m.Channel, "err", err)
 		l.sink.Resync()
 		return
 	}
-	ev.Topic, ev.Origin = topic, l.s.cfg.Origin
-	l.sink.Deliver(ev)
+	for _, ev := range evs {
+		ev.Topic, ev.Origin = topic, l.s.cfg.Origin
+		l.sink.Deliver(ev)
+	}
 }
 
 func isTimeout(err error) bool {
@@ -371,18 +373,37 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// Notification wire format (version 1), published by the append script:
+// Notification wire formats, published by the append script, one message
+// per append call. Version 1 carries one event:
 //
 //	"1\n" epoch "\n" offset "\n" ts-ms "\n" type "\n" traceparent "\n" data
 //
+// Version 2 carries the n ≥ 2 events of one call (same epoch and time), in
+// offset order, each data length-prefixed:
+//
+//	"2\n" epoch "\n" ts-ms "\n" n "\n" (offset "\n" type "\n" traceparent "\n" len "\n" data), joined by "\n"
+//
 // Every field but data is single-line printable ASCII (checked before the
-// append), so data, last, may contain anything.
-func decodeNotification(p string) (*push.Event, error) {
+// append), so data may contain anything. A node that only knows version 1
+// resyncs from the stream on a version 2 message: slower, never a gap.
+func decodeNotification(p string) ([]*push.Event, error) {
 	ver, p, ok := strings.Cut(p, "\n")
-	if !ok || ver != "1" {
-		return nil, fmt.Errorf("unknown notification version %q", clip(ver))
+	switch {
+	case ok && ver == "1":
+		ev, err := decodeV1(p)
+		if err != nil {
+			return nil, err
+		}
+		return []*push.Event{ev}, nil
+	case ok && ver == "2":
+		return decodeV2(p)
 	}
+	return nil, fmt.Errorf("unknown notification version %q", clip(ver))
+}
+
+func decodeV1(p string) (*push.Event, error) {
 	var f [5]string
+	var ok bool
 	for i := range f {
 		if f[i], p, ok = strings.Cut(p, "\n"); !ok {
 			return nil, errors.New("truncated notification")
@@ -399,6 +420,53 @@ func decodeNotification(p string) (*push.Event, error) {
 	return &push.Event{
 		Epoch: f[0], Offset: off, Time: time.UnixMilli(ms), Type: f[3], TraceParent: f[4], Data: []byte(p),
 	}, nil
+}
+
+// maxNotified bounds the events of one version 2 notification (one append
+// call carries at most storeutil.MaxBatch drafts).
+const maxNotified = 1000
+
+func decodeV2(p string) ([]*push.Event, error) {
+	var h [3]string
+	var ok bool
+	for i := range h {
+		if h[i], p, ok = strings.Cut(p, "\n"); !ok {
+			return nil, errors.New("truncated notification header")
+		}
+	}
+	ms, err1 := strconv.ParseInt(h[1], 10, 64)
+	n, err2 := strconv.Atoi(h[2])
+	if h[0] == "" || err1 != nil || err2 != nil || n < 2 || n > maxNotified {
+		return nil, fmt.Errorf("malformed notification header %q", clip(strings.Join(h[:], "|")))
+	}
+	at := time.UnixMilli(ms)
+	evs := make([]*push.Event, 0, n)
+	var last uint64
+	for i := range n {
+		if i > 0 {
+			if p, ok = strings.CutPrefix(p, "\n"); !ok {
+				return nil, errors.New("malformed notification: no separator between events")
+			}
+		}
+		var f [4]string
+		for j := range f {
+			if f[j], p, ok = strings.Cut(p, "\n"); !ok {
+				return nil, errors.New("truncated notification")
+			}
+		}
+		off, err := strconv.ParseUint(f[0], 10, 64)
+		size, err2 := strconv.Atoi(f[3])
+		if err != nil || err2 != nil || off <= last || f[1] == "" || size < 0 || size > len(p) {
+			return nil, fmt.Errorf("malformed notification event %q", clip(strings.Join(f[:], "|")))
+		}
+		last = off
+		evs = append(evs, &push.Event{Epoch: h[0], Offset: off, Time: at, Type: f[1], TraceParent: f[2], Data: []byte(p[:size])})
+		p = p[size:]
+	}
+	if p != "" {
+		return nil, errors.New("trailing data after the notification's events")
+	}
+	return evs, nil
 }
 
 func clip(s string) string {
