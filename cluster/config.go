@@ -88,7 +88,7 @@ type Config struct {
 	Tuning Tuning
 
 	// HomeReplicas is how many home nodes keep a copy of each session's
-	// ownership record besides its owner (ADR 0025): the live members with
+	// ownership record besides its owner (ADR 0026): the live members with
 	// the highest rendezvous score for the session. Zero means 1; more
 	// keeps takeovers prompt through the loss of a home node, at a memory
 	// cost of HomeReplicas/N of the pool's sessions per node.
@@ -184,7 +184,7 @@ type Tuning struct {
 	// Preset 500ms.
 	MetaInterval time.Duration
 	// MaxQueuedBroadcasts bounds the ownership records queued for their
-	// home nodes and takeover notices (ADR 0025); beyond it records are
+	// home nodes and takeover notices (ADR 0026); beyond it records are
 	// dropped (Stats.QueueDrops) and push/pull and rehoming repair. In a
 	// Federation it bounds the broadcast queue. Preset 65536.
 	MaxQueuedBroadcasts int

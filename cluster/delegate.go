@@ -35,7 +35,7 @@ func (d delegate) NotifyMsg(b []byte) {
 }
 
 // GetBroadcasts returns nothing: ownership records are not gossiped to
-// every node (ADR 0025); they travel by direct messages (forward.go).
+// every node (ADR 0026); they travel by direct messages (forward.go).
 func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 
 func (d delegate) LocalState(join bool) []byte { return d.c.localState() }

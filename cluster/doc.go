@@ -42,7 +42,7 @@
 // the order is still total, so all nodes agree on the winner and exactly one
 // of the two claims is revoked.
 //
-// Records are not replicated to every node (ADR 0025): a session's record
+// Records are not replicated to every node (ADR 0026): a session's record
 // is held by its owner and by its home nodes, the Config.HomeReplicas live
 // members with the highest rendezvous score for the session (placement.go).
 // Records travel four ways:

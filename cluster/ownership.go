@@ -12,7 +12,7 @@ import (
 
 // Record is the ownership record of one session: which node serves it, since
 // when, and on which topics. Records are kept by the owner and the session's
-// home nodes (ADR 0025); every holder converges to the
+// home nodes (ADR 0026); every holder converges to the
 // highest record per session (see Newer).
 type Record struct {
 	Session string
@@ -100,7 +100,7 @@ func ValidateClaim(session string, topics []string, trace string) error {
 }
 
 // Claim records that this node now serves session and sends the record to
-// the session's home nodes (ADR 0025). The incarnation is max(known
+// the session's home nodes (ADR 0026). The incarnation is max(known
 // incarnation+1, now in unix ns), so a reconnect orders after the previous
 // claim as long as clocks are closer than the reconnect delay. If this node
 // already served the session under an older claim, OnRevoke fires for that
@@ -297,7 +297,7 @@ func (c *Cluster) adminRevokeLocked(session string, inc uint64, by string) {
 //     from before a restart) is replaced by a tombstone: each node is the
 //     authority on its own claims.
 //  6. Other nodes' records are stored only by the session's home nodes
-//     (ADR 0025); elsewhere they are dropped after steps 1–3.
+//     (ADR 0026); elsewhere they are dropped after steps 1–3.
 func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Time) bool {
 	self := c.cfg.NodeName
 	if inc, ok := c.owned[r.Session]; ok && !(r.Node == self && r.Incarnation == inc) &&

@@ -6,7 +6,7 @@ import (
 	"slices"
 )
 
-// Placement of ownership records (ADR 0025). A session's record is kept by
+// Placement of ownership records (ADR 0026). A session's record is kept by
 // its owner and by its home nodes: the Config.HomeReplicas live members
 // (this node included) with the highest rendezvous score
 // score(session, member). Every node computes the same homes from the same

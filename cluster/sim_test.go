@@ -16,7 +16,7 @@ import (
 // hold the streams: how long a join takes to reach every node, how long a
 // crash takes to be detected everywhere, the gossip traffic per node when
 // idle, and how many ownership records each node holds after every node
-// claimed SIM_SESSIONS sessions (default 50) under ADR 0025's placement.
+// claimed SIM_SESSIONS sessions (default 50) under ADR 0026's placement.
 // It measures; it asserts nothing about time. Run one size at a time:
 //
 //	go test -run '^$' -bench 'RegionPool/nodes=200' -benchtime 1x ./cluster

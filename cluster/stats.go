@@ -5,7 +5,7 @@ import "sync/atomic"
 // Stats is a snapshot of the Cluster's counters (monotonic since New) and
 // gauges, for metrics and tests.
 type Stats struct {
-	// Ownership records sent to their home nodes (ADR 0025).
+	// Ownership records sent to their home nodes (ADR 0026).
 	ForwardsQueued  uint64 // records queued for a home node or as a takeover notice
 	ForwardsSent    uint64 // records delivered by direct messages (batches)
 	RecordsReceived uint64 // records received in direct messages and notices

@@ -22,7 +22,7 @@ const (
 	// DefaultBusyRetryAfter is AdmissionConfig.BusyRetryAfter when zero.
 	DefaultBusyRetryAfter = 5 * time.Second
 	// RecommendedMaxSchedDelay is the AdmissionConfig.MaxSchedDelay
-	// recommended for production builds (ADR 0026): far above a busy but
+	// recommended for production builds (ADR 0027): far above a busy but
 	// healthy node's p99. It is not the default: race-built test nodes
 	// taking thousands of handshakes on two shared cores exceed it.
 	RecommendedMaxSchedDelay = 500 * time.Millisecond
@@ -179,7 +179,7 @@ type AdmissionConfig struct {
 	// runnable goroutines waited for a CPU (runtime/metrics
 	// /sched/latencies:seconds) — is above it: a CPU-starved node refuses
 	// new streams itself instead of letting its dependency calls look slow
-	// (the breakers excuse that delay, ADR 0026). 0 (the default) means
+	// (the breakers excuse that delay, ADR 0027). 0 (the default) means
 	// off; RecommendedMaxSchedDelay (500ms) suits production builds.
 	MaxSchedDelay time.Duration `koanf:"max_sched_delay"`
 	// BusyRetryAfter is the Retry-After hint given when a stream is refused

@@ -177,7 +177,7 @@ for s in "${expanded[@]}"; do
     publishmax) run publishmax --subscribers 10 --topics 10000 --rate 0 --publishers 16 --duration 10s ;;
     fanout2k)  run fanout2k  --subscribers 2000 --topics 1 --rate 20 --publishers 1 --duration 20s ;;
     wsfanout10k) wsfanout10k ;;
-    scale)     HERALD=$HERALD deploy/local/scale.sh ;; # N nodes x M streams (issue 25, ADR 0025; its own ports)
+    scale)     HERALD=$HERALD deploy/local/scale.sh ;; # N nodes x M streams (issue 25, ADR 0026; its own ports)
     # The default configuration, nothing tuned (issue 20's acceptance loads).
     default:connect2k) run "$s" --subscribers 2000 --topics 1 --idle --duration 1s --connect-rate 1000 ;;
     default:fanout2k)  run "$s" --subscribers 2000 --topics 1 --rate 20 --publishers 1 --duration 20s --connect-rate 1000 ;;

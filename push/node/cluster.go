@@ -18,7 +18,7 @@ type Cluster interface {
 	// Release records that the stream of (session, incarnation) ended.
 	Release(session string, incarnation uint64)
 	// Lookup returns the latest record of session this node holds, without
-	// asking peers (it may not hold it: ADR 0025).
+	// asking peers (it may not hold it: ADR 0026).
 	Lookup(session string) (SessionRecord, bool)
 	// Find returns the latest record of session in the cluster, asking the
 	// nodes that hold it.
@@ -26,7 +26,7 @@ type Cluster interface {
 	// Disconnect asks the owner of session, on any node, to close it.
 	Disconnect(ctx context.Context, session string) (SessionRecord, error)
 	// Presence lists the live sessions subscribed to topic, as their
-	// owners report them (ADR 0025).
+	// owners report them (ADR 0026).
 	Presence(ctx context.Context, topic string) []SessionRecord
 	// Members lists the cluster's nodes, self included.
 	Members() []Member

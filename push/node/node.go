@@ -344,7 +344,7 @@ func (n *Node) RetryDelay() time.Duration {
 }
 
 // ClusterQueryTimeout bounds the peers' answers to a session look-up or a
-// presence query (ADR 0025); members that have not answered are left out.
+// presence query (ADR 0026); members that have not answered are left out.
 const ClusterQueryTimeout = 2 * time.Second
 
 // Lookup returns the latest known record of session: the cluster's (asking
