@@ -75,7 +75,7 @@ func TestPlan(t *testing.T) {
 		{name: "resume at the head replays nothing", cursor: "local:e1:10", infos: []push.StreamInfo{info("local", "e1", 1, 10)},
 			want: []slot{{"local", push.Position{Epoch: "e1", Offset: 10}, 10}}},
 		{name: "older than retention is a trimmed reset, then the retained stream", cursor: "local:e1:2", infos: []push.StreamInfo{info("local", "e1", 6, 10)},
-			want:   []slot{{"local", push.Position{Epoch: "e1", Offset: 5}, 10}}, replays: true,
+			want: []slot{{"local", push.Position{Epoch: "e1", Offset: 5}, 10}}, replays: true,
 			resets: []push.StreamReset{{Topic: "t", Origin: "local", Reason: push.ResetTrimmed, LostFrom: 3, LostTo: 5, Epoch: "e1", ContinueFrom: 6}}},
 		{name: "ahead of a local stream is an ahead reset", cursor: "local:e1:12", infos: []push.StreamInfo{info("local", "e1", 1, 10)},
 			want:   []slot{{"local", push.Position{Epoch: "e1", Offset: 10}, 0}},
