@@ -20,7 +20,7 @@
 #   NOFLOOR=1 skips the floor runs (Herald alone, as before).
 #   wsfanout10k (not in a set): fanout10k's load from deploy/local/sseload
 #     against the floor, Herald over SSE and Herald over WebSocket, in one
-#     run (`herald bench` has no WebSocket client; ADR 0022).
+#     run (`herald bench` has no WebSocket client; ADR 0023).
 #
 # The tuned set runs the node with the publish and connect-rate limits of
 # the protection layers lifted (they would cap the throughput being
