@@ -60,7 +60,7 @@ bench: ## Go benchmarks of the hot paths (frame encode, hub fan-out, cursor code
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./push/...
 
 .PHONY: bench-system
-bench-system: build ## whole-system load scenarios with herald bench (own redis-server + node; ~3 min)
+bench-system: build ## whole-system load scenarios: herald bench (own redis-server + node) and deploy/local/scale.sh (4 nodes; ~6 min)
 	./deploy/local/bench.sh
 
 .PHONY: fuzz

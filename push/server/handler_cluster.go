@@ -82,7 +82,7 @@ func (s *Server) handleSession(c *gin.Context) {
 	if !ok {
 		return
 	}
-	rec, ok := s.node.Lookup(id)
+	rec, ok := s.node.Lookup(c.Request.Context(), id)
 	if !ok {
 		s.writeError(c, errf(http.StatusNotFound, CodeNotFound, "no such session"))
 		return
@@ -145,7 +145,7 @@ func (s *Server) handlePresence(c *gin.Context) {
 			visible = p.CanSubscribe
 		}
 	}
-	recs := s.node.Presence(topic)
+	recs := s.node.Presence(c.Request.Context(), topic)
 	n := len(recs)
 	recs = recs[:min(n, maxPresence)]
 	if recs == nil {

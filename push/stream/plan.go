@@ -160,7 +160,12 @@ func resumeSlot(cur *push.Cursor, r Resume, i int, k push.StreamKey, in push.Str
 	case off > in.Last:
 		reset(push.ResetAhead, in.Last+1, off)
 	case off+1 < first:
-		reset(push.ResetTrimmed, off+1, first-1)
+		// Only the trimmed events are lost: the retained stream follows
+		// from its first offset, so no event is skipped unnamed.
+		*resets = append(*resets, push.StreamReset{Topic: k.Topic, Origin: k.Origin, Reason: push.ResetTrimmed,
+			LostFrom: off + 1, LostTo: first - 1, Epoch: in.Epoch, ContinueFrom: first})
+		cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: first - 1})
+		upto[i] = in.Last
 	default:
 		cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: off})
 		upto[i] = in.Last
