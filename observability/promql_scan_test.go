@@ -1,7 +1,13 @@
 package observability
 
+// The PromQL scanner below is test-only: the drift tests use it to check
+// the dashboard and alert rules in deploy/ against MetricNames(). It is not
+// Prometheus' parser (importing github.com/prometheus/prometheus pulls k8s
+// client-go), so it lives with the tests, not in the package's API.
+
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,7 +15,10 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// ReferencedMetricNames returns the metric names used by every PromQL
+// errInvalidPromQL reports an expression the scanner rejects.
+var errInvalidPromQL = errors.New("observability: invalid PromQL")
+
+// referencedMetricNames returns the metric names used by every PromQL
 // expression in a Grafana dashboard (panel targets' "expr", and the
 // label_values/query_result queries of template variables) and in a
 // Prometheus rule file (groups[].rules[].expr), sorted and without
@@ -22,7 +31,7 @@ import (
 // matchers and range selectors, and characters PromQL does not use. Grafana
 // variables ($var, ${var}, $__rate_interval) are accepted where a value or
 // duration may stand.
-func ReferencedMetricNames(dashboardJSON, alertsYAML []byte) ([]string, error) {
+func referencedMetricNames(dashboardJSON, alertsYAML []byte) ([]string, error) {
 	var exprs []sourcedExpr
 	if len(dashboardJSON) > 0 {
 		var d any
@@ -54,7 +63,7 @@ func ReferencedMetricNames(dashboardJSON, alertsYAML []byte) ([]string, error) {
 	seen := map[string]bool{}
 	var out []string
 	for _, e := range exprs {
-		names, err := ExprMetricNames(e.expr)
+		names, err := exprMetricNames(e.expr)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", e.where, err)
 		}
@@ -165,10 +174,10 @@ func lastTopLevelComma(s string) int {
 	return last
 }
 
-// ExprMetricNames returns the metric names one PromQL expression selects,
+// exprMetricNames returns the metric names one PromQL expression selects,
 // sorted, deduplicated and reduced to family names (see
 // ReferencedMetricNames).
-func ExprMetricNames(expr string) ([]string, error) {
+func exprMetricNames(expr string) ([]string, error) {
 	toks, err := lexPromQL(expr)
 	if err != nil {
 		return nil, err
@@ -218,7 +227,7 @@ type token struct {
 func (t token) is(p string) bool { return t.kind == tokPunct && t.text == p }
 
 func perr(pos int, format string, args ...any) error {
-	return fmt.Errorf("%w: at %d: %s", ErrInvalidPromQL, pos, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: at %d: %s", errInvalidPromQL, pos, fmt.Sprintf(format, args...))
 }
 
 func isIdentStart(c byte) bool {
