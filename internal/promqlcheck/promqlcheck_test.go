@@ -1,4 +1,4 @@
-package observability
+package promqlcheck
 
 import (
 	"errors"
@@ -39,13 +39,13 @@ func TestExprMetricNames(t *testing.T) {
 		{`min by (state) (herald_gossip_members{region=~"${region}"})`, []string{"herald_gossip_members"}},
 	}
 	for _, tt := range tests {
-		got, err := exprMetricNames(tt.expr)
+		got, err := ExprMetricNames(tt.expr)
 		if err != nil {
-			t.Errorf("exprMetricNames(%q): %v", tt.expr, err)
+			t.Errorf("ExprMetricNames(%q): %v", tt.expr, err)
 			continue
 		}
 		if !slices.Equal(got, tt.want) {
-			t.Errorf("exprMetricNames(%q) = %q, want %q", tt.expr, got, tt.want)
+			t.Errorf("ExprMetricNames(%q) = %q, want %q", tt.expr, got, tt.want)
 		}
 	}
 }
@@ -76,8 +76,8 @@ func TestExprMetricNamesRejects(t *testing.T) {
 		`$`,
 		"x{a=\"new\nline\"}",
 	} {
-		if names, err := exprMetricNames(expr); !errors.Is(err, errInvalidPromQL) {
-			t.Errorf("exprMetricNames(%q) = %q, %v; want errInvalidPromQL", expr, names, err)
+		if names, err := ExprMetricNames(expr); !errors.Is(err, ErrInvalidPromQL) {
+			t.Errorf("ExprMetricNames(%q) = %q, %v; want ErrInvalidPromQL", expr, names, err)
 		}
 	}
 }
@@ -114,7 +114,7 @@ func FuzzExprMetricNames(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, expr string) {
-		names, err := exprMetricNames(expr)
+		names, err := ExprMetricNames(expr)
 		if err != nil {
 			return
 		}

@@ -1,9 +1,10 @@
-package observability
-
-// The PromQL scanner below is test-only: the drift tests use it to check
-// the dashboard and alert rules in deploy/ against MetricNames(). It is not
-// Prometheus' parser (importing github.com/prometheus/prometheus pulls k8s
-// client-go), so it lives with the tests, not in the package's API.
+// Package promqlcheck is a test helper: a small PromQL scanner the drift
+// tests (observability, cmd/herald) use to check the dashboard and alert
+// rules in deploy/ against the metrics Herald exposes. Only tests import
+// it. It is not Prometheus' parser: importing
+// github.com/prometheus/prometheus pulls k8s client-go and upgrades shared
+// dependencies.
+package promqlcheck
 
 import (
 	"encoding/json"
@@ -15,10 +16,10 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// errInvalidPromQL reports an expression the scanner rejects.
-var errInvalidPromQL = errors.New("observability: invalid PromQL")
+// ErrInvalidPromQL reports an expression the scanner rejects.
+var ErrInvalidPromQL = errors.New("observability: invalid PromQL")
 
-// referencedMetricNames returns the metric names used by every PromQL
+// ReferencedMetricNames returns the metric names used by every PromQL
 // expression in a Grafana dashboard (panel targets' "expr", and the
 // label_values/query_result queries of template variables) and in a
 // Prometheus rule file (groups[].rules[].expr), sorted and without
@@ -31,7 +32,7 @@ var errInvalidPromQL = errors.New("observability: invalid PromQL")
 // matchers and range selectors, and characters PromQL does not use. Grafana
 // variables ($var, ${var}, $__rate_interval) are accepted where a value or
 // duration may stand.
-func referencedMetricNames(dashboardJSON, alertsYAML []byte) ([]string, error) {
+func ReferencedMetricNames(dashboardJSON, alertsYAML []byte) ([]string, error) {
 	var exprs []sourcedExpr
 	if len(dashboardJSON) > 0 {
 		var d any
@@ -63,7 +64,7 @@ func referencedMetricNames(dashboardJSON, alertsYAML []byte) ([]string, error) {
 	seen := map[string]bool{}
 	var out []string
 	for _, e := range exprs {
-		names, err := exprMetricNames(e.expr)
+		names, err := ExprMetricNames(e.expr)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", e.where, err)
 		}
@@ -174,10 +175,10 @@ func lastTopLevelComma(s string) int {
 	return last
 }
 
-// exprMetricNames returns the metric names one PromQL expression selects,
+// ExprMetricNames returns the metric names one PromQL expression selects,
 // sorted, deduplicated and reduced to family names (see
 // ReferencedMetricNames).
-func exprMetricNames(expr string) ([]string, error) {
+func ExprMetricNames(expr string) ([]string, error) {
 	toks, err := lexPromQL(expr)
 	if err != nil {
 		return nil, err
@@ -227,7 +228,7 @@ type token struct {
 func (t token) is(p string) bool { return t.kind == tokPunct && t.text == p }
 
 func perr(pos int, format string, args ...any) error {
-	return fmt.Errorf("%w: at %d: %s", errInvalidPromQL, pos, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: at %d: %s", ErrInvalidPromQL, pos, fmt.Sprintf(format, args...))
 }
 
 func isIdentStart(c byte) bool {
