@@ -25,7 +25,7 @@ LISTEN       ?= 127.0.0.1:8080
 ADMIN_LISTEN ?= 127.0.0.1:8081
 
 .PHONY: run
-run: build ## run one dev node on the in-memory store (no auth) and print its URLs (LISTEN=, ADMIN_LISTEN= override the addresses)
+run: build ## run one dev node on the in-memory store (no auth) and print its URLs: API, demo page, status page (LISTEN=, ADMIN_LISTEN= override the addresses)
 	./$(BIN) serve --dev --listen '$(LISTEN)' --admin-listen '$(ADMIN_LISTEN)'
 
 .PHONY: demo
@@ -40,6 +40,17 @@ deps: ## install what tests need on a fresh Debian machine (redis-server, chromi
 test: deps ## run every test with the race detector (starts its own redis-server processes)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
+.PHONY: test-js
+test-js: deps build ## the JS client's tests alone (node --test: unit, then real Chromium against real nodes; make test runs them through go test)
+	cd push/client/js && HERALD_BIN='$(CURDIR)/$(BIN)' node --test --test-concurrency=1 test/*.test.mjs
+
+SEED     ?=
+DURATION ?= 5m
+
+.PHONY: chaos
+chaos: ## the nemesis: randomized faults against a real 3-node cluster on Redis + replica + Sentinel (SEED= replays a schedule, DURATION= how long faults run; default 5m)
+	CHAOS_SEED='$(SEED)' CHAOS_DURATION='$(DURATION)' $(GO) test -count=1 -timeout 90m -run '^TestChaos$$' -v ./cmd/herald
+
 .PHONY: test-short
 test-short: ## fast unit tests only (no long end-to-end runs)
 	$(GO) test -race -short -count=1 $(PKGS)
@@ -49,7 +60,7 @@ bench: ## Go benchmarks of the hot paths (frame encode, hub fan-out, cursor code
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./push/...
 
 .PHONY: bench-system
-bench-system: build ## whole-system load scenarios with herald bench (own redis-server + node; ~3 min)
+bench-system: build ## whole-system load scenarios: herald bench (own redis-server + node) and deploy/local/scale.sh (4 nodes; ~6 min)
 	./deploy/local/bench.sh
 
 .PHONY: fuzz

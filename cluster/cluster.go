@@ -21,25 +21,34 @@ import (
 // the event loop (applies everything memberlist hands over, sweeps expired
 // records, reconciles membership), the revocation notifier (calls
 // OnRevoke), the meta loop (UpdateNode), the sync loop (prompt push/pull
-// with a member that came back), the notice loop (direct takeover notices)
-// and the join loop (seeds and dead members).
+// with a member that came back), the forward loop (records to their home
+// nodes, takeover notices, rehoming) and the join loop (seeds and dead
+// members); plus short-lived senders of queries and answers.
 //
-// Lock order: recMu, then memMu, then revMu or metaMu. The broadcast queue
-// has its own lock and is taken last.
+// Lock order: recMu, then memMu, then revMu or metaMu; fwdMu and qMu are
+// taken last.
 type Cluster struct {
 	pool
-	cfg   Config
-	mlp   atomic.Pointer[memberlist.Memberlist]
-	queue *memberlist.TransmitLimitedQueue
-	// bcastLimit is the largest record broadcast (bytes) that always fits
-	// one gossip packet; bigger records are sent with trimmed topics.
-	bcastLimit int
+	cfg Config
+	mlp atomic.Pointer[memberlist.Memberlist]
 
 	inbox        chan inboxItem
 	queuedStates atomic.Int32
 	syncReq      chan string
-	noticeCh     chan notice
 	revokeKick   chan struct{}
+
+	// Records waiting to be forwarded, per destination node (forward.go).
+	fwdMu       sync.Mutex
+	fwd         map[string][]Record
+	fwdLen      int
+	fwdInflight int // records of batches being sent
+	fwdKick     chan struct{}
+
+	// Queries waiting for answers (Find, PresenceAll), by id.
+	qMu       sync.Mutex
+	qSeq      uint64
+	queries   map[uint64]chan []Record
+	answering chan struct{} // bounds answers in flight
 
 	metaMu sync.Mutex
 	meta   nodeMeta
@@ -89,8 +98,11 @@ func New(cfg Config) (*Cluster, error) {
 		cfg:        cfg,
 		inbox:      make(chan inboxItem, t.InboxSize),
 		syncReq:    make(chan string, syncQueue),
-		noticeCh:   make(chan notice, noticeQueue),
 		revokeKick: make(chan struct{}, 1),
+		fwd:        make(map[string][]Record),
+		fwdKick:    make(chan struct{}, 1),
+		queries:    make(map[uint64]chan []Record),
+		answering:  make(chan struct{}, maxAnswering),
 		meta: nodeMeta{V: 1, Region: cfg.Region, Zone: cfg.Zone, URL: cfg.HTTPURL,
 			Version: cfg.Version, State: metaAlive},
 		members: make(map[string]*memberEntry),
@@ -102,16 +114,6 @@ func New(cfg Config) (*Cluster, error) {
 		c.cancel()
 		return nil, err
 	}
-	c.queue = &memberlist.TransmitLimitedQueue{
-		NumNodes: func() int {
-			if ml := c.mlp.Load(); ml != nil {
-				return ml.NumMembers()
-			}
-			return 1
-		},
-		RetransmitMult: t.RetransmitMult,
-	}
-
 	mc, err := memberlistConfig(memberlist.DefaultLANConfig(), cfg.NodeName, cfg.BindAddr, cfg.BindPort,
 		cfg.AdvertiseAddr, cfg.AdvertisePort, cfg.Transport, cfg.Label, c.log, t, cfg.Keys)
 	if err != nil {
@@ -120,15 +122,6 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	mc.Delegate = delegate{c}
 	mc.Events = events{c}
-	encOverhead := 0
-	if len(cfg.Keys) > 0 {
-		encOverhead = 45 // memberlist encryptOverhead, worst version
-	}
-	// memberlist: packet = compound header (2) + label header (2+len) +
-	// encryption + per-message compound overhead (2) + user-message byte
-	// (1). Keep 16 bytes of slack.
-	c.bcastLimit = mc.UDPBufferSize - 2 - (2 + len(cfg.Label)) - encOverhead - 3 - 16
-
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		c.cancel()
@@ -139,7 +132,7 @@ func New(cfg Config) (*Cluster, error) {
 	c.mlp.Store(ml)
 
 	metaLoop := func() { c.metaLoop(cfg.Tuning.MetaInterval, c.updateMeta) }
-	for _, f := range []func(){c.eventLoop, c.notifyLoop, metaLoop, c.syncLoop, c.noticeLoop} {
+	for _, f := range []func(){c.eventLoop, c.notifyLoop, metaLoop, c.syncLoop, c.forwardLoop} {
 		c.goFunc(f)
 	}
 	if len(cfg.Join) > 0 {
@@ -254,13 +247,19 @@ func (c *Cluster) handle(it inboxItem, now time.Time) {
 		switch m.kind {
 		case msgRecord:
 			c.st.received.Add(1)
+			ring := c.ring()
 			c.recMu.Lock()
-			c.applyLocked(m.rec, m.partial, true, now)
+			c.applyLocked(m.rec, m.partial, ring, now)
 			c.recMu.Unlock()
 		case msgDisconnect:
 			c.onDisconnect(m)
 		case msgState:
+			c.st.received.Add(uint64(len(m.recs)))
 			c.mergeState(m, now)
+		case msgQuery:
+			c.onQuery(m)
+		case msgAnswer:
+			c.onAnswer(m)
 		}
 	}
 }

@@ -76,8 +76,8 @@ func TestClaimTakeoverAndRelease(t *testing.T) {
 			return node == "a" && inc == ra.Incarnation
 		}, "%s learns a's claim", n.name)
 	}
-	if p := c.Presence("t2"); len(p) != 1 || p[0].Session != "s1" || p[0].Trace != "trace-a" {
-		t.Fatalf("c.Presence(t2) = %+v", p)
+	if p := presence(c, "t2"); len(p) != 1 || p[0].Session != "s1" || p[0].Trace != "trace-a" {
+		t.Fatalf("c.PresenceAll(t2) = %+v", p)
 	}
 
 	rb := b.Claim("s1", []string{"t1"}, "trace-b")
@@ -100,8 +100,8 @@ func TestClaimTakeoverAndRelease(t *testing.T) {
 	if n := len(b.revs.forSession("s1")) + len(c.revs.forSession("s1")); n != 0 {
 		t.Fatalf("b or c revoked s1 %d times", n)
 	}
-	if p := c.Presence("t2"); len(p) != 0 {
-		t.Fatalf("c.Presence(t2) after takeover = %+v, want none", p)
+	if p := presence(c, "t2"); len(p) != 0 {
+		t.Fatalf("c.PresenceAll(t2) after takeover = %+v, want none", p)
 	}
 
 	// Same-node takeover revokes the older local claim.
@@ -117,15 +117,15 @@ func TestClaimTakeoverAndRelease(t *testing.T) {
 	b.Release("s1", rb.Incarnation)
 	for _, n := range nodes {
 		eventually(t, 5*time.Second, func() bool {
-			r, ok := n.Lookup("s1")
+			r, ok := find(n, "s1")
 			return ok && r.Ended && r.Trace == "trace-b" && r.Incarnation == rb.Incarnation
-		}, "%s sees s1's tombstone", n.name)
-		if p := n.Presence("t1"); len(p) != 0 {
-			t.Fatalf("%s Presence(t1) after release = %+v", n.name, p)
+		}, "%s finds s1's tombstone", n.name)
+		if p := presence(n, "t1"); len(p) != 0 {
+			t.Fatalf("%s PresenceAll(t1) after release = %+v", n.name, p)
 		}
 	}
-	if s := c.Stats(); s.RecordsTombstoned < 1 || s.BroadcastsReceived == 0 {
-		t.Fatalf("c.Stats() = %+v", s)
+	if s := b.Stats(); s.RecordsTombstoned < 1 {
+		t.Fatalf("b.Stats() = %+v", s)
 	}
 }
 
@@ -145,7 +145,7 @@ func TestDuplicateDeliveryDoesNotDoubleRevoke(t *testing.T) {
 
 	eventually(t, 2*time.Second, func() bool {
 		s := a.Stats()
-		return s.BroadcastsReceived == 3 && s.Duplicates == 3 && s.Merges == 1 && s.Invalid == 2
+		return s.RecordsReceived == 3 && s.Duplicates == 3 && s.Merges == 1 && s.Invalid == 2
 	}, "all injected messages processed: %+v", a.Stats())
 	eventually(t, 2*time.Second, func() bool { return len(a.revs.forSession("dup")) > 0 }, "revocation delivered")
 	if revs := a.revs.forSession("dup"); len(revs) != 1 || revs[0].By != "ghost" || revs[0].Incarnation != mine.Incarnation {
@@ -202,7 +202,7 @@ func TestAdminDisconnect(t *testing.T) {
 	}
 	// The owner's record of a revoked claim becomes a tombstone even if the
 	// application never calls Release.
-	eventually(t, 5*time.Second, func() bool { r, ok := c.Lookup("adm"); return ok && r.Ended }, "adm tombstoned on c")
+	eventually(t, 5*time.Second, func() bool { r, ok := find(c, "adm"); return ok && r.Ended }, "adm tombstoned, as c finds it")
 
 	// Local disconnect.
 	b.Claim("loc", nil, "")
@@ -217,11 +217,12 @@ func TestAdminDisconnect(t *testing.T) {
 	if _, err := c.Disconnect(ctx, "nope"); !errors.Is(err, ErrUnknownSession) {
 		t.Fatalf("Disconnect(unknown) = %v, want ErrUnknownSession", err)
 	}
-	ghost := Record{Session: "gh", Node: "ghost", Incarnation: 1}
+	gh := homedAt(c, "gh")
+	ghost := Record{Session: gh, Node: "ghost", Incarnation: 1}
 	msg, _ := encodeRecordMsg("ghost", ghost, false, 0)
 	delegate{c.Cluster}.NotifyMsg(msg)
-	eventually(t, 2*time.Second, func() bool { _, ok := c.Lookup("gh"); return ok }, "ghost record stored")
-	if _, err := c.Disconnect(ctx, "gh"); !errors.Is(err, ErrOwnerUnreachable) {
+	eventually(t, 2*time.Second, func() bool { _, ok := c.Lookup(gh); return ok }, "ghost record stored on its home")
+	if _, err := c.Disconnect(ctx, gh); !errors.Is(err, ErrOwnerUnreachable) {
 		t.Fatalf("Disconnect(owner not a member) = %v, want ErrOwnerUnreachable", err)
 	}
 }
@@ -279,6 +280,7 @@ func TestCrashDetectionAndRecordExpiry(t *testing.T) {
 	var orphaned atomic.Int64 // OnExpire reports on every node
 	nodes := startCluster(t, 3, func(c *Config) {
 		c.DeadGrace = grace
+		c.HomeReplicas = 3 // every node a home: both survivors hold c1
 		c.OnExpire = func(n int) { orphaned.Add(int64(n)) }
 	})
 	a, b, c := nodes[0], nodes[1], nodes[2]
@@ -311,26 +313,6 @@ func TestCrashDetectionAndRecordExpiry(t *testing.T) {
 	}
 	// Both survivors reported the dead owner's live record as expired.
 	eventually(t, 5*time.Second, func() bool { return orphaned.Load() == 2 }, "OnExpire on a and b (got %d)", orphaned.Load())
-}
-
-func TestTrimmedBroadcastCompletedByPushPull(t *testing.T) {
-	nodes := startCluster(t, 2, func(c *Config) { c.Tuning.PushPullInterval = 300 * time.Millisecond })
-	a, b := nodes[0], nodes[1]
-	topics := make([]string, 100)
-	for i := range topics {
-		topics[i] = fmt.Sprintf("topic-%03d-%s", i, strings.Repeat("x", 90))
-	}
-	a.Claim("big", topics, "")
-	eventually(t, 10*time.Second, func() bool {
-		r, ok := b.Lookup("big")
-		return ok && len(r.Topics) == len(topics)
-	}, "b learns all topics of big")
-	if a.Stats().BroadcastsTrimmed == 0 {
-		t.Fatalf("a did not trim the broadcast")
-	}
-	if p := b.Presence(topics[99]); len(p) != 1 {
-		t.Fatalf("presence of the last topic = %+v", p)
-	}
 }
 
 func TestDNSSeedReResolution(t *testing.T) {

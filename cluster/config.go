@@ -87,6 +87,13 @@ type Config struct {
 	// take the LAN preset values (see LANTuning).
 	Tuning Tuning
 
+	// HomeReplicas is how many home nodes keep a copy of each session's
+	// ownership record besides its owner (ADR 0026): the live members with
+	// the highest rendezvous score for the session. Zero means 1; more
+	// keeps takeovers prompt through the loss of a home node, at a memory
+	// cost of HomeReplicas/N of the pool's sessions per node.
+	HomeReplicas int
+
 	// DeadGrace is how long the ownership records of a dead or departed
 	// node, and the tombstones of released sessions, are kept before being
 	// forgotten. Zero means 30s.
@@ -176,9 +183,10 @@ type Tuning struct {
 	// in between are coalesced. SetDraining is not rate-limited.
 	// Preset 500ms.
 	MetaInterval time.Duration
-	// MaxQueuedBroadcasts bounds the record broadcast queue; beyond it the
-	// most-transmitted broadcasts are dropped (Stats.QueueDrops) and
-	// push/pull repairs. Preset 4096.
+	// MaxQueuedBroadcasts bounds the ownership records queued for their
+	// home nodes and takeover notices (ADR 0026); beyond it records are
+	// dropped (Stats.QueueDrops) and push/pull and rehoming repair. In a
+	// Federation it bounds the broadcast queue. Preset 65536.
 	MaxQueuedBroadcasts int
 	// InboxSize bounds the hand-off queue between memberlist callbacks and
 	// the event loop; callbacks never block and count drops
@@ -215,7 +223,7 @@ func LANTuning() Tuning {
 		ReconnectInterval:       time.Second,
 		ReconnectTimeout:        10 * time.Minute,
 		MetaInterval:            500 * time.Millisecond,
-		MaxQueuedBroadcasts:     4096,
+		MaxQueuedBroadcasts:     65536,
 		InboxSize:               4096,
 	}
 }
@@ -352,6 +360,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.DeadGrace == 0 {
 		cfg.DeadGrace = defaultDeadGrace
+	}
+	if cfg.HomeReplicas < 0 {
+		return cfg, fmt.Errorf("%w: HomeReplicas (%d) must not be negative", ErrConfig, cfg.HomeReplicas)
+	}
+	if cfg.HomeReplicas == 0 {
+		cfg.HomeReplicas = 1
 	}
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver.LookupHost

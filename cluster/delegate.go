@@ -12,10 +12,8 @@ import (
 type delegate struct{ c *Cluster }
 
 var (
-	_ memberlist.Delegate       = delegate{}
-	_ memberlist.EventDelegate  = events{}
-	_ memberlist.Broadcast      = (*recordBroadcast)(nil)
-	_ memberlist.NamedBroadcast = (*recordBroadcast)(nil)
+	_ memberlist.Delegate      = delegate{}
+	_ memberlist.EventDelegate = events{}
 )
 
 func (d delegate) NodeMeta(limit int) []byte {
@@ -36,11 +34,9 @@ func (d delegate) NotifyMsg(b []byte) {
 	d.c.enqueue(inboxItem{kind: itemMsg, data: bytes.Clone(b)})
 }
 
-func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
-	msgs := d.c.queue.GetBroadcasts(overhead, limit)
-	d.c.st.sent.Add(uint64(len(msgs)))
-	return msgs
-}
+// GetBroadcasts returns nothing: ownership records are not gossiped to
+// every node (ADR 0026); they travel by direct messages (forward.go).
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 
 func (d delegate) LocalState(join bool) []byte { return d.c.localState() }
 
@@ -75,43 +71,4 @@ func (e events) NotifyLeave(n *memberlist.Node) {
 
 func (e events) NotifyUpdate(n *memberlist.Node) {
 	e.c.enqueue(inboxItem{kind: itemUpdate, node: nodeInfoOf(n)})
-}
-
-// recordBroadcast is one ownership record in memberlist's transmit-limited
-// queue. Its name is the session id, so queuing a newer record for a session
-// replaces the older one still queued (records are queued in increasing
-// order per session, under recMu).
-type recordBroadcast struct {
-	name string
-	msg  []byte
-}
-
-func (b *recordBroadcast) Invalidates(o memberlist.Broadcast) bool {
-	ob, ok := o.(*recordBroadcast)
-	return ok && ob.name == b.name
-}
-func (b *recordBroadcast) Name() string    { return b.name }
-func (b *recordBroadcast) Message() []byte { return b.msg }
-func (b *recordBroadcast) Finished()       {}
-
-// broadcastLocked queues r for gossip and enforces MaxQueuedBroadcasts.
-// Caller holds recMu, which keeps per-session queue order monotonic.
-func (c *Cluster) broadcastLocked(r Record, partial bool) {
-	msg, trimmed := encodeRecordMsg(c.cfg.NodeName, r, partial, c.bcastLimit)
-	if trimmed {
-		c.st.trimmed.Add(1)
-	}
-	if msg == nil {
-		c.st.queueDrops.Add(1) // cannot fit a packet; push/pull carries it
-		return
-	}
-	c.queue.QueueBroadcast(&recordBroadcast{name: r.Session, msg: msg})
-	c.st.queued.Add(1)
-	if limit := c.cfg.Tuning.MaxQueuedBroadcasts; c.queue.NumQueued() > limit {
-		n := c.queue.NumQueued()
-		c.queue.Prune(limit)
-		if n > limit {
-			c.st.queueDrops.Add(uint64(n - limit))
-		}
-	}
 }

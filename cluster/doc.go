@@ -42,23 +42,27 @@
 // the order is still total, so all nodes agree on the winner and exactly one
 // of the two claims is revoked.
 //
-// Records travel three ways:
-//   - broadcasts: every change is queued in memberlist's TransmitLimitedQueue
-//     (named by session, so a newer record replaces an older one still
-//     queued) and relayed once by each node that finds it new. memberlist
-//     delivers a broadcast 1–3 times; duplicates are recognised by
-//     (session, incarnation, node, ended) and counted. A broadcast must fit
-//     one UDP packet (~1400 bytes minus label and encryption overhead): a
-//     record with many topics is broadcast with a prefix of its topics and
-//     marked partial; the full record follows by push/pull.
-//   - push/pull: memberlist's periodic full-state exchange (PushPullInterval),
-//     on every join, and promptly with a member that comes back from dead.
-//     A node sends its own records and those of owners it sees alive, so the
-//     records of a dead node are not passed around once it is dead.
-//   - direct notice: a Claim that takes a session over from another live
-//     node also sends the record to that node over TCP (SendReliable),
-//     retried every ProbeInterval while the owner is a live member, so
-//     revocation does not depend on UDP gossip.
+// Records are not replicated to every node (ADR 0026): a session's record
+// is held by its owner and by its home nodes, the Config.HomeReplicas live
+// members with the highest rendezvous score for the session (placement.go).
+// Records travel four ways:
+//   - forwards: every claim and release is queued for the session's homes
+//     and sent in per-destination batches over TCP (SendReliable) by the
+//     forward loop, retried while the destination is live (forward.go).
+//   - notices: a node that stores a claim superseding a live claim of a
+//     third node sends that node the new record; a node that receives a
+//     claim older than the record it holds sends the newer one to the
+//     stale claim's owner. Both go through the same batches.
+//   - push/pull: memberlist's periodic state exchange (PushPullInterval),
+//     on every join, and promptly with a member that comes back from dead,
+//     carries a node's own records and the records it is home of, of
+//     owners it sees alive.
+//   - rehoming: when the live ring changes, each owner sends its records to
+//     the homes they gained; a node drops records it is no longer home of.
+//
+// Reads: Lookup answers from this node's records; Find asks the homes and
+// the owner they name; PresenceAll asks every member for the sessions it
+// serves (queries and answers over TCP, bounded in flight).
 //
 // Each node is the authority on its own claims: a live record naming this
 // node for a claim it does not serve (e.g. learned after a restart under the
@@ -71,8 +75,8 @@
 //     (ReasonTakeover), including for a newer claim on the same node.
 //     Admin Disconnect fires ReasonAdmin on the owner.
 //   - Bounds on a session being served by two nodes: with both nodes
-//     connected, the direct notice and the broadcast arrive within a TCP round
-//     trip or one GossipInterval. If the previous owner was cut off and
+//     connected, the claim reaches the home and the home's notice the owner
+//     within two TCP round trips plus the forward loop's 5 ms batching. If the previous owner was cut off and
 //     declared dead, it learns at its first push/pull after it rejoins — the
 //     rejoin is itself a push/pull (its own reconnect, a peer's reconnect, or
 //     the peer's prompt sync when the member comes back) — so the stale stream
@@ -81,10 +85,9 @@
 //     was too short for anyone to be declared dead and the new owner never
 //     knew the old claim, the next periodic push/pull (at most
 //     PushPullInterval, 10 s in the preset) settles it.
-//   - Presence is eventually consistent: a claim appears elsewhere within a
-//     gossip round or two; records of a dead or departed node stay readable
-//     for DeadGrace (a reconnect can still read the previous owner and Trace)
-//     and then disappear from Presence and Lookup; tombstones likewise.
+//   - PresenceAll is what the owners serve when asked; Find sees a claim as
+//     soon as its home has it. Records of a dead or departed node stay on
+//     their homes for DeadGrace and then disappear; tombstones likewise.
 //   - Malformed, oversized or unknown-version messages are counted and
 //     dropped (the decoder is fuzzed); they never panic or change state.
 //
@@ -111,6 +114,6 @@
 // carries only per-node region, client-facing URL, state and replication
 // progress ("seen" heartbeats per origin); session records never cross it. The record table is one map under one lock (claims happen at
 // connection rate, not event rate); a push/pull state is capped at 16 MiB
-// (about 80k records), beyond which the rest waits for broadcasts and later
-// exchanges (Stats.StateTruncated).
+// (about 80k records: a node's own and homed records), beyond which the rest
+// waits for forwards and later exchanges (Stats.StateTruncated).
 package cluster

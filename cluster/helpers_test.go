@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -181,19 +182,34 @@ func stateOf(n *testNode, name string) string {
 	return m.State
 }
 
+// ownerOf returns the owner and incarnation of session as n finds it in
+// the pool (its own view, the session's homes, the owner).
 func ownerOf(n *testNode, session string) (string, uint64) {
-	r, ok := n.Lookup(session)
+	r, ok := find(n, session)
 	if !ok {
 		return "", 0
 	}
 	return r.Node, r.Incarnation
 }
 
-// quiet waits until no node has record broadcasts queued, so that every
-// retransmission of what was queued has been delivered or lost.
+func find(n *testNode, session string) (Record, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	r, ok, _ := n.Find(ctx, session)
+	return r, ok
+}
+
+func presence(n *testNode, topic string) []Record {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return n.PresenceAll(ctx, topic)
+}
+
+// quiet waits until no node has records queued or in flight for their home
+// nodes, so that every forward has been delivered or given up.
 func quiet(tb testing.TB, nodes ...*testNode) {
 	tb.Helper()
 	for _, n := range nodes {
-		eventually(tb, 10*time.Second, func() bool { return n.Stats().QueueLen == 0 }, "%s broadcast queue drains", n.name)
+		eventually(tb, 10*time.Second, func() bool { return n.Stats().QueueLen == 0 }, "%s forward queue drains", n.name)
 	}
 }

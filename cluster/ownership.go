@@ -4,13 +4,15 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 )
 
 // Record is the ownership record of one session: which node serves it, since
-// when, and on which topics. Records are gossiped; every node converges to the
+// when, and on which topics. Records are kept by the owner and the session's
+// home nodes (ADR 0026); every holder converges to the
 // highest record per session (see Newer).
 type Record struct {
 	Session string
@@ -97,14 +99,15 @@ func ValidateClaim(session string, topics []string, trace string) error {
 	return nil
 }
 
-// Claim records that this node now serves session and gossips it. The
-// incarnation is max(known incarnation+1, now in unix ns), so a reconnect
-// orders after the previous claim as long as clocks are closer than the
-// reconnect delay. If this node already served the session under an older
-// claim, OnRevoke fires for that one (same-node takeover). If another live
-// node served it, that node is also sent the claim directly (TCP), so its
-// revocation does not depend on UDP gossip. Arguments that fail
-// ValidateClaim claim nothing and return a zero Record.
+// Claim records that this node now serves session and sends the record to
+// the session's home nodes (ADR 0026). The incarnation is max(known
+// incarnation+1, now in unix ns), so a reconnect orders after the previous
+// claim as long as clocks are closer than the reconnect delay. If this node
+// already served the session under an older claim, OnRevoke fires for that
+// one (same-node takeover). A home node that held a live record of another
+// owner sends that owner the new claim (TCP), whose OnRevoke then fires; if
+// this node knew the previous owner itself, it sends the notice too.
+// Arguments that fail ValidateClaim claim nothing and return a zero Record.
 func (c *Cluster) Claim(session string, topics []string, trace string) Record {
 	if err := ValidateClaim(session, topics, trace); err != nil {
 		c.st.invalidClaims.Add(1)
@@ -121,6 +124,7 @@ func (c *Cluster) Claim(session string, topics []string, trace string) Record {
 	if len(topics) > 0 {
 		rec.Topics = append([]string(nil), topics...)
 	}
+	ring := c.ring()
 	c.recMu.Lock()
 	defer c.recMu.Unlock()
 	notify := ""
@@ -135,19 +139,15 @@ func (c *Cluster) Claim(session string, topics []string, trace string) Record {
 	}
 	c.owned[session] = rec.Incarnation
 	c.storeLocked(rec, false, now)
-	c.broadcastLocked(rec, false)
-	if notify != "" {
-		select {
-		case c.noticeCh <- notice{node: notify, rec: rec}:
-		default:
-			c.st.noticeDrops.Add(1)
-		}
+	c.sendHomesLocked(rec, ring)
+	if notify != "" && !slices.Contains(homesOf(session, ring, c.cfg.HomeReplicas), notify) {
+		c.noticeLocked(notify, rec)
 	}
 	return rec.clone()
 }
 
 // Release records that the stream of claim (session, incarnation) ended: if
-// it is still the latest record, it becomes a tombstone (gossiped, kept
+// it is still the latest record, it becomes a tombstone (sent to the homes, kept
 // DeadGrace, then forgotten). Releasing a claim that was superseded only
 // forgets it locally. Idempotent.
 func (c *Cluster) Release(session string, incarnation uint64) {
@@ -165,16 +165,17 @@ func (c *Cluster) Release(session string, incarnation uint64) {
 }
 
 // tombstoneLocked turns this node's own record e into a tombstone and
-// gossips it.
+// sends it to the session's homes.
 func (c *Cluster) tombstoneLocked(e *entry, now time.Time) {
 	r := e.rec
 	r.Ended, r.EndedAt = true, time.Unix(0, now.UnixNano())
 	c.storeLocked(r, e.partial, now)
-	c.broadcastLocked(r, e.partial)
+	c.sendHomesLocked(r, c.ring())
 }
 
-// Lookup returns the latest record known for session, tombstones included
-// (Ended), so that a reconnect can read the previous owner and Trace.
+// Lookup returns the latest record this node holds for session, tombstones
+// included (Ended): its own claims and the sessions it is a home node of.
+// It asks no peer; Find does.
 func (c *Cluster) Lookup(session string) (Record, bool) {
 	c.recMu.RLock()
 	defer c.recMu.RUnlock()
@@ -185,10 +186,9 @@ func (c *Cluster) Lookup(session string) (Record, bool) {
 	return e.rec.clone(), true
 }
 
-// Presence returns the live records (not Ended) whose Topics contain topic,
-// sorted by session. It is this node's eventually consistent view: claims
-// made elsewhere appear within a gossip round or two, records of a dead
-// node disappear DeadGrace after its death.
+// Presence returns the live records (not Ended) this node holds whose
+// Topics contain topic, sorted by session: its own and those it is a home
+// node of. PresenceAll asks every member.
 func (c *Cluster) Presence(topic string) []Record {
 	c.recMu.RLock()
 	defer c.recMu.RUnlock()
@@ -211,13 +211,14 @@ func (c *Cluster) Presence(topic string) []Record {
 // message failed, ctx's error when ctx ends first.
 func (c *Cluster) Disconnect(ctx context.Context, session string) (Record, error) {
 	self := c.cfg.NodeName
-	c.recMu.Lock()
-	e, ok := c.records[session]
-	if !ok || e.rec.Ended {
-		c.recMu.Unlock()
+	rec, ok, err := c.Find(ctx, session)
+	if err != nil {
+		return Record{}, fmt.Errorf("cluster: disconnect %q: %w", clip(session), err)
+	}
+	if !ok || rec.Ended {
 		return Record{}, fmt.Errorf("%w: %q", ErrUnknownSession, clip(session))
 	}
-	rec := e.rec.clone()
+	c.recMu.Lock()
 	if rec.Node == self {
 		inc, owned := c.owned[session]
 		if owned {
@@ -275,23 +276,29 @@ func (c *Cluster) adminRevokeLocked(session string, inc uint64, by string) {
 	}
 }
 
-// applyLocked merges a received record. relay re-gossips it when it was new
-// here (epidemic spread of broadcasts); push/pull state is not relayed. It
+// applyLocked merges a received record (a forwarded batch, a notice or a
+// push/pull state; none is relayed). ring is the current live ring. It
 // returns whether the table changed.
 //
 // Order of checks:
 //  1. A record that supersedes a claim this node serves revokes that claim,
 //     whatever else happens to the record: the revocation depends on
 //     incarnation order only.
-//  2. Older or identical records are dropped (counted stale / duplicate); an
+//  2. Older or identical records are dropped (counted stale / duplicate);
+//     an older live claim of another node is answered with the newer record
+//     held here, sent to that node (it learns it lost the session). An
 //     identical claim with the full topic list replaces a trimmed one.
-//  3. Records of an owner down for more than DeadGrace, and tombstones older
+//  3. A newer record that supersedes a live claim of a third node held here
+//     is sent to that node as a takeover notice.
+//  4. Records of an owner down for more than DeadGrace, and tombstones older
 //     than DeadGrace, are not stored (no resurrection of forgotten records
 //     by a peer that still had them); they still remove what they supersede.
-//  4. A live record naming this node for a claim it does not serve (e.g.
+//  5. A live record naming this node for a claim it does not serve (e.g.
 //     from before a restart) is replaced by a tombstone: each node is the
 //     authority on its own claims.
-func (c *Cluster) applyLocked(r Record, partial, relay bool, now time.Time) bool {
+//  6. Other nodes' records are stored only by the session's home nodes
+//     (ADR 0026); elsewhere they are dropped after steps 1–3.
+func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Time) bool {
 	self := c.cfg.NodeName
 	if inc, ok := c.owned[r.Session]; ok && !(r.Node == self && r.Incarnation == inc) &&
 		compareRecords(r, Record{Node: self, Incarnation: inc}) > 0 {
@@ -303,6 +310,9 @@ func (c *Cluster) applyLocked(r Record, partial, relay bool, now time.Time) bool
 		switch d := compareRecords(r, cur.rec); {
 		case d < 0:
 			c.st.stale.Add(1)
+			if !r.Ended && r.Node != self && r.Node != cur.rec.Node {
+				c.noticeLocked(r.Node, cur.rec)
+			}
 			return false
 		case d == 0:
 			if cur.partial && !partial {
@@ -311,6 +321,9 @@ func (c *Cluster) applyLocked(r Record, partial, relay bool, now time.Time) bool
 			}
 			c.st.duplicates.Add(1)
 			return false
+		}
+		if !cur.rec.Ended && cur.rec.Node != self && cur.rec.Node != r.Node {
+			c.noticeLocked(cur.rec.Node, r)
 		}
 	}
 	if (r.Ended && now.Sub(r.EndedAt) > c.cfg.DeadGrace) || (r.Node != self && c.ownerExpired(r.Node, now)) {
@@ -328,10 +341,14 @@ func (c *Cluster) applyLocked(r Record, partial, relay bool, now time.Time) bool
 			return true
 		}
 	}
-	c.storeLocked(r, partial, now)
-	if relay {
-		c.broadcastLocked(r, partial)
+	if r.Node != self && !c.isHome(r.Session, ring) {
+		c.st.notHome.Add(1)
+		if exists {
+			c.deleteLocked(r.Session)
+		}
+		return exists
 	}
+	c.storeLocked(r, partial, now)
 	return true
 }
 
@@ -347,16 +364,17 @@ func (c *Cluster) ownerExpired(node string, now time.Time) bool {
 // mergeState applies a push/pull state (anti-entropy).
 func (c *Cluster) mergeState(m message, now time.Time) {
 	c.st.merges.Add(1)
+	ring := c.ring()
 	c.recMu.Lock()
 	defer c.recMu.Unlock()
 	for i, r := range m.recs {
-		c.applyLocked(r, m.parts[i], false, now)
+		c.applyLocked(r, m.parts[i], ring, now)
 	}
 }
 
-// localState encodes this node's own records and those of owners it sees
-// alive, for push/pull. Records of down owners are left out, so that they
-// expire everywhere instead of being passed around.
+// localState encodes this node's own records and the records of live owners
+// it holds as a home node, for push/pull. Records of down owners are left
+// out, so that they expire everywhere instead of being passed around.
 func (c *Cluster) localState() []byte {
 	self := c.cfg.NodeName
 	c.recMu.RLock()
@@ -369,7 +387,7 @@ func (c *Cluster) localState() []byte {
 		}
 	}
 	for _, e := range c.records {
-		if m := c.members[e.rec.Node]; m != nil && !m.down {
+		if m := c.members[e.rec.Node]; m != nil && !m.down && e.rec.Node != self {
 			recs, parts = append(recs, e.rec), append(parts, e.partial)
 		}
 	}
@@ -388,6 +406,7 @@ func (c *Cluster) localState() []byte {
 // disconnect without Release) becomes a tombstone.
 func (c *Cluster) sweep(now time.Time) {
 	self, grace := c.cfg.NodeName, c.cfg.DeadGrace
+	ring := c.ring()
 	c.recMu.Lock()
 	c.memMu.RLock()
 	var drop []string
@@ -409,6 +428,8 @@ func (c *Cluster) sweep(now time.Time) {
 			if (m == nil && now.Sub(e.seen) > grace) || (m != nil && m.down && now.Sub(m.downSince) > grace) {
 				drop = append(drop, s)
 				orphaned++
+			} else if !c.isHome(s, ring) {
+				drop = append(drop, s) // rehomed: the owner sent it to its new homes
 			}
 		}
 	}
@@ -517,62 +538,4 @@ func (c *Cluster) notifyLoop() {
 			}
 		}
 	}
-}
-
-// notice is a claim sent directly to the previous owner of the session.
-type notice struct {
-	node     string
-	rec      Record
-	attempts int
-}
-
-// noticeLoop sends takeover notices over TCP (memberlist SendReliable) and
-// retries failed ones every ProbeInterval while the claim is current and the
-// previous owner a live member, at most noticeAttempts times.
-func (c *Cluster) noticeLoop() {
-	tick := time.NewTicker(c.cfg.Tuning.ProbeInterval)
-	defer tick.Stop()
-	var retry []notice
-	for {
-		select {
-		case <-c.stopCh:
-			return
-		case n := <-c.noticeCh:
-			retry = c.sendNotice(n, retry)
-		case <-tick.C:
-			pending := retry
-			retry = nil
-			for _, n := range pending {
-				retry = c.sendNotice(n, retry)
-			}
-		}
-	}
-}
-
-func (c *Cluster) sendNotice(n notice, retry []notice) []notice {
-	c.recMu.RLock()
-	e := c.records[n.rec.Session]
-	current := e != nil && !e.rec.Ended && compareRecords(e.rec, n.rec) == 0
-	c.recMu.RUnlock()
-	if !current {
-		return retry
-	}
-	node := c.liveNode(n.node)
-	if node == nil {
-		return retry // a dead owner is revoked by push/pull when it comes back
-	}
-	msg, _ := encodeRecordMsg(c.cfg.NodeName, n.rec, false, 0)
-	if err := c.ml.SendReliable(node, msg); err != nil {
-		c.st.noticeFailures.Add(1)
-		n.attempts++
-		if n.attempts < noticeAttempts && len(retry) < noticeQueue {
-			retry = append(retry, n)
-		} else {
-			c.st.noticeDrops.Add(1)
-		}
-		c.log.Debug("takeover notice failed", "to", n.node, "session", n.rec.Session, "attempt", n.attempts, "err", err)
-		return retry
-	}
-	c.st.noticesSent.Add(1)
-	return retry
 }

@@ -5,17 +5,23 @@ import "sync/atomic"
 // Stats is a snapshot of the Cluster's counters (monotonic since New) and
 // gauges, for metrics and tests.
 type Stats struct {
-	// Gossip of ownership records.
-	BroadcastsQueued   uint64 // records queued for gossip (own claims, releases, relays)
-	BroadcastsSent     uint64 // record messages handed to memberlist (each retransmission counts)
-	BroadcastsReceived uint64 // record messages received (gossip and direct notices)
-	BroadcastsTrimmed  uint64 // broadcasts whose topics were trimmed to fit a UDP packet
-	Duplicates         uint64 // received records identical to the known one (dropped)
-	Stale              uint64 // received records older than the known one, or expired (dropped)
-	Invalid            uint64 // malformed, oversized or unknown-version messages and metadata (dropped)
-	InboxDrops         uint64 // callbacks dropped because the event inbox was full
-	QueueDrops         uint64 // broadcasts pruned from the transmit queue (MaxQueuedBroadcasts)
-	QueueLen           int    // broadcasts currently queued
+	// Ownership records sent to their home nodes (ADR 0026).
+	ForwardsQueued  uint64 // records queued for a home node or as a takeover notice
+	ForwardsSent    uint64 // records delivered by direct messages (batches)
+	RecordsReceived uint64 // records received in direct messages and notices
+	NotHome         uint64 // received records of other owners not stored (this node is not a home)
+	Rehomed         uint64 // own records sent to new home nodes after membership changes
+	Duplicates      uint64 // received records identical to the known one (dropped)
+	Stale           uint64 // received records older than the known one, or expired (dropped)
+	Invalid         uint64 // malformed, oversized or unknown-version messages and metadata (dropped)
+	InboxDrops      uint64 // callbacks dropped because the event inbox was full
+	QueueDrops      uint64 // records not queued or re-queued (MaxQueuedBroadcasts)
+	QueueLen        int    // records currently queued for forwarding
+
+	// Queries of Find and PresenceAll.
+	Queries    uint64 // queries sent (one per Find step or PresenceAll)
+	Answered   uint64 // queries answered for peers
+	QueryDrops uint64 // queries from peers dropped (too many answers in flight)
 
 	// Anti-entropy.
 	Merges         uint64 // push/pull states merged
@@ -28,9 +34,9 @@ type Stats struct {
 	RevocationsTakeover uint64
 	RevocationsAdmin    uint64
 	Corrections         uint64 // stale live records naming this node turned into tombstones
-	NoticesSent         uint64 // direct takeover notices delivered to the previous owner
-	NoticeFailures      uint64 // notice attempts that failed (retried)
-	NoticeDrops         uint64 // notices given up or not queued
+	NoticesSent         uint64 // takeover notices queued for a previous owner (or a stale claimant)
+	NoticeFailures      uint64 // batch sends that failed (retried while the member is live)
+	NoticeDrops         uint64 // records given up (destination not live, attempts exhausted)
 	DisconnectsReceived uint64 // admin disconnect requests received from peers
 	InvalidClaims       uint64 // Claim calls refused by ValidateClaim
 	Expired             uint64 // records forgotten (tombstones and records of dead nodes)
@@ -45,7 +51,8 @@ type Stats struct {
 }
 
 type counters struct {
-	queued, sent, received, trimmed, duplicates, stale, invalid   atomic.Uint64
+	queued, sent, received, notHome, rehomed, duplicates, stale   atomic.Uint64
+	invalid, queries, answered, queryDrops                        atomic.Uint64
 	inboxDrops, queueDrops, merges, stateTruncated, syncs         atomic.Uint64
 	syncDrops, revocations, revocationsTakeover, revocationsAdmin atomic.Uint64
 	corrections, noticesSent, noticeFailures, noticeDrops         atomic.Uint64
@@ -56,12 +63,13 @@ type counters struct {
 // Stats returns a snapshot of the counters.
 func (c *Cluster) Stats() Stats {
 	s := Stats{
-		BroadcastsQueued: c.st.queued.Load(), BroadcastsSent: c.st.sent.Load(),
-		BroadcastsReceived: c.st.received.Load(), BroadcastsTrimmed: c.st.trimmed.Load(),
+		ForwardsQueued: c.st.queued.Load(), ForwardsSent: c.st.sent.Load(),
+		RecordsReceived: c.st.received.Load(), NotHome: c.st.notHome.Load(), Rehomed: c.st.rehomed.Load(),
 		Duplicates: c.st.duplicates.Load(), Stale: c.st.stale.Load(), Invalid: c.st.invalid.Load(),
 		InboxDrops: c.st.inboxDrops.Load(), QueueDrops: c.st.queueDrops.Load(),
-		QueueLen: c.queue.NumQueued(),
-		Merges:   c.st.merges.Load(), StateTruncated: c.st.stateTruncated.Load(),
+		QueueLen: c.queueLen(),
+		Queries:  c.st.queries.Load(), Answered: c.st.answered.Load(), QueryDrops: c.st.queryDrops.Load(),
+		Merges: c.st.merges.Load(), StateTruncated: c.st.stateTruncated.Load(),
 		Syncs: c.st.syncs.Load(), SyncDrops: c.st.syncDrops.Load(),
 		Revocations: c.st.revocations.Load(), RevocationsTakeover: c.st.revocationsTakeover.Load(),
 		RevocationsAdmin: c.st.revocationsAdmin.Load(), Corrections: c.st.corrections.Load(),
@@ -85,4 +93,10 @@ func (c *Cluster) Stats() Stats {
 		s.Members[m.State]++
 	}
 	return s
+}
+
+func (c *Cluster) queueLen() int {
+	c.fwdMu.Lock()
+	defer c.fwdMu.Unlock()
+	return c.fwdLen + c.fwdInflight
 }

@@ -12,7 +12,7 @@ import (
 // broadcasts, reliable messages and push/pull user state):
 //
 //	byte 0   wire version (wireVersion); other versions are counted and dropped
-//	byte 1   message kind (msgRecord, msgState, msgDisconnect)
+//	byte 1   message kind (msgRecord, msgState, msgDisconnect, msgQuery, msgAnswer)
 //	byte 2…  JSON payload (wirePayload) with one-letter keys
 //
 // JSON keeps the format debuggable and forward compatible (unknown keys are
@@ -26,6 +26,8 @@ const (
 	msgRecord     byte = 1 // one ownership record: gossip broadcast or direct notice
 	msgState      byte = 2 // full state for push/pull (LocalState/MergeRemoteState)
 	msgDisconnect byte = 3 // admin disconnect request sent to the owner
+	msgQuery      byte = 4 // ask a peer for a session's record or its sessions on a topic
+	msgAnswer     byte = 5 // records answering a msgQuery
 
 	maxSmallMsg = 128 << 10 // record and disconnect messages (a full record is < 80 KiB)
 	maxStateMsg = 24 << 20  // push/pull state; memberlist itself caps it at 20 MiB
@@ -51,8 +53,10 @@ type wirePayload struct {
 	From string       `json:"f"`
 	Rec  *wireRecord  `json:"r,omitempty"`  // msgRecord
 	Recs []wireRecord `json:"rs,omitempty"` // msgState
-	S    string       `json:"s,omitempty"`  // msgDisconnect: session
+	S    string       `json:"s,omitempty"`  // msgDisconnect, msgQuery: session
 	I    uint64       `json:"i,omitempty"`  // msgDisconnect: incarnation
+	Q    uint64       `json:"q,omitempty"`  // msgQuery, msgAnswer: query id
+	T    string       `json:"t,omitempty"`  // msgQuery: topic
 }
 
 // message is a decoded, validated wire message.
@@ -63,8 +67,10 @@ type message struct {
 	partial bool     // msgRecord: rec.Topics was trimmed
 	recs    []Record // msgState
 	parts   []bool   // msgState: partial flags, parallel to recs
-	session string   // msgDisconnect
+	session string   // msgDisconnect, msgQuery
 	inc     uint64   // msgDisconnect
+	qid     uint64   // msgQuery, msgAnswer
+	topic   string   // msgQuery
 }
 
 func toWire(r Record, partial bool) wireRecord {
@@ -205,11 +211,29 @@ func encodeRecordMsg(from string, r Record, partial bool, limit int) (msg []byte
 // encodeState encodes records as a msgState, stopping before budget bytes.
 // It returns the message and the number of records left out.
 func encodeState(from string, recs []Record, parts []bool, budget int) ([]byte, int) {
+	return encodeRecords(msgState, from, 0, recs, parts, budget)
+}
+
+// encodeAnswer encodes records answering query qid, within maxSmallMsg.
+func encodeAnswer(from string, qid uint64, recs []Record) []byte {
+	b, _ := encodeRecords(msgAnswer, from, qid, recs, make([]bool, len(recs)), batchBudget)
+	return b
+}
+
+func encodeQuery(from string, qid uint64, q query) []byte {
+	return frame(msgQuery, marshalCompact(wirePayload{From: from, Q: qid, S: q.session, T: q.topic}))
+}
+
+func encodeRecords(kind byte, from string, qid uint64, recs []Record, parts []bool, budget int) ([]byte, int) {
 	var buf bytes.Buffer
 	buf.WriteByte(wireVersion)
-	buf.WriteByte(msgState)
+	buf.WriteByte(kind)
 	buf.WriteString(`{"f":`)
 	buf.Write(marshalCompact(from))
+	if qid != 0 {
+		buf.WriteString(`,"q":`)
+		buf.Write(marshalCompact(qid))
+	}
 	buf.WriteString(`,"rs":[`)
 	n := 0
 	for i, r := range recs {
@@ -270,7 +294,10 @@ func decodeMessage(b []byte) (message, error) {
 			return m, err
 		}
 		m.rec, m.partial = r, p.Rec.P
-	case msgState:
+	case msgState, msgAnswer:
+		if m.kind == msgAnswer {
+			m.qid = p.Q
+		}
 		m.recs = make([]Record, 0, len(p.Recs))
 		m.parts = make([]bool, 0, len(p.Recs))
 		for _, w := range p.Recs {
@@ -286,6 +313,22 @@ func decodeMessage(b []byte) (message, error) {
 			return m, err
 		}
 		m.session, m.inc = p.S, p.I
+	case msgQuery:
+		switch {
+		case p.Q == 0:
+			return m, fmt.Errorf("%w: query without id", ErrMalformed)
+		case (p.S == "") == (p.T == ""):
+			return m, fmt.Errorf("%w: a query names a session or a topic", ErrMalformed)
+		case p.S != "":
+			if err := validateSession(p.S); err != nil {
+				return m, err
+			}
+		default:
+			if err := validateTopics([]string{p.T}); err != nil {
+				return m, err
+			}
+		}
+		m.qid, m.session, m.topic = p.Q, p.S, p.T
 	default:
 		return m, fmt.Errorf("%w: unknown message kind %d", ErrMalformed, m.kind)
 	}

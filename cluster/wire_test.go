@@ -120,6 +120,10 @@ func FuzzDecodeMessage(f *testing.F) {
 	st, _ := encodeState("herald-2", []Record{r, ended}, []bool{false, true}, 0)
 	f.Add(st)
 	f.Add(encodeDisconnect("herald-3", "sess", 7))
+	f.Add(encodeQuery("herald-4", 9, query{session: "sess"}))
+	f.Add(encodeQuery("herald-4", 10, query{topic: "t"}))
+	f.Add(encodeAnswer("herald-5", 9, []Record{r, ended}))
+	f.Add([]byte{wireVersion, msgQuery, '{', '}'})
 	f.Add([]byte{wireVersion, msgState, '{', '}'})
 	f.Add([]byte{wireVersion, msgRecord, 'n', 'u', 'l', 'l'})
 	f.Add([]byte{0xff})
@@ -139,6 +143,10 @@ func FuzzDecodeMessage(f *testing.F) {
 			again, _ = encodeState(m.from, m.recs, m.parts, 0)
 		case msgDisconnect:
 			again = encodeDisconnect(m.from, m.session, m.inc)
+		case msgQuery:
+			again = encodeQuery(m.from, m.qid, query{session: m.session, topic: m.topic})
+		case msgAnswer:
+			again, _ = encodeRecords(msgAnswer, m.from, m.qid, m.recs, m.parts, 0)
 		}
 		m2, err := decodeMessage(again)
 		if err != nil {

@@ -35,6 +35,12 @@ type Hello struct {
 	Node    string   `json:"node"`
 	Origin  string   `json:"origin"`
 	Topics  []string `json:"topics"`
+	// Origins are the regions the stream's cursor covers, in the order the
+	// cursor encodes them (ascending origin tag; ADR 0025): with Topics
+	// (sorted) they let a client decode which stream each event's id
+	// advanced, so it learns every event's topic, origin and offset
+	// without any change to the event itself.
+	Origins []string `json:"origins,omitempty"`
 	// Cursor repeats the event's id when it carries one.
 	Cursor  string `json:"cursor,omitempty"`
 	Resumed bool   `json:"resumed"`

@@ -97,8 +97,13 @@ type StreamInfo struct {
 	// Parent is the epoch whose history below EpochStart the current epoch
 	// inherited unchanged ("" when none or unknown): a reader of Parent at
 	// an offset below EpochStart lost nothing up to EpochStart-1, only
-	// Parent's events from EpochStart on.
+	// Parent's events from EpochStart on. It equals Lineage[0].Epoch when
+	// Lineage is known.
 	Parent string
+	// Lineage lists the epochs the current one descends from, newest first
+	// (at most MaxLineage; nil when the stream began from nothing or its
+	// ancestry is unknown). See Fork and Resume.
+	Lineage []Fork
 }
 
 // ValidateTopic checks a topic name against the grammar

@@ -16,6 +16,12 @@ import (
 //     and appends nothing.
 //   - (Epoch, Offset) is never reused for a different event: if the backend may
 //     have lost acknowledged events, the epoch changes.
+//   - A durable store records each stream's lineage (StreamInfo.Lineage):
+//     the epochs the current one descends from, each with the head the
+//     child found when it began, so that readers of an ancestor continue
+//     through shared history and are told exactly which offsets no longer
+//     exist (push.Resume, ADR 0024; storetest.RunLineage). An epoch is
+//     reported only once something was written in it.
 //   - Every appended event is announced to Listeners watching its topic, in
 //     offset order per stream; announcements may be lost (Sink.Resync is then
 //     called when the loss is known), never reordered.

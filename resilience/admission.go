@@ -67,7 +67,8 @@ func (s Stream) Done() {
 
 // Admit decides whether a new stream from clientIP may open on this node
 // (layer 2). Checks, cheapest first: MaxStreams ("streams"),
-// MaxStreamsPerIP ("per_ip"), CPU/load ("system"), connect rate with
+// MaxStreamsPerIP ("per_ip"), CPU/load ("system"), scheduling delay
+// ("starved"), connect rate with
 // warm-up ("rate"). On success the caller must call Stream.Done when the
 // stream ends (and Stream.Live when its handshake is over). clientIP is an
 // opaque key; "" is one key like any other.
@@ -84,6 +85,11 @@ func (g *Guards) Admit(clientIP string) (Stream, *Blocked) {
 		g.streams.Add(-1)
 		g.perIP.release(clientIP)
 		return Stream{}, g.block(LayerAdmission, ResourceConnect, ReasonSystem, c.BusyRetryAfter)
+	}
+	if c.MaxSchedDelay > 0 && g.sched.recent(time.Now()) > c.MaxSchedDelay {
+		g.streams.Add(-1)
+		g.perIP.release(clientIP)
+		return Stream{}, g.block(LayerAdmission, ResourceConnect, ReasonStarved, c.BusyRetryAfter)
 	}
 	e, blk := api.Entry(g.resHandshake)
 	if blk != nil {

@@ -21,6 +21,11 @@ const (
 	DefaultColdFactor = 3
 	// DefaultBusyRetryAfter is AdmissionConfig.BusyRetryAfter when zero.
 	DefaultBusyRetryAfter = 5 * time.Second
+	// RecommendedMaxSchedDelay is the AdmissionConfig.MaxSchedDelay
+	// recommended for production builds (ADR 0027): far above a busy but
+	// healthy node's p99. It is not the default: race-built test nodes
+	// taking thousands of handshakes on two shared cores exceed it.
+	RecommendedMaxSchedDelay = 500 * time.Millisecond
 	// DefaultSlowThreshold is BreakerConfig.SlowThreshold when zero.
 	DefaultSlowThreshold = 300 * time.Millisecond
 	// DefaultMinRequests is BreakerConfig.MinRequests when zero.
@@ -169,8 +174,16 @@ type AdmissionConfig struct {
 	// completing (max completions/s × min handshake time), so a CPU spike
 	// that is not backing handshakes up does not refuse clients.
 	StrictSystem bool `koanf:"strict_system"`
+	// MaxSchedDelay sheds handshakes (reason "starved") while this
+	// process's p99 scheduling delay over the last second — how long its
+	// runnable goroutines waited for a CPU (runtime/metrics
+	// /sched/latencies:seconds) — is above it: a CPU-starved node refuses
+	// new streams itself instead of letting its dependency calls look slow
+	// (the breakers excuse that delay, ADR 0027). 0 (the default) means
+	// off; RecommendedMaxSchedDelay (500ms) suits production builds.
+	MaxSchedDelay time.Duration `koanf:"max_sched_delay"`
 	// BusyRetryAfter is the Retry-After hint given when a stream is refused
-	// for streams, per_ip or system (when it is over is unknown). Zero means
+	// for streams, per_ip, system or starved (when it is over is unknown). Zero means
 	// DefaultBusyRetryAfter (5s).
 	BusyRetryAfter time.Duration `koanf:"busy_retry_after"`
 }
@@ -345,6 +358,9 @@ func (c Config) Validate() error {
 	}
 	if ad.MaxStreamsPerIP < 0 {
 		add("admission.max_streams_per_ip %d: want ≥ 0 (0 = no cap)", ad.MaxStreamsPerIP)
+	}
+	if ad.MaxSchedDelay < 0 {
+		add("admission.max_sched_delay %v: want ≥ 0 (0 = off)", ad.MaxSchedDelay)
 	}
 	if math.IsNaN(ad.MaxCPU) || ad.MaxCPU < 0 {
 		add("admission.max_cpu %v: want 0 (off) or a percentage of one core (100 = one core)", ad.MaxCPU)

@@ -26,16 +26,18 @@ const (
 
 // Reasons, as found in Blocked.Reason and Event.Reason.
 const (
-	ReasonTenantQPS   = "tenant_qps"   // ingress: the tenant's publish rate
-	ReasonTopicQPS    = "topic_qps"    // ingress: the topic's publish rate
-	ReasonRate        = "rate"         // admission: the node's connect rate (with warm-up)
-	ReasonStreams     = "streams"      // admission: MaxStreams reached
-	ReasonPerIP       = "per_ip"       // admission: MaxStreamsPerIP (streams) or MaxRequestsPerIP (requests) reached
-	ReasonSystem      = "system"       // admission: CPU or load over the threshold
-	ReasonReplayWait  = "replay_wait"  // replay: no slot within MaxWait
-	ReasonBreakerOpen = "breaker_open" // dependency: the target's breaker is open
-	ReasonErrorRatio  = "error_ratio"  // dependency events: the error-ratio rule
-	ReasonSlowRatio   = "slow_ratio"   // dependency events: the slow-call rule
+	ReasonTenantQPS     = "tenant_qps"     // ingress: the tenant's publish rate
+	ReasonTopicQPS      = "topic_qps"      // ingress: the topic's publish rate
+	ReasonRate          = "rate"           // admission: the node's connect rate (with warm-up)
+	ReasonStreams       = "streams"        // admission: MaxStreams reached
+	ReasonPerIP         = "per_ip"         // admission: MaxStreamsPerIP (streams) or MaxRequestsPerIP (requests) reached
+	ReasonSystem        = "system"         // admission: CPU or load over the threshold
+	ReasonStarved       = "starved"        // admission: this process's scheduling delay over MaxSchedDelay
+	ReasonStarvedCaller = "starved_caller" // dependency events: a slow call excused by this process's scheduling delay
+	ReasonReplayWait    = "replay_wait"    // replay: no slot within MaxWait
+	ReasonBreakerOpen   = "breaker_open"   // dependency: the target's breaker is open
+	ReasonErrorRatio    = "error_ratio"    // dependency events: the error-ratio rule
+	ReasonSlowRatio     = "slow_ratio"     // dependency events: the slow-call rule
 )
 
 // Event kinds.
@@ -44,6 +46,7 @@ const (
 	KindTrip     = "trip"      // a breaker rule opened (from closed or half-open)
 	KindHalfOpen = "half_open" // a breaker rule started probing
 	KindRecover  = "recover"   // a breaker rule closed again
+	KindExcused  = "excused"   // a slow dependency call not counted slow: the caller was starved
 )
 
 // Resources named in Blocked.Resource and counter keys for layers 1–3; layer

@@ -59,6 +59,7 @@ type Guards struct {
 	replay        *limiter
 
 	counters counterSet
+	sched    *schedMonitor // this process's scheduling delay (starvation.go)
 
 	mu       sync.Mutex // serialises New/Reload/Close/Breaker creation; guards fields below
 	closed   bool
@@ -113,6 +114,7 @@ func New(cfg Config, opts Options) (*Guards, error) {
 		reg.unregister(g)
 		return nil, err
 	}
+	g.sched = newSchedMonitor()
 	return g, nil
 }
 
@@ -185,6 +187,7 @@ func (g *Guards) Close() error {
 	g.closed = true
 	g.clearRulesLocked()
 	g.mu.Unlock()
+	g.sched.close()
 	g.replay.resize(0)
 	reg.unregister(g)
 	return nil

@@ -9,8 +9,10 @@ import (
 	"sync/atomic"
 
 	"github.com/alibaba/sentinel-golang/api"
+	"github.com/alibaba/sentinel-golang/core/base"
 	"github.com/alibaba/sentinel-golang/core/circuitbreaker"
 	"github.com/alibaba/sentinel-golang/core/config"
+	"github.com/alibaba/sentinel-golang/core/stat"
 	"github.com/alibaba/sentinel-golang/core/system_metric"
 )
 
@@ -61,6 +63,9 @@ func (r *registry) register(g *Guards) error {
 		// resource name. Registered before any breaker rule exists:
 		// sentinel reads its listener slice without a lock.
 		circuitbreaker.RegisterStateChangeListeners(stateListener{r})
+		// Likewise the slot that hands the breakers a call's excused
+		// response time (starvation.go), added before any entry exists.
+		api.GlobalSlotChain().AddStatSlot(rtSlot{})
 		r.initialized = true
 	}
 	r.live = append(r.live, g)
@@ -185,5 +190,26 @@ func (l stateListener) OnTransformToOpen(prev circuitbreaker.State, rule circuit
 func (l stateListener) OnTransformToHalfOpen(prev circuitbreaker.State, rule circuitbreaker.Rule) {
 	if b := l.r.breaker(rule.Resource); b != nil {
 		b.transition(rule, prev, circuitbreaker.HalfOpen)
+	}
+}
+
+// rtKey keys, in an entry's context Data, the response time (ms) the
+// circuit breakers should see for the call instead of its wall time.
+type rtKey struct{}
+
+// rtSlot runs after sentinel's statistic slot (which overwrites the entry's
+// response time with the wall time) and before the circuit-breaker slot
+// (which reads it): it puts back the time Breaker.Do recorded.
+type rtSlot struct{}
+
+var _ base.StatSlot = rtSlot{}
+
+func (rtSlot) Order() uint32 { return (stat.StatSlotOrder + circuitbreaker.StatSlotOrder) / 2 }
+
+func (rtSlot) OnEntryPassed(*base.EntryContext)                    {}
+func (rtSlot) OnEntryBlocked(*base.EntryContext, *base.BlockError) {}
+func (rtSlot) OnCompleted(ctx *base.EntryContext) {
+	if rt, ok := ctx.Data[rtKey{}].(uint64); ok {
+		ctx.PutRt(rt)
 	}
 }

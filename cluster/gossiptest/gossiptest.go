@@ -35,6 +35,29 @@ type Network struct {
 	cut     map[[2]string]bool
 	dropped atomic.Uint64
 	refused atomic.Uint64
+	// Traffic handed to the real transports (after cuts): packets and
+	// their bytes, and bytes written on dialled streams.
+	packets     atomic.Uint64
+	packetBytes atomic.Uint64
+	streamBytes atomic.Uint64
+}
+
+// Traffic returns the packets and bytes sent by UDP and the bytes written
+// on dialled TCP streams by every transport of the network so far.
+func (n *Network) Traffic() (packets, packetBytes, streamBytes uint64) {
+	return n.packets.Load(), n.packetBytes.Load(), n.streamBytes.Load()
+}
+
+// countingConn counts the bytes written on a dialled stream.
+type countingConn struct {
+	net.Conn
+	n *atomic.Uint64
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	k, err := c.Conn.Write(b)
+	c.n.Add(uint64(k))
+	return k, err
 }
 
 // NewNetwork returns a network without cuts.
@@ -120,6 +143,8 @@ func (t *Transport) WriteTo(b []byte, addr string) (time.Time, error) {
 		t.net.dropped.Add(1)
 		return time.Now(), nil
 	}
+	t.net.packets.Add(1)
+	t.net.packetBytes.Add(uint64(len(b)))
 	return t.NetTransport.WriteTo(b, addr)
 }
 
@@ -129,6 +154,8 @@ func (t *Transport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, e
 		t.net.dropped.Add(1)
 		return time.Now(), nil
 	}
+	t.net.packets.Add(1)
+	t.net.packetBytes.Add(uint64(len(b)))
 	return t.NetTransport.WriteToAddress(b, a)
 }
 
@@ -138,7 +165,7 @@ func (t *Transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, e
 		t.net.refused.Add(1)
 		return nil, ErrPartitioned
 	}
-	return t.NetTransport.DialTimeout(addr, timeout)
+	return t.count(t.NetTransport.DialTimeout(addr, timeout))
 }
 
 // DialAddressTimeout is DialTimeout for memberlist's node-aware path.
@@ -147,5 +174,12 @@ func (t *Transport) DialAddressTimeout(a memberlist.Address, timeout time.Durati
 		t.net.refused.Add(1)
 		return nil, ErrPartitioned
 	}
-	return t.NetTransport.DialAddressTimeout(a, timeout)
+	return t.count(t.NetTransport.DialAddressTimeout(a, timeout))
+}
+
+func (t *Transport) count(c net.Conn, err error) (net.Conn, error) {
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{Conn: c, n: &t.net.streamBytes}, nil
 }

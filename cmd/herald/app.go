@@ -24,6 +24,7 @@ import (
 
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
+	"github.com/heraldpush/herald/push/client/js"
 	"github.com/heraldpush/herald/push/hub"
 	"github.com/heraldpush/herald/push/node"
 	"github.com/heraldpush/herald/push/server"
@@ -256,7 +257,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	srv.Store(m.Server)
 	metrics.RegisterGauges(m.gauges)
 
-	m.public = server.NewHTTPServer(m.Server.Handler(), log)
+	public := m.Server.Handler()
+	if cfg.Dev || cfg.PublicPages {
+		if public, err = withPublicPages(public); err != nil {
+			return err
+		}
+	}
+	m.public = server.NewHTTPServer(public, log)
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
@@ -301,6 +308,10 @@ func (m *Main) adminHandler() *gin.Engine {
 		Metrics:    m.Telemetry.MetricsHandler(),
 		Protection: http.HandlerFunc(m.handleProtection),
 		Pprof:      m.Config.AdminPprof,
+		Pages: []server.AdminPage{
+			{Path: "/", Handler: statusPage()},
+			{Path: js.AssetPrefix, Handler: js.Assets()},
+		},
 	})
 }
 

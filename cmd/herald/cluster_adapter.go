@@ -39,6 +39,11 @@ func (v clusterView) Lookup(session string) (node.SessionRecord, bool) {
 	return toSessionRecord(r), ok
 }
 
+func (v clusterView) Find(ctx context.Context, session string) (node.SessionRecord, bool) {
+	r, ok, _ := v.c.Find(ctx, session)
+	return toSessionRecord(r), ok
+}
+
 func (v clusterView) Disconnect(ctx context.Context, session string) (node.SessionRecord, error) {
 	r, err := v.c.Disconnect(ctx, session)
 	switch {
@@ -50,8 +55,8 @@ func (v clusterView) Disconnect(ctx context.Context, session string) (node.Sessi
 	return toSessionRecord(r), nil
 }
 
-func (v clusterView) Presence(topic string) []node.SessionRecord {
-	recs := v.c.Presence(topic)
+func (v clusterView) Presence(ctx context.Context, topic string) []node.SessionRecord {
+	recs := v.c.PresenceAll(ctx, topic)
 	out := make([]node.SessionRecord, len(recs))
 	for i, r := range recs {
 		out[i] = toSessionRecord(r)

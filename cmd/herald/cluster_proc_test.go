@@ -38,9 +38,11 @@ func startTrio(t *testing.T, env []string, extra ...string) *trio {
 	// These tests are about the cluster: the connect-rate guard (tested
 	// with the protection layers) would pace the fleet's connects, and
 	// unpaced, thousands of simultaneous handshakes queue on the Redis
-	// connection pool long enough to trip the slow-call breaker.
+	// connection pool long enough to trip the slow-call breaker. Race-built
+	// nodes taking thousands of handshakes at once on two shared cores
+	// also exceed the scheduling-delay bound of admission (ADR 0027).
 	env = append([]string{"HERALD_PROTECTION__ADMISSION__CONNECT_RATE=100000",
-		"HERALD_PROTECTION__BREAKER__SLOW_RATIO=0"}, env...)
+		"HERALD_PROTECTION__BREAKER__SLOW_RATIO=0", "HERALD_PROTECTION__ADMISSION__MAX_SCHED_DELAY=0"}, env...)
 	return startTrioAsIs(t, env, extra...)
 }
 

@@ -169,8 +169,12 @@ func printBanner(w io.Writer, m *Main) {
 	}
 	fmt.Fprintf(w, "\nHerald node %s is running (version %s, region %s)\n  mode   %s\n  store  %s\n\n", cfg.NodeName, Version, cfg.Region, auth, store)
 	fmt.Fprintf(w, "  public API  %s\n", u)
+	if cfg.Dev || cfg.PublicPages {
+		fmt.Fprintf(w, "  demo page   %s/?topic=demo  (log tail: %s/logs?topic=logs.app.error)\n", u, u)
+	}
 	if a := m.AdminURL(); a != "" {
 		fmt.Fprintf(w, "  admin       %s  (/healthz, /readyz, /metrics, /v1/node, /v1/cluster/members)\n", a)
+		fmt.Fprintf(w, "  status page %s/\n", a)
 	}
 	if m.Cluster != nil {
 		fmt.Fprintf(w, "  gossip      %s  (region %s)\n", m.Cluster.Local().GossipAddr, cfg.Region)

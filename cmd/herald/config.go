@@ -58,6 +58,11 @@ type Config struct {
 	AdminListen string `koanf:"admin_listen"`
 	// AdminPprof exposes /debug/pprof on the admin listener (never on the public one).
 	AdminPprof bool `koanf:"admin_pprof"`
+	// PublicPages serves the demo page (/) and the log tail (/logs) on the
+	// public listener; dev mode always serves them. The pages use the public
+	// API with the visitor's own token, so they open nothing the API does
+	// not. The admin listener always serves its status page at /.
+	PublicPages bool `koanf:"public_pages"`
 	// Redis is the store URL: redis://, rediss://, redis+sentinel://, redis+cluster://.
 	// Empty runs on the embedded in-memory store (not durable).
 	Redis string `koanf:"redis"`
@@ -278,6 +283,7 @@ func registerServeFlags(fs *pflag.FlagSet) {
 	fs.String("redis", "", "Redis URL (redis://, rediss://, redis+sentinel://h:p,h:p/master, redis+cluster://h:p,h:p); empty = in-memory store, not durable")
 	fs.Bool("dev", false, "development mode: no authentication")
 	fs.Bool("admin-pprof", false, "serve /debug/pprof on the admin listener")
+	fs.Bool("public-pages", false, "serve the demo page (/) and log tail (/logs) on the public listener (always on with --dev)")
 	fs.String("node-name", "", "node name (default: host name)")
 	fs.String("region", d.Region, "region (origin) name of events published here")
 	fs.String("log-level", d.LogLevel, "debug, info, warn or error")

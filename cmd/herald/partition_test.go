@@ -202,7 +202,9 @@ func TestClusterGossipPartitionAndHeal(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, "ownership converged on b everywhere", func() bool {
 		for _, m := range nodes {
-			r, ok := m.Cluster.Lookup(session)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			r, ok, _ := m.Cluster.Find(ctx, session)
+			cancel()
 			if !ok || r.Node != "b" || r.Ended {
 				return false
 			}

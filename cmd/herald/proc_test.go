@@ -155,6 +155,7 @@ func startProcBin(t testing.TB, bin, name string, env []string, args ...string) 
 		"--admin-listen", "127.0.0.1:0", "--log-level", "info"}
 	cmd := exec.Command(bin, append(base, args...)...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = procAttr()
 	p := &proc{t: t, name: name, cmd: cmd, log: &lockedBuffer{}, exited: make(chan struct{})}
 	p.log.watch(raceReport)
 	cmd.Stderr = p.log

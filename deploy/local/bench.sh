@@ -15,6 +15,8 @@
 #   default-configuration set (nothing tuned, no HERALD_* environment):
 #     default (= all of:) default:connect2k default:fanout2k default:topics10k
 #     default:fanout10k default:overload
+#   scale (in the default run): deploy/local/scale.sh, 4 nodes, 51,000
+#     streams over 3 load processes (issue 25).
 #   NOFLOOR=1 skips the floor runs (Herald alone, as before).
 #   wsfanout10k (not in a set): fanout10k's load from deploy/local/sseload
 #     against the floor, Herald over SSE and Herald over WebSocket, in one
@@ -147,7 +149,7 @@ wsfanout10k() {
 tuned_default=(idle10k fanout10k max1k max1k-batch topics10k overload)
 default_set=(default:connect2k default:fanout2k default:topics10k default:fanout10k default:overload)
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=("${tuned_default[@]}" default)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=("${tuned_default[@]}" default scale)
 expanded=()
 for s in "${scenarios[@]}"; do
   if [ "$s" = default ]; then expanded+=("${default_set[@]}"); else expanded+=("$s"); fi
@@ -175,6 +177,7 @@ for s in "${expanded[@]}"; do
     publishmax) run publishmax --subscribers 10 --topics 10000 --rate 0 --publishers 16 --duration 10s ;;
     fanout2k)  run fanout2k  --subscribers 2000 --topics 1 --rate 20 --publishers 1 --duration 20s ;;
     wsfanout10k) wsfanout10k ;;
+    scale)     HERALD=$HERALD deploy/local/scale.sh ;; # N nodes x M streams (issue 25, ADR 0026; its own ports)
     # The default configuration, nothing tuned (issue 20's acceptance loads).
     default:connect2k) run "$s" --subscribers 2000 --topics 1 --idle --duration 1s --connect-rate 1000 ;;
     default:fanout2k)  run "$s" --subscribers 2000 --topics 1 --rate 20 --publishers 1 --duration 20s --connect-rate 1000 ;;

@@ -17,13 +17,17 @@ type Cluster interface {
 	Claim(session string, topics []string, trace string) SessionRecord
 	// Release records that the stream of (session, incarnation) ended.
 	Release(session string, incarnation uint64)
-	// Lookup returns the latest known record of session.
+	// Lookup returns the latest record of session this node holds, without
+	// asking peers (it may not hold it: ADR 0026).
 	Lookup(session string) (SessionRecord, bool)
+	// Find returns the latest record of session in the cluster, asking the
+	// nodes that hold it.
+	Find(ctx context.Context, session string) (SessionRecord, bool)
 	// Disconnect asks the owner of session, on any node, to close it.
 	Disconnect(ctx context.Context, session string) (SessionRecord, error)
-	// Presence lists the live sessions subscribed to topic (eventually
-	// consistent).
-	Presence(topic string) []SessionRecord
+	// Presence lists the live sessions subscribed to topic, as their
+	// owners report them (ADR 0026).
+	Presence(ctx context.Context, topic string) []SessionRecord
 	// Members lists the cluster's nodes, self included.
 	Members() []Member
 	// Local returns this node.

@@ -343,11 +343,18 @@ func (n *Node) RetryDelay() time.Duration {
 	return time.Duration(lo+rand.Int64N(hi-lo+1)) * time.Millisecond
 }
 
-// Lookup returns the latest known record of session: the cluster's, or
-// this node's own without a cluster.
-func (n *Node) Lookup(session string) (SessionRecord, bool) {
+// ClusterQueryTimeout bounds the peers' answers to a session look-up or a
+// presence query (ADR 0026); members that have not answered are left out.
+const ClusterQueryTimeout = 2 * time.Second
+
+// Lookup returns the latest known record of session: the cluster's (asking
+// the nodes that hold it, within ClusterQueryTimeout), or this node's own
+// without a cluster.
+func (n *Node) Lookup(ctx context.Context, session string) (SessionRecord, bool) {
 	if n.d.Cluster != nil {
-		return n.d.Cluster.Lookup(session)
+		ctx, cancel := context.WithTimeout(ctx, ClusterQueryTimeout)
+		defer cancel()
+		return n.d.Cluster.Find(ctx, session)
 	}
 	for _, h := range n.table.snapshot() {
 		if h.Session == session {
@@ -368,18 +375,20 @@ func (n *Node) Disconnect(ctx context.Context, session string) (SessionRecord, e
 	if n.d.Cluster != nil {
 		return n.d.Cluster.Disconnect(ctx, session)
 	}
-	r, ok := n.Lookup(session)
+	r, ok := n.Lookup(ctx, session)
 	if !ok || !n.table.revoke(session, r.Incarnation, stream.EndAdmin) {
 		return SessionRecord{}, ErrUnknownSession
 	}
 	return r, nil
 }
 
-// Presence lists the live sessions subscribed to topic, newest first
-// (eventually consistent across the cluster).
-func (n *Node) Presence(topic string) []SessionRecord {
+// Presence lists the live sessions subscribed to topic, newest first: in a
+// cluster, as each member's answer within ClusterQueryTimeout reports them.
+func (n *Node) Presence(ctx context.Context, topic string) []SessionRecord {
 	if n.d.Cluster != nil {
-		return presenceOf(n.d.Cluster.Presence(topic))
+		ctx, cancel := context.WithTimeout(ctx, ClusterQueryTimeout)
+		defer cancel()
+		return presenceOf(n.d.Cluster.Presence(ctx, topic))
 	}
 	var recs []SessionRecord
 	for _, h := range n.table.snapshot() {

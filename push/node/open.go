@@ -231,12 +231,13 @@ func (n *Node) Open(ctx context.Context, req Request, t Transport) *Opened {
 		return nil
 	}
 	if parsed != nil {
+		resumeAt := time.Now()
 		infos = n.env.AwaitReplicas(ctx, cur, resume, infos, n.cfg.ReplicaWait)
 		// Still not the client's lineage, and the replica is re-syncing: a
 		// reset now would move the client to whatever the replica holds
 		// meanwhile (nothing, or an old lineage) and replay it. Come back
 		// later, cursor unchanged (a browser-safe shed).
-		if origin := n.resyncingOrigin(ctx, cur, resume, infos); origin != "" {
+		if origin := n.resyncingOrigin(ctx, cur, resume, infos, resumeAt); origin != "" {
 			n.log.DebugContext(ctx, "stream: replica re-syncing, resume deferred", "origin", origin)
 			result = observability.ConnectShed
 			t.Refuse(Refusal{Kind: RefuseLater, Retry: n.RetryDelay()})
@@ -337,7 +338,7 @@ func (n *Node) Open(ctx context.Context, req Request, t Transport) *Opened {
 	op.end = stream.EndClient
 
 	hello := push.Hello{
-		Session: sid, Node: n.cfg.Name, Origin: n.store.Origin(), Topics: cur.Topics(),
+		Session: sid, Node: n.cfg.Name, Origin: n.store.Origin(), Topics: cur.Topics(), Origins: cur.Origins(),
 		Resumed: parsed != nil, Durable: n.store.Durable(), Trace: traceparent,
 	}
 	if err := st.Hello(hello, plan.Resets); err != nil {

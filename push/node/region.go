@@ -403,14 +403,35 @@ func (n *Node) replicaResyncing(ctx context.Context, origin string) bool {
 }
 
 // resyncingOrigin returns a remote origin whose replica does not know the
-// client's epoch and is re-syncing (replicaResyncing), or "".
-func (n *Node) resyncingOrigin(ctx context.Context, cur *push.Cursor, r stream.Resume, infos []push.StreamInfo) string {
+// client's epoch and is re-syncing (replicaResyncing) or has not received
+// its origin's heartbeats up to the resume (replicaBehindSince), or "".
+func (n *Node) resyncingOrigin(ctx context.Context, cur *push.Cursor, r stream.Resume, infos []push.StreamInfo, since time.Time) string {
 	for origin := range stream.Unverified(cur, r, infos) {
-		if n.replicaResyncing(ctx, origin) {
+		if n.replicaResyncing(ctx, origin) || n.replicaBehindSince(ctx, origin, since) {
 			return origin
 		}
 	}
 	return ""
+}
+
+// replicaBehindSince reports whether the replica of a remote origin has not
+// yet received a heartbeat its origin wrote at or after since (the resume
+// began): it may lack an epoch the client read before since, and a reset
+// now would move the client back to an older lineage (ADR 0024). A replica
+// whose newest beat is older than the resync grace is an outage, not a
+// lag: its data is what the region has.
+func (n *Node) replicaBehindSince(ctx context.Context, origin string, since time.Time) bool {
+	sig := signalsOf(n.stores[origin])
+	if sig == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	hb, err := sig.LastBeat(ctx)
+	cancel()
+	if err != nil || hb.Time.IsZero() {
+		return false
+	}
+	return hb.Time.Before(since) && time.Since(hb.Time) < resyncGraceFactor*n.cfg.ReplicaWait
 }
 
 // Federation is the view of the other regions, nil in a single region.

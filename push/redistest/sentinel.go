@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -41,6 +43,9 @@ type SentinelSet struct {
 	mu     sync.Mutex
 	data   []*Server // primary and replica, in start order
 	killed string    // address of the last primary killed by KillPrimary
+	// proxies, in StartSentinelProxied sets, is each data server's proxy,
+	// the address everyone (clients, Sentinels, replicas) uses for it.
+	proxies map[*Server]*toxiclient.Proxy
 }
 
 // StartSentinel starts a primary, one replica of it and three Sentinels
@@ -52,28 +57,69 @@ func StartSentinel(tb testing.TB) *SentinelSet {
 	primary := StartServer(tb)
 	replica := StartServer(tb, WithReplicaOf(primary.Addr()))
 	set := &SentinelSet{data: []*Server{primary, replica}}
+	set.startSentinels(tb, primary.Port(), replica.Addr())
+	return set
+}
+
+// StartSentinelProxied is StartSentinel with opts applied to both data
+// servers and every path to a data server going through a fault proxy of
+// its own (toxiproxy, in-process): the servers announce their proxy's
+// address, so Sentinels, clients and replication all use it. Cutting or
+// slowing a server's proxy cuts or slows that server's network. Both data
+// servers start as primaries and the replica is attached at run time, so a
+// server restarted later comes up as a primary and Sentinel assigns its
+// role, as in a real deployment.
+func StartSentinelProxied(tb testing.TB, opts ...Option) *SentinelSet {
+	tb.Helper()
+	set := &SentinelSet{proxies: map[*Server]*toxiclient.Proxy{}}
+	for i := range 2 {
+		px := StartProxy(tb, fmt.Sprintf("redis-%d", i), "127.0.0.1:1")
+		_, port, err := net.SplitHostPort(px.Listen)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		srv := StartServer(tb, append(slices.Clone(opts),
+			WithArgs("--replica-announce-ip", "127.0.0.1", "--replica-announce-port", port))...)
+		px.Upstream = srv.Addr()
+		if err := px.Save(); err != nil {
+			tb.Fatalf("redistest: point proxy at %s: %v", srv.Addr(), err)
+		}
+		set.data = append(set.data, srv)
+		set.proxies[srv] = px
+	}
+	primary, replica := set.data[0], set.data[1]
+	host, port, _ := net.SplitHostPort(set.proxies[primary].Listen)
+	if reply, err := rawCommand(replica.Addr(), "REPLICAOF "+host+" "+port); err != nil || reply != "+OK" {
+		tb.Fatalf("redistest: REPLICAOF: %q %v", reply, err)
+	}
+	pport, _ := strconv.Atoi(port)
+	set.startSentinels(tb, pport, replica.Addr())
+	return set
+}
+
+func (s *SentinelSet) startSentinels(tb testing.TB, masterPort int, replicaAddr string) {
+	tb.Helper()
 	for i := 0; i < 3; i++ {
-		s := &Server{opts: options{
+		sn := &Server{opts: options{
 			dir: tb.TempDir(),
 			sentinel: &sentinelMonitor{
-				name: sentinelMasterName, host: "127.0.0.1", masterPort: primary.Port(),
+				name: sentinelMasterName, host: "127.0.0.1", masterPort: masterPort,
 				quorum: sentinelQuorum, downAfter: sentinelDownAfter, failoverTimeout: sentinelFailoverTimeout,
 			},
 		}}
-		s.logPath = s.opts.dir + "/sentinel.log"
-		tb.Cleanup(s.Kill)
-		if err := s.start(0); err != nil {
+		sn.logPath = sn.opts.dir + "/sentinel.log"
+		tb.Cleanup(sn.Kill)
+		if err := sn.start(0); err != nil {
 			tb.Fatalf("redistest: sentinel %d: %v", i, err)
 		}
-		set.sentinels = append(set.sentinels, s)
+		s.sentinels = append(s.sentinels, sn)
 	}
-
 	err := waitFor(sentinelReadyTimeout, func(ctx context.Context) error {
-		if err := replicaInSync(ctx, replica.Addr()); err != nil {
+		if err := replicaInSync(ctx, replicaAddr); err != nil {
 			return err
 		}
-		for _, s := range set.sentinels {
-			if err := sentinelSees(ctx, s.Addr(), 2, 1); err != nil {
+		for _, sn := range s.sentinels {
+			if err := sentinelSees(ctx, sn.Addr(), 2, 1); err != nil {
 				return err
 			}
 		}
@@ -82,7 +128,38 @@ func StartSentinel(tb testing.TB) *SentinelSet {
 	if err != nil {
 		tb.Fatalf("redistest: sentinel topology not ready: %v", err)
 	}
-	return set
+}
+
+// Proxy returns the fault proxy in front of data server srv (nil outside
+// StartSentinelProxied sets).
+func (s *SentinelSet) Proxy(srv *Server) *toxiclient.Proxy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proxies[srv]
+}
+
+// serverAt returns the data server whose address, or proxy address, is addr.
+func (s *SentinelSet) serverAt(addr string) *Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.data {
+		if d.Addr() == addr || (s.proxies[d] != nil && s.proxies[d].Listen == addr) {
+			return d
+		}
+	}
+	return nil
+}
+
+// Primary returns the data server the Sentinels name as primary.
+func (s *SentinelSet) Primary(ctx context.Context) (*Server, error) {
+	addr, err := s.PrimaryAddr(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if d := s.serverAt(addr); d != nil {
+		return d, nil
+	}
+	return nil, fmt.Errorf("redistest: Sentinels name %s as primary, which this set did not start", addr)
 }
 
 // MasterName returns the monitored master's name ("mymaster").
@@ -143,13 +220,8 @@ func (s *SentinelSet) KillPrimary(tb testing.TB) string {
 	if err != nil {
 		tb.Fatalf("redistest: find primary: %v", err)
 	}
+	victim := s.serverAt(addr)
 	s.mu.Lock()
-	var victim *Server
-	for _, d := range s.data {
-		if d.Addr() == addr {
-			victim = d
-		}
-	}
 	s.killed = addr
 	s.mu.Unlock()
 	if victim == nil {

@@ -409,12 +409,17 @@ func portFree(port int) bool {
 // avoids a client library so that readiness probes have no retry policy of
 // their own.
 func rawCommand(addr, command string) (string, error) {
+	return rawCommandWithin(addr, command, probeIOTimeout)
+}
+
+// rawCommandWithin is rawCommand for commands that may take a while (SAVE).
+func rawCommandWithin(addr, command string, timeout time.Duration) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, probeIOTimeout)
 	if err != nil {
 		return "", err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(probeIOTimeout))
+	_ = conn.SetDeadline(time.Now().Add(timeout))
 	if _, err := conn.Write([]byte(command + "\r\n")); err != nil {
 		return "", err
 	}
@@ -459,6 +464,65 @@ func waitFor(timeout time.Duration, cond func(ctx context.Context) error) error 
 		case <-ctx.Done():
 			return fmt.Errorf("not reached within %v: %w", timeout, err)
 		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Snapshot runs SAVE and copies the resulting dump.rdb aside; the returned
+// path is for Rollback.
+func (s *Server) Snapshot(tb testing.TB) string {
+	tb.Helper()
+	if reply, err := rawCommandWithin(s.Addr(), "SAVE", stopTimeout); err != nil || reply != "+OK" {
+		tb.Fatalf("redistest: SAVE on %s: %q %v", s.Addr(), reply, err)
+	}
+	b, err := os.ReadFile(filepath.Join(s.opts.dir, "dump.rdb"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f, err := os.CreateTemp(s.opts.dir, "snapshot-*.rdb")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		tb.Fatal(err)
+	}
+	return f.Name()
+}
+
+// Rollback crashes the server (SIGKILL) and starts it again on the same
+// port from the RDB snapshot rdb (from Snapshot), discarding its
+// append-only file: everything acknowledged after the snapshot is lost, as
+// when an operator restores a backup or a volume loses its AOF. With AOF on,
+// the server loads the snapshot with AOF off and turns it on again at once
+// (CONFIG SET appendonly yes), since Redis 7 ignores dump.rdb when AOF is on.
+func (s *Server) Rollback(tb testing.TB, rdb string) {
+	tb.Helper()
+	s.Kill()
+	b, err := os.ReadFile(rdb)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(s.opts.dir, "appendonlydir")); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.opts.dir, "dump.rdb"), b, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	aof := s.opts.appendOnly
+	s.mu.Lock()
+	s.opts.appendOnly = false
+	s.mu.Unlock()
+	err = s.start(s.Port())
+	s.mu.Lock()
+	s.opts.appendOnly = aof
+	s.mu.Unlock()
+	if err != nil {
+		tb.Fatalf("redistest: rollback: %v", err)
+	}
+	if aof {
+		if reply, err := rawCommandWithin(s.Addr(), "CONFIG SET appendonly yes", stopTimeout); err != nil || reply != "+OK" {
+			tb.Fatalf("redistest: turn AOF back on: %q %v", reply, err)
 		}
 	}
 }

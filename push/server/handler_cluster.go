@@ -7,6 +7,7 @@ import (
 	"net/http/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -28,6 +29,15 @@ type AdminExtras struct {
 	Protection http.Handler
 	// Pprof serves Go's profiles under /debug/pprof/.
 	Pprof bool
+	// Pages are GET handlers by path; a path other than "/" that ends in
+	// "/" serves everything under it.
+	Pages []AdminPage
+}
+
+// AdminPage is one GET endpoint of AdminExtras.Pages.
+type AdminPage struct {
+	Path    string
+	Handler http.Handler
 }
 
 // AdminHandler is the admin listener's one router: /healthz, /readyz, the
@@ -58,6 +68,13 @@ func (s *Server) AdminHandler(x AdminExtras) *gin.Engine {
 	v1.POST("/region/evacuate", s.handleEvacuate)
 	if x.Protection != nil {
 		v1.GET("/protection", gin.WrapH(x.Protection))
+	}
+	for _, p := range x.Pages {
+		if p.Path != "/" && strings.HasSuffix(p.Path, "/") {
+			e.GET(p.Path+"*path", gin.WrapH(p.Handler))
+		} else {
+			e.GET(p.Path, gin.WrapH(p.Handler))
+		}
 	}
 	if x.Pprof {
 		pp := e.Group("/debug/pprof")
@@ -114,7 +131,7 @@ func (s *Server) handleSession(c *gin.Context) {
 	if !ok {
 		return
 	}
-	rec, ok := s.node.Lookup(id)
+	rec, ok := s.node.Lookup(c.Request.Context(), id)
 	if !ok {
 		s.writeError(c, errf(http.StatusNotFound, CodeNotFound, "no such session"))
 		return
@@ -177,7 +194,7 @@ func (s *Server) handlePresence(c *gin.Context) {
 			visible = p.CanSubscribe
 		}
 	}
-	recs := s.node.Presence(topic)
+	recs := s.node.Presence(c.Request.Context(), topic)
 	n := len(recs)
 	recs = recs[:min(n, maxPresence)]
 	if recs == nil {

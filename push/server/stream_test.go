@@ -205,15 +205,22 @@ func testResumeTrimmedSendsReset(t *testing.T) {
 		var rd resetEvent
 		decodeJSON(t, reset.Data, &rd)
 		if len(rd.Streams) != 1 || rd.Streams[0].Reason != push.ResetTrimmed || rd.Streams[0].Topic != "a" ||
-			rd.Streams[0].LostFrom != 2 || rd.Streams[0].LostTo != info.First-1 {
-			t.Fatalf("reset %+v, want trimmed a lost 2..%d", rd, info.First-1)
+			rd.Streams[0].LostFrom != 2 || rd.Streams[0].LostTo != info.First-1 || rd.Streams[0].ContinueFrom != info.First {
+			t.Fatalf("reset %+v, want trimmed a lost 2..%d, continue from %d", rd, info.First-1, info.First)
 		}
-		if got := offsets(t, reset.ID, []string{"a"})["a"]; got != 200 {
-			t.Fatalf("reset cursor at %d, want head 200", got)
+		if got := offsets(t, reset.ID, []string{"a"})["a"]; got != info.First-1 {
+			t.Fatalf("reset cursor at %d, want %d (before the retained stream)", got, info.First-1)
+		}
+		// Only the trimmed events are lost: the retained ones follow in
+		// order, then live events; nothing is skipped unnamed.
+		for want := info.First; want <= 200; want++ {
+			if ev := r.next(wait); ev.Data != fmt.Sprint(want) {
+				t.Fatalf("after reset got %q, want retained %d", ev.Data, want)
+			}
 		}
 		n.publish("a", "", "201")
 		if ev := r.next(wait); ev.Data != "201" {
-			t.Fatalf("after reset got %q, want live 201", ev.Data)
+			t.Fatalf("after the retained stream got %q, want live 201", ev.Data)
 		}
 	})
 }

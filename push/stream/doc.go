@@ -8,9 +8,13 @@
 // order with no gap and no duplicate — on one connection and across
 // reconnects that present the last received id as their cursor — for as
 // long as retention covers the cursor. Where that cannot hold (cursor older
-// than retention, epoch changed, cursor ahead of the stream), the client
-// receives one herald.reset naming every affected stream and the offsets
-// lost, then continues live. Every stream starts with a herald.hello, so a
+// than retention, events the client read no longer exist after a Redis
+// rollback or failover, cursor ahead of the stream), the client receives
+// one herald.reset naming every affected stream and the offsets lost, then
+// continues. A new epoch that forked at or after the client's position
+// (a Redis restart or failover that lost nothing it read) is followed with
+// no reset (push.Resume, ADR 0024); an event of a lineage the stream has
+// left is dropped, never a reason to reset. Every stream starts with a herald.hello, so a
 // client that drops before its first data event still resumes from where
 // it connected. An id is the same cursor on every transport.
 //

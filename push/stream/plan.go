@@ -56,12 +56,13 @@ func Plan(cur *push.Cursor, r Resume, infos []push.StreamInfo) Decision {
 		byKey[push.StreamKey{Topic: in.Topic, Origin: in.Origin}] = in
 	}
 	upto := make([]uint64, cur.Len())
-	var verified, inherited []bool
+	var verified []bool
+	var lineage []int // per slot: 0 current epoch, j > 0 its ancestor j (ADR 0024)
 	intact := true
 	if parsed != nil {
 		verified, intact = verifyAgainst(cur, parsed, infos)
 		if !intact {
-			inherited = inheritedSlots(cur, parsed, infos)
+			lineage = resolveLineage(cur, parsed, infos)
 		}
 	}
 	var resets []push.StreamReset
@@ -97,56 +98,78 @@ func Plan(cur *push.Cursor, r Resume, infos []push.StreamInfo) Decision {
 			} else {
 				cur.SetAt(i, head)
 			}
-		case inherited != nil && inherited[i]:
-			// The client read the parent lineage up to an offset the
-			// current epoch inherited: only the parent's events from the
-			// epoch's start on are lost; the client continues from its own
-			// position through the inherited history.
-			start := lineageStart(in)
-			reset(push.ResetEpochChanged, start+1, 0)
-			resets[len(resets)-1].ContinueFrom = parsed.Offset(i) + 1
-			cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: parsed.Offset(i)})
+		case lineage != nil && lineage[i] > 0 &&
+			lineageStep(in, lineage[i], parsed.Offset(i)).Kind == push.ResumeRolledBack:
+			// The client read an ancestor epoch past the point where the
+			// current lineage forked from it: exactly those offsets no
+			// longer exist; the new lineage follows from the fork.
+			step := lineageStep(in, lineage[i], parsed.Offset(i))
+			reset(push.ResetEpochChanged, step.LostFrom, step.LostTo)
+			resets[len(resets)-1].ContinueFrom = step.ContinueFrom
+			cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: step.ContinueFrom - 1})
 			upto[i] = in.Last
+		case lineage != nil:
+			// The client's position is history the current lineage holds
+			// (its epoch or an ancestor at or before the fork): it resumes
+			// as if nothing had changed.
+			resumeSlot(cur, r, i, k, in, parsed.Offset(i), &resets, upto)
 		case !verified[i] || (!intact && parsed.Offset(i) > in.Last && k.Origin == r.Local):
-			// The client's lineage ended somewhere after its cursor; what it
-			// missed there is lost. Everything written in the current epoch
-			// is new to it: replay that lineage from its start.
+			// The client's epoch is in no lineage this stream records (lost
+			// wholesale, or forgotten by a rollback of the record): what it
+			// missed there is lost, and nothing proves that any offset it
+			// read is history the current lineage shares, so the whole
+			// retained stream is new to it (ADR 0024).
 			//
 			// A local stream never moves back within an epoch, so a client
 			// past its head when some stream's epoch changed read that
 			// offset in another lineage, even if its 8-bit tag matched.
 			reset(push.ResetEpochChanged, parsed.Offset(i)+1, 0)
-			start := lineageStart(in)
-			resets[len(resets)-1].ContinueFrom = start + 1
-			cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: start})
+			from := unknownLineageRestart(in)
+			resets[len(resets)-1].ContinueFrom = from + 1
+			cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: from})
 			upto[i] = in.Last
 		default:
-			off := parsed.Offset(i)
-			first := in.First
-			if in.Length == 0 {
-				first = in.Last + 1 // nothing retained
-			}
-			switch {
-			case off > in.Last && k.Origin != r.Local:
-				// This region's replica of the origin has not received
-				// events the client already has (the origin is down or
-				// far behind): the client keeps its position and gets the
-				// rest when the replica catches up, or an epoch_changed
-				// reset if the origin comes back without them.
-				resets = append(resets, push.StreamReset{Topic: k.Topic, Origin: k.Origin, Reason: push.ResetReplicaBehind,
-					LostFrom: in.Last + 1, LostTo: off, Epoch: in.Epoch, ContinueFrom: off + 1})
-				cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: off})
-			case off > in.Last:
-				reset(push.ResetAhead, in.Last+1, off)
-			case off+1 < first:
-				reset(push.ResetTrimmed, off+1, first-1)
-			default:
-				cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: off})
-				upto[i] = in.Last
-			}
+			resumeSlot(cur, r, i, k, in, parsed.Offset(i), &resets, upto)
 		}
 	}
 	return Decision{Resets: resets, Upto: upto}
+}
+
+// resumeSlot resumes slot i at the client's offset off, which is history
+// of in's current lineage, unless retention or the head says otherwise.
+func resumeSlot(cur *push.Cursor, r Resume, i int, k push.StreamKey, in push.StreamInfo, off uint64, resets *[]push.StreamReset, upto []uint64) {
+	first := in.First
+	if in.Length == 0 {
+		first = in.Last + 1 // nothing retained
+	}
+	reset := func(reason string, lostFrom, lostTo uint64) {
+		*resets = append(*resets, push.StreamReset{Topic: k.Topic, Origin: k.Origin, Reason: reason,
+			LostFrom: lostFrom, LostTo: lostTo, Epoch: in.Epoch, ContinueFrom: in.Last + 1})
+		cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: in.Last})
+	}
+	switch {
+	case off > in.Last && k.Origin != r.Local:
+		// This region's replica of the origin has not received
+		// events the client already has (the origin is down or
+		// far behind): the client keeps its position and gets the
+		// rest when the replica catches up, or an epoch_changed
+		// reset if the origin comes back without them.
+		*resets = append(*resets, push.StreamReset{Topic: k.Topic, Origin: k.Origin, Reason: push.ResetReplicaBehind,
+			LostFrom: in.Last + 1, LostTo: off, Epoch: in.Epoch, ContinueFrom: off + 1})
+		cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: off})
+	case off > in.Last:
+		reset(push.ResetAhead, in.Last+1, off)
+	case off+1 < first:
+		// Only the trimmed events are lost: the retained stream follows
+		// from its first offset, so no event is skipped unnamed.
+		*resets = append(*resets, push.StreamReset{Topic: k.Topic, Origin: k.Origin, Reason: push.ResetTrimmed,
+			LostFrom: off + 1, LostTo: first - 1, Epoch: in.Epoch, ContinueFrom: first})
+		cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: first - 1})
+		upto[i] = in.Last
+	default:
+		cur.SetAt(i, push.Position{Epoch: in.Epoch, Offset: off})
+		upto[i] = in.Last
+	}
 }
 
 // Behind returns the remote origins whose replica in this region is
@@ -188,7 +211,10 @@ func Unverified(cur *push.Cursor, r Resume, infos []push.StreamInfo) map[string]
 	if r.Parsed == nil {
 		return nil
 	}
-	verified, _ := verifyAgainst(cur, r.Parsed, infos)
+	verified, intact := verifyAgainst(cur, r.Parsed, infos)
+	if !intact && resolveLineage(cur, r.Parsed, infos) != nil {
+		return nil // every slot's epoch is in its stream's lineage
+	}
 	var out map[string]bool
 	for i := range cur.Len() {
 		k := cur.Key(i)
@@ -229,32 +255,4 @@ func verifyAgainst(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.Str
 		}
 	}
 	return parsed.VerifyLineages(epochs, starts)
-}
-
-// inheritedSlots reports, per slot, that the client's position lies in
-// history its stream's current epoch inherited from its parent epoch: the
-// cursor's 32-bit check holds with the parent in place of the current epoch
-// in every slot the client read below the epoch's start. nil when no slot
-// qualifies or the check does not hold that way either.
-func inheritedSlots(cur *push.Cursor, parsed *push.ParsedCursor, infos []push.StreamInfo) []bool {
-	epochs := make([]string, cur.Len())
-	inherited := make([]bool, cur.Len())
-	some := false
-	for _, in := range infos {
-		i := cur.Index(in.Topic, in.Origin)
-		if i < 0 {
-			continue
-		}
-		epochs[i] = in.Epoch
-		if off := parsed.Offset(i); in.Parent != "" && parsed.Present(i) && off > 0 && off < in.EpochStart {
-			epochs[i], inherited[i], some = in.Parent, true, true
-		}
-	}
-	if !some {
-		return nil
-	}
-	if _, intact := parsed.VerifyLineages(epochs, nil); !intact {
-		return nil
-	}
-	return inherited
 }

@@ -42,6 +42,15 @@ func TestPlan(t *testing.T) {
 	}
 	changed := info("local", "e2", 1, 7)
 	changed.EpochStart = 5 // e2 began at offset 5 and inherited nothing the client read
+	// e2 forked from e1 at 7 (ADR 0024).
+	forked := info("local", "e2", 1, 12)
+	forked.EpochStart, forked.Parent, forked.Lineage = 8, "e1", []push.Fork{{Epoch: "e1", At: 7}}
+	forkedRemote := forked
+	forkedRemote.Origin = "remote"
+	// e3 forked from e2 at 3, e2 from e1 at 5: a snapshot rolled e2 back
+	// below e1's fork.
+	twice := info("local", "e3", 1, 9)
+	twice.EpochStart, twice.Parent, twice.Lineage = 4, "e2", []push.Fork{{Epoch: "e2", At: 3}, {Epoch: "e1", At: 5}}
 	type slot struct {
 		origin string
 		pos    push.Position
@@ -65,9 +74,9 @@ func TestPlan(t *testing.T) {
 			want: []slot{{"local", push.Position{Epoch: "e1", Offset: 4}, 10}}, replays: true},
 		{name: "resume at the head replays nothing", cursor: "local:e1:10", infos: []push.StreamInfo{info("local", "e1", 1, 10)},
 			want: []slot{{"local", push.Position{Epoch: "e1", Offset: 10}, 10}}},
-		{name: "older than retention is a trimmed reset", cursor: "local:e1:2", infos: []push.StreamInfo{info("local", "e1", 6, 10)},
-			want:   []slot{{"local", push.Position{Epoch: "e1", Offset: 10}, 0}},
-			resets: []push.StreamReset{{Topic: "t", Origin: "local", Reason: push.ResetTrimmed, LostFrom: 3, LostTo: 5, Epoch: "e1", ContinueFrom: 11}}},
+		{name: "older than retention is a trimmed reset, then the retained stream", cursor: "local:e1:2", infos: []push.StreamInfo{info("local", "e1", 6, 10)},
+			want: []slot{{"local", push.Position{Epoch: "e1", Offset: 5}, 10}}, replays: true,
+			resets: []push.StreamReset{{Topic: "t", Origin: "local", Reason: push.ResetTrimmed, LostFrom: 3, LostTo: 5, Epoch: "e1", ContinueFrom: 6}}},
 		{name: "ahead of a local stream is an ahead reset", cursor: "local:e1:12", infos: []push.StreamInfo{info("local", "e1", 1, 10)},
 			want:   []slot{{"local", push.Position{Epoch: "e1", Offset: 10}, 0}},
 			resets: []push.StreamReset{{Topic: "t", Origin: "local", Reason: push.ResetAhead, LostFrom: 11, LostTo: 12, Epoch: "e1", ContinueFrom: 11}}},
@@ -75,9 +84,22 @@ func TestPlan(t *testing.T) {
 			infos:  []push.StreamInfo{info("local", "e1", 1, 3), info("remote", "e1", 1, 10)},
 			want:   []slot{{"local", push.Position{Epoch: "e1", Offset: 3}, 3}, {"remote", push.Position{Epoch: "e1", Offset: 12}, 0}},
 			resets: []push.StreamReset{{Topic: "t", Origin: "remote", Reason: push.ResetReplicaBehind, LostFrom: 11, LostTo: 12, Epoch: "e1", ContinueFrom: 13}}},
-		{name: "changed epoch replays the new lineage", cursor: "local:e1:9", infos: []push.StreamInfo{changed},
-			want:   []slot{{"local", push.Position{Epoch: "e2", Offset: 4}, 7}},
-			resets: []push.StreamReset{{Topic: "t", Origin: "local", Reason: push.ResetEpochChanged, LostFrom: 10, Epoch: "e2", ContinueFrom: 5}}, replays: true},
+		{name: "an epoch in no lineage replays the whole retained stream", cursor: "local:e1:9", infos: []push.StreamInfo{changed},
+			want:   []slot{{"local", push.Position{Epoch: "e2", Offset: 0}, 7}},
+			resets: []push.StreamReset{{Topic: "t", Origin: "local", Reason: push.ResetEpochChanged, LostFrom: 10, Epoch: "e2", ContinueFrom: 1}}, replays: true},
+		{name: "an ancestor below its fork continues with no reset", cursor: "local:e1:5", infos: []push.StreamInfo{forked},
+			want: []slot{{"local", push.Position{Epoch: "e2", Offset: 5}, 12}}, replays: true},
+		{name: "an ancestor at its fork continues with no reset", cursor: "local:e1:7", infos: []push.StreamInfo{forked},
+			want: []slot{{"local", push.Position{Epoch: "e2", Offset: 7}, 12}}, replays: true},
+		{name: "an ancestor past its fork is reset exactly", cursor: "local:e1:9", infos: []push.StreamInfo{forked},
+			want:   []slot{{"local", push.Position{Epoch: "e2", Offset: 7}, 12}},
+			resets: []push.StreamReset{{Topic: "t", Origin: "local", Reason: push.ResetEpochChanged, LostFrom: 8, LostTo: 9, Epoch: "e2", ContinueFrom: 8}}, replays: true},
+		{name: "a grandparent is bounded by the deeper fork", cursor: "local:e1:5", infos: []push.StreamInfo{twice},
+			want:   []slot{{"local", push.Position{Epoch: "e3", Offset: 3}, 9}},
+			resets: []push.StreamReset{{Topic: "t", Origin: "local", Reason: push.ResetEpochChanged, LostFrom: 4, LostTo: 5, Epoch: "e3", ContinueFrom: 4}}, replays: true},
+		{name: "an ancestor of a remote replica continues with no reset", cursor: "remote:e1:3:6", remote: true,
+			infos: []push.StreamInfo{info("local", "e1", 1, 3), forkedRemote},
+			want:  []slot{{"local", push.Position{Epoch: "e1", Offset: 3}, 3}, {"remote", push.Position{Epoch: "e2", Offset: 6}, 12}}, replays: true},
 		{name: "a malformed cursor from a browser resets to the head", cursor: "!", infos: []push.StreamInfo{info("local", "e1", 1, 10)},
 			want:   []slot{{"local", push.Position{Epoch: "e1", Offset: 10}, 0}},
 			resets: []push.StreamReset{{Topic: "t", Origin: "local", Reason: push.ResetInvalidCursor, Epoch: "e1", ContinueFrom: 11}}},

@@ -297,30 +297,11 @@ func (st *Stream) deliver(d *hub.Delivery, now time.Time) error {
 		if pos.Epoch == "" {
 			// The stream did not exist at connect: everything is new.
 			st.cur.SetAt(i, push.Position{Epoch: ev.Epoch})
-		} else {
-			// The store moved to a new lineage: what this client missed of
-			// the old one is lost; the new one is delivered from its start
-			// (the gap fill below reads it). A client behind in the lineage
-			// the new one inherited from loses only the old lineage's events
-			// from the new start on: it continues from its own position
-			// through the inherited history (ADR 0021).
-			ctx, cancel := context.WithTimeout(st.ctx, 5*time.Second)
-			infos, err := st.env.Stores[ev.Origin].Info(ctx, []string{ev.Topic})
-			cancel()
-			if err != nil {
-				return err
-			}
-			if infos[0].Epoch != ev.Epoch {
-				return fmt.Errorf("%v: epoch changed again", ev.Key())
-			}
-			start := lineageStart(infos[0])
-			next, lostFrom := start, pos.Offset+1
-			if infos[0].Parent == pos.Epoch && pos.Offset < start {
-				next, lostFrom = pos.Offset, start+1
-			}
-			st.cur.SetAt(i, push.Position{Epoch: ev.Epoch, Offset: next})
-			st.reset([]push.StreamReset{{Topic: ev.Topic, Origin: ev.Origin, Reason: push.ResetEpochChanged,
-				LostFrom: lostFrom, Epoch: ev.Epoch, ContinueFrom: next + 1}})
+		} else if drop, err := st.crossLineage(i, pos, ev); err != nil || drop {
+			// Another lineage (ADR 0024): continue through history the
+			// new epoch holds, reset exactly what it does not, or drop an
+			// event of a lineage the stream has left.
+			return err
 		}
 		pos = st.cur.At(i)
 	}
@@ -333,6 +314,12 @@ func (st *Stream) deliver(d *hub.Delivery, now time.Time) error {
 		}
 		if st.cur.At(i).Offset >= ev.Offset {
 			return nil
+		}
+		if st.cur.At(i).Epoch != ev.Epoch {
+			// The fill moved into a newer epoch (ADR 0024): ev is of a
+			// lineage the stream has left, and the event at its offset
+			// is the store's, not ev.
+			return st.fromStore(i, ev.Offset, false)
 		}
 	}
 	st.cur.SetAt(i, push.Position{Epoch: ev.Epoch, Offset: ev.Offset})
@@ -379,7 +366,13 @@ func (st *Stream) fromStore(i int, upto uint64, replay bool) error {
 			return err
 		}
 		if pos.Epoch != "" && in.Epoch != pos.Epoch {
-			return fmt.Errorf("epoch of %v changed while reading", k)
+			if push.Resume(in, pos.Epoch, pos.Offset).Kind != push.ResumeContinue {
+				return fmt.Errorf("epoch of %v changed while reading", k)
+			}
+			// A new epoch forked at or after our position: what follows
+			// is its history, nothing the client saw is gone.
+			pos.Epoch = in.Epoch
+			st.cur.SetAt(i, pos)
 		}
 		if len(evs) == 0 {
 			if upto > 0 && in.Last < upto {

@@ -9,45 +9,60 @@ import "github.com/redis/go-redis/v9"
 //	                   d (data), ts (accept time, ms, Redis clock), tp
 //	                   (traceparent, only when set)
 //	P:{T@O}:m          meta hash: e (epoch), o (last offset), r (primary
-//	                   run_id under which e was last confirmed), a (next
+//	                   generation, run_id:master_replid, under which e was
+//	                   last confirmed), a (next
 //	                   age-trim check, ms), s (first offset of epoch e),
 //	                   p (the epoch whose history below s epoch e inherited;
 //	                   "" when none or unknown), q (the s that p belongs
 //	                   to: p counts only while q equals s, so a node that
-//	                   predates p and moves s leaves no stale parent)
+//	                   predates p and moves s leaves no stale parent),
+//	                   l (the lineage: "epoch:at;epoch:at…", newest first,
+//	                   at most push.MaxLineage; counts only while q equals s,
+//	                   like p; its first entry is p with at = s-1)
 //	P:{T@O}:c:<rand>   one append call's result, PX 10s (driver retries)
 //	P:{T@O}:i:<sha256> idempotency result "epoch:offset:ts", PX window
 //	P:n:T@O            Pub/Sub channel announcing every appended event (one
 //	                   message per append call, listener.go)
 //
 // Epoch rule. The effective epoch is e when r equals the primary's current
-// run_id, else derive(e, run_id) = sha1hex(e .. run_id):sub(1,16). A primary
-// gets a new run_id whenever its dataset may have diverged from what it
-// acknowledged before: on every restart (whatever it reloads) and whenever a
-// replica is promoted (Sentinel or Cluster failover, REPLICAOF NO ONE: the
-// new primary is another process). So after any event that can roll back
-// the offset counter, the effective epoch is new and (epoch, offset) pairs
-// handed out before cannot be handed out again for different events.
-//
-// Why run_id and not master_replid: a primary also changes its replication
-// id when its first replica attaches and when its backlog expires without
-// replicas, which would reset every client for nothing. A replica has its
-// own run_id, so reads served by a replica report the replicated epoch as
-// is; it lags the primary only between a primary restart and that stream's
-// next append (a reader then sees the old epoch with the restored data, and
-// new events are only ever written under the new epoch).
+// generation (run_id:master_replid), else derive(e, gen) =
+// sha1hex(e .. gen):sub(1,16). The generation changes whenever the dataset
+// may have diverged from what was acknowledged before: run_id on every
+// restart (whatever it reloads), master_replid on every promotion (Sentinel
+// or Cluster failover, REPLICAOF NO ONE). run_id alone is not enough: a
+// primary demoted by a failover, re-synced from a replica that missed its
+// tail, and promoted again keeps its run_id (ADR 0024 found it; tested).
+// master_replid also changes when a primary's first replica attaches and
+// when its backlog expires without replicas; that forks a new epoch at the
+// head, which costs readers nothing (lineage rule below). A replica reports
+// the replicated epoch as is.
 //
 // A missing meta hash (expired, evicted, deleted) starts a fresh random epoch
 // and continues offsets above the stream's last id.
+//
+// Lineage rule (ADR 0024). The append script that finds r different from
+// the current run_id begins the new epoch and, in the same script, prepends
+// (e, o) to l: the epoch it derives from and the head it found, the fork
+// point. The record lives in the meta hash, so a snapshot that rolls the
+// stream back rolls the record back with it, consistently: the fork point
+// written after the restart is the restored head, and every epoch written
+// after the snapshot is absent from the restored record (its readers get
+// the conservative reset). Reads on a primary whose run_id changed but that
+// has not been appended to report the stored epoch and lineage unchanged:
+// an epoch exists once something was written in it, so no reader is handed
+// an epoch that a second restart could make vanish from every lineage.
 
 // luaCommon is shared by both scripts (after their shebang line).
 const luaCommon = `
--- generation returns this server's run_id, or nil on a replica (whose reads
--- report the replicated epoch unchanged).
+-- generation returns this primary's run_id and replication id, or nil on
+-- a replica. Either changes whenever the dataset may have diverged from
+-- what was acknowledged under the stored one: run_id on every restart,
+-- master_replid on every promotion (also of a server that was primary
+-- before, lost its tail as a replica, and keeps its run_id).
 local function generation()
   local info = redis.call('INFO', 'server', 'replication')
   if string.match(info, 'role:slave') then return nil end
-  return string.match(info, 'run_id:(%w+)') or ''
+  return (string.match(info, 'run_id:(%w+)') or '') .. ':' .. (string.match(info, 'master_replid:(%w+)') or '')
 end
 
 local function now_ms()
@@ -74,6 +89,23 @@ end
 
 local function fmt(n)
   return string.format('%d', n)
+end
+
+-- lineage_of returns the recorded lineage string when it belongs to the
+-- current epoch start (q == s), else ''.
+local function lineage_of(l, q, s)
+  if l and q == s then return l end
+  return ''
+end
+
+-- fork_lineage prepends (epoch, at) to lineage l, keeping at most max entries.
+local function fork_lineage(epoch, at, l, max)
+  local out = {epoch .. ':' .. fmt(at)}
+  for entry in string.gmatch(l, '[^;]+') do
+    if #out >= max then break end
+    out[#out + 1] = entry
+  end
+  return table.concat(out, ';')
 end
 
 -- first_live finds the first entry whose ts is >= cutoff by binary search over
@@ -111,7 +143,8 @@ end
 //	ARGV[3] MaxLen (0: none)       ARGV[4] "1" for approximate MAXLEN
 //	ARGV[5] MaxAge ms (0: none)    ARGV[6] idle TTL ms (0: none)
 //	ARGV[7] idempotency window ms  ARGV[8] age-check granularity ms
-//	ARGV[9] number of drafts, then per draft: type, data, traceparent,
+//	ARGV[9] lineage bound (push.MaxLineage)
+//	ARGV[10] number of drafts, then per draft: type, data, traceparent,
 //	        index of its idempotency key in KEYS (0: none)
 //
 // Returns per draft: epoch, offset, ts, duplicate (0/1).
@@ -134,11 +167,13 @@ local function last_generated()
   return 0
 end
 
-local m = redis.call('HMGET', meta, 'e', 'o', 'r', 'a', 's', 'p', 'q')
+local m = redis.call('HMGET', meta, 'e', 'o', 'r', 'a', 's', 'p', 'q', 'l')
 local epoch, off, nextage = m[1], tonumber(m[2]) or 0, tonumber(m[4]) or 0
 local start = tonumber(m[5]) or 1
 local parent = ''
 if m[6] and m[7] == m[5] then parent = m[6] end
+local lineage = lineage_of(m[8], m[7], m[5])
+local maxlineage = tonumber(ARGV[9])
 if not epoch then
   -- New stream, or meta lost while the stream survived: new lineage, and
   -- offsets continue above the stream's last id so XADD ids keep growing.
@@ -147,12 +182,16 @@ if not epoch then
   nextage = 0
   start = off + 1
   parent = ''
+  lineage = ''
 else
   if m[3] ~= gen then
-    -- A new lineage begins here; below it is epoch e's history as this
-    -- primary holds it.
+    -- A new run of Redis (restart, promotion, rollback): a new epoch
+    -- begins here, atomically with the append that found it. Below it is
+    -- epoch e's history as this primary holds it: the fork point is the
+    -- head it found.
     start = off + 1
     parent = epoch
+    lineage = fork_lineage(epoch, off, lineage, maxlineage)
   end
   epoch = effective_epoch(epoch, m[3], gen)
 end
@@ -160,14 +199,14 @@ end
 local maxlen, approx = tonumber(ARGV[3]), ARGV[4] == '1'
 local maxage, idle = tonumber(ARGV[5]), tonumber(ARGV[6])
 local window, gran = tonumber(ARGV[7]), tonumber(ARGV[8])
-local n = tonumber(ARGV[9])
+local n = tonumber(ARGV[10])
 local nowstr = fmt(now)
 local out = {}
 local wrote = false
 local notes = {} -- per new event: offset, type, traceparent, #data, data
 
 for i = 0, n - 1 do
-  local b = 10 + i * 4
+  local b = 11 + i * 4
   local typ, data, tp, ik = ARGV[b], ARGV[b + 1], ARGV[b + 2], tonumber(ARGV[b + 3])
   local de, doff, dts
   if ik > 0 then
@@ -209,6 +248,7 @@ for i = 0, n - 1 do
       off = top + 1
       epoch = ARGV[1]
       parent = ''  -- history of unknown origin below: inherit nothing
+      lineage = ''
       args[idpos] = fmt(off) .. '-0'
       redis.call(unpack(args))
     end
@@ -247,7 +287,7 @@ if wrote then
       nextage = now + gran
     end
   end
-  redis.call('HSET', meta, 'e', epoch, 'o', fmt(off), 'r', gen, 'a', fmt(nextage), 's', fmt(start), 'p', parent, 'q', fmt(start))
+  redis.call('HSET', meta, 'e', epoch, 'o', fmt(off), 'r', gen, 'a', fmt(nextage), 's', fmt(start), 'p', parent, 'q', fmt(start), 'l', lineage)
   if idle > 0 then
     redis.call('PEXPIRE', stream, ARGV[6])
     redis.call('PEXPIRE', meta, ARGV[6])
@@ -264,27 +304,25 @@ return out
 //	KEYS[1] stream, KEYS[2] meta
 //	ARGV[1] after, ARGV[2] limit, ARGV[3] MaxAge ms (0: none)
 //
-// Returns {epoch, first, last, length, entries, epoch start, parent epoch}.
-// Entries older than MaxAge
+// Returns {epoch, first, last, length, entries, epoch start, parent epoch,
+// lineage}. Entries older than MaxAge
 // are hidden even before an append trims them. A stream without meta is
 // reported as never written: its next append starts a new epoch anyway.
+//
+// The epoch reported is the stored one, also on a primary whose run_id
+// changed since (the next append begins the new epoch and records the fork
+// at the head read here): see the lineage rule above.
 var readScript = redis.NewScript("#!lua flags=no-writes\n" + luaCommon + `
 local stream, meta = KEYS[1], KEYS[2]
 local after, limit, maxage = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local m = redis.call('HMGET', meta, 'e', 'o', 'r', 's', 'p', 'q')
-if not m[1] then return {'', 0, 0, 0, {}, 0, ''} end
-local gen = generation()
-local epoch = effective_epoch(m[1], m[3], gen)
+local m = redis.call('HMGET', meta, 'e', 'o', 'r', 's', 'p', 'q', 'l')
+if not m[1] then return {'', 0, 0, 0, {}, 0, '', ''} end
+local epoch = m[1]
 local last = tonumber(m[2]) or 0
--- The epoch start and parent the next append will persist when the
--- lineage changed.
 local start = tonumber(m[4]) or 1
 local parent = ''
 if m[5] and m[6] == m[4] then parent = m[5] end
-if gen ~= nil and m[3] ~= gen then
-  start = last + 1
-  parent = m[1]
-end
+local lineage = lineage_of(m[7], m[6], m[4])
 local first, len = 0, 0
 local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
 if #head > 0 then
@@ -305,5 +343,5 @@ local entries = {}
 if limit > 0 and len > 0 then
   entries = redis.call('XRANGE', stream, fmt(math.max(after + 1, first)) .. '-0', '+', 'COUNT', limit)
 end
-return {epoch, first, last, len, entries, start, parent}
+return {epoch, first, last, len, entries, start, parent, lineage}
 `)

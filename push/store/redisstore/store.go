@@ -122,12 +122,12 @@ func (s *Store) Append(ctx context.Context, topic string, drafts []push.Draft) (
 		approx = "1"
 	}
 	gran := max(ret.MaxAge/100, 10*time.Millisecond)
-	args := make([]any, 0, 9+4*len(drafts))
+	args := make([]any, 0, 10+4*len(drafts))
 	args = append(args,
 		storeutil.NewEpoch(), s.channel(topic),
 		ret.MaxLen, approx, ret.MaxAge.Milliseconds(),
 		s.cfg.idleTTL(ret).Milliseconds(), s.cfg.IdempotencyWindow.Milliseconds(), gran.Milliseconds(),
-		len(drafts))
+		push.MaxLineage, len(drafts))
 	for i := range drafts {
 		d := &drafts[i]
 		ik := 0
@@ -270,10 +270,11 @@ func isNoScript(err error, cmds []*redis.Cmd) bool {
 	return false
 }
 
-// parseRead decodes {epoch, first, last, length, entries, epoch start, parent}.
+// parseRead decodes {epoch, first, last, length, entries, epoch start,
+// parent, lineage}.
 func (s *Store) parseRead(raw []any, topic string, withEvents bool) ([]push.Event, push.StreamInfo, error) {
 	info := push.StreamInfo{Topic: topic, Origin: s.cfg.Origin}
-	if len(raw) != 7 {
+	if len(raw) != 8 {
 		return nil, info, fmt.Errorf("read script returned %d values", len(raw))
 	}
 	epoch, ok1 := raw[0].(string)
@@ -283,11 +284,17 @@ func (s *Store) parseRead(raw []any, topic string, withEvents bool) ([]push.Even
 	entries, ok5 := raw[4].([]any)
 	start, ok6 := raw[5].(int64)
 	parent, ok7 := raw[6].(string)
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || !ok7 || first < 0 || last < 0 || length < 0 || start < 0 {
+	lineage, ok8 := raw[7].(string)
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || !ok7 || !ok8 || first < 0 || last < 0 || length < 0 || start < 0 {
 		return nil, info, fmt.Errorf("read script returned malformed info %v", raw[:4])
 	}
 	info.Epoch, info.First, info.Last, info.Length = epoch, uint64(first), uint64(last), length
 	info.EpochStart, info.Parent = uint64(start), parent
+	info.Lineage = parseLineage(lineage)
+	if len(info.Lineage) == 0 && parent != "" && start > 0 {
+		// Written by a version that recorded only the parent (ADR 0021).
+		info.Lineage = []push.Fork{{Epoch: parent, At: uint64(start) - 1}}
+	}
 	if !withEvents || len(entries) == 0 {
 		return nil, info, nil
 	}
@@ -377,4 +384,23 @@ func (s *Store) Close() error {
 		return s.client.Close()
 	}
 	return nil
+}
+
+// parseLineage decodes the meta hash's l field, "epoch:at;epoch:at…". A
+// malformed entry ends the lineage there: ancestry we cannot read is
+// ancestry we do not claim.
+func parseLineage(l string) []push.Fork {
+	if l == "" {
+		return nil
+	}
+	out := make([]push.Fork, 0, strings.Count(l, ";")+1)
+	for entry := range strings.SplitSeq(l, ";") {
+		e, at, ok := strings.Cut(entry, ":")
+		n, err := strconv.ParseUint(at, 10, 64)
+		if !ok || e == "" || err != nil || len(out) == push.MaxLineage {
+			break
+		}
+		out = append(out, push.Fork{Epoch: e, At: n})
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -382,7 +383,7 @@ func testIdempotencyWindow(t *testing.T, newStore Factory) {
 func testInfo(t *testing.T, newStore Factory) {
 	s := newStore(t, Config{})
 	in := mustInfo(t, s, "never-written")[0]
-	if in != (push.StreamInfo{Topic: "never-written", Origin: s.Origin()}) {
+	if !reflect.DeepEqual(in, push.StreamInfo{Topic: "never-written", Origin: s.Origin()}) {
 		t.Fatalf("unknown topic: %+v, want zero values", in)
 	}
 	res := mustAppend(t, s, "info-a", draft(1), draft(2), draft(3))

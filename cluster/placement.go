@@ -1,0 +1,109 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"hash/fnv"
+	"slices"
+)
+
+// Placement of ownership records (ADR 0026). A session's record is kept by
+// its owner and by its home nodes: the Config.HomeReplicas live members
+// (this node included) with the highest rendezvous score
+// score(session, member). Every node computes the same homes from the same
+// member list, a member joining or leaving moves only the records it wins
+// or held (about 1/N of them), and no node stores records it is neither
+// owner nor home of. Claims, releases and takeover notices are sent to the
+// homes directly (forward.go); a node asked about a session it does not
+// hold asks the homes (Find, PresenceAll).
+
+// score is the rendezvous (highest random weight) score of member for
+// session: FNV-1a 64 of both, finished with a 64-bit mixer so that names
+// differing in their last byte spread well.
+func score(session, member string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(session))
+	var sep [1]byte
+	_, _ = h.Write(sep[:])
+	_, _ = h.Write([]byte(member))
+	x := h.Sum64()
+	// splitmix64 finaliser
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// homesOf returns the k members of ring with the highest score for
+// session, best first (ties, which need a 64-bit collision, by name).
+func homesOf(session string, ring []string, k int) []string {
+	if k >= len(ring) {
+		out := slices.Clone(ring)
+		slices.SortFunc(out, func(a, b string) int { return cmpScore(session, a, b) })
+		return out
+	}
+	out := make([]string, 0, k+1)
+	for _, m := range ring {
+		i, _ := slices.BinarySearchFunc(out, m, func(e, t string) int { return cmpScore(session, e, t) })
+		if i >= k {
+			continue
+		}
+		out = slices.Insert(out, i, m)
+		if len(out) > k {
+			out = out[:k]
+		}
+	}
+	return out
+}
+
+// cmpScore orders members by descending score for session, then by name.
+func cmpScore(session, a, b string) int {
+	sa, sb := score(session, a), score(session, b)
+	switch {
+	case sa > sb:
+		return -1
+	case sa < sb:
+		return 1
+	}
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// ring returns the names of the live members, this node included, sorted.
+// Caller may hold recMu; ring takes memMu.
+func (c *Cluster) ring() []string {
+	c.memMu.RLock()
+	out := make([]string, 0, len(c.members)+1)
+	out = append(out, c.cfg.NodeName)
+	for name, e := range c.members {
+		if !e.down {
+			out = append(out, name)
+		}
+	}
+	c.memMu.RUnlock()
+	slices.Sort(out)
+	return out
+}
+
+// isHome reports whether self is among the homes of session in ring.
+func (c *Cluster) isHome(session string, ring []string) bool {
+	return slices.Contains(homesOf(session, ring, c.cfg.HomeReplicas), c.cfg.NodeName)
+}
+
+// ringID is a fingerprint of a ring, to notice membership changes cheaply.
+func ringID(ring []string) uint64 {
+	h := fnv.New64a()
+	var n [8]byte
+	for _, m := range ring {
+		binary.LittleEndian.PutUint64(n[:], uint64(len(m)))
+		_, _ = h.Write(n[:])
+		_, _ = h.Write([]byte(m))
+	}
+	return h.Sum64()
+}

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Scale scenario (issue 25): N Herald nodes gossiping on loopback around one
+# redis-server, M streams spread over the first LOADED nodes by several
+# deploy/local/sseload processes (each under the open-file limit, each on
+# its own topic at RATE events/s), the remaining nodes holding no stream as
+# a control. Prints one JSON line per node (RSS idle and loaded, KiB per
+# stream, CPU per delivery) and one summary line (streams, p99, drops,
+# refused load processes). Bounded: every process it starts is stopped on
+# exit; the publishing phase lasts DURATION.
+#
+#   deploy/local/scale.sh                      # 4 nodes, 51,000 streams on 3 of them
+#   NODES=1 LOADED=1 STREAMS=17000 deploy/local/scale.sh   # the single-node figure
+#   NODES=4 LOADED=4 STREAMS=74000 PER_PROC=18500 deploy/local/scale.sh   # the 74,000-stream run
+#
+# NODES=1 runs without gossip (no --gossip-listen): the single-node figure
+# the cluster's per-stream RSS is compared with (docs/benchmarks.md).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+HERALD=${HERALD:-bin/herald}
+NODES=${NODES:-4}
+LOADED=${LOADED:-3}
+STREAMS=${STREAMS:-51000}
+PER_PROC=${PER_PROC:-17000}    # streams per load process (open files are capped at 20,000 per process)
+RATE=${RATE:-1}                # events/s on each load process's topic
+DURATION=${DURATION:-40s}      # publishing phase of each load process
+CONNECT_RATE=${CONNECT_RATE:-500} # new streams/s per load process
+PORT_REDIS=${PORT_REDIS:-16711}
+PORT_BASE=${PORT_BASE:-18711}  # node i: HTTP PORT_BASE+3i, admin +1, gossip +2
+[ "$PER_PROC" -le 19000 ] || { echo "scale.sh: PER_PROC must stay under the 20,000 open-file limit" >&2; exit 2; }
+[ "$LOADED" -le "$NODES" ] || { echo "scale.sh: LOADED > NODES" >&2; exit 2; }
+# A node is one process too: it holds at most ~19,900 streams under the
+# same limit, so spread STREAMS over enough LOADED nodes.
+[ $((STREAMS / LOADED)) -le 19000 ] || { echo "scale.sh: over 19,000 streams per node (open-file limit); raise LOADED" >&2; exit 2; }
+
+work=$(mktemp -d)
+cleanup() {
+  for f in "$work"/*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  redis-cli -p "$PORT_REDIS" shutdown nosave >/dev/null 2>&1 || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+go build -o "$work/sseload" ./deploy/local/sseload
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+streams_open() { # admin port -> streams open on that node
+  curl -fsS --max-time 10 "http://127.0.0.1:$1/metrics" 2>/dev/null | awk '/^herald_streams_open[ {]/ {s += $NF} END {print s + 0}'
+}
+
+redis-server --port "$PORT_REDIS" --bind 127.0.0.1 --save '' --appendonly no \
+  --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log" --dir "$work"
+for _ in $(seq 50); do redis-cli -p "$PORT_REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+# MAX_SCHED_DELAY: admission's scheduling-delay bound (ADR 0023); "" leaves
+# the node's default (a build from before it has no such key).
+sched=()
+[ -n "${MAX_SCHED_DELAY-500ms}" ] && sched=("HERALD_PROTECTION__ADMISSION__MAX_SCHED_DELAY=${MAX_SCHED_DELAY-500ms}")
+seed=""
+for i in $(seq 0 $((NODES - 1))); do
+  http=$((PORT_BASE + 3 * i)); admin=$((http + 1)); gossip=$((http + 2))
+  cluster=()
+  if [ "$NODES" -gt 1 ]; then
+    cluster=(--gossip-listen "127.0.0.1:$gossip")
+    [ -n "$seed" ] && cluster+=(--join "$seed")
+    seed=${seed:-127.0.0.1:$gossip}
+  fi
+  env "${sched[@]}" HERALD_PROTECTION__INGRESS__PUBLISH_QPS=0 HERALD_PROTECTION__INGRESS__TOPIC_QPS=0 \
+  HERALD_PROTECTION__ADMISSION__CONNECT_RATE=100000 HERALD_PROTECTION__ADMISSION__MAX_STREAMS=0 \
+  HERALD_PROTECTION__ADMISSION__MAX_STREAMS_PER_IP=0 HERALD_CLUSTER__REBALANCE_WINDOW=0s \
+  HERALD_PROTECTION__BREAKER__SLOW_THRESHOLD=${SLOW_THRESHOLD:-1s} \
+  "$HERALD" serve --dev --node-name "n$i" --redis "redis://127.0.0.1:$PORT_REDIS" --listen "127.0.0.1:$http" \
+    --admin-listen "127.0.0.1:$admin" --log-level warn "${cluster[@]}" >"$work/n$i.log" 2>&1 &
+  echo $! >"$work/n$i.pid"
+  for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$http/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+done
+if [ "$NODES" -gt 1 ]; then # every node sees every other alive
+  for _ in $(seq 100); do
+    n=$(curl -fsS --max-time 5 "http://127.0.0.1:$((PORT_BASE + 1))/v1/cluster/members" | jq '[.members[] | select(.state == "alive")] | length')
+    [ "$n" = "$NODES" ] && break; sleep 0.2
+  done
+fi
+sleep 3
+declare -A idle
+for i in $(seq 0 $((NODES - 1))); do idle[$i]=$(rss_kib "$(cat "$work/n$i.pid")"); done
+
+# Load: STREAMS over the LOADED nodes, PER_PROC per process at most.
+per_node=$((STREAMS / LOADED))
+procs=0
+declare -A want
+for i in $(seq 0 $((LOADED - 1))); do
+  http=$((PORT_BASE + 3 * i)); left=$per_node; want[$i]=$per_node
+  while [ "$left" -gt 0 ]; do
+    n=$((left < PER_PROC ? left : PER_PROC)); left=$((left - n))
+    "$work/sseload" -sub "http://127.0.0.1:$http/v1/stream?topic=s$procs" -pub "http://127.0.0.1:$http/v1/topics/s$procs/events" \
+      -body '{"data":"{ts}"}' -json-body -subscribers "$n" -rate "$RATE" -connect-rate "$CONNECT_RATE" \
+      -duration "$DURATION" -drain 5s >"$work/load$procs.json" 2>"$work/load$procs.err" &
+    echo $! >"$work/load$procs.pid"
+    procs=$((procs + 1))
+  done
+done
+echo "== scale: $NODES nodes, $STREAMS streams on $LOADED of them, $procs load processes" >&2
+
+# Wait until the loaded nodes hold their streams (or a load process died).
+connect_limit=$(( per_node / CONNECT_RATE + 120 ))
+for _ in $(seq "$connect_limit"); do
+  done_all=1
+  for i in $(seq 0 $((LOADED - 1))); do
+    [ "$(streams_open $((PORT_BASE + 3 * i + 1)))" -ge "${want[$i]}" ] || done_all=0
+  done
+  alive=0; for p in $(seq 0 $((procs - 1))); do if kill -0 "$(cat "$work/load$p.pid")" 2>/dev/null; then alive=$((alive + 1)); fi; done
+  [ "$done_all" = 1 ] || [ "$alive" -lt "$procs" ] && break
+  sleep 1
+done
+sleep 2
+declare -A cpu0 held
+for i in $(seq 0 $((NODES - 1))); do
+  cpu0[$i]=$(cpu_ticks "$(cat "$work/n$i.pid")")
+  held[$i]=$(streams_open $((PORT_BASE + 3 * i + 1)))
+done
+t0=$(date +%s.%N)
+sleep "$(( ${DURATION%s} / 2 ))"
+declare -A loaded
+for i in $(seq 0 $((NODES - 1))); do loaded[$i]=$(rss_kib "$(cat "$work/n$i.pid")"); done
+refused=0
+for p in $(seq 0 $((procs - 1))); do wait "$(cat "$work/load$p.pid")" || refused=$((refused + 1)); rm -f "$work/load$p.pid"; done
+t1=$(date +%s.%N)
+hz=$(getconf CLK_TCK)
+
+jq -s --argjson procs "$procs" --argjson refused "$refused" \
+  '{scenario: "scale", load_processes: $procs, refused_processes: $refused,
+    streams: (map(.streams) | add), received: (map(.received) | add), expected: (map(.expected) | add),
+    drops: ((map(.expected) | add) - (map(.received) | add)), publish_errors: (map(.publish_errors) | add),
+    p50_ms: (map(.p50_ms) | max), p99_ms: (map(.p99_ms) | max), max_ms: (map(.max_ms) | max)}' "$work"/load*.json >"$work/summary.json" || true
+for p in $(seq 0 $((procs - 1))); do
+  if [ -s "$work/load$p.err" ]; then sed "s/^/load$p: /" "$work/load$p.err" >&2; fi
+done
+received=$(jq '.received // 0' "$work/summary.json" 2>/dev/null || true)
+received=${received:-0}
+counts() { # admin port, metric, label -> {"label value": count}
+  curl -fsS --max-time 10 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+    awk -F"$3=\"" -v m="^$2[_a-z]*[{]" '$0 ~ m && NF > 1 {split($2, a, "\""); n = $NF; sub(/.* /, "", n); c[a[1]] += n}
+      END {printf "{"; s = ""; for (k in c) {printf "%s\"%s\": %d", s, k, c[k]; s = ", "} printf "}"}'
+}
+connects() { counts "$1" herald_stream_connects result; }
+for i in $(seq 0 $((NODES - 1))); do
+  pid=$(cat "$work/n$i.pid")
+  cpu=$(( $(cpu_ticks "$pid") - ${cpu0[$i]} ))
+  conn=$(connects $((PORT_BASE + 3 * i + 1)))
+  disc=$(counts $((PORT_BASE + 3 * i + 1)) herald_stream_disconnects reason)
+  jq -nc --arg node "n$i" --argjson streams "${held[$i]}" --argjson idle "${idle[$i]}" --argjson loaded "${loaded[$i]}" \
+    --argjson cpu "$cpu" --argjson hz "$hz" --argjson connects "${conn:-{\}}" --argjson disconnects "${disc:-{\}}" --argjson received "$received" --arg t0 "$t0" --arg t1 "$t1" \
+    '{scenario: "scale", node: $node, streams: $streams, connects: $connects, disconnects: $disconnects, rss_idle_mib: ($idle / 1024 | . * 10 | round / 10),
+      rss_loaded_mib: ($loaded / 1024 | . * 10 | round / 10), rss_growth_mib: (($loaded - $idle) / 1024 | . * 10 | round / 10),
+      kib_per_stream: (if $streams > 0 then (($loaded - $idle) / $streams | . * 100 | round / 100) else null end),
+      cpu_s: ($cpu / $hz), window_s: (($t1 | tonumber) - ($t0 | tonumber) | . * 10 | round / 10),
+      cluster_cpu_us_per_delivery_share: (if $received > 0 then ($cpu / $hz / $received * 1e6 | . * 100 | round / 100) else null end)}'
+done
+cat "$work/summary.json"
+grep -h -i "breaker\|store unavailable" "$work"/n*.log | head -5 >&2 || true
