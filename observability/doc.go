@@ -37,7 +37,7 @@
 // OTel resource) are exposed too. OTLP receives the same instruments under
 // their OTel names (herald.stream.connects…). MetricNames() lists the
 // Prometheus names; the dashboard and alert rules in deploy/ are checked
-// against it (ReferencedMetricNames).
+// against it by this package's tests.
 //
 //	herald_streams_open                    gauge      SSE streams open on this node (StreamOpened/StreamClosed)
 //	herald_stream_connects_total           counter    {result: accepted|shed|redirected|rejected|error} connection attempts
@@ -115,7 +115,7 @@
 // are validated by this package's tests: strict decoding, every metric name
 // exposed, every alert with severity and a runbook_url under
 // docs/runbooks/, annotation templates that render. PromQL is checked by a
-// small scanner (ExprMetricNames), not by Prometheus' parser: importing
+// small test-only scanner, not by Prometheus' parser: importing
 // github.com/prometheus/prometheus for model/rulefmt pulls k8s client-go
 // and upgrades shared dependencies. Run promtool check rules in CI where it
 // is installed.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/heraldpush/herald/internal/promqlcheck"
 )
 
 // Shipped deploy files, relative to this package.
@@ -36,7 +38,7 @@ func readFile(tb testing.TB, path string) []byte {
 // (verified by scraping, not by a list).
 func TestDeployFilesUseExposedMetrics(t *testing.T) {
 	t.Parallel()
-	refs, err := ReferencedMetricNames(readFile(t, dashboardPath), readFile(t, alertsPath))
+	refs, err := promqlcheck.ReferencedMetricNames(readFile(t, dashboardPath), readFile(t, alertsPath))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +60,7 @@ func TestDeployFilesUseExposedMetrics(t *testing.T) {
 		}
 	}
 	// And the other way: the dashboard shows every Herald metric.
-	dashRefs, err := ReferencedMetricNames(readFile(t, dashboardPath), nil)
+	dashRefs, err := promqlcheck.ReferencedMetricNames(readFile(t, dashboardPath), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,14 +74,14 @@ func TestDeployFilesUseExposedMetrics(t *testing.T) {
 func TestReferencedMetricNamesReportsBadExpr(t *testing.T) {
 	t.Parallel()
 	dash := []byte(`{"panels":[{"title":"Broken","targets":[{"expr":"sum(rate(x[5m])"}]}]}`)
-	if _, err := ReferencedMetricNames(dash, nil); err == nil || !strings.Contains(err.Error(), `"Broken"`) {
+	if _, err := promqlcheck.ReferencedMetricNames(dash, nil); err == nil || !strings.Contains(err.Error(), `"Broken"`) {
 		t.Errorf("error %v does not name the panel", err)
 	}
 	rules := []byte("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: 'x{a=\"b}'\n")
-	if _, err := ReferencedMetricNames(nil, rules); err == nil || !strings.Contains(err.Error(), "g/A") {
+	if _, err := promqlcheck.ReferencedMetricNames(nil, rules); err == nil || !strings.Contains(err.Error(), "g/A") {
 		t.Errorf("error %v does not name the rule", err)
 	}
-	got, err := ReferencedMetricNames(
+	got, err := promqlcheck.ReferencedMetricNames(
 		[]byte(`{"templating":{"list":[{"type":"query","name":"v","query":"label_values(only_in_var, l)"}]}}`),
 		[]byte("groups:\n- name: g\n  rules:\n  - record: r\n    expr: a_bucket + b_count\n"))
 	if err != nil || !slices.Equal(got, []string{"a", "b", "only_in_var"}) {
@@ -147,7 +149,7 @@ func TestAlertRules(t *testing.T) {
 				t.Errorf("%s: exactly one of alert and record must be set", where)
 				continue
 			}
-			if names, err := ExprMetricNames(r.Expr); err != nil || len(names) == 0 {
+			if names, err := promqlcheck.ExprMetricNames(r.Expr); err != nil || len(names) == 0 {
 				t.Errorf("%s: expr: %v (names %v)", where, err, names)
 			}
 			for _, d := range []string{r.For, r.KeepFiringFor, g.Interval} {
@@ -367,7 +369,7 @@ func TestDashboard(t *testing.T) {
 				if tg.Datasource == nil || tg.Datasource.UID != "${DS_PROMETHEUS}" {
 					t.Errorf("panel %q: target %s datasource %+v", p.Title, tg.RefID, tg.Datasource)
 				}
-				if _, err := ExprMetricNames(tg.Expr); err != nil {
+				if _, err := promqlcheck.ExprMetricNames(tg.Expr); err != nil {
 					t.Errorf("panel %q: target %s: %v", p.Title, tg.RefID, err)
 				}
 				if !strings.Contains(tg.Expr, `node=~"$node"`) || !strings.Contains(tg.Expr, `region=~"$region"`) {

@@ -8,6 +8,4 @@ var (
 	// ErrInvalidConfig reports a Config (or an OTEL_* variable it defers to)
 	// that Setup cannot use; the message names the value.
 	ErrInvalidConfig = errors.New("observability: invalid config")
-	// ErrInvalidPromQL reports an expression the PromQL scanner rejects.
-	ErrInvalidPromQL = errors.New("observability: invalid PromQL")
 )

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
@@ -85,102 +86,101 @@ func signalURL(base *url.URL, sig signal) string {
 	return u.String()
 }
 
-func newTraceExporter(ctx context.Context, c OTLPConfig) (sdktrace.SpanExporter, error) {
-	proto, err := otlpProtocol(c, signalTraces)
+// otlpTarget is where one signal's exporter sends, resolved from OTLPConfig
+// and the OTEL_EXPORTER_OTLP_* environment.
+type otlpTarget struct {
+	proto    string
+	sig      signal
+	u        *url.URL // set when the endpoint is a URL
+	hostport string   // set when the endpoint is a bare host:port
+}
+
+func resolveOTLP(c OTLPConfig, sig signal) (otlpTarget, error) {
+	proto, err := otlpProtocol(c, sig)
 	if err != nil {
-		return nil, err
+		return otlpTarget{}, err
 	}
-	var u *url.URL
-	var hostport string
+	t := otlpTarget{proto: proto, sig: sig}
 	if c.Endpoint != "" {
-		if u, hostport, err = parseEndpoint(c.Endpoint); err != nil {
-			return nil, fmt.Errorf("%w: otlp.endpoint %q: %v", ErrInvalidConfig, c.Endpoint, err)
+		if t.u, t.hostport, err = parseEndpoint(c.Endpoint); err != nil {
+			return otlpTarget{}, fmt.Errorf("%w: otlp.endpoint %q: %v", ErrInvalidConfig, c.Endpoint, err)
 		}
 	}
-	if proto == ProtocolHTTPProtobuf {
-		var opts []otlptracehttp.Option
-		switch {
-		case u != nil:
-			opts = append(opts, otlptracehttp.WithEndpointURL(signalURL(u, signalTraces)))
-		case hostport != "":
-			opts = append(opts, otlptracehttp.WithEndpoint(hostport))
-			if c.Insecure {
-				opts = append(opts, otlptracehttp.WithInsecure())
-			}
-		}
-		if len(c.Headers) > 0 {
-			opts = append(opts, otlptracehttp.WithHeaders(c.Headers))
-		}
-		if c.Timeout > 0 {
-			opts = append(opts, otlptracehttp.WithTimeout(c.Timeout))
-		}
-		return otlptracehttp.New(ctx, opts...)
-	}
-	var opts []otlptracegrpc.Option
+	return t, nil
+}
+
+// otlpOptions names one exporter package's option constructors, so the
+// four exporters (traces/metrics × HTTP/gRPC) share one way of building
+// their options.
+type otlpOptions[O any] struct {
+	endpointURL func(string) O
+	endpoint    func(string) O
+	insecure    func() O
+	headers     func(map[string]string) O
+	timeout     func(time.Duration) O
+}
+
+// build returns the options for target t. An HTTP exporter given a base URL
+// gets the signal path appended (as the OTLP spec does for
+// OTEL_EXPORTER_OTLP_ENDPOINT); a gRPC one takes the URL as it is.
+func (o otlpOptions[O]) build(c OTLPConfig, t otlpTarget) []O {
+	var opts []O
 	switch {
-	case u != nil:
-		opts = append(opts, otlptracegrpc.WithEndpointURL(u.String()))
-	case hostport != "":
-		opts = append(opts, otlptracegrpc.WithEndpoint(hostport))
+	case t.u != nil:
+		if t.proto == ProtocolHTTPProtobuf {
+			opts = append(opts, o.endpointURL(signalURL(t.u, t.sig)))
+		} else {
+			opts = append(opts, o.endpointURL(t.u.String()))
+		}
+	case t.hostport != "":
+		opts = append(opts, o.endpoint(t.hostport))
 		if c.Insecure {
-			opts = append(opts, otlptracegrpc.WithInsecure())
+			opts = append(opts, o.insecure())
 		}
 	}
 	if len(c.Headers) > 0 {
-		opts = append(opts, otlptracegrpc.WithHeaders(c.Headers))
+		opts = append(opts, o.headers(c.Headers))
 	}
 	if c.Timeout > 0 {
-		opts = append(opts, otlptracegrpc.WithTimeout(c.Timeout))
+		opts = append(opts, o.timeout(c.Timeout))
 	}
-	return otlptracegrpc.New(ctx, opts...)
+	return opts
+}
+
+func newTraceExporter(ctx context.Context, c OTLPConfig) (sdktrace.SpanExporter, error) {
+	t, err := resolveOTLP(c, signalTraces)
+	if err != nil {
+		return nil, err
+	}
+	if t.proto == ProtocolHTTPProtobuf {
+		return otlptracehttp.New(ctx, otlpOptions[otlptracehttp.Option]{
+			endpointURL: otlptracehttp.WithEndpointURL, endpoint: otlptracehttp.WithEndpoint,
+			insecure: otlptracehttp.WithInsecure, headers: otlptracehttp.WithHeaders,
+			timeout: otlptracehttp.WithTimeout,
+		}.build(c, t)...)
+	}
+	return otlptracegrpc.New(ctx, otlpOptions[otlptracegrpc.Option]{
+		endpointURL: otlptracegrpc.WithEndpointURL, endpoint: otlptracegrpc.WithEndpoint,
+		insecure: otlptracegrpc.WithInsecure, headers: otlptracegrpc.WithHeaders,
+		timeout: otlptracegrpc.WithTimeout,
+	}.build(c, t)...)
 }
 
 func newMetricExporter(ctx context.Context, c OTLPConfig) (sdkmetric.Exporter, error) {
-	proto, err := otlpProtocol(c, signalMetrics)
+	t, err := resolveOTLP(c, signalMetrics)
 	if err != nil {
 		return nil, err
 	}
-	var u *url.URL
-	var hostport string
-	if c.Endpoint != "" {
-		if u, hostport, err = parseEndpoint(c.Endpoint); err != nil {
-			return nil, fmt.Errorf("%w: otlp.endpoint %q: %v", ErrInvalidConfig, c.Endpoint, err)
-		}
+	if t.proto == ProtocolHTTPProtobuf {
+		return otlpmetrichttp.New(ctx, otlpOptions[otlpmetrichttp.Option]{
+			endpointURL: otlpmetrichttp.WithEndpointURL, endpoint: otlpmetrichttp.WithEndpoint,
+			insecure: otlpmetrichttp.WithInsecure, headers: otlpmetrichttp.WithHeaders,
+			timeout: otlpmetrichttp.WithTimeout,
+		}.build(c, t)...)
 	}
-	if proto == ProtocolHTTPProtobuf {
-		var opts []otlpmetrichttp.Option
-		switch {
-		case u != nil:
-			opts = append(opts, otlpmetrichttp.WithEndpointURL(signalURL(u, signalMetrics)))
-		case hostport != "":
-			opts = append(opts, otlpmetrichttp.WithEndpoint(hostport))
-			if c.Insecure {
-				opts = append(opts, otlpmetrichttp.WithInsecure())
-			}
-		}
-		if len(c.Headers) > 0 {
-			opts = append(opts, otlpmetrichttp.WithHeaders(c.Headers))
-		}
-		if c.Timeout > 0 {
-			opts = append(opts, otlpmetrichttp.WithTimeout(c.Timeout))
-		}
-		return otlpmetrichttp.New(ctx, opts...)
-	}
-	var opts []otlpmetricgrpc.Option
-	switch {
-	case u != nil:
-		opts = append(opts, otlpmetricgrpc.WithEndpointURL(u.String()))
-	case hostport != "":
-		opts = append(opts, otlpmetricgrpc.WithEndpoint(hostport))
-		if c.Insecure {
-			opts = append(opts, otlpmetricgrpc.WithInsecure())
-		}
-	}
-	if len(c.Headers) > 0 {
-		opts = append(opts, otlpmetricgrpc.WithHeaders(c.Headers))
-	}
-	if c.Timeout > 0 {
-		opts = append(opts, otlpmetricgrpc.WithTimeout(c.Timeout))
-	}
-	return otlpmetricgrpc.New(ctx, opts...)
+	return otlpmetricgrpc.New(ctx, otlpOptions[otlpmetricgrpc.Option]{
+		endpointURL: otlpmetricgrpc.WithEndpointURL, endpoint: otlpmetricgrpc.WithEndpoint,
+		insecure: otlpmetricgrpc.WithInsecure, headers: otlpmetricgrpc.WithHeaders,
+		timeout: otlpmetricgrpc.WithTimeout,
+	}.build(c, t)...)
 }

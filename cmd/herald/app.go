@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"strconv"
 	"sync"
@@ -303,48 +302,17 @@ func (m *Main) serve(srv *http.Server, ln net.Listener, useTLS bool) {
 	}()
 }
 
-// adminRoute is one pattern of the admin listener's mux.
-type adminRoute struct {
-	pattern string
-	handler http.Handler
-}
-
-// adminRoutes are the admin listener's patterns ("/v1/" hands the cluster
-// admin API to the server's admin handler). The OpenAPI drift test walks
-// this list, so a route added here must be added to docs/openapi.yaml.
-func (m *Main) adminRoutes() []adminRoute {
-	admin := m.Server.AdminHandler()
-	routes := []adminRoute{
-		{"GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, `{"status":"ok"}`)
-		})},
-		{"GET /v1/protection", http.HandlerFunc(m.handleProtection)},
-		{"GET /metrics", m.Telemetry.MetricsHandler()},
-		{"GET /readyz", admin},
-		{"/v1/", admin},
-		{"GET /{$}", statusPage()},
-		{"GET " + js.AssetPrefix, js.Assets()},
-	}
-	if m.Config.AdminPprof {
-		routes = append(routes,
-			adminRoute{"/debug/pprof/", http.HandlerFunc(pprof.Index)},
-			adminRoute{"/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline)},
-			adminRoute{"/debug/pprof/profile", http.HandlerFunc(pprof.Profile)},
-			adminRoute{"/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol)},
-			adminRoute{"/debug/pprof/trace", http.HandlerFunc(pprof.Trace)},
-		)
-	}
-	return routes
-}
-
-// adminHandler serves the admin endpoints (never the public API).
-func (m *Main) adminHandler() http.Handler {
-	mux := http.NewServeMux()
-	for _, r := range m.adminRoutes() {
-		mux.Handle(r.pattern, r.handler)
-	}
-	return mux
+// adminHandler is the admin listener's router (never the public API).
+func (m *Main) adminHandler() *gin.Engine {
+	return m.Server.AdminHandler(server.AdminExtras{
+		Metrics:    m.Telemetry.MetricsHandler(),
+		Protection: http.HandlerFunc(m.handleProtection),
+		Pprof:      m.Config.AdminPprof,
+		Pages: []server.AdminPage{
+			{Path: "/", Handler: statusPage()},
+			{Path: js.AssetPrefix, Handler: js.Assets()},
+		},
+	})
 }
 
 // Close stops the node: listeners stop accepting, streams end (clients

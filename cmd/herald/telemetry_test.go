@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/heraldpush/herald/internal/promqlcheck"
 	"github.com/heraldpush/herald/observability"
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
@@ -238,7 +239,7 @@ func TestTelemetryDashboardAndAlertMetricsExistOnALiveNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refs, err := observability.ReferencedMetricNames(dashboard, alerts)
+	refs, err := promqlcheck.ReferencedMetricNames(dashboard, alerts)
 	if err != nil {
 		t.Fatalf("ReferencedMetricNames: %v", err)
 	}

@@ -184,9 +184,12 @@ func TestJWKSRotation(t *testing.T) {
 	if srv.Fetches() == before {
 		t.Fatal("the new kid was accepted without a fetch")
 	}
-	if got := obs.snapshot(); got.refreshed == 0 || got.keys != 2 {
-		t.Fatalf("observer %+v: want an unknown-kid refresh and 2 keys", got)
-	}
+	// The observer hears of the refresh from the fetch's own goroutine,
+	// which may finish after the new key became usable.
+	eventuallyTrue(t, "the observer sees an unknown-kid refresh and 2 keys", func() bool {
+		got := obs.snapshot()
+		return got.refreshed > 0 && got.keys == 2
+	})
 	if err := authErr(a, oldTok); err != nil {
 		t.Fatalf("old key during overlap: %v", err)
 	}

@@ -222,31 +222,43 @@ func loadPrivateKey(file string) (any, error) {
 // the pinned algorithm. It is what makes HS/RS confusion impossible: an
 // HMAC algorithm only ever gets a []byte secret, RS*/PS* only *rsa.PublicKey,
 // and so on.
-func checkVerifyKey(kind keyKind, key any) error {
+func checkVerifyKey(kind keyKind, key any) error { return checkKey(kind, key, false) }
+
+// checkSignKey type-checks a signing key against the pinned algorithm.
+func checkSignKey(kind keyKind, key any) error { return checkKey(kind, key, true) }
+
+// checkKey type-checks key against the key family kind: a private key when
+// private is set, else a public one (an HMAC secret serves both).
+func checkKey(kind keyKind, key any, private bool) error {
+	half := "public"
+	if private {
+		half = "private"
+	}
+	pub, ok := publicHalf(key, private)
 	switch kind {
 	case kindRSA:
-		k, ok := key.(*rsa.PublicKey)
-		if !ok {
-			return fmt.Errorf("algorithm needs an RSA public key, file holds %s", describeKey(key))
+		k, isRSA := pub.(*rsa.PublicKey)
+		if !ok || !isRSA {
+			return fmt.Errorf("algorithm needs an RSA %s key, file holds %s", half, describeKey(key))
 		}
 		if k.N.BitLen() < MinRSABits {
 			return fmt.Errorf("RSA key is %d bits, need at least %d", k.N.BitLen(), MinRSABits)
 		}
 	case kindP256, kindP384:
-		k, ok := key.(*ecdsa.PublicKey)
-		if !ok {
+		k, isEC := pub.(*ecdsa.PublicKey)
+		if !ok || !isEC {
 			return fmt.Errorf("algorithm needs an %s, file holds %s", kind, describeKey(key))
 		}
 		if err := checkCurve(kind, k.Curve); err != nil {
 			return err
 		}
 	case kindEd25519:
-		k, ok := key.(ed25519.PublicKey)
-		if !ok || len(k) != ed25519.PublicKeySize {
-			return fmt.Errorf("algorithm needs an Ed25519 public key, file holds %s", describeKey(key))
+		k, isEd := pub.(ed25519.PublicKey)
+		if !ok || !isEd || len(k) != ed25519.PublicKeySize {
+			return fmt.Errorf("algorithm needs an Ed25519 %s key, file holds %s", half, describeKey(key))
 		}
 	case kindHMAC:
-		if _, ok := key.([]byte); !ok {
+		if _, isSecret := key.([]byte); !isSecret {
 			return fmt.Errorf("algorithm needs an HMAC secret, got %s", describeKey(key))
 		}
 	default:
@@ -255,38 +267,24 @@ func checkVerifyKey(kind keyKind, key any) error {
 	return nil
 }
 
-// checkSignKey type-checks a signing key against the pinned algorithm.
-func checkSignKey(kind keyKind, key any) error {
-	switch kind {
-	case kindRSA:
-		k, ok := key.(*rsa.PrivateKey)
-		if !ok {
-			return fmt.Errorf("algorithm needs an RSA private key, file holds %s", describeKey(key))
+// publicHalf returns the public key that key is or holds, and whether key
+// is of the wanted half (private or public; an HMAC secret is both). An
+// Ed25519 private key of the wrong size has no public half.
+func publicHalf(key any, private bool) (any, bool) {
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		return &k.PublicKey, private
+	case *ecdsa.PrivateKey:
+		return &k.PublicKey, private
+	case ed25519.PrivateKey:
+		if len(k) != ed25519.PrivateKeySize {
+			return nil, false
 		}
-		if k.N.BitLen() < MinRSABits {
-			return fmt.Errorf("RSA key is %d bits, need at least %d", k.N.BitLen(), MinRSABits)
-		}
-	case kindP256, kindP384:
-		k, ok := key.(*ecdsa.PrivateKey)
-		if !ok {
-			return fmt.Errorf("algorithm needs an %s, file holds %s", kind, describeKey(key))
-		}
-		if err := checkCurve(kind, k.Curve); err != nil {
-			return err
-		}
-	case kindEd25519:
-		k, ok := key.(ed25519.PrivateKey)
-		if !ok || len(k) != ed25519.PrivateKeySize {
-			return fmt.Errorf("algorithm needs an Ed25519 private key, file holds %s", describeKey(key))
-		}
-	case kindHMAC:
-		if _, ok := key.([]byte); !ok {
-			return fmt.Errorf("algorithm needs an HMAC secret, got %s", describeKey(key))
-		}
-	default:
-		return errors.New("unknown key family")
+		return k.Public(), private
+	case []byte:
+		return k, true
 	}
-	return nil
+	return key, !private
 }
 
 func checkCurve(kind keyKind, c elliptic.Curve) error {

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/heraldpush/herald/push/wire"
 )
 
 // PublisherConfig configures a Publisher. Zero values mean the documented
@@ -67,17 +69,10 @@ type Message struct {
 	IdempotencyKey string
 }
 
-// Result is the server's acknowledgement of one published event.
-type Result struct {
-	Topic  string    `json:"topic"`
-	Origin string    `json:"origin"`
-	Epoch  string    `json:"epoch"`
-	Offset uint64    `json:"offset"`
-	Time   time.Time `json:"time"`
-	// Duplicate is true when the idempotency key matched an earlier publish;
-	// the other fields then describe that earlier event.
-	Duplicate bool `json:"duplicate"`
-}
+// Result is the server's acknowledgement of one published event (the wire
+// type the server sends; Duplicate is true when the idempotency key matched
+// an earlier publish, the other fields then describe that earlier event).
+type Result = wire.PublishResult
 
 // resultJSON is Result on the wire, tolerant of offsets as strings and times
 // as Unix milliseconds.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -18,9 +20,32 @@ import (
 // not public: they skip authentication.
 const trustedKey = "herald.trusted"
 
-// AdminHandler serves the cluster admin API (members, sessions, presence)
-// and /readyz without authentication, for the admin listener only.
-func (s *Server) AdminHandler() http.Handler {
+// AdminExtras are the admin-listener endpoints the process, not the
+// Server, owns.
+type AdminExtras struct {
+	// Metrics serves GET /metrics (the Prometheus scrape); nil leaves it out.
+	Metrics http.Handler
+	// Protection serves GET /v1/protection; nil leaves it out.
+	Protection http.Handler
+	// Pprof serves Go's profiles under /debug/pprof/.
+	Pprof bool
+	// Pages are GET handlers by path; a path other than "/" that ends in
+	// "/" serves everything under it.
+	Pages []AdminPage
+}
+
+// AdminPage is one GET endpoint of AdminExtras.Pages.
+type AdminPage struct {
+	Path    string
+	Handler http.Handler
+}
+
+// AdminHandler is the admin listener's one router: /healthz, /readyz, the
+// cluster admin API (node, members, sessions, presence, region), and the
+// extras (metrics, protection, pprof), all without authentication — for
+// the admin listener only. The OpenAPI drift test walks its routes, so a
+// route added here must be added to docs/openapi.yaml.
+func (s *Server) AdminHandler(x AdminExtras) *gin.Engine {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.Use(s.recover, func(c *gin.Context) { c.Set(trustedKey, true) })
@@ -28,7 +53,11 @@ func (s *Server) AdminHandler() http.Handler {
 	e.NoMethod(func(c *gin.Context) {
 		s.writeError(c, errf(http.StatusMethodNotAllowed, CodeMethod, "method not allowed"))
 	})
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", s.handleReady)
+	if x.Metrics != nil {
+		e.GET("/metrics", gin.WrapH(x.Metrics))
+	}
 	v1 := e.Group("/v1")
 	v1.GET("/node", s.handleNode)
 	v1.GET("/cluster/members", s.handleMembers)
@@ -37,6 +66,26 @@ func (s *Server) AdminHandler() http.Handler {
 	v1.GET("/topics/:topic/presence", s.handlePresence)
 	v1.GET("/region", s.handleRegion)
 	v1.POST("/region/evacuate", s.handleEvacuate)
+	if x.Protection != nil {
+		v1.GET("/protection", gin.WrapH(x.Protection))
+	}
+	for _, p := range x.Pages {
+		if p.Path != "/" && strings.HasSuffix(p.Path, "/") {
+			e.GET(p.Path+"*path", gin.WrapH(p.Handler))
+		} else {
+			e.GET(p.Path, gin.WrapH(p.Handler))
+		}
+	}
+	if x.Pprof {
+		pp := e.Group("/debug/pprof")
+		pp.GET("/", gin.WrapF(pprof.Index))
+		pp.GET("/:profile", gin.WrapF(pprof.Index)) // heap, goroutine, allocs…: Index serves them by name
+		pp.GET("/cmdline", gin.WrapF(pprof.Cmdline))
+		pp.GET("/profile", gin.WrapF(pprof.Profile))
+		pp.GET("/symbol", gin.WrapF(pprof.Symbol))
+		pp.POST("/symbol", gin.WrapF(pprof.Symbol))
+		pp.GET("/trace", gin.WrapF(pprof.Trace))
+	}
 	return e
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/heraldpush/herald/observability"
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
+	"github.com/heraldpush/herald/push/wire"
 )
 
 // publishRequest is the body of POST /v1/topics/{topic}/events.
@@ -29,18 +30,8 @@ type publishRequest struct {
 	Data  json.RawMessage `json:"data"`
 }
 
-// publishResult is one appended event's position.
-type publishResult struct {
-	Topic     string    `json:"topic"`
-	Origin    string    `json:"origin"`
-	Epoch     string    `json:"epoch"`
-	Offset    uint64    `json:"offset"`
-	Time      time.Time `json:"time"`
-	Duplicate bool      `json:"duplicate"`
-}
-
 type batchResult struct {
-	*publishResult
+	*wire.PublishResult
 	Error *errorDetail `json:"error,omitempty"`
 }
 
@@ -90,16 +81,16 @@ func (s *Server) handlePublish(c *gin.Context) {
 // publishDraft is the end of a single publish on any transport: the
 // ingress guard, the append and its result. result is the metric's
 // (observability.Publish*), PublishRejected when the guard refused.
-func (s *Server) publishDraft(ctx context.Context, span trace.Span, p *auth.Principal, topic string, d push.Draft) (publishResult, string, error) {
+func (s *Server) publishDraft(ctx context.Context, span trace.Span, p *auth.Principal, topic string, d push.Draft) (wire.PublishResult, string, error) {
 	done, err := s.guardPublish(p.Tenant, topic)
 	if err != nil {
-		return publishResult{}, observability.PublishRejected, err
+		return wire.PublishResult{}, observability.PublishRejected, err
 	}
 	d.TraceParent = observability.EventTraceparent(ctx)
 	res, err := s.append(ctx, topic, []push.Draft{d})
 	done(err)
 	if err != nil {
-		return publishResult{}, publishResultOf(err), err
+		return wire.PublishResult{}, publishResultOf(err), err
 	}
 	result := observability.PublishOK
 	if res[0].Duplicate {
@@ -272,7 +263,7 @@ func (s *Server) handleBatch(c *gin.Context) {
 				continue
 			}
 			r := s.result(topic, res[j])
-			results[i].publishResult = &r
+			results[i].PublishResult = &r
 		}
 	}
 	ok := 0
@@ -342,8 +333,8 @@ func (s *Server) draft(typ string, raw json.RawMessage, idem string, p *auth.Pri
 	return d, nil
 }
 
-func (s *Server) result(topic string, r push.AppendResult) publishResult {
-	return publishResult{
+func (s *Server) result(topic string, r push.AppendResult) wire.PublishResult {
+	return wire.PublishResult{
 		Topic: topic, Origin: s.store.Origin(), Epoch: r.Epoch, Offset: r.Offset,
 		Time: r.Time.UTC(), Duplicate: r.Duplicate,
 	}

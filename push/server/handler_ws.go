@@ -375,8 +375,8 @@ func (ws *wsConn) answerError(ref string, err error) {
 
 // wsAck is a herald.ack's data.
 type wsAck struct {
-	Ref    string        `json:"ref,omitempty"`
-	Result publishResult `json:"result"`
+	Ref    string             `json:"ref,omitempty"`
+	Result wire.PublishResult `json:"result"`
 }
 
 // publish appends one event for the client, with the same grants,
@@ -398,22 +398,22 @@ func (ws *wsConn) publish(p *auth.Principal, rq wire.Request) {
 	ws.transport().writeNow(wire.AppendFrame(nil, nil, wire.EventAck, "", data))
 }
 
-func (ws *wsConn) publishOne(ctx context.Context, span trace.Span, p *auth.Principal, rq wire.Request) (publishResult, string, error) {
+func (ws *wsConn) publishOne(ctx context.Context, span trace.Span, p *auth.Principal, rq wire.Request) (wire.PublishResult, string, error) {
 	s := ws.s
 	if err := push.ValidateTopic(rq.Topic); err != nil {
-		return publishResult{}, observability.PublishRejected, err
+		return wire.PublishResult{}, observability.PublishRejected, err
 	}
 	if !p.CanPublish(rq.Topic) {
-		return publishResult{}, observability.PublishRejected, errf(http.StatusForbidden, CodeForbidden, "not allowed to publish to "+strconv.Quote(rq.Topic))
+		return wire.PublishResult{}, observability.PublishRejected, errf(http.StatusForbidden, CodeForbidden, "not allowed to publish to "+strconv.Quote(rq.Topic))
 	}
 	endPublish, err := s.beginPublish()
 	if err != nil {
-		return publishResult{}, observability.PublishRejected, err
+		return wire.PublishResult{}, observability.PublishRejected, err
 	}
 	defer endPublish()
 	d, err := s.draft(rq.Event, rq.Data, rq.IdempotencyKey, p)
 	if err != nil {
-		return publishResult{}, observability.PublishRejected, err
+		return wire.PublishResult{}, observability.PublishRejected, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.BodyTimeout+s.cfg.Stream.WriteTimeout)
 	defer cancel()

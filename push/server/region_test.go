@@ -292,7 +292,7 @@ func testEvacuationMovesStreams(t *testing.T) {
 		c.Node.EvacuationWindow = 200 * time.Millisecond
 		c.Node.EvacuationCatchUp = 20 * time.Second
 	})
-	admin := httptest.NewServer(a.Srv.AdminHandler())
+	admin := httptest.NewServer(a.Srv.AdminHandler(server.AdminExtras{}))
 	t.Cleanup(admin.Close)
 
 	s := a.openStream(t, []string{"news"}, "", nil)

@@ -1,13 +1,23 @@
-package observability
+// Package promqlcheck is a test helper: a small PromQL scanner the drift
+// tests (observability, cmd/herald) use to check the dashboard and alert
+// rules in deploy/ against the metrics Herald exposes. Only tests import
+// it. It is not Prometheus' parser: importing
+// github.com/prometheus/prometheus pulls k8s client-go and upgrades shared
+// dependencies.
+package promqlcheck
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
+
+// ErrInvalidPromQL reports an expression the scanner rejects.
+var ErrInvalidPromQL = errors.New("observability: invalid PromQL")
 
 // ReferencedMetricNames returns the metric names used by every PromQL
 // expression in a Grafana dashboard (panel targets' "expr", and the
