@@ -50,7 +50,7 @@ func (c *Cluster) forwardLocked(dest string, r Record) {
 
 // sendHomesLocked queues r for each home of its session other than self.
 func (c *Cluster) sendHomesLocked(r Record, ring []string) {
-	for _, h := range homesOf(r.Session, ring, c.cfg.HomeReplicas) {
+	for _, h := range homesOf(r.Session, ring, c.homeSlots()) {
 		if h != c.cfg.NodeName {
 			c.forwardLocked(h, r)
 		}
@@ -172,7 +172,7 @@ func (c *Cluster) sendRecords(dest string, recs []Record) error {
 // answer for them. It runs on the forward loop, outside the queue bound:
 // its size is bounded by the claims this node serves.
 func (c *Cluster) rehome(old, cur []string) {
-	self, k := c.cfg.NodeName, c.cfg.HomeReplicas
+	self, k := c.cfg.NodeName, c.homeSlots()
 	out := make(map[string][]Record)
 	c.recMu.RLock()
 	for _, e := range c.records {
@@ -206,7 +206,7 @@ func (c *Cluster) Find(ctx context.Context, session string) (Record, bool, error
 	best, ok := c.Lookup(session)
 	asked := map[string]bool{c.cfg.NodeName: true}
 	var targets []string
-	for _, h := range homesOf(session, c.ring(), c.cfg.HomeReplicas) {
+	for _, h := range homesOf(session, c.ring(), c.homeSlots()) {
 		if !asked[h] {
 			asked[h] = true
 			targets = append(targets, h)

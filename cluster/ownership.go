@@ -140,7 +140,7 @@ func (c *Cluster) Claim(session string, topics []string, trace string) Record {
 	c.owned[session] = rec.Incarnation
 	c.storeLocked(rec, false, now)
 	c.sendHomesLocked(rec, ring)
-	if notify != "" && !slices.Contains(homesOf(session, ring, c.cfg.HomeReplicas), notify) {
+	if notify != "" && !slices.Contains(homesOf(session, ring, c.homeSlots()), notify) {
 		c.noticeLocked(notify, rec)
 	}
 	return rec.clone()

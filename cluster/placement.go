@@ -7,8 +7,9 @@ import (
 )
 
 // Placement of ownership records (ADR 0026). A session's record is kept by
-// its owner and by its home nodes: the Config.HomeReplicas live members
-// (this node included) with the highest rendezvous score
+// its owner and by its home nodes: the Config.HomeReplicas+1 live members
+// (this node included; one more in case the owner is among them, see
+// homeSlots) with the highest rendezvous score
 // score(session, member). Every node computes the same homes from the same
 // member list, a member joining or leaving moves only the records it wins
 // or held (about 1/N of them), and no node stores records it is neither
@@ -93,7 +94,7 @@ func (c *Cluster) ring() []string {
 
 // isHome reports whether self is among the homes of session in ring.
 func (c *Cluster) isHome(session string, ring []string) bool {
-	return slices.Contains(homesOf(session, ring, c.cfg.HomeReplicas), c.cfg.NodeName)
+	return slices.Contains(homesOf(session, ring, c.homeSlots()), c.cfg.NodeName)
 }
 
 // ringID is a fingerprint of a ring, to notice membership changes cheaply.
@@ -107,3 +108,10 @@ func ringID(ring []string) uint64 {
 	}
 	return h.Sum64()
 }
+
+// homeSlots is how many top-scored members hold a session's record: the
+// HomeReplicas homes besides the owner, plus one in case the owner itself
+// scores among them, so that at least HomeReplicas other nodes keep it and
+// the record (and the trace link a resume continues) outlives the owner's
+// death even in a two-node pool.
+func (c *Cluster) homeSlots() int { return c.cfg.HomeReplicas + 1 }
