@@ -71,7 +71,7 @@ type Hub struct {
 	// while announcements may have been lost and not yet made up for
 	// (Heads).
 	resyncAsked, resyncDone atomic.Uint64
-	budget                                        recentBudget
+	budget                  recentBudget
 
 	waker waker
 	lists sync.Pool // of *wakeList, for dispatches

@@ -237,12 +237,11 @@ func (n *Node) Open(ctx context.Context, req Request, t Transport) *Opened {
 		infos, ok = n.hub.Heads(cur.Topics(), n.origins)
 	}
 	if !ok {
-		infos, recent, err = n.env.Infos(ctx, n.origins, cur.Topics())
-	}
-	if err != nil {
-		n.log.WarnContext(ctx, "stream: store unavailable at connect", "err", err)
-		t.Refuse(Refusal{Kind: RefuseGuard, Err: err, Cursor: n.shedCursor(ctx, cur, fresh, false)})
-		return nil
+		if infos, recent, err = n.env.Infos(ctx, n.origins, cur.Topics()); err != nil {
+			n.log.WarnContext(ctx, "stream: store unavailable at connect", "err", err)
+			t.Refuse(Refusal{Kind: RefuseGuard, Err: err, Cursor: n.shedCursor(ctx, cur, fresh, false)})
+			return nil
+		}
 	}
 	if parsed != nil {
 		resumeAt := time.Now()
