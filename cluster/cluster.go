@@ -60,7 +60,7 @@ type Cluster struct {
 	records map[string]*entry
 	byTopic map[string]map[string]struct{} // topic -> live sessions served here (ownOn)
 	intern  interner
-	owned   map[string]uint64              // sessions this node serves -> incarnation
+	owned   map[string]uint64 // sessions this node serves -> incarnation
 
 	revMu   sync.Mutex
 	pending []Revocation // bounded by len(owned): each claim is revoked at most once

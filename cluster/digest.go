@@ -23,8 +23,9 @@ import (
 //   - its own claim is older than the sender's entry: it sends its claim,
 //     which the sender answers with the newer record (applyLocked), and
 //     the claim is revoked here;
-//   - the sender lacks one of this node's own records although it is one of
-//     its homes: the record goes to the sender (home repair).
+//   - the sender lacks one of this node's own records, or a live record of
+//     a live owner that this node homes, although it is one of the
+//     session's homes: the record goes to the sender (home repair).
 //
 // A hash collision can only cause a needless forward or miss a repair that
 // the next exchange makes; revocations still come from full records only.
@@ -228,6 +229,10 @@ func (c *Cluster) mergeDigest(d digest) {
 				send = e.node == self && !e.ended
 			}
 		case e.node == self:
+			send = inHomes(s, from, ring, k)
+		case !e.ended && slices.Contains(ring, e.node):
+			// Another home of a live owner's record: it may hear from the
+			// owner later, but this exchange is here now.
 			send = inHomes(s, from, ring, k)
 		}
 		if send {
