@@ -226,11 +226,11 @@ func (c *Cluster) mergeDigest(d digest) {
 			case 1:
 				send = !theirs.Ended || inHomes(s, from, ring, k)
 			case -1:
-				send = e.node == self && !e.ended
+				send = e.who.node == self && !e.ended
 			}
-		case e.node == self:
+		case e.who.node == self:
 			send = inHomes(s, from, ring, k)
-		case !e.ended && slices.Contains(ring, e.node):
+		case !e.ended && slices.Contains(ring, e.who.node):
 			// Another home of a live owner's record: it may hear from the
 			// owner later, but this exchange is here now.
 			send = inHomes(s, from, ring, k)
@@ -253,13 +253,13 @@ func (c *Cluster) localDigest() []byte {
 	c.memMu.RLock()
 	b := newDigestBuilder(self, len(c.records))
 	for s, e := range c.records {
-		if e.node == self {
+		if e.who.node == self {
 			b.add(s, self, e.inc, e.ended, stateBudget)
 		}
 	}
 	for s, e := range c.records {
-		if m := c.members[e.node]; m != nil && !m.down && e.node != self {
-			b.add(s, e.node, e.inc, e.ended, stateBudget)
+		if m := c.members[e.who.node]; m != nil && !m.down && e.who.node != self {
+			b.add(s, e.who.node, e.inc, e.ended, stateBudget)
 		}
 	}
 	c.memMu.RUnlock()

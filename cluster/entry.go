@@ -5,28 +5,31 @@ import "time"
 // entry is a stored record in compact form (issue 25: a node holds the
 // records it is home of, HomeReplicas/N of the pool's sessions, and each
 // must cost little). The session id is the map key and is not repeated;
-// owner, region and topic names are interned (a pool has few of them and
+// owner (with its region) and topic names are interned (a pool has few of them and
 // thousands of records share each); times are unix nanoseconds; a W3C
 // traceparent is kept in binary (packTrace). A Record is rebuilt on read.
 type entry struct {
-	node    string   // owner, interned
-	region  string   // owner's region, interned
-	topics  []string // interned names; a one-topic list is shared too
-	trace   string   // packTrace form
-	inc     uint64
-	since   int64 // claim time, unix ns; 0 = zero time
-	endedAt int64 // unix ns
-	seen    int64 // local receipt time, unix ns (expiry of records of unknown owners)
+	who    *origin  // owner and its region, interned
+	topics []string // interned names; a one-topic list is shared too
+	trace  string   // packTrace form
+	inc    uint64
+	since  int64 // claim time, unix ns; 0 = zero time
+	// at is EndedAt for a tombstone (unix ns), else the local receipt time
+	// (expiry of records of unknown owners): one field, 80 bytes an entry.
+	at      int64
 	ended   bool
 	partial bool // topics trimmed in a broadcast; a full copy replaces it
 }
 
+// origin is an owner node and its region, shared by all its records.
+type origin struct{ node, region string }
+
 // key is what compareRecords reads.
-func (e *entry) key() Record { return Record{Node: e.node, Incarnation: e.inc, Ended: e.ended} }
+func (e *entry) key() Record { return Record{Node: e.who.node, Incarnation: e.inc, Ended: e.ended} }
 
 // record rebuilds the full Record of session; Topics is a fresh slice.
 func (e *entry) record(session string) Record {
-	r := Record{Session: session, Node: e.node, Region: e.region, Incarnation: e.inc,
+	r := Record{Session: session, Node: e.who.node, Region: e.who.region, Incarnation: e.inc,
 		Trace: unpackTrace(e.trace), Ended: e.ended}
 	if len(e.topics) > 0 {
 		r.Topics = append([]string(nil), e.topics...)
@@ -35,7 +38,7 @@ func (e *entry) record(session string) Record {
 		r.Since = time.Unix(0, e.since)
 	}
 	if e.ended {
-		r.EndedAt = time.Unix(0, e.endedAt)
+		r.EndedAt = time.Unix(0, e.at)
 	}
 	return r
 }
@@ -49,6 +52,20 @@ const maxInterned = 1 << 14
 type interner struct {
 	strs map[string]string
 	ones map[string][]string // topic -> []string{topic}
+	whos map[origin]*origin
+}
+
+func (in *interner) origin(node, region string) *origin {
+	k := origin{node, region}
+	if v, ok := in.whos[k]; ok {
+		return v
+	}
+	if in.whos == nil || len(in.whos) >= maxInterned {
+		in.whos = make(map[origin]*origin)
+	}
+	v := &origin{in.str(node), in.str(region)}
+	in.whos[*v] = v
+	return v
 }
 
 func (in *interner) str(s string) string {
@@ -91,13 +108,13 @@ func (in *interner) topics(ts []string) []string {
 // newEntry builds the compact form of r; the result shares no memory with r
 // except interned strings.
 func (in *interner) entry(r Record, partial bool, now time.Time) *entry {
-	e := &entry{node: in.str(r.Node), region: in.str(r.Region), topics: in.topics(r.Topics),
-		trace: packTrace(r.Trace), inc: r.Incarnation, ended: r.Ended, partial: partial, seen: now.UnixNano()}
+	e := &entry{who: in.origin(r.Node, r.Region), topics: in.topics(r.Topics),
+		trace: packTrace(r.Trace), inc: r.Incarnation, ended: r.Ended, partial: partial, at: now.UnixNano()}
 	if !r.Since.IsZero() {
 		e.since = r.Since.UnixNano()
 	}
 	if r.Ended {
-		e.endedAt = r.EndedAt.UnixNano()
+		e.at = r.EndedAt.UnixNano()
 	}
 	return e
 }

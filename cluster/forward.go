@@ -176,7 +176,7 @@ func (c *Cluster) rehome(old, cur []string) {
 	out := make(map[string][]Record)
 	c.recMu.RLock()
 	for s, e := range c.records {
-		if e.node != self {
+		if e.who.node != self {
 			continue
 		}
 		before := homesOf(s, old, k)
@@ -277,7 +277,7 @@ func (c *Cluster) ownOn(topic string) []Record {
 	defer c.recMu.RUnlock()
 	var out []Record
 	for s := range c.byTopic[topic] {
-		if e := c.records[s]; e != nil && !e.ended && e.node == c.cfg.NodeName {
+		if e := c.records[s]; e != nil && !e.ended && e.who.node == c.cfg.NodeName {
 			out = append(out, e.record(s))
 		}
 	}

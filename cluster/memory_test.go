@@ -55,7 +55,7 @@ func measureHomed(b *testing.B, n int) {
 	topics := []string{"load-0"}
 	sessions := make([]string, n)
 	for i := range sessions {
-		sessions[i] = fmt.Sprintf("sess-%08d-4a6f-9c1e-%012d", i, i)
+		sessions[i] = fmt.Sprintf("%016x", uint64(i)*0x9e3779b97f4a7c15) // push/node.FormatSessionID's form
 	}
 	m0 := heapAfterGC()
 	for _, s := range sessions {

@@ -123,8 +123,8 @@ func (c *Cluster) Claim(session string, topics []string, trace string) Record {
 	notify := ""
 	if e, ok := c.records[session]; ok {
 		rec.Incarnation = max(rec.Incarnation, e.inc+1)
-		if !e.ended && e.node != self {
-			notify = e.node
+		if !e.ended && e.who.node != self {
+			notify = e.who.node
 		}
 	}
 	if old, ok := c.owned[session]; ok {
@@ -151,7 +151,7 @@ func (c *Cluster) Release(session string, incarnation uint64) {
 		delete(c.owned, session)
 	}
 	e, ok := c.records[session]
-	if !ok || e.node != c.cfg.NodeName || e.inc != incarnation || e.ended {
+	if !ok || e.who.node != c.cfg.NodeName || e.inc != incarnation || e.ended {
 		return
 	}
 	c.tombstoneLocked(session, e, now)
@@ -265,7 +265,7 @@ func (c *Cluster) onDisconnect(m message) {
 func (c *Cluster) adminRevokeLocked(session string, inc uint64, by string) {
 	delete(c.owned, session)
 	c.revokeLocked(Revocation{Session: session, Incarnation: inc, Reason: ReasonAdmin, By: by})
-	if e := c.records[session]; e != nil && e.node == c.cfg.NodeName && e.inc == inc && !e.ended {
+	if e := c.records[session]; e != nil && e.who.node == c.cfg.NodeName && e.inc == inc && !e.ended {
 		c.tombstoneLocked(session, e, time.Now())
 	}
 }
@@ -304,7 +304,7 @@ func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Ti
 		switch d := compareRecords(r, cur.key()); {
 		case d < 0:
 			c.st.stale.Add(1)
-			if !r.Ended && r.Node != self && r.Node != cur.node {
+			if !r.Ended && r.Node != self && r.Node != cur.who.node {
 				c.noticeLocked(r.Node, cur.record(r.Session))
 			}
 			return false
@@ -316,8 +316,8 @@ func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Ti
 			c.st.duplicates.Add(1)
 			return false
 		}
-		if !cur.ended && cur.node != self && cur.node != r.Node {
-			c.noticeLocked(cur.node, r)
+		if !cur.ended && cur.who.node != self && cur.who.node != r.Node {
+			c.noticeLocked(cur.who.node, r)
 		}
 	}
 	if (r.Ended && now.Sub(r.EndedAt) > c.cfg.DeadGrace) || (r.Node != self && c.ownerExpired(r.Node, now)) {
@@ -381,16 +381,16 @@ func (c *Cluster) sweep(now time.Time) {
 	for s, e := range c.records {
 		switch {
 		case e.ended:
-			if now.Sub(time.Unix(0, e.endedAt)) > grace {
+			if now.Sub(time.Unix(0, e.at)) > grace {
 				drop = append(drop, s)
 			}
-		case e.node == self:
+		case e.who.node == self:
 			if c.owned[s] != e.inc {
 				correct = append(correct, s)
 			}
 		default:
-			m := c.members[e.node]
-			if (m == nil && now.Sub(time.Unix(0, e.seen)) > grace) || (m != nil && m.down && now.Sub(m.downSince) > grace) {
+			m := c.members[e.who.node]
+			if (m == nil && now.Sub(time.Unix(0, e.at)) > grace) || (m != nil && m.down && now.Sub(m.downSince) > grace) {
 				drop = append(drop, s)
 				orphaned++
 			} else if !c.isHome(s, ring) {
@@ -432,7 +432,7 @@ func (c *Cluster) storeLocked(r Record, partial bool, now time.Time) {
 	}
 	e := c.intern.entry(r, partial, now)
 	c.records[r.Session] = e
-	if e.ended || e.node != c.cfg.NodeName {
+	if e.ended || e.who.node != c.cfg.NodeName {
 		return
 	}
 	for _, t := range e.topics {
@@ -453,7 +453,7 @@ func (c *Cluster) deleteLocked(session string) {
 }
 
 func (c *Cluster) unindexLocked(session string, e *entry) {
-	if e.ended || e.node != c.cfg.NodeName {
+	if e.ended || e.who.node != c.cfg.NodeName {
 		return
 	}
 	for _, t := range e.topics {
