@@ -70,13 +70,16 @@ type DeliveryAttrs struct {
 	Offset int64
 }
 
+// producerSpan is StartPublish's span kind, built once (it was an
+// allocation per publish). Read-only.
+var producerSpan = trace.WithSpanKind(trace.SpanKindProducer)
+
 // StartPublish starts the producer span of a publish to topic, as a child of
 // the span in ctx (the HTTP server span, or the remote parent extracted from
 // the request's traceparent with Propagator). Record the stored offset with
 // KeyOffset and store EventTraceparent(ctx) with the event.
 func (t *Telemetry) StartPublish(ctx context.Context, topic string) (context.Context, trace.Span) {
-	return t.Tracer().Start(ctx, SpanPublish,
-		trace.WithSpanKind(trace.SpanKindProducer),
+	return t.Tracer().Start(ctx, SpanPublish, producerSpan,
 		trace.WithAttributes(semconv.MessagingSystemKey.String(messagingSystem),
 			semconv.MessagingOperationTypeSend, KeyTopic.String(topic)))
 }

@@ -103,7 +103,7 @@ func (b *Breaker) Do(ctx context.Context, op string, fn func(context.Context) er
 		return err // the caller is gone: do not touch the statistics
 	}
 	pre := circuitbreaker.State(b.state.Load())
-	e, blk := api.Entry(b.res)
+	e, blk := api.Entry(b.res, api.WithSlotChain(b.g.breakerChain))
 	if blk != nil {
 		bl := b.g.block(LayerDependency, b.target, ReasonBreakerOpen, b.retryAfter())
 		bl.Op = op

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/alibaba/sentinel-golang/core/base"
 )
 
 // Options are the non-configuration inputs of New.
@@ -49,6 +51,10 @@ type Guards struct {
 
 	resPublish   string // sentinel resource of layer 1
 	resHandshake string // sentinel resource of layer 2's rate and system checks
+
+	// Slot chains of the publish path's entries (sentinel.go), built in New.
+	ingressChain *base.SlotChain
+	breakerChain *base.SlotChain
 
 	cfg atomic.Pointer[Config] // current configuration with defaults filled in
 
@@ -99,6 +105,7 @@ func New(cfg Config, opts Options) (*Guards, error) {
 	}
 	g.resPublish = g.ns + "/" + LayerIngress + "/" + ResourcePublish
 	g.resHandshake = g.ns + "/" + LayerAdmission + "/" + ResourceConnect
+	g.ingressChain, g.breakerChain = newIngressChain(), newBreakerChain()
 	g.perIP.init()
 	g.perIPRequests.init()
 

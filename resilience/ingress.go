@@ -54,7 +54,7 @@ func (p Pass) Done(err error) {
 // period (1 s for rates ≥ 1/s). With IngressConfig.Throttle, Publish may
 // sleep up to MaxQueueing before it returns a Pass.
 func (g *Guards) Publish(tenant, topic string) (Pass, *Blocked) {
-	e, blk := api.Entry(g.resPublish, api.WithArgs(tenant, topic))
+	e, blk := api.Entry(g.resPublish, api.WithSlotChain(g.ingressChain), api.WithArgs(tenant, topic))
 	if blk != nil {
 		reason, retry := ingressReason(blk)
 		return Pass{}, g.block(LayerIngress, ResourcePublish, reason, retry)
@@ -71,7 +71,7 @@ func (g *Guards) Publish(tenant, topic string) (Pass, *Blocked) {
 func (g *Guards) PublishN(tenant, topic string, n int) (admitted int, p Pass, blk *Blocked) {
 	var last *base.BlockError
 	for k := n; k > 0; k /= 2 {
-		e, b := api.Entry(g.resPublish, api.WithArgs(tenant, topic), api.WithBatchCount(uint32(min(k, math.MaxUint32))))
+		e, b := api.Entry(g.resPublish, api.WithSlotChain(g.ingressChain), api.WithArgs(tenant, topic), api.WithBatchCount(uint32(min(k, math.MaxUint32))))
 		if b == nil {
 			p = Pass{p: &pass{e: e}}
 			if k < n {

@@ -12,6 +12,7 @@ import (
 	"github.com/alibaba/sentinel-golang/core/base"
 	"github.com/alibaba/sentinel-golang/core/circuitbreaker"
 	"github.com/alibaba/sentinel-golang/core/config"
+	"github.com/alibaba/sentinel-golang/core/hotspot"
 	"github.com/alibaba/sentinel-golang/core/stat"
 	"github.com/alibaba/sentinel-golang/core/system_metric"
 )
@@ -63,9 +64,6 @@ func (r *registry) register(g *Guards) error {
 		// resource name. Registered before any breaker rule exists:
 		// sentinel reads its listener slice without a lock.
 		circuitbreaker.RegisterStateChangeListeners(stateListener{r})
-		// Likewise the slot that hands the breakers a call's excused
-		// response time (starvation.go), added before any entry exists.
-		api.GlobalSlotChain().AddStatSlot(rtSlot{})
 		r.initialized = true
 	}
 	r.live = append(r.live, g)
@@ -193,13 +191,49 @@ func (l stateListener) OnTransformToHalfOpen(prev circuitbreaker.State, rule cir
 	}
 }
 
+// Layers 1 and 4 enter sentinel on every publish (the ingress check, then
+// the Redis breaker around the append), so their entries run slot chains
+// of their own holding only the slots whose rules they use, instead of
+// sentinel's global chain (ADR 0032). The global chain would also run, per
+// entry: the resource's statistic node (a sliding window this package
+// never reads for these resources), sentinel's Prometheus counter of
+// handled entries (label hashing per call), its log slot, and the
+// look-ups of flow, isolation and system rules that no one loads on these
+// resources. Each of those reads the clock again (sentinel's clock cache is
+// off: it would be a goroutine ticking every millisecond for the life of
+// the process). The rules these resources do carry are checked exactly as
+// before. The chains are built once per Guards and only read afterwards.
+
+// newIngressChain is layer 1's chain: the hotspot (per-parameter QPS)
+// check and the hotspot statistic slot.
+func newIngressChain() *base.SlotChain {
+	sc := base.NewSlotChain()
+	sc.AddRuleCheckSlot(hotspot.DefaultSlot)
+	sc.AddStatSlot(hotspot.DefaultConcurrencyStatSlot)
+	return sc
+}
+
+// newBreakerChain is layer 4's chain: the circuit-breaker check, rtSlot
+// (the call's excused response time) and the circuit-breaker statistic
+// slot that feeds the breakers. Without sentinel's statistic slot no one
+// writes the wall time first; a call whose time rtSlot did not set is
+// measured as wall time by the entry context itself.
+func newBreakerChain() *base.SlotChain {
+	sc := base.NewSlotChain()
+	sc.AddRuleCheckSlot(circuitbreaker.DefaultSlot)
+	sc.AddStatSlot(rtSlot{})
+	sc.AddStatSlot(circuitbreaker.DefaultMetricStatSlot)
+	return sc
+}
+
 // rtKey keys, in an entry's context Data, the response time (ms) the
 // circuit breakers should see for the call instead of its wall time.
 type rtKey struct{}
 
-// rtSlot runs after sentinel's statistic slot (which overwrites the entry's
-// response time with the wall time) and before the circuit-breaker slot
-// (which reads it): it puts back the time Breaker.Do recorded.
+// rtSlot runs before the circuit-breaker statistic slot (which reads the
+// entry's response time): it puts in the time Breaker.Do recorded. Its
+// order is also after sentinel's own statistic slot (which writes the wall
+// time), should a chain hold both.
 type rtSlot struct{}
 
 var _ base.StatSlot = rtSlot{}

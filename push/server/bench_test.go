@@ -3,9 +3,12 @@ package server_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/sse"
@@ -131,6 +134,48 @@ func benchmarkBatchHandler(b *testing.B, items int) {
 		h.ServeHTTP(rec, req)
 		if rec.Code != http.StatusOK {
 			b.Fatalf("batch: %d %s", rec.Code, rec.Body)
+		}
+	}
+}
+
+// BenchmarkPublishDeliver is one publish through the whole path on real
+// parts: POST over loopback HTTP (keep-alive) → handler → append to a
+// redis-server on loopback → the Pub/Sub announcement decoded → hub
+// dispatch → SSE frame written → read by the stream's decoder; the next
+// publish waits for the delivery. Its body is what `herald bench` sends (a
+// plain JSON string). allocs/op are the process's: client and node, both
+// sides of HTTP and SSE. Topics rotate over 16, each with its own stream.
+func BenchmarkPublishDeliver(b *testing.B) {
+	n := startNode(b, newRedisStore(b, push.Retention{MaxLen: 1000}), nil)
+	const topics = 16
+	streams := make([]*stream, topics)
+	bodies := make([][]byte, topics)
+	paths := make([]string, topics)
+	for i := range streams {
+		topic := fmt.Sprintf("bench-%d", i)
+		streams[i] = n.openStream(b, []string{topic}, "", nil)
+		if ev := streams[i].next(5 * time.Second); ev.Type != push.EventHello {
+			b.Fatalf("first event %q, want hello", ev.Type)
+		}
+		paths[i] = n.URL + "/v1/topics/" + topic + "/events"
+		bodies[i] = []byte(`{"data":"1765101234567890123 ` + strings.Repeat("x", 44) + `"}`)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		k := i % topics
+		resp, err := client.Post(paths[k], "application/json", bytes.NewReader(bodies[k]))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			b.Fatalf("publish: %d", resp.StatusCode)
+		}
+		if ev := streams[k].next(10 * time.Second); ev.Data == "" {
+			b.Fatal("delivery without data")
 		}
 	}
 }

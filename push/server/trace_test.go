@@ -66,6 +66,17 @@ func TestTracesLinkDeliveriesAndReplaysToPublish(t *testing.T) {
 	if got := pub.Parent().TraceID().String(); got != "0af7651916cd43dd8448eb211c80319c" {
 		t.Fatalf("publish span's parent trace %s, want the publisher's", got)
 	}
+	// The request's server span and the append's client span, with the
+	// names and kinds the publish path gives them (built once, not per call).
+	for name, kind := range map[string]trace.SpanKind{
+		"POST /v1/topics/:topic/events": trace.SpanKindServer,
+		"herald.store.append":           trace.SpanKindClient,
+	} {
+		waitFor(t, 5*time.Second, name+" span", func() bool {
+			ss := rec.EndedNamed(name)
+			return len(ss) == 1 && ss[0].SpanKind() == kind && ss[0].SpanContext().TraceID() == pub.SpanContext().TraceID()
+		})
+	}
 	waitFor(t, 5*time.Second, "a live delivery span linked to the publish span", func() bool {
 		for _, d := range rec.EndedNamed(observability.SpanDeliver) {
 			if linksTo(d, pub.SpanContext()) && d.Parent().TraceID() != pub.SpanContext().TraceID() {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/heraldpush/herald/push/wire"
@@ -122,4 +123,41 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("accepted %q, re-encoded %s refused: %v", msg, again, err)
 		}
 	})
+}
+
+// A publish's answer is written by PublishResult.AppendJSON: byte for byte
+// what json.Marshal writes, or a refusal that sends the caller to Marshal.
+func TestPublishResultAppendJSONIsMarshal(t *testing.T) {
+	at := time.Date(2026, 12, 7, 10, 4, 5, 678_900_000, time.UTC)
+	cases := []wire.PublishResult{
+		{Topic: "orders.eu-1", Origin: "local", Epoch: "3f2a9c1d7e5b4a60", Offset: 1, Time: at},
+		{Topic: "t", Origin: "eu-west", Epoch: "e", Offset: 1<<64 - 1, Time: at.Truncate(time.Second), Duplicate: true},
+		{Topic: "a:b_c-d", Origin: "x", Epoch: "0000000000000000", Time: at.In(time.FixedZone("", 5*3600+30*60))},
+		{Topic: "t", Origin: "o", Epoch: "ep", Time: time.Time{}},
+		{Topic: `q"uote`, Origin: "o", Epoch: "e", Time: at},
+		{Topic: "t", Origin: "<o>", Epoch: "e&", Time: at},
+		{Topic: "t", Origin: "o", Epoch: "é\x01", Time: at},
+		{Topic: "t", Origin: "o", Epoch: "e", Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+	}
+	for _, r := range cases {
+		want, merr := json.Marshal(r)
+		got, ok := r.AppendJSON([]byte("prefix"))
+		if !ok {
+			if string(got) != "prefix" {
+				t.Errorf("%+v: refused but wrote %q", r, got)
+			}
+			continue
+		}
+		if merr != nil {
+			t.Errorf("%+v: AppendJSON wrote %q where Marshal fails: %v", r, got, merr)
+			continue
+		}
+		if string(got) != "prefix"+string(want) {
+			t.Errorf("%+v:\n got %s\nwant prefix%s", r, got, want)
+		}
+	}
+	// The ordinary answer never falls back.
+	if _, ok := cases[0].AppendJSON(nil); !ok {
+		t.Fatal("a plain result fell back to Marshal")
+	}
 }
