@@ -223,3 +223,55 @@ func TestStreamsReleaseGoroutines(t *testing.T) {
 		return runtime.NumGoroutine() <= base+2
 	})
 }
+
+// String data is stored as json.Unmarshal decodes it, whichever way the
+// handler gets there (plain strings are copied without the decoder):
+// escapes decoded, invalid UTF-8 replaced with U+FFFD, in single and batch
+// publishes alike.
+func TestPublishStringDataDecodedAsUnmarshal(t *testing.T) {
+	n := startNode(t, newMemStore(t, push.Retention{}), nil)
+	raws := []string{`"plain text"`, `""`, `"q\"x\u00e9\\n"`, "\"a\xffb\"", `"é ✓"`}
+	var batch strings.Builder
+	batch.WriteString(`{"events":[`)
+	for i, raw := range raws {
+		resp, err := http.Post(n.URL+"/v1/topics/single/events", "application/json", strings.NewReader(`{"data":`+raw+`}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("%s: %d", raw, resp.StatusCode)
+		}
+		if i > 0 {
+			batch.WriteByte(',')
+		}
+		batch.WriteString(`{"topic":"batch","data":` + raw + `}`)
+	}
+	batch.WriteString(`]}`)
+	resp, err := http.Post(n.URL+"/v1/events", "application/json", strings.NewReader(batch.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("batch: %d", resp.StatusCode)
+	}
+	for _, topic := range []string{"single", "batch"} {
+		evs, _, err := n.Store.Read(t.Context(), topic, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != len(raws) {
+			t.Fatalf("%s: %d events, want %d", topic, len(evs), len(raws))
+		}
+		for i, raw := range raws {
+			var want string
+			if err := json.Unmarshal([]byte(raw), &want); err != nil {
+				t.Fatal(err)
+			}
+			if string(evs[i].Data) != want {
+				t.Errorf("%s %s: stored %q, want %q", topic, raw, evs[i].Data, want)
+			}
+		}
+	}
+}

@@ -354,9 +354,10 @@ func (s *Server) draft(typ string, raw json.RawMessage, idem string, p *auth.Pri
 	}
 	var data []byte
 	if raw[0] == '"' && plainString(raw) {
-		// What json.Unmarshal would return, without its copies: raw is
-		// this request's own (json.RawMessage copies what it decodes).
-		data = raw[1 : len(raw)-1]
+		// What json.Unmarshal would return, in one copy instead of its
+		// decoder, string and []byte. A copy: a batch's raw item lives in
+		// the decoder's window, which the next item overwrites.
+		data = bytes.Clone(raw[1 : len(raw)-1])
 	} else if raw[0] == '"' {
 		var str string
 		if err := json.Unmarshal(raw, &str); err != nil {
