@@ -69,6 +69,11 @@
 // counters behind, and so does each breaker target, so keep targets to the
 // configured dependencies.
 //
+// The publish path's entries (Publish, PublishN, Breaker.Do) run slot
+// chains of their own, built per Guards, with only the slots of the rules
+// their resources carry (ADR 0032); the admission layer's entries run
+// sentinel's global chain.
+//
 // # Goroutines
 //
 // The package starts none. With AdmissionConfig.MaxCPU or MaxLoad above
