@@ -55,6 +55,14 @@ type Cluster struct {
 
 	memMu   sync.RWMutex
 	members map[string]*memberEntry // peers, not self
+	// liveGen counts changes of the set of live members (the ring); the
+	// sweep re-checks which records this node is home of only when it
+	// moved since sweptGen (owned by the event loop).
+	liveGen  uint64
+	sweptGen uint64
+	// ringCache is ring()'s answer for liveGen (nil: recompute); shared
+	// and read-only.
+	ringCache []string
 
 	recMu   sync.RWMutex
 	records map[string]*entry
@@ -288,6 +296,10 @@ func (c *Cluster) onAlive(n nodeInfo, now time.Time) {
 	}
 	e.addr, e.meta, e.raw = n.addr, meta, n.meta
 	e.down, e.left, e.downSince = false, false, time.Time{}
+	if fresh || back {
+		c.liveGen++
+		c.ringCache = nil
+	}
 	c.memMu.Unlock()
 	switch {
 	case back:
@@ -317,6 +329,8 @@ func (c *Cluster) onDown(name string, now time.Time) {
 		return
 	}
 	e.down, e.left, e.downSince = true, e.meta.State == metaLeaving, now
+	c.liveGen++
+	c.ringCache = nil
 	st := e.state()
 	c.memMu.Unlock()
 	c.log.Info("member is down", "member", name, "state", st)

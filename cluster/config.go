@@ -192,6 +192,9 @@ type Tuning struct {
 	// the event loop; callbacks never block and count drops
 	// (Stats.InboxDrops). Preset 4096.
 	InboxSize int
+	// DisableCompression turns off memberlist's LZW compression of packets
+	// and streams. Zero (false) keeps memberlist's default, compressed.
+	DisableCompression bool
 }
 
 // LANTuning returns the preset used for zero Tuning fields: a LAN pool in

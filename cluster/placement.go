@@ -18,15 +18,25 @@ import (
 // hold asks the homes (Find, PresenceAll).
 
 // score is the rendezvous (highest random weight) score of member for
-// session: FNV-1a 64 of both, finished with a 64-bit mixer so that names
-// differing in their last byte spread well.
+// session: FNV-1a 64 of session, a zero byte and member, finished with a
+// 64-bit mixer so that names differing in their last byte spread well.
+// The hash is written out rather than taken from hash/fnv so that it does
+// not allocate: homesOf scores every member for every placement, and the
+// sweep, rehoming and every claim place sessions. The values must never
+// change (TestScoreIsFNV1a): every node of a mixed-version pool must compute
+// the same homes.
 func score(session, member string) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(session))
-	var sep [1]byte
-	_, _ = h.Write(sep[:])
-	_, _ = h.Write([]byte(member))
-	x := h.Sum64()
+	const offset, prime = 14695981039346656037, 1099511628211
+	x := uint64(offset)
+	for i := 0; i < len(session); i++ {
+		x ^= uint64(session[i])
+		x *= prime
+	}
+	x *= prime // the zero separator: x ^= 0, then multiply
+	for i := 0; i < len(member); i++ {
+		x ^= uint64(member[i])
+		x *= prime
+	}
 	// splitmix64 finaliser
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
@@ -36,50 +46,71 @@ func score(session, member string) uint64 {
 	return x
 }
 
+// scored is a member and its score for one session.
+type scored struct {
+	score uint64
+	name  string
+}
+
+// before orders by descending score, then by name.
+func (a scored) before(b scored) bool {
+	return a.score > b.score || (a.score == b.score && a.name < b.name)
+}
+
 // homesOf returns the k members of ring with the highest score for
-// session, best first (ties, which need a 64-bit collision, by name).
+// session, best first (ties, which need a 64-bit collision, by name). Each
+// member is scored once: O(len(ring)) hashes and no allocation but the
+// result's.
 func homesOf(session string, ring []string, k int) []string {
-	if k >= len(ring) {
-		out := slices.Clone(ring)
-		slices.SortFunc(out, func(a, b string) int { return cmpScore(session, a, b) })
-		return out
+	k = min(k, len(ring))
+	if k <= 0 {
+		return nil
 	}
-	out := make([]string, 0, k+1)
+	var buf [4]scored
+	top := buf[:0]
+	if k > len(buf) {
+		top = make([]scored, 0, k)
+	}
 	for _, m := range ring {
-		i, _ := slices.BinarySearchFunc(out, m, func(e, t string) int { return cmpScore(session, e, t) })
-		if i >= k {
+		c := scored{score(session, m), m}
+		if len(top) == k && !c.before(top[k-1]) {
 			continue
 		}
-		out = slices.Insert(out, i, m)
-		if len(out) > k {
-			out = out[:k]
+		i := len(top)
+		if i < k {
+			top = append(top, c)
+		} else {
+			i = k - 1
 		}
+		for ; i > 0 && c.before(top[i-1]); i-- {
+			top[i] = top[i-1]
+		}
+		top[i] = c
+	}
+	out := make([]string, len(top))
+	for i, t := range top {
+		out[i] = t.name
 	}
 	return out
 }
 
-// cmpScore orders members by descending score for session, then by name.
-func cmpScore(session, a, b string) int {
-	sa, sb := score(session, a), score(session, b)
-	switch {
-	case sa > sb:
-		return -1
-	case sa < sb:
-		return 1
-	}
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // ring returns the names of the live members, this node included, sorted.
-// Caller may hold recMu; ring takes memMu.
+// The slice is shared and must not be modified: it is computed once per
+// change of the live members (every claim and every received message
+// places sessions on it, and sorting N names each time cost more than the
+// placement). Caller may hold recMu; ring takes memMu.
 func (c *Cluster) ring() []string {
 	c.memMu.RLock()
+	r := c.ringCache
+	c.memMu.RUnlock()
+	if r != nil {
+		return r
+	}
+	c.memMu.Lock()
+	defer c.memMu.Unlock()
+	if c.ringCache != nil {
+		return c.ringCache
+	}
 	out := make([]string, 0, len(c.members)+1)
 	out = append(out, c.cfg.NodeName)
 	for name, e := range c.members {
@@ -87,8 +118,8 @@ func (c *Cluster) ring() []string {
 			out = append(out, name)
 		}
 	}
-	c.memMu.RUnlock()
 	slices.Sort(out)
+	c.ringCache = out
 	return out
 }
 

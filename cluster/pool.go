@@ -179,6 +179,7 @@ func memberlistConfig(base *memberlist.Config, name, bindAddr string, bindPort i
 	mc.PushPullInterval = t.PushPullInterval
 	mc.TCPTimeout = t.TCPTimeout
 	mc.DeadNodeReclaimTime = t.DeadNodeReclaimTime
+	mc.EnableCompression = !t.DisableCompression
 	if len(keys) > 0 {
 		kr, err := memberlist.NewKeyring(keys, keys[0])
 		if err != nil {
