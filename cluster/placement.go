@@ -20,9 +20,9 @@ import (
 // score is the rendezvous (highest random weight) score of member for
 // session: FNV-1a 64 of session, a zero byte and member, finished with a
 // 64-bit mixer so that names differing in their last byte spread well.
-// The hash is written out rather than taken from hash/fnv so that it does
-// not allocate: homesOf scores every member for every placement, and the
-// sweep, rehoming and every claim place sessions. The values must never
+// The hash is written out rather than run through hash/fnv's interface:
+// homesOf scores every member for every placement, and every claim,
+// received record and rehoming places sessions. The values must never
 // change (TestScoreIsFNV1a): every node of a mixed-version pool must compute
 // the same homes.
 func score(session, member string) uint64 {

@@ -16,7 +16,7 @@ import (
 // BenchmarkRegionPool simulates one region's LAN pool in process — N real
 // memberlist nodes (LAN preset, encrypted gossip) over the loopback test
 // transport — to check the capacity model (docs/capacity.md) where one
-// machine cannot hold the streams. It measures, and asserts nothing about
+// machine cannot hold the pool. It measures, and asserts nothing about
 // time:
 //
 //   - bootstrap_s: N nodes started one after another, until every node sees
@@ -26,26 +26,30 @@ import (
 //   - dead_first_s, dead_all_s: one node closes without leaving, until the
 //     first and until the last of the others declares it dead (probe,
 //     suspicion, suspicion timeout);
-//   - idle_B/node/s, idle_packets/node/s: gossip sent per node while nothing
-//     changes (UDP packets and TCP push/pull bytes, counted in the
-//     transport);
-//   - claim_B/claim: bytes sent to place one claim on its homes;
+//   - idle_B/node/s, quiet_B/node/s, idle_packets/node/s: gossip sent per
+//     node while nothing changes (UDP packets and TCP push/pull bytes,
+//     counted in the transport), the mean over 20 s and the quietest 5 s;
+//   - idle_cpu_ms/node/s: the process's CPU over the same 20 s per node
+//     (memberlist, this package's loops, the Go runtime);
+//   - claims_s, claim_B/claim: time and bytes (less the idle gossip) to
+//     place SIM_SESSIONS claims made at once, spread over the nodes;
 //   - recs/node, recs_max, copies/session: ownership records held per node
-//     after SIM_SESSIONS claims spread over the nodes, and their share of the
-//     sessions (ADR 0026: about (HomeReplicas+2)/N: the owner plus up to two
-//     home slots);
-//   - ownership_heap_MiB/node, heap_B/record: Go heap grown by the claims,
-//     per node and per record held;
-//   - false_dead: members declared dead that were never stopped, summed over
-//     every node's view (0 unless the machine starved the nodes).
+//     and copies per session (ADR 0026: the owner plus HomeReplicas+1 home
+//     slots, so HomeReplicas+2 at most, 3 - 2/N on average);
+//   - ownership_heap_MiB/node, heap_B/record: Go heap grown by the claims
+//     (noise at the default session count; see BenchmarkOwnershipState);
+//   - false_dead: members seen dead at the end that were never stopped,
+//     summed over every node's view.
 //
 // Environment: SIM_SESSIONS (default 50 per node), SIM_SLOW (a factor
-// stretching every timing of the LAN preset; default 1, see
-// docs/capacity.md for why 200 nodes on 2 cores need it), SIM_PROGRESS=1
-// prints progress to stderr. Each size takes 0.5–4 minutes; run one at a
-// time, e.g.
+// stretching every timing of the LAN preset; default 1: 200 nodes sharing
+// this machine's 2 cores need 4, see docs/capacity.md), SIM_COMPRESS=0
+// (memberlist compression off), SIM_PROGRESS=1 (progress on stderr).
+// A million claims at once starve a 200-node pool sharing 2 cores (its
+// nodes then declare each other dead): measure the state of a million
+// sessions with BenchmarkOwnershipState. One size at a time, e.g.
 //
-//	SIM_SESSIONS=1000000 go test -run '^$' -bench 'RegionPool/nodes=200$' -benchtime 1x -timeout 20m ./cluster
+//	SIM_SLOW=4 go test -run '^$' -bench 'RegionPool/nodes=200$' -benchtime 1x -timeout 30m ./cluster
 func BenchmarkRegionPool(b *testing.B) {
 	sessions := envInt("SIM_SESSIONS", 0)
 	slow := envInt("SIM_SLOW", 1)
@@ -321,6 +325,19 @@ func simulatePool(b *testing.B, n, sessions, slow int) {
 		func(x *testNode) bool { _, d := view(x, victim.name); return d })
 	p.progress("crash seen by all in %v", deadAll.Round(time.Millisecond))
 	falseDead := p.falseDead()
+
+	// Close every node at once: a node's Close waits for a push/pull in
+	// flight (up to TCPTimeout), and the tests' cleanups would close them
+	// one after another.
+	var cw sync.WaitGroup
+	for _, x := range p.nodes {
+		cw.Add(1)
+		go func() {
+			defer cw.Done()
+			_ = x.Close()
+		}()
+	}
+	cw.Wait()
 
 	secs := idle.Seconds()
 	m := len(p.nodes)

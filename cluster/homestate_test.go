@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -11,6 +13,24 @@ import (
 // of total sessions owned by the other members: the state of one node of a
 // large pool, for benchmarks of the ownership bookkeeping.
 func benchHome(tb testing.TB, members, total int) *Cluster {
+	tb.Helper()
+	c := bareNode(tb, members)
+	ring := c.ring()
+	now := time.Now()
+	c.recMu.Lock()
+	for i := range total {
+		s := fmt.Sprintf("s%07d", i)
+		owner := fmt.Sprintf("n%03d", 1+i%(members-1))
+		c.applyLocked(Record{Session: s, Node: owner, Region: "r", Incarnation: uint64(i + 1),
+			Topics: []string{"t"}, Since: now}, false, ring, now)
+	}
+	c.recMu.Unlock()
+	return c
+}
+
+// bareNode is a Cluster named n000 without memberlist, in a ring of members
+// live members n000…, whose forward queue nobody sends.
+func bareNode(tb testing.TB, members int) *Cluster {
 	tb.Helper()
 	cfg, err := Config{NodeName: "n000", Region: "r", Dev: true}.withDefaults()
 	if err != nil {
@@ -23,17 +43,59 @@ func benchHome(tb testing.TB, members, total int) *Cluster {
 		name := fmt.Sprintf("n%03d", i)
 		c.members[name] = &memberEntry{name: name, addr: fmt.Sprintf("127.0.0.1:%d", 10000+i)}
 	}
+	c.cfg.Tuning.MaxQueuedBroadcasts = 1 << 30
+	return c
+}
+
+// BenchmarkOwnershipState measures the ownership state of one node of a
+// pool of N members sharing S sessions evenly (ADR 0026): the node claims
+// S/N sessions itself (each with a topic and a 55-byte trace, as a stream
+// has) and stores the records of the others' sessions it is a home of.
+// It reports the records held, the Go heap they take (after a collection;
+// the forward queue is emptied first, as the forward loop would), that
+// heap per record, and the size of the node's push/pull state (its own and
+// homed records, sent at every push/pull; capped at stateBudget). Sizes are the capacity model's per-node points:
+// 100k sessions on 3 nodes (every node holds every record), 1M on 30 and 1M
+// on 200 (10M on 300 holds as many records per node as 1M on 30).
+func BenchmarkOwnershipState(b *testing.B) {
+	for _, sz := range []struct{ sessions, nodes int }{{100_000, 3}, {1_000_000, 30}, {1_000_000, 200}} {
+		b.Run(fmt.Sprintf("sessions=%d/nodes=%d", sz.sessions, sz.nodes), func(b *testing.B) {
+			for range b.N {
+				ownershipState(b, sz.sessions, sz.nodes)
+			}
+		})
+	}
+}
+
+func ownershipState(b *testing.B, sessions, members int) {
+	trace := "00-" + strings.Repeat("a", 32) + "-" + strings.Repeat("b", 16) + "-01"
+	h0 := heapAlloc()
+	c := bareNode(b, members)
 	ring := c.ring()
 	now := time.Now()
-	c.recMu.Lock()
-	for i := range total {
+	for i := range sessions {
 		s := fmt.Sprintf("s%07d", i)
-		owner := fmt.Sprintf("n%03d", 1+i%(members-1))
-		c.applyLocked(Record{Session: s, Node: owner, Region: "r", Incarnation: uint64(i + 1),
-			Topics: []string{"t"}, Since: now}, false, ring, now)
+		if i%members == 0 {
+			c.Claim(s, []string{"t"}, trace)
+			continue
+		}
+		r := Record{Session: s, Node: fmt.Sprintf("n%03d", i%members), Region: "r",
+			Incarnation: uint64(now.UnixNano()) + uint64(i), Topics: []string{"t"}, Since: now, Trace: trace}
+		c.recMu.Lock()
+		c.applyLocked(r, false, ring, now)
+		c.recMu.Unlock()
 	}
-	c.recMu.Unlock()
-	return c
+	c.fwdMu.Lock()
+	c.fwd, c.fwdLen = make(map[string][]Record), 0
+	c.fwdMu.Unlock()
+	h1 := heapAlloc()
+	held := len(c.records)
+	b.ReportMetric(float64(len(c.localState()))/(1<<10), "pushpull_state_KiB")
+	b.ReportMetric(float64(held), "records")
+	b.ReportMetric(float64(held)/float64(sessions)*float64(members), "records×N/sessions")
+	b.ReportMetric(float64(int64(h1-h0))/(1<<20), "heap_MiB")
+	b.ReportMetric(float64(int64(h1-h0))/float64(held), "heap_B/record")
+	runtime.KeepAlive(c)
 }
 
 // BenchmarkSweep is one periodic sweep of a node of a 200-member pool that
