@@ -32,7 +32,7 @@ func benchHome(tb testing.TB, members, total int) *Cluster {
 // live members n000…, whose forward queue nobody sends.
 func bareNode(tb testing.TB, members int) *Cluster {
 	tb.Helper()
-	cfg, err := Config{NodeName: "n000", Region: "r", Dev: true}.withDefaults()
+	cfg, err := Config{PoolConfig: PoolConfig{NodeName: "n000", Region: "r", Dev: true}}.withDefaults()
 	if err != nil {
 		tb.Fatal(err)
 	}
