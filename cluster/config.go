@@ -231,9 +231,6 @@ type Tuning struct {
 	// the event loop; callbacks never block and count drops
 	// (Stats.InboxDrops). Preset 4096.
 	InboxSize int
-	// DisableCompression turns off memberlist's LZW compression of packets
-	// and streams. Zero (false) keeps memberlist's default, compressed.
-	DisableCompression bool
 }
 
 // LANTuning returns the preset used for zero Tuning fields: a LAN pool in
@@ -425,7 +422,6 @@ func (p PoolConfig) memberlist(base *memberlist.Config, log *slog.Logger) (*memb
 	mc.PushPullInterval = t.PushPullInterval
 	mc.TCPTimeout = t.TCPTimeout
 	mc.DeadNodeReclaimTime = t.DeadNodeReclaimTime
-	mc.EnableCompression = !t.DisableCompression
 	if len(p.Keys) > 0 {
 		kr, err := memberlist.NewKeyring(p.Keys, p.Keys[0])
 		if err != nil {

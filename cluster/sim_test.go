@@ -43,13 +43,13 @@ import (
 //
 // Environment: SIM_SESSIONS (default 50 per node), SIM_SLOW (a factor
 // stretching every timing of the LAN preset; default 1: 200 nodes sharing
-// this machine's 2 cores need 4, see docs/capacity.md), SIM_COMPRESS=0
-// (memberlist compression off), SIM_PROGRESS=1 (progress on stderr).
+// this machine's 2 cores need 8, see docs/capacity.md), SIM_PROGRESS=1
+// (progress on stderr).
 // A million claims at once starve a 200-node pool sharing 2 cores (its
 // nodes then declare each other dead): measure the state of a million
 // sessions with BenchmarkOwnershipState. One size at a time, e.g.
 //
-//	SIM_SLOW=4 go test -run '^$' -bench 'RegionPool/nodes=200$' -benchtime 1x -timeout 30m ./cluster
+//	SIM_SLOW=8 go test -run '^$' -bench 'RegionPool/nodes=200$' -benchtime 1x -timeout 30m ./cluster
 func BenchmarkRegionPool(b *testing.B) {
 	sessions := envInt("SIM_SESSIONS", 0)
 	slow := envInt("SIM_SLOW", 1)
@@ -237,7 +237,6 @@ func slowed(k int) Tuning {
 func simulatePool(b *testing.B, n, sessions, slow int) {
 	p := &simPool{tb: b, nw: gossiptest.NewNetwork(), tun: slowed(slow), start: time.Now(),
 		log: os.Getenv("SIM_PROGRESS") != "", stopped: make(map[string]bool)}
-	p.tun.DisableCompression = os.Getenv("SIM_COMPRESS") == "0"
 	wait := 5 * time.Minute
 
 	// Bootstrap: n nodes, each joining through the first.
