@@ -41,13 +41,14 @@ import (
 //   - false_dead: members seen dead at the end that were never stopped,
 //     summed over every node's view.
 //
-// Environment: SIM_SESSIONS (default 50 per node), SIM_SLOW (a factor
+// Environment: SIM_SESSIONS (default 50 per node), SIM_CLAIM_RATE (claims
+// per second over the pool; default all at once), SIM_SLOW (a factor
 // stretching every timing of the LAN preset; default 1: 200 nodes sharing
 // this machine's 2 cores need 8, see docs/capacity.md), SIM_PROGRESS=1
 // (progress on stderr).
 // A million claims at once starve a 200-node pool sharing 2 cores (its
-// nodes then declare each other dead): measure the state of a million
-// sessions with BenchmarkOwnershipState. One size at a time, e.g.
+// nodes then declare each other dead): pace them, or measure one node's
+// state with BenchmarkOwnershipState. One size at a time, e.g.
 //
 //	SIM_SLOW=8 go test -run '^$' -bench 'RegionPool/nodes=200$' -benchtime 1x -timeout 30m ./cluster
 func BenchmarkRegionPool(b *testing.B) {
@@ -286,17 +287,30 @@ func simulatePool(b *testing.B, n, sessions, slow int) {
 	h0 := heapAlloc()
 	_, pb2, sb2 := p.nw.Traffic()
 	claimStart := time.Now()
-	var wg sync.WaitGroup
-	for i, x := range p.nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := i; j < sessions; j += len(p.nodes) {
-				x.Claim(fmt.Sprintf("s%07d", j), []string{"t"}, "")
+	if rate := envInt("SIM_CLAIM_RATE", 0); rate > 0 {
+		// Paced: rate claims per second over the pool, round-robin.
+		for j := range sessions {
+			p.nodes[j%len(p.nodes)].Claim(fmt.Sprintf("s%07d", j), []string{"t"}, "")
+			if j%1000 == 999 {
+				time.Sleep(time.Until(claimStart.Add(time.Duration(j+1) * time.Second / time.Duration(rate))))
 			}
-		}()
+			if j%100_000 == 99_999 {
+				p.progress("%d claims made", j+1)
+			}
+		}
+	} else {
+		var wg sync.WaitGroup
+		for i, x := range p.nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := i; j < sessions; j += len(p.nodes) {
+					x.Claim(fmt.Sprintf("s%07d", j), []string{"t"}, "")
+				}
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	p.progress("%d claims made", sessions)
 	p.waitAll("claims: forward queues drain", p.nodes, 3*wait, func(x *testNode) bool { return x.queueLen() == 0 })
 	_, pb3, sb3 := p.nw.Traffic()
