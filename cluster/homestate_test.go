@@ -53,8 +53,8 @@ func bareNode(tb testing.TB, members int) *Cluster {
 // has) and stores the records of the others' sessions it is a home of.
 // It reports the records held, the Go heap they take (after a collection;
 // the forward queue is emptied first, as the forward loop would), that
-// heap per record, and the size of the node's push/pull state (its own and
-// homed records, sent at every push/pull; capped at stateBudget). Sizes are the capacity model's per-node points:
+// heap per record, and the size of the node's push/pull state (the digest of
+// its own and homed records, ADR 0030). Sizes are the capacity model's per-node points:
 // 100k sessions on 3 nodes (every node holds every record), 1M on 30 and 1M
 // on 200 (10M on 300 holds as many records per node as 1M on 30).
 func BenchmarkOwnershipState(b *testing.B) {
@@ -69,7 +69,7 @@ func BenchmarkOwnershipState(b *testing.B) {
 
 func ownershipState(b *testing.B, sessions, members int) {
 	trace := "00-" + strings.Repeat("a", 32) + "-" + strings.Repeat("b", 16) + "-01"
-	h0 := heapAlloc()
+	h0 := heapAfterGC().HeapAlloc
 	c := bareNode(b, members)
 	ring := c.ring()
 	now := time.Now()
@@ -88,9 +88,9 @@ func ownershipState(b *testing.B, sessions, members int) {
 	c.fwdMu.Lock()
 	c.fwd, c.fwdLen = make(map[string][]Record), 0
 	c.fwdMu.Unlock()
-	h1 := heapAlloc()
+	h1 := heapAfterGC().HeapAlloc
 	held := len(c.records)
-	b.ReportMetric(float64(len(c.localState()))/(1<<10), "pushpull_state_KiB")
+	b.ReportMetric(float64(len(c.localDigest()))/(1<<10), "pushpull_KiB")
 	b.ReportMetric(float64(held), "records")
 	b.ReportMetric(float64(held)/float64(sessions)*float64(members), "records×N/sessions")
 	b.ReportMetric(float64(int64(h1-h0))/(1<<20), "heap_MiB")

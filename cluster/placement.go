@@ -18,26 +18,30 @@ import (
 // hold asks the homes (Find, PresenceAll).
 
 // score is the rendezvous (highest random weight) score of member for
-// session: FNV-1a 64 of session, a zero byte and member, finished with a
+// session: FNV-1a 64 of both (a zero byte between them), finished with a
 // 64-bit mixer so that names differing in their last byte spread well.
-// The hash is written out rather than run through hash/fnv's interface:
-// homesOf scores every member for every placement, and every claim,
-// received record and rehoming places sessions. The values must never
-// change (TestScoreIsFNV1a): every node of a mixed-version pool must compute
-// the same homes.
+// Written out rather than through hash/fnv so that it allocates nothing: it
+// runs for every record of a push/pull digest (digest.go).
 func score(session, member string) uint64 {
-	const offset, prime = 14695981039346656037, 1099511628211
-	x := uint64(offset)
-	for i := 0; i < len(session); i++ {
-		x ^= uint64(session[i])
-		x *= prime
+	h := fnvAdd(fnvOffset, session)
+	h = (h ^ 0) * fnvPrime
+	return mix64(fnvAdd(h, member))
+}
+
+const (
+	fnvOffset uint64 = 14695981039346656037
+	fnvPrime  uint64 = 1099511628211
+)
+
+func fnvAdd(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime
 	}
-	x *= prime // the zero separator: x ^= 0, then multiply
-	for i := 0; i < len(member); i++ {
-		x ^= uint64(member[i])
-		x *= prime
-	}
-	// splitmix64 finaliser
+	return h
+}
+
+// mix64 is the splitmix64 finaliser.
+func mix64(x uint64) uint64 {
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
 	x ^= x >> 27
@@ -55,6 +59,29 @@ type scored struct {
 // before orders by descending score, then by name.
 func (a scored) before(b scored) bool {
 	return a.score > b.score || (a.score == b.score && a.name < b.name)
+}
+
+// sessionHash identifies a session in a push/pull digest (digest.go).
+func sessionHash(session string) uint64 { return mix64(fnvAdd(fnvOffset, session)) }
+
+// inHomes reports whether member is among the k homes of session in ring
+// (as homesOf would place it) without allocating: fewer than k members
+// outrank it. Each member is scored once.
+func inHomes(session, member string, ring []string, k int) bool {
+	if !slices.Contains(ring, member) {
+		return false
+	}
+	me := scored{score(session, member), member}
+	above := 0
+	for _, m := range ring {
+		if m != member && (scored{score(session, m), m}).before(me) {
+			above++
+			if above >= k {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // homesOf returns the k members of ring with the highest score for
@@ -125,7 +152,7 @@ func (c *Cluster) ring() []string {
 
 // isHome reports whether self is among the homes of session in ring.
 func (c *Cluster) isHome(session string, ring []string) bool {
-	return slices.Contains(homesOf(session, ring, c.homeSlots()), c.cfg.NodeName)
+	return inHomes(session, c.cfg.NodeName, ring, c.homeSlots())
 }
 
 // ringID is a fingerprint of a ring, to notice membership changes cheaply.

@@ -3,7 +3,6 @@ package cluster
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -210,14 +209,6 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// heapAlloc is the live heap after a full collection.
-func heapAlloc() uint64 {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
-
 // slowed returns the LAN preset with every timing multiplied by k.
 func slowed(k int) Tuning {
 	t := LANTuning()
@@ -284,7 +275,7 @@ func simulatePool(b *testing.B, n, sessions, slow int) {
 	p.progress("join converged in %v", joined.Round(time.Millisecond))
 
 	// Claims spread round-robin over the nodes, then wait for the forwards.
-	h0 := heapAlloc()
+	h0 := heapAfterGC().HeapAlloc
 	_, pb2, sb2 := p.nw.Traffic()
 	claimStart := time.Now()
 	if rate := envInt("SIM_CLAIM_RATE", 0); rate > 0 {
@@ -318,7 +309,7 @@ func simulatePool(b *testing.B, n, sessions, slow int) {
 	// Bytes of the claims: the traffic of the claim phase less the idle
 	// gossip of the same pool over the same time.
 	claimBytes := float64((pb3-pb2)+(sb3-sb2)) - idleRate*float64(len(p.nodes))/float64(n)*claimTime.Seconds()
-	h1 := heapAlloc()
+	h1 := heapAfterGC().HeapAlloc
 	held, maxHeld := 0, 0
 	for _, x := range p.nodes {
 		x.recMu.RLock()
