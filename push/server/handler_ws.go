@@ -143,7 +143,7 @@ func (s *Server) handleWS(c *gin.Context) {
 			ws.answerError(pending.Ref, err)
 			// The stream continues with its topics: reopen at its cursor.
 			next = req
-			next.Cursor, next.Strict = op.Cursor().String(), true
+			next.Cursor, next.Strict, next.Resets = op.Cursor().String(), true, nil
 		}
 		req = next
 	}
@@ -350,14 +350,14 @@ func (ws *wsConn) resubscribe(cur *push.Cursor, rq *wire.Request, req node.Reque
 	}
 	ctx, cancel := context.WithTimeout(ws.ctx, 5*time.Second)
 	defer cancel()
-	id, topics, err := ws.s.node.Resubscribe(ctx, cur, add, remove, rq.Cursor)
+	id, topics, resets, err := ws.s.node.Resubscribe(ctx, cur, add, remove, rq.Cursor)
 	if err != nil {
 		return req, err
 	}
 	if len(topics) > ws.s.cfg.Limits.MaxTopicsPerStream {
 		return req, errf(http.StatusBadRequest, CodeInvalidQuery, "a stream holds at most "+strconv.Itoa(ws.s.cfg.Limits.MaxTopicsPerStream)+" topics")
 	}
-	req.Topics, req.Cursor, req.Strict, req.From = topics, id, true, ""
+	req.Topics, req.Cursor, req.Strict, req.From, req.Resets = topics, id, true, "", resets
 	return req, nil
 }
 
