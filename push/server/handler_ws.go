@@ -61,7 +61,7 @@ type wsConn struct {
 // status of a WebSocket handshake).
 func (s *Server) handleWS(c *gin.Context) {
 	if !s.holdSocket() {
-		s.writeError(c, push.ErrClosed)
+		s.refuseClosedWS(c)
 		return
 	}
 	defer s.sockets.Done()
@@ -147,6 +147,28 @@ func (s *Server) handleWS(c *gin.Context) {
 		}
 		req = next
 	}
+}
+
+// refuseClosedWS answers a WebSocket that arrives while the server closes
+// (its listener still up, as while the process stops) the way every
+// refusal is answered: in band, a herald.error (draining) and close 4503
+// with a retry hint, where an HTTP error to the handshake would leave a
+// browser with a bare failure and no delay. It carries no stream position:
+// the request is not authenticated. Close does not wait for it (it holds
+// nothing of the node's); it ends within the write timeout and the
+// library's bounded close handshake.
+func (s *Server) refuseClosedWS(c *gin.Context) {
+	cw := &corkWriter{ResponseWriter: c.Writer, timeout: s.cfg.Stream.WriteTimeout}
+	conn, err := websocket.Accept(cw, c.Request, s.wsAcceptOptions())
+	if err != nil {
+		return // Accept answered
+	}
+	defer conn.CloseNow()
+	ctx := c.Request.Context()
+	s.cfg.Telemetry.Metrics().Connect(ctx, observability.TransportWS, observability.ConnectShed)
+	t := &wsTransport{s: s, conn: conn, cork: cw.conn, wmu: &sync.Mutex{}, base: ctx, timeout: s.cfg.Stream.WriteTimeout}
+	t.Refuse(node.Refusal{Kind: node.RefuseSteer, State: "draining", Retry: s.node.RetryDelay()})
+	_ = conn.Close(t.refused.code, t.refused.reason.String())
 }
 
 var errAuthTimeout = errors.New("no auth message in time")
