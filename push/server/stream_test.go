@@ -519,6 +519,10 @@ func TestCoalescingHoldsABusyStreamsWrites(t *testing.T) {
 // A stream whose events come further apart than half the window is never
 // held, late or not: a hold would only delay it.
 func TestCoalescingLeavesSlowStreamsAlone(t *testing.T) {
+	forTransports(t, testCoalescingLeavesSlowStreamsAlone)
+}
+
+func testCoalescingLeavesSlowStreamsAlone(t *testing.T) {
 	const window = 300 * time.Millisecond
 	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) {
 		c.Stream.CoalesceWindow = window
