@@ -260,6 +260,9 @@ func protectionReconnectStormPacedByConnectRate(t *testing.T) {
 	if n := p.node(t).Streams; n != clients {
 		t.Fatalf("node holds %d streams, want %d", n, clients)
 	}
+	if n := p.metricSum(t, "herald_stream_connects_total", `transport="`+transportOf(t)+`"`, `result="accepted"`); n < clients {
+		t.Fatalf("%v streams accepted on transport %s, want the %d clients'", n, transportOf(t), clients)
+	}
 
 	var connects, hellos []time.Time
 	for i, c := range f.clients {
