@@ -361,16 +361,7 @@ func TestWSKeepAlivePings(t *testing.T) {
 // refused: the client could not tell what it lost otherwise.
 func TestWSSubscribeCursorOfAChangedEpochResets(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore storeFactory) {
-		old := startNode(t, newStore(t, push.Retention{}), nil)
-		for _, d := range []string{"x1", "x2", "x3"} {
-			old.publish("c", "", d)
-		}
-		s := old.openStream(t, []string{"c"}, "", url.Values{"from": {"earliest"}})
-		s.next(wait)
-		var last string
-		for range 3 {
-			last = s.next(wait).ID
-		}
+		last := lostHistoryCursor(t, newStore, []string{"c"}, "c x1", "c x2", "c x3")
 		// Another store: same topic, another epoch (the history was lost).
 		n := startNode(t, newStore(t, push.Retention{}), nil)
 		n.publish("c", "", "new-c")
