@@ -114,8 +114,7 @@ func New(cfg Config) (*Cluster, error) {
 		c.cancel()
 		return nil, err
 	}
-	mc, err := memberlistConfig(memberlist.DefaultLANConfig(), cfg.NodeName, cfg.BindAddr, cfg.BindPort,
-		cfg.AdvertiseAddr, cfg.AdvertisePort, cfg.Transport, cfg.Label, c.log, t, cfg.Keys)
+	mc, err := cfg.memberlist(memberlist.DefaultLANConfig(), c.log)
 	if err != nil {
 		c.cancel()
 		return nil, fmt.Errorf("%w: Keys: %w", ErrConfig, err)
@@ -127,8 +126,7 @@ func New(cfg Config) (*Cluster, error) {
 		c.cancel()
 		return nil, fmt.Errorf("cluster: starting memberlist for node %q: %w", cfg.NodeName, err)
 	}
-	c.started(ml, joiner{seeds: cfg.Join, resolve: cfg.Resolver, timeout: cfg.Tuning.TCPTimeout,
-		every: cfg.RejoinInterval, attempts: &c.st.joinAttempts, failures: &c.st.joinFailures})
+	c.started(ml, cfg.joiner("", &c.st.joinAttempts, &c.st.joinFailures))
 	c.mlp.Store(ml)
 
 	metaLoop := func() { c.metaLoop(cfg.Tuning.MetaInterval, c.updateMeta) }

@@ -234,7 +234,7 @@ func TestCannotJoinWithoutCredentials(t *testing.T) {
 	eventually(t, 5*time.Second, func() bool { n, _ := ownerOf(b, "ok"); return n == "a" }, "b learns ok")
 
 	t.Run("missing key", func(t *testing.T) {
-		_, err := New(Config{NodeName: "x", Region: "test", BindAddr: "127.0.0.1"})
+		_, err := New(Config{PoolConfig: PoolConfig{NodeName: "x", Region: "test", BindAddr: "127.0.0.1"}})
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "Keys") {
 			t.Fatalf("New without keys = %v, want ErrConfig naming Keys", err)
 		}
@@ -357,7 +357,7 @@ func TestConfigValidation(t *testing.T) {
 			t.Errorf("ParseKey(%q) = %v, want ErrConfig", bad, err)
 		}
 	}
-	base := Config{NodeName: "n", Region: "r", Dev: true, BindAddr: "127.0.0.1"}
+	base := Config{PoolConfig: PoolConfig{NodeName: "n", Region: "r", Dev: true, BindAddr: "127.0.0.1"}}
 	cases := map[string]func(*Config){
 		"NodeName":     func(c *Config) { c.NodeName = "" },
 		"Region":       func(c *Config) { c.Region = "" },

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -28,35 +29,42 @@ const (
 	MaxVersionLen  = 32  // bytes of Config.Version
 )
 
-// Config configures one cluster member. Every field's zero value means the
-// documented default; New fills defaults in a copy and validates it.
-type Config struct {
-	// NodeName is this member's name, unique in the pool. Required.
+// PoolConfig is what one memberlist pool needs, written once for both
+// pools a node may belong to: its region's LAN pool (Config) and the WAN
+// pool that joins regions (FederationConfig), which embed it. Every field's
+// zero value means the documented default; where the two pools' defaults
+// differ (Label, Tuning), DefaultConfig and DefaultFederationConfig give
+// them.
+type PoolConfig struct {
+	// NodeName is this member's name, unique in the pool; in the WAN pool
+	// unique across all regions: use "<node>.<region>". Required, at most
+	// MaxNodeNameLen printable bytes.
 	NodeName string
-	// Region is the region this node serves. Required: it scopes the
-	// default Label, so nodes of different regions never form one LAN pool.
+	// Region is the region this node serves. Required, at most
+	// MaxRegionLen printable bytes. It scopes the LAN pool's default
+	// Label, so nodes of different regions never form one LAN pool.
 	Region string
-	// Zone is the availability zone, informational. Zero means none.
-	Zone string
 
 	// BindAddr is the gossip listen address (UDP and TCP). Zero means
 	// "0.0.0.0". Ignored when Transport is set.
 	BindAddr string
 	// BindPort is the gossip listen port. Zero picks a free port; read it
-	// back with Local().GossipAddr. Ignored when Transport is set.
+	// back with Cluster.Local().GossipAddr or Federation.GossipAddr.
+	// Ignored when Transport is set.
 	BindPort int
-	// AdvertiseAddr is the address other members use to reach this node.
-	// Zero means the bound address (or a private IP when bound to 0.0.0.0).
+	// AdvertiseAddr is the address other members use to reach this node
+	// (in the WAN pool it must be routable from the other regions). Zero
+	// means the bound address (or a private IP when bound to 0.0.0.0).
 	AdvertiseAddr string
 	// AdvertisePort is the advertised port. Zero means the bound port.
 	AdvertisePort int
 
-	// Join lists seeds as "host:port". IP seeds are joined at start and
-	// re-tried every RejoinInterval while not a member; DNS names are
-	// re-resolved every RejoinInterval and every resolved address that is
-	// not a live member is joined (a Kubernetes headless service). Zero
-	// means start a new cluster and wait to be joined. Failing to reach the
-	// seeds is not fatal.
+	// Join lists seeds as "host:port" (for the WAN pool, in any region).
+	// IP seeds are joined at start and re-tried every RejoinInterval while
+	// they are not live members; DNS names are re-resolved every
+	// RejoinInterval and every resolved address that is not a live member
+	// is joined (a Kubernetes headless service). Zero means start a new
+	// pool and wait to be joined. Failing to reach the seeds is not fatal.
 	Join []string
 	// RejoinInterval is how often seeds are re-resolved and re-joined.
 	// Zero means 30s.
@@ -68,24 +76,52 @@ type Config struct {
 	// Keys is the gossip keyring (AES-GCM, memberlist SecretKey): the first
 	// key is the primary (used to encrypt), all keys are tried to decrypt,
 	// which allows rotation. Each key is 16, 24 or 32 bytes (see ParseKey).
-	// Required unless Dev.
+	// Required unless Dev. Give the WAN pool other keys than the LAN
+	// pools'.
 	Keys [][]byte
 	// Dev allows running without Keys (plain-text gossip). Never in
 	// production.
 	Dev bool
 	// Label is memberlist's packet and stream label: nodes with another
-	// label cannot join or talk to this pool. Zero means "herald/"+Region.
+	// label cannot join or talk to this pool. Zero means "herald/"+Region
+	// in a LAN pool and "herald-wan" in the WAN pool, whose label must not
+	// start with "herald/": so a LAN node can never join the WAN pool nor a
+	// WAN node a LAN pool, even with a shared key.
 	Label string
+
+	// Tuning holds the failure-detector and gossip timings. Zero fields
+	// take the pool's preset: LANTuning in a LAN pool, WANTuning in the WAN
+	// pool (which does not use MaxQueuedBroadcasts and InboxSize).
+	Tuning Tuning
+
+	// Transport replaces memberlist's NetTransport (BindAddr/BindPort are
+	// then ignored). Used by tests to partition nodes or regions
+	// (cluster/gossiptest). Zero means memberlist's NetTransport on
+	// BindAddr:BindPort.
+	Transport memberlist.Transport
+
+	// Logger receives the pool's logs (component=cluster or
+	// component=federation) and memberlist's own logs at debug level. Zero
+	// means discard.
+	Logger *slog.Logger
+}
+
+// Config configures one member of a region's LAN pool. Every field's zero
+// value means the documented default (DefaultConfig); New fills defaults in
+// a copy and validates it.
+type Config struct {
+	// PoolConfig is the LAN pool membership. Its Label defaults to
+	// "herald/"+Region and its Tuning to LANTuning.
+	PoolConfig
+
+	// Zone is the availability zone, informational. Zero means none.
+	Zone string
 
 	// HTTPURL is this node's public base URL, advertised in node metadata
 	// (redirects, admin tooling). Zero means none.
 	HTTPURL string
 	// Version is the software version advertised in node metadata.
 	Version string
-
-	// Tuning holds the failure-detector and gossip timings. Zero fields
-	// take the LAN preset values (see LANTuning).
-	Tuning Tuning
 
 	// HomeReplicas is how many home nodes keep a copy of each session's
 	// ownership record besides its owner (ADR 0026): the live members with
@@ -98,15 +134,6 @@ type Config struct {
 	// node, and the tombstones of released sessions, are kept before being
 	// forgotten. Zero means 30s.
 	DeadGrace time.Duration
-
-	// Transport replaces memberlist's NetTransport (BindAddr/BindPort are
-	// then ignored). Used by tests to partition nodes (cluster/gossiptest).
-	// Zero means memberlist's NetTransport on BindAddr:BindPort.
-	Transport memberlist.Transport
-
-	// Logger receives the cluster's logs (component=cluster) and
-	// memberlist's own logs at debug level. Zero means discard.
-	Logger *slog.Logger
 
 	// OnRevoke is called when a session this node owns must stop being
 	// served here: another claim superseded it ("takeover", including a
@@ -122,6 +149,18 @@ type Config struct {
 	// ago (not tombstones of ended streams), from the Cluster's own
 	// goroutine. It must be cheap (increment a metric).
 	OnExpire func(n int)
+}
+
+// DefaultConfig returns the values that zero fields of a Config take, but
+// for those derived from other fields (Label is "herald/"+Region,
+// AdvertisePort the bound port) or that are functions (Resolver, Logger).
+func DefaultConfig() Config {
+	return Config{PoolConfig: defaultPool(LANTuning(), ""), HomeReplicas: 1, DeadGrace: 30 * time.Second}
+}
+
+// defaultPool is the part of the defaults both pools share.
+func defaultPool(t Tuning, label string) PoolConfig {
+	return PoolConfig{BindAddr: "0.0.0.0", RejoinInterval: 30 * time.Second, Label: label, Tuning: t}
 }
 
 // Tuning holds memberlist timings and this package's own loop intervals.
@@ -185,8 +224,8 @@ type Tuning struct {
 	MetaInterval time.Duration
 	// MaxQueuedBroadcasts bounds the ownership records queued for their
 	// home nodes and takeover notices (ADR 0026); beyond it records are
-	// dropped (Stats.QueueDrops) and push/pull and rehoming repair. In a
-	// Federation it bounds the broadcast queue. Preset 65536.
+	// dropped (Stats.QueueDrops) and push/pull and rehoming repair. Not
+	// used by the Federation. Preset 65536.
 	MaxQueuedBroadcasts int
 	// InboxSize bounds the hand-off queue between memberlist callbacks and
 	// the event loop; callbacks never block and count drops
@@ -227,14 +266,6 @@ func LANTuning() Tuning {
 		InboxSize:               4096,
 	}
 }
-
-const (
-	defaultRejoinInterval = 30 * time.Second
-	defaultDeadGrace      = 30 * time.Second
-)
-
-// withDefaults returns a copy of t with zero fields taken from LANTuning.
-func (t Tuning) withDefaults() Tuning { return t.withPreset(LANTuning()) }
 
 // withPreset returns a copy of t with zero fields taken from p.
 func (t Tuning) withPreset(p Tuning) Tuning {
@@ -307,20 +338,117 @@ func (t Tuning) validate() error {
 	return nil
 }
 
+// withDefaults returns a validated copy of p with zero fields taken from
+// d, the pool's defaults (Label filled in). what starts error messages: ""
+// for the LAN pool, "federation " for the WAN pool.
+func (p PoolConfig) withDefaults(what string, d PoolConfig) (PoolConfig, error) {
+	if p.NodeName == "" {
+		return p, fmt.Errorf("%w: %sNodeName is required", ErrConfig, what)
+	}
+	if len(p.NodeName) > MaxNodeNameLen || !printable(p.NodeName) {
+		return p, fmt.Errorf("%w: %sNodeName %q must be 1..%d printable bytes", ErrConfig, what, clip(p.NodeName), MaxNodeNameLen)
+	}
+	if p.Region == "" {
+		return p, fmt.Errorf("%w: %sRegion is required (node %q)", ErrConfig, what, p.NodeName)
+	}
+	if len(p.Region) > MaxRegionLen || !printable(p.Region) {
+		return p, fmt.Errorf("%w: %sRegion %q must be 1..%d printable bytes", ErrConfig, what, clip(p.Region), MaxRegionLen)
+	}
+	if len(p.Keys) == 0 && !p.Dev {
+		return p, fmt.Errorf("%w: %sKeys is empty: gossip encryption keys are required outside dev mode (set Dev for plain-text gossip)", ErrConfig, what)
+	}
+	for i, k := range p.Keys {
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			return p, fmt.Errorf("%w: %sKeys[%d] is %d bytes, must be 16, 24 or 32", ErrConfig, what, i, n)
+		}
+	}
+	if p.BindPort < 0 || p.BindPort > 65535 || p.AdvertisePort < 0 || p.AdvertisePort > 65535 {
+		return p, fmt.Errorf("%w: %sBindPort %d / AdvertisePort %d out of range", ErrConfig, what, p.BindPort, p.AdvertisePort)
+	}
+	if p.BindAddr == "" {
+		p.BindAddr = d.BindAddr
+	}
+	if p.AdvertisePort == 0 {
+		p.AdvertisePort = p.BindPort
+	}
+	for _, s := range p.Join {
+		if _, _, err := splitSeed(s); err != nil {
+			return p, fmt.Errorf("%w: %sJoin seed %q: %w", ErrConfig, what, s, err)
+		}
+	}
+	if p.RejoinInterval < 0 {
+		return p, fmt.Errorf("%w: %sRejoinInterval (%v) must not be negative", ErrConfig, what, p.RejoinInterval)
+	}
+	if p.RejoinInterval == 0 {
+		p.RejoinInterval = d.RejoinInterval
+	}
+	if p.Resolver == nil {
+		p.Resolver = net.DefaultResolver.LookupHost
+	}
+	if p.Label == "" {
+		p.Label = d.Label
+	}
+	if len(p.Label) > memberlist.LabelMaxSize {
+		return p, fmt.Errorf("%w: %sLabel is %d bytes, at most %d", ErrConfig, what, len(p.Label), memberlist.LabelMaxSize)
+	}
+	if p.Logger == nil {
+		p.Logger = slog.New(slog.DiscardHandler)
+	}
+	p.Tuning = p.Tuning.withPreset(d.Tuning)
+	if err := p.Tuning.validate(); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// memberlist fills base (memberlist's LAN or WAN defaults) with the pool's
+// name, addresses, label, timings and keyring, and log. The keyring's first
+// key encrypts, all decrypt; without keys gossip is plain text (Dev).
+func (p PoolConfig) memberlist(base *memberlist.Config, log *slog.Logger) (*memberlist.Config, error) {
+	mc, t := base, p.Tuning
+	mc.Name = p.NodeName
+	mc.BindAddr, mc.BindPort = p.BindAddr, p.BindPort
+	mc.AdvertiseAddr, mc.AdvertisePort = p.AdvertiseAddr, p.AdvertisePort
+	mc.Transport = p.Transport
+	mc.Label = p.Label
+	mc.Logger = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	mc.ProbeInterval, mc.ProbeTimeout = t.ProbeInterval, t.ProbeTimeout
+	mc.IndirectChecks = t.IndirectChecks
+	mc.SuspicionMult, mc.SuspicionMaxTimeoutMult = t.SuspicionMult, t.SuspicionMaxTimeoutMult
+	mc.AwarenessMaxMultiplier = t.AwarenessMaxMultiplier
+	mc.GossipInterval, mc.GossipNodes = t.GossipInterval, t.GossipNodes
+	mc.GossipToTheDeadTime = t.GossipToTheDeadTime
+	mc.RetransmitMult = t.RetransmitMult
+	mc.PushPullInterval = t.PushPullInterval
+	mc.TCPTimeout = t.TCPTimeout
+	mc.DeadNodeReclaimTime = t.DeadNodeReclaimTime
+	if len(p.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(p.Keys, p.Keys[0])
+		if err != nil {
+			return nil, err
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+	return mc, nil
+}
+
+// joiner is the pool's seed joiner; pool ("" or "WAN ") starts its log
+// messages, attempts and failures count its joins.
+func (p PoolConfig) joiner(pool string, attempts, failures *atomic.Uint64) joiner {
+	return joiner{seeds: p.Join, resolve: p.Resolver, timeout: p.Tuning.TCPTimeout, every: p.RejoinInterval,
+		pool: pool, attempts: attempts, failures: failures}
+}
+
 // withDefaults returns a validated copy of cfg with defaults filled in.
 func (cfg Config) withDefaults() (Config, error) {
-	if cfg.NodeName == "" {
-		return cfg, fmt.Errorf("%w: NodeName is required", ErrConfig)
+	d := DefaultConfig()
+	d.Label = "herald/" + cfg.Region
+	pc, err := cfg.PoolConfig.withDefaults("", d.PoolConfig)
+	if err != nil {
+		return cfg, err
 	}
-	if len(cfg.NodeName) > MaxNodeNameLen || !printable(cfg.NodeName) {
-		return cfg, fmt.Errorf("%w: NodeName %q must be 1..%d printable bytes", ErrConfig, clip(cfg.NodeName), MaxNodeNameLen)
-	}
-	if cfg.Region == "" {
-		return cfg, fmt.Errorf("%w: Region is required (node %q)", ErrConfig, cfg.NodeName)
-	}
-	if len(cfg.Region) > MaxRegionLen || !printable(cfg.Region) {
-		return cfg, fmt.Errorf("%w: Region %q must be 1..%d printable bytes", ErrConfig, clip(cfg.Region), MaxRegionLen)
-	}
+	cfg.PoolConfig = pc
 	if len(cfg.Zone) > MaxRegionLen || !printable(cfg.Zone) {
 		return cfg, fmt.Errorf("%w: Zone %q must be at most %d printable bytes", ErrConfig, clip(cfg.Zone), MaxRegionLen)
 	}
@@ -330,58 +458,17 @@ func (cfg Config) withDefaults() (Config, error) {
 	if len(cfg.Version) > MaxVersionLen || !printable(cfg.Version) {
 		return cfg, fmt.Errorf("%w: Version %q must be at most %d printable bytes", ErrConfig, clip(cfg.Version), MaxVersionLen)
 	}
-	if len(cfg.Keys) == 0 && !cfg.Dev {
-		return cfg, fmt.Errorf("%w: Keys is empty: gossip encryption keys are required outside dev mode (set Dev for plain-text gossip)", ErrConfig)
-	}
-	for i, k := range cfg.Keys {
-		if n := len(k); n != 16 && n != 24 && n != 32 {
-			return cfg, fmt.Errorf("%w: Keys[%d] is %d bytes, must be 16, 24 or 32", ErrConfig, i, n)
-		}
-	}
-	if cfg.BindPort < 0 || cfg.BindPort > 65535 || cfg.AdvertisePort < 0 || cfg.AdvertisePort > 65535 {
-		return cfg, fmt.Errorf("%w: BindPort %d / AdvertisePort %d out of range", ErrConfig, cfg.BindPort, cfg.AdvertisePort)
-	}
-	if cfg.BindAddr == "" {
-		cfg.BindAddr = "0.0.0.0"
-	}
-	if cfg.AdvertisePort == 0 {
-		cfg.AdvertisePort = cfg.BindPort
-	}
-	for _, s := range cfg.Join {
-		if _, _, err := splitSeed(s); err != nil {
-			return cfg, fmt.Errorf("%w: Join seed %q: %w", ErrConfig, s, err)
-		}
-	}
-	if cfg.RejoinInterval < 0 || cfg.DeadGrace < 0 {
-		return cfg, fmt.Errorf("%w: RejoinInterval (%v) and DeadGrace (%v) must not be negative", ErrConfig, cfg.RejoinInterval, cfg.DeadGrace)
-	}
-	if cfg.RejoinInterval == 0 {
-		cfg.RejoinInterval = defaultRejoinInterval
+	if cfg.DeadGrace < 0 {
+		return cfg, fmt.Errorf("%w: DeadGrace (%v) must not be negative", ErrConfig, cfg.DeadGrace)
 	}
 	if cfg.DeadGrace == 0 {
-		cfg.DeadGrace = defaultDeadGrace
+		cfg.DeadGrace = d.DeadGrace
 	}
 	if cfg.HomeReplicas < 0 {
 		return cfg, fmt.Errorf("%w: HomeReplicas (%d) must not be negative", ErrConfig, cfg.HomeReplicas)
 	}
 	if cfg.HomeReplicas == 0 {
-		cfg.HomeReplicas = 1
-	}
-	if cfg.Resolver == nil {
-		cfg.Resolver = net.DefaultResolver.LookupHost
-	}
-	if cfg.Label == "" {
-		cfg.Label = "herald/" + cfg.Region
-	}
-	if len(cfg.Label) > memberlist.LabelMaxSize {
-		return cfg, fmt.Errorf("%w: Label is %d bytes, at most %d", ErrConfig, len(cfg.Label), memberlist.LabelMaxSize)
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	cfg.Tuning = cfg.Tuning.withDefaults()
-	if err := cfg.Tuning.validate(); err != nil {
-		return cfg, err
+		cfg.HomeReplicas = d.HomeReplicas
 	}
 	if floor := 2 * cfg.DeadGrace; cfg.Tuning.ReconnectTimeout < floor {
 		cfg.Tuning.ReconnectTimeout = floor

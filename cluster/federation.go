@@ -1,11 +1,8 @@
 package cluster
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"maps"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,74 +52,28 @@ const (
 )
 
 // FederationConfig configures this node's membership in the WAN pool that
-// joins regions. Every field's zero value means the documented default;
-// NewFederation fills defaults in a copy and validates it.
+// joins regions. Every field's zero value means the documented default
+// (DefaultFederationConfig); NewFederation fills defaults in a copy and
+// validates it.
 type FederationConfig struct {
-	// NodeName is this node's name in the WAN pool. It must be unique
-	// across all regions: use "<node>.<region>". Required, at most
-	// MaxNodeNameLen printable bytes.
-	NodeName string
-	// Region is the region this node serves. Required, at most
-	// MaxRegionLen printable bytes.
-	Region string
+	// PoolConfig is the WAN pool membership. Its NodeName must be unique
+	// across all regions ("<node>.<region>"), its Label defaults to
+	// "herald-wan" and must not start with "herald/" (the LAN pools'
+	// labels), and its Tuning defaults to WANTuning.
+	PoolConfig
+
 	// RegionURL is the client-facing base URL of this region: what clients
 	// of other regions fail over to. Zero means this node advertises no URL
 	// (it still counts for its region's status). At most MaxURLLen bytes.
 	RegionURL string
+}
 
-	// BindAddr is the gossip listen address (UDP and TCP). Zero means
-	// "0.0.0.0". Ignored when Transport is set.
-	BindAddr string
-	// BindPort is the gossip listen port. Zero picks a free port; read it
-	// back with GossipAddr. Ignored when Transport is set.
-	BindPort int
-	// AdvertiseAddr is the address other members (in other regions: it must
-	// be routable from there) use to reach this node. Zero means the bound
-	// address (or a private IP when bound to 0.0.0.0).
-	AdvertiseAddr string
-	// AdvertisePort is the advertised port. Zero means the bound port.
-	AdvertisePort int
-
-	// Join lists seeds as "host:port", in other regions or this one. IP
-	// seeds are joined at start and re-tried every RejoinInterval while they
-	// are not live members; DNS names are re-resolved every RejoinInterval
-	// and every resolved address that is not a live member is joined.
-	// Failing to reach the seeds is not fatal. Zero means start a new pool
-	// and wait to be joined.
-	Join []string
-	// RejoinInterval is how often seeds are re-resolved and re-joined.
-	// Zero means 30s.
-	RejoinInterval time.Duration
-	// Resolver resolves a seed host to IP addresses. Zero means
-	// net.DefaultResolver.LookupHost.
-	Resolver func(ctx context.Context, host string) ([]string, error)
-
-	// Keys is the WAN gossip keyring, as Config.Keys: the first key
-	// encrypts, all decrypt; 16, 24 or 32 bytes each. Required unless Dev.
-	// Use other keys than the LAN pools'.
-	Keys [][]byte
-	// Dev allows running without Keys (plain-text gossip). Never in
-	// production.
-	Dev bool
-	// Label is memberlist's packet and stream label. Zero means
-	// "herald-wan". It must not start with "herald/", the prefix of the LAN
-	// pools' labels, so that a LAN node can never join the WAN pool nor a
-	// WAN node a LAN pool, even with a shared key.
-	Label string
-
-	// Tuning holds the failure-detector and gossip timings. Zero fields
-	// take the WAN preset values (see WANTuning). MaxQueuedBroadcasts and
-	// InboxSize are not used by the federation.
-	Tuning Tuning
-
-	// Transport replaces memberlist's NetTransport (BindAddr and BindPort
-	// are then ignored), e.g. cluster/gossiptest to partition regions in
-	// tests. Zero means memberlist's NetTransport on BindAddr:BindPort.
-	Transport memberlist.Transport
-
-	// Logger receives the federation's logs (component=federation) and
-	// memberlist's own logs at debug level. Zero means discard.
-	Logger *slog.Logger
+// DefaultFederationConfig returns the values that zero fields of a
+// FederationConfig take, but for those derived from other fields
+// (AdvertisePort is the bound port) or that are functions (Resolver,
+// Logger).
+func DefaultFederationConfig() FederationConfig {
+	return FederationConfig{PoolConfig: defaultPool(WANTuning(), "herald-wan")}
 }
 
 // WANTuning returns the preset used for zero FederationConfig.Tuning
@@ -181,71 +132,18 @@ func WANTuning() Tuning {
 	}
 }
 
-const defaultWANLabel = "herald-wan"
-
 // withDefaults returns a validated copy of cfg with defaults filled in.
 func (cfg FederationConfig) withDefaults() (FederationConfig, error) {
-	if cfg.NodeName == "" {
-		return cfg, fmt.Errorf("%w: federation NodeName is required", ErrConfig)
+	pc, err := cfg.PoolConfig.withDefaults("federation ", DefaultFederationConfig().PoolConfig)
+	if err != nil {
+		return cfg, err
 	}
-	if len(cfg.NodeName) > MaxNodeNameLen || !printable(cfg.NodeName) {
-		return cfg, fmt.Errorf("%w: federation NodeName %q must be 1..%d printable bytes", ErrConfig, clip(cfg.NodeName), MaxNodeNameLen)
-	}
-	if cfg.Region == "" {
-		return cfg, fmt.Errorf("%w: federation Region is required (node %q)", ErrConfig, cfg.NodeName)
-	}
-	if len(cfg.Region) > MaxRegionLen || !printable(cfg.Region) {
-		return cfg, fmt.Errorf("%w: federation Region %q must be 1..%d printable bytes", ErrConfig, clip(cfg.Region), MaxRegionLen)
-	}
+	cfg.PoolConfig = pc
 	if len(cfg.RegionURL) > MaxURLLen || !printable(cfg.RegionURL) {
 		return cfg, fmt.Errorf("%w: federation RegionURL must be at most %d printable bytes, got %d", ErrConfig, MaxURLLen, len(cfg.RegionURL))
 	}
-	if len(cfg.Keys) == 0 && !cfg.Dev {
-		return cfg, fmt.Errorf("%w: federation Keys is empty: gossip encryption keys are required outside dev mode (set Dev for plain-text gossip)", ErrConfig)
-	}
-	for i, k := range cfg.Keys {
-		if n := len(k); n != 16 && n != 24 && n != 32 {
-			return cfg, fmt.Errorf("%w: federation Keys[%d] is %d bytes, must be 16, 24 or 32", ErrConfig, i, n)
-		}
-	}
-	if cfg.BindPort < 0 || cfg.BindPort > 65535 || cfg.AdvertisePort < 0 || cfg.AdvertisePort > 65535 {
-		return cfg, fmt.Errorf("%w: federation BindPort %d / AdvertisePort %d out of range", ErrConfig, cfg.BindPort, cfg.AdvertisePort)
-	}
-	if cfg.BindAddr == "" {
-		cfg.BindAddr = "0.0.0.0"
-	}
-	if cfg.AdvertisePort == 0 {
-		cfg.AdvertisePort = cfg.BindPort
-	}
-	for _, s := range cfg.Join {
-		if _, _, err := splitSeed(s); err != nil {
-			return cfg, fmt.Errorf("%w: federation Join seed %q: %w", ErrConfig, s, err)
-		}
-	}
-	if cfg.RejoinInterval < 0 {
-		return cfg, fmt.Errorf("%w: federation RejoinInterval (%v) must not be negative", ErrConfig, cfg.RejoinInterval)
-	}
-	if cfg.RejoinInterval == 0 {
-		cfg.RejoinInterval = defaultRejoinInterval
-	}
-	if cfg.Resolver == nil {
-		cfg.Resolver = net.DefaultResolver.LookupHost
-	}
-	if cfg.Label == "" {
-		cfg.Label = defaultWANLabel
-	}
 	if strings.HasPrefix(cfg.Label, "herald/") {
 		return cfg, fmt.Errorf("%w: federation Label %q must not start with \"herald/\" (the LAN pools' labels)", ErrConfig, clip(cfg.Label))
-	}
-	if len(cfg.Label) > memberlist.LabelMaxSize {
-		return cfg, fmt.Errorf("%w: federation Label is %d bytes, at most %d", ErrConfig, len(cfg.Label), memberlist.LabelMaxSize)
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	cfg.Tuning = cfg.Tuning.withPreset(WANTuning())
-	if err := cfg.Tuning.validate(); err != nil {
-		return cfg, err
 	}
 	return cfg, nil
 }
@@ -288,7 +186,6 @@ func NewFederation(cfg FederationConfig) (*Federation, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := cfg.Tuning
 	f := &Federation{
 		pool:    newPool("federation", cfg.Logger.With("component", "federation", "node", cfg.NodeName, "region", cfg.Region)),
 		cfg:     cfg,
@@ -300,8 +197,7 @@ func NewFederation(cfg FederationConfig) (*Federation, error) {
 		return nil, err
 	}
 
-	mc, err := memberlistConfig(memberlist.DefaultWANConfig(), cfg.NodeName, cfg.BindAddr, cfg.BindPort,
-		cfg.AdvertiseAddr, cfg.AdvertisePort, cfg.Transport, cfg.Label, f.log, t, cfg.Keys)
+	mc, err := cfg.memberlist(memberlist.DefaultWANConfig(), f.log)
 	if err != nil {
 		f.cancel()
 		return nil, fmt.Errorf("%w: federation Keys: %w", ErrConfig, err)
@@ -314,8 +210,7 @@ func NewFederation(cfg FederationConfig) (*Federation, error) {
 		f.cancel()
 		return nil, fmt.Errorf("cluster: starting WAN memberlist for node %q: %w", cfg.NodeName, err)
 	}
-	f.started(ml, joiner{seeds: cfg.Join, resolve: cfg.Resolver, timeout: cfg.Tuning.TCPTimeout, every: cfg.RejoinInterval,
-		pool: "WAN ", attempts: &f.joinAttempts, failures: &f.joinFailures})
+	f.started(ml, cfg.joiner("WAN ", &f.joinAttempts, &f.joinFailures))
 
 	f.goFunc(func() { f.metaLoop(cfg.Tuning.MetaInterval, func() { f.gossipMeta(cfg.Tuning.TCPTimeout) }) })
 	if len(cfg.Join) > 0 {

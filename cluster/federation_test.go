@@ -39,11 +39,14 @@ func regionURL(region string) string { return "https://" + region + ".push.test"
 func startFed(tb testing.TB, node, region string, opts ...fedOption) *Federation {
 	tb.Helper()
 	cfg := FederationConfig{
-		NodeName: node + "." + region, Region: region, RegionURL: regionURL(region),
-		BindAddr: "127.0.0.1",
-		Keys:     [][]byte{testKey},
-		Tuning:   fedTestTuning(),
-		Logger:   testLogger(node + "." + region),
+		PoolConfig: PoolConfig{
+			NodeName: node + "." + region, Region: region,
+			BindAddr: "127.0.0.1",
+			Keys:     [][]byte{testKey},
+			Tuning:   fedTestTuning(),
+			Logger:   testLogger(node + "." + region),
+		},
+		RegionURL: regionURL(region),
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -387,7 +390,7 @@ func TestFederationCannotJoinWithoutCredentials(t *testing.T) {
 }
 
 func TestFederationConfigValidation(t *testing.T) {
-	base := FederationConfig{NodeName: "n.r", Region: "r", Dev: true, BindAddr: "127.0.0.1"}
+	base := FederationConfig{PoolConfig: PoolConfig{NodeName: "n.r", Region: "r", Dev: true, BindAddr: "127.0.0.1"}}
 	cases := map[string]func(*FederationConfig){
 		"NodeName is required":  func(c *FederationConfig) { c.NodeName = "" },
 		"NodeName":              func(c *FederationConfig) { c.NodeName = strings.Repeat("n", MaxNodeNameLen+1) },

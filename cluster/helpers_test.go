@@ -109,11 +109,14 @@ func startNode(tb testing.TB, name string, opts ...option) *testNode {
 	tb.Helper()
 	rec := &revRecorder{}
 	cfg := Config{
-		NodeName: name, Region: "test", Zone: "z-" + name,
-		BindAddr: "127.0.0.1", BindPort: 0,
-		Keys:    [][]byte{testKey},
+		PoolConfig: PoolConfig{
+			NodeName: name, Region: "test",
+			BindAddr: "127.0.0.1", BindPort: 0,
+			Keys:   [][]byte{testKey},
+			Logger: testLogger(name),
+		},
+		Zone:    "z-" + name,
 		HTTPURL: "http://" + name + ".test:8080", Version: "v-test",
-		Logger:   testLogger(name),
 		OnRevoke: rec.add,
 	}
 	for _, o := range opts {

@@ -156,36 +156,3 @@ func (p *pool) gossipMeta(tcpTimeout time.Duration) {
 		p.log.Debug("metadata update not confirmed", "err", err)
 	}
 }
-
-// memberlistConfig fills base (memberlist's LAN or WAN defaults) with a
-// pool's addresses, label, logger, timings and keyring. The keyring's first
-// key encrypts, all decrypt; without keys gossip is plain text (Dev).
-func memberlistConfig(base *memberlist.Config, name, bindAddr string, bindPort int, advAddr string, advPort int,
-	transport memberlist.Transport, label string, log *slog.Logger, t Tuning, keys [][]byte) (*memberlist.Config, error) {
-	mc := base
-	mc.Name = name
-	mc.BindAddr, mc.BindPort = bindAddr, bindPort
-	mc.AdvertiseAddr, mc.AdvertisePort = advAddr, advPort
-	mc.Transport = transport
-	mc.Label = label
-	mc.Logger = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
-	mc.ProbeInterval, mc.ProbeTimeout = t.ProbeInterval, t.ProbeTimeout
-	mc.IndirectChecks = t.IndirectChecks
-	mc.SuspicionMult, mc.SuspicionMaxTimeoutMult = t.SuspicionMult, t.SuspicionMaxTimeoutMult
-	mc.AwarenessMaxMultiplier = t.AwarenessMaxMultiplier
-	mc.GossipInterval, mc.GossipNodes = t.GossipInterval, t.GossipNodes
-	mc.GossipToTheDeadTime = t.GossipToTheDeadTime
-	mc.RetransmitMult = t.RetransmitMult
-	mc.PushPullInterval = t.PushPullInterval
-	mc.TCPTimeout = t.TCPTimeout
-	mc.DeadNodeReclaimTime = t.DeadNodeReclaimTime
-	if len(keys) > 0 {
-		kr, err := memberlist.NewKeyring(keys, keys[0])
-		if err != nil {
-			return nil, err
-		}
-		mc.Keyring = kr
-		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
-	}
-	return mc, nil
-}

@@ -384,50 +384,82 @@ func (m *Main) Close() error {
 // startCluster joins the gossip pool. Revocations (a session taken over
 // elsewhere, an admin disconnect) are handed to the server once it exists.
 func (m *Main) startCluster(cfg Config, srv *atomic.Pointer[server.Server]) (*cluster.Cluster, error) {
-	host, port, err := splitHostPort(cfg.GossipListen)
-	if err != nil {
-		return nil, fmt.Errorf("gossip_listen: %w", err)
+	advURL := cfg.AdvertiseURL
+	if advURL == "" {
+		advURL = m.URL()
 	}
-	advHost, advPort := "", 0
-	if cfg.GossipAdvertise != "" {
-		if advHost, advPort, err = splitHostPort(cfg.GossipAdvertise); err != nil {
-			return nil, fmt.Errorf("gossip_advertise: %w", err)
+	cc, err := clusterConfig(cfg, advURL)
+	if err != nil {
+		return nil, err
+	}
+	cc.Transport, cc.Logger = m.GossipTransport, m.Logger
+	cc.OnRevoke = func(r cluster.Revocation) {
+		if s := srv.Load(); s != nil {
+			s.Node().Revoke(r.Session, r.Incarnation, r.Reason)
 		}
 	}
-	var keys [][]byte
-	for _, k := range append([]string{cfg.GossipKey}, cfg.GossipOldKeys...) {
+	cc.OnExpire = func(n int) {
+		for range n {
+			m.Telemetry.Metrics().OwnershipChange(context.Background(), observability.OwnershipExpire)
+		}
+	}
+	return cluster.New(cc)
+}
+
+// clusterConfig is the LAN pool's configuration from cfg; httpURL is the
+// URL this node advertises to its peers.
+func clusterConfig(cfg Config, httpURL string) (cluster.Config, error) {
+	pc, err := poolConfig(cfg, "gossip_listen", cfg.GossipListen, "gossip_advertise", cfg.GossipAdvertise,
+		append([]string{cfg.GossipKey}, cfg.GossipOldKeys...))
+	if err != nil {
+		return cluster.Config{}, err
+	}
+	pc.Join, pc.RejoinInterval, pc.Label = cfg.Join, cfg.Cluster.RejoinInterval, cfg.Cluster.Label
+	return cluster.Config{PoolConfig: pc, Zone: cfg.Zone, HTTPURL: httpURL, Version: Version,
+		DeadGrace: cfg.Cluster.DeadGrace}, nil
+}
+
+// federationConfig is the WAN pool's configuration from cfg; regionURL is
+// the client-facing URL this node advertises to the other regions.
+func federationConfig(cfg Config, regionURL string) (cluster.FederationConfig, error) {
+	key := cfg.WANKey
+	if key == "" {
+		key = cfg.GossipKey
+	}
+	pc, err := poolConfig(cfg, "wan_listen", cfg.WANListen, "wan_advertise", cfg.WANAdvertise, []string{key})
+	if err != nil {
+		return cluster.FederationConfig{}, err
+	}
+	pc.NodeName = cfg.NodeName + "." + cfg.Region
+	pc.Join, pc.Label = cfg.WANJoin, cfg.Federation.Label
+	return cluster.FederationConfig{PoolConfig: pc, RegionURL: regionURL}, nil
+}
+
+// poolConfig is what the LAN and WAN pools take alike from their keys: the
+// node's name and region, the bind and advertise addresses and the keyring
+// (empty keys skipped); the keys are named in errors.
+func poolConfig(cfg Config, listenKey, listen, advKey, adv string, keys []string) (cluster.PoolConfig, error) {
+	pc := cluster.PoolConfig{NodeName: cfg.NodeName, Region: cfg.Region, Dev: cfg.Dev}
+	var err error
+	if pc.BindAddr, pc.BindPort, err = splitHostPort(listen); err != nil {
+		return pc, fmt.Errorf("%s: %w", listenKey, err)
+	}
+	if adv != "" {
+		if pc.AdvertiseAddr, pc.AdvertisePort, err = splitHostPort(adv); err != nil {
+			return pc, fmt.Errorf("%s: %w", advKey, err)
+		}
+	}
+	for _, k := range keys {
 		if k == "" {
 			continue
 		}
 		b, err := cluster.ParseKey(k)
 		if err != nil {
-			return nil, err
+			return pc, err
 		}
-		keys = append(keys, b)
+		pc.Keys = append(pc.Keys, b)
 	}
-	advURL := cfg.AdvertiseURL
-	if advURL == "" {
-		advURL = m.URL()
-	}
-	return cluster.New(cluster.Config{
-		NodeName: cfg.NodeName, Region: cfg.Region, Zone: cfg.Zone,
-		BindAddr: host, BindPort: port, AdvertiseAddr: advHost, AdvertisePort: advPort,
-		Join: cfg.Join, RejoinInterval: cfg.Cluster.RejoinInterval,
-		Keys: keys, Dev: cfg.Dev, Label: cfg.Cluster.Label,
-		HTTPURL: advURL, Version: Version, DeadGrace: cfg.Cluster.DeadGrace,
-		Transport: m.GossipTransport,
-		Logger:    m.Logger,
-		OnRevoke: func(r cluster.Revocation) {
-			if s := srv.Load(); s != nil {
-				s.Node().Revoke(r.Session, r.Incarnation, r.Reason)
-			}
-		},
-		OnExpire: func(n int) {
-			for range n {
-				m.Telemetry.Metrics().OwnershipChange(context.Background(), observability.OwnershipExpire)
-			}
-		},
-	})
+	return pc, nil
 }
 
 // openRemotes opens the read-only store of every remote region, each behind
@@ -462,28 +494,6 @@ func (m *Main) openRemotes(cfg Config) ([]push.Store, error) {
 
 // startFederation joins the WAN pool that federates regions.
 func (m *Main) startFederation(cfg Config) (*cluster.Federation, error) {
-	host, port, err := splitHostPort(cfg.WANListen)
-	if err != nil {
-		return nil, fmt.Errorf("wan_listen: %w", err)
-	}
-	advHost, advPort := "", 0
-	if cfg.WANAdvertise != "" {
-		if advHost, advPort, err = splitHostPort(cfg.WANAdvertise); err != nil {
-			return nil, fmt.Errorf("wan_advertise: %w", err)
-		}
-	}
-	var keys [][]byte
-	key := cfg.WANKey
-	if key == "" {
-		key = cfg.GossipKey
-	}
-	if key != "" {
-		b, err := cluster.ParseKey(key)
-		if err != nil {
-			return nil, err
-		}
-		keys = append(keys, b)
-	}
 	regionURL := cfg.RegionURL
 	if regionURL == "" {
 		regionURL = cfg.AdvertiseURL
@@ -491,12 +501,12 @@ func (m *Main) startFederation(cfg Config) (*cluster.Federation, error) {
 	if regionURL == "" {
 		regionURL = m.URL()
 	}
-	return cluster.NewFederation(cluster.FederationConfig{
-		NodeName: cfg.NodeName + "." + cfg.Region, Region: cfg.Region, RegionURL: regionURL,
-		BindAddr: host, BindPort: port, AdvertiseAddr: advHost, AdvertisePort: advPort,
-		Join: cfg.WANJoin, Keys: keys, Dev: cfg.Dev, Label: cfg.Federation.Label,
-		Logger: m.Logger,
-	})
+	fc, err := federationConfig(cfg, regionURL)
+	if err != nil {
+		return nil, err
+	}
+	fc.Logger = m.Logger
+	return cluster.NewFederation(fc)
 }
 
 func splitHostPort(hp string) (string, int, error) {

@@ -242,7 +242,7 @@ type StreamConfig struct {
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	nd := node.DefaultConfig()
+	nd, cl := node.DefaultConfig(), cluster.DefaultConfig()
 	return Config{
 		Listen:            "127.0.0.1:8080",
 		AdminListen:       "127.0.0.1:8081",
@@ -257,8 +257,8 @@ func DefaultConfig() Config {
 		Cluster: ClusterConfig{
 			Balance:        nd.Balance,
 			DrainWindow:    10 * time.Second,
-			DeadGrace:      30 * time.Second,
-			RejoinInterval: 30 * time.Second,
+			DeadGrace:      cl.DeadGrace,
+			RejoinInterval: cl.RejoinInterval,
 		},
 		Limits: LimitsConfig{
 			Limits:         server.DefaultLimits(),

@@ -42,6 +42,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERALD=${HERALD:-bin/herald}
+# SERVER: the herald binary run as the node (default: HERALD, which also
+# drives the load); set it to an older build for a before/after pair.
 PORT_REDIS=${PORT_REDIS:-16611}
 PORT_HTTP=${PORT_HTTP:-18611}
 PORT_ADMIN=${PORT_ADMIN:-18612}
@@ -58,7 +60,7 @@ start_node() { # $@: extra serve flags
     env=(HERALD_PROTECTION__INGRESS__PUBLISH_QPS=0 HERALD_PROTECTION__INGRESS__TOPIC_QPS=0
       HERALD_PROTECTION__ADMISSION__CONNECT_RATE=100000 HERALD_PROTECTION__BREAKER__SLOW_THRESHOLD=${SLOW_THRESHOLD:-1s})
   fi
-  env "${env[@]}" "$HERALD" serve --dev --redis "redis://127.0.0.1:$PORT_REDIS" --listen "127.0.0.1:$PORT_HTTP" \
+  env "${env[@]}" "${SERVER:-$HERALD}" serve --dev --redis "redis://127.0.0.1:$PORT_REDIS" --listen "127.0.0.1:$PORT_HTTP" \
     --admin-listen "127.0.0.1:$PORT_ADMIN" --log-level warn "$@" >"$work/herald.log" 2>&1 &
   echo $! >"$work/herald.pid"
   for _ in $(seq 50); do curl -fsS "$URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
