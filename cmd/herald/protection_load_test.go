@@ -446,8 +446,18 @@ func openSlow(t *testing.T, base, topic string, trickle bool) *slowReader {
 				return sse.Event{}, err
 			}
 			var f wire.Frame
-			if typ != websocket.MessageText || json.Unmarshal(b, &f) != nil {
-				return sse.Event{}, fmt.Errorf("not a Herald frame: %q", b)
+			if err := json.Unmarshal(b, &f); typ != websocket.MessageText || err != nil {
+				// coder/websocket hands over a message cut short by the
+				// connection's end as whole when the cut falls where one of
+				// its reads ended (the Go client's cutShort): the end is
+				// what follows.
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				_, _, rerr := conn.Read(ctx)
+				cancel()
+				if rerr != nil && websocket.CloseStatus(rerr) == -1 && !errors.Is(rerr, context.DeadlineExceeded) {
+					return sse.Event{}, rerr
+				}
+				return sse.Event{}, fmt.Errorf("not a Herald frame (type %v, %d bytes, %v): %q", typ, len(b), err, b)
 			}
 			return sse.Event{ID: f.ID, Type: f.Event, Data: f.Data}, nil
 		}
