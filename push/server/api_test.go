@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -248,17 +249,25 @@ func openNonReader(t *testing.T, n *testNode, topic string) func() (lastID strin
 	t.Helper()
 	var tcp *net.TCPConn
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+		d := &net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) { serr = mobileMSS(fd) }); err != nil {
+				return err
+			}
+			return serr
+		}}
+		c, err := d.DialContext(ctx, network, addr)
 		if err == nil {
 			tcp = c.(*net.TCPConn)
 			err = tcp.SetReadBuffer(4096)
 		}
 		return c, err
 	}
-	// Draining, the client opens its receive window again: with a 4 KiB
-	// buffer under loopback's 64 KiB segments, the window it can offer
-	// stays too small for the sender to resume (TCP's silly-window
-	// avoidance), and the rest would never arrive.
+	// Draining, the client opens its receive window again. (With a 4 KiB
+	// buffer under loopback's 64 KiB segments the window it can offer
+	// stays too small for the sender to resume — TCP's silly-window
+	// avoidance —, hence also the segment size of a real network,
+	// mobileMSS.)
 	widen := func() { _ = tcp.SetReadBuffer(1 << 20) }
 	control := func(typ string) bool { return strings.HasPrefix(typ, "herald.") }
 	if n.transport == "ws" {
