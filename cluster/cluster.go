@@ -58,8 +58,9 @@ type Cluster struct {
 
 	recMu   sync.RWMutex
 	records map[string]*entry
-	byTopic map[string]map[string]struct{} // topic -> live sessions
-	owned   map[string]uint64              // sessions this node serves -> incarnation
+	byTopic map[string]map[string]struct{} // topic -> live sessions served here (ownOn)
+	intern  interner
+	owned   map[string]uint64 // sessions this node serves -> incarnation
 
 	revMu   sync.Mutex
 	pending []Revocation // bounded by len(owned): each claim is revoked at most once
@@ -119,6 +120,12 @@ func New(cfg Config) (*Cluster, error) {
 		c.cancel()
 		return nil, fmt.Errorf("%w: Keys: %w", ErrConfig, err)
 	}
+	// No LZW: what this pool sends in bulk (push/pull digests of random
+	// hashes, forwarded record batches) gains little from it, and each
+	// compressed message costs memberlist several growing copies on both
+	// sides (issue 25: most of a push/pull's garbage). Peers still
+	// decompress what older nodes send compressed.
+	mc.EnableCompression = false
 	mc.Delegate = delegate{c}
 	mc.Events = events{c}
 	ml, err := memberlist.Create(mc)
@@ -229,12 +236,15 @@ func (c *Cluster) handle(it inboxItem, now time.Time) {
 	case itemState:
 		c.queuedStates.Add(-1)
 		m, err := decodeMessage(it.data)
-		if err != nil || m.kind != msgState {
+		switch {
+		case err == nil && m.kind == msgDigest:
+			c.mergeDigest(m.dig)
+		case err == nil && m.kind == msgState: // a peer from before digests (ADR 0030)
+			c.mergeState(m, now)
+		default:
 			c.st.invalid.Add(1)
 			c.log.Debug("dropping malformed push/pull state", "err", err, "bytes", len(it.data))
-			return
 		}
-		c.mergeState(m, now)
 	case itemMsg:
 		m, err := decodeMessage(it.data)
 		if err != nil {

@@ -38,7 +38,9 @@ func (d delegate) NotifyMsg(b []byte) {
 // every node (ADR 0026); they travel by direct messages (forward.go).
 func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 
-func (d delegate) LocalState(join bool) []byte { return d.c.localState() }
+// LocalState is a digest of the records this node holds, not the records
+// themselves (digest.go, ADR 0030).
+func (d delegate) LocalState(join bool) []byte { return d.c.localDigest() }
 
 func (d delegate) MergeRemoteState(buf []byte, join bool) {
 	c := d.c

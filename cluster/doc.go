@@ -55,8 +55,11 @@
 //     stale claim's owner. Both go through the same batches.
 //   - push/pull: memberlist's periodic state exchange (PushPullInterval),
 //     on every join, and promptly with a member that comes back from dead,
-//     carries a node's own records and the records it is home of, of
-//     owners it sees alive.
+//     carries a digest (19 bytes a record: session hash, incarnation, owner,
+//     tombstone) of a node's own records and the records it is home of, of
+//     owners it sees alive; each side forwards the full records where it
+//     holds a newer one, where its own claim is older, or where the peer is
+//     a home missing its record (digest.go, ADR 0030).
 //   - rehoming: when the live ring changes, each owner sends its records to
 //     the homes they gained; a node drops records it is no longer home of.
 //
@@ -113,7 +116,8 @@
 // (Federation: its own key, label "herald-wan" and WANTuning timings) that
 // carries only per-node region, client-facing URL, state and replication
 // progress ("seen" heartbeats per origin); session records never cross it. The record table is one map under one lock (claims happen at
-// connection rate, not event rate); a push/pull state is capped at 16 MiB
-// (about 80k records: a node's own and homed records), beyond which the rest
-// waits for forwards and later exchanges (Stats.StateTruncated).
+// connection rate, not event rate), each record stored compact (entry.go);
+// a push/pull digest is capped at 16 MiB (about 880k records: a node's own
+// and homed records), beyond which the rest waits for forwards and later
+// exchanges (Stats.StateTruncated).
 package cluster

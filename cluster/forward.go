@@ -175,14 +175,14 @@ func (c *Cluster) rehome(old, cur []string) {
 	self, k := c.cfg.NodeName, c.homeSlots()
 	out := make(map[string][]Record)
 	c.recMu.RLock()
-	for _, e := range c.records {
-		if e.rec.Node != self {
+	for s, e := range c.records {
+		if e.who.node != self {
 			continue
 		}
-		before := homesOf(e.rec.Session, old, k)
-		for _, h := range homesOf(e.rec.Session, cur, k) {
+		before := homesOf(s, old, k)
+		for _, h := range homesOf(s, cur, k) {
 			if h != self && !slices.Contains(before, h) {
-				out[h] = append(out[h], e.rec.clone())
+				out[h] = append(out[h], e.record(s))
 			}
 		}
 	}
@@ -277,8 +277,8 @@ func (c *Cluster) ownOn(topic string) []Record {
 	defer c.recMu.RUnlock()
 	var out []Record
 	for s := range c.byTopic[topic] {
-		if e := c.records[s]; e != nil && !e.rec.Ended && e.rec.Node == c.cfg.NodeName {
-			out = append(out, e.rec.clone())
+		if e := c.records[s]; e != nil && !e.ended && e.who.node == c.cfg.NodeName {
+			out = append(out, e.record(s))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Session < out[j].Session })

@@ -79,13 +79,6 @@ const (
 	ReasonAdmin    = "admin"
 )
 
-// entry is a stored record plus local bookkeeping.
-type entry struct {
-	rec     Record
-	partial bool      // topics trimmed in a broadcast; a full copy replaces it
-	seen    time.Time // local receipt time (expiry of records of unknown owners)
-}
-
 // ValidateClaim reports whether Claim would accept these arguments: a
 // session id of 1..MaxSessionLen printable bytes, at most MaxTopics topics of
 // 1..MaxTopicLen printable bytes, a trace of at most MaxTraceLen printable
@@ -129,9 +122,9 @@ func (c *Cluster) Claim(session string, topics []string, trace string) Record {
 	defer c.recMu.Unlock()
 	notify := ""
 	if e, ok := c.records[session]; ok {
-		rec.Incarnation = max(rec.Incarnation, e.rec.Incarnation+1)
-		if !e.rec.Ended && e.rec.Node != self {
-			notify = e.rec.Node
+		rec.Incarnation = max(rec.Incarnation, e.inc+1)
+		if !e.ended && e.who.node != self {
+			notify = e.who.node
 		}
 	}
 	if old, ok := c.owned[session]; ok {
@@ -143,7 +136,7 @@ func (c *Cluster) Claim(session string, topics []string, trace string) Record {
 	if notify != "" && !slices.Contains(homesOf(session, ring, c.homeSlots()), notify) {
 		c.noticeLocked(notify, rec)
 	}
-	return rec.clone()
+	return rec // the stored entry shares none of rec's memory
 }
 
 // Release records that the stream of claim (session, incarnation) ended: if
@@ -158,16 +151,16 @@ func (c *Cluster) Release(session string, incarnation uint64) {
 		delete(c.owned, session)
 	}
 	e, ok := c.records[session]
-	if !ok || e.rec.Node != c.cfg.NodeName || e.rec.Incarnation != incarnation || e.rec.Ended {
+	if !ok || e.who.node != c.cfg.NodeName || e.inc != incarnation || e.ended {
 		return
 	}
-	c.tombstoneLocked(e, now)
+	c.tombstoneLocked(session, e, now)
 }
 
 // tombstoneLocked turns this node's own record e into a tombstone and
 // sends it to the session's homes.
-func (c *Cluster) tombstoneLocked(e *entry, now time.Time) {
-	r := e.rec
+func (c *Cluster) tombstoneLocked(session string, e *entry, now time.Time) {
+	r := e.record(session)
 	r.Ended, r.EndedAt = true, time.Unix(0, now.UnixNano())
 	c.storeLocked(r, e.partial, now)
 	c.sendHomesLocked(r, c.ring())
@@ -183,19 +176,20 @@ func (c *Cluster) Lookup(session string) (Record, bool) {
 	if !ok {
 		return Record{}, false
 	}
-	return e.rec.clone(), true
+	return e.record(session), true
 }
 
 // Presence returns the live records (not Ended) this node holds whose
 // Topics contain topic, sorted by session: its own and those it is a home
-// node of. PresenceAll asks every member.
+// node of. PresenceAll asks every member. It scans every record held here
+// (only own records are indexed by topic, to keep homed records small).
 func (c *Cluster) Presence(topic string) []Record {
 	c.recMu.RLock()
 	defer c.recMu.RUnlock()
-	out := make([]Record, 0, len(c.byTopic[topic]))
-	for s := range c.byTopic[topic] {
-		if e := c.records[s]; e != nil && !e.rec.Ended {
-			out = append(out, e.rec.clone())
+	var out []Record
+	for s, e := range c.records {
+		if !e.ended && slices.Contains(e.topics, topic) {
+			out = append(out, e.record(s))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Session < out[j].Session })
@@ -271,8 +265,8 @@ func (c *Cluster) onDisconnect(m message) {
 func (c *Cluster) adminRevokeLocked(session string, inc uint64, by string) {
 	delete(c.owned, session)
 	c.revokeLocked(Revocation{Session: session, Incarnation: inc, Reason: ReasonAdmin, By: by})
-	if e := c.records[session]; e != nil && e.rec.Node == c.cfg.NodeName && e.rec.Incarnation == inc && !e.rec.Ended {
-		c.tombstoneLocked(e, time.Now())
+	if e := c.records[session]; e != nil && e.who.node == c.cfg.NodeName && e.inc == inc && !e.ended {
+		c.tombstoneLocked(session, e, time.Now())
 	}
 }
 
@@ -307,11 +301,11 @@ func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Ti
 	}
 	cur, exists := c.records[r.Session]
 	if exists {
-		switch d := compareRecords(r, cur.rec); {
+		switch d := compareRecords(r, cur.key()); {
 		case d < 0:
 			c.st.stale.Add(1)
-			if !r.Ended && r.Node != self && r.Node != cur.rec.Node {
-				c.noticeLocked(r.Node, cur.rec)
+			if !r.Ended && r.Node != self && r.Node != cur.who.node {
+				c.noticeLocked(r.Node, cur.record(r.Session))
 			}
 			return false
 		case d == 0:
@@ -322,8 +316,8 @@ func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Ti
 			c.st.duplicates.Add(1)
 			return false
 		}
-		if !cur.rec.Ended && cur.rec.Node != self && cur.rec.Node != r.Node {
-			c.noticeLocked(cur.rec.Node, r)
+		if !cur.ended && cur.who.node != self && cur.who.node != r.Node {
+			c.noticeLocked(cur.who.node, r)
 		}
 	}
 	if (r.Ended && now.Sub(r.EndedAt) > c.cfg.DeadGrace) || (r.Node != self && c.ownerExpired(r.Node, now)) {
@@ -337,7 +331,7 @@ func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Ti
 		if inc, ok := c.owned[r.Session]; !ok || inc != r.Incarnation {
 			c.st.corrections.Add(1)
 			c.storeLocked(r, partial, now)
-			c.tombstoneLocked(c.records[r.Session], now)
+			c.tombstoneLocked(r.Session, c.records[r.Session], now)
 			return true
 		}
 	}
@@ -361,7 +355,8 @@ func (c *Cluster) ownerExpired(node string, now time.Time) bool {
 	return e != nil && e.down && now.Sub(e.downSince) > c.cfg.DeadGrace
 }
 
-// mergeState applies a push/pull state (anti-entropy).
+// mergeState applies full records: a forwarded batch, or the push/pull
+// state of a peer from before digests (ADR 0030).
 func (c *Cluster) mergeState(m message, now time.Time) {
 	c.st.merges.Add(1)
 	ring := c.ring()
@@ -370,35 +365,6 @@ func (c *Cluster) mergeState(m message, now time.Time) {
 	for i, r := range m.recs {
 		c.applyLocked(r, m.parts[i], ring, now)
 	}
-}
-
-// localState encodes this node's own records and the records of live owners
-// it holds as a home node, for push/pull. Records of down owners are left
-// out, so that they expire everywhere instead of being passed around.
-func (c *Cluster) localState() []byte {
-	self := c.cfg.NodeName
-	c.recMu.RLock()
-	c.memMu.RLock()
-	recs := make([]Record, 0, len(c.records))
-	parts := make([]bool, 0, len(c.records))
-	for _, e := range c.records { // own records first: they must not be truncated away
-		if e.rec.Node == self {
-			recs, parts = append(recs, e.rec), append(parts, false)
-		}
-	}
-	for _, e := range c.records {
-		if m := c.members[e.rec.Node]; m != nil && !m.down && e.rec.Node != self {
-			recs, parts = append(recs, e.rec), append(parts, e.partial)
-		}
-	}
-	c.memMu.RUnlock()
-	c.recMu.RUnlock()
-	b, left := encodeState(self, recs, parts, stateBudget)
-	if left > 0 {
-		c.st.stateTruncated.Add(1)
-		c.log.Warn("push/pull state truncated", "records", len(recs), "left_out", left)
-	}
-	return b
 }
 
 // sweep forgets expired records and members. Own live records are never
@@ -411,21 +377,20 @@ func (c *Cluster) sweep(now time.Time) {
 	c.memMu.RLock()
 	var drop []string
 	orphaned := 0
-	var correct []*entry
+	var correct []string
 	for s, e := range c.records {
-		r := e.rec
 		switch {
-		case r.Ended:
-			if now.Sub(r.EndedAt) > grace {
+		case e.ended:
+			if now.Sub(time.Unix(0, e.at)) > grace {
 				drop = append(drop, s)
 			}
-		case r.Node == self:
-			if c.owned[s] != r.Incarnation {
-				correct = append(correct, e)
+		case e.who.node == self:
+			if c.owned[s] != e.inc {
+				correct = append(correct, s)
 			}
 		default:
-			m := c.members[r.Node]
-			if (m == nil && now.Sub(e.seen) > grace) || (m != nil && m.down && now.Sub(m.downSince) > grace) {
+			m := c.members[e.who.node]
+			if (m == nil && now.Sub(time.Unix(0, e.at)) > grace) || (m != nil && m.down && now.Sub(m.downSince) > grace) {
 				drop = append(drop, s)
 				orphaned++
 			} else if !c.isHome(s, ring) {
@@ -437,8 +402,8 @@ func (c *Cluster) sweep(now time.Time) {
 	for _, s := range drop {
 		c.deleteLocked(s)
 	}
-	for _, e := range correct {
-		c.tombstoneLocked(e, now)
+	for _, s := range correct {
+		c.tombstoneLocked(s, c.records[s], now)
 	}
 	c.recMu.Unlock()
 	c.st.expired.Add(uint64(len(drop)))
@@ -459,15 +424,18 @@ func (c *Cluster) sweep(now time.Time) {
 	c.memMu.Unlock()
 }
 
+// storeLocked stores r in compact form. Only live records this node serves
+// are indexed by topic (ownOn answers PresenceAll with them).
 func (c *Cluster) storeLocked(r Record, partial bool, now time.Time) {
 	if old, ok := c.records[r.Session]; ok {
-		c.unindexLocked(old.rec)
+		c.unindexLocked(r.Session, old)
 	}
-	c.records[r.Session] = &entry{rec: r, partial: partial, seen: now}
-	if r.Ended {
+	e := c.intern.entry(r, partial, now)
+	c.records[r.Session] = e
+	if e.ended || e.who.node != c.cfg.NodeName {
 		return
 	}
-	for _, t := range r.Topics {
+	for _, t := range e.topics {
 		set := c.byTopic[t]
 		if set == nil {
 			set = make(map[string]struct{})
@@ -479,15 +447,18 @@ func (c *Cluster) storeLocked(r Record, partial bool, now time.Time) {
 
 func (c *Cluster) deleteLocked(session string) {
 	if old, ok := c.records[session]; ok {
-		c.unindexLocked(old.rec)
+		c.unindexLocked(session, old)
 		delete(c.records, session)
 	}
 }
 
-func (c *Cluster) unindexLocked(r Record) {
-	for _, t := range r.Topics {
+func (c *Cluster) unindexLocked(session string, e *entry) {
+	if e.ended || e.who.node != c.cfg.NodeName {
+		return
+	}
+	for _, t := range e.topics {
 		if set := c.byTopic[t]; set != nil {
-			delete(set, r.Session)
+			delete(set, session)
 			if len(set) == 0 {
 				delete(c.byTopic, t)
 			}

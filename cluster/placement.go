@@ -18,22 +18,58 @@ import (
 // hold asks the homes (Find, PresenceAll).
 
 // score is the rendezvous (highest random weight) score of member for
-// session: FNV-1a 64 of both, finished with a 64-bit mixer so that names
-// differing in their last byte spread well.
+// session: FNV-1a 64 of both (a zero byte between them), finished with a
+// 64-bit mixer so that names differing in their last byte spread well.
+// Written out rather than through hash/fnv so that it allocates nothing: it
+// runs for every record of a push/pull digest (digest.go).
 func score(session, member string) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(session))
-	var sep [1]byte
-	_, _ = h.Write(sep[:])
-	_, _ = h.Write([]byte(member))
-	x := h.Sum64()
-	// splitmix64 finaliser
+	h := fnvAdd(fnvOffset, session)
+	h = (h ^ 0) * fnvPrime
+	return mix64(fnvAdd(h, member))
+}
+
+const (
+	fnvOffset uint64 = 14695981039346656037
+	fnvPrime  uint64 = 1099511628211
+)
+
+func fnvAdd(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime
+	}
+	return h
+}
+
+// mix64 is the splitmix64 finaliser.
+func mix64(x uint64) uint64 {
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
 	x ^= x >> 27
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
+}
+
+// sessionHash identifies a session in a push/pull digest (digest.go).
+func sessionHash(session string) uint64 { return mix64(fnvAdd(fnvOffset, session)) }
+
+// inHomes reports whether member is among the k homes of session in ring
+// (as homesOf would place it) without allocating: fewer than k members
+// outrank it.
+func inHomes(session, member string, ring []string, k int) bool {
+	if !slices.Contains(ring, member) {
+		return false
+	}
+	above := 0
+	for _, m := range ring {
+		if m != member && cmpScore(session, m, member) < 0 {
+			above++
+			if above >= k {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // homesOf returns the k members of ring with the highest score for
@@ -94,7 +130,7 @@ func (c *Cluster) ring() []string {
 
 // isHome reports whether self is among the homes of session in ring.
 func (c *Cluster) isHome(session string, ring []string) bool {
-	return slices.Contains(homesOf(session, ring, c.homeSlots()), c.cfg.NodeName)
+	return inHomes(session, c.cfg.NodeName, ring, c.homeSlots())
 }
 
 // ringID is a fingerprint of a ring, to notice membership changes cheaply.

@@ -24,7 +24,8 @@ type Stats struct {
 	QueryDrops uint64 // queries from peers dropped (too many answers in flight)
 
 	// Anti-entropy.
-	Merges         uint64 // push/pull states merged
+	Merges         uint64 // push/pull digests (or an older peer's states) merged
+	DigestRepairs  uint64 // records forwarded because a peer's digest differed
 	StateTruncated uint64 // local states cut at the size budget
 	Syncs          uint64 // prompt push/pulls with a member that came back
 	SyncDrops      uint64 // prompt push/pull requests dropped (queue full)
@@ -57,7 +58,7 @@ type counters struct {
 	syncDrops, revocations, revocationsTakeover, revocationsAdmin atomic.Uint64
 	corrections, noticesSent, noticeFailures, noticeDrops         atomic.Uint64
 	disconnectsReceived, invalidClaims, expired                   atomic.Uint64
-	joinAttempts, joinFailures                                    atomic.Uint64
+	joinAttempts, joinFailures, digestRepairs                     atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -69,7 +70,7 @@ func (c *Cluster) Stats() Stats {
 		InboxDrops: c.st.inboxDrops.Load(), QueueDrops: c.st.queueDrops.Load(),
 		QueueLen: c.queueLen(),
 		Queries:  c.st.queries.Load(), Answered: c.st.answered.Load(), QueryDrops: c.st.queryDrops.Load(),
-		Merges: c.st.merges.Load(), StateTruncated: c.st.stateTruncated.Load(),
+		Merges: c.st.merges.Load(), DigestRepairs: c.st.digestRepairs.Load(), StateTruncated: c.st.stateTruncated.Load(),
 		Syncs: c.st.syncs.Load(), SyncDrops: c.st.syncDrops.Load(),
 		Revocations: c.st.revocations.Load(), RevocationsTakeover: c.st.revocationsTakeover.Load(),
 		RevocationsAdmin: c.st.revocationsAdmin.Load(), Corrections: c.st.corrections.Load(),
@@ -81,7 +82,7 @@ func (c *Cluster) Stats() Stats {
 	}
 	c.recMu.RLock()
 	for _, e := range c.records {
-		if e.rec.Ended {
+		if e.ended {
 			s.RecordsTombstoned++
 		} else {
 			s.RecordsLive++

@@ -13,7 +13,8 @@ import (
 //
 //	byte 0   wire version (wireVersion); other versions are counted and dropped
 //	byte 1   message kind (msgRecord, msgState, msgDisconnect, msgQuery, msgAnswer)
-//	byte 2…  JSON payload (wirePayload) with one-letter keys
+//	byte 2…  JSON payload (wirePayload) with one-letter keys; for msgDigest
+//	         a binary payload (digest.go)
 //
 // JSON keeps the format debuggable and forward compatible (unknown keys are
 // ignored); short keys and unix-nanosecond times keep a typical record under
@@ -28,6 +29,7 @@ const (
 	msgDisconnect byte = 3 // admin disconnect request sent to the owner
 	msgQuery      byte = 4 // ask a peer for a session's record or its sessions on a topic
 	msgAnswer     byte = 5 // records answering a msgQuery
+	msgDigest     byte = 6 // push/pull digest (digest.go): binary, not JSON
 
 	maxSmallMsg = 128 << 10 // record and disconnect messages (a full record is < 80 KiB)
 	maxStateMsg = 24 << 20  // push/pull state; memberlist itself caps it at 20 MiB
@@ -71,6 +73,7 @@ type message struct {
 	inc     uint64   // msgDisconnect
 	qid     uint64   // msgQuery, msgAnswer
 	topic   string   // msgQuery
+	dig     digest   // msgDigest
 }
 
 func toWire(r Record, partial bool) wireRecord {
@@ -267,11 +270,16 @@ func decodeMessage(b []byte) (message, error) {
 	}
 	m.kind = b[1]
 	limit := maxSmallMsg
-	if m.kind == msgState {
+	if m.kind == msgState || m.kind == msgDigest {
 		limit = maxStateMsg
 	}
 	if len(b) > limit {
 		return m, fmt.Errorf("%w: %d bytes, at most %d for kind %d", ErrMalformed, len(b), limit, m.kind)
+	}
+	if m.kind == msgDigest {
+		d, err := decodeDigest(b[2:])
+		m.from, m.dig = d.from, d
+		return m, err
 	}
 	if !utf8.Valid(b[2:]) { // json would replace bad bytes instead of failing
 		return m, fmt.Errorf("%w: payload is not UTF-8", ErrMalformed)

@@ -127,6 +127,8 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte{wireVersion, msgState, '{', '}'})
 	f.Add([]byte{wireVersion, msgRecord, 'n', 'u', 'l', 'l'})
 	f.Add([]byte{0xff})
+	dg, _ := encodeDigest("herald-6", []Record{r, ended}, 0)
+	f.Add(dg)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeMessage(b)
 		if err != nil {
@@ -147,6 +149,8 @@ func FuzzDecodeMessage(f *testing.F) {
 			again = encodeQuery(m.from, m.qid, query{session: m.session, topic: m.topic})
 		case msgAnswer:
 			again, _ = encodeRecords(msgAnswer, m.from, m.qid, m.recs, m.parts, 0)
+		case msgDigest:
+			again = reencodeDigest(m.dig)
 		}
 		m2, err := decodeMessage(again)
 		if err != nil {

@@ -229,11 +229,24 @@ func (n *Node) Open(ctx context.Context, req Request, t Transport) *Opened {
 	}
 	op.onClose(done)
 
-	infos, recent, err := n.env.Infos(ctx, n.origins, cur.Topics())
-	if err != nil {
-		n.log.WarnContext(ctx, "stream: store unavailable at connect", "err", err)
-		t.Refuse(Refusal{Kind: RefuseGuard, Err: err, Cursor: n.shedCursor(ctx, cur, fresh, false)})
-		return nil
+	// A fresh stream starts at the heads. When the hub watches its topics
+	// and its listeners are synced, it knows them as well as the stores
+	// (hub.Heads): no store call. A cursor or "earliest" needs the stores'
+	// lineage records and retention, which only they hold.
+	var (
+		infos  []push.StreamInfo
+		recent map[push.StreamKey][]*push.Event
+		ok     bool
+	)
+	if fresh {
+		infos, ok = n.hub.Heads(cur.Topics(), n.origins)
+	}
+	if !ok {
+		if infos, recent, err = n.env.Infos(ctx, n.origins, cur.Topics()); err != nil {
+			n.log.WarnContext(ctx, "stream: store unavailable at connect", "err", err)
+			t.Refuse(Refusal{Kind: RefuseGuard, Err: err, Cursor: n.shedCursor(ctx, cur, fresh, false)})
+			return nil
+		}
 	}
 	if parsed != nil {
 		resumeAt := time.Now()
