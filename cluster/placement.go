@@ -65,12 +65,13 @@ func (a scored) before(b scored) bool {
 func sessionHash(session string) uint64 { return mix64(fnvAdd(fnvOffset, session)) }
 
 // inHomes reports whether member is among the k homes of session in ring
-// (as homesOf would place it) without allocating: fewer than k members
-// outrank it. Each member is scored once.
+// (as homesOf would place it) without allocating: member is in ring and
+// fewer than k members outrank it. Each member is scored once, and the
+// scan stops at the k-th member found above it: most sessions are not
+// homed at a given member, and for them the scan is short (about 2 ln N
+// scores on average for k = 2) — mergeDigest asks this for every record
+// held, at every push/pull.
 func inHomes(session, member string, ring []string, k int) bool {
-	if !slices.Contains(ring, member) {
-		return false
-	}
 	me := scored{score(session, member), member}
 	above := 0
 	for _, m := range ring {
@@ -81,7 +82,7 @@ func inHomes(session, member string, ring []string, k int) bool {
 			}
 		}
 	}
-	return true
+	return slices.Contains(ring, member)
 }
 
 // homesOf returns the k members of ring with the highest score for
