@@ -46,10 +46,10 @@ import (
 // this machine's 2 cores need 8, see docs/capacity.md), SIM_PROGRESS=1
 // (progress on stderr).
 // A million claims at once starve a 200-node pool sharing 2 cores (its
-// nodes then declare each other dead): pace them, or measure one node's
-// state with BenchmarkOwnershipState. One size at a time, e.g.
+// nodes then declare each other dead): pace them. One size at a time, e.g.
 //
 //	SIM_SLOW=8 go test -run '^$' -bench 'RegionPool/nodes=200$' -benchtime 1x -timeout 30m ./cluster
+//	SIM_SESSIONS=1000000 SIM_CLAIM_RATE=5000 SIM_SLOW=8 go test -run '^$' -bench 'RegionPool/nodes=200$' -benchtime 1x -timeout 40m ./cluster
 func BenchmarkRegionPool(b *testing.B) {
 	sessions := envInt("SIM_SESSIONS", 0)
 	slow := envInt("SIM_SLOW", 1)
