@@ -67,6 +67,21 @@ type Listener interface {
 	Close() error
 }
 
+// SyncedListener is implemented by listeners whose announcements travel
+// over a connection that can break (push/store/redisstore). A sink may
+// answer from what the announcements told it, instead of asking the store,
+// only while the listener is synced.
+type SyncedListener interface {
+	// Synced reports that the listener's connection has been up and heard
+	// from within its health interval, and no announcement has been missed
+	// since the last Resync it asked for (a broken connection makes it
+	// false until the subscriptions are back and Resync was called). A
+	// store that lost data or failed over is a new server: the connection
+	// to the old one broke, so a synced listener's announcements are of
+	// the store's current lineage.
+	Synced() bool
+}
+
 // RegionSignals is implemented by stores that also carry their region's
 // heartbeat and evacuation order next to its events (push/store/redisstore,
 // push/store/memstore). On a replica of a remote region's store the reads

@@ -24,6 +24,10 @@
 //     hub's waker, which wakes them in waves and yields between waves, so
 //     goroutines the network readies meanwhile (the next announcement, a
 //     publish) are not queued behind the whole fan-out (docs/adr/0010).
+//   - Heads answers a watched topic's positions only while they are as good
+//     as the stores' for a stream that starts at the head: every listener
+//     is synced (push.SyncedListener) and no resync is pending; otherwise
+//     it declines and the caller asks the stores (docs/adr/0029).
 //
 // Concurrency: all methods are safe for concurrent use. Deliver for one stream
 // must not be called concurrently with itself (stores announce each stream

@@ -38,6 +38,10 @@ type spyStore struct {
 	// on the caller's goroutine, so a test can hold a call at that point and
 	// interleave others deterministically.
 	hook func(op, topic string)
+	// unsynced makes the listener report itself not synced
+	// (push.SyncedListener), as a Redis listener does while its
+	// connection is down.
+	unsynced bool
 }
 
 func newSpyStore(tb testing.TB, cfg memstore.Config) *spyStore {
@@ -106,6 +110,21 @@ func (s *spyStore) runHook(op, topic string) {
 	}
 }
 
+// SetSynced sets what the listener's Synced reports.
+func (s *spyStore) SetSynced(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unsynced = !on
+}
+
+// Info runs the hook ("info", first topic) before memstore answers.
+func (s *spyStore) Info(ctx context.Context, topics []string) ([]push.StreamInfo, error) {
+	if len(topics) > 0 {
+		s.runHook("info", topics[0])
+	}
+	return s.Store.Info(ctx, topics)
+}
+
 type spyListener struct {
 	s    *spyStore
 	next push.Listener
@@ -130,6 +149,12 @@ func (l spyListener) Unwatch(topic string) {
 	l.s.mu.Lock()
 	delete(l.s.watched, topic)
 	l.s.mu.Unlock()
+}
+
+func (l spyListener) Synced() bool {
+	l.s.mu.Lock()
+	defer l.s.mu.Unlock()
+	return !l.s.unsynced
 }
 
 func (l spyListener) Close() error {

@@ -66,7 +66,12 @@ type Hub struct {
 	closed atomic.Bool
 
 	dispatched, slow, filled, gaps, dups, resyncs atomic.Uint64
-	budget                                        recentBudget
+	// resyncAsked counts Resync calls; resyncDone is the count the last
+	// resync pass that read every store completed began after. They differ
+	// while announcements may have been lost and not yet made up for
+	// (Heads).
+	resyncAsked, resyncDone atomic.Uint64
+	budget                  recentBudget
 
 	waker waker
 	lists sync.Pool // of *wakeList, for dispatches
@@ -421,6 +426,7 @@ func (h *Hub) read(topic, origin string, after, upto uint64) []push.Event {
 // Resync implements push.Sink: it schedules a comparison of every watched
 // stream's position with the store. It never blocks.
 func (h *Hub) Resync() {
+	h.resyncAsked.Add(1)
 	select {
 	case h.resync <- struct{}{}:
 	default:
@@ -441,6 +447,12 @@ func (h *Hub) resyncLoop() {
 
 func (h *Hub) resyncOnce() {
 	h.resyncs.Add(1)
+	asked, complete := h.resyncAsked.Load(), true
+	defer func() {
+		if complete {
+			h.resyncDone.Store(asked)
+		}
+	}()
 	var topics []string
 	for i := range h.shards {
 		sh := &h.shards[i]
@@ -459,11 +471,13 @@ func (h *Hub) resyncOnce() {
 			cancel()
 			if err != nil {
 				h.log.Warn("resync: info failed", "origin", origin, "err", err)
+				complete = false
 				continue
 			}
 			for _, in := range infos {
 				select {
 				case <-h.stop:
+					complete = false
 					return
 				default:
 				}

@@ -612,3 +612,66 @@ func TestSeenIsWhereTheHubStood(t *testing.T) {
 		t.Fatalf("announcement held back: Seen offset %d, want 5", pos.Offset)
 	}
 }
+
+// Heads answers a watched topic's positions only while they are as good as
+// the store's: listeners synced, no resync pending.
+func TestHeadsOnlyWhileSynced(t *testing.T) {
+	store := newSpyStore(t, memstore.Config{})
+	h := newHub(t, store, 0)
+	origin := store.Origin()
+	if _, ok := h.Heads([]string{"hd"}, []string{origin}); ok {
+		t.Fatal("Heads answered for a topic nobody watches")
+	}
+	sub := mustSubscribe(t, h, []string{"hd"}, hub.Limits{})
+	res := mustAppend(t, store, "hd", "1", "2")
+	waitFor(t, "two deliveries", func() bool { return sub.Len() == 2 })
+	head := func() (push.StreamInfo, bool) {
+		t.Helper()
+		in, ok := h.Heads([]string{"hd"}, []string{origin})
+		if ok && len(in) != 1 {
+			t.Fatalf("Heads gave %d infos, want 1", len(in))
+		}
+		if !ok {
+			return push.StreamInfo{}, false
+		}
+		return in[0], true
+	}
+	if in, ok := head(); !ok || in.Last != 2 || in.Epoch != res[1].Epoch || in.Topic != "hd" || in.Origin != origin {
+		t.Fatalf("Heads = %+v, %v; want offset 2 of epoch %s", in, ok, res[1].Epoch)
+	}
+	if _, ok := h.Heads([]string{"hd"}, []string{"elsewhere"}); ok {
+		t.Fatal("Heads answered for an origin the hub has no store of")
+	}
+
+	store.SetSynced(false)
+	if _, ok := head(); ok {
+		t.Fatal("Heads answered while the listener was not synced")
+	}
+	store.SetSynced(true)
+
+	// Announcements lost, then a resync: while the pass runs (held in
+	// its Info), Heads does not answer; after it, the head is caught up.
+	store.Drop("hd", true)
+	mustAppend(t, store, "hd", "3")
+	store.Drop("hd", false)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once, released sync.Once
+	unblock := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before the hub's Close, which waits for the pass
+	store.SetHook(func(op, _ string) {
+		if op == "info" {
+			once.Do(func() { close(entered); <-release })
+		}
+	})
+	h.Resync()
+	<-entered
+	if _, ok := head(); ok {
+		t.Fatal("Heads answered while a resync was pending")
+	}
+	unblock()
+	store.SetHook(nil)
+	waitFor(t, "Heads after the resync", func() bool { _, ok := head(); return ok })
+	if in, _ := head(); in.Last != 3 {
+		t.Fatalf("Heads after the resync: offset %d, want 3", in.Last)
+	}
+}

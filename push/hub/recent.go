@@ -110,3 +110,72 @@ func (h *Hub) Head(topic, origin string) (pos push.Position, ok bool) {
 	}
 	return pos, ok
 }
+
+// Heads describes the streams of topics × origins as this hub knows them:
+// each one's epoch and the offset of the last event dispatched (zero
+// position: none since the watch began, and the store held none then). It
+// answers only when that is as good as the store's own answer for a stream
+// that starts at the head: every topic is watched (its watch done), every
+// listener is synced (push.SyncedListener) and no resync is pending, so
+// the positions are of the stores' current lineages and at most behind
+// their heads by announcements still in flight, which reach the topic's
+// subscribers (and a stream registered later reads from its position).
+// Otherwise ok is false and the caller asks the stores. A fresh stream on
+// a watched topic then connects without a store call.
+func (h *Hub) Heads(topics, origins []string) (infos []push.StreamInfo, ok bool) {
+	if !h.synced() {
+		return nil, false
+	}
+	for _, o := range origins {
+		if _, known := h.stores[o]; !known {
+			return nil, false
+		}
+	}
+	infos = make([]push.StreamInfo, 0, len(topics)*len(origins))
+	for _, t := range topics {
+		sh := h.shard(t)
+		sh.mu.Lock()
+		ts := sh.topics[t]
+		watched := ts != nil && ts.watched()
+		if watched {
+			for _, o := range origins {
+				p := ts.last[o]
+				infos = append(infos, push.StreamInfo{Topic: t, Origin: o, Epoch: p.Epoch, Last: p.Offset})
+			}
+		}
+		sh.mu.Unlock()
+		if !watched {
+			return nil, false
+		}
+	}
+	// Checked again after reading: a connection that broke, or a resync
+	// asked for, while the positions were read makes them suspect.
+	if !h.synced() {
+		return nil, false
+	}
+	return infos, true
+}
+
+// synced reports that every listener is synced and no resync is pending.
+func (h *Hub) synced() bool {
+	if h.resyncAsked.Load() != h.resyncDone.Load() {
+		return false
+	}
+	for _, l := range h.listeners {
+		if sl, ok := l.(push.SyncedListener); !ok || !sl.Synced() {
+			return false
+		}
+	}
+	return true
+}
+
+// watched reports that the topic's watch finished and succeeded. The shard
+// lock is held.
+func (ts *topicState) watched() bool {
+	select {
+	case <-ts.ready:
+		return ts.err == nil
+	default:
+		return false
+	}
+}

@@ -4,6 +4,7 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -41,6 +42,10 @@ type Request struct {
 	Traceparent string
 	// Transport names the transport ("sse", "ws") for telemetry.
 	Transport string
+	// Resets are what a change of topics found for the topics it added
+	// (Resubscribe): announced with this stream's hello, before the resets
+	// of its own connect.
+	Resets []push.StreamReset
 }
 
 // Transport is a stream's transport as the connect phase uses it: a
@@ -224,11 +229,24 @@ func (n *Node) Open(ctx context.Context, req Request, t Transport) *Opened {
 	}
 	op.onClose(done)
 
-	infos, recent, err := n.env.Infos(ctx, n.origins, cur.Topics())
-	if err != nil {
-		n.log.WarnContext(ctx, "stream: store unavailable at connect", "err", err)
-		t.Refuse(Refusal{Kind: RefuseGuard, Err: err, Cursor: n.shedCursor(ctx, cur, fresh, false)})
-		return nil
+	// A fresh stream starts at the heads. When the hub watches its topics
+	// and its listeners are synced, it knows them as well as the stores
+	// (hub.Heads): no store call. A cursor or "earliest" needs the stores'
+	// lineage records and retention, which only they hold.
+	var (
+		infos  []push.StreamInfo
+		recent map[push.StreamKey][]*push.Event
+		ok     bool
+	)
+	if fresh {
+		infos, ok = n.hub.Heads(cur.Topics(), n.origins)
+	}
+	if !ok {
+		if infos, recent, err = n.env.Infos(ctx, n.origins, cur.Topics()); err != nil {
+			n.log.WarnContext(ctx, "stream: store unavailable at connect", "err", err)
+			t.Refuse(Refusal{Kind: RefuseGuard, Err: err, Cursor: n.shedCursor(ctx, cur, fresh, false)})
+			return nil
+		}
 	}
 	if parsed != nil {
 		resumeAt := time.Now()
@@ -341,12 +359,16 @@ func (n *Node) Open(ctx context.Context, req Request, t Transport) *Opened {
 		Session: sid, Node: n.cfg.Name, Origin: n.store.Origin(), Topics: cur.Topics(), Origins: cur.Origins(),
 		Resumed: parsed != nil, Durable: n.store.Durable(), Trace: traceparent,
 	}
-	if err := st.Hello(hello, plan.Resets); err != nil {
+	resets := plan.Resets
+	if len(req.Resets) > 0 {
+		resets = append(slices.Clone(req.Resets), plan.Resets...)
+	}
+	if err := st.Hello(hello, resets); err != nil {
 		return nil
 	}
 	outcome := observability.ResumeLive
 	switch {
-	case len(plan.Resets) > 0:
+	case len(resets) > 0:
 		outcome = observability.ResumeReset
 	case parsed != nil:
 		outcome = observability.ResumeReplayed
@@ -376,7 +398,7 @@ func (n *Node) Open(ctx context.Context, req Request, t Transport) *Opened {
 		return nil
 	}
 	live()
-	span.SetAttributes(attribute.Int("herald.replayed", st.Replayed()), attribute.Bool("herald.reset", len(plan.Resets) > 0))
+	span.SetAttributes(attribute.Int("herald.replayed", st.Replayed()), attribute.Bool("herald.reset", len(resets) > 0))
 	op.st = st
 	opened = true
 	return op

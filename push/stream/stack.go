@@ -21,6 +21,7 @@ func OnFreshStack(f func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		growFresh(0)
 		defer func() {
 			if failed {
 				val = recover()
@@ -38,6 +39,26 @@ func OnFreshStack(f func()) {
 		panic(val)
 	}
 	panic(&FreshStackPanic{val: val, stack: stack})
+}
+
+// freshStackPad is the stack a connect phase reaches (auth, admission,
+// the store client and the writer down to the system call): about 12 KiB,
+// so the goroutine's stack ends at 16 KiB. Grown in steps from the 2 KiB a
+// goroutine starts with, the stack would be copied three times, each deeper
+// than the last, and a copy costs per frame (every frame's pointers are
+// adjusted): a fifth of the node's CPU per connect here (docs/benchmarks.md,
+// "Issue 20 item 4, session 11"). Grown first, at two frames deep, it is
+// copied once, cheaply. The stack is the short-lived goroutine's, freed
+// when it exits: no idle stream keeps it.
+const freshStackPad = 12 << 10
+
+// growFresh grows the calling goroutine's stack, once, to hold a
+// freshStackPad frame (see OnFreshStack).
+//
+//go:noinline
+func growFresh(i int) byte {
+	var pad [freshStackPad]byte
+	return pad[i%len(pad)]
 }
 
 // FreshStackPanic carries a panic from OnFreshStack's goroutine.

@@ -60,3 +60,31 @@ func TestOnFreshStackRaisesPanicsInTheCaller(t *testing.T) {
 		t.Fatalf("ErrAbortHandler came back as %T %v", v, v)
 	}
 }
+
+// chain is a call chain of n frames of about 160 bytes each, the shape of a
+// connect phase (auth, admission, the store client, the writer down to the
+// system call): many small frames, which is what makes each stack copy
+// expensive (every frame is adjusted on a copy).
+//
+//go:noinline
+func chain(n int) int {
+	var pad [128]byte
+	pad[n%len(pad)] = byte(n)
+	if n == 0 {
+		return int(pad[0])
+	}
+	return chain(n-1) + int(pad[n%len(pad)])
+}
+
+// BenchmarkOnFreshStack is the connect phase's goroutine: one OnFreshStack
+// whose f reaches depth frames (×~160 B) down, as Node.Open does.
+func BenchmarkOnFreshStack(b *testing.B) {
+	for _, depth := range []int{16, 48, 80} {
+		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				OnFreshStack(func() { chain(depth) })
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heraldpush/herald/push"
+	"github.com/heraldpush/herald/push/hub"
 	"github.com/heraldpush/herald/push/redistest"
 	"github.com/heraldpush/herald/push/store/redisstore"
 )
@@ -105,3 +106,53 @@ func (c *chanSink) Deliver(ev *push.Event) {
 	}
 }
 func (c *chanSink) Resync() {}
+
+// BenchmarkFreshHeads is what a fresh stream's connect spends learning its
+// topic's head, on a topic the node already watches: before ADR 0029 one
+// Info (a Lua call on loopback Redis), now hub.Heads (the hub's own
+// positions, its Redis listener synced).
+func BenchmarkFreshHeads(b *testing.B) {
+	srv := redistest.StartServer(b)
+	s := newStore(b, srv.Client(b), redisstore.Config{})
+	h, err := hub.New(hub.Config{Store: s})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = h.Close() })
+	ctx := context.Background()
+	sub := hub.NewSubscriber([]string{"fresh"}, hub.Limits{})
+	if err := h.Subscribe(ctx, sub); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Unsubscribe(sub) })
+	if _, err := s.Append(ctx, "fresh", []push.Draft{{Type: "x", Data: []byte("1")}}); err != nil {
+		b.Fatal(err)
+	}
+	topics, origins := []string{"fresh"}, []string{s.Origin()}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if in, ok := h.Heads(topics, origins); ok && in[0].Last == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("hub.Heads never answered offset 1")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.Run("store.Info", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.Info(ctx, topics); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("hub.Heads", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := h.Heads(topics, origins); !ok {
+				b.Fatal("hub.Heads declined")
+			}
+		}
+	})
+}

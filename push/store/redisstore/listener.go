@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldpush/herald/push"
@@ -47,6 +48,22 @@ type listener struct {
 	confirmed map[string]bool   // channel -> SUBSCRIBE confirmed on the current connection
 	waiters   map[string][]chan struct{}
 	closed    bool
+
+	// lost is set by the receive loop while announcements may have been
+	// lost (connection down, subscriptions not yet confirmed again, or
+	// Resync not yet asked for); heard is when it last received anything
+	// (UnixNano). Both feed Synced.
+	lost  atomic.Bool
+	heard atomic.Int64
+}
+
+var _ push.SyncedListener = (*listener)(nil)
+
+// Synced implements push.SyncedListener: nothing was lost since the last
+// Resync, and the connection answered within 3 health intervals (a silent
+// connection is pinged after one and replaced after two).
+func (l *listener) Synced() bool {
+	return !l.lost.Load() && time.Since(time.Unix(0, l.heard.Load())) < 3*healthInterval
 }
 
 var _ push.Listener = (*listener)(nil)
@@ -72,6 +89,7 @@ func (s *Store) Listen(sink push.Sink) (push.Listener, error) {
 	}
 	s.listeners[l] = struct{}{}
 	s.mu.Unlock()
+	l.heard.Store(time.Now().UnixNano())
 	go l.run()
 	return l, nil
 }
@@ -230,12 +248,14 @@ func (l *listener) run() {
 		case err != nil && isTimeout(err):
 			if pingOutstanding && time.Since(pingSent) >= healthInterval {
 				log.Warn("pub/sub connection silent; reconnecting")
+				l.lost.Store(true)
 				l.replacePubSub()
 				needResync, pingOutstanding = true, false
 			}
 			if !pingOutstanding && time.Since(lastRecv) >= healthInterval {
 				if err := sendPing(); err != nil && l.ctx.Err() == nil {
 					// go-redis dropped the connection and will dial again.
+					l.lost.Store(true)
 					needResync = true
 					l.unconfirmAll()
 				}
@@ -248,6 +268,7 @@ func (l *listener) run() {
 			if !needResync {
 				log.Warn("pub/sub connection lost; reconnecting", "err", err)
 			}
+			l.lost.Store(true)
 			needResync, pingOutstanding = true, false
 			l.unconfirmAll()
 			if !sleepCtx(l.ctx, backoff) {
@@ -256,6 +277,7 @@ func (l *listener) run() {
 			backoff = min(2*backoff, maxBackoff)
 		default:
 			backoff, lastRecv = minBackoff, time.Now()
+			l.heard.Store(lastRecv.UnixNano())
 			switch m := msg.(type) {
 			case *redis.Message:
 				l.deliver(m)
@@ -268,7 +290,11 @@ func (l *listener) run() {
 				if needResync {
 					needResync = false
 					log.Info("pub/sub subscriptions restored; resyncing")
+					// Resync is asked for before the listener counts as
+					// synced again: a sink answering from its own state
+					// sees the resync pending (push.SyncedListener).
 					l.sink.Resync()
+					l.lost.Store(false)
 					lastResync = time.Now()
 				}
 			}

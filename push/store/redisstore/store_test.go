@@ -906,3 +906,71 @@ func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
 func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler { return w }
 func (w *logWatch) WithGroup(string) slog.Handler      { return w }
 func (w *logWatch) seen() bool                         { return w.hit.Load() }
+
+// syncSink records, at each Resync, what the listener's Synced said.
+type syncSink struct {
+	sink
+	l              atomic.Pointer[push.SyncedListener]
+	syncedAtResync []bool
+}
+
+func (s *syncSink) Resync() {
+	synced := false
+	if l := s.l.Load(); l != nil {
+		synced = (*l).Synced()
+	}
+	s.mu.Lock()
+	s.resyncs++
+	s.syncedAtResync = append(s.syncedAtResync, synced)
+	s.mu.Unlock()
+}
+
+// The listener is synced (push.SyncedListener) while its connection is up
+// and heard from; a stalled Redis or a killed connection makes it not
+// synced, and it is synced again only after the Resync that makes up for
+// what was lost was asked for.
+func TestListenerSyncedFollowsTheConnection(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	rc := srv.Client(t)
+	s := newStore(t, rc, redisstore.Config{ResyncInterval: time.Hour})
+	sk := &syncSink{}
+	pl, err := s.Listen(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, ok := pl.(push.SyncedListener)
+	if !ok {
+		t.Fatal("the Redis listener does not implement push.SyncedListener")
+	}
+	sk.l.Store(&l)
+	if err := pl.Watch(testCtx(t), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if !l.Synced() {
+		t.Fatal("not synced with a confirmed subscription")
+	}
+	check := func(what string) {
+		t.Helper()
+		sk.mu.Lock()
+		defer sk.mu.Unlock()
+		if len(sk.syncedAtResync) == 0 || sk.syncedAtResync[len(sk.syncedAtResync)-1] {
+			t.Fatalf("%s: resyncs %v: the last Resync came while Synced was already true", what, sk.syncedAtResync)
+		}
+	}
+
+	srv.Pause()
+	eventually(t, func() bool { return !l.Synced() })
+	srv.Resume()
+	eventually(t, func() bool { _, r := sk.state(); return r >= 1 && l.Synced() })
+	check("after a stall")
+
+	_, before := sk.state()
+	if n, err := rc.ClientKillByFilter(testCtx(t), "TYPE", "pubsub").Result(); err != nil || n != 1 {
+		t.Fatalf("CLIENT KILL TYPE pubsub: killed %d, %v", n, err)
+	}
+	eventually(t, func() bool { _, r := sk.state(); return r > before && l.Synced() })
+	check("after a killed connection")
+	appendN(t, s, "a", 1, 1)
+	eventually(t, func() bool { n, _ := sk.state(); return n == 1 })
+}
