@@ -144,12 +144,18 @@ type sendError struct{ s string }
 
 func (e *sendError) Error() string { return "cluster: " + e.s }
 
-// decodesBatches reports whether member name advertises msgBatch.
-func (c *Cluster) decodesBatches(name string) bool {
+// batchEncoder returns how to encode record batches for member name:
+// msgBatch if it advertises it, else JSON msgState (a node from before
+// msgBatch, during a rolling upgrade).
+func (c *Cluster) batchEncoder(name string) func(string, []Record, []bool, int) ([]byte, int) {
 	c.memMu.RLock()
-	defer c.memMu.RUnlock()
 	e := c.members[name]
-	return e != nil && e.meta.W&wireBinaryBatches != 0
+	binary := e != nil && e.meta.W&wireBinaryBatches != 0
+	c.memMu.RUnlock()
+	if binary {
+		return encodeState
+	}
+	return encodeStateJSON
 }
 
 // sendRecords sends recs to dest as batches under batchBudget: msgBatch,
@@ -159,10 +165,7 @@ func (c *Cluster) sendRecords(dest string, recs []Record) error {
 	if node == nil {
 		return errNotLive
 	}
-	encode := encodeState
-	if !c.decodesBatches(dest) { // a node from before msgBatch (rolling upgrade)
-		encode = encodeStateJSON
-	}
+	encode := c.batchEncoder(dest)
 	parts := make([]bool, len(recs))
 	for len(recs) > 0 {
 		msg, left := encode(c.cfg.NodeName, recs, parts, batchBudget)
