@@ -112,7 +112,7 @@ func New(cfg Config) (*Cluster, error) {
 		fwdKick:    make(chan struct{}, 1),
 		queries:    make(map[uint64]chan []Record),
 		answering:  make(chan struct{}, maxAnswering),
-		meta: nodeMeta{V: 1, Region: cfg.Region, Zone: cfg.Zone, URL: cfg.HTTPURL,
+		meta: nodeMeta{V: 1, W: wireBinaryBatches, Region: cfg.Region, Zone: cfg.Zone, URL: cfg.HTTPURL,
 			Version: cfg.Version, State: metaAlive},
 		members: make(map[string]*memberEntry),
 		records: make(map[string]*entry),
@@ -269,8 +269,8 @@ func (c *Cluster) handle(it inboxItem, now time.Time) {
 			c.recMu.Unlock()
 		case msgDisconnect:
 			c.onDisconnect(m)
-		case msgState:
-			c.st.received.Add(uint64(len(m.recs)))
+		case msgState, msgBatch:
+			c.st.received.Add(uint64(m.count()))
 			c.mergeState(m, now)
 		case msgQuery:
 			c.onQuery(m)

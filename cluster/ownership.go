@@ -362,9 +362,7 @@ func (c *Cluster) mergeState(m message, now time.Time) {
 	ring := c.ring()
 	c.recMu.Lock()
 	defer c.recMu.Unlock()
-	for i, r := range m.recs {
-		c.applyLocked(r, m.parts[i], ring, now)
-	}
+	m.each(func(r Record, partial bool) { c.applyLocked(r, partial, ring, now) })
 }
 
 // sweep forgets expired records and members. Own live records are never
