@@ -55,6 +55,14 @@ type Cluster struct {
 
 	memMu   sync.RWMutex
 	members map[string]*memberEntry // peers, not self
+	// liveGen counts changes of the set of live members (the ring); the
+	// sweep re-checks which records this node is home of only when it
+	// moved since sweptGen (owned by the event loop).
+	liveGen  uint64
+	sweptGen uint64
+	// ringCache is ring()'s answer for liveGen (nil: recompute); shared
+	// and read-only.
+	ringCache []string
 
 	recMu   sync.RWMutex
 	records map[string]*entry
@@ -104,7 +112,7 @@ func New(cfg Config) (*Cluster, error) {
 		fwdKick:    make(chan struct{}, 1),
 		queries:    make(map[uint64]chan []Record),
 		answering:  make(chan struct{}, maxAnswering),
-		meta: nodeMeta{V: 1, Region: cfg.Region, Zone: cfg.Zone, URL: cfg.HTTPURL,
+		meta: nodeMeta{V: 1, W: wireBinaryBatches, Region: cfg.Region, Zone: cfg.Zone, URL: cfg.HTTPURL,
 			Version: cfg.Version, State: metaAlive},
 		members: make(map[string]*memberEntry),
 		records: make(map[string]*entry),
@@ -261,8 +269,8 @@ func (c *Cluster) handle(it inboxItem, now time.Time) {
 			c.recMu.Unlock()
 		case msgDisconnect:
 			c.onDisconnect(m)
-		case msgState:
-			c.st.received.Add(uint64(len(m.recs)))
+		case msgState, msgBatch:
+			c.st.received.Add(uint64(m.count()))
 			c.mergeState(m, now)
 		case msgQuery:
 			c.onQuery(m)
@@ -296,6 +304,10 @@ func (c *Cluster) onAlive(n nodeInfo, now time.Time) {
 	}
 	e.addr, e.meta, e.raw = n.addr, meta, n.meta
 	e.down, e.left, e.downSince = false, false, time.Time{}
+	if fresh || back {
+		c.liveGen++
+		c.ringCache = nil
+	}
 	c.memMu.Unlock()
 	switch {
 	case back:
@@ -325,6 +337,8 @@ func (c *Cluster) onDown(name string, now time.Time) {
 		return
 	}
 	e.down, e.left, e.downSince = true, e.meta.State == metaLeaving, now
+	c.liveGen++
+	c.ringCache = nil
 	st := e.state()
 	c.memMu.Unlock()
 	c.log.Info("member is down", "member", name, "state", st)

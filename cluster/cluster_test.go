@@ -138,7 +138,7 @@ func TestDuplicateDeliveryDoesNotDoubleRevoke(t *testing.T) {
 	for range 3 {
 		d.NotifyMsg(msg)
 	}
-	state, _ := encodeState("ghost", []Record{newer}, []bool{false}, 0)
+	state, _ := encodeStateJSON("ghost", []Record{newer}, []bool{false}, 0) // a peer from before digests
 	d.MergeRemoteState(state, false)
 	d.NotifyMsg([]byte{wireVersion, msgRecord, '{'}) // malformed
 	d.NotifyMsg([]byte{9, msgRecord})                // unknown version
@@ -158,7 +158,7 @@ func TestDuplicateDeliveryDoesNotDoubleRevoke(t *testing.T) {
 	// Push/pull state alone (no broadcast) revokes too.
 	mine = a.Claim("merged", nil, "")
 	newer = Record{Session: "merged", Node: "ghost", Incarnation: mine.Incarnation + 1}
-	state, _ = encodeState("ghost", []Record{newer}, []bool{false}, 0)
+	state, _ = encodeStateJSON("ghost", []Record{newer}, []bool{false}, 0)
 	d.MergeRemoteState(state, true)
 	d.MergeRemoteState(state, false)
 	eventually(t, 2*time.Second, func() bool { return a.Stats().Merges == 3 }, "states merged")

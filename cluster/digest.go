@@ -215,6 +215,10 @@ func (c *Cluster) mergeDigest(d digest) {
 	}
 	ring := c.ring()
 	k := c.homeSlots()
+	live := make(map[string]bool, len(ring)) // not slices.Contains per record: O(N) each
+	for _, m := range ring {
+		live[m] = true
+	}
 	c.recMu.Lock()
 	defer c.recMu.Unlock()
 	for s, e := range c.records {
@@ -230,7 +234,7 @@ func (c *Cluster) mergeDigest(d digest) {
 			}
 		case e.who.node == self:
 			send = inHomes(s, from, ring, k)
-		case !e.ended && slices.Contains(ring, e.who.node):
+		case !e.ended && live[e.who.node]:
 			// Another home of a live owner's record: it may hear from the
 			// owner later, but this exchange is here now.
 			send = inHomes(s, from, ring, k)

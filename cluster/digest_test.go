@@ -174,3 +174,38 @@ func TestDigestRepairsAHomeThatMissedARecord(t *testing.T) {
 		t.Fatalf("revocation %+v", r)
 	}
 }
+
+// TestForwardsToANodeWithoutBinaryBatchesAreJSON: during a rolling upgrade
+// a member that does not advertise msgBatch (nodeMeta.W) gets forwarded
+// records as JSON msgState, which every node decodes, and they still reach
+// it; the others get msgBatch.
+func TestForwardsToANodeWithoutBinaryBatchesAreJSON(t *testing.T) {
+	nodes := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	recs := []Record{{Session: "s", Node: "a", Incarnation: 1}}
+	kindFor := func(n *testNode, dest string) byte {
+		msg, _ := n.batchEncoder(dest)(n.name, recs, []bool{false}, 0)
+		return msg[1]
+	}
+	if k := kindFor(a, "b"); k != msgBatch {
+		t.Fatalf("to a current member: kind %d, want msgBatch", k)
+	}
+	b.metaMu.Lock()
+	b.meta.W = 0 // b now looks like a node from before msgBatch
+	b.metaMu.Unlock()
+	if err := b.ml.UpdateNode(5 * time.Second); err != nil {
+		t.Fatalf("update node: %v", err)
+	}
+	eventually(t, 5*time.Second, func() bool { return kindFor(a, "b") == msgState }, "a sends b JSON")
+	if k := kindFor(b, "a"); k != msgBatch {
+		t.Fatalf("b to a: kind %d, want msgBatch", k)
+	}
+	const n = 50
+	for i := range n {
+		a.Claim(fmt.Sprintf("old-%d", i), []string{"t"}, "")
+	}
+	eventually(t, 5*time.Second, func() bool { return b.Stats().RecordsLive == n }, "b homes a's %d claims, has %d", n, b.Stats().RecordsLive)
+	if inv := b.Stats().Invalid; inv != 0 {
+		t.Fatalf("b dropped %d messages", inv)
+	}
+}

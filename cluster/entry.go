@@ -126,21 +126,36 @@ func (in *interner) entry(r Record, partial bool, now time.Time) *entry {
 const traceparentLen = 55
 
 func packTrace(s string) string {
-	if len(s) != traceparentLen || s[2] != '-' || s[35] != '-' || s[52] != '-' {
+	if !isTraceparent(s) {
 		return s
 	}
 	b := make([]byte, 1, 27)
-	for _, part := range []string{s[0:2], s[3:35], s[36:52], s[53:55]} {
+	return string(appendPackedTrace(b, s))
+}
+
+// isTraceparent reports whether s has the traceparent form packTrace packs.
+func isTraceparent(s string) bool {
+	if len(s) != traceparentLen || s[2] != '-' || s[35] != '-' || s[52] != '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if _, ok := unhex(s[i]); !ok && i != 2 && i != 35 && i != 52 {
+			return false
+		}
+	}
+	return true
+}
+
+// appendPackedTrace appends the 26 bytes of traceparent s (isTraceparent).
+func appendPackedTrace(b []byte, s string) []byte {
+	for _, part := range [...]string{s[0:2], s[3:35], s[36:52], s[53:55]} {
 		for i := 0; i < len(part); i += 2 {
-			hi, ok1 := unhex(part[i])
-			lo, ok2 := unhex(part[i+1])
-			if !ok1 || !ok2 {
-				return s
-			}
+			hi, _ := unhex(part[i])
+			lo, _ := unhex(part[i+1])
 			b = append(b, hi<<4|lo)
 		}
 	}
-	return string(b)
+	return b
 }
 
 func unpackTrace(s string) string {

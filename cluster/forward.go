@@ -144,19 +144,35 @@ type sendError struct{ s string }
 
 func (e *sendError) Error() string { return "cluster: " + e.s }
 
-// sendRecords sends recs to dest as msgState batches under batchBudget.
+// batchEncoder returns how to encode record batches for member name:
+// msgBatch if it advertises it, else JSON msgState (a node from before
+// msgBatch, during a rolling upgrade).
+func (c *Cluster) batchEncoder(name string) func(string, []Record, []bool, int) ([]byte, int) {
+	c.memMu.RLock()
+	e := c.members[name]
+	binary := e != nil && e.meta.W&wireBinaryBatches != 0
+	c.memMu.RUnlock()
+	if binary {
+		return encodeState
+	}
+	return encodeStateJSON
+}
+
+// sendRecords sends recs to dest as batches under batchBudget: msgBatch,
+// or JSON msgState to a member that does not advertise msgBatch.
 func (c *Cluster) sendRecords(dest string, recs []Record) error {
 	node := c.liveNode(dest)
 	if node == nil {
 		return errNotLive
 	}
+	encode := c.batchEncoder(dest)
 	parts := make([]bool, len(recs))
 	for len(recs) > 0 {
-		msg, left := encodeState(c.cfg.NodeName, recs, parts, batchBudget)
+		msg, left := encode(c.cfg.NodeName, recs, parts, batchBudget)
 		n := len(recs) - left
 		if n == 0 { // one record over budget cannot happen: a record is < 80 KiB
 			n = 1
-			msg, _ = encodeState(c.cfg.NodeName, recs[:1], parts[:1], 0)
+			msg, _ = encode(c.cfg.NodeName, recs[:1], parts[:1], 0)
 		}
 		if err := c.ml.SendReliable(node, msg); err != nil {
 			return err

@@ -53,6 +53,7 @@ const maxLoad = math.MaxInt32
 // memberlist.MetaMaxSize = 512 bytes).
 type nodeMeta struct {
 	V       int    `json:"v"`
+	W       int    `json:"w,omitempty"` // wire features: wireBinaryBatches
 	Region  string `json:"r"`
 	Zone    string `json:"z,omitempty"`
 	URL     string `json:"u,omitempty"`

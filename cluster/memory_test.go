@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"testing"
@@ -46,6 +47,36 @@ func heapAfterGC() runtime.MemStats {
 	return m
 }
 
+// samplePeakHeap samples the heap's live and unswept objects every
+// millisecond until stop is called, which returns the highest figure: the
+// peak that sets the heap goal (and so the RSS) while records arrive.
+func samplePeakHeap() (stop func() uint64) {
+	var max uint64
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(s)
+			if v := s[0].Value.Uint64(); v > max {
+				max = v
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		<-finished
+		return max
+	}
+}
+
 func measureHomed(b *testing.B, n int) {
 	b.ReportAllocs()
 	nw := gossiptest.NewNetwork()
@@ -62,6 +93,8 @@ func measureHomed(b *testing.B, n int) {
 		a.Claim(s, topics, trace)
 	}
 	m1 := heapAfterGC()
+	recv0 := h.Stats().RecordsReceived
+	stopPeak := samplePeakHeap()
 
 	if _, err := h.ml.Join([]string{a.Local().GossipAddr}); err != nil {
 		b.Fatalf("join: %v", err)
@@ -71,7 +104,9 @@ func measureHomed(b *testing.B, n int) {
 	// Rehoming and the join's digest both send b every record: wait until
 	// b has applied the second copy too, not to count it as held.
 	eventually(b, 60*time.Second, func() bool { return len(h.inbox) == 0 && h.queuedStates.Load() == 0 }, "b's inbox drains")
+	peakHeap := stopPeak()
 	m2 := heapAfterGC()
+	received := h.Stats().RecordsReceived - recv0
 	if path := os.Getenv("HOMED_HEAPPROFILE"); path != "" { // what the homed records hold
 		f, err := os.Create(path)
 		if err != nil {
@@ -97,6 +132,64 @@ func measureHomed(b *testing.B, n int) {
 	b.ReportMetric(per(m1.HeapAlloc, m0.HeapAlloc), "owner-heap-B/record")
 	b.ReportMetric(per(m2.HeapAlloc, m1.HeapAlloc), "homed-heap-B/record")
 	b.ReportMetric(per(m2.TotalAlloc, m1.TotalAlloc), "homing-alloc-B/record")
+	// Both nodes are in this process: the garbage counts the sender's
+	// encoding as well as memberlist's and b's decoding.
+	b.ReportMetric((float64(m2.TotalAlloc)-float64(m1.TotalAlloc))/float64(max(received, 1)), "alloc-B/received-record")
+	b.ReportMetric(float64(received)/float64(n), "received/record")
+	b.ReportMetric((float64(peakHeap)-float64(m1.HeapAlloc))/(1<<20), "homing-peak-heap-growth-MiB")
 	b.ReportMetric(per(m3.TotalAlloc, m2.TotalAlloc)/exchanges, "pushpull-alloc-B/record")
 	b.ReportMetric(float64(m3.HeapSys-m0.HeapSys)/(1<<20), "heap-sys-growth-MiB")
+}
+
+// BenchmarkReceiveBatch measures what a home allocates to receive forwarded
+// records, from memberlist's NotifyMsg to the stored entry (its copy of the
+// message, decoding, applying), in the JSON form of nodes from before
+// msgBatch and in msgBatch (ADR 0030, amended). Memberlist's own copies of
+// the message (framing, encryption, reading) come on top, proportional to
+// its bytes (bytes/record). Each batch carries 500 new Herald records,
+// so alloc-B/record includes the stored entry (~160 B):
+//
+//	go test -run '^$' -bench ReceiveBatch ./cluster
+func BenchmarkReceiveBatch(b *testing.B) {
+	for _, form := range []struct {
+		name   string
+		encode func(string, []Record, []bool, int) ([]byte, int)
+	}{{"json", encodeStateJSON}, {"binary", encodeState}} {
+		b.Run(form.name, func(b *testing.B) {
+			h := startNode(b, "b")
+			d := delegate{h.Cluster}
+			const per = 500 // a JSON batch of 500 stays under maxSmallMsg
+			recs := heraldRecords(per)
+			recs[per/2].Ended = false // an old tombstone would not be stored
+			parts := make([]bool, per)
+			msgs := make([][]byte, b.N)
+			for i := range msgs {
+				for j := range recs {
+					recs[j].Session = fmt.Sprintf("%016x", uint64(i*per+j+1)*0x9e3779b97f4a7c15)
+				}
+				msgs[i], _ = form.encode("herald-0", recs, parts, 0)
+			}
+			m0 := heapAfterGC()
+			b.ResetTimer()
+			for i, msg := range msgs {
+				d.NotifyMsg(msg)
+				want := uint64((i + 1) * per)
+				deadline := time.Now().Add(10 * time.Second)
+				for st := h.Stats(); st.RecordsReceived < want; st = h.Stats() {
+					if time.Now().After(deadline) {
+						b.Fatalf("batch %d not applied: %d records received, %d invalid messages", i, st.RecordsReceived, st.Invalid)
+					}
+					runtime.Gosched()
+				}
+			}
+			b.StopTimer()
+			var m1 runtime.MemStats
+			runtime.ReadMemStats(&m1)
+			b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/float64(b.N*per), "alloc-B/record")
+			b.ReportMetric(float64(len(msgs[0]))/per, "bytes/record")
+			if got := h.Stats().RecordsLive; got != b.N*per {
+				b.Fatalf("%d records stored, want %d", got, b.N*per)
+			}
+		})
+	}
 }

@@ -50,72 +50,95 @@ func mix64(x uint64) uint64 {
 	return x
 }
 
+// scored is a member and its score for one session.
+type scored struct {
+	score uint64
+	name  string
+}
+
+// before orders by descending score, then by name.
+func (a scored) before(b scored) bool {
+	return a.score > b.score || (a.score == b.score && a.name < b.name)
+}
+
 // sessionHash identifies a session in a push/pull digest (digest.go).
 func sessionHash(session string) uint64 { return mix64(fnvAdd(fnvOffset, session)) }
 
 // inHomes reports whether member is among the k homes of session in ring
-// (as homesOf would place it) without allocating: fewer than k members
-// outrank it.
+// (as homesOf would place it) without allocating: member is in ring and
+// fewer than k members outrank it. Each member is scored once, and the
+// scan stops at the k-th member found above it: most sessions are not
+// homed at a given member, and for them the scan is short (about 2 ln N
+// scores on average for k = 2) — mergeDigest asks this for every record
+// held, at every push/pull.
 func inHomes(session, member string, ring []string, k int) bool {
-	if !slices.Contains(ring, member) {
-		return false
-	}
+	me := scored{score(session, member), member}
 	above := 0
 	for _, m := range ring {
-		if m != member && cmpScore(session, m, member) < 0 {
+		if m != member && (scored{score(session, m), m}).before(me) {
 			above++
 			if above >= k {
 				return false
 			}
 		}
 	}
-	return true
+	return slices.Contains(ring, member)
 }
 
 // homesOf returns the k members of ring with the highest score for
-// session, best first (ties, which need a 64-bit collision, by name).
+// session, best first (ties, which need a 64-bit collision, by name). Each
+// member is scored once: O(len(ring)) hashes and no allocation but the
+// result's.
 func homesOf(session string, ring []string, k int) []string {
-	if k >= len(ring) {
-		out := slices.Clone(ring)
-		slices.SortFunc(out, func(a, b string) int { return cmpScore(session, a, b) })
-		return out
+	k = min(k, len(ring))
+	if k <= 0 {
+		return nil
 	}
-	out := make([]string, 0, k+1)
+	var buf [4]scored
+	top := buf[:0]
+	if k > len(buf) {
+		top = make([]scored, 0, k)
+	}
 	for _, m := range ring {
-		i, _ := slices.BinarySearchFunc(out, m, func(e, t string) int { return cmpScore(session, e, t) })
-		if i >= k {
+		c := scored{score(session, m), m}
+		if len(top) == k && !c.before(top[k-1]) {
 			continue
 		}
-		out = slices.Insert(out, i, m)
-		if len(out) > k {
-			out = out[:k]
+		i := len(top)
+		if i < k {
+			top = append(top, c)
+		} else {
+			i = k - 1
 		}
+		for ; i > 0 && c.before(top[i-1]); i-- {
+			top[i] = top[i-1]
+		}
+		top[i] = c
+	}
+	out := make([]string, len(top))
+	for i, t := range top {
+		out[i] = t.name
 	}
 	return out
 }
 
-// cmpScore orders members by descending score for session, then by name.
-func cmpScore(session, a, b string) int {
-	sa, sb := score(session, a), score(session, b)
-	switch {
-	case sa > sb:
-		return -1
-	case sa < sb:
-		return 1
-	}
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // ring returns the names of the live members, this node included, sorted.
-// Caller may hold recMu; ring takes memMu.
+// The slice is shared and must not be modified: it is computed once per
+// change of the live members (every claim and every received message
+// places sessions on it, and sorting N names each time cost more than the
+// placement). Caller may hold recMu; ring takes memMu.
 func (c *Cluster) ring() []string {
 	c.memMu.RLock()
+	r := c.ringCache
+	c.memMu.RUnlock()
+	if r != nil {
+		return r
+	}
+	c.memMu.Lock()
+	defer c.memMu.Unlock()
+	if c.ringCache != nil {
+		return c.ringCache
+	}
 	out := make([]string, 0, len(c.members)+1)
 	out = append(out, c.cfg.NodeName)
 	for name, e := range c.members {
@@ -123,8 +146,8 @@ func (c *Cluster) ring() []string {
 			out = append(out, name)
 		}
 	}
-	c.memMu.RUnlock()
 	slices.Sort(out)
+	c.ringCache = out
 	return out
 }
 

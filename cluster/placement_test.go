@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"fmt"
+	"hash/fnv"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -139,4 +141,51 @@ func TestRecordsLiveOnOwnerAndHomesOnly(t *testing.T) {
 		}
 	}
 	eventually(t, 5*time.Second, func() bool { return len(a.revs.forSession(id)) == 1 }, "a revokes %s", id)
+}
+
+// refScore is the placement score as first written, with hash/fnv
+// (TestScoreAndInHomes pins score to it).
+func refScore(session, member string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(session))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(member))
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// homesOf picks the same members, in the same order, as sorting the whole
+// ring by (score descending, name).
+func TestHomesOfMatchesFullSort(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 7, 50, 200} {
+		ring := make([]string, n)
+		for i := range ring {
+			ring[i] = fmt.Sprintf("m%03d", i)
+		}
+		for i := range 300 {
+			s := fmt.Sprintf("s%06d", i)
+			all := slices.Clone(ring)
+			slices.SortFunc(all, func(a, b string) int {
+				sa, sb := refScore(s, a), refScore(s, b)
+				switch {
+				case sa > sb:
+					return -1
+				case sa < sb:
+					return 1
+				}
+				return strings.Compare(a, b)
+			})
+			for _, k := range []int{1, 2, 3, 5, 9} {
+				want := all[:min(k, n)]
+				if got := homesOf(s, ring, k); !slices.Equal(got, want) {
+					t.Fatalf("homesOf(%s, %d members, %d) = %v, want %v", s, n, k, got, want)
+				}
+			}
+		}
+	}
 }

@@ -12,9 +12,10 @@ import (
 // broadcasts, reliable messages and push/pull user state):
 //
 //	byte 0   wire version (wireVersion); other versions are counted and dropped
-//	byte 1   message kind (msgRecord, msgState, msgDisconnect, msgQuery, msgAnswer)
+//	byte 1   message kind (msgRecord, msgState, msgDisconnect, msgQuery, msgAnswer,
+//	         msgDigest, msgBatch)
 //	byte 2…  JSON payload (wirePayload) with one-letter keys; for msgDigest
-//	         a binary payload (digest.go)
+//	         and msgBatch a binary payload (digest.go, batch.go)
 //
 // JSON keeps the format debuggable and forward compatible (unknown keys are
 // ignored); short keys and unix-nanosecond times keep a typical record under
@@ -30,6 +31,7 @@ const (
 	msgQuery      byte = 4 // ask a peer for a session's record or its sessions on a topic
 	msgAnswer     byte = 5 // records answering a msgQuery
 	msgDigest     byte = 6 // push/pull digest (digest.go): binary, not JSON
+	msgBatch      byte = 7 // forwarded records (batch.go): binary, not JSON
 
 	maxSmallMsg = 128 << 10 // record and disconnect messages (a full record is < 80 KiB)
 	maxStateMsg = 24 << 20  // push/pull state; memberlist itself caps it at 20 MiB
@@ -67,8 +69,10 @@ type message struct {
 	from    string
 	rec     Record   // msgRecord
 	partial bool     // msgRecord: rec.Topics was trimmed
-	recs    []Record // msgState
-	parts   []bool   // msgState: partial flags, parallel to recs
+	recs    []Record // msgState, msgAnswer
+	parts   []bool   // msgState, msgAnswer: partial flags, parallel to recs
+	batch   []byte   // msgBatch: its validated records, still encoded (each)
+	nbatch  int      // msgBatch: how many
 	session string   // msgDisconnect, msgQuery
 	inc     uint64   // msgDisconnect
 	qid     uint64   // msgQuery, msgAnswer
@@ -211,9 +215,16 @@ func encodeRecordMsg(from string, r Record, partial bool, limit int) (msg []byte
 	return best, true
 }
 
-// encodeState encodes records as a msgState, stopping before budget bytes.
-// It returns the message and the number of records left out.
+// encodeState encodes records as a forwarded batch (msgBatch, batch.go),
+// stopping before budget bytes. It returns the message and the number of
+// records left out.
 func encodeState(from string, recs []Record, parts []bool, budget int) ([]byte, int) {
+	return encodeBatch(from, recs, parts, budget)
+}
+
+// encodeStateJSON encodes records as a JSON msgState, the form of nodes
+// from before msgBatch (they do not decode msgBatch).
+func encodeStateJSON(from string, recs []Record, parts []bool, budget int) ([]byte, int) {
 	return encodeRecords(msgState, from, 0, recs, parts, budget)
 }
 
@@ -276,10 +287,13 @@ func decodeMessage(b []byte) (message, error) {
 	if len(b) > limit {
 		return m, fmt.Errorf("%w: %d bytes, at most %d for kind %d", ErrMalformed, len(b), limit, m.kind)
 	}
-	if m.kind == msgDigest {
+	switch m.kind {
+	case msgDigest:
 		d, err := decodeDigest(b[2:])
 		m.from, m.dig = d.from, d
 		return m, err
+	case msgBatch:
+		return m, decodeBatch(b[2:], &m)
 	}
 	if !utf8.Valid(b[2:]) { // json would replace bad bytes instead of failing
 		return m, fmt.Errorf("%w: payload is not UTF-8", ErrMalformed)
@@ -341,4 +355,15 @@ func decodeMessage(b []byte) (message, error) {
 		return m, fmt.Errorf("%w: unknown message kind %d", ErrMalformed, m.kind)
 	}
 	return m, nil
+}
+
+// count is the number of records a msgState, msgAnswer or msgBatch carries.
+func (m *message) count() int { return len(m.recs) + m.nbatch }
+
+// each calls fn with every record the message carries and its partial flag.
+func (m *message) each(fn func(Record, bool)) {
+	for i, r := range m.recs {
+		fn(r, m.parts[i])
+	}
+	eachBatched(m.batch, m.nbatch, fn)
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -31,15 +32,24 @@ func TestRecordRoundTrip(t *testing.T) {
 	ended.Ended, ended.EndedAt = true, time.Unix(0, 1732240009000000000)
 	state, left := encodeState("herald-1", []Record{r, ended}, []bool{false, true}, 0)
 	m, err = decodeMessage(state)
-	if err != nil || left != 0 || len(m.recs) != 2 || !reflect.DeepEqual(m.recs[1], ended) || !m.parts[1] {
-		t.Fatalf("state decode = %+v, %v", m, err)
+	recs, parts := m.all()
+	if err != nil || left != 0 || len(recs) != 2 || !reflect.DeepEqual(recs[1], ended) || !parts[1] {
+		t.Fatalf("batch decode = %+v, %v", m, err)
 	}
 	m, err = decodeMessage(encodeDisconnect("x", "s", 9))
 	if err != nil || m.session != "s" || m.inc != 9 || m.kind != msgDisconnect {
 		t.Fatalf("disconnect decode = %+v, %v", m, err)
 	}
-	if _, left := encodeState("n", []Record{r, r, r}, []bool{false, false, false}, 400); left == 0 {
-		t.Fatalf("state budget not enforced")
+	if _, left := encodeState("n", []Record{r, r, r}, []bool{false, false, false}, 200); left == 0 {
+		t.Fatalf("batch budget not enforced")
+	}
+	if _, left := encodeStateJSON("n", []Record{r, r, r}, []bool{false, false, false}, 400); left == 0 {
+		t.Fatalf("JSON state budget not enforced")
+	}
+	state, _ = encodeStateJSON("herald-1", []Record{r, ended}, []bool{false, true}, 0)
+	m, err = decodeMessage(state)
+	if err != nil || m.kind != msgState || len(m.recs) != 2 || !reflect.DeepEqual(m.recs[1], ended) || !m.parts[1] {
+		t.Fatalf("JSON state (nodes before msgBatch) decode = %+v, %v", m, err)
 	}
 }
 
@@ -117,7 +127,14 @@ func FuzzDecodeMessage(f *testing.F) {
 	ended.Ended, ended.EndedAt = true, time.Unix(0, 5)
 	msg, _ = encodeRecordMsg("herald-1", ended, true, 0)
 	f.Add(msg)
-	st, _ := encodeState("herald-2", []Record{r, ended}, []bool{false, true}, 0)
+	st, _ := encodeStateJSON("herald-2", []Record{r, ended}, []bool{false, true}, 0)
+	f.Add(st)
+	st, _ = encodeState("herald-2", []Record{r, ended, r}, []bool{false, true, false}, 0)
+	f.Add(st)
+	st, _ = encodeState("herald-2", heraldRecords(3), []bool{false, true, false}, 0)
+	f.Add(st)
+	odd := Record{Session: "s\"é", Node: "n", Incarnation: 1, Trace: "x"}
+	st, _ = encodeState("herald-2", []Record{odd, r}, []bool{true, false}, 0)
 	f.Add(st)
 	f.Add(encodeDisconnect("herald-3", "sess", 7))
 	f.Add(encodeQuery("herald-4", 9, query{session: "sess"}))
@@ -142,7 +159,10 @@ func FuzzDecodeMessage(f *testing.F) {
 		case msgRecord:
 			again, _ = encodeRecordMsg(m.from, m.rec, m.partial, 0)
 		case msgState:
-			again, _ = encodeState(m.from, m.recs, m.parts, 0)
+			again, _ = encodeStateJSON(m.from, m.recs, m.parts, 0)
+		case msgBatch:
+			recs, parts := m.all()
+			again, _ = encodeState(m.from, recs, parts, 0)
 		case msgDisconnect:
 			again = encodeDisconnect(m.from, m.session, m.inc)
 		case msgQuery:
@@ -156,8 +176,70 @@ func FuzzDecodeMessage(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded message rejected: %v", err)
 		}
+		if m.kind == msgBatch { // the same records may be encoded differently
+			r1, p1 := m.all()
+			r2, p2 := m2.all()
+			m.recs, m.parts, m2.recs, m2.parts = r1, p1, r2, p2
+			m.batch, m.nbatch, m2.batch, m2.nbatch = nil, 0, nil, 0
+		}
 		if !reflect.DeepEqual(m, m2) {
 			t.Fatalf("round trip changed the message:\n%+v\n%+v", m, m2)
 		}
 	})
+}
+
+// heraldRecords returns n records as Herald makes them: 16-hex session ids,
+// one owner and region, one topic, a W3C traceparent.
+func heraldRecords(n int) []Record {
+	recs := make([]Record, n)
+	for i := range recs {
+		recs[i] = Record{Session: fmt.Sprintf("%016x", uint64(i+1)*0x9e3779b97f4a7c15), Node: "herald-0", Region: "eu-west-1",
+			Incarnation: 1732240000123456789 + uint64(i), Topics: []string{"load-0"}, Since: time.Unix(0, 1732240000123456789+int64(i)),
+			Trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+	}
+	recs[n/2].Ended, recs[n/2].EndedAt = true, time.Unix(0, 1732240009000000000)
+	return recs
+}
+
+// TestForwardedBatchIsCompact pins what a forwarded batch costs (ADR 0030,
+// amended): a home receives every record of a connect burst this way, and
+// the bytes are copied several times inside memberlist (encryption,
+// framing, reading) before they are decoded, so both the size per record
+// and the decoder's allocations per record bound the garbage a home makes.
+func TestForwardedBatchIsCompact(t *testing.T) {
+	const n = 1000
+	recs := heraldRecords(n)
+	parts := make([]bool, n)
+	parts[7] = true
+	msg, left := encodeState("herald-1", recs, parts, batchBudget)
+	if left != 0 {
+		t.Errorf("%d of %d records left out of one batch", left, n)
+	}
+	if per := len(msg) / (n - left); per > 64 {
+		t.Errorf("forwarded batch: %d bytes per record, want at most 64", per)
+	}
+	m, err := decodeMessage(msg)
+	got, gotParts := m.all()
+	if err != nil || m.from != "herald-1" || !reflect.DeepEqual(got, recs[:n-left]) || !reflect.DeepEqual(gotParts, parts[:n-left]) {
+		t.Fatalf("decode: %v (from %q, %d records)", err, m.from, len(got))
+	}
+	allocs := testing.AllocsPerRun(5, func() {
+		m, _ := decodeMessage(msg)
+		m.each(func(Record, bool) {})
+	})
+	t.Logf("%d bytes, %.2f allocations per record", len(msg)/(n-left), allocs/float64(n-left))
+	if per := allocs / float64(n-left); per > 2.5 {
+		t.Errorf("decoding a forwarded batch: %.1f allocations per record, want at most 2.5 (session id and trace)", per)
+	}
+}
+
+// all returns the records a message carries and their partial flags.
+func (m *message) all() ([]Record, []bool) {
+	var recs []Record
+	var parts []bool
+	m.each(func(r Record, p bool) {
+		recs = append(recs, r)
+		parts = append(parts, p)
+	})
+	return recs, parts
 }

@@ -19,11 +19,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
 	"github.com/heraldpush/herald/push/client"
 	"github.com/heraldpush/herald/push/redistest"
 	"github.com/heraldpush/herald/push/sse"
+	"github.com/heraldpush/herald/push/wire"
 )
 
 // Acceptance tests of the four protection layers (docs/adr/0005) on real
@@ -96,9 +99,12 @@ type attempt struct {
 	retrySet   bool
 	closed     bool // the body ended without a hello
 	events     int  // non-control events read (readAll only)
-	dec        *sse.Decoder
-	body       io.ReadCloser
-	cancel     context.CancelFunc
+	// next reads the stream's next event (an SSE event, or a WebSocket
+	// frame as the event an SSE client would read).
+	next   func() (sse.Event, error)
+	body   io.ReadCloser
+	ws     *websocket.Conn
+	cancel context.CancelFunc
 }
 
 func (a *attempt) close() {
@@ -108,17 +114,21 @@ func (a *attempt) close() {
 	if a.body != nil {
 		_ = a.body.Close()
 	}
+	if a.ws != nil {
+		_ = a.ws.CloseNow()
+	}
 }
 
 // shed reports a browser-safe refusal: 200, retry:, closed, no hello.
 func (a *attempt) shed() bool { return a.status == http.StatusOK && !a.hello && a.closed && a.retrySet }
 
-// tryStream opens GET /v1/stream?topic=topic (resuming after lastID when
-// set) and reads until the first event or the end of the body, within 15s.
-// sdk adds the Herald-Client header (503 instead of the browser-safe shed).
+// tryStream opens a stream of topic on the test's transport (transportOf:
+// GET /v1/stream or GET /v1/ws), resuming after lastID when set, and reads
+// until the first event or the end of the stream, within 15s. sdk adds the
+// Herald-Client header (503 instead of the browser-safe shed).
 func tryStream(t testing.TB, hc *http.Client, base, topic, lastID string, sdk bool) *attempt {
 	t.Helper()
-	a, err := openAttempt(hc, base, topic, lastID, sdk)
+	a, err := openAttempt(transportOf(t), hc, base, topic, lastID, sdk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +136,10 @@ func tryStream(t testing.TB, hc *http.Client, base, topic, lastID string, sdk bo
 }
 
 // openAttempt is tryStream for any goroutine: it returns its failure.
-func openAttempt(hc *http.Client, base, topic, lastID string, sdk bool) (*attempt, error) {
+func openAttempt(transport string, hc *http.Client, base, topic, lastID string, sdk bool) (*attempt, error) {
+	if transport == client.TransportWS {
+		return openWSAttempt(hc, base, topic, lastID, sdk)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &attempt{cancel: cancel}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/stream?topic="+topic, nil)
@@ -157,9 +170,10 @@ func openAttempt(hc *http.Client, base, topic, lastID string, sdk bool) (*attemp
 		a.close()
 		return nil, fmt.Errorf("stream answered 200 with Content-Type %q", ct)
 	}
-	a.dec = sse.NewDecoder(resp.Body)
-	ev, err := a.dec.Next()
-	a.retry, a.retrySet = a.dec.Retry()
+	dec := sse.NewDecoder(resp.Body)
+	a.next = dec.Next
+	ev, err := a.next()
+	a.retry, a.retrySet = dec.Retry()
 	switch {
 	case err == nil && ev.Type == push.EventHello:
 		a.hello, a.helloID = true, ev.ID
@@ -177,6 +191,94 @@ func openAttempt(hc *http.Client, base, topic, lastID string, sdk bool) (*attemp
 	}
 }
 
+// openWSAttempt is openAttempt over GET /v1/ws. Every answer after the
+// handshake is in band (ADR 0023): a refusal is a herald.error, then a
+// close with 4000 + the HTTP status and the retry in its reason. The
+// server answers browsers and SDK clients alike; the attempt reports what
+// each makes of it: a 4503 is a browser's shed (200, closed, retry from
+// retry_ms) and an SDK client's 503 (status, code and Retry-After from the
+// herald.error).
+func openWSAttempt(hc *http.Client, base, topic, lastID string, sdk bool) (*attempt, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &attempt{cancel: cancel}
+	h := http.Header{}
+	if lastID != "" {
+		h.Set("Last-Event-ID", lastID)
+	}
+	if sdk {
+		h.Set("Herald-Client", "protection-test")
+	}
+	guard := time.AfterFunc(15*time.Second, cancel)
+	defer guard.Stop()
+	conn, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/v1/ws?topic="+topic,
+		&websocket.DialOptions{HTTPClient: hc, HTTPHeader: h})
+	if err != nil {
+		cancel()
+		if resp != nil {
+			return nil, fmt.Errorf("ws handshake answered %d (every refusal must be in band): %w", resp.StatusCode, err)
+		}
+		return nil, fmt.Errorf("ws dial: %w", err)
+	}
+	conn.SetReadLimit(1 << 20)
+	a.ws = conn
+	a.next = func() (sse.Event, error) {
+		typ, b, err := conn.Read(ctx)
+		if err != nil {
+			return sse.Event{}, err
+		}
+		var f wire.Frame
+		if typ != websocket.MessageText {
+			return sse.Event{}, errors.New("binary frame")
+		}
+		if err := json.Unmarshal(b, &f); err != nil {
+			return sse.Event{}, fmt.Errorf("frame %q: %w", b, err)
+		}
+		return sse.Event{ID: f.ID, Type: f.Event, Data: f.Data}, nil
+	}
+	ev, err := a.next()
+	switch {
+	case err == nil && ev.Type == push.EventHello:
+		a.status, a.hello, a.helloID = http.StatusOK, true, ev.ID
+		return a, nil
+	case err == nil && ev.Type == wire.EventError:
+		var eb struct {
+			Error      struct{ Code string } `json:"error"`
+			RetryAfter int                   `json:"retry_after"`
+		}
+		if err := json.Unmarshal([]byte(ev.Data), &eb); err != nil {
+			a.close()
+			return nil, fmt.Errorf("herald.error %q: %w", ev.Data, err)
+		}
+		_, _, cerr := conn.Read(ctx)
+		a.close()
+		code := websocket.CloseStatus(cerr)
+		var ce websocket.CloseError
+		if code < 4000 || !errors.As(cerr, &ce) {
+			return nil, fmt.Errorf("after herald.error %s: %v, want a close with a code", ev.Data, cerr)
+		}
+		if code == 4503 && !sdk {
+			var r struct {
+				RetryMS int64 `json:"retry_ms"`
+			}
+			_ = json.Unmarshal([]byte(ce.Reason), &r)
+			a.status, a.closed = http.StatusOK, true
+			a.retry, a.retrySet = time.Duration(r.RetryMS)*time.Millisecond, r.RetryMS > 0
+			return a, nil
+		}
+		a.status, a.code = int(code)-4000, eb.Error.Code
+		if eb.RetryAfter > 0 {
+			a.retryAfter = strconv.Itoa(eb.RetryAfter)
+		}
+		return a, nil
+	case err != nil:
+		a.close()
+		return nil, fmt.Errorf("ws stream: reading the first frame: %w", err)
+	default:
+		a.close()
+		return nil, fmt.Errorf("ws stream: first frame %q, want %s", ev.Type, push.EventHello)
+	}
+}
+
 // readUntil reads an admitted stream's events until one with offset ≥
 // want, counting them and checking they follow from `after` one by one.
 func (a *attempt) readUntil(after, want uint64, within time.Duration) error {
@@ -184,7 +286,7 @@ func (a *attempt) readUntil(after, want uint64, within time.Duration) error {
 	defer timer.Stop()
 	last := after
 	for last < want {
-		ev, err := a.dec.Next()
+		ev, err := a.next()
 		if err != nil {
 			return fmt.Errorf("after offset %d (want %d): %w", last, want, err)
 		}
@@ -482,6 +584,10 @@ func TestProtectionAdmissionStreamCap(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process protection test")
 	}
+	forTransports(t, protectionAdmissionStreamCap)
+}
+
+func protectionAdmissionStreamCap(t *testing.T) {
 	const maxStreams = 50
 	p := startProc(t, "cap", append(slices.Clone(unguarded), "HERALD_PROTECTION__ADMISSION__MAX_STREAMS="+strconv.Itoa(maxStreams)))
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1}}
@@ -523,6 +629,7 @@ func TestProtectionAdmissionStreamCap(t *testing.T) {
 	if got := c["admission/connect/streams/block"]; got != 14 {
 		t.Fatalf("admission/connect/streams/block = %d, want 14 (10 shed + 3 refused + 1)", got)
 	}
+	onTransport(t, p, true)
 }
 
 // checkCapRefusals opens browsers browser-style and sdks SDK-style streams
@@ -551,6 +658,25 @@ func checkCapRefusals(t *testing.T, hc *http.Client, p *proc, reason string, bro
 	}
 }
 
+// onTransport checks that the node counted the test's streams on its
+// transport (transportOf): accepted and shed connects, and (only) none on
+// the other.
+func onTransport(t *testing.T, p *proc, only bool) {
+	t.Helper()
+	other := client.TransportWS
+	if transportOf(t) == other {
+		other = client.TransportSSE
+	}
+	for _, result := range []string{"accepted", "shed"} {
+		if n := p.metricSum(t, "herald_stream_connects_total", `transport="`+transportOf(t)+`"`, `result="`+result+`"`); n == 0 {
+			t.Fatalf("no %s connect counted on transport %s", result, transportOf(t))
+		}
+	}
+	if n := p.metricSum(t, "herald_stream_connects_total", `transport="`+other+`"`); only && n != 0 {
+		t.Fatalf("%v connects counted on transport %s, want the test's (%s) only", n, other, transportOf(t))
+	}
+}
+
 // TestProtectionAdmissionPerIPCap: every test client is 127.0.0.1, so
 // max_streams_per_ip 5 admits five streams and sheds the rest; a SIGHUP
 // with a raised cap admits more without a restart; closing streams frees
@@ -559,6 +685,10 @@ func TestProtectionAdmissionPerIPCap(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process protection test")
 	}
+	forTransports(t, protectionAdmissionPerIPCap)
+}
+
+func protectionAdmissionPerIPCap(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "herald.yaml")
 	writeConfig(t, cfg, "protection:\n  admission:\n    max_streams_per_ip: 5\n")
 	p := startProc(t, "perip", unguarded, "--config", cfg)
@@ -617,6 +747,7 @@ func TestProtectionAdmissionPerIPCap(t *testing.T) {
 		open = append(open, a)
 	}
 	t.Logf("counters: %v", p.protection(t).Counters)
+	onTransport(t, p, true)
 }
 
 // TestProtectionReplayCapShedsAndEveryoneCatchesUp: with one replay slot
@@ -628,6 +759,10 @@ func TestProtectionReplayCapShedsAndEveryoneCatchesUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process protection test")
 	}
+	forTransports(t, protectionReplayCapShedsAndEveryoneCatchesUp)
+}
+
+func protectionReplayCapShedsAndEveryoneCatchesUp(t *testing.T) {
 	rd := redistest.StartServer(t)
 	p := startProc(t, "replay", append(slices.Clone(unguarded),
 		"HERALD_PROTECTION__REPLAY__MAX_CONCURRENT=1",
@@ -659,7 +794,7 @@ func TestProtectionReplayCapShedsAndEveryoneCatchesUp(t *testing.T) {
 		for _, cur := range cursors {
 			wg.Go(func() {
 				<-gate
-				a, err := openAttempt(hc, p.URL, topic, cur, sdk)
+				a, err := openAttempt(transportOf(t), hc, p.URL, topic, cur, sdk)
 				if err != nil {
 					t.Error(err)
 					return
@@ -711,7 +846,7 @@ func TestProtectionReplayCapShedsAndEveryoneCatchesUp(t *testing.T) {
 		c := &fleetClient{topic: topic, last: 1, started: true, sessions: map[string]bool{}}
 		c.stream = client.Subscribe(client.StreamConfig{
 			Endpoints: []string{p.URL}, Topics: []string{topic}, LastEventID: cur, HTTPClient: f.hc,
-			MinBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second,
+			MinBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second, Transport: transportOf(t),
 			OnConnect: func(ep string) {
 				c.mu.Lock()
 				c.connects = append(c.connects, connectRecord{at: time.Now(), endpoint: ep})
@@ -735,4 +870,5 @@ func TestProtectionReplayCapShedsAndEveryoneCatchesUp(t *testing.T) {
 	if got := c["replay/replay/replay_wait/block"]; got < uint64(rb+rs) {
 		t.Fatalf("replay/replay/replay_wait/block = %d, clients saw %d refusals", got, rb+rs)
 	}
+	onTransport(t, p, false) // the cursors were taken over SSE
 }

@@ -89,6 +89,10 @@ func (s *Stream) connectWS(ctx context.Context, epIdx int, handler func(Event) e
 		}
 		var f wire.Frame
 		if typ != websocket.MessageText || json.Unmarshal(msg, &f) != nil {
+			if err := cutShort(connCtx, conn); err != nil {
+				out.err = err // a dropped connection: resume
+				break
+			}
 			out.err = fmt.Errorf("%w: not a Herald frame", ErrNotEventStream)
 			out.permanent = true
 			break
@@ -129,6 +133,25 @@ func (s *Stream) connectWS(ctx context.Context, epIdx int, handler func(Event) e
 		}
 	}
 	return out
+}
+
+// cutShort tells a message cut short by the connection's end from a
+// frame that is not Herald's, after msg failed to parse: it returns the
+// error that ended the connection, or nil when the connection goes on (or
+// does not end within a second). coder/websocket hands over a message cut
+// short as whole when the cut falls where one of its reads ended (its
+// message reader takes the payload read's EOF for the message's end); a
+// node cuts a slow consumer's socket mid-write, so this is a dropped
+// connection to resume from the last id, not a foreign server to give up
+// on. The connection is closed either way.
+func cutShort(ctx context.Context, conn *websocket.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, _, err := conn.Read(ctx)
+	if err == nil || ctx.Err() != nil || websocket.CloseStatus(err) != -1 {
+		return nil
+	}
+	return fmt.Errorf("client: connection ended mid-message: %w", err)
 }
 
 // wsError reads a herald.error: its cursor (a fresh stream's position),

@@ -4,6 +4,7 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -41,6 +42,10 @@ type Request struct {
 	Traceparent string
 	// Transport names the transport ("sse", "ws") for telemetry.
 	Transport string
+	// Resets are what a change of topics found for the topics it added
+	// (Resubscribe): announced with this stream's hello, before the resets
+	// of its own connect.
+	Resets []push.StreamReset
 }
 
 // Transport is a stream's transport as the connect phase uses it: a
@@ -354,12 +359,16 @@ func (n *Node) Open(ctx context.Context, req Request, t Transport) *Opened {
 		Session: sid, Node: n.cfg.Name, Origin: n.store.Origin(), Topics: cur.Topics(), Origins: cur.Origins(),
 		Resumed: parsed != nil, Durable: n.store.Durable(), Trace: traceparent,
 	}
-	if err := st.Hello(hello, plan.Resets); err != nil {
+	resets := plan.Resets
+	if len(req.Resets) > 0 {
+		resets = append(slices.Clone(req.Resets), plan.Resets...)
+	}
+	if err := st.Hello(hello, resets); err != nil {
 		return nil
 	}
 	outcome := observability.ResumeLive
 	switch {
-	case len(plan.Resets) > 0:
+	case len(resets) > 0:
 		outcome = observability.ResumeReset
 	case parsed != nil:
 		outcome = observability.ResumeReplayed
@@ -389,7 +398,7 @@ func (n *Node) Open(ctx context.Context, req Request, t Transport) *Opened {
 		return nil
 	}
 	live()
-	span.SetAttributes(attribute.Int("herald.replayed", st.Replayed()), attribute.Bool("herald.reset", len(plan.Resets) > 0))
+	span.SetAttributes(attribute.Int("herald.replayed", st.Replayed()), attribute.Bool("herald.reset", len(resets) > 0))
 	op.st = st
 	opened = true
 	return op

@@ -136,8 +136,13 @@ func TestAdminSessionsAndPresenceSingleNode(t *testing.T) {
 }
 
 // A closed server (listener still up, as while the process stops) sheds new
-// streams instead of opening one and ending it at once.
-func TestClosedServerShedsNewStreams(t *testing.T) {
+// streams instead of opening one and ending it at once: SSE with 200 +
+// retry: and no event (503 draining for a declared SDK client), WebSocket
+// with a herald.error and close 4503 with retry_ms (ADR 0023), never an
+// HTTP error to the handshake, which a browser cannot read.
+func TestClosedServerShedsNewStreams(t *testing.T) { forTransports(t, testClosedServerShedsNewStreams) }
+
+func testClosedServerShedsNewStreams(t *testing.T) {
 	n := startNode(t, newMemStore(t, push.Retention{}), nil)
 	s := n.openStream(t, []string{"a"}, "", nil)
 	hello(t, s)
@@ -145,16 +150,41 @@ func TestClosedServerShedsNewStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.ended(5 * time.Second)
-	code, _, b := getStream(t, n.URL+"/v1/stream?topic=a", false)
-	if code != http.StatusOK || !strings.HasPrefix(string(b), "retry: ") || strings.Contains(string(b), "event:") {
-		t.Fatalf("stream on a closed server: %d %q, want 200 + retry only", code, b)
+	shed, code, body := n.tryStream([]string{"a"}, "", nil)
+	if code != http.StatusOK {
+		t.Fatalf("stream on a closed server: %d %s, want a browser-safe shed", code, body)
 	}
-	code, _, b = getStream(t, n.URL+"/v1/stream?topic=a", true)
-	var body map[string]any
-	_ = json.Unmarshal(b, &body)
-	if code != http.StatusServiceUnavailable || body["error"].(map[string]any)["code"] != server.CodeDraining {
-		t.Fatalf("SDK stream on a closed server: %d %v", code, body)
+	shed.shedOnly(5 * time.Second)
+	_, code, body = n.tryStreamWith([]string{"a"}, "", nil, http.Header{"Herald-Client": {"test"}})
+	var eb map[string]any
+	_ = json.Unmarshal([]byte(body), &eb)
+	if e, _ := eb["error"].(map[string]any); code != http.StatusServiceUnavailable || e["code"] != server.CodeDraining {
+		t.Fatalf("SDK stream on a closed server: %d %s, want 503 %s", code, body, server.CodeDraining)
 	}
+}
+
+// shedOnly checks that s, a stream the server answered browser-safely
+// (SSE: 200 with retry: only; WebSocket: a herald.error, then close 4503
+// with retry_ms), ended within timeout without any event and with a
+// reconnection delay, and returns the delay.
+func (s *stream) shedOnly(timeout time.Duration) time.Duration {
+	s.t.Helper()
+	select {
+	case ev, ok := <-s.events:
+		if ok {
+			s.t.Fatalf("shed stream sent %+v", ev)
+		}
+	case <-time.After(timeout):
+		s.t.Fatalf("shed stream still open after %s", timeout)
+	}
+	if s.ws != nil && s.closed != server.CloseRetry {
+		s.t.Fatalf("shed socket closed with %d, want %d", s.closed, server.CloseRetry)
+	}
+	r, ok := s.finalRetry()
+	if !ok || r <= 0 {
+		s.t.Fatalf("shed stream's reconnection delay %v (set %v)", r, ok)
+	}
+	return r
 }
 
 // getStream opens a stream as a browser would, or as a declared SDK client
@@ -232,18 +262,16 @@ func testDrainSpreadsClosesAndSheds(t *testing.T) {
 	}
 }
 
-func TestOverTargetShedsWithoutCluster(t *testing.T) {
+func TestOverTargetShedsWithoutCluster(t *testing.T) { forTransports(t, testOverTargetShedsWithoutCluster) }
+
+func testOverTargetShedsWithoutCluster(t *testing.T) {
 	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Node.ConnectionTarget = 2 })
 	for range 2 {
 		hello(t, n.openStream(t, []string{"a"}, "", nil))
 	}
-	resp, err := http.Get(n.URL + "/v1/stream?topic=a")
-	if err != nil {
-		t.Fatal(err)
+	shed, code, body := n.tryStream([]string{"a"}, "", nil)
+	if code != http.StatusOK {
+		t.Fatalf("third stream over target: %d %s, want a browser-safe shed", code, body)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || strings.Contains(string(b), "herald.hello") || !strings.HasPrefix(string(b), "retry: ") {
-		t.Fatalf("third stream over target: %d %q, want browser-safe shed", resp.StatusCode, b)
-	}
+	shed.shedOnly(5 * time.Second)
 }

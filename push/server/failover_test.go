@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,11 +33,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/redistest"
 	"github.com/heraldpush/herald/push/server"
 	"github.com/heraldpush/herald/push/sse"
 	"github.com/heraldpush/herald/push/store/redisstore"
+	"github.com/heraldpush/herald/push/wire"
 )
 
 // newRedisStoreAt returns a store over any Redis URL (single node,
@@ -213,11 +215,12 @@ type recvReset struct {
 // stream (as EventSource does), quickly (the test is the client, and it
 // picks its own reconnect delay).
 type liveSub struct {
-	name   string
-	topics []string
-	base   string
-	hc     *http.Client
-	ready  chan struct{} // closed at the first herald.hello
+	name      string
+	topics    []string
+	base      string
+	hc        *http.Client
+	transport string        // "sse" or "ws": the transport of the test that made it (transportOf)
+	ready     chan struct{} // closed at the first herald.hello
 
 	mu       sync.Mutex
 	drop     context.CancelFunc // ends the current connection
@@ -229,8 +232,8 @@ type liveSub struct {
 	errs     []string // protocol violations
 }
 
-func newLiveSub(name, base string, hc *http.Client, topics ...string) *liveSub {
-	return &liveSub{name: name, topics: topics, base: base, hc: hc, ready: make(chan struct{})}
+func newLiveSub(t testing.TB, name, base string, hc *http.Client, topics ...string) *liveSub {
+	return &liveSub{name: name, topics: topics, base: base, hc: hc, transport: transportOf(t), ready: make(chan struct{})}
 }
 
 func (s *liveSub) fail(format string, args ...any) {
@@ -267,12 +270,16 @@ func (s *liveSub) cut() {
 func (s *liveSub) connectOnce(parent context.Context) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	q := url.Values{"topic": s.topics}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/v1/stream?"+q.Encode(), nil)
 	s.mu.Lock()
 	last := s.lastID
 	s.drop = cancel
 	s.mu.Unlock()
+	if s.transport == "ws" {
+		s.connectWS(ctx, last)
+		return
+	}
+	q := url.Values{"topic": s.topics}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/v1/stream?"+q.Encode(), nil)
 	if last != "" {
 		req.Header.Set("Last-Event-ID", last)
 	}
@@ -295,11 +302,55 @@ func (s *liveSub) connectOnce(parent context.Context) {
 		s.fail("stream Content-Type %q", ct)
 		return
 	}
-	dec := sse.NewDecoder(bufio.NewReader(resp.Body))
+	s.consume(ctx, last, sse.NewDecoder(bufio.NewReader(resp.Body)).Next)
+}
+
+// connectWS is connectOnce over GET /v1/ws (ADR 0023): the cursor goes in
+// the Last-Event-ID header, each JSON frame is read as the SSE event it
+// mirrors, and a refusal (herald.error before any hello, then a close) is
+// a shed, as a 200 that ends before a hello is over SSE.
+func (s *liveSub) connectWS(ctx context.Context, last string) {
+	h := http.Header{}
+	if last != "" {
+		h.Set("Last-Event-ID", last)
+	}
+	q := url.Values{"topic": s.topics}
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	conn, resp, err := websocket.Dial(dctx, "ws"+strings.TrimPrefix(s.base, "http")+"/v1/ws?"+q.Encode(), &websocket.DialOptions{HTTPHeader: h})
+	dcancel()
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			s.fail("websocket handshake answered %d (a browser cannot read why)", resp.StatusCode)
+			return
+		}
+		if ctx.Err() == nil {
+			s.mu.Lock()
+			s.dialErrs++
+			s.mu.Unlock()
+		}
+		return
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(1 << 20)
+	s.consume(ctx, last, func() (sse.Event, error) {
+		f, err := readFrame(ctx, conn)
+		if err != nil {
+			return sse.Event{}, err
+		}
+		if f.Event == wire.EventError {
+			return sse.Event{}, fmt.Errorf("refused: %s", f.Data)
+		}
+		return sse.Event{ID: f.ID, Type: f.Event, Data: f.Data}, nil
+	})
+}
+
+// consume reads one connection's events until it ends, checking each
+// against the subscriber's cursor and recording it.
+func (s *liveSub) consume(ctx context.Context, last string, next func() (sse.Event, error)) {
 	conn := 0
 	prev := map[string]uint64(nil)
 	for {
-		ev, err := dec.Next()
+		ev, err := next()
 		if err != nil {
 			if conn == 0 && ctx.Err() == nil {
 				s.mu.Lock()
@@ -707,6 +758,10 @@ func TestSentinelFailoverNoSilentLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Sentinel topology and kills its primary")
 	}
+	forTransports(t, testSentinelFailoverNoSilentLoss)
+}
+
+func testSentinelFailoverNoSilentLoss(t *testing.T) {
 	set := redistest.StartSentinel(t)
 	st := newRedisStoreAt(t, set.URL())
 	n := startNode(t, st, nil)
@@ -715,12 +770,12 @@ func TestSentinelFailoverNoSilentLoss(t *testing.T) {
 	hc := streamClient()
 	defer hc.CloseIdleConnections()
 	subs := []*liveSub{
-		newLiveSub("single-0", n.URL, hc, "fo0"),
-		newLiveSub("single-1", n.URL, hc, "fo1"),
-		newLiveSub("single-3", n.URL, hc, "fo3"),
-		newLiveSub("multi-012", n.URL, hc, "fo0", "fo1", "fo2"),
-		newLiveSub("multi-123", n.URL, hc, "fo1", "fo2", "fo3"),
-		newLiveSub("multi-023", n.URL, hc, "fo0", "fo2", "fo3"),
+		newLiveSub(t, "single-0", n.URL, hc, "fo0"),
+		newLiveSub(t, "single-1", n.URL, hc, "fo1"),
+		newLiveSub(t, "single-3", n.URL, hc, "fo3"),
+		newLiveSub(t, "multi-012", n.URL, hc, "fo0", "fo1", "fo2"),
+		newLiveSub(t, "multi-123", n.URL, hc, "fo1", "fo2", "fo3"),
+		newLiveSub(t, "multi-023", n.URL, hc, "fo0", "fo2", "fo3"),
 	}
 	stopSubs := startSubs(t, subs)
 
@@ -800,6 +855,10 @@ func TestRDBRollbackResetsNoReuse(t *testing.T) {
 	if testing.Short() {
 		t.Skip("restarts redis-server")
 	}
+	forTransports(t, testRDBRollbackResetsNoReuse)
+}
+
+func testRDBRollbackResetsNoReuse(t *testing.T) {
 	rs := redistest.StartServer(t) // --save '': only an explicit SAVE writes dump.rdb
 	n := startNode(t, newRedisStoreAt(t, rs.URL()), nil)
 	const k, N, M = 5, 10, 8 // SAVE after k; N before the crash; M after (k+M > N)
@@ -1074,6 +1133,10 @@ func TestRedisDownStreamsShedPublishes503(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills redis-server")
 	}
+	forTransports(t, testRedisDownStreamsShedPublishes503)
+}
+
+func testRedisDownStreamsShedPublishes503(t *testing.T) {
 	// AOF with fsync always: no acknowledged event is lost by the kill, so
 	// only the replication id (and so the epoch) changes.
 	rs := redistest.StartServer(t, redistest.WithAppendOnly(true), redistest.WithArgs("--appendfsync", "always"))
@@ -1088,8 +1151,8 @@ func TestRedisDownStreamsShedPublishes503(t *testing.T) {
 	// and new events were published (the resume path), like a phone that
 	// slept: it is behind the new epoch's start, and must still get the 6
 	// events Redis kept (not a reset over them).
-	sub := newLiveSub("connected", n.URL, hc, topics...)
-	away := newLiveSub("away", n.URL, hc, topics...)
+	sub := newLiveSub(t, "connected", n.URL, hc, topics...)
+	away := newLiveSub(t, "away", n.URL, hc, topics...)
 	subs := []*liveSub{sub, away}
 	stopSubs := startSubs(t, []*liveSub{sub})
 	stopAway := startSubs(t, []*liveSub{away})
@@ -1160,27 +1223,15 @@ func TestRedisDownStreamsShedPublishes503(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	// A new stream is shed the browser-safe way: 200, retry:, close.
+	// A new stream is shed the browser-safe way (SSE: 200, retry:, close;
+	// WebSocket: herald.error, close 4503 with retry_ms).
 	start := time.Now()
-	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, n.URL+"/v1/stream?topic=out-a", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		cancel()
-		t.Fatalf("stream during the outage: %v", err)
+	shed, code, body := n.tryStream([]string{"out-a"}, "", nil)
+	if code != http.StatusOK {
+		t.Fatalf("stream during the outage: %d %s; want a browser-safe shed", code, body)
 	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	cancel()
-	shedIn := time.Since(start)
-	if err != nil || errors.Is(sctx.Err(), context.DeadlineExceeded) {
-		t.Errorf("shed stream did not end within 3s: %v", err)
-	}
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" ||
-		!strings.HasPrefix(string(body), "retry: ") || strings.Contains(string(body), "event:") {
-		t.Errorf("stream during the outage: %d %q body %q; want 200 text/event-stream with only retry:", resp.StatusCode, resp.Header.Get("Content-Type"), body)
-	}
-	t.Logf("stream during outage: %d, body %q, ended in %s", resp.StatusCode, body, shedIn.Round(time.Millisecond))
+	retry := shed.shedOnly(3 * time.Second)
+	t.Logf("stream during outage shed on %s with retry %s in %s", n.transport, retry, time.Since(start).Round(time.Millisecond))
 
 	// Redis comes back on the same port (AOF reload, new replication id).
 	rs.Restart(t)

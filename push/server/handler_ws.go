@@ -61,7 +61,7 @@ type wsConn struct {
 // status of a WebSocket handshake).
 func (s *Server) handleWS(c *gin.Context) {
 	if !s.holdSocket() {
-		s.writeError(c, push.ErrClosed)
+		s.refuseClosedWS(c)
 		return
 	}
 	defer s.sockets.Done()
@@ -143,10 +143,32 @@ func (s *Server) handleWS(c *gin.Context) {
 			ws.answerError(pending.Ref, err)
 			// The stream continues with its topics: reopen at its cursor.
 			next = req
-			next.Cursor, next.Strict = op.Cursor().String(), true
+			next.Cursor, next.Strict, next.Resets = op.Cursor().String(), true, nil
 		}
 		req = next
 	}
+}
+
+// refuseClosedWS answers a WebSocket that arrives while the server closes
+// (its listener still up, as while the process stops) the way every
+// refusal is answered: in band, a herald.error (draining) and close 4503
+// with a retry hint, where an HTTP error to the handshake would leave a
+// browser with a bare failure and no delay. It carries no stream position:
+// the request is not authenticated. Close does not wait for it (it holds
+// nothing of the node's); it ends within the write timeout and the
+// library's bounded close handshake.
+func (s *Server) refuseClosedWS(c *gin.Context) {
+	cw := &corkWriter{ResponseWriter: c.Writer, timeout: s.cfg.Stream.WriteTimeout}
+	conn, err := websocket.Accept(cw, c.Request, s.wsAcceptOptions())
+	if err != nil {
+		return // Accept answered
+	}
+	defer conn.CloseNow()
+	ctx := c.Request.Context()
+	s.cfg.Telemetry.Metrics().Connect(ctx, observability.TransportWS, observability.ConnectShed)
+	t := &wsTransport{s: s, conn: conn, cork: cw.conn, wmu: &sync.Mutex{}, base: ctx, timeout: s.cfg.Stream.WriteTimeout}
+	t.Refuse(node.Refusal{Kind: node.RefuseSteer, State: "draining", Retry: s.node.RetryDelay()})
+	_ = conn.Close(t.refused.code, t.refused.reason.String())
 }
 
 var errAuthTimeout = errors.New("no auth message in time")
@@ -350,14 +372,14 @@ func (ws *wsConn) resubscribe(cur *push.Cursor, rq *wire.Request, req node.Reque
 	}
 	ctx, cancel := context.WithTimeout(ws.ctx, 5*time.Second)
 	defer cancel()
-	id, topics, err := ws.s.node.Resubscribe(ctx, cur, add, remove, rq.Cursor)
+	id, topics, resets, err := ws.s.node.Resubscribe(ctx, cur, add, remove, rq.Cursor)
 	if err != nil {
 		return req, err
 	}
 	if len(topics) > ws.s.cfg.Limits.MaxTopicsPerStream {
 		return req, errf(http.StatusBadRequest, CodeInvalidQuery, "a stream holds at most "+strconv.Itoa(ws.s.cfg.Limits.MaxTopicsPerStream)+" topics")
 	}
-	req.Topics, req.Cursor, req.Strict, req.From = topics, id, true, ""
+	req.Topics, req.Cursor, req.Strict, req.From, req.Resets = topics, id, true, "", resets
 	return req, nil
 }
 

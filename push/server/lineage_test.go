@@ -31,9 +31,9 @@ func TestSentinelFailoverAndFailbackNoReset(t *testing.T) {
 	hc := streamClient()
 	defer hc.CloseIdleConnections()
 	subs := []*liveSub{
-		newLiveSub("single-0", n.URL, hc, "fb0"),
-		newLiveSub("multi", n.URL, hc, "fb0", "fb1"),
-		newLiveSub("resumer", n.URL, hc, "fb0", "fb1"),
+		newLiveSub(t, "single-0", n.URL, hc, "fb0"),
+		newLiveSub(t, "multi", n.URL, hc, "fb0", "fb1"),
+		newLiveSub(t, "resumer", n.URL, hc, "fb0", "fb1"),
 	}
 	stopSubs := startSubs(t, subs)
 	defer stopSubs()

@@ -116,20 +116,30 @@ func testShedFreshStreamMissesNothingUntilAdmitted(t *testing.T) {
 }
 
 // TestShedSDKStreamMissesNothingUntilAdmitted: the Go client's fresh stream
-// refused with 503 takes the cursor from the error body, and once admitted
-// receives every event published after its first attempt, and nothing
-// older.
+// refused (SSE: 503; WebSocket: herald.error, close 4503) takes the cursor
+// from the error, and once admitted receives every event published after
+// its first attempt, and nothing older.
 func TestShedSDKStreamMissesNothingUntilAdmitted(t *testing.T) {
+	forTransports(t, testShedSDKStreamMissesNothingUntilAdmitted)
+}
+
+func testShedSDKStreamMissesNothingUntilAdmitted(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore storeFactory) {
 		n, occupant := shedScene(t, newStore)
+		// The first attempt is refused: an SSE 503, or a WebSocket whose
+		// handshake (101) is followed by the refusal in band.
 		var refused atomic.Int64
-		hc := &http.Client{Transport: countingTransport{base: http.DefaultTransport, status: http.StatusServiceUnavailable, n: &refused}}
+		status := http.StatusServiceUnavailable
+		if transportOf(t) == "ws" {
+			status = http.StatusSwitchingProtocols
+		}
+		hc := &http.Client{Transport: countingTransport{base: http.DefaultTransport, status: status, n: &refused}}
 		var mu sync.Mutex
 		var got []string
 		errDone := errors.New("done")
 		s := client.Subscribe(client.StreamConfig{
 			Endpoints: []string{n.URL}, Topics: []string{"t", "u"}, HTTPClient: hc,
-			MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Transport: transportOf(t),
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()

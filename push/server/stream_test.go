@@ -231,17 +231,7 @@ func TestResumeEpochChangedSendsReset(t *testing.T) {
 
 func testResumeEpochChangedSendsReset(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore storeFactory) {
-		old := startNode(t, newStore(t, push.Retention{}), nil)
-		for _, d := range []string{"x1", "x2", "x3"} {
-			old.publish("a", "", d)
-		}
-		old.publish("b", "", "y")
-		s := old.openStream(t, []string{"a", "b"}, "", url.Values{"from": {"earliest"}})
-		s.next(wait)
-		var last string
-		for range 4 {
-			last = s.next(wait).ID
-		}
+		last := lostHistoryCursor(t, newStore, []string{"a", "b"}, "a x1", "a x2", "a x3", "b y")
 		// Another store instance: same topics, different epochs (history
 		// lost). a's new lineage is behind the client; b has none yet. Both
 		// are pinned as changed even when a tag collides (1 in 256 each):
@@ -327,6 +317,26 @@ func expectEpochChanged(t *testing.T, r *stream, lostFrom map[string]uint64) {
 			t.Errorf("stream reset %+v, want epoch_changed lost from %d, continue from 1", sr, want)
 		}
 	}
+}
+
+// lostHistoryCursor publishes events ("topic data" each) on a node over a
+// store of its own and returns the id of a client of topics that read
+// them all from the earliest: a cursor of an epoch that any other store
+// from newStore has not got (its history was lost).
+func lostHistoryCursor(t *testing.T, newStore storeFactory, topics []string, events ...string) string {
+	t.Helper()
+	old := startNode(t, newStore(t, push.Retention{}), nil)
+	for _, e := range events {
+		topic, data, _ := strings.Cut(e, " ")
+		old.publish(topic, "", data)
+	}
+	s := old.openStream(t, topics, "", url.Values{"from": {"earliest"}})
+	s.next(wait)
+	var last string
+	for range events {
+		last = s.next(wait).ID
+	}
+	return last
 }
 
 // collidingEpoch returns an epoch other than e whose cursor tag equals e's
@@ -519,6 +529,10 @@ func TestCoalescingHoldsABusyStreamsWrites(t *testing.T) {
 // A stream whose events come further apart than half the window is never
 // held, late or not: a hold would only delay it.
 func TestCoalescingLeavesSlowStreamsAlone(t *testing.T) {
+	forTransports(t, testCoalescingLeavesSlowStreamsAlone)
+}
+
+func testCoalescingLeavesSlowStreamsAlone(t *testing.T) {
 	const window = 300 * time.Millisecond
 	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) {
 		c.Stream.CoalesceWindow = window

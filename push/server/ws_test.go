@@ -353,3 +353,45 @@ func TestWSKeepAlivePings(t *testing.T) {
 	}
 	cancel()
 }
+
+// A subscribe carrying a cursor whose epoch the topic's history no longer
+// has (Redis lost data, ADR 0024) is answered as a reconnect with that
+// cursor is on either transport: the new herald.hello, a herald.reset
+// naming what no longer exists, then the new lineage replayed. It is not
+// refused: the client could not tell what it lost otherwise.
+func TestWSSubscribeCursorOfAChangedEpochResets(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore storeFactory) {
+		last := lostHistoryCursor(t, newStore, []string{"c"}, "c x1", "c x2", "c x3")
+		// Another store: same topic, another epoch (the history was lost).
+		n := startNode(t, newStore(t, push.Retention{}), nil)
+		n.publish("c", "", "new-c")
+		ws := dialWS(t, n, "topic=a", nil)
+		ws.next()
+		ws.send(map[string]any{"type": "subscribe", "ref": "s1", "topics": []string{"c"}, "cursor": last})
+		h := ws.next()
+		var hd helloEvent
+		decodeJSON(t, h.Data, &hd)
+		if h.Event != push.EventHello || strings.Join(hd.Topics, ",") != "a,c" {
+			t.Fatalf("after subscribe: %+v, want herald.hello for a,c", h)
+		}
+		reset := ws.next()
+		var rd resetEvent
+		decodeJSON(t, reset.Data, &rd)
+		if reset.Event != push.EventReset || len(rd.Streams) != 1 {
+			t.Fatalf("after hello: %+v, want one herald.reset for c", reset)
+		}
+		if sr := rd.Streams[0]; sr.Topic != "c" || sr.Reason != push.ResetEpochChanged || sr.LostFrom != 4 || sr.ContinueFrom != 1 {
+			t.Fatalf("reset %+v, want c epoch_changed lost from 4, continue from 1", sr)
+		}
+		if f := ws.next(); f.Data != "new-c" || f.Topic != "c" {
+			t.Fatalf("after the reset: %+v, want the new epoch's new-c replayed", f)
+		}
+		n.publish("a", "", "a1")
+		n.publish("c", "", "c2")
+		for _, want := range []string{"a1", "c2"} {
+			if f := ws.next(); f.Data != want {
+				t.Fatalf("live: %+v, want %s", f, want)
+			}
+		}
+	})
+}
