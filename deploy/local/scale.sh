@@ -11,9 +11,13 @@
 #   deploy/local/scale.sh                      # 4 nodes, 51,000 streams on 3 of them
 #   NODES=1 LOADED=1 STREAMS=17000 deploy/local/scale.sh   # the single-node figure
 #   NODES=4 LOADED=4 STREAMS=74000 PER_PROC=18500 deploy/local/scale.sh   # the 74,000-stream run
+#   NODES=3 LOADED=3 GOSSIP=0 deploy/local/scale.sh   # the same 51,000 streams on 3 nodes without gossip
 #
 # NODES=1 runs without gossip (no --gossip-listen): the single-node figure
 # the cluster's per-stream RSS is compared with (docs/benchmarks.md).
+# GOSSIP=0 runs NODES independent nodes, no gossip: the single-node figure
+# under the same concurrent load (the same load processes and the same CPU
+# contention as a gossiping run), so the two differ only by the cluster.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERALD=${HERALD:-bin/herald}
@@ -60,7 +64,7 @@ seed=""
 for i in $(seq 0 $((NODES - 1))); do
   http=$((PORT_BASE + 3 * i)); admin=$((http + 1)); gossip=$((http + 2))
   cluster=()
-  if [ "$NODES" -gt 1 ]; then
+  if [ "$NODES" -gt 1 ] && [ "${GOSSIP:-1}" != 0 ]; then
     cluster=(--gossip-listen "127.0.0.1:$gossip")
     [ -n "$seed" ] && cluster+=(--join "$seed")
     seed=${seed:-127.0.0.1:$gossip}
@@ -74,7 +78,7 @@ for i in $(seq 0 $((NODES - 1))); do
   echo $! >"$work/n$i.pid"
   for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$http/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 done
-if [ "$NODES" -gt 1 ]; then # every node sees every other alive
+if [ "$NODES" -gt 1 ] && [ "${GOSSIP:-1}" != 0 ]; then # every node sees every other alive
   for _ in $(seq 100); do
     n=$(curl -fsS --max-time 5 "http://127.0.0.1:$((PORT_BASE + 1))/v1/cluster/members" | jq '[.members[] | select(.state == "alive")] | length')
     [ "$n" = "$NODES" ] && break; sleep 0.2
