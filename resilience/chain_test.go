@@ -8,7 +8,7 @@ import (
 )
 
 // The publish path's entries (layer 1, then layer 4 around the append) run
-// their own slot chains (ADR 0032): sentinel's per-resource statistic node,
+// their own slot chains (ADR 0028): sentinel's per-resource statistic node,
 // which this package never reads for them, is never created — while their
 // rules still refuse (ingress_test.go, breaker_test.go) — and the
 // handshake, which does read its node, still has it.

@@ -71,7 +71,7 @@
 //
 // The publish path's entries (Publish, PublishN, Breaker.Do) run slot
 // chains of their own, built per Guards, with only the slots of the rules
-// their resources carry (ADR 0032); the admission layer's entries run
+// their resources carry (ADR 0028); the admission layer's entries run
 // sentinel's global chain.
 //
 // # Goroutines

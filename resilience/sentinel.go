@@ -194,7 +194,7 @@ func (l stateListener) OnTransformToHalfOpen(prev circuitbreaker.State, rule cir
 // Layers 1 and 4 enter sentinel on every publish (the ingress check, then
 // the Redis breaker around the append), so their entries run slot chains
 // of their own holding only the slots whose rules they use, instead of
-// sentinel's global chain (ADR 0032). The global chain would also run, per
+// sentinel's global chain (ADR 0028). The global chain would also run, per
 // entry: the resource's statistic node (a sliding window this package
 // never reads for these resources), sentinel's Prometheus counter of
 // handled entries (label hashing per call), its log slot, and the
