@@ -262,7 +262,9 @@ func testDrainSpreadsClosesAndSheds(t *testing.T) {
 	}
 }
 
-func TestOverTargetShedsWithoutCluster(t *testing.T) { forTransports(t, testOverTargetShedsWithoutCluster) }
+func TestOverTargetShedsWithoutCluster(t *testing.T) {
+	forTransports(t, testOverTargetShedsWithoutCluster)
+}
 
 func testOverTargetShedsWithoutCluster(t *testing.T) {
 	n := startNode(t, newMemStore(t, push.Retention{}), func(c *server.Config) { c.Node.ConnectionTarget = 2 })
