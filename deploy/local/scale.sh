@@ -4,9 +4,15 @@
 # deploy/local/sseload processes (each under the open-file limit, each on
 # its own topic at RATE events/s), the remaining nodes holding no stream as
 # a control. Prints one JSON line per node (RSS idle and loaded, KiB per
-# stream, CPU per delivery) and one summary line (streams, p99, drops,
-# refused load processes). Bounded: every process it starts is stopped on
-# exit; the publishing phase lasts DURATION.
+# stream, CPU per delivery, connects and disconnects by reason) and one
+# summary line (streams, p99, drops, lost and duplicated events, reconnects
+# by cause, refusals, the load processes' own CPU per delivery, refused
+# load processes). The load's streams resume like Herald clients (Last-Event-ID
+# after the server's retry delay) when the server cuts them off, so "lost"
+# and "duplicated" are exact per stream (each event carries its sequence
+# number) and "drops" (expected - received) only says how many deliveries
+# came late. Bounded: every process it starts is stopped on exit; the
+# publishing phase lasts DURATION.
 #
 #   deploy/local/scale.sh                      # 4 nodes, 51,000 streams on 3 of them
 #   NODES=1 LOADED=1 STREAMS=17000 deploy/local/scale.sh   # the single-node figure
@@ -18,6 +24,9 @@
 # GOSSIP=0 runs NODES independent nodes, no gossip: the single-node figure
 # under the same concurrent load (the same load processes and the same CPU
 # contention as a gossiping run), so the two differ only by the cluster.
+# SSELOAD=path runs a prebuilt load tool instead of building
+# deploy/local/sseload (a before/after pair); BODY is its publish body (a
+# tool from before {seq} needs BODY='{"data":"{ts}"}').
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERALD=${HERALD:-bin/herald}
@@ -28,6 +37,8 @@ PER_PROC=${PER_PROC:-17000}    # streams per load process (open files are capped
 RATE=${RATE:-1}                # events/s on each load process's topic
 DURATION=${DURATION:-40s}      # publishing phase of each load process
 CONNECT_RATE=${CONNECT_RATE:-500} # new streams/s per load process
+DRAIN=${DRAIN:-20s}            # after publishing: time for late and resumed streams to catch up
+BODY=${BODY:-'{"data":"{ts} {seq}"}'}
 PORT_REDIS=${PORT_REDIS:-16711}
 PORT_BASE=${PORT_BASE:-18711}  # node i: HTTP PORT_BASE+3i, admin +1, gossip +2
 [ "$PER_PROC" -le 19000 ] || { echo "scale.sh: PER_PROC must stay under the 20,000 open-file limit" >&2; exit 2; }
@@ -44,7 +55,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-go build -o "$work/sseload" ./deploy/local/sseload
+if [ -n "${SSELOAD:-}" ]; then cp "$SSELOAD" "$work/sseload"; else go build -o "$work/sseload" ./deploy/local/sseload; fi
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -97,8 +108,8 @@ for i in $(seq 0 $((LOADED - 1))); do
   while [ "$left" -gt 0 ]; do
     n=$((left < PER_PROC ? left : PER_PROC)); left=$((left - n))
     "$work/sseload" -sub "http://127.0.0.1:$http/v1/stream?topic=s$procs" -pub "http://127.0.0.1:$http/v1/topics/s$procs/events" \
-      -body '{"data":"{ts}"}' -json-body -subscribers "$n" -rate "$RATE" -connect-rate "$CONNECT_RATE" \
-      -duration "$DURATION" -drain 5s >"$work/load$procs.json" 2>"$work/load$procs.err" &
+      -body "$BODY" -json-body -subscribers "$n" -rate "$RATE" -connect-rate "$CONNECT_RATE" \
+      -duration "$DURATION" -drain "$DRAIN" >"$work/load$procs.json" 2>"$work/load$procs.err" &
     echo $! >"$work/load$procs.pid"
     procs=$((procs + 1))
   done
@@ -135,6 +146,12 @@ jq -s --argjson procs "$procs" --argjson refused "$refused" \
   '{scenario: "scale", load_processes: $procs, refused_processes: $refused,
     streams: (map(.streams) | add), received: (map(.received) | add), expected: (map(.expected) | add),
     drops: ((map(.expected) | add) - (map(.received) | add)), publish_errors: (map(.publish_errors) | add),
+    lost: (if all(has("lost")) then (map(.lost) | add) else null end),
+    duplicated: (if all(has("duplicated")) then (map(.duplicated) | add) else null end),
+    reconnects: (map(.reconnects // {} | to_entries[]) | group_by(.key) | map({key: .[0].key, value: (map(.value) | add)}) | from_entries),
+    refused: (map(.refused | if type == "object" then to_entries[] else {key: "any", value: .} end) | group_by(.key) | map({key: .[0].key, value: (map(.value) | add)}) | from_entries),
+    load_cpu_s: (map(.self_cpu_s // 0) | add * 100 | round / 100),
+    load_cpu_us_per_delivery: (if (map(.received) | add) > 0 then ((map(.self_cpu_s // 0) | add) / (map(.received) | add) * 1e6 | . * 100 | round / 100) else null end),
     p50_ms: (map(.p50_ms) | max), p99_ms: (map(.p99_ms) | max), max_ms: (map(.max_ms) | max)}' "$work"/load*.json >"$work/summary.json" || true
 for p in $(seq 0 $((procs - 1))); do
   if [ -s "$work/load$p.err" ]; then sed "s/^/load$p: /" "$work/load$p.err" >&2; fi
