@@ -90,6 +90,9 @@ for i in $(seq 0 $((NODES - 1))); do
     --admin-listen "127.0.0.1:$admin" --log-level warn "${cluster[@]}" >"$work/n$i.log" 2>&1 &
   echo $! >"$work/n$i.pid"
   for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$http/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  # A port taken meanwhile (loopback ephemeral ports of other load share
+  # this range) stops the node: say so rather than measure three nodes.
+  kill -0 "$(cat "$work/n$i.pid")" 2>/dev/null || { echo "scale.sh: node n$i did not start:" >&2; cat "$work/n$i.log" >&2; exit 3; }
 done
 if [ "$NODES" -gt 1 ] && [ "${GOSSIP:-1}" != 0 ]; then # every node sees every other alive
   for _ in $(seq 100); do
