@@ -39,6 +39,10 @@ DURATION=${DURATION:-40s}      # publishing phase of each load process
 CONNECT_RATE=${CONNECT_RATE:-500} # new streams/s per load process
 DRAIN=${DRAIN:-20s}            # after publishing: time for late and resumed streams to catch up
 BODY=${BODY:-'{"data":"{ts} {seq}"}'}
+# HOST: the loopback address every process listens on. Another 127/8
+# address (127.0.0.2) keeps clear of the ephemeral ports that other loopback
+# load on the machine holds on 127.0.0.1 (a bind there then fails).
+HOST=${HOST:-127.0.0.1}
 PORT_REDIS=${PORT_REDIS:-16711}
 PORT_BASE=${PORT_BASE:-18711}  # node i: HTTP PORT_BASE+3i, admin +1, gossip +2
 [ "$PER_PROC" -le 19000 ] || { echo "scale.sh: PER_PROC must stay under the 20,000 open-file limit" >&2; exit 2; }
@@ -50,7 +54,7 @@ PORT_BASE=${PORT_BASE:-18711}  # node i: HTTP PORT_BASE+3i, admin +1, gossip +2
 work=$(mktemp -d)
 cleanup() {
   for f in "$work"/*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
-  redis-cli -p "$PORT_REDIS" shutdown nosave >/dev/null 2>&1 || true
+  redis-cli -h "$HOST" -p "$PORT_REDIS" shutdown nosave >/dev/null 2>&1 || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -62,12 +66,12 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # A node too busy to answer within the timeout reads as 0 (and {} below)
 # rather than ending the run: on a loaded machine a scrape can be slow.
 streams_open() { # admin port -> streams open on that node
-  { curl -fsS --max-time 30 "http://127.0.0.1:$1/metrics" 2>/dev/null || true; } | awk '/^herald_streams_open[ {]/ {s += $NF} END {print s + 0}'
+  { curl -fsS --max-time 30 "http://$HOST:$1/metrics" 2>/dev/null || true; } | awk '/^herald_streams_open[ {]/ {s += $NF} END {print s + 0}'
 }
 
-redis-server --port "$PORT_REDIS" --bind 127.0.0.1 --save '' --appendonly no \
+redis-server --port "$PORT_REDIS" --bind $HOST --save '' --appendonly no \
   --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log" --dir "$work"
-for _ in $(seq 50); do redis-cli -p "$PORT_REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 50); do redis-cli -h "$HOST" -p "$PORT_REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 # MAX_SCHED_DELAY: admission's scheduling-delay bound (ADR 0023); "" leaves
 # the node's default (a build from before it has no such key).
@@ -78,25 +82,25 @@ for i in $(seq 0 $((NODES - 1))); do
   http=$((PORT_BASE + 3 * i)); admin=$((http + 1)); gossip=$((http + 2))
   cluster=()
   if [ "$NODES" -gt 1 ] && [ "${GOSSIP:-1}" != 0 ]; then
-    cluster=(--gossip-listen "127.0.0.1:$gossip")
+    cluster=(--gossip-listen "$HOST:$gossip")
     [ -n "$seed" ] && cluster+=(--join "$seed")
-    seed=${seed:-127.0.0.1:$gossip}
+    seed=${seed:-$HOST:$gossip}
   fi
   env "${sched[@]}" HERALD_PROTECTION__INGRESS__PUBLISH_QPS=0 HERALD_PROTECTION__INGRESS__TOPIC_QPS=0 \
   HERALD_PROTECTION__ADMISSION__CONNECT_RATE=100000 HERALD_PROTECTION__ADMISSION__MAX_STREAMS=0 \
   HERALD_PROTECTION__ADMISSION__MAX_STREAMS_PER_IP=0 HERALD_CLUSTER__REBALANCE_WINDOW=0s \
   HERALD_PROTECTION__BREAKER__SLOW_THRESHOLD=${SLOW_THRESHOLD:-1s} \
-  "$HERALD" serve --dev --node-name "n$i" --redis "redis://127.0.0.1:$PORT_REDIS" --listen "127.0.0.1:$http" \
-    --admin-listen "127.0.0.1:$admin" --log-level warn "${cluster[@]}" >"$work/n$i.log" 2>&1 &
+  "$HERALD" serve --dev --node-name "n$i" --redis "redis://$HOST:$PORT_REDIS" --listen "$HOST:$http" \
+    --admin-listen "$HOST:$admin" --log-level warn "${cluster[@]}" >"$work/n$i.log" 2>&1 &
   echo $! >"$work/n$i.pid"
-  for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$http/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 100); do curl -fsS "http://$HOST:$http/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   # A port taken meanwhile (loopback ephemeral ports of other load share
   # this range) stops the node: say so rather than measure three nodes.
   kill -0 "$(cat "$work/n$i.pid")" 2>/dev/null || { echo "scale.sh: node n$i did not start:" >&2; cat "$work/n$i.log" >&2; exit 3; }
 done
 if [ "$NODES" -gt 1 ] && [ "${GOSSIP:-1}" != 0 ]; then # every node sees every other alive
   for _ in $(seq 100); do
-    n=$({ curl -fsS --max-time 5 "http://127.0.0.1:$((PORT_BASE + 1))/v1/cluster/members" 2>/dev/null || true; } | jq '[.members[] | select(.state == "alive")] | length' 2>/dev/null || true)
+    n=$({ curl -fsS --max-time 5 "http://$HOST:$((PORT_BASE + 1))/v1/cluster/members" 2>/dev/null || true; } | jq '[.members[] | select(.state == "alive")] | length' 2>/dev/null || true)
     [ "$n" = "$NODES" ] && break; sleep 0.2
   done
 fi
@@ -112,7 +116,7 @@ for i in $(seq 0 $((LOADED - 1))); do
   http=$((PORT_BASE + 3 * i)); left=$per_node; want[$i]=$per_node
   while [ "$left" -gt 0 ]; do
     n=$((left < PER_PROC ? left : PER_PROC)); left=$((left - n))
-    "$work/sseload" -sub "http://127.0.0.1:$http/v1/stream?topic=s$procs" -pub "http://127.0.0.1:$http/v1/topics/s$procs/events" \
+    "$work/sseload" -sub "http://$HOST:$http/v1/stream?topic=s$procs" -pub "http://$HOST:$http/v1/topics/s$procs/events" \
       -body "$BODY" -json-body -subscribers "$n" -rate "$RATE" -connect-rate "$CONNECT_RATE" \
       -duration "$DURATION" -drain "$DRAIN" >"$work/load$procs.json" 2>"$work/load$procs.err" &
     echo $! >"$work/load$procs.pid"
@@ -164,7 +168,7 @@ done
 received=$(jq '.received // 0' "$work/summary.json" 2>/dev/null || true)
 received=${received:-0}
 counts() { # admin port, metric, label -> {"label value": count}
-  { curl -fsS --max-time 30 "http://127.0.0.1:$1/metrics" 2>/dev/null || true; } |
+  { curl -fsS --max-time 30 "http://$HOST:$1/metrics" 2>/dev/null || true; } |
     awk -F"$3=\"" -v m="^$2[_a-z]*[{]" '$0 ~ m && NF > 1 {split($2, a, "\""); n = $NF; sub(/.* /, "", n); c[a[1]] += n}
       END {printf "{"; s = ""; for (k in c) {printf "%s\"%s\": %d", s, k, c[k]; s = ", "} printf "}"}'
 }
