@@ -404,8 +404,9 @@ func (s *sseStream) follow(ctx context.Context) {
 		if base <= 0 {
 			base = defaultRetry
 		}
-		d := min(base<<min(failures, 8), s.l.c.maxBackoff)
-		d = d/2 + rand.N(d/2+1) // jitter: streams cut together do not return together
+		// Full jitter as push/client does: streams cut together do not
+		// come back together, and streams that get nothing back off.
+		d := rand.N(min(base<<min(failures, 8), s.l.c.maxBackoff) + 1)
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
@@ -417,7 +418,8 @@ func (s *sseStream) follow(ctx context.Context) {
 }
 
 // session runs one connection and returns why it ended and whether it
-// delivered anything (an event or a 200 answer).
+// delivered an event (as push/client, only that resets the backoff: under
+// overload, streams cut before their first event back off).
 func (s *sseStream) session(ctx context.Context) (cause string, progressed bool) {
 	d := net.Dialer{Timeout: dialTimeout}
 	conn, err := d.DialContext(ctx, "tcp", s.addr)
@@ -463,8 +465,10 @@ func (s *sseStream) read(body io.Reader) (cause string, progressed bool) {
 		data, typ, line []byte
 		id              string
 		idSet           bool
+		// last is the type of the last control event but herald.hello: a
+		// stream that ends right after one (a shed, a move) is named after it.
+		last string
 	)
-	progressed = true
 	for {
 		chunk, err := r.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -474,6 +478,9 @@ func (s *sseStream) read(body io.Reader) (cause string, progressed bool) {
 		if err != nil {
 			switch {
 			case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+				if last != "" {
+					return "closed_after_" + last, progressed
+				}
 				return "closed", progressed
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				return "idle", progressed
@@ -499,9 +506,12 @@ func (s *sseStream) read(body io.Reader) (cause string, progressed bool) {
 				}
 				s.l.refused.add(code)
 				cause = "refused_" + code
+			case bytes.Equal(typ, []byte("herald.hello")):
 			case bytes.HasPrefix(typ, []byte("herald.")):
+				last = string(typ)
 			case len(data) > 0:
 				s.l.record(s, s.idx, data)
+				progressed, last = true, ""
 			}
 			if cause != "" {
 				return cause, false
