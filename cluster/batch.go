@@ -60,9 +60,33 @@ const (
 // out; at least one record is always encoded when there is one (a record
 // is < 80 KiB, far below any batch budget).
 func encodeBatch(from string, recs []Record, parts []bool, budget int) ([]byte, int) {
+	return encodeBatchOf(from, len(recs), budget, func(out []byte, i int) []byte {
+		var prev *Record
+		if i > 0 {
+			prev = &recs[i-1]
+		}
+		return appendBatchRecord(out, &recs[i], parts[i], prev)
+	})
+}
+
+// encodeItems is encodeBatch of queued items (forward.go), encoded from
+// their entries without building Records; the bytes are the same.
+func encodeItems(from string, items []fwdItem, budget int) ([]byte, int) {
+	return encodeBatchOf(from, len(items), budget, func(out []byte, i int) []byte {
+		var prev *fwdItem
+		if i > 0 {
+			prev = &items[i-1]
+		}
+		return appendBatchItem(out, &items[i], prev)
+	})
+}
+
+// encodeBatchOf builds a msgBatch of n records appended by add(out, i), in
+// order, stopping before budget bytes.
+func encodeBatchOf(from string, n, budget int, add func(out []byte, i int) []byte) ([]byte, int) {
 	// Header: the count is written last into a fixed 5-byte uvarint slot
 	// (batchBudget < 2^35 records), so the message is built in one buffer.
-	size := 16 + len(from) + len(recs)*56 // a typical Herald record takes ~53 bytes
+	size := 16 + len(from) + n*56 // a typical Herald record takes ~53 bytes
 	if budget > 0 {
 		size = min(size, budget+1<<10) // the record that crosses the budget is cut off
 	}
@@ -72,25 +96,72 @@ func encodeBatch(from string, recs []Record, parts []bool, budget int) ([]byte, 
 	out = append(out, from...)
 	countAt := len(out)
 	out = append(out, 0x80, 0x80, 0x80, 0x80, 0)
-	n := 0
-	var prev *Record
-	for i := range recs {
+	done := 0
+	for i := range n {
 		mark := len(out)
-		out = appendBatchRecord(out, &recs[i], parts[i], prev)
-		if budget > 0 && len(out) > budget && n > 0 {
+		out = add(out, i)
+		if budget > 0 && len(out) > budget && done > 0 {
 			out = out[:mark]
 			break
 		}
-		prev = &recs[i]
-		n++
+		done++
 	}
-	c := uint64(n)
+	c := uint64(done)
 	for i := range 4 {
 		out[countAt+i] = byte(c&0x7f) | 0x80
 		c >>= 7
 	}
 	out[countAt+4] = byte(c)
-	return out, len(recs) - n
+	return out, n - done
+}
+
+// appendBatchItem is appendBatchRecord of a queued item.
+func appendBatchItem(out []byte, it *fwdItem, prev *fwdItem) []byte {
+	e := &it.e
+	var f byte
+	if e.ended() {
+		f |= batchEnded
+	}
+	if e.partial() {
+		f |= batchPartial
+	}
+	if it.k.s == "" {
+		f |= batchHexSession
+	}
+	if e.flags&entTrace != 0 {
+		f |= batchTraceparent
+	}
+	if prev != nil && prev.e.who.node == e.who.node && prev.e.who.region == e.who.region {
+		f |= batchSameOwner
+	}
+	if prev != nil && sameStrings(prev.e.who.topics, e.who.topics) {
+		f |= batchSameTopics
+	}
+	out = append(out, f)
+	if f&batchHexSession != 0 {
+		out = binary.BigEndian.AppendUint64(out, it.k.h)
+	} else {
+		out = appendString(out, it.k.s)
+	}
+	if f&batchSameOwner == 0 {
+		out = appendString(out, e.who.node)
+		out = appendString(out, e.who.region)
+	}
+	out = binary.AppendUvarint(out, e.inc)
+	out = binary.AppendUvarint(out, uint64(max(e.since(), 0)))
+	if e.ended() {
+		out = binary.AppendUvarint(out, max(uint64(max(e.at, 0)), 1))
+	}
+	if f&batchSameTopics == 0 {
+		out = binary.AppendUvarint(out, uint64(len(e.who.topics)))
+		for _, t := range e.who.topics {
+			out = appendString(out, t)
+		}
+	}
+	if f&batchTraceparent != 0 {
+		return append(out, e.trace[:]...)
+	}
+	return appendString(out, e.traceString())
 }
 
 func appendBatchRecord(out []byte, r *Record, partial bool, prev *Record) []byte {

@@ -39,10 +39,13 @@ type Cluster struct {
 
 	// Records waiting to be forwarded, per destination node (forward.go).
 	fwdMu       sync.Mutex
-	fwd         map[string][]Record
+	fwd         map[string][]fwdItem
 	fwdLen      int
 	fwdInflight int // records of batches being sent
 	fwdKick     chan struct{}
+	// rehomed is the ring the forward loop last rehomed for (forward.go);
+	// shared and read-only.
+	rehomed atomic.Pointer[[]string]
 
 	// Queries waiting for answers (Find, PresenceAll), by id.
 	qMu       sync.Mutex
@@ -65,10 +68,10 @@ type Cluster struct {
 	ringCache []string
 
 	recMu   sync.RWMutex
-	records map[string]*entry
-	byTopic map[string]map[string]struct{} // topic -> live sessions served here (ownOn)
+	records table
+	byTopic map[string]map[sid]struct{} // topic -> live sessions served here (ownOn)
 	intern  interner
-	owned   map[string]uint64 // sessions this node serves -> incarnation
+	owned   map[sid]uint64 // sessions this node serves -> incarnation
 
 	revMu   sync.Mutex
 	pending []Revocation // bounded by len(owned): each claim is revoked at most once
@@ -108,17 +111,18 @@ func New(cfg Config) (*Cluster, error) {
 		inbox:      make(chan inboxItem, t.InboxSize),
 		syncReq:    make(chan string, syncQueue),
 		revokeKick: make(chan struct{}, 1),
-		fwd:        make(map[string][]Record),
+		fwd:        make(map[string][]fwdItem),
 		fwdKick:    make(chan struct{}, 1),
 		queries:    make(map[uint64]chan []Record),
 		answering:  make(chan struct{}, maxAnswering),
 		meta: nodeMeta{V: 1, W: wireBinaryBatches, Region: cfg.Region, Zone: cfg.Zone, URL: cfg.HTTPURL,
 			Version: cfg.Version, State: metaAlive},
 		members: make(map[string]*memberEntry),
-		records: make(map[string]*entry),
-		byTopic: make(map[string]map[string]struct{}),
-		owned:   make(map[string]uint64),
+		records: newTable(),
+		byTopic: make(map[string]map[sid]struct{}),
+		owned:   make(map[sid]uint64),
 	}
+	c.rehomed.Store(&[]string{cfg.NodeName})
 	if err := c.meta.checkSize(); err != nil {
 		c.cancel()
 		return nil, err

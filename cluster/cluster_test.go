@@ -254,7 +254,9 @@ func TestCannotJoinWithoutCredentials(t *testing.T) {
 			x := startNode(t, "intruder", tc.opt, withSeeds(a), func(c *Config) { c.RejoinInterval = 50 * time.Millisecond })
 			x.Claim("evil", []string{"t"}, "")
 			eventually(t, 5*time.Second, func() bool { return x.Stats().JoinFailures >= 3 }, "three failed join attempts")
-			if s := x.Stats(); s.JoinFailures != s.JoinAttempts {
+			// The join loop keeps trying every 50 ms: one attempt may be
+			// in flight, counted as attempted and not yet as failed.
+			if s := x.Stats(); s.JoinAttempts-s.JoinFailures > 1 {
 				t.Fatalf("intruder joined: %+v", s)
 			}
 			for _, n := range nodes {

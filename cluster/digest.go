@@ -95,7 +95,7 @@ func newDigestBuilder(from string, n int) *digestBuilder {
 
 // add appends one record's entry unless it would take the message over
 // budget (0: no budget) or the name table is full.
-func (b *digestBuilder) add(session, node string, inc uint64, ended bool, budget int) {
+func (b *digestBuilder) add(h uint64, node string, inc uint64, ended bool, budget int) {
 	idx, ok := b.names[node]
 	add := digestEntry
 	if !ok {
@@ -111,7 +111,7 @@ func (b *digestBuilder) add(session, node string, inc uint64, ended bool, budget
 		b.order = append(b.order, node)
 	}
 	b.size += add
-	b.ents = append(b.ents, digestEnt{sessionHash(session), inc, idx, ended})
+	b.ents = append(b.ents, digestEnt{h, inc, idx, ended})
 }
 
 // encode returns the msgDigest, entries sorted by hash.
@@ -145,7 +145,7 @@ func (b *digestBuilder) encode(from string) []byte {
 func encodeDigest(from string, recs []Record, budget int) ([]byte, int) {
 	b := newDigestBuilder(from, len(recs))
 	for _, r := range recs {
-		b.add(r.Session, r.Node, r.Incarnation, r.Ended, budget)
+		b.add(sessionHash(r.Session), r.Node, r.Incarnation, r.Ended, budget)
 	}
 	return b.encode(from), b.left
 }
@@ -219,29 +219,34 @@ func (c *Cluster) mergeDigest(d digest) {
 	for _, m := range ring {
 		live[m] = true
 	}
+	// A member that joined since the forward loop last rehomed gets this
+	// node's own records from the rehoming that follows (forward.go):
+	// queueing them here too sent a joining node every record twice.
+	rehomePending := !slices.Contains(*c.rehomed.Load(), from)
 	c.recMu.Lock()
 	defer c.recMu.Unlock()
-	for s, e := range c.records {
-		theirs, ok := d.find(sessionHash(s))
+	for s, e := range c.records.all() {
+		sh := s.fnv()
+		theirs, ok := d.find(mix64(sh))
 		send := false
 		switch {
 		case ok:
 			switch compareRecords(e.key(), theirs) {
 			case 1:
-				send = !theirs.Ended || inHomes(s, from, ring, k)
+				send = !theirs.Ended || inHomesAt(sh, from, ring, k)
 			case -1:
-				send = e.who.node == self && !e.ended
+				send = e.who.node == self && !e.ended()
 			}
 		case e.who.node == self:
-			send = inHomes(s, from, ring, k)
-		case !e.ended && live[e.who.node]:
+			send = !rehomePending && inHomesAt(sh, from, ring, k)
+		case !e.ended() && live[e.who.node]:
 			// Another home of a live owner's record: it may hear from the
 			// owner later, but this exchange is here now.
-			send = inHomes(s, from, ring, k)
+			send = inHomesAt(sh, from, ring, k)
 		}
 		if send {
 			c.st.digestRepairs.Add(1)
-			c.forwardLocked(from, e.record(s))
+			c.forwardLocked(from, fwdItem{s, *e})
 		}
 	}
 }
@@ -255,15 +260,15 @@ func (c *Cluster) localDigest() []byte {
 	self := c.cfg.NodeName
 	c.recMu.RLock()
 	c.memMu.RLock()
-	b := newDigestBuilder(self, len(c.records))
-	for s, e := range c.records {
+	b := newDigestBuilder(self, c.records.len())
+	for s, e := range c.records.all() {
 		if e.who.node == self {
-			b.add(s, self, e.inc, e.ended, stateBudget)
+			b.add(s.hash(), self, e.inc, e.ended(), stateBudget)
 		}
 	}
-	for s, e := range c.records {
+	for s, e := range c.records.all() {
 		if m := c.members[e.who.node]; m != nil && !m.down && e.who.node != self {
-			b.add(s, e.who.node, e.inc, e.ended, stateBudget)
+			b.add(s.hash(), e.who.node, e.inc, e.ended(), stateBudget)
 		}
 	}
 	c.memMu.RUnlock()

@@ -111,9 +111,10 @@ func TestPackTrace(t *testing.T) {
 		{"", false},
 		{"opaque trace", false},
 	} {
-		p := packTrace(tc.in)
-		if (len(p) == 27) != tc.packed || unpackTrace(p) != tc.in {
-			t.Errorf("packTrace(%q) = %q (packed %v), back %q", tc.in, p, len(p) == 27, unpackTrace(p))
+		var in interner
+		e := in.entry(Record{Node: "n", Incarnation: 1, Trace: tc.in}, false, time.Now())
+		if packed := e.flags&entTrace != 0; packed != tc.packed || e.ext != nil && packed || e.traceString() != tc.in {
+			t.Errorf("trace %q: packed %v, ext %v, back %q", tc.in, packed, e.ext, e.traceString())
 		}
 	}
 }
@@ -146,7 +147,7 @@ func TestDigestRepairsAHomeThatMissedARecord(t *testing.T) {
 	eventually(t, 5*time.Second, func() bool { _, ok := b.Lookup("missed"); return ok }, "b homes the record")
 	quiet(t, a, b)
 	b.recMu.Lock()
-	b.deleteLocked("missed")
+	b.deleteLocked(sidOf("missed"))
 	b.recMu.Unlock()
 	if _, err := b.ml.Join([]string{a.Local().GossipAddr}); err != nil {
 		t.Fatalf("push/pull: %v", err)
@@ -161,7 +162,7 @@ func TestDigestRepairsAHomeThatMissedARecord(t *testing.T) {
 	old, _ := a.Lookup("taken")
 	b.recMu.Lock()
 	b.storeLocked(Record{Session: "taken", Node: "b", Incarnation: old.Incarnation + 1, Since: time.Now()}, false, time.Now())
-	b.owned["taken"] = old.Incarnation + 1
+	b.owned[sidOf("taken")] = old.Incarnation + 1
 	b.recMu.Unlock()
 	if len(a.revs.forSession("taken")) != 0 {
 		t.Fatalf("a revoked before any exchange")
@@ -182,9 +183,10 @@ func TestDigestRepairsAHomeThatMissedARecord(t *testing.T) {
 func TestForwardsToANodeWithoutBinaryBatchesAreJSON(t *testing.T) {
 	nodes := startCluster(t, 2)
 	a, b := nodes[0], nodes[1]
-	recs := []Record{{Session: "s", Node: "a", Incarnation: 1}}
+	var in interner
+	items := []fwdItem{{sidOf("s"), in.entry(Record{Session: "s", Node: "a", Incarnation: 1}, false, time.Now())}}
 	kindFor := func(n *testNode, dest string) byte {
-		msg, _ := n.batchEncoder(dest)(n.name, recs, []bool{false}, 0)
+		msg, _ := n.batchEncoder(dest)(n.name, items, 0)
 		return msg[1]
 	}
 	if k := kindFor(a, "b"); k != msgBatch {

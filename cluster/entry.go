@@ -1,43 +1,91 @@
 package cluster
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // entry is a stored record in compact form (issue 25: a node holds the
 // records it is home of, HomeReplicas/N of the pool's sessions, and each
-// must cost little). The session id is the map key and is not repeated;
-// owner (with its region) and topic names are interned (a pool has few of them and
-// thousands of records share each); times are unix nanoseconds; a W3C
-// traceparent is kept in binary (packTrace). A Record is rebuilt on read.
+// must cost little). It is kept by value in the record table (table.go),
+// whose key is the session id. The owner, its region and the topic list
+// are one interned pointer (a pool has few owners and topics, and
+// thousands of records share each); a W3C traceparent is kept packed
+// inline; the claim time is not stored when it equals the incarnation
+// (Claim's usual case) or is zero. Anything else (another trace form, a
+// claim time of its own) goes to ext, allocated only then. 64 bytes.
 type entry struct {
-	who    *origin  // owner and its region, interned
-	topics []string // interned names; a one-topic list is shared too
-	trace  string   // packTrace form
-	inc    uint64
-	since  int64 // claim time, unix ns; 0 = zero time
-	// at is EndedAt for a tombstone (unix ns), else the local receipt time
-	// (expiry of records of unknown owners): one field, 80 bytes an entry.
-	at      int64
-	ended   bool
-	partial bool // topics trimmed in a broadcast; a full copy replaces it
+	who   *origin   // owner, its region and the topics, interned
+	ext   *entryExt // nil for Herald's records
+	inc   uint64
+	at    int64 // EndedAt for a tombstone (unix ns), else the local receipt time (expiry of records of unknown owners)
+	trace [packedTraceLen]byte
+	flags uint8
 }
 
-// origin is an owner node and its region, shared by all its records.
-type origin struct{ node, region string }
+const (
+	entEnded      uint8 = 1 << iota
+	entPartial          // topics trimmed in a broadcast; a full copy replaces it
+	entTrace            // trace holds a packed traceparent
+	entSinceZero        // claim time is the zero time
+	entSinceIsInc       // claim time (unix ns) equals the incarnation
+)
+
+// entryExt holds what the inline fields cannot.
+type entryExt struct {
+	since int64  // claim time, unix ns, unless entSinceZero or entSinceIsInc
+	trace string // unless entTrace
+}
+
+// origin is an owner node, its region and a topic list, shared by the
+// records that have them all in common.
+type origin struct {
+	node, region string
+	topics       []string
+}
+
+func (e *entry) ended() bool      { return e.flags&entEnded != 0 }
+func (e *entry) partial() bool    { return e.flags&entPartial != 0 }
+func (e *entry) topics() []string { return e.who.topics }
+
+// since is the claim time in unix ns, 0 for the zero time.
+func (e *entry) since() int64 {
+	switch {
+	case e.flags&entSinceZero != 0:
+		return 0
+	case e.flags&entSinceIsInc != 0:
+		return int64(e.inc)
+	case e.ext != nil:
+		return e.ext.since
+	}
+	return 0
+}
+
+// traceString is the record's trace as claimed.
+func (e *entry) traceString() string {
+	if e.flags&entTrace != 0 {
+		return unpackTraceBytes(e.trace[:])
+	}
+	if e.ext != nil {
+		return e.ext.trace
+	}
+	return ""
+}
 
 // key is what compareRecords reads.
-func (e *entry) key() Record { return Record{Node: e.who.node, Incarnation: e.inc, Ended: e.ended} }
+func (e *entry) key() Record { return Record{Node: e.who.node, Incarnation: e.inc, Ended: e.ended()} }
 
 // record rebuilds the full Record of session; Topics is a fresh slice.
 func (e *entry) record(session string) Record {
 	r := Record{Session: session, Node: e.who.node, Region: e.who.region, Incarnation: e.inc,
-		Trace: unpackTrace(e.trace), Ended: e.ended}
-	if len(e.topics) > 0 {
-		r.Topics = append([]string(nil), e.topics...)
+		Trace: e.traceString(), Ended: e.ended()}
+	if ts := e.topics(); len(ts) > 0 {
+		r.Topics = append([]string(nil), ts...)
 	}
-	if e.since != 0 {
-		r.Since = time.Unix(0, e.since)
+	if s := e.since(); e.flags&entSinceZero == 0 {
+		r.Since = time.Unix(0, s)
 	}
-	if e.ended {
+	if e.ended() {
 		r.EndedAt = time.Unix(0, e.at)
 	}
 	return r
@@ -47,24 +95,39 @@ func (e *entry) record(session string) Record {
 // (interning only shares memory, it never changes a value).
 const maxInterned = 1 << 14
 
-// interner shares the strings (and one-topic lists) many records repeat.
-// Guarded by recMu.
+// interner shares the strings and origins many records repeat. Guarded by
+// recMu.
 type interner struct {
 	strs map[string]string
-	ones map[string][]string // topic -> []string{topic}
-	whos map[origin]*origin
+	whos map[originKey]*origin
 }
 
-func (in *interner) origin(node, region string) *origin {
-	k := origin{node, region}
+// originKey identifies an origin with at most one topic.
+type originKey struct{ node, region, topic string }
+
+func (in *interner) origin(node, region string, topics []string) *origin {
+	if len(topics) > 1 { // not shared: rare in Herald (one topic a stream)
+		ts := make([]string, len(topics))
+		for i, t := range topics {
+			ts[i] = in.str(t)
+		}
+		return &origin{in.str(node), in.str(region), ts}
+	}
+	k := originKey{node: node, region: region}
+	if len(topics) == 1 {
+		k.topic = topics[0]
+	}
 	if v, ok := in.whos[k]; ok {
 		return v
 	}
 	if in.whos == nil || len(in.whos) >= maxInterned {
-		in.whos = make(map[origin]*origin)
+		in.whos = make(map[originKey]*origin)
 	}
-	v := &origin{in.str(node), in.str(region)}
-	in.whos[*v] = v
+	v := &origin{node: in.str(node), region: in.str(region)}
+	if len(topics) == 1 {
+		v.topics = []string{in.str(topics[0])}
+	}
+	in.whos[originKey{v.node, v.region, k.topic}] = v
 	return v
 }
 
@@ -82,58 +145,44 @@ func (in *interner) str(s string) string {
 	return s
 }
 
-func (in *interner) topics(ts []string) []string {
-	switch len(ts) {
-	case 0:
-		return nil
-	case 1:
-		if v, ok := in.ones[ts[0]]; ok {
-			return v
-		}
-		if in.ones == nil || len(in.ones) >= maxInterned {
-			in.ones = make(map[string][]string)
-		}
-		t := in.str(ts[0])
-		v := []string{t}
-		in.ones[t] = v
-		return v
-	}
-	out := make([]string, len(ts))
-	for i, t := range ts {
-		out[i] = in.str(t)
-	}
-	return out
-}
-
-// newEntry builds the compact form of r; the result shares no memory with r
+// entry builds the compact form of r; the result shares no memory with r
 // except interned strings.
-func (in *interner) entry(r Record, partial bool, now time.Time) *entry {
-	e := &entry{who: in.origin(r.Node, r.Region), topics: in.topics(r.Topics),
-		trace: packTrace(r.Trace), inc: r.Incarnation, ended: r.Ended, partial: partial, at: now.UnixNano()}
-	if !r.Since.IsZero() {
-		e.since = r.Since.UnixNano()
-	}
+func (in *interner) entry(r Record, partial bool, now time.Time) entry {
+	e := entry{who: in.origin(r.Node, r.Region, r.Topics), inc: r.Incarnation, at: now.UnixNano()}
 	if r.Ended {
+		e.flags |= entEnded
 		e.at = r.EndedAt.UnixNano()
+	}
+	if partial {
+		e.flags |= entPartial
+	}
+	var ext entryExt
+	switch since := r.Since.UnixNano(); {
+	case r.Since.IsZero():
+		e.flags |= entSinceZero
+	case r.Incarnation <= math.MaxInt64 && since == int64(r.Incarnation):
+		e.flags |= entSinceIsInc
+	default:
+		ext.since = since
+	}
+	if isTraceparent(r.Trace) {
+		e.flags |= entTrace
+		appendPackedTrace(e.trace[:0], r.Trace)
+	} else {
+		ext.trace = r.Trace
+	}
+	if ext != (entryExt{}) {
+		e.ext = &ext
 	}
 	return e
 }
 
 // A W3C traceparent ("00-" 32 hex "-" 16 hex "-" 2 hex, 55 bytes, lower
-// case) is packed into 26 bytes behind a zero byte, which no valid trace
-// string starts with (ValidateClaim: printable). Anything else is kept as
-// it is.
+// case) is packed into 26 bytes (entry.trace, msgBatch); anything else is
+// kept as it is.
 const traceparentLen = 55
 
-func packTrace(s string) string {
-	if !isTraceparent(s) {
-		return s
-	}
-	b := make([]byte, 1, 27)
-	return string(appendPackedTrace(b, s))
-}
-
-// isTraceparent reports whether s has the traceparent form packTrace packs.
+// isTraceparent reports whether s has the traceparent form that is packed.
 func isTraceparent(s string) bool {
 	if len(s) != traceparentLen || s[2] != '-' || s[35] != '-' || s[52] != '-' {
 		return false
@@ -156,22 +205,6 @@ func appendPackedTrace(b []byte, s string) []byte {
 		}
 	}
 	return b
-}
-
-func unpackTrace(s string) string {
-	if len(s) != 27 || s[0] != 0 {
-		return s
-	}
-	const hexd = "0123456789abcdef"
-	out := make([]byte, 0, traceparentLen)
-	for i := 1; i < len(s); i++ {
-		switch i {
-		case 2, 18, 26:
-			out = append(out, '-')
-		}
-		out = append(out, hexd[s[i]>>4], hexd[s[i]&15])
-	}
-	return string(out)
 }
 
 func unhex(c byte) (byte, bool) {

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"slices"
 	"sort"
 	"time"
 )
@@ -29,16 +28,27 @@ const (
 	maxAnswering = 16
 )
 
-// forwardLocked queues r for dest. Caller holds recMu, which keeps the
+// fwdItem is a record waiting in the forward queue: its session key and
+// entry by value (88 bytes, nothing allocated per record), encoded from
+// there when its batch is sent.
+type fwdItem struct {
+	k sid
+	e entry
+}
+
+// record is the full Record (for JSON batches to older nodes).
+func (it *fwdItem) record() Record { return it.e.record(it.k.String()) }
+
+// forwardLocked queues it for dest. Caller holds recMu, which keeps the
 // records of one session queued in increasing order.
-func (c *Cluster) forwardLocked(dest string, r Record) {
+func (c *Cluster) forwardLocked(dest string, it fwdItem) {
 	c.fwdMu.Lock()
 	if c.fwdLen >= c.cfg.Tuning.MaxQueuedBroadcasts {
 		c.fwdMu.Unlock()
 		c.st.queueDrops.Add(1)
 		return
 	}
-	c.fwd[dest] = append(c.fwd[dest], r)
+	c.fwd[dest] = append(c.fwd[dest], it)
 	c.fwdLen++
 	c.fwdMu.Unlock()
 	c.st.queued.Add(1)
@@ -48,22 +58,22 @@ func (c *Cluster) forwardLocked(dest string, r Record) {
 	}
 }
 
-// sendHomesLocked queues r for each home of its session other than self.
-func (c *Cluster) sendHomesLocked(r Record, ring []string) {
-	for _, h := range homesOf(r.Session, ring, c.homeSlots()) {
+// sendHomesLocked queues it for each home of its session other than self.
+func (c *Cluster) sendHomesLocked(it fwdItem, ring []string) {
+	for _, h := range homesAt(it.k.fnv(), ring, c.homeSlots()) {
 		if h != c.cfg.NodeName {
-			c.forwardLocked(h, r)
+			c.forwardLocked(h, it)
 		}
 	}
 }
 
-// noticeLocked queues r for node, the previous owner of its session.
-func (c *Cluster) noticeLocked(node string, r Record) {
+// noticeLocked queues it for node, the previous owner of its session.
+func (c *Cluster) noticeLocked(node string, it fwdItem) {
 	if node == c.cfg.NodeName {
 		return
 	}
 	c.st.noticesSent.Add(1)
-	c.forwardLocked(node, r)
+	c.forwardLocked(node, it)
 }
 
 // forwardLoop sends queued records, retries failed batches and rehomes own
@@ -72,7 +82,7 @@ func (c *Cluster) forwardLoop() {
 	tick := time.NewTicker(c.cfg.Tuning.ProbeInterval)
 	defer tick.Stop()
 	attempts := make(map[string]int)
-	lastRing := []string{c.cfg.NodeName}
+	lastRing := *c.rehomed.Load()
 	lastID := ringID(lastRing)
 	for {
 		select {
@@ -100,7 +110,7 @@ func (c *Cluster) forwardLoop() {
 func (c *Cluster) flushForwards(attempts map[string]int) {
 	c.fwdMu.Lock()
 	batch := c.fwd
-	c.fwd = make(map[string][]Record, len(batch))
+	c.fwd = make(map[string][]fwdItem, len(batch))
 	c.fwdInflight += c.fwdLen
 	c.fwdLen = 0
 	c.fwdMu.Unlock()
@@ -125,7 +135,7 @@ func (c *Cluster) flushForwards(attempts map[string]int) {
 	}
 }
 
-func (c *Cluster) requeue(dest string, recs []Record) {
+func (c *Cluster) requeue(dest string, recs []fwdItem) {
 	c.fwdMu.Lock()
 	defer c.fwdMu.Unlock()
 	if c.fwdLen+len(recs) > c.cfg.Tuning.MaxQueuedBroadcasts {
@@ -147,38 +157,50 @@ func (e *sendError) Error() string { return "cluster: " + e.s }
 // batchEncoder returns how to encode record batches for member name:
 // msgBatch if it advertises it, else JSON msgState (a node from before
 // msgBatch, during a rolling upgrade).
-func (c *Cluster) batchEncoder(name string) func(string, []Record, []bool, int) ([]byte, int) {
+func (c *Cluster) batchEncoder(name string) func(string, []fwdItem, int) ([]byte, int) {
 	c.memMu.RLock()
 	e := c.members[name]
 	binary := e != nil && e.meta.W&wireBinaryBatches != 0
 	c.memMu.RUnlock()
 	if binary {
-		return encodeState
+		return encodeItems
 	}
-	return encodeStateJSON
+	return encodeItemsJSON
 }
 
-// sendRecords sends recs to dest as batches under batchBudget: msgBatch,
+// encodeItemsJSON encodes queued items as a JSON msgState within budget,
+// converting at most a batch's worth of them to Records.
+func encodeItemsJSON(from string, items []fwdItem, budget int) ([]byte, int) {
+	const most = maxAnswerRecs // 512 JSON records (< 250 B each) fill a batch
+	n := min(len(items), most)
+	recs, parts := make([]Record, n), make([]bool, n)
+	for i := range n {
+		recs[i], parts[i] = items[i].record(), items[i].e.partial()
+	}
+	msg, left := encodeStateJSON(from, recs, parts, budget)
+	return msg, len(items) - (n - left)
+}
+
+// sendRecords sends items to dest as batches under batchBudget: msgBatch,
 // or JSON msgState to a member that does not advertise msgBatch.
-func (c *Cluster) sendRecords(dest string, recs []Record) error {
+func (c *Cluster) sendRecords(dest string, items []fwdItem) error {
 	node := c.liveNode(dest)
 	if node == nil {
 		return errNotLive
 	}
 	encode := c.batchEncoder(dest)
-	parts := make([]bool, len(recs))
-	for len(recs) > 0 {
-		msg, left := encode(c.cfg.NodeName, recs, parts, batchBudget)
-		n := len(recs) - left
+	for len(items) > 0 {
+		msg, left := encode(c.cfg.NodeName, items, batchBudget)
+		n := len(items) - left
 		if n == 0 { // one record over budget cannot happen: a record is < 80 KiB
 			n = 1
-			msg, _ = encode(c.cfg.NodeName, recs[:1], parts[:1], 0)
+			msg, _ = encode(c.cfg.NodeName, items[:1], 0)
 		}
 		if err := c.ml.SendReliable(node, msg); err != nil {
 			return err
 		}
 		c.st.sent.Add(uint64(n))
-		recs, parts = recs[n:], parts[n:]
+		items = items[n:]
 	}
 	return nil
 }
@@ -187,18 +209,24 @@ func (c *Cluster) sendRecords(dest string, recs []Record) error {
 // they gained between the rings old and cur, so that the new homes can
 // answer for them. It runs on the forward loop, outside the queue bound:
 // its size is bounded by the claims this node serves.
+//
+// c.rehomed is set to cur first: until then, the digest merge leaves the
+// own records of members that joined since the last rehoming to this
+// rehoming instead of queueing them too (a joining node received every
+// record twice).
 func (c *Cluster) rehome(old, cur []string) {
 	self, k := c.cfg.NodeName, c.homeSlots()
-	out := make(map[string][]Record)
+	c.rehomed.Store(&cur)
+	out := make(map[string][]fwdItem)
 	c.recMu.RLock()
-	for s, e := range c.records {
+	for s, e := range c.records.all() {
 		if e.who.node != self {
 			continue
 		}
-		before := homesOf(s, old, k)
-		for _, h := range homesOf(s, cur, k) {
-			if h != self && !slices.Contains(before, h) {
-				out[h] = append(out[h], e.record(s))
+		sh := s.fnv()
+		for _, h := range homesAt(sh, cur, k) {
+			if h != self && !inHomesAt(sh, h, old, k) {
+				out[h] = append(out[h], fwdItem{s, *e})
 			}
 		}
 	}
@@ -293,8 +321,8 @@ func (c *Cluster) ownOn(topic string) []Record {
 	defer c.recMu.RUnlock()
 	var out []Record
 	for s := range c.byTopic[topic] {
-		if e := c.records[s]; e != nil && !e.ended && e.who.node == c.cfg.NodeName {
-			out = append(out, e.record(s))
+		if e := c.records.getK(s); e != nil && !e.ended() && e.who.node == c.cfg.NodeName {
+			out = append(out, e.record(s.String()))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Session < out[j].Session })

@@ -36,14 +36,16 @@ func bareNode(tb testing.TB, members int) *Cluster {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c := &Cluster{pool: newPool("cluster", cfg.Logger), cfg: cfg, members: make(map[string]*memberEntry), records: make(map[string]*entry),
-		byTopic: make(map[string]map[string]struct{}), owned: make(map[string]uint64),
-		fwd: make(map[string][]Record), fwdKick: make(chan struct{}, 1)}
+	c := &Cluster{pool: newPool("cluster", cfg.Logger), cfg: cfg, members: make(map[string]*memberEntry), records: newTable(),
+		byTopic: make(map[string]map[sid]struct{}), owned: make(map[sid]uint64),
+		fwd: make(map[string][]fwdItem), fwdKick: make(chan struct{}, 1)}
 	for i := 1; i < members; i++ {
 		name := fmt.Sprintf("n%03d", i)
 		c.members[name] = &memberEntry{name: name, addr: fmt.Sprintf("127.0.0.1:%d", 10000+i)}
 	}
 	c.cfg.Tuning.MaxQueuedBroadcasts = 1 << 30
+	ring := c.ring()
+	c.rehomed.Store(&ring) // as if the forward loop had rehomed for it
 	return c
 }
 
@@ -86,10 +88,10 @@ func ownershipState(b *testing.B, sessions, members int) {
 		c.recMu.Unlock()
 	}
 	c.fwdMu.Lock()
-	c.fwd, c.fwdLen = make(map[string][]Record), 0
+	c.fwd, c.fwdLen = make(map[string][]fwdItem), 0
 	c.fwdMu.Unlock()
 	h1 := heapAfterGC().HeapAlloc
-	held := len(c.records)
+	held := c.records.len()
 	b.ReportMetric(float64(len(c.localDigest()))/(1<<10), "pushpull_KiB")
 	b.ReportMetric(float64(held), "records")
 	b.ReportMetric(float64(held)/float64(sessions)*float64(members), "records×N/sessions")
@@ -104,7 +106,7 @@ func ownershipState(b *testing.B, sessions, members int) {
 // sweep runs every DeadGrace/10 (3 s) and holds the record lock.
 func BenchmarkSweep(b *testing.B) {
 	c := benchHome(b, 200, 1_000_000)
-	b.ReportMetric(float64(len(c.records)), "records")
+	b.ReportMetric(float64(c.records.len()), "records")
 	c.sweep(time.Now())
 	b.ResetTimer()
 	for range b.N {
@@ -128,13 +130,13 @@ func BenchmarkHomesOf(b *testing.B) {
 // and drops those it stopped being home of once a member joins or dies.
 func TestSweepDropsRecordsNoLongerHomed(t *testing.T) {
 	c := benchHome(t, 6, 3000)
-	held := len(c.records)
+	held := c.records.len()
 	if held == 0 {
 		t.Fatal("n000 is home of no session")
 	}
 	c.sweep(time.Now())
-	if len(c.records) != held {
-		t.Fatalf("sweep without a membership change dropped %d records", held-len(c.records))
+	if c.records.len() != held {
+		t.Fatalf("sweep without a membership change dropped %d records", held-c.records.len())
 	}
 	for _, change := range []func(now time.Time){
 		func(now time.Time) { c.onAlive(nodeInfo{name: "n900", addr: "127.0.0.1:9900"}, now) },
@@ -145,15 +147,15 @@ func TestSweepDropsRecordsNoLongerHomed(t *testing.T) {
 		ring := c.ring()
 		want := 0
 		c.recMu.RLock()
-		for s := range c.records {
+		for s := range c.records.all() {
 			if c.isHome(s, ring) {
 				want++
 			}
 		}
 		c.recMu.RUnlock()
 		c.sweep(now)
-		if len(c.records) != want {
-			t.Fatalf("after the ring became %d members: %d records held, want %d", len(ring), len(c.records), want)
+		if c.records.len() != want {
+			t.Fatalf("after the ring became %d members: %d records held, want %d", len(ring), c.records.len(), want)
 		}
 	}
 }
@@ -170,12 +172,12 @@ func BenchmarkMergeDigest(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(len(c.records)), "records")
+	b.ReportMetric(float64(c.records.len()), "records")
 	b.ResetTimer()
 	for range b.N {
 		c.mergeDigest(m.dig)
 		c.fwdMu.Lock()
-		c.fwd, c.fwdLen = make(map[string][]Record), 0
+		c.fwd, c.fwdLen = make(map[string][]fwdItem), 0
 		c.fwdMu.Unlock()
 	}
 }

@@ -121,20 +121,21 @@ func (c *Cluster) Claim(session string, topics []string, trace string) Record {
 	c.recMu.Lock()
 	defer c.recMu.Unlock()
 	notify := ""
-	if e, ok := c.records[session]; ok {
+	if e := c.records.get(session); e != nil {
 		rec.Incarnation = max(rec.Incarnation, e.inc+1)
-		if !e.ended && e.who.node != self {
+		if !e.ended() && e.who.node != self {
 			notify = e.who.node
 		}
 	}
-	if old, ok := c.owned[session]; ok {
+	k := sidOf(session)
+	if old, ok := c.owned[k]; ok {
 		c.revokeLocked(Revocation{Session: session, Incarnation: old, Reason: ReasonTakeover, By: self})
 	}
-	c.owned[session] = rec.Incarnation
-	c.storeLocked(rec, false, now)
-	c.sendHomesLocked(rec, ring)
+	c.owned[k] = rec.Incarnation
+	it := c.storeLocked(rec, false, now)
+	c.sendHomesLocked(it, ring)
 	if notify != "" && !slices.Contains(homesOf(session, ring, c.homeSlots()), notify) {
-		c.noticeLocked(notify, rec)
+		c.noticeLocked(notify, it)
 	}
 	return rec // the stored entry shares none of rec's memory
 }
@@ -147,11 +148,11 @@ func (c *Cluster) Release(session string, incarnation uint64) {
 	now := time.Now()
 	c.recMu.Lock()
 	defer c.recMu.Unlock()
-	if c.owned[session] == incarnation {
-		delete(c.owned, session)
+	if k := sidOf(session); c.owned[k] == incarnation {
+		delete(c.owned, k)
 	}
-	e, ok := c.records[session]
-	if !ok || e.who.node != c.cfg.NodeName || e.inc != incarnation || e.ended {
+	e := c.records.get(session)
+	if e == nil || e.who.node != c.cfg.NodeName || e.inc != incarnation || e.ended() {
 		return
 	}
 	c.tombstoneLocked(session, e, now)
@@ -162,8 +163,7 @@ func (c *Cluster) Release(session string, incarnation uint64) {
 func (c *Cluster) tombstoneLocked(session string, e *entry, now time.Time) {
 	r := e.record(session)
 	r.Ended, r.EndedAt = true, time.Unix(0, now.UnixNano())
-	c.storeLocked(r, e.partial, now)
-	c.sendHomesLocked(r, c.ring())
+	c.sendHomesLocked(c.storeLocked(r, e.partial(), now), c.ring())
 }
 
 // Lookup returns the latest record this node holds for session, tombstones
@@ -172,8 +172,8 @@ func (c *Cluster) tombstoneLocked(session string, e *entry, now time.Time) {
 func (c *Cluster) Lookup(session string) (Record, bool) {
 	c.recMu.RLock()
 	defer c.recMu.RUnlock()
-	e, ok := c.records[session]
-	if !ok {
+	e := c.records.get(session)
+	if e == nil {
 		return Record{}, false
 	}
 	return e.record(session), true
@@ -187,9 +187,9 @@ func (c *Cluster) Presence(topic string) []Record {
 	c.recMu.RLock()
 	defer c.recMu.RUnlock()
 	var out []Record
-	for s, e := range c.records {
-		if !e.ended && slices.Contains(e.topics, topic) {
-			out = append(out, e.record(s))
+	for k, e := range c.records.all() {
+		if !e.ended() && slices.Contains(e.topics(), topic) {
+			out = append(out, e.record(k.String()))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Session < out[j].Session })
@@ -214,7 +214,7 @@ func (c *Cluster) Disconnect(ctx context.Context, session string) (Record, error
 	}
 	c.recMu.Lock()
 	if rec.Node == self {
-		inc, owned := c.owned[session]
+		inc, owned := c.owned[sidOf(session)]
 		if owned {
 			c.adminRevokeLocked(session, inc, self)
 		}
@@ -251,7 +251,7 @@ func (c *Cluster) onDisconnect(m message) {
 	c.st.disconnectsReceived.Add(1)
 	c.recMu.Lock()
 	defer c.recMu.Unlock()
-	inc, ok := c.owned[m.session]
+	inc, ok := c.owned[sidOf(m.session)]
 	if !ok {
 		c.log.Debug("disconnect for a session not served here", "session", m.session, "from", m.from)
 		return
@@ -263,9 +263,9 @@ func (c *Cluster) onDisconnect(m message) {
 // record into a tombstone at once, so that presence drops it without
 // waiting for the application's Release (which then does nothing).
 func (c *Cluster) adminRevokeLocked(session string, inc uint64, by string) {
-	delete(c.owned, session)
+	delete(c.owned, sidOf(session))
 	c.revokeLocked(Revocation{Session: session, Incarnation: inc, Reason: ReasonAdmin, By: by})
-	if e := c.records[session]; e != nil && e.who.node == c.cfg.NodeName && e.inc == inc && !e.ended {
+	if e := c.records.get(session); e != nil && e.who.node == c.cfg.NodeName && e.inc == inc && !e.ended() {
 		c.tombstoneLocked(session, e, time.Now())
 	}
 }
@@ -294,51 +294,53 @@ func (c *Cluster) adminRevokeLocked(session string, inc uint64, by string) {
 //     (ADR 0026); elsewhere they are dropped after steps 1–3.
 func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Time) bool {
 	self := c.cfg.NodeName
-	if inc, ok := c.owned[r.Session]; ok && !(r.Node == self && r.Incarnation == inc) &&
+	k := sidOf(r.Session)
+	if inc, ok := c.owned[k]; ok && !(r.Node == self && r.Incarnation == inc) &&
 		compareRecords(r, Record{Node: self, Incarnation: inc}) > 0 {
-		delete(c.owned, r.Session)
+		delete(c.owned, k)
 		c.revokeLocked(Revocation{Session: r.Session, Incarnation: inc, Reason: ReasonTakeover, By: r.Node})
 	}
-	cur, exists := c.records[r.Session]
+	cur := c.records.getK(k)
+	exists := cur != nil
 	if exists {
 		switch d := compareRecords(r, cur.key()); {
 		case d < 0:
 			c.st.stale.Add(1)
 			if !r.Ended && r.Node != self && r.Node != cur.who.node {
-				c.noticeLocked(r.Node, cur.record(r.Session))
+				c.noticeLocked(r.Node, fwdItem{k, *cur})
 			}
 			return false
 		case d == 0:
-			if cur.partial && !partial {
+			if cur.partial() && !partial {
 				c.storeLocked(r, false, now)
 				return true
 			}
 			c.st.duplicates.Add(1)
 			return false
 		}
-		if !cur.ended && cur.who.node != self && cur.who.node != r.Node {
-			c.noticeLocked(cur.who.node, r)
+		if !cur.ended() && cur.who.node != self && cur.who.node != r.Node {
+			c.noticeLocked(cur.who.node, fwdItem{k, c.intern.entry(r, partial, now)})
 		}
 	}
 	if (r.Ended && now.Sub(r.EndedAt) > c.cfg.DeadGrace) || (r.Node != self && c.ownerExpired(r.Node, now)) {
 		c.st.stale.Add(1)
 		if exists {
-			c.deleteLocked(r.Session)
+			c.deleteLocked(k)
 		}
 		return exists
 	}
 	if r.Node == self && !r.Ended {
-		if inc, ok := c.owned[r.Session]; !ok || inc != r.Incarnation {
+		if inc, ok := c.owned[k]; !ok || inc != r.Incarnation {
 			c.st.corrections.Add(1)
 			c.storeLocked(r, partial, now)
-			c.tombstoneLocked(r.Session, c.records[r.Session], now)
+			c.tombstoneLocked(r.Session, c.records.getK(k), now)
 			return true
 		}
 	}
-	if r.Node != self && !c.isHome(r.Session, ring) {
+	if r.Node != self && !c.isHome(k, ring) {
 		c.st.notHome.Add(1)
 		if exists {
-			c.deleteLocked(r.Session)
+			c.deleteLocked(k)
 		}
 		return exists
 	}
@@ -382,12 +384,12 @@ func (c *Cluster) sweep(now time.Time) {
 	c.memMu.RLock()
 	gen := c.liveGen
 	checkHomes := gen != c.sweptGen
-	var drop []string
+	var drop []sid
 	orphaned := 0
-	var correct []string
-	for s, e := range c.records {
+	var correct []sid
+	for s, e := range c.records.all() {
 		switch {
-		case e.ended:
+		case e.ended():
 			if now.Sub(time.Unix(0, e.at)) > grace {
 				drop = append(drop, s)
 			}
@@ -411,7 +413,7 @@ func (c *Cluster) sweep(now time.Time) {
 		c.deleteLocked(s)
 	}
 	for _, s := range correct {
-		c.tombstoneLocked(s, c.records[s], now)
+		c.tombstoneLocked(s.String(), c.records.getK(s), now)
 	}
 	c.recMu.Unlock()
 	c.st.expired.Add(uint64(len(drop)))
@@ -434,39 +436,42 @@ func (c *Cluster) sweep(now time.Time) {
 
 // storeLocked stores r in compact form. Only live records this node serves
 // are indexed by topic (ownOn answers PresenceAll with them).
-func (c *Cluster) storeLocked(r Record, partial bool, now time.Time) {
-	if old, ok := c.records[r.Session]; ok {
-		c.unindexLocked(r.Session, old)
+// It returns the stored entry as a forward queue item.
+func (c *Cluster) storeLocked(r Record, partial bool, now time.Time) fwdItem {
+	k := sidOf(r.Session)
+	if old := c.records.getK(k); old != nil {
+		c.unindexLocked(k, old)
 	}
 	e := c.intern.entry(r, partial, now)
-	c.records[r.Session] = e
-	if e.ended || e.who.node != c.cfg.NodeName {
-		return
+	c.records.put(k, e)
+	if e.ended() || e.who.node != c.cfg.NodeName {
+		return fwdItem{k, e}
 	}
-	for _, t := range e.topics {
+	for _, t := range e.topics() {
 		set := c.byTopic[t]
 		if set == nil {
-			set = make(map[string]struct{})
+			set = make(map[sid]struct{})
 			c.byTopic[t] = set
 		}
-		set[r.Session] = struct{}{}
+		set[k] = struct{}{}
+	}
+	return fwdItem{k, e}
+}
+
+func (c *Cluster) deleteLocked(k sid) {
+	if old := c.records.getK(k); old != nil {
+		c.unindexLocked(k, old)
+		c.records.del(k)
 	}
 }
 
-func (c *Cluster) deleteLocked(session string) {
-	if old, ok := c.records[session]; ok {
-		c.unindexLocked(session, old)
-		delete(c.records, session)
-	}
-}
-
-func (c *Cluster) unindexLocked(session string, e *entry) {
-	if e.ended || e.who.node != c.cfg.NodeName {
+func (c *Cluster) unindexLocked(k sid, e *entry) {
+	if e.ended() || e.who.node != c.cfg.NodeName {
 		return
 	}
-	for _, t := range e.topics {
+	for _, t := range e.topics() {
 		if set := c.byTopic[t]; set != nil {
-			delete(set, session)
+			delete(set, k)
 			if len(set) == 0 {
 				delete(c.byTopic, t)
 			}

@@ -22,9 +22,12 @@ import (
 // 64-bit mixer so that names differing in their last byte spread well.
 // Written out rather than through hash/fnv so that it allocates nothing: it
 // runs for every record of a push/pull digest (digest.go).
-func score(session, member string) uint64 {
-	h := fnvAdd(fnvOffset, session)
-	h = (h ^ 0) * fnvPrime
+func score(session, member string) uint64 { return scoreAt(fnvAdd(fnvOffset, session), member) }
+
+// scoreAt is score with the session's FNV-1a (fnvAdd(fnvOffset, session),
+// or sid.fnv) computed once for all members.
+func scoreAt(sh uint64, member string) uint64 {
+	h := (sh ^ 0) * fnvPrime
 	return mix64(fnvAdd(h, member))
 }
 
@@ -64,6 +67,9 @@ func (a scored) before(b scored) bool {
 // sessionHash identifies a session in a push/pull digest (digest.go).
 func sessionHash(session string) uint64 { return mix64(fnvAdd(fnvOffset, session)) }
 
+// hash is sessionHash of the session k stands for.
+func (k sid) hash() uint64 { return mix64(k.fnv()) }
+
 // inHomes reports whether member is among the k homes of session in ring
 // (as homesOf would place it) without allocating: member is in ring and
 // fewer than k members outrank it. Each member is scored once, and the
@@ -72,10 +78,15 @@ func sessionHash(session string) uint64 { return mix64(fnvAdd(fnvOffset, session
 // scores on average for k = 2) — mergeDigest asks this for every record
 // held, at every push/pull.
 func inHomes(session, member string, ring []string, k int) bool {
-	me := scored{score(session, member), member}
+	return inHomesAt(fnvAdd(fnvOffset, session), member, ring, k)
+}
+
+// inHomesAt is inHomes of the session whose FNV-1a is sh.
+func inHomesAt(sh uint64, member string, ring []string, k int) bool {
+	me := scored{scoreAt(sh, member), member}
 	above := 0
 	for _, m := range ring {
-		if m != member && (scored{score(session, m), m}).before(me) {
+		if m != member && (scored{scoreAt(sh, m), m}).before(me) {
 			above++
 			if above >= k {
 				return false
@@ -90,6 +101,11 @@ func inHomes(session, member string, ring []string, k int) bool {
 // member is scored once: O(len(ring)) hashes and no allocation but the
 // result's.
 func homesOf(session string, ring []string, k int) []string {
+	return homesAt(fnvAdd(fnvOffset, session), ring, k)
+}
+
+// homesAt is homesOf of the session whose FNV-1a is sh.
+func homesAt(sh uint64, ring []string, k int) []string {
 	k = min(k, len(ring))
 	if k <= 0 {
 		return nil
@@ -100,7 +116,7 @@ func homesOf(session string, ring []string, k int) []string {
 		top = make([]scored, 0, k)
 	}
 	for _, m := range ring {
-		c := scored{score(session, m), m}
+		c := scored{scoreAt(sh, m), m}
 		if len(top) == k && !c.before(top[k-1]) {
 			continue
 		}
@@ -152,8 +168,8 @@ func (c *Cluster) ring() []string {
 }
 
 // isHome reports whether self is among the homes of session in ring.
-func (c *Cluster) isHome(session string, ring []string) bool {
-	return inHomes(session, c.cfg.NodeName, ring, c.homeSlots())
+func (c *Cluster) isHome(k sid, ring []string) bool {
+	return inHomesAt(k.fnv(), c.cfg.NodeName, ring, c.homeSlots())
 }
 
 // ringID is a fingerprint of a ring, to notice membership changes cheaply.

@@ -313,7 +313,7 @@ func simulatePool(b *testing.B, n, sessions, slow int) {
 	held, maxHeld := 0, 0
 	for _, x := range p.nodes {
 		x.recMu.RLock()
-		k := len(x.records)
+		k := x.records.len()
 		x.recMu.RUnlock()
 		held += k
 		maxHeld = max(maxHeld, k)

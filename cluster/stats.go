@@ -81,8 +81,8 @@ func (c *Cluster) Stats() Stats {
 		Members: make(map[string]int),
 	}
 	c.recMu.RLock()
-	for _, e := range c.records {
-		if e.ended {
+	for _, e := range c.records.all() {
+		if e.ended() {
 			s.RecordsTombstoned++
 		} else {
 			s.RecordsLive++
