@@ -4,9 +4,15 @@
 # deploy/local/sseload processes (each under the open-file limit, each on
 # its own topic at RATE events/s), the remaining nodes holding no stream as
 # a control. Prints one JSON line per node (RSS idle and loaded, KiB per
-# stream, CPU per delivery) and one summary line (streams, p99, drops,
-# refused load processes). Bounded: every process it starts is stopped on
-# exit; the publishing phase lasts DURATION.
+# stream, CPU per delivery, connects and disconnects by reason) and one
+# summary line (streams, p99, drops, lost and duplicated events, reconnects
+# by cause, refusals, the load processes' own CPU per delivery, refused
+# load processes). The load's streams resume like Herald clients (Last-Event-ID
+# after the server's retry delay) when the server cuts them off, so "lost"
+# and "duplicated" are exact per stream (each event carries its sequence
+# number) and "drops" (expected - received) only says how many deliveries
+# came late. Bounded: every process it starts is stopped on exit; the
+# publishing phase lasts DURATION.
 #
 #   deploy/local/scale.sh                      # 4 nodes, 51,000 streams on 3 of them
 #   NODES=1 LOADED=1 STREAMS=17000 deploy/local/scale.sh   # the single-node figure
@@ -18,6 +24,9 @@
 # GOSSIP=0 runs NODES independent nodes, no gossip: the single-node figure
 # under the same concurrent load (the same load processes and the same CPU
 # contention as a gossiping run), so the two differ only by the cluster.
+# SSELOAD=path runs a prebuilt load tool instead of building
+# deploy/local/sseload (a before/after pair); BODY is its publish body (a
+# tool from before {seq} needs BODY='{"data":"{ts}"}').
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERALD=${HERALD:-bin/herald}
@@ -28,6 +37,12 @@ PER_PROC=${PER_PROC:-17000}    # streams per load process (open files are capped
 RATE=${RATE:-1}                # events/s on each load process's topic
 DURATION=${DURATION:-40s}      # publishing phase of each load process
 CONNECT_RATE=${CONNECT_RATE:-500} # new streams/s per load process
+DRAIN=${DRAIN:-20s}            # after publishing: time for late and resumed streams to catch up
+BODY=${BODY:-'{"data":"{ts} {seq}"}'}
+# HOST: the loopback address every process listens on. Another 127/8
+# address (127.0.0.2) keeps clear of the ephemeral ports that other loopback
+# load on the machine holds on 127.0.0.1 (a bind there then fails).
+HOST=${HOST:-127.0.0.1}
 PORT_REDIS=${PORT_REDIS:-16711}
 PORT_BASE=${PORT_BASE:-18711}  # node i: HTTP PORT_BASE+3i, admin +1, gossip +2
 [ "$PER_PROC" -le 19000 ] || { echo "scale.sh: PER_PROC must stay under the 20,000 open-file limit" >&2; exit 2; }
@@ -39,22 +54,24 @@ PORT_BASE=${PORT_BASE:-18711}  # node i: HTTP PORT_BASE+3i, admin +1, gossip +2
 work=$(mktemp -d)
 cleanup() {
   for f in "$work"/*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
-  redis-cli -p "$PORT_REDIS" shutdown nosave >/dev/null 2>&1 || true
+  redis-cli -h "$HOST" -p "$PORT_REDIS" shutdown nosave >/dev/null 2>&1 || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
-go build -o "$work/sseload" ./deploy/local/sseload
+if [ -n "${SSELOAD:-}" ]; then cp "$SSELOAD" "$work/sseload"; else go build -o "$work/sseload" ./deploy/local/sseload; fi
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# A node too busy to answer within the timeout reads as 0 (and {} below)
+# rather than ending the run: on a loaded machine a scrape can be slow.
 streams_open() { # admin port -> streams open on that node
-  curl -fsS --max-time 10 "http://127.0.0.1:$1/metrics" 2>/dev/null | awk '/^herald_streams_open[ {]/ {s += $NF} END {print s + 0}'
+  { curl -fsS --max-time 30 "http://$HOST:$1/metrics" 2>/dev/null || true; } | awk '/^herald_streams_open[ {]/ {s += $NF} END {print s + 0}'
 }
 
-redis-server --port "$PORT_REDIS" --bind 127.0.0.1 --save '' --appendonly no \
+redis-server --port "$PORT_REDIS" --bind $HOST --save '' --appendonly no \
   --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log" --dir "$work"
-for _ in $(seq 50); do redis-cli -p "$PORT_REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 50); do redis-cli -h "$HOST" -p "$PORT_REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 # MAX_SCHED_DELAY: admission's scheduling-delay bound (ADR 0023); "" leaves
 # the node's default (a build from before it has no such key).
@@ -65,22 +82,25 @@ for i in $(seq 0 $((NODES - 1))); do
   http=$((PORT_BASE + 3 * i)); admin=$((http + 1)); gossip=$((http + 2))
   cluster=()
   if [ "$NODES" -gt 1 ] && [ "${GOSSIP:-1}" != 0 ]; then
-    cluster=(--gossip-listen "127.0.0.1:$gossip")
+    cluster=(--gossip-listen "$HOST:$gossip")
     [ -n "$seed" ] && cluster+=(--join "$seed")
-    seed=${seed:-127.0.0.1:$gossip}
+    seed=${seed:-$HOST:$gossip}
   fi
   env "${sched[@]}" HERALD_PROTECTION__INGRESS__PUBLISH_QPS=0 HERALD_PROTECTION__INGRESS__TOPIC_QPS=0 \
   HERALD_PROTECTION__ADMISSION__CONNECT_RATE=100000 HERALD_PROTECTION__ADMISSION__MAX_STREAMS=0 \
   HERALD_PROTECTION__ADMISSION__MAX_STREAMS_PER_IP=0 HERALD_CLUSTER__REBALANCE_WINDOW=0s \
   HERALD_PROTECTION__BREAKER__SLOW_THRESHOLD=${SLOW_THRESHOLD:-1s} \
-  "$HERALD" serve --dev --node-name "n$i" --redis "redis://127.0.0.1:$PORT_REDIS" --listen "127.0.0.1:$http" \
-    --admin-listen "127.0.0.1:$admin" --log-level warn "${cluster[@]}" >"$work/n$i.log" 2>&1 &
+  "$HERALD" serve --dev --node-name "n$i" --redis "redis://$HOST:$PORT_REDIS" --listen "$HOST:$http" \
+    --admin-listen "$HOST:$admin" --log-level warn "${cluster[@]}" >"$work/n$i.log" 2>&1 &
   echo $! >"$work/n$i.pid"
-  for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$http/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 100); do curl -fsS "http://$HOST:$http/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  # A port taken meanwhile (loopback ephemeral ports of other load share
+  # this range) stops the node: say so rather than measure three nodes.
+  kill -0 "$(cat "$work/n$i.pid")" 2>/dev/null || { echo "scale.sh: node n$i did not start:" >&2; cat "$work/n$i.log" >&2; exit 3; }
 done
 if [ "$NODES" -gt 1 ] && [ "${GOSSIP:-1}" != 0 ]; then # every node sees every other alive
   for _ in $(seq 100); do
-    n=$(curl -fsS --max-time 5 "http://127.0.0.1:$((PORT_BASE + 1))/v1/cluster/members" | jq '[.members[] | select(.state == "alive")] | length')
+    n=$({ curl -fsS --max-time 5 "http://$HOST:$((PORT_BASE + 1))/v1/cluster/members" 2>/dev/null || true; } | jq '[.members[] | select(.state == "alive")] | length' 2>/dev/null || true)
     [ "$n" = "$NODES" ] && break; sleep 0.2
   done
 fi
@@ -96,9 +116,9 @@ for i in $(seq 0 $((LOADED - 1))); do
   http=$((PORT_BASE + 3 * i)); left=$per_node; want[$i]=$per_node
   while [ "$left" -gt 0 ]; do
     n=$((left < PER_PROC ? left : PER_PROC)); left=$((left - n))
-    "$work/sseload" -sub "http://127.0.0.1:$http/v1/stream?topic=s$procs" -pub "http://127.0.0.1:$http/v1/topics/s$procs/events" \
-      -body '{"data":"{ts}"}' -json-body -subscribers "$n" -rate "$RATE" -connect-rate "$CONNECT_RATE" \
-      -duration "$DURATION" -drain 5s >"$work/load$procs.json" 2>"$work/load$procs.err" &
+    "$work/sseload" -sub "http://$HOST:$http/v1/stream?topic=s$procs" -pub "http://$HOST:$http/v1/topics/s$procs/events" \
+      -body "$BODY" -json-body -subscribers "$n" -rate "$RATE" -connect-rate "$CONNECT_RATE" \
+      -duration "$DURATION" -drain "$DRAIN" >"$work/load$procs.json" 2>"$work/load$procs.err" &
     echo $! >"$work/load$procs.pid"
     procs=$((procs + 1))
   done
@@ -135,6 +155,12 @@ jq -s --argjson procs "$procs" --argjson refused "$refused" \
   '{scenario: "scale", load_processes: $procs, refused_processes: $refused,
     streams: (map(.streams) | add), received: (map(.received) | add), expected: (map(.expected) | add),
     drops: ((map(.expected) | add) - (map(.received) | add)), publish_errors: (map(.publish_errors) | add),
+    lost: (if all(has("lost")) then (map(.lost) | add) else null end),
+    duplicated: (if all(has("duplicated")) then (map(.duplicated) | add) else null end),
+    reconnects: (map(.reconnects // {} | to_entries[]) | group_by(.key) | map({key: .[0].key, value: (map(.value) | add)}) | from_entries),
+    refused: (map(.refused | if type == "object" then to_entries[] else {key: "any", value: .} end) | group_by(.key) | map({key: .[0].key, value: (map(.value) | add)}) | from_entries),
+    load_cpu_s: (map(.self_cpu_s // 0) | add * 100 | round / 100),
+    load_cpu_us_per_delivery: (if (map(.received) | add) > 0 then ((map(.self_cpu_s // 0) | add) / (map(.received) | add) * 1e6 | . * 100 | round / 100) else null end),
     p50_ms: (map(.p50_ms) | max), p99_ms: (map(.p99_ms) | max), max_ms: (map(.max_ms) | max)}' "$work"/load*.json >"$work/summary.json" || true
 for p in $(seq 0 $((procs - 1))); do
   if [ -s "$work/load$p.err" ]; then sed "s/^/load$p: /" "$work/load$p.err" >&2; fi
@@ -142,7 +168,7 @@ done
 received=$(jq '.received // 0' "$work/summary.json" 2>/dev/null || true)
 received=${received:-0}
 counts() { # admin port, metric, label -> {"label value": count}
-  curl -fsS --max-time 10 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+  { curl -fsS --max-time 30 "http://$HOST:$1/metrics" 2>/dev/null || true; } |
     awk -F"$3=\"" -v m="^$2[_a-z]*[{]" '$0 ~ m && NF > 1 {split($2, a, "\""); n = $NF; sub(/.* /, "", n); c[a[1]] += n}
       END {printf "{"; s = ""; for (k in c) {printf "%s\"%s\": %d", s, k, c[k]; s = ", "} printf "}"}'
 }

@@ -52,10 +52,13 @@ type Stats struct {
 
 // Hub is a node's topic → local subscribers fan-out. See the package doc.
 type Hub struct {
-	cfg       Config
-	log       *slog.Logger
-	stores    map[string]push.Store // by origin
-	listeners []push.Listener       // one per store
+	cfg    Config
+	log    *slog.Logger
+	stores map[string]push.Store // by origin
+	// origins lists the stores' origins, the local one first: a topic's
+	// per-origin state is a slice in this order (topicState.streams).
+	origins   []string
+	listeners []push.Listener // one per store
 	seed      maphash.Seed
 	shards    []shard
 
@@ -87,13 +90,59 @@ type shard struct {
 
 type topicState struct {
 	subs map[*Subscriber]struct{}
-	// last dispatched position per origin.
-	last map[string]push.Position
-	// recent caches the last events per origin (see recent.go).
-	recent map[string]*recent
+	// streams is the state of the topic's stream of each origin, in
+	// Hub.origins order. A slice indexed by origin rather than maps keyed
+	// by it: a node watches as many topics as its streams do (10,000 in
+	// issue 20's topics10k), and two small maps per topic (last position,
+	// recent events) cost ~0.7 KiB before they held anything
+	// (docs/benchmarks.md, "Issue 20 item 4 memory, session 12").
+	streams []streamState
+	// one backs streams for a hub with a single store (the default), in
+	// the same allocation as the topic's state.
+	one [1]streamState
 	// ready is closed when the topic's Watch finished; err is its result.
 	ready chan struct{}
 	err   error
+}
+
+// streamState is one (topic, origin) stream as the hub tracks it.
+type streamState struct {
+	// last is the last dispatched position, valid when seen.
+	last push.Position
+	seen bool
+	// recent caches the stream's last events (see recent.go).
+	recent recent
+}
+
+// newTopicState returns a topic's state for the hub's origins.
+func (h *Hub) newTopicState() *topicState {
+	ts := &topicState{subs: make(map[*Subscriber]struct{}, 1), ready: make(chan struct{})}
+	if len(h.origins) == 1 {
+		ts.streams = ts.one[:]
+	} else {
+		ts.streams = make([]streamState, len(h.origins))
+	}
+	return ts
+}
+
+// stream returns the state of the topic's stream of origin, nil for an
+// origin the hub has no store of (nothing of it is tracked or delivered:
+// no stream's cursor holds such an origin).
+func (h *Hub) stream(ts *topicState, origin string) *streamState {
+	for i, o := range h.origins {
+		if o == origin {
+			return &ts.streams[i]
+		}
+	}
+	return nil
+}
+
+// last returns the topic's last dispatched position of origin.
+func (h *Hub) last(ts *topicState, origin string) (push.Position, bool) {
+	if st := h.stream(ts, origin); st != nil && st.seen {
+		return st.last, true
+	}
+	return push.Position{}, false
 }
 
 // New builds a hub and starts listening to cfg.Store.
@@ -120,13 +169,14 @@ func New(cfg Config) (*Hub, error) {
 		cfg.RecentBytes = 32 << 20
 	}
 	h := &Hub{
-		cfg:    cfg,
-		log:    cfg.Logger.With("component", "hub"),
-		stores: map[string]push.Store{cfg.Store.Origin(): cfg.Store},
-		seed:   maphash.MakeSeed(),
-		shards: make([]shard, cfg.Shards),
-		resync: make(chan struct{}, 1),
-		stop:   make(chan struct{}),
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "hub"),
+		stores:  map[string]push.Store{cfg.Store.Origin(): cfg.Store},
+		origins: []string{cfg.Store.Origin()},
+		seed:    maphash.MakeSeed(),
+		shards:  make([]shard, cfg.Shards),
+		resync:  make(chan struct{}, 1),
+		stop:    make(chan struct{}),
 	}
 	h.budget.limit = cfg.RecentBytes
 	h.lists.New = func() any { return new(wakeList) }
@@ -147,6 +197,7 @@ func New(cfg Config) (*Hub, error) {
 			return nil, fmt.Errorf("hub: two stores for origin %q", r.Origin())
 		}
 		h.stores[r.Origin()] = r
+		h.origins = append(h.origins, r.Origin())
 	}
 	for _, st := range append([]push.Store{cfg.Store}, cfg.Remotes...) {
 		l, err := st.Listen(h)
@@ -207,11 +258,7 @@ func (h *Hub) subscribeTopic(ctx context.Context, sub *Subscriber, topic string)
 	ts := sh.topics[topic]
 	fresh := ts == nil
 	if fresh {
-		ts = &topicState{
-			subs:  make(map[*Subscriber]struct{}),
-			last:  make(map[string]push.Position),
-			ready: make(chan struct{}),
-		}
+		ts = h.newTopicState()
 		sh.topics[topic] = ts
 	}
 	ts.subs[sub] = struct{}{}
@@ -238,8 +285,8 @@ func (h *Hub) subscribeTopic(ctx context.Context, sub *Subscriber, topic string)
 	// An origin with no position: nothing dispatched since the watch began,
 	// and the store held no stream of it then (Seen: the zero position).
 	sh.mu.Lock()
-	for origin := range h.stores {
-		sub.seen = append(sub.seen, seenPosition{topic: topic, origin: origin, pos: ts.last[origin]})
+	for i, origin := range h.origins {
+		sub.seen = append(sub.seen, seenPosition{topic: topic, origin: origin, pos: ts.streams[i].last})
 	}
 	sh.mu.Unlock()
 	return nil
@@ -254,7 +301,9 @@ func (h *Hub) watch(ctx context.Context, sh *shard, topic string, ts *topicState
 	// landed now (watchMu), so forget that position: the first announcement
 	// after Watch, or the head from Info below, starts the tracking.
 	sh.mu.Lock()
-	clear(ts.last)
+	for i := range ts.streams {
+		ts.streams[i].last, ts.streams[i].seen = push.Position{}, false
+	}
 	sh.mu.Unlock()
 	var err error
 	for _, l := range h.listeners {
@@ -284,9 +333,9 @@ func (h *Hub) watch(ctx context.Context, sh *shard, topic string, ts *topicState
 	// returned from Subscribe yet, and each reads the store after it does.
 	sh.mu.Lock()
 	for _, in := range infos {
-		last, seen := ts.last[in.Origin]
-		if in.Epoch != "" && (!seen || (last.Epoch == in.Epoch && in.Last > last.Offset)) {
-			ts.last[in.Origin] = push.Position{Epoch: in.Epoch, Offset: in.Last}
+		st := h.stream(ts, in.Origin)
+		if st != nil && in.Epoch != "" && (!st.seen || (st.last.Epoch == in.Epoch && in.Last > st.last.Offset)) {
+			st.last, st.seen = push.Position{Epoch: in.Epoch, Offset: in.Last}, true
 		}
 	}
 	sh.mu.Unlock()
@@ -305,8 +354,8 @@ func (h *Hub) unsubscribeTopics(sub *Subscriber, topics []string) {
 		if ts != nil {
 			delete(ts.subs, sub)
 			if len(ts.subs) == 0 {
-				for _, r := range ts.recent {
-					r.reset(&h.budget)
+				for i := range ts.streams {
+					ts.streams[i].recent.reset(&h.budget)
 				}
 				delete(sh.topics, t)
 				empty = true
@@ -337,7 +386,7 @@ func (h *Hub) Deliver(ev *push.Event) {
 		sh.mu.Unlock()
 		return
 	}
-	last, seen := ts.last[ev.Origin]
+	last, seen := h.last(ts, ev.Origin)
 	gap := seen && last.Epoch == ev.Epoch && ev.Offset > last.Offset+1
 	w := h.lists.Get().(*wakeList)
 	h.dispatchLocked(ts, ev, w)
@@ -357,22 +406,17 @@ func (h *Hub) Deliver(ev *push.Event) {
 // dispatchLocked enqueues ev on every subscriber of ts unless it was already
 // dispatched. The shard lock is held.
 func (h *Hub) dispatchLocked(ts *topicState, ev *push.Event, w *wakeList) {
-	last, seen := ts.last[ev.Origin]
-	if seen && last.Epoch == ev.Epoch && ev.Offset <= last.Offset {
+	st := h.stream(ts, ev.Origin)
+	if st == nil {
+		return
+	}
+	if st.seen && st.last.Epoch == ev.Epoch && ev.Offset <= st.last.Offset {
 		h.dups.Add(1)
 		return
 	}
-	ts.last[ev.Origin] = push.Position{Epoch: ev.Epoch, Offset: ev.Offset}
+	st.last, st.seen = push.Position{Epoch: ev.Epoch, Offset: ev.Offset}, true
 	if h.cfg.RecentEvents > 0 {
-		if ts.recent == nil {
-			ts.recent = make(map[string]*recent, 1)
-		}
-		r := ts.recent[ev.Origin]
-		if r == nil {
-			r = &recent{}
-			ts.recent[ev.Origin] = r
-		}
-		r.add(ev, h.cfg.RecentEvents, &h.budget)
+		st.recent.add(ev, h.cfg.RecentEvents, &h.budget)
 	}
 	d := &Delivery{Event: ev, Body: sse.AppendBody(make([]byte, 0, len(ev.Data)+len(ev.Type)+24), ev.Type, ev.Data), At: time.Now()}
 	for s := range ts.subs {
@@ -496,9 +540,14 @@ func (h *Hub) catchUp(in push.StreamInfo) {
 		sh.mu.Unlock()
 		return
 	}
-	last, seen := ts.last[in.Origin]
-	if !seen {
-		ts.last[in.Origin] = push.Position{Epoch: in.Epoch, Offset: in.Last}
+	st := h.stream(ts, in.Origin)
+	if st == nil {
+		sh.mu.Unlock()
+		return
+	}
+	last := st.last
+	if !st.seen {
+		st.last, st.seen = push.Position{Epoch: in.Epoch, Offset: in.Last}, true
 		sh.mu.Unlock()
 		return
 	}
@@ -510,7 +559,7 @@ func (h *Hub) catchUp(in push.StreamInfo) {
 		if in.EpochStart > 0 {
 			last.Offset = in.EpochStart - 1
 		}
-		ts.last[in.Origin] = last
+		st.last = last
 	}
 	sh.mu.Unlock()
 	if in.Last <= last.Offset {

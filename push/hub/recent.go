@@ -10,7 +10,7 @@ import (
 // epoch, oldest first: the cache a node serves short resumes from while the
 // store is unreachable (protection layer 4). Guarded by its shard's lock.
 type recent struct {
-	evs   []*push.Event // ring of up to cap events
+	evs   []*push.Event // ring, grown on demand up to the cache size
 	start int           // index of the oldest
 	n     int
 	bytes int
@@ -35,8 +35,8 @@ func (r *recent) add(ev *push.Event, size int, b *recentBudget) {
 			r.reset(b)
 		}
 	}
-	if r.evs == nil {
-		r.evs = make([]*push.Event, size)
+	if r.n == len(r.evs) && len(r.evs) < size {
+		r.grow(size)
 	}
 	sz := eventBytes(ev)
 	for r.n > 0 && (r.n == len(r.evs) || b.used.Load()+int64(sz) > b.limit) {
@@ -49,6 +49,18 @@ func (r *recent) add(ev *push.Event, size int, b *recentBudget) {
 	r.n++
 	r.bytes += sz
 	b.used.Add(int64(sz))
+}
+
+// grow enlarges the ring, oldest first at index 0, doubling up to size
+// slots: a stream that sees a few events holds a few slots, not size of
+// them (a watched topic each; docs/benchmarks.md, "Issue 20 item 4
+// memory, session 12").
+func (r *recent) grow(size int) {
+	evs := make([]*push.Event, min(size, max(4, 2*len(r.evs))))
+	for i := range r.n {
+		evs[i] = r.evs[(r.start+i)%len(r.evs)]
+	}
+	r.evs, r.start = evs, 0
 }
 
 func (r *recent) dropOldest(b *recentBudget) {
@@ -86,14 +98,14 @@ func (h *Hub) Recent(topic, origin string) (evs []*push.Event, ok bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	ts := sh.topics[topic]
-	if ts == nil || ts.recent == nil {
+	if ts == nil {
 		return nil, false
 	}
-	r := ts.recent[origin]
-	if r == nil || r.n == 0 {
+	st := h.stream(ts, origin)
+	if st == nil || st.recent.n == 0 {
 		return nil, false
 	}
-	return r.snapshot(), true
+	return st.recent.snapshot(), true
 }
 
 // Head returns the position of the last event this hub dispatched for
@@ -106,7 +118,7 @@ func (h *Hub) Head(topic, origin string) (pos push.Position, ok bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if ts := sh.topics[topic]; ts != nil {
-		pos, ok = ts.last[origin]
+		pos, ok = h.last(ts, origin)
 	}
 	return pos, ok
 }
@@ -139,7 +151,7 @@ func (h *Hub) Heads(topics, origins []string) (infos []push.StreamInfo, ok bool)
 		watched := ts != nil && ts.watched()
 		if watched {
 			for _, o := range origins {
-				p := ts.last[o]
+				p, _ := h.last(ts, o)
 				infos = append(infos, push.StreamInfo{Topic: t, Origin: o, Epoch: p.Epoch, Last: p.Offset})
 			}
 		}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/heraldpush/herald/push/hub"
+	"github.com/heraldpush/herald/push/node"
+	"github.com/heraldpush/herald/push/redistest"
+	"github.com/heraldpush/herald/push/server"
+	"github.com/heraldpush/herald/push/store/redisstore"
+	pushstream "github.com/heraldpush/herald/push/stream"
+)
+
+// startHerald runs one dev-mode Herald node over a real redis-server and a
+// real HTTP listener. Its queues take maxLag as MaxLag: a tiny one makes the
+// node cut every stream as slow at its first live write after the replay
+// (the server-side lag cut-off of a starved client), so every event then
+// reaches the client only by resuming from its Last-Event-ID.
+func startHerald(t *testing.T, maxLag time.Duration) (*server.Server, string) {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rs := redistest.StartServer(t)
+	store, err := redisstore.New(redisstore.Config{URL: rs.URL(), KeyPrefix: "sseload", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	h, err := hub.New(hub.Config{Store: store, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{
+		Node: node.Config{Name: "n1"}, Store: store, Hub: h, Dev: true, Logger: quiet,
+		Stream: pushstream.Config{
+			Heartbeat: time.Second, RetryMin: 20 * time.Millisecond, RetryMax: 60 * time.Millisecond,
+			Queue: hub.Limits{MaxLag: maxLag},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.Config = server.NewHTTPServer(srv.Handler(), quiet)
+	hs.Start()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		hs.CloseClientConnections()
+		hs.Close()
+		h.Close()
+	})
+	return srv, hs.URL
+}
+
+// buildTool builds this command, as scale.sh does, so the test drives the
+// real binary with its real flags and reads its JSON report.
+func buildTool(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "sseload")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// report is the part of sseload's JSON line the tests read.
+type report struct {
+	Streams    int64            `json:"streams"`
+	Published  int64            `json:"published"`
+	Received   int64            `json:"received"`
+	Expected   int64            `json:"expected"`
+	Lost       *int64           `json:"lost"`
+	Duplicated *int64           `json:"duplicated"`
+	Reconnects map[string]int64 `json:"reconnects"`
+}
+
+func runTool(t *testing.T, bin string, args ...string) report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("sseload: %v\nstderr: %s", err, stderr.String())
+	}
+	var r report
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("report %q: %v", stdout.String(), err)
+	}
+	t.Logf("report: %s", bytes.TrimSpace(stdout.Bytes()))
+	return r
+}
+
+// TestResumeAfterSlowCutoff: the node cuts every stream as slow (MaxLag of
+// 1ns: the first live write after each replay lags), so a subscriber that
+// does not resume with Last-Event-ID loses every event after its first cut.
+// The tool's subscribers must reconnect like a Herald client and account
+// for every published event exactly: none lost, none duplicated.
+func TestResumeAfterSlowCutoff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the tool and runs a node")
+	}
+	bin := buildTool(t)
+	srv, url := startHerald(t, time.Nanosecond)
+	const subs = 20
+	r := runTool(t, bin,
+		"-sub", url+"/v1/stream?topic=t", "-pub", url+"/v1/topics/t/events",
+		"-body", `{"data":"{ts} {seq}"}`, "-json-body",
+		"-subscribers", "20", "-rate", "20", "-duration", "2s", "-drain", "10s", "-connect-rate", "200")
+	st := srv.Stats()
+	if st.SlowEnded == 0 {
+		t.Fatalf("the node cut no stream as slow (%+v): the test does not test resuming", st)
+	}
+	if r.Streams != subs || r.Published < 20 {
+		t.Fatalf("streams %d, published %d: want %d streams and ≥ 20 events", r.Streams, r.Published, subs)
+	}
+	if r.Lost == nil || r.Duplicated == nil {
+		t.Fatalf("the report has no exact lost/duplicated counts")
+	}
+	if *r.Lost != 0 || *r.Duplicated != 0 || r.Received != r.Expected {
+		t.Fatalf("lost %d, duplicated %d, received %d of %d: want every event exactly once", *r.Lost, *r.Duplicated, r.Received, r.Expected)
+	}
+	var n int64
+	for _, c := range r.Reconnects {
+		n += c
+	}
+	if n == 0 {
+		t.Fatalf("no reconnect counted though the node cut %d streams as slow", st.SlowEnded)
+	}
+}
