@@ -2,8 +2,11 @@ package observability
 
 import (
 	"context"
+	"encoding/binary"
+	"math/rand/v2"
 
 	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -90,7 +93,16 @@ func (t *Telemetry) StartPublish(ctx context.Context, topic string) (context.Con
 // (LinkFromTraceparent on a cookie or cursor value): untrusted values are
 // links, never parents. A session without a parent is sampled when any link
 // is sampled, so a reconnect chain is traced as a whole.
+//
+// A node that exports no traces (no span processor) builds no span: the
+// session gets a span context of its own, sampled as the SDK's would be,
+// carried by a non-recording span, so its traceparent still goes out and
+// links the next connection, for a few allocations instead of the SDK
+// span's attributes, options and links (issue 20 item 4: connect CPU).
 func (t *Telemetry) StartSession(ctx context.Context, a SessionAttrs, links ...trace.Link) (context.Context, trace.Span) {
+	if t != nil && !t.keepSpans {
+		return t.unrecordedSpan(ctx, SpanSession, trace.SpanKindServer, links)
+	}
 	attrs := make([]attribute.KeyValue, 0, 8)
 	if a.SessionID != "" {
 		attrs = append(attrs, KeySessionID.String(a.SessionID))
@@ -279,4 +291,33 @@ func unhex(c byte) (byte, bool) {
 		return c - 'a' + 10, true
 	}
 	return 0, false
+}
+
+// unrecordedSpan starts a span that is not built, for a node whose tracer
+// provider has no span processor: a fresh span id in the parent's trace (or
+// a fresh trace), with the sampled flag and trace state the node's sampler
+// decides, as the SDK would give the span it builds and then drops.
+func (t *Telemetry) unrecordedSpan(ctx context.Context, name string, kind trace.SpanKind, links []trace.Link) (context.Context, trace.Span) {
+	parent := trace.SpanContextFromContext(ctx)
+	var tid trace.TraceID
+	if parent.IsValid() {
+		tid = parent.TraceID()
+	} else {
+		for !tid.IsValid() {
+			binary.BigEndian.PutUint64(tid[:8], rand.Uint64())
+			binary.BigEndian.PutUint64(tid[8:], rand.Uint64())
+		}
+	}
+	var sid trace.SpanID
+	for !sid.IsValid() {
+		binary.BigEndian.PutUint64(sid[:], rand.Uint64())
+	}
+	res := t.sampler.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: tid, Name: name, Kind: kind, Links: links})
+	var flags trace.TraceFlags
+	if res.Decision == sdktrace.RecordAndSample {
+		flags = trace.FlagsSampled
+	}
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, TraceState: res.Tracestate})
+	ctx = trace.ContextWithSpanContext(ctx, sc)
+	return ctx, trace.SpanFromContext(ctx)
 }

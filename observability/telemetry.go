@@ -52,6 +52,12 @@ type Telemetry struct {
 	handler    http.Handler
 	propagator propagation.TextMapPropagator
 	deliveries *rate.Limiter
+	// sampler is the tracer provider's sampler; keepSpans is whether the
+	// provider has a span processor (an exporter, or the test recorder).
+	// Without one, no span the SDK builds goes anywhere, so session spans
+	// are not built (StartSession).
+	sampler   sdktrace.Sampler
+	keepSpans bool
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -152,9 +158,10 @@ func build(ctx context.Context, cfg Config, root sdktrace.Sampler, delivery *del
 		sdkmetric.WithResource(res),
 		sdkmetric.WithReader(promExp),
 	}, mpOpts...)...)
+	smp := sampler{root: root}
 	tp := sdktrace.NewTracerProvider(append([]sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sampler{root: root}),
+		sdktrace.WithSampler(smp),
 	}, tpOpts...)...)
 	cleanup = []func(context.Context) error{tp.Shutdown, mp.Shutdown}
 
@@ -181,6 +188,9 @@ func build(ctx context.Context, cfg Config, root sdktrace.Sampler, delivery *del
 		}),
 		propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 		deliveries: newRateLimiter(cfg.DeliverySpanRate),
+		sampler:    smp,
+		// Every option callers pass in tpOpts adds a span processor.
+		keepSpans: len(tpOpts) > 0,
 	}
 	return t, nil
 }

@@ -1,5 +1,10 @@
 package push
 
+import (
+	"encoding/json"
+	"strconv"
+)
+
 // Control events: Herald's own in-band SSE events (types start with
 // ControlPrefix). Their data is JSON in these shapes; the server writes them
 // and clients (push/client, browsers) read them.
@@ -83,4 +88,69 @@ type StreamReset struct {
 // Reset is the data of herald.reset: every stream reset at one point.
 type Reset struct {
 	Streams []StreamReset `json:"streams"`
+}
+
+// AppendJSON appends h as encoding/json would marshal it. Every stream's
+// connect writes a hello; this spares it the reflection (issue 20 item 4).
+func (h *Hello) AppendJSON(b []byte) []byte {
+	b = append(b, `{"session":`...)
+	b = appendJSONString(b, h.Session)
+	b = append(b, `,"node":`...)
+	b = appendJSONString(b, h.Node)
+	b = append(b, `,"origin":`...)
+	b = appendJSONString(b, h.Origin)
+	b = append(b, `,"topics":`...)
+	b = appendJSONStrings(b, h.Topics)
+	if len(h.Origins) > 0 {
+		b = append(b, `,"origins":`...)
+		b = appendJSONStrings(b, h.Origins)
+	}
+	if h.Cursor != "" {
+		b = append(b, `,"cursor":`...)
+		b = appendJSONString(b, h.Cursor)
+	}
+	b = append(b, `,"resumed":`...)
+	b = strconv.AppendBool(b, h.Resumed)
+	b = append(b, `,"durable":`...)
+	b = strconv.AppendBool(b, h.Durable)
+	if h.Trace != "" {
+		b = append(b, `,"trace":`...)
+		b = appendJSONString(b, h.Trace)
+	}
+	if len(h.Alternates) > 0 {
+		b = append(b, `,"alternates":`...)
+		b = appendJSONStrings(b, h.Alternates)
+	}
+	return append(b, '}')
+}
+
+// appendJSONStrings appends ss as a JSON array (null when nil, as
+// encoding/json writes a nil slice).
+func appendJSONStrings(b []byte, ss []string) []byte {
+	if ss == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+	}
+	return append(b, ']')
+}
+
+// appendJSONString appends s as a JSON string. Printable ASCII other than
+// the characters encoding/json escapes (" \ < > &) is copied as is; any
+// other string is left to encoding/json, so the output is always its own.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string: cannot fail
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }

@@ -8,6 +8,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
+	"sync"
 )
 
 // SessionBinder binds session ids to the principal that created them
@@ -26,7 +28,44 @@ import (
 //
 // A SessionBinder is immutable and safe for concurrent use.
 type SessionBinder struct {
-	keys [][]byte
+	keys []*sessionKey
+}
+
+// sessionKey is one binder key with its keyed MACs: building an HMAC hashes
+// the key and allocates, which every connect would pay (issue 20 item 4),
+// while resetting a used one restores its keyed state.
+type sessionKey struct {
+	key  []byte
+	macs sync.Pool // of *sessionMAC, keyed with key
+}
+
+// sessionMAC is a keyed HMAC-SHA256 with the buffers one binding needs.
+type sessionMAC struct {
+	h   hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
+}
+
+func newSessionKey(k []byte) *sessionKey {
+	sk := &sessionKey{key: k}
+	sk.macs.New = func() any { return &sessionMAC{h: hmac.New(sha256.New, sk.key)} }
+	return sk
+}
+
+// mac is the first four bytes of HMAC-SHA256(key, label || session ||
+// principal).
+func (k *sessionKey) mac(session uint64, principal string) uint32 {
+	m := k.macs.Get().(*sessionMAC)
+	m.h.Reset()
+	m.in = append(m.in[:0], sessionLabel...)
+	m.in = binary.BigEndian.AppendUint64(m.in, session)
+	m.in = append(m.in, principal...)
+	m.h.Write(m.in)
+	tag := binary.BigEndian.Uint32(m.h.Sum(m.sum[:0]))
+	if cap(m.in) <= 1<<10 { // a huge principal's buffer is not kept
+		k.macs.Put(m)
+	}
+	return tag
 }
 
 // sessionLabel separates this MAC's inputs from any other use of the key.
@@ -41,12 +80,12 @@ func NewSessionBinder(keys ...[]byte) (*SessionBinder, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("session binder: no key")
 	}
-	b := &SessionBinder{keys: make([][]byte, len(keys))}
+	b := &SessionBinder{keys: make([]*sessionKey, len(keys))}
 	for i, k := range keys {
 		if len(k) < MinSessionKeyLen {
 			return nil, fmt.Errorf("session binder: key %d is %d bytes, want at least %d", i, len(k), MinSessionKeyLen)
 		}
-		b.keys[i] = append([]byte(nil), k...)
+		b.keys[i] = newSessionKey(append([]byte(nil), k...))
 	}
 	return b, nil
 }
@@ -57,7 +96,7 @@ func NewSessionBinder(keys ...[]byte) (*SessionBinder, error) {
 func RandomSessionBinder() *SessionBinder {
 	k := make([]byte, 32)
 	_, _ = rand.Read(k) // crypto/rand.Read never fails (Go 1.24+)
-	return &SessionBinder{keys: [][]byte{k}}
+	return &SessionBinder{keys: []*sessionKey{newSessionKey(k)}}
 }
 
 // DeriveSessionKey derives a session key from other key material (a gossip
@@ -69,7 +108,7 @@ func DeriveSessionKey(secret []byte) ([]byte, error) {
 // Bind returns the binding of session to principal (an identity string
 // such as auth.Principal.ID) under the current key.
 func (b *SessionBinder) Bind(session uint64, principal string) uint32 {
-	return sessionMAC(b.keys[0], session, principal)
+	return b.keys[0].mac(session, principal)
 }
 
 // Verify reports whether tag binds session to principal under any key.
@@ -78,19 +117,8 @@ func (b *SessionBinder) Verify(session uint64, principal string, tag uint32) boo
 	binary.BigEndian.PutUint32(got[:], tag)
 	ok := false
 	for _, k := range b.keys {
-		binary.BigEndian.PutUint32(want[:], sessionMAC(k, session, principal))
+		binary.BigEndian.PutUint32(want[:], k.mac(session, principal))
 		ok = hmac.Equal(want[:], got[:]) || ok
 	}
 	return ok
-}
-
-func sessionMAC(key []byte, session uint64, principal string) uint32 {
-	m := hmac.New(sha256.New, key)
-	var sid [8]byte
-	binary.BigEndian.PutUint64(sid[:], session)
-	m.Write([]byte(sessionLabel))
-	m.Write(sid[:])
-	m.Write([]byte(principal))
-	var sum [sha256.Size]byte
-	return binary.BigEndian.Uint32(m.Sum(sum[:0]))
 }

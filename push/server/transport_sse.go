@@ -50,7 +50,9 @@ func (t *sseTransport) Accept(retry time.Duration) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	t.c.Status(http.StatusOK)
 	t.grab()
-	t.buf = fmt.Appendf(t.buf, "retry: %d\n", retry.Milliseconds())
+	t.buf = append(t.buf, "retry: "...)
+	t.buf = strconv.AppendInt(t.buf, retry.Milliseconds(), 10)
+	t.buf = append(t.buf, '\n')
 }
 
 // Fail answers with the JSON error body of err.

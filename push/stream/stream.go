@@ -88,11 +88,14 @@ func (st *Stream) Replayed() int { return st.replayed }
 // left to the reset, so a drop in between repeats the same reset.
 func (st *Stream) Hello(h push.Hello, resets []push.StreamReset) error {
 	h.Alternates = st.env.alternates()
+	// The hello's JSON is appended by hand (push.Hello.AppendJSON, the
+	// bytes encoding/json would write): every connect writes one.
+	data := make([]byte, 0, 256)
 	if len(resets) == 0 {
 		h.Cursor = st.cur.String()
-		st.control(push.EventHello, h, true)
+		st.w.Control(st.cur, push.EventHello, h.AppendJSON(data))
 	} else {
-		st.control(push.EventHello, h, false)
+		st.w.Control(nil, push.EventHello, h.AppendJSON(data))
 		st.reset(resets)
 	}
 	return st.w.Flush()
