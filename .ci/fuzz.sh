@@ -23,6 +23,8 @@
 #
 #   .ci/fuzz.sh           fuzz every target
 #   .ci/fuzz.sh --list    print "<package dir> <Name>" per target and exit
+#   .ci/fuzz.sh --classify LOG   print how a failed run's log reads:
+#                         "deadline-only" (the boundary flake) or "failure"
 #
 # Environment: FUZZTIME (go test -fuzztime; default 30s), GO (default go),
 # FUZZ_RETRIES (default 2).
@@ -52,6 +54,11 @@ discover() {
     sed -E 's#^(.*)/[^/]+_test\.go:func (Fuzz[A-Za-z0-9_]*)\(.*#\1 \2#' |
     LC_ALL=C sort -u
 }
+
+if [ "${1:-}" = "--classify" ]; then # --classify LOG: "deadline-only" or "failure"
+  if deadline_only "$2"; then echo deadline-only; else echo failure; fi
+  exit 0
+fi
 
 mapfile -t targets < <(discover)
 if [ "${#targets[@]}" -eq 0 ]; then
@@ -119,6 +126,7 @@ if [ "${#failed[@]}" -gt 0 ]; then
 fi
 if [ "${#flaked[@]}" -gt 0 ]; then
   printf 'fuzz: deadline flake (go.dev/issue/75804), corpus replay passed: %s\n' "${flaked[@]}"
+  echo "fuzz: ${#flaked[@]} of the passed targets passed on their corpus replay after deadline flakes"
 fi
-echo "fuzz: ${passed} passed (${#flaked[@]} of them after a deadline flake), ${#failed[@]} failed"
+echo "fuzz: ${passed} passed, ${#failed[@]} failed"
 [ "${#failed[@]}" -eq 0 ]

@@ -82,13 +82,25 @@ return 1`, nil, us).Err()
 		defer runtime.GOMAXPROCS(prev)
 		var stop atomic.Bool
 		var wg sync.WaitGroup
+		// The busy goroutines work in 5 ms slices and yield between them,
+		// as a node's request goroutines do: every runnable goroutine,
+		// the call's own included, then waits its turn in the same queue.
+		// Goroutines that never yield would be preempted only every 10 ms
+		// into the global run queue, which a P with a full local queue
+		// reads one schedule in 61: a goroutine woken by the network
+		// poller then waits there ~0.6 s, a wait the runtime's sampled
+		// histogram (one transition in eight) and the timer probe can both
+		// miss, so the excuse came out short in some runs.
 		for range 12 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				x := 0
 				for !stop.Load() {
-					x++
+					for end := time.Now().Add(5 * time.Millisecond); time.Now().Before(end); {
+						x++
+					}
+					runtime.Gosched()
 				}
 				_ = x
 			}()

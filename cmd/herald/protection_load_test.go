@@ -291,19 +291,27 @@ func protectionReconnectStormPacedByConnectRate(t *testing.T) {
 	// Every 200 answer is one stream the rules admitted (then live, or shed
 	// if Redis failed its handshake), seen a handshake later.
 	// The admitted rate follows the configured one: over the whole storm
-	// the mean is at most the rate (plus 10%) and, since the storm is
-	// larger than the rate, not far below it. Windows are measured where
-	// the client sees its 200s: a starved, race-instrumented generator
-	// handles them in bunches, so a 3 s window may hold up to 2× the rate
+	// the mean is at most the rate (plus 10%), and where the storm presses
+	// (its best 3 s) the rule lets the rate through, not far less: the
+	// warm-up ended and the rule does not over-refuse. Not the mean for
+	// that: the generator is this race-instrumented process on two cores
+	// shared with the rest of the CI's tests, and its stalls (seconds with
+	// a handful of attempts) pull the whole storm's mean down. Windows are
+	// measured where the client sees its 200s: a starved generator handles
+	// them in bunches, so a 3 s window may hold up to 2× the rate
 	// (sentinel's 1 s statistic window is itself two 500 ms buckets).
 	first, last := slices.MinFunc(connects, time.Time.Compare), slices.MaxFunc(connects, time.Time.Compare)
 	mean := float64(len(connects)) / last.Sub(first).Seconds()
-	t.Logf("mean admitted rate %.0f/s; peak 3 s window %d", mean, slidingPeak(connects, 3*time.Second))
-	if mean > rate*1.1 || mean < rate*0.5 {
+	peak := slidingPeak(connects, 3*time.Second)
+	t.Logf("mean admitted rate %.0f/s; peak 3 s window %d", mean, peak)
+	if mean > rate*1.1 {
 		t.Fatalf("mean admitted rate %.0f/s, configured %d/s", mean, rate)
 	}
-	if peak := slidingPeak(connects, 3*time.Second); peak > rate*3*2 {
+	if peak > rate*3*2 {
 		t.Fatalf("%d streams admitted in 3 s, configured rate %d/s (allowed up to 2× as seen by this client)", peak, rate)
+	}
+	if peak < rate*3*3/4 {
+		t.Fatalf("at most %d streams admitted in any 3 s of the storm, configured rate %d/s: the rule held the storm under three quarters of it", peak, rate)
 	}
 	// The generator tried faster than the rate: the rule engaged.
 	if c["admission/connect/rate/block"] == 0 {

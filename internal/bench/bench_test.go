@@ -104,8 +104,10 @@ func TestBenchDrivesTheFloor(t *testing.T) {
 		t.Fatalf("lost %d, duplicated %d, reconnects %d; want 0", rep.Lost, rep.Duplicated, rep.Reconnects)
 	}
 	// A publish cut off when the run ended may still have been delivered
-	// unacknowledged (one per publisher at most).
-	if per := int64(subs / topics); rep.Deliveries < rep.Published*per || rep.Deliveries > (rep.Published+publishers)*per || rep.Deliveries%per != 0 {
+	// unacknowledged (one per publisher at most), to all or only some of
+	// its topic's subscribers by the time the drain, which waits for the
+	// acknowledged ones, ends: so the count need not be a multiple of per.
+	if per := int64(subs / topics); rep.Deliveries < rep.Published*per || rep.Deliveries > (rep.Published+publishers)*per {
 		t.Fatalf("deliveries %d for %d published to %d subscribers each", rep.Deliveries, rep.Published, per)
 	}
 	if rep.LatP50Ms <= 0 || rep.ServerRSSEndMB <= 0 || rep.ServerCPUSec <= 0 {

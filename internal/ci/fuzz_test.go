@@ -174,3 +174,55 @@ func TestFuzzScriptFailsLoudly(t *testing.T) {
 		}
 	}
 }
+
+// fuzz.sh tells Go 1.26's -fuzztime boundary failure (go.dev/issue/75804:
+// a bare "context deadline exceeded", nothing found) from a real failure,
+// which it must never retry away.
+func TestFuzzScriptClassifiesDeadlineFlakes(t *testing.T) {
+	cases := []struct{ name, log, want string }{
+		{"boundary flake", `fuzz: elapsed: 3s, execs: 26493 (8829/sec), new interesting: 4 (total: 58)
+fuzz: elapsed: 4s, execs: 26493 (0/sec), new interesting: 4 (total: 58)
+--- FAIL: FuzzDecode (4.02s)
+    context deadline exceeded
+FAIL
+exit status 1
+FAIL	example.com/p	4.031s
+`, "deadline-only"},
+		{"failing input written", `--- FAIL: FuzzDecode (0.02s)
+    --- FAIL: FuzzDecode (0.00s)
+        decode_test.go:40: bad
+    Failing input written to testdata/fuzz/FuzzDecode/abc
+    context deadline exceeded
+FAIL
+`, "failure"},
+		{"another error under the FAIL", `--- FAIL: FuzzDecode (4.02s)
+    something else went wrong
+    context deadline exceeded
+FAIL
+`, "failure"},
+		{"panic", `panic: runtime error: index out of range [3] with length 3
+--- FAIL: FuzzDecode (4.02s)
+    context deadline exceeded
+`, "failure"},
+		{"hung worker", `fuzzing process hung or terminated unexpectedly: exit status 2
+--- FAIL: FuzzDecode (4.02s)
+    context deadline exceeded
+`, "failure"},
+		{"no deadline at all", `--- FAIL: FuzzDecode (0.02s)
+    decode_test.go:40: bad
+FAIL
+`, "failure"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "log")
+			if err := os.WriteFile(log, []byte(c.log), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, stderr, ok := fuzzScript(t, root(t), nil, "--classify", log)
+			if got := strings.TrimSpace(out); !ok || got != c.want {
+				t.Fatalf("--classify = %q (exit 0 = %v, stderr %q), want %q", got, ok, stderr, c.want)
+			}
+		})
+	}
+}
