@@ -10,7 +10,7 @@ import (
 // TestEntryKeepsTheRecord: the compact entry gives back the record it was
 // built from, live or tombstone, Herald's form or not, and stays within 64
 // bytes with nothing allocated beside it for Herald's records (issue 25:
-// a homed record costs its entry and its table slot, ADR 0034).
+// a homed record costs its entry and its table slot, ADR 0031).
 func TestEntryKeepsTheRecord(t *testing.T) {
 	if got := unsafe.Sizeof(entry{}); got > 64 {
 		t.Fatalf("entry is %d bytes, want ≤ 64", got)

@@ -2,7 +2,7 @@ package cluster
 
 import "iter"
 
-// The record table (issue 25, ADR 0034): a node holds its own records and
+// The record table (issue 25, ADR 0031): a node holds its own records and
 // those it is home of, and on a node serving nothing the homed records are
 // the whole of what ownership costs, so each must take little. Entries are
 // kept by value in fixed-size chunks (no allocation and no pointer per

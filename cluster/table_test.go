@@ -16,7 +16,7 @@ import (
 // records (16-hex session id, one topic, a traceparent, claim time =
 // incarnation) are applied to a bare node of a two-member ring, where it
 // is home of every session. ADR 0030's entries took ~164 B; the table of
-// ADR 0034 takes its 64-byte entry and a map slot.
+// ADR 0031 takes its 64-byte entry and a map slot.
 func TestHomedRecordHeap(t *testing.T) {
 	const n = 40_000
 	c := bareNode(t, 2)
@@ -50,7 +50,7 @@ func TestHomedRecordHeap(t *testing.T) {
 // TestJoiningHomeGetsEachRecordOnce: a node that joins and becomes home of
 // an owner's records gets each of them once, from the owner's rehoming;
 // the join's push/pull digest used to queue every one of them a second
-// time (ADR 0034), doubling what homing cost both nodes.
+// time (ADR 0031), doubling what homing cost both nodes.
 func TestJoiningHomeGetsEachRecordOnce(t *testing.T) {
 	const n = 2000
 	nw := gossiptest.NewNetwork()
