@@ -55,6 +55,8 @@ type Guards struct {
 	// Slot chains of the publish path's entries (sentinel.go), built in New.
 	ingressChain *base.SlotChain
 	breakerChain *base.SlotChain
+	rwPublish    *base.ResourceWrapper // resPublish's, built once (ingress.go)
+	passes       passPool              // layer 1's entries (ingress.go)
 
 	cfg atomic.Pointer[Config] // current configuration with defaults filled in
 
@@ -106,6 +108,7 @@ func New(cfg Config, opts Options) (*Guards, error) {
 	g.resPublish = g.ns + "/" + LayerIngress + "/" + ResourcePublish
 	g.resHandshake = g.ns + "/" + LayerAdmission + "/" + ResourceConnect
 	g.ingressChain, g.breakerChain = newIngressChain(), newBreakerChain()
+	g.rwPublish = base.NewResourceWrapper(g.resPublish, base.ResTypeCommon, base.Outbound)
 	g.perIP.init()
 	g.perIPRequests.init()
 

@@ -3,6 +3,7 @@ package resilience
 import (
 	"fmt"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,23 +30,73 @@ const (
 
 // Pass is an admitted publish. Call Done exactly once when the publish has
 // completed; further calls are ignored. The zero Pass is valid and inert.
-type Pass struct{ p *pass }
+type Pass struct {
+	p   *pass
+	gen uint64 // p.gen when admitted: a Done of a recycled pass is ignored
+}
 
+// pass is an entry into layer 1, pooled per Guards: its args are pointers
+// to its own tenant and topic, so that sentinel's []interface{} of
+// arguments costs no allocation (ADR 0033). gen counts its uses; Done
+// advances it once, so a second Done, or one racing a reuse, does nothing.
 type pass struct {
-	e    *base.SentinelEntry
-	done atomic.Bool
+	gen           atomic.Uint64
+	owner         *passPool
+	e             *base.SentinelEntry
+	tenant, topic string
+	args          [2]any // &tenant, &topic
 }
 
 // Done records the publish's outcome in sentinel's statistics (err nil =
 // success) and releases the entry.
 func (p Pass) Done(err error) {
-	if p.p == nil || !p.p.done.CompareAndSwap(false, true) {
+	if p.p == nil || !p.p.gen.CompareAndSwap(p.gen, p.gen+1) {
 		return
 	}
+	e := p.p.e
 	if err != nil {
-		api.TraceError(p.p.e, err)
+		api.TraceError(e, err)
 	}
-	p.p.e.Exit()
+	e.Exit()
+	p.p.owner.put(p.p)
+}
+
+// passPool recycles a Guards' passes.
+type passPool struct{ sync.Pool }
+
+func (pp *passPool) get(tenant, topic string) *pass {
+	p, _ := pp.Get().(*pass)
+	if p == nil {
+		p = &pass{owner: pp}
+		p.args = [2]any{&p.tenant, &p.topic}
+	}
+	p.tenant, p.topic = tenant, topic
+	return p
+}
+
+func (pp *passPool) put(p *pass) {
+	p.e, p.tenant, p.topic = nil, "", ""
+	pp.Put(p)
+}
+
+// enter runs layer 1's slot chain for n publishes of p: the steps of
+// sentinel's api.Entry, with the resource built once per Guards and the
+// arguments from p (api.Entry allocates both per call).
+func (g *Guards) enter(p *pass, n uint32) (*base.SentinelEntry, *base.BlockError) {
+	sc := g.ingressChain
+	ctx := sc.GetPooledContext()
+	ctx.Resource = g.rwPublish
+	ctx.Input.BatchCount = n
+	ctx.Input.Args = p.args[:]
+	e := base.NewSentinelEntry(ctx, g.rwPublish, sc)
+	ctx.SetEntry(e)
+	r := sc.Entry(ctx)
+	if r != nil && r.Status() == base.ResultStatusBlocked {
+		blk := base.NewBlockErrorFromDeepCopy(r.BlockError())
+		e.Exit()
+		return nil, blk
+	}
+	return e, nil
 }
 
 // Publish decides whether tenant may publish to topic now (layer 1). On
@@ -54,12 +105,15 @@ func (p Pass) Done(err error) {
 // period (1 s for rates ≥ 1/s). With IngressConfig.Throttle, Publish may
 // sleep up to MaxQueueing before it returns a Pass.
 func (g *Guards) Publish(tenant, topic string) (Pass, *Blocked) {
-	e, blk := api.Entry(g.resPublish, api.WithSlotChain(g.ingressChain), api.WithArgs(tenant, topic))
+	p := g.passes.get(tenant, topic)
+	e, blk := g.enter(p, 1)
 	if blk != nil {
+		g.passes.put(p)
 		reason, retry := ingressReason(blk)
 		return Pass{}, g.block(LayerIngress, ResourcePublish, reason, retry)
 	}
-	return Pass{p: &pass{e: e}}, nil
+	p.e = e
+	return Pass{p: p, gen: p.gen.Load()}, nil
 }
 
 // PublishN admits up to n publishes by tenant to topic at once (a batch
@@ -69,11 +123,16 @@ func (g *Guards) Publish(tenant, topic string) (Pass, *Blocked) {
 // admitted it also returns the refusal (counted once) for the rest; Pass
 // is valid when admitted > 0 and, as with Publish, Done must be called.
 func (g *Guards) PublishN(tenant, topic string, n int) (admitted int, p Pass, blk *Blocked) {
+	if n <= 0 { // nothing asked, nothing refused
+		return 0, Pass{}, nil
+	}
+	ps := g.passes.get(tenant, topic)
 	var last *base.BlockError
 	for k := n; k > 0; k /= 2 {
-		e, b := api.Entry(g.resPublish, api.WithSlotChain(g.ingressChain), api.WithArgs(tenant, topic), api.WithBatchCount(uint32(min(k, math.MaxUint32))))
+		e, b := g.enter(ps, uint32(min(k, math.MaxUint32)))
 		if b == nil {
-			p = Pass{p: &pass{e: e}}
+			ps.e = e
+			p = Pass{p: ps, gen: ps.gen.Load()}
 			if k < n {
 				reason, retry := ingressReason(last)
 				blk = g.block(LayerIngress, ResourcePublish, reason, retry)
@@ -82,9 +141,7 @@ func (g *Guards) PublishN(tenant, topic string, n int) (admitted int, p Pass, bl
 		}
 		last = b
 	}
-	if last == nil { // n <= 0: nothing asked, nothing refused
-		return 0, Pass{}, nil
-	}
+	g.passes.put(ps)
 	reason, retry := ingressReason(last)
 	return 0, Pass{}, g.block(LayerIngress, ResourcePublish, reason, retry)
 }
@@ -124,7 +181,7 @@ func ingressRules(res string, c *IngressConfig) []*hotspot.Rule {
 			ID:                fmt.Sprintf("%s#%d", res, param),
 			Resource:          res,
 			MetricType:        hotspot.QPS,
-			ControlBehavior:   hotspot.Reject,
+			ControlBehavior:   behaviorBuckets,
 			ParamIndex:        param,
 			Threshold:         tokensPer(def, period),
 			DurationInSec:     period,
@@ -133,7 +190,7 @@ func ingressRules(res string, c *IngressConfig) []*hotspot.Rule {
 			BurstCount:        burstTokens(slowest(rates), c.Burst),
 		}
 		if c.Throttle {
-			r.ControlBehavior = hotspot.Throttling
+			r.ControlBehavior = behaviorPaced
 			r.MaxQueueingTimeMs = c.MaxQueueing.Milliseconds()
 		}
 		rules = append(rules, r)

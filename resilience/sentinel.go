@@ -64,6 +64,11 @@ func (r *registry) register(g *Guards) error {
 		// resource name. Registered before any breaker rule exists:
 		// sentinel reads its listener slice without a lock.
 		circuitbreaker.RegisterStateChangeListeners(stateListener{r})
+		// Layer 1's controllers, before any hotspot rule is loaded.
+		if err := registerShaping(); err != nil {
+			r.logger.Store(nil)
+			return fmt.Errorf("resilience: sentinel hotspot controllers: %w", err)
+		}
 		r.initialized = true
 	}
 	r.live = append(r.live, g)
@@ -204,12 +209,13 @@ func (l stateListener) OnTransformToHalfOpen(prev circuitbreaker.State, rule cir
 // the process). The rules these resources do carry are checked exactly as
 // before. The chains are built once per Guards and only read afterwards.
 
-// newIngressChain is layer 1's chain: the hotspot (per-parameter QPS)
-// check and the hotspot statistic slot.
+// newIngressChain is layer 1's chain: the hotspot (per-parameter) check.
+// Its rules are QPS rules only, so the hotspot concurrency statistic slot,
+// which only counts for concurrency rules (and looks the resource's rules
+// up twice per entry to find none), is left out (ADR 0033).
 func newIngressChain() *base.SlotChain {
 	sc := base.NewSlotChain()
 	sc.AddRuleCheckSlot(hotspot.DefaultSlot)
-	sc.AddStatSlot(hotspot.DefaultConcurrencyStatSlot)
 	return sc
 }
 
