@@ -112,8 +112,10 @@ type IngressConfig struct {
 	// (500ms). Ignored unless Throttle.
 	MaxQueueing time.Duration `koanf:"max_queueing"`
 	// TrackedKeys bounds the tenant and topic keys whose buckets are kept
-	// (an LRU each). A key evicted from the LRU starts again with a full
-	// bucket. Zero means DefaultTrackedKeys (10000).
+	// (per limit, least recently used evicted first; from 4,096 keys the
+	// store is 16 shards, each evicting its own least recently used, and
+	// may hold up to 15 keys more; ADR 0033). A key evicted starts again
+	// with a full bucket. Zero means DefaultTrackedKeys (10000).
 	TrackedKeys int `koanf:"tracked_keys"`
 }
 

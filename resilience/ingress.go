@@ -14,8 +14,9 @@ import (
 
 // Layer 1 — ingress. One sentinel resource per Guards carries up to two
 // hotspot (parameter) QPS rules: argument 0 is the tenant key, argument 1
-// the topic. Hotspot rules keep one token bucket per argument value in an
-// LRU of IngressConfig.TrackedKeys entries.
+// the topic. Their control behaviours are this package's (ingress_buckets.go,
+// ADR 0033): sentinel's token bucket, one per argument value, in a bounded
+// store of IngressConfig.TrackedKeys keys per rule.
 
 const (
 	paramTenant = 0 // hotspot ParamIndex of the tenant key
