@@ -7,8 +7,10 @@
 // # Layers
 //
 //  1. Ingress (Guards.Publish): publish rate per tenant key and per topic
-//     (sentinel hotspot QPS rules; reject, or throttle with bounded
-//     queueing). A refusal maps to 429 with Retry-After.
+//     (sentinel hotspot QPS rules, checked by sentinel's hotspot slot with
+//     a traffic-shaping controller of this package: sentinel's token bucket
+//     on an allocation-free bounded store, ADR 0033; reject, or throttle
+//     with bounded queueing). A refusal maps to 429 with Retry-After.
 //  2. Admission (Guards.Admit): which new streams a node accepts — a cap on
 //     open streams per node and per client IP (exact counters), process CPU
 //     and host load with sentinel's BBR condition on handshakes in flight,

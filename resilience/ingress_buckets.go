@@ -192,7 +192,7 @@ type bucketShard struct {
 	entries []bucketEntry
 	head    int32 // most recently used, -1 when empty
 	tail    int32 // least recently used, -1 when empty
-	_       [40]byte
+	_       [16]byte // to 64 bytes: neighbouring shards' locks on separate cache lines
 }
 
 type bucketEntry struct {
