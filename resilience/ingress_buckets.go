@@ -190,8 +190,8 @@ type bucketShard struct {
 	mu      sync.Mutex
 	index   map[string]int32 // key → entries index
 	entries []bucketEntry
-	head    int32 // most recently used, -1 when empty
-	tail    int32 // least recently used, -1 when empty
+	head    int32    // most recently used, -1 when empty
+	tail    int32    // least recently used, -1 when empty
 	_       [16]byte // to 64 bytes: neighbouring shards' locks on separate cache lines
 }
 
