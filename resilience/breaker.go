@@ -110,8 +110,10 @@ func (b *Breaker) Do(ctx context.Context, op string, fn func(context.Context) er
 		return bl
 	}
 	completed := false
+	b.g.sched.begin() // the starvation probe runs while a call is in flight
 	defer func() {
 		if !completed { // fn panicked: record a failure, release the entry, let the panic go on
+			b.g.sched.end()
 			api.TraceError(e, errors.New("resilience: dependency call panicked"))
 			e.Exit()
 		}
@@ -119,6 +121,7 @@ func (b *Breaker) Do(ctx context.Context, op string, fn func(context.Context) er
 	start := time.Now()
 	err := fn(ctx)
 	end := time.Now()
+	b.g.sched.end()
 	completed = true
 	b.recordRT(e, start, end)
 	switch {

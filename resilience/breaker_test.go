@@ -273,6 +273,31 @@ func TestBreakerPanic(t *testing.T) {
 	if b.State() != StateOpen {
 		t.Fatalf("5 panics: %s, want open", b.State())
 	}
+	// The starvation probe runs only while calls are in flight: a call that
+	// panicked is no longer one.
+	if n := g.sched.inflight.Load(); n != 0 {
+		t.Fatalf("after 5 panicking calls, %d in flight, want 0", n)
+	}
+}
+
+// Every call, whatever its outcome, is in flight for the starvation probe
+// exactly while fn runs (starvation.go).
+func TestBreakerMarksCallsInFlight(t *testing.T) {
+	g := mustNew(t, errorBreakerConfig(), Options{})
+	b := g.Breaker("primary")
+	var during int64
+	for _, res := range []error{nil, errors.New("down"), context.DeadlineExceeded} {
+		_ = b.Do(t.Context(), "XADD", func(context.Context) error {
+			during = g.sched.inflight.Load()
+			return res
+		})
+		if during != 1 {
+			t.Fatalf("in flight during the call (%v): %d, want 1", res, during)
+		}
+		if n := g.sched.inflight.Load(); n != 0 {
+			t.Fatalf("in flight after the call (%v): %d, want 0", res, n)
+		}
+	}
 }
 
 // A breaker with both rules off never blocks.

@@ -28,10 +28,20 @@ import (
 // Two measures, both kept per slot of about 100ms by one monitor goroutine
 // owned by the Guards: the runtime's histogram (p99 and longest wait of the
 // goroutines the runtime sampled — it tracks one transition in eight) and a
-// probe: the monitor's own lateness waking from a 10ms timer, which is what
-// a goroutine woken by the network poller meets. While the probe is overdue
+// probe: the monitor's own lateness waking from a timer, which is what a
+// goroutine woken by the network poller meets. While the probe is overdue
 // (starved right now) its pending lateness counts too, so a call that ends
 // before the probe gets to run is still excused.
+//
+// The probe only serves the excuse of dependency calls, so it runs at its
+// 10ms period only while one is in flight (Breaker.Do brackets its call
+// with begin and end); otherwise the monitor wakes once per slot, for the
+// histogram admission reads. An idle node, or one busy only with streams
+// that connect from the hub's heads, then wakes 10 times a second, not 100
+// (issue 20 item 4: the probe alone cost an idle node 8–11 ms of CPU a
+// second). A call that starts while the monitor sleeps brings the probe's
+// deadline forward to its start plus 10ms and wakes the monitor, so its
+// pending lateness counts from then on.
 
 const (
 	schedMetric      = "/sched/latencies:seconds"
@@ -56,8 +66,10 @@ type schedMonitor struct {
 	sample []metrics.Sample // owned by run
 	prev   []uint64         // cumulative counts at the previous sample; owned by run
 
-	deadline atomic.Int64 // unix ns at which the probe is due to run
-	slotLate atomic.Int64 // the probe's largest lateness in the open slot, ns
+	deadline atomic.Int64  // unix ns at which the probe is due to run
+	slotLate atomic.Int64  // the probe's largest lateness in the open slot, ns
+	inflight atomic.Int64  // dependency calls in flight (begin/end)
+	kick     chan struct{} // cap 1: a first call began, probe at the 10ms period
 
 	mu   sync.Mutex // guards ring, n
 	ring [schedRing]schedSample
@@ -65,11 +77,40 @@ type schedMonitor struct {
 
 	stop chan struct{}
 	done chan struct{}
+
+	wakes atomic.Int64 // times the monitor goroutine woke (tests)
+}
+
+// begin marks a dependency call in flight: the probe is due within
+// schedProbeEvery of now, and runs at that period until no call is in
+// flight.
+func (m *schedMonitor) begin() {
+	if m.inflight.Add(1) != 1 {
+		return
+	}
+	m.dueBy(time.Now().Add(schedProbeEvery).UnixNano())
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// end marks a dependency call done (after begin).
+func (m *schedMonitor) end() { m.inflight.Add(-1) }
+
+// dueBy brings the probe's deadline forward to at, if it is later.
+func (m *schedMonitor) dueBy(at int64) {
+	for {
+		d := m.deadline.Load()
+		if d <= at || m.deadline.CompareAndSwap(d, at) {
+			return
+		}
+	}
 }
 
 // newSchedMonitor starts the monitor goroutine; close stops it.
 func newSchedMonitor() *schedMonitor {
-	m := &schedMonitor{sample: []metrics.Sample{{Name: schedMetric}}, stop: make(chan struct{}), done: make(chan struct{})}
+	m := &schedMonitor{sample: []metrics.Sample{{Name: schedMetric}}, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	metrics.Read(m.sample)
 	if m.sample[0].Value.Kind() == metrics.KindFloat64Histogram {
 		m.prev = append([]uint64(nil), m.sample[0].Value.Float64Histogram().Counts...)
@@ -94,7 +135,9 @@ func (m *schedMonitor) run() {
 		case <-m.stop:
 			return
 		case <-t.C:
+		case <-m.kick:
 		}
+		m.wakes.Add(1)
 		now := time.Now()
 		if late := now.UnixNano() - m.deadline.Load(); late > m.slotLate.Load() {
 			m.slotLate.Store(late)
@@ -103,8 +146,21 @@ func (m *schedMonitor) run() {
 			m.closeSlot(now)
 			slotStart = now
 		}
-		m.deadline.Store(time.Now().Add(schedProbeEvery).UnixNano())
-		t.Reset(schedProbeEvery)
+		// The probe's period while a call is in flight; else the end of
+		// the slot. A call that begins after the check brings the
+		// deadline forward itself (begin), after this Store: the order of
+		// the two atomics leaves no window without a due probe.
+		next := schedProbeEvery
+		if m.inflight.Load() == 0 {
+			next = max(slotStart.Add(schedSampleEvery).Sub(now), schedProbeEvery)
+		}
+		now = time.Now()
+		m.deadline.Store(now.Add(next).UnixNano())
+		if next > schedProbeEvery && m.inflight.Load() > 0 {
+			m.dueBy(now.Add(schedProbeEvery).UnixNano())
+			next = schedProbeEvery
+		}
+		t.Reset(next)
 	}
 }
 
