@@ -309,9 +309,11 @@ func (n *Node) Open(ctx context.Context, req Request, t Transport) *Opened {
 			kind = observability.OwnershipTakeover
 		}
 		tel.Metrics().OwnershipChange(sctx, kind)
-		rec := cl.Claim(sid, cur.Topics(), traceparent)
-		h.Incarnation = rec.Incarnation
-		op.onClose(func() { cl.Release(sid, rec.Incarnation) })
+		inc := cl.Claim(sid, cur.Topics(), traceparent).Incarnation
+		h.Incarnation = inc
+		// The closure lives as long as the stream: it keeps the incarnation
+		// only, not the claimed record (issue 25, TestClusterStreamHeap).
+		op.onClose(func() { cl.Release(sid, inc) })
 	} else {
 		h.Incarnation = n.table.nextIncarnation()
 	}
