@@ -71,10 +71,9 @@ type Cluster struct {
 	records table
 	byTopic map[string]map[sid]struct{} // topic -> live sessions served here (ownOn)
 	intern  interner
-	owned   map[sid]uint64 // sessions this node serves -> incarnation
 
 	revMu   sync.Mutex
-	pending []Revocation // bounded by len(owned): each claim is revoked at most once
+	pending []Revocation // bounded by the claims served (entServed): each is revoked at most once
 
 	st counters
 }
@@ -120,7 +119,6 @@ func New(cfg Config) (*Cluster, error) {
 		members: make(map[string]*memberEntry),
 		records: newTable(),
 		byTopic: make(map[string]map[sid]struct{}),
-		owned:   make(map[sid]uint64),
 	}
 	c.rehomed.Store(&[]string{cfg.NodeName})
 	if err := c.meta.checkSize(); err != nil {

@@ -2,10 +2,10 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"runtime/pprof"
 	"net"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"testing"
 
@@ -92,7 +92,7 @@ func TestClusterStreamHeap(t *testing.T) {
 	clustered := streamHeap(t, rs, true, n)
 	extra := clustered - single
 	t.Logf("heap per stream: single node %.0f B, one-node pool %.0f B (+%.0f B, %.3f×)", single, clustered, extra, clustered/single)
-	const budget = 300
+	const budget = 200
 	if extra > budget {
 		t.Errorf("cluster mode adds %.0f B of heap per stream, budget %d B", extra, budget)
 	}
