@@ -69,7 +69,7 @@ type Cluster struct {
 
 	recMu   sync.RWMutex
 	records table
-	byTopic map[string]map[sid]struct{} // topic -> live sessions served here (ownOn)
+	byTopic map[string]*sidSet // topic -> live sessions served here (ownOn)
 	intern  interner
 
 	revMu   sync.Mutex
@@ -118,7 +118,7 @@ func New(cfg Config) (*Cluster, error) {
 			Version: cfg.Version, State: metaAlive},
 		members: make(map[string]*memberEntry),
 		records: newTable(),
-		byTopic: make(map[string]map[sid]struct{}),
+		byTopic: make(map[string]*sidSet),
 	}
 	c.rehomed.Store(&[]string{cfg.NodeName})
 	if err := c.meta.checkSize(); err != nil {

@@ -453,10 +453,10 @@ func (c *Cluster) storeLocked(r Record, partial bool, now time.Time) fwdItem {
 	for _, t := range e.topics() {
 		set := c.byTopic[t]
 		if set == nil {
-			set = make(map[sid]struct{})
+			set = new(sidSet)
 			c.byTopic[t] = set
 		}
-		set[k] = struct{}{}
+		set.add(k)
 	}
 	return fwdItem{k, e}
 }
@@ -474,8 +474,8 @@ func (c *Cluster) unindexLocked(k sid, e *entry) {
 	}
 	for _, t := range e.topics() {
 		if set := c.byTopic[t]; set != nil {
-			delete(set, k)
-			if len(set) == 0 {
+			set.del(k)
+			if set.len() == 0 {
 				delete(c.byTopic, t)
 			}
 		}

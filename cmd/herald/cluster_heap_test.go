@@ -92,7 +92,7 @@ func TestClusterStreamHeap(t *testing.T) {
 	clustered := streamHeap(t, rs, true, n)
 	extra := clustered - single
 	t.Logf("heap per stream: single node %.0f B, one-node pool %.0f B (+%.0f B, %.3f×)", single, clustered, extra, clustered/single)
-	const budget = 200
+	const budget = 120
 	if extra > budget {
 		t.Errorf("cluster mode adds %.0f B of heap per stream, budget %d B", extra, budget)
 	}
