@@ -69,12 +69,11 @@ type Cluster struct {
 
 	recMu   sync.RWMutex
 	records table
-	byTopic map[string]map[sid]struct{} // topic -> live sessions served here (ownOn)
+	byTopic map[string]*sidSet // topic -> live sessions served here (ownOn)
 	intern  interner
-	owned   map[sid]uint64 // sessions this node serves -> incarnation
 
 	revMu   sync.Mutex
-	pending []Revocation // bounded by len(owned): each claim is revoked at most once
+	pending []Revocation // bounded by the claims served (entServed): each is revoked at most once
 
 	st counters
 }
@@ -119,8 +118,7 @@ func New(cfg Config) (*Cluster, error) {
 			Version: cfg.Version, State: metaAlive},
 		members: make(map[string]*memberEntry),
 		records: newTable(),
-		byTopic: make(map[string]map[sid]struct{}),
-		owned:   make(map[sid]uint64),
+		byTopic: make(map[string]*sidSet),
 	}
 	c.rehomed.Store(&[]string{cfg.NodeName})
 	if err := c.meta.checkSize(); err != nil {

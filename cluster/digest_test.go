@@ -162,7 +162,7 @@ func TestDigestRepairsAHomeThatMissedARecord(t *testing.T) {
 	old, _ := a.Lookup("taken")
 	b.recMu.Lock()
 	b.storeLocked(Record{Session: "taken", Node: "b", Incarnation: old.Incarnation + 1, Since: time.Now()}, false, time.Now())
-	b.owned[sidOf("taken")] = old.Incarnation + 1
+	b.records.get("taken").flags |= entServed
 	b.recMu.Unlock()
 	if len(a.revs.forSession("taken")) != 0 {
 		t.Fatalf("a revoked before any exchange")

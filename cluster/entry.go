@@ -29,6 +29,11 @@ const (
 	entTrace            // trace holds a packed traceparent
 	entSinceZero        // claim time is the zero time
 	entSinceIsInc       // claim time (unix ns) equals the incarnation
+	// entServed marks this node's own live record of a claim it serves
+	// (Claim, until Release, a revocation or an admin disconnect): the
+	// served claims are a flag of their entry, not a map of their own
+	// (issue 25: one map slot less per stream). Never sent.
+	entServed
 )
 
 // entryExt holds what the inline fields cannot.
@@ -45,6 +50,7 @@ type origin struct {
 }
 
 func (e *entry) ended() bool      { return e.flags&entEnded != 0 }
+func (e *entry) served() bool     { return e.flags&entServed != 0 }
 func (e *entry) partial() bool    { return e.flags&entPartial != 0 }
 func (e *entry) topics() []string { return e.who.topics }
 

@@ -320,7 +320,11 @@ func (c *Cluster) ownOn(topic string) []Record {
 	c.recMu.RLock()
 	defer c.recMu.RUnlock()
 	var out []Record
-	for s := range c.byTopic[topic] {
+	set := c.byTopic[topic]
+	if set == nil {
+		return nil
+	}
+	for s := range set.all() {
 		if e := c.records.getK(s); e != nil && !e.ended() && e.who.node == c.cfg.NodeName {
 			out = append(out, e.record(s.String()))
 		}

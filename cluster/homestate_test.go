@@ -37,8 +37,8 @@ func bareNode(tb testing.TB, members int) *Cluster {
 		tb.Fatal(err)
 	}
 	c := &Cluster{pool: newPool("cluster", cfg.Logger), cfg: cfg, members: make(map[string]*memberEntry), records: newTable(),
-		byTopic: make(map[string]map[sid]struct{}), owned: make(map[sid]uint64),
-		fwd: make(map[string][]fwdItem), fwdKick: make(chan struct{}, 1)}
+		byTopic: make(map[string]*sidSet),
+		fwd:     make(map[string][]fwdItem), fwdKick: make(chan struct{}, 1)}
 	for i := 1; i < members; i++ {
 		name := fmt.Sprintf("n%03d", i)
 		c.members[name] = &memberEntry{name: name, addr: fmt.Sprintf("127.0.0.1:%d", 10000+i)}

@@ -128,11 +128,11 @@ func (c *Cluster) Claim(session string, topics []string, trace string) Record {
 		}
 	}
 	k := sidOf(session)
-	if old, ok := c.owned[k]; ok {
+	if old, ok := c.servedLocked(k); ok {
 		c.revokeLocked(Revocation{Session: session, Incarnation: old, Reason: ReasonTakeover, By: self})
 	}
-	c.owned[k] = rec.Incarnation
 	it := c.storeLocked(rec, false, now)
+	c.records.getK(k).flags |= entServed
 	c.sendHomesLocked(it, ring)
 	if notify != "" && !slices.Contains(homesOf(session, ring, c.homeSlots()), notify) {
 		c.noticeLocked(notify, it)
@@ -148,10 +148,10 @@ func (c *Cluster) Release(session string, incarnation uint64) {
 	now := time.Now()
 	c.recMu.Lock()
 	defer c.recMu.Unlock()
-	if k := sidOf(session); c.owned[k] == incarnation {
-		delete(c.owned, k)
-	}
 	e := c.records.get(session)
+	if e != nil && e.served() && e.inc == incarnation {
+		e.flags &^= entServed
+	}
 	if e == nil || e.who.node != c.cfg.NodeName || e.inc != incarnation || e.ended() {
 		return
 	}
@@ -214,7 +214,7 @@ func (c *Cluster) Disconnect(ctx context.Context, session string) (Record, error
 	}
 	c.recMu.Lock()
 	if rec.Node == self {
-		inc, owned := c.owned[sidOf(session)]
+		inc, owned := c.servedLocked(sidOf(session))
 		if owned {
 			c.adminRevokeLocked(session, inc, self)
 		}
@@ -251,7 +251,7 @@ func (c *Cluster) onDisconnect(m message) {
 	c.st.disconnectsReceived.Add(1)
 	c.recMu.Lock()
 	defer c.recMu.Unlock()
-	inc, ok := c.owned[sidOf(m.session)]
+	inc, ok := c.servedLocked(sidOf(m.session))
 	if !ok {
 		c.log.Debug("disconnect for a session not served here", "session", m.session, "from", m.from)
 		return
@@ -263,7 +263,7 @@ func (c *Cluster) onDisconnect(m message) {
 // record into a tombstone at once, so that presence drops it without
 // waiting for the application's Release (which then does nothing).
 func (c *Cluster) adminRevokeLocked(session string, inc uint64, by string) {
-	delete(c.owned, sidOf(session))
+	c.unserveLocked(sidOf(session))
 	c.revokeLocked(Revocation{Session: session, Incarnation: inc, Reason: ReasonAdmin, By: by})
 	if e := c.records.get(session); e != nil && e.who.node == c.cfg.NodeName && e.inc == inc && !e.ended() {
 		c.tombstoneLocked(session, e, time.Now())
@@ -295,9 +295,9 @@ func (c *Cluster) adminRevokeLocked(session string, inc uint64, by string) {
 func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Time) bool {
 	self := c.cfg.NodeName
 	k := sidOf(r.Session)
-	if inc, ok := c.owned[k]; ok && !(r.Node == self && r.Incarnation == inc) &&
+	if inc, ok := c.servedLocked(k); ok && !(r.Node == self && r.Incarnation == inc) &&
 		compareRecords(r, Record{Node: self, Incarnation: inc}) > 0 {
-		delete(c.owned, k)
+		c.unserveLocked(k)
 		c.revokeLocked(Revocation{Session: r.Session, Incarnation: inc, Reason: ReasonTakeover, By: r.Node})
 	}
 	cur := c.records.getK(k)
@@ -330,7 +330,7 @@ func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Ti
 		return exists
 	}
 	if r.Node == self && !r.Ended {
-		if inc, ok := c.owned[k]; !ok || inc != r.Incarnation {
+		if inc, ok := c.servedLocked(k); !ok || inc != r.Incarnation {
 			c.st.corrections.Add(1)
 			c.storeLocked(r, partial, now)
 			c.tombstoneLocked(r.Session, c.records.getK(k), now)
@@ -394,7 +394,7 @@ func (c *Cluster) sweep(now time.Time) {
 				drop = append(drop, s)
 			}
 		case e.who.node == self:
-			if c.owned[s] != e.inc {
+			if !e.served() {
 				correct = append(correct, s)
 			}
 		default:
@@ -443,6 +443,9 @@ func (c *Cluster) storeLocked(r Record, partial bool, now time.Time) fwdItem {
 		c.unindexLocked(k, old)
 	}
 	e := c.intern.entry(r, partial, now)
+	if old := c.records.getK(k); old != nil && old.served() && !e.ended() && e.who.node == c.cfg.NodeName && e.inc == old.inc {
+		e.flags |= entServed // the same claim again (a full copy of a trimmed one)
+	}
 	c.records.put(k, e)
 	if e.ended() || e.who.node != c.cfg.NodeName {
 		return fwdItem{k, e}
@@ -450,10 +453,10 @@ func (c *Cluster) storeLocked(r Record, partial bool, now time.Time) fwdItem {
 	for _, t := range e.topics() {
 		set := c.byTopic[t]
 		if set == nil {
-			set = make(map[sid]struct{})
+			set = new(sidSet)
 			c.byTopic[t] = set
 		}
-		set[k] = struct{}{}
+		set.add(k)
 	}
 	return fwdItem{k, e}
 }
@@ -471,17 +474,34 @@ func (c *Cluster) unindexLocked(k sid, e *entry) {
 	}
 	for _, t := range e.topics() {
 		if set := c.byTopic[t]; set != nil {
-			delete(set, k)
-			if len(set) == 0 {
+			set.del(k)
+			if set.len() == 0 {
 				delete(c.byTopic, t)
 			}
 		}
 	}
 }
 
+// servedLocked returns the incarnation of the claim of k this node
+// serves, if any: its own live record, flagged entServed. Caller holds
+// recMu.
+func (c *Cluster) servedLocked(k sid) (uint64, bool) {
+	if e := c.records.getK(k); e != nil && e.served() {
+		return e.inc, true
+	}
+	return 0, false
+}
+
+// unserveLocked clears k's served flag (its claim is revoked or released).
+func (c *Cluster) unserveLocked(k sid) {
+	if e := c.records.getK(k); e != nil {
+		e.flags &^= entServed
+	}
+}
+
 // revokeLocked queues a revocation for the notifier; never blocks. The
 // pending list is bounded by the number of claims this node serves, since
-// every path that revokes removes the claim from owned first.
+// every path that revokes clears the claim's served flag first.
 func (c *Cluster) revokeLocked(r Revocation) {
 	c.st.revocations.Add(1)
 	if r.Reason == ReasonAdmin {

@@ -87,8 +87,10 @@ func (c *Cluster) Stats() Stats {
 		} else {
 			s.RecordsLive++
 		}
+		if e.served() {
+			s.Owned++
+		}
 	}
-	s.Owned = len(c.owned)
 	c.recMu.RUnlock()
 	for _, m := range c.Members() {
 		s.Members[m.State]++

@@ -69,6 +69,54 @@ func (k sid) fnv() uint64 {
 	return h
 }
 
+// sidSet is a set of sessions, keyed like the table: 8 bytes a Herald
+// session id instead of the 24 of a sid (the topic index holds one per
+// stream served here).
+type sidSet struct {
+	hex map[uint64]struct{}
+	str map[string]struct{}
+}
+
+func (s *sidSet) add(k sid) {
+	if k.s != "" {
+		if s.str == nil {
+			s.str = make(map[string]struct{})
+		}
+		s.str[k.s] = struct{}{}
+		return
+	}
+	if s.hex == nil {
+		s.hex = make(map[uint64]struct{})
+	}
+	s.hex[k.h] = struct{}{}
+}
+
+func (s *sidSet) del(k sid) {
+	if k.s != "" {
+		delete(s.str, k.s)
+	} else {
+		delete(s.hex, k.h)
+	}
+}
+
+func (s *sidSet) len() int { return len(s.hex) + len(s.str) }
+
+// all yields every session of the set.
+func (s *sidSet) all() iter.Seq[sid] {
+	return func(yield func(sid) bool) {
+		for h := range s.hex {
+			if !yield(sid{h: h}) {
+				return
+			}
+		}
+		for k := range s.str {
+			if !yield(sid{s: k}) {
+				return
+			}
+		}
+	}
+}
+
 // table maps session ids to entries. Guarded by recMu.
 type table struct {
 	hex    map[uint64]uint32

@@ -98,3 +98,49 @@ func TestQueuedItemsEncodeAsTheirRecords(t *testing.T) {
 		}
 	}
 }
+
+// TestServedFlagFollowsTheClaim: the served claim (entServed, ADR 0031's
+// session-13 amendment) is set by Claim, moves to a newer claim of the
+// same session, survives the release of a claim already superseded, and
+// ends with Release or a newer record of another node, which revokes it.
+func TestServedFlagFollowsTheClaim(t *testing.T) {
+	a := startNode(t, "a")
+	const s = "0123456789abcdef"
+	served := func() (uint64, bool) {
+		a.recMu.RLock()
+		defer a.recMu.RUnlock()
+		return a.servedLocked(sidOf(s))
+	}
+	first := a.Claim(s, []string{"t"}, "")
+	if inc, ok := served(); !ok || inc != first.Incarnation || a.Stats().Owned != 1 {
+		t.Fatalf("after Claim: served %d %v, Owned %d", inc, ok, a.Stats().Owned)
+	}
+	second := a.Claim(s, []string{"t"}, "")
+	if inc, ok := served(); !ok || inc != second.Incarnation {
+		t.Fatalf("after a second Claim: served %d %v, want %d", inc, ok, second.Incarnation)
+	}
+	eventually(t, 5*time.Second, func() bool { return len(a.revs.forSession(s)) == 1 }, "the first claim is revoked")
+	a.Release(s, first.Incarnation) // superseded: changes nothing
+	if _, ok := served(); !ok || a.Stats().Owned != 1 {
+		t.Fatalf("releasing the superseded claim ended the served one")
+	}
+	a.Release(s, second.Incarnation)
+	if _, ok := served(); ok || a.Stats().Owned != 0 {
+		t.Fatalf("still served after Release")
+	}
+	if r, _ := a.Lookup(s); !r.Ended {
+		t.Fatalf("record after Release: %+v", r)
+	}
+
+	third := a.Claim(s, []string{"t"}, "")
+	a.recMu.Lock()
+	a.applyLocked(Record{Session: s, Node: "z", Incarnation: third.Incarnation + 1, Topics: []string{"t"}, Since: time.Now()}, false, a.ring(), time.Now())
+	a.recMu.Unlock()
+	if _, ok := served(); ok || a.Stats().Owned != 0 {
+		t.Fatalf("still served after a newer claim of another node")
+	}
+	eventually(t, 5*time.Second, func() bool { return len(a.revs.forSession(s)) == 2 }, "the third claim is revoked")
+	if r := a.revs.forSession(s)[1]; r.Incarnation != third.Incarnation || r.By != "z" {
+		t.Fatalf("revocation %+v", r)
+	}
+}

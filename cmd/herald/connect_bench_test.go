@@ -97,7 +97,7 @@ func processCPU() time.Duration {
 
 // readHello reads a stream's answer up to the blank line that ends its
 // herald.hello.
-func readHello(b *testing.B, c net.Conn, buf []byte) {
+func readHello(b testing.TB, c net.Conn, buf []byte) {
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	n := 0
 	for {

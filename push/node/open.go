@@ -309,14 +309,19 @@ func (n *Node) Open(ctx context.Context, req Request, t Transport) *Opened {
 			kind = observability.OwnershipTakeover
 		}
 		tel.Metrics().OwnershipChange(sctx, kind)
-		rec := cl.Claim(sid, cur.Topics(), traceparent)
-		h.Incarnation = rec.Incarnation
-		op.onClose(func() { cl.Release(sid, rec.Incarnation) })
+		h.Incarnation = cl.Claim(sid, cur.Topics(), traceparent).Incarnation
 	} else {
 		h.Incarnation = n.table.nextIncarnation()
 	}
 	n.table.add(h)
-	op.onClose(func() { n.table.remove(h) })
+	// One cleanup for both, reading the claim from h: what a cleanup
+	// captures lives as long as the stream (issue 25, TestClusterStreamHeap).
+	op.onClose(func() {
+		n.table.remove(h)
+		if cl := n.d.Cluster; cl != nil {
+			cl.Release(h.Session, h.Incarnation)
+		}
+	})
 	// A stream lives no longer than its credential: at expiry it ends with
 	// a final reconnection delay, and the client comes back with a fresh
 	// token.
