@@ -21,11 +21,11 @@ import (
 )
 
 // startHerald runs one dev-mode Herald node over a real redis-server and a
-// real HTTP listener. Its queues take maxLag as MaxLag: a tiny one makes the
-// node cut every stream as slow at its first live write after the replay
-// (the server-side lag cut-off of a starved client), so every event then
-// reaches the client only by resuming from its Last-Event-ID.
-func startHerald(t *testing.T, maxLag time.Duration) (*server.Server, string) {
+// real HTTP listener. Its queues take queue as their limits: a MaxBytes of
+// one byte makes the node cut every stream as slow at its first live event
+// after the replay (the server-side cut-off of a slow client), so every
+// event then reaches the client only by resuming from its Last-Event-ID.
+func startHerald(t *testing.T, queue hub.Limits) (*server.Server, string) {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rs := redistest.StartServer(t)
@@ -42,7 +42,7 @@ func startHerald(t *testing.T, maxLag time.Duration) (*server.Server, string) {
 		Node: node.Config{Name: "n1"}, Store: store, Hub: h, Dev: true, Logger: quiet,
 		Stream: pushstream.Config{
 			Heartbeat: time.Second, RetryMin: 20 * time.Millisecond, RetryMax: 60 * time.Millisecond,
-			Queue: hub.Limits{MaxLag: maxLag},
+			Queue: queue,
 		},
 	})
 	if err != nil {
@@ -101,8 +101,10 @@ func runTool(t *testing.T, bin string, args ...string) report {
 	return r
 }
 
-// TestResumeAfterSlowCutoff: the node cuts every stream as slow (MaxLag of
-// 1ns: the first live write after each replay lags), so a subscriber that
+// TestResumeAfterSlowCutoff: the node cuts every stream as slow (a queue of
+// one byte: the first live event after each replay overflows it; a MaxLag
+// of 1ns did this before ADR 0036, which counts only a connection's stalled
+// writes as lag), so a subscriber that
 // does not resume with Last-Event-ID loses every event after its first cut.
 // The tool's subscribers must reconnect like a Herald client and account
 // for every published event exactly: none lost, none duplicated.
@@ -111,7 +113,7 @@ func TestResumeAfterSlowCutoff(t *testing.T) {
 		t.Skip("builds the tool and runs a node")
 	}
 	bin := buildTool(t)
-	srv, url := startHerald(t, time.Nanosecond)
+	srv, url := startHerald(t, hub.Limits{MaxBytes: 1})
 	const subs = 20
 	r := runTool(t, bin,
 		"-sub", url+"/v1/stream?topic=t", "-pub", url+"/v1/topics/t/events",
