@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,5 +139,44 @@ func TestResumeAfterSlowCutoff(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatalf("no reconnect counted though the node cut %d streams as slow", st.SlowEnded)
+	}
+}
+
+// TestSharedTopicTags: two load processes on one topic (scale.sh's shared
+// shape), each publishing round-robin over a list of URLs with its own
+// -tag: every stream receives both processes' events, and each process
+// counts exactly its own — none lost, none duplicated, received equal to
+// expected — passing over the other's.
+func TestSharedTopicTags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the tool and runs a node")
+	}
+	bin := buildTool(t)
+	srv, url := startHerald(t, hub.Limits{})
+	pub := url + "/v1/topics/t/events"
+	var published atomic.Int64
+	t.Run("processes", func(t *testing.T) {
+		for _, tag := range []string{"p0", "p1"} {
+			t.Run(tag, func(t *testing.T) {
+				t.Parallel()
+				r := runTool(t, bin,
+					"-sub", url+"/v1/stream?topic=t", "-pub", pub+","+pub, "-tag", tag,
+					"-body", `{"data":"{ts} {seq}"}`, "-json-body",
+					"-subscribers", "10", "-rate", "10", "-duration", "2s", "-drain", "10s", "-connect-rate", "200")
+				published.Add(r.Published)
+				if r.Lost == nil || r.Duplicated == nil {
+					t.Fatalf("the report has no exact lost/duplicated counts")
+				}
+				if r.Streams != 10 || r.Published < 10 || *r.Lost != 0 || *r.Duplicated != 0 || r.Received != r.Expected {
+					t.Fatalf("streams %d, published %d, lost %d, duplicated %d, received %d of %d: want 10 streams, ≥ 10 events, each of its own once",
+						r.Streams, r.Published, *r.Lost, *r.Duplicated, r.Received, r.Expected)
+				}
+			})
+		}
+	})
+	// Each process's own events reach its 10 streams; sharing the topic,
+	// its streams also get the other's.
+	if st := srv.Stats(); st.Delivered <= uint64(published.Load())*10 {
+		t.Fatalf("node delivered %d events of %d published: the processes' streams did not share the topic", st.Delivered, published.Load())
 	}
 }
