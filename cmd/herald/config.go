@@ -219,8 +219,10 @@ type LimitsConfig struct {
 	QueueMaxEvents int `koanf:"queue_max_events"`
 	// QueueMaxBytes caps a stream's live queue in bytes (≥ max_event_bytes).
 	QueueMaxBytes int `koanf:"queue_max_bytes"`
-	// QueueMaxLag disconnects a stream as slow when its oldest queued event
-	// has waited longer (≥ 100ms); it resumes from its cursor.
+	// QueueMaxLag disconnects a stream as slow when its writes to the client
+	// have stalled for longer while events wait in its queue (≥ 100ms); it
+	// resumes from its cursor. Time the node takes to run the stream (CPU
+	// starvation) does not count (ADR 0036).
 	QueueMaxLag time.Duration `koanf:"queue_max_lag"`
 }
 

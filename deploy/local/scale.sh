@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Scale scenario (issue 25): N Herald nodes gossiping on loopback around one
 # redis-server, M streams spread over the first LOADED nodes by several
-# deploy/local/sseload processes (each under the open-file limit, each on
-# its own topic at RATE events/s), the remaining nodes holding no stream as
-# a control. Prints one JSON line per node (RSS idle and loaded, KiB per
+# deploy/local/sseload processes (each under the open-file limit), the
+# remaining nodes holding no stream as a control. SHAPE=shared (the
+# default, issue 25's wording) puts every stream on one topic "s" at RATE
+# events/s in all, published round-robin over all the nodes (each load
+# process publishes RATE/processes, tagged, and counts its own events
+# exactly); SHAPE=own is the shape of the runs before session 13: each load
+# process on its own topic at RATE events/s, published on its own node. Prints one JSON line per node (RSS idle and loaded, KiB per
 # stream, CPU per delivery, connects and disconnects by reason) and one
 # summary line (streams, p99, drops, lost and duplicated events, reconnects
 # by cause, refusals, the load processes' own CPU per delivery, refused
@@ -11,12 +15,15 @@
 # after the server's retry delay) when the server cuts them off, so "lost"
 # and "duplicated" are exact per stream (each event carries its sequence
 # number) and "drops" (expected - received) only says how many deliveries
-# came late. Bounded: every process it starts is stopped on exit; the
-# publishing phase lasts DURATION.
+# came late ("deliveries" counts every event every stream got; with
+# SHAPE=shared "received" and "expected" cover each process's own events).
+# Bounded: every process it starts is stopped on exit; the publishing phase
+# lasts DURATION.
 #
 #   deploy/local/scale.sh                      # 4 nodes, 51,000 streams on 3 of them
 #   NODES=1 LOADED=1 STREAMS=17000 deploy/local/scale.sh   # the single-node figure
-#   NODES=4 LOADED=4 STREAMS=74000 PER_PROC=18500 deploy/local/scale.sh   # the 74,000-stream run
+#   NODES=4 LOADED=4 STREAMS=74000 PER_PROC=18500 deploy/local/scale.sh   # the 74,000-stream run (issue 25's shape)
+#   SHAPE=own deploy/local/scale.sh            # a topic per load process, as before session 13
 #   NODES=3 LOADED=3 GOSSIP=0 deploy/local/scale.sh   # the same 51,000 streams on 3 nodes without gossip
 #
 # NODES=1 runs without gossip (no --gossip-listen): the single-node figure
@@ -34,7 +41,8 @@ NODES=${NODES:-4}
 LOADED=${LOADED:-3}
 STREAMS=${STREAMS:-51000}
 PER_PROC=${PER_PROC:-17000}    # streams per load process (open files are capped at 20,000 per process)
-RATE=${RATE:-1}                # events/s on each load process's topic
+RATE=${RATE:-1}                # events/s: on the shared topic (SHAPE=shared), on each load process's topic (SHAPE=own)
+SHAPE=${SHAPE:-shared}         # shared: one topic, publishes round-robin over the nodes; own: a topic per load process on its node
 DURATION=${DURATION:-40s}      # publishing phase of each load process
 CONNECT_RATE=${CONNECT_RATE:-500} # new streams/s per load process
 DRAIN=${DRAIN:-20s}            # after publishing: time for late and resumed streams to catch up
@@ -110,20 +118,29 @@ for i in $(seq 0 $((NODES - 1))); do idle[$i]=$(rss_kib "$(cat "$work/n$i.pid")"
 
 # Load: STREAMS over the LOADED nodes, PER_PROC per process at most.
 per_node=$((STREAMS / LOADED))
+case "$SHAPE" in shared | own) ;; *) echo "scale.sh: SHAPE=$SHAPE: want shared or own" >&2; exit 2 ;; esac
+nprocs=$(( LOADED * ((per_node + PER_PROC - 1) / PER_PROC) ))
+pubs=""
+for i in $(seq 0 $((NODES - 1))); do pubs="$pubs${pubs:+,}http://$HOST:$((PORT_BASE + 3 * i))/v1/topics/s/events"; done
 procs=0
 declare -A want
 for i in $(seq 0 $((LOADED - 1))); do
   http=$((PORT_BASE + 3 * i)); left=$per_node; want[$i]=$per_node
   while [ "$left" -gt 0 ]; do
     n=$((left < PER_PROC ? left : PER_PROC)); left=$((left - n))
-    "$work/sseload" -sub "http://$HOST:$http/v1/stream?topic=s$procs" -pub "http://$HOST:$http/v1/topics/s$procs/events" \
-      -body "$BODY" -json-body -subscribers "$n" -rate "$RATE" -connect-rate "$CONNECT_RATE" \
+    if [ "$SHAPE" = shared ]; then
+      shape=(-sub "http://$HOST:$http/v1/stream?topic=s" -pub "$pubs" -tag "p$procs" -rate "$(jq -n "$RATE / $nprocs")")
+    else
+      shape=(-sub "http://$HOST:$http/v1/stream?topic=s$procs" -pub "http://$HOST:$http/v1/topics/s$procs/events" -rate "$RATE")
+    fi
+    "$work/sseload" "${shape[@]}" \
+      -body "$BODY" -json-body -subscribers "$n" -connect-rate "$CONNECT_RATE" \
       -duration "$DURATION" -drain "$DRAIN" >"$work/load$procs.json" 2>"$work/load$procs.err" &
     echo $! >"$work/load$procs.pid"
     procs=$((procs + 1))
   done
 done
-echo "== scale: $NODES nodes, $STREAMS streams on $LOADED of them, $procs load processes" >&2
+echo "== scale: $NODES nodes, $STREAMS streams on $LOADED of them, $procs load processes, SHAPE=$SHAPE" >&2
 
 # Wait until the loaded nodes hold their streams (or a load process died).
 connect_limit=$(( per_node / CONNECT_RATE + 120 ))
@@ -151,21 +168,24 @@ for p in $(seq 0 $((procs - 1))); do wait "$(cat "$work/load$p.pid")" || refused
 t1=$(date +%s.%N)
 hz=$(getconf CLK_TCK)
 
-jq -s --argjson procs "$procs" --argjson refused "$refused" \
-  '{scenario: "scale", load_processes: $procs, refused_processes: $refused,
+jq -s --argjson procs "$procs" --argjson refused "$refused" --arg shape "$SHAPE" \
+  '{scenario: "scale", shape: $shape, load_processes: $procs, refused_processes: $refused,
     streams: (map(.streams) | add), received: (map(.received) | add), expected: (map(.expected) | add),
+    deliveries: (map(.deliveries // .received) | add),
     drops: ((map(.expected) | add) - (map(.received) | add)), publish_errors: (map(.publish_errors) | add),
     lost: (if all(has("lost")) then (map(.lost) | add) else null end),
     duplicated: (if all(has("duplicated")) then (map(.duplicated) | add) else null end),
     reconnects: (map(.reconnects // {} | to_entries[]) | group_by(.key) | map({key: .[0].key, value: (map(.value) | add)}) | from_entries),
     refused: (map(.refused | if type == "object" then to_entries[] else {key: "any", value: .} end) | group_by(.key) | map({key: .[0].key, value: (map(.value) | add)}) | from_entries),
     load_cpu_s: (map(.self_cpu_s // 0) | add * 100 | round / 100),
-    load_cpu_us_per_delivery: (if (map(.received) | add) > 0 then ((map(.self_cpu_s // 0) | add) / (map(.received) | add) * 1e6 | . * 100 | round / 100) else null end),
+    load_cpu_us_per_delivery: (if (map(.deliveries // .received) | add) > 0 then ((map(.self_cpu_s // 0) | add) / (map(.deliveries // .received) | add) * 1e6 | . * 100 | round / 100) else null end),
     p50_ms: (map(.p50_ms) | max), p99_ms: (map(.p99_ms) | max), max_ms: (map(.max_ms) | max)}' "$work"/load*.json >"$work/summary.json" || true
 for p in $(seq 0 $((procs - 1))); do
   if [ -s "$work/load$p.err" ]; then sed "s/^/load$p: /" "$work/load$p.err" >&2; fi
 done
-received=$(jq '.received // 0' "$work/summary.json" 2>/dev/null || true)
+# Deliveries: every event every stream got (with SHAPE=shared, "received"
+# counts only each load process's own events).
+received=$(jq '.deliveries // .received // 0' "$work/summary.json" 2>/dev/null || true)
 received=${received:-0}
 counts() { # admin port, metric, label -> {"label value": count}
   { curl -fsS --max-time 30 "http://$HOST:$1/metrics" 2>/dev/null || true; } |

@@ -38,6 +38,10 @@ type Config struct {
 	RecentBytes int64
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Now stamps each dispatch (Delivery.At); nil means time.Now. Tests
+	// set it to play a node whose streams run late or whose connections
+	// stall (ADR 0036).
+	Now func() time.Time
 }
 
 // Stats are cumulative counters.
@@ -167,6 +171,9 @@ func New(cfg Config) (*Hub, error) {
 	}
 	if cfg.RecentBytes <= 0 {
 		cfg.RecentBytes = 32 << 20
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	h := &Hub{
 		cfg:     cfg,
@@ -418,7 +425,7 @@ func (h *Hub) dispatchLocked(ts *topicState, ev *push.Event, w *wakeList) {
 	if h.cfg.RecentEvents > 0 {
 		st.recent.add(ev, h.cfg.RecentEvents, &h.budget)
 	}
-	d := &Delivery{Event: ev, Body: sse.AppendBody(make([]byte, 0, len(ev.Data)+len(ev.Type)+24), ev.Type, ev.Data), At: time.Now()}
+	d := &Delivery{Event: ev, Body: sse.AppendBody(make([]byte, 0, len(ev.Data)+len(ev.Type)+24), ev.Type, ev.Data), At: h.cfg.Now()}
 	for s := range ts.subs {
 		switch s.enqueue(d) {
 		case enqueuedWake:

@@ -548,28 +548,128 @@ func TestSubscribeErrorLeavesNoRegistration(t *testing.T) {
 	}
 }
 
-// A subscriber whose oldest queued event waited longer than MaxLag is cut
-// off as slow at the next enqueue, and reports Lagging to its connection.
-func TestQueueLagCutsOff(t *testing.T) {
-	store := newSpyStore(t, memstore.Config{})
-	h := newHub(t, store, 0)
-	sub := mustSubscribe(t, h, []string{"lag"}, hub.Limits{MaxLag: 50 * time.Millisecond})
-	other := mustSubscribe(t, h, []string{"lag"}, hub.Limits{})
-	mustAppend(t, store, "lag", "1")
-	if sub.Lagging(time.Now()) {
-		t.Fatal("fresh queue reported lagging")
+// fakeClock is a hub's injected clock (hub.Config.Now): tests move it to
+// play a node whose streams run late or whose connections stall.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock() *fakeClock {
+	c := &fakeClock{}
+	c.ns.Store(time.Date(2026, 12, 7, 15, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+
+func (c *fakeClock) Now() time.Time                { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Add(d time.Duration) time.Time { return time.Unix(0, c.ns.Add(int64(d))) }
+
+func newHubWithClock(tb testing.TB, store push.Store, clk *fakeClock) *hub.Hub {
+	tb.Helper()
+	h, err := hub.New(hub.Config{Store: store, Logger: quietLogger(), Now: clk.Now})
+	if err != nil {
+		tb.Fatal(err)
 	}
-	waitFor(t, "the lag to exceed MaxLag", func() bool { return sub.Lagging(time.Now()) })
-	// The connection's take reports the lag and leaves the queue alone.
-	if got, lagging := sub.TakeFresh(nil, time.Now()); !lagging || len(got) != 0 || sub.Len() != 1 {
-		t.Fatalf("TakeFresh while lagging: %d taken, lagging %v, %d queued; want 0, true, 1", len(got), lagging, sub.Len())
+	tb.Cleanup(func() { _ = h.Close() })
+	return h
+}
+
+// A subscriber whose connection wrote promptly is not cut off however old
+// its queued events are: on a starved node the stream's goroutine waits
+// for a CPU while events queue up, which is not the consumer's doing (ADR
+// 0036). The queue's head here is 10s older than MaxLag allows, at the
+// hub's enqueue and at the connection's take.
+func TestQueueLagNotFooledByStarvedNode(t *testing.T) {
+	store := newSpyStore(t, memstore.Config{})
+	clk := newFakeClock()
+	h := newHubWithClock(t, store, clk)
+	const maxLag = 2 * time.Second
+	sub := mustSubscribe(t, h, []string{"lag"}, hub.Limits{MaxLag: maxLag})
+	// Its connection has written before, promptly.
+	sub.Writing(clk.Now())
+	sub.Wrote(clk.Add(time.Millisecond))
+	mustAppend(t, store, "lag", "1")
+	// The stream's goroutine does not run for 10s (starved node)…
+	clk.Add(5 * maxLag)
+	if sub.Lagging(clk.Now()) {
+		t.Fatal("a queue whose connection never stalled reported lagging after the node starved it")
 	}
 	mustAppend(t, store, "lag", "2")
-	if sub.Reason() != hub.ReasonSlow || h.Stats().SlowCutoffs != 1 {
-		t.Fatalf("reason %q, stats %+v: want cut off as slow once", sub.Reason(), h.Stats())
+	clk.Add(5 * maxLag)
+	mustAppend(t, store, "lag", "3")
+	if sub.Reason() != hub.ReasonNone || h.Stats().SlowCutoffs != 0 {
+		t.Fatalf("reason %q, stats %+v: a starved (not slow) subscriber was cut off", sub.Reason(), h.Stats())
 	}
-	if got := offsetsOf(other.Take(nil)); len(got) != 2 {
-		t.Fatalf("the other subscriber got %v, want both events", got)
+	// …then runs: it takes everything and writes it promptly.
+	got, lagging := sub.TakeFresh(nil, clk.Now())
+	if lagging || len(offsetsOf(got)) != 3 {
+		t.Fatalf("TakeFresh after starvation: %v taken, lagging %v; want all 3 events, not lagging", offsetsOf(got), lagging)
+	}
+}
+
+// A subscriber whose connection stalls in a write (its client stopped
+// reading: the socket is full, the write waits for its deadline) for
+// longer than MaxLag while events queue is cut off as slow at the next
+// enqueue, its queue released; before that its connection's take reports
+// the lag. Stalls add up across writes.
+func TestQueueLagCutsOffStalledConnection(t *testing.T) {
+	const maxLag = 2 * time.Second
+	for _, tc := range []struct {
+		name  string
+		stall func(sub *hub.Subscriber, clk *fakeClock)
+	}{
+		{"one write in progress", func(sub *hub.Subscriber, clk *fakeClock) {
+			sub.Writing(clk.Add(100 * time.Millisecond))
+			clk.Add(maxLag + time.Millisecond)
+		}},
+		{"writes that ended", func(sub *hub.Subscriber, clk *fakeClock) {
+			for range 3 {
+				sub.Writing(clk.Add(10 * time.Millisecond))
+				sub.Wrote(clk.Add(maxLag / 2))
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := newSpyStore(t, memstore.Config{})
+			clk := newFakeClock()
+			h := newHubWithClock(t, store, clk)
+			sub := mustSubscribe(t, h, []string{"lag"}, hub.Limits{MaxLag: maxLag})
+			other := mustSubscribe(t, h, []string{"lag"}, hub.Limits{MaxLag: maxLag})
+			mustAppend(t, store, "lag", "1")
+			if sub.Lagging(clk.Now()) {
+				t.Fatal("fresh queue reported lagging")
+			}
+			tc.stall(sub, clk)
+			if !sub.Lagging(clk.Now()) {
+				t.Fatalf("a connection stalled past MaxLag is not lagging")
+			}
+			// The connection's take reports the lag and leaves the queue alone.
+			if got, lagging := sub.TakeFresh(nil, clk.Now()); !lagging || len(got) != 0 || sub.Len() != 1 {
+				t.Fatalf("TakeFresh while lagging: %d taken, lagging %v, %d queued; want 0, true, 1", len(got), lagging, sub.Len())
+			}
+			mustAppend(t, store, "lag", "2")
+			if sub.Reason() != hub.ReasonSlow || h.Stats().SlowCutoffs != 1 || sub.Len() != 0 {
+				t.Fatalf("reason %q, stats %+v, %d queued: want cut off as slow once, queue released", sub.Reason(), h.Stats(), sub.Len())
+			}
+			if got := offsetsOf(other.Take(nil)); len(got) != 2 {
+				t.Fatalf("the other subscriber got %v, want both events", got)
+			}
+		})
+	}
+}
+
+// A write that ends before the next event is enqueued does not count
+// against that event: the lag is the stall since the queue's head arrived.
+func TestQueueLagCountsStallsSinceHead(t *testing.T) {
+	store := newSpyStore(t, memstore.Config{})
+	clk := newFakeClock()
+	h := newHubWithClock(t, store, clk)
+	const maxLag = 2 * time.Second
+	sub := mustSubscribe(t, h, []string{"lag"}, hub.Limits{MaxLag: maxLag})
+	sub.Writing(clk.Now())
+	sub.Wrote(clk.Add(3 * maxLag)) // a long stall, over before anything queued
+	mustAppend(t, store, "lag", "1")
+	clk.Add(3 * maxLag)
+	mustAppend(t, store, "lag", "2")
+	if got, lagging := sub.TakeFresh(nil, clk.Now()); lagging || len(got) != 2 || sub.Reason() != hub.ReasonNone {
+		t.Fatalf("TakeFresh: %d taken, lagging %v, reason %q; want 2, false, none", len(got), lagging, sub.Reason())
 	}
 }
 

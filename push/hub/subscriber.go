@@ -14,7 +14,9 @@ import (
 type Delivery struct {
 	Event *push.Event
 	Body  []byte
-	// At is when the hub dispatched the event (bounds queue lag).
+	// At is when the hub dispatched the event (the time of its enqueues:
+	// the moment from which a subscriber's stalled writes count against
+	// MaxLag).
 	At time.Time
 	// soleID caches the SSE id of the event for streams whose cursor holds
 	// just the event's stream (see SoleID).
@@ -56,7 +58,7 @@ type Reason string
 // Reasons for Subscriber.Close.
 const (
 	ReasonNone     Reason = ""
-	ReasonSlow     Reason = "slow"     // queue overflowed
+	ReasonSlow     Reason = "slow"     // queue overflowed, or its connection stalled it past MaxLag
 	ReasonShutdown Reason = "shutdown" // hub closed
 	ReasonKicked   Reason = "kicked"   // closed by its owner (takeover, admin, drain)
 )
@@ -67,10 +69,14 @@ type Limits struct {
 	MaxEvents int
 	// MaxBytes of queued bodies; zero means 4 MiB.
 	MaxBytes int
-	// MaxLag bounds how long an event may wait in the queue: a subscriber
-	// whose oldest queued event is older is cut off (it resumes from its
-	// cursor), so overload turns into reconnects with backoff instead of an
-	// unbounded backlog. Zero means 2s.
+	// MaxLag bounds how long the subscriber's connection may stall its
+	// queue: a subscriber whose connection has spent longer than MaxLag in
+	// writes (blocked on a full socket, waiting out its write deadline)
+	// since its oldest queued event was enqueued is cut off (it resumes
+	// from its cursor). Time the connection's goroutine spends waiting
+	// for a CPU does not count: a consumer is slow when it does not drain,
+	// not when its node could not run the stream (ADR 0036; the queue
+	// stays bounded by MaxEvents and MaxBytes). Zero means 2s.
 	MaxLag time.Duration
 }
 
@@ -98,6 +104,13 @@ type Subscriber struct {
 	bytes  int
 	closed bool
 	reason Reason
+	// stalled is the connection's time in writes so far (Writing to
+	// Wrote), writing the start of the write in progress (zero between
+	// writes), headStalled what stall returned when the oldest queued
+	// delivery was enqueued: the queue's lag is stall(now) - headStalled.
+	stalled     time.Duration
+	writing     time.Time
+	headStalled time.Duration
 
 	ready chan struct{} // capacity 1: "queue became non-empty"
 	// woken is set when an enqueue asked the hub to wake the subscriber
@@ -178,13 +191,51 @@ func (s *Subscriber) Reason() Reason {
 	return s.reason
 }
 
-// Lagging reports whether the oldest queued delivery waited longer than
-// MaxLag at now; the connection then cuts itself off instead of writing a
-// stale backlog.
+// Writing tells the subscriber that its connection begins a write at now
+// (its socket write, flush included); Wrote ends it. The time between
+// counts against MaxLag while events wait in the queue (ADR 0036). Called
+// by the connection's goroutine only, never twice without a Wrote.
+func (s *Subscriber) Writing(now time.Time) {
+	s.mu.Lock()
+	s.writing = now
+	s.mu.Unlock()
+}
+
+// Wrote ends the write Writing began, at now.
+func (s *Subscriber) Wrote(now time.Time) {
+	s.mu.Lock()
+	if !s.writing.IsZero() {
+		s.stalled += max(now.Sub(s.writing), 0)
+		s.writing = time.Time{}
+	}
+	s.mu.Unlock()
+}
+
+// stallLocked is the connection's time in writes up to now, the write in
+// progress included. s.mu is held.
+func (s *Subscriber) stallLocked(now time.Time) time.Duration {
+	if s.writing.IsZero() {
+		return s.stalled
+	}
+	return s.stalled + max(now.Sub(s.writing), 0)
+}
+
+// laggingLocked reports whether the connection has spent longer than
+// MaxLag in writes since the oldest queued delivery was enqueued. s.mu is
+// held.
+func (s *Subscriber) laggingLocked(now time.Time) bool {
+	return len(s.queue) > 0 && s.stallLocked(now)-s.headStalled > s.limits.MaxLag
+}
+
+// Lagging reports whether, at now, the connection has spent longer than
+// MaxLag in writes since the oldest queued delivery was enqueued; it then
+// cuts itself off instead of writing a stale backlog. How long that
+// delivery has waited in all does not matter: on a starved node it waits
+// for its goroutine to get a CPU, which is not the consumer's doing.
 func (s *Subscriber) Lagging(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.queue) > 0 && now.Sub(s.queue[0].At) > s.limits.MaxLag
+	return s.laggingLocked(now)
 }
 
 // Take moves every queued delivery to dst and returns it.
@@ -193,12 +244,12 @@ func (s *Subscriber) Take(dst []*Delivery) []*Delivery {
 	return dst
 }
 
-// TakeFresh is Take unless the oldest queued delivery waited longer than
-// MaxLag at now (see Lagging): then it takes nothing and reports lagging.
-// A zero now skips the check. It is one lock per write instead of two.
+// TakeFresh is Take unless the subscriber is lagging at now (see
+// Lagging): then it takes nothing and reports lagging. A zero now skips
+// the check. It is one lock per write instead of two.
 func (s *Subscriber) TakeFresh(dst []*Delivery, now time.Time) (_ []*Delivery, lagging bool) {
 	s.mu.Lock()
-	if !now.IsZero() && len(s.queue) > 0 && now.Sub(s.queue[0].At) > s.limits.MaxLag {
+	if !now.IsZero() && s.laggingLocked(now) {
 		s.mu.Unlock()
 		return dst, true
 	}
@@ -248,7 +299,8 @@ const (
 )
 
 // enqueue adds d without blocking, or cuts the subscriber off when its queue
-// is full. It does not wake the subscriber: enqueuedWake tells the caller
+// is full or its connection has stalled it for longer than MaxLag (d.At
+// standing for now). It does not wake the subscriber: enqueuedWake tells the caller
 // to (through the hub's waker); enqueued means a wake is already pending.
 func (s *Subscriber) enqueue(d *Delivery) enqueueResult {
 	s.mu.Lock()
@@ -256,11 +308,13 @@ func (s *Subscriber) enqueue(d *Delivery) enqueueResult {
 		s.mu.Unlock()
 		return wasClosed
 	}
-	if len(s.queue)+1 > s.limits.MaxEvents || s.bytes+len(d.Body) > s.limits.MaxBytes ||
-		(len(s.queue) > 0 && d.At.Sub(s.queue[0].At) > s.limits.MaxLag) {
+	if len(s.queue)+1 > s.limits.MaxEvents || s.bytes+len(d.Body) > s.limits.MaxBytes || s.laggingLocked(d.At) {
 		s.closeLocked(ReasonSlow)
 		s.mu.Unlock()
 		return cutOff
+	}
+	if len(s.queue) == 0 {
+		s.headStalled = s.stallLocked(d.At)
 	}
 	s.queue = append(s.queue, d)
 	s.bytes += len(d.Body)

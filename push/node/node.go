@@ -178,8 +178,9 @@ type Stats struct {
 	Resets    uint64 `json:"resets"`    // herald.reset events sent
 	Replayed  uint64 `json:"replayed"`  // events written from history
 	Delivered uint64 `json:"delivered"` // events written in total
-	// LagCutoffs counts streams that ended because their oldest queued event
-	// waited longer than the queue's MaxLag when the stream got to run.
+	// LagCutoffs counts streams that ended because their writes had stalled
+	// for longer than the queue's MaxLag since their oldest queued event
+	// arrived, found when the stream got to run (ADR 0036).
 	LagCutoffs uint64 `json:"lag_cutoffs"`
 	// SlowCutoffs counts subscribers the hub cut off because their queue
 	// overflowed (events or bytes).

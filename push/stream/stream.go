@@ -98,7 +98,7 @@ func (st *Stream) Hello(h push.Hello, resets []push.StreamReset) error {
 		st.w.Control(nil, push.EventHello, h.AppendJSON(data))
 		st.reset(resets)
 	}
-	return st.w.Flush()
+	return st.flush()
 }
 
 // Replay writes the history d plans, up to the heads seen at connect; on
@@ -144,7 +144,7 @@ func (st *Stream) Subscribe(ctx context.Context) (end string, err error) {
 			return st.writeEnd(err), err
 		}
 	}
-	if err := st.w.Flush(); err != nil {
+	if err := st.flush(); err != nil {
 		return "", err
 	}
 	st.recent = nil // from here on, gaps are filled from the store
@@ -206,7 +206,7 @@ func (st *Stream) Live() string {
 			env.Counters.Writes.Add(1)
 			clear(batch)
 		}
-		if err := st.w.Flush(); err != nil {
+		if err := st.flush(); err != nil {
 			return st.writeEnd(err)
 		}
 		at := time.Now()
@@ -231,7 +231,7 @@ func (st *Stream) Live() string {
 			}
 			if r := kick.Retry(); r > 0 {
 				st.w.Retry(r)
-				_ = st.w.Flush()
+				_ = st.flush()
 			}
 			return kick.Reason()
 		case <-held:
@@ -281,9 +281,23 @@ func (st *Stream) reset(rs []push.StreamReset) {
 
 func (st *Stream) maybeFlush() error {
 	if st.w.Buffered() >= flushThreshold {
-		return st.w.Flush()
+		return st.flush()
 	}
 	return nil
+}
+
+// flush writes the buffered frames. Once the stream is subscribed, the
+// write is timed on its subscriber: the time a write blocks (the client not
+// draining its socket) is the lag the queue's MaxLag bounds, and the time
+// the stream's goroutine waits for a CPU is not (ADR 0036).
+func (st *Stream) flush() error {
+	if st.sub == nil {
+		return st.w.Flush()
+	}
+	st.sub.Writing(time.Now())
+	err := st.w.Flush()
+	st.sub.Wrote(time.Now())
+	return err
 }
 
 // deliver writes one live delivery, dropping what the client already has,

@@ -28,6 +28,13 @@
 // A ws:// -sub URL opens Herald WebSocket streams (GET /v1/ws, ADR 0023)
 // instead, each message one JSON frame whose data is read the same way;
 // WebSocket streams do not resume and have no lost/duplicated counts.
+//
+// Several load processes can share one topic (issue 25's shape: one topic,
+// publishes round-robin over the nodes): -pub takes a comma-separated list
+// of URLs, published to in turn, and -tag names this process's events
+// ({seq} becomes "<seq>@<tag>"), so that each process counts its own
+// events exactly and passes over the others' (which its streams receive
+// too: the server's fan-out is the whole topic's).
 package main
 
 import (
@@ -57,7 +64,7 @@ import (
 )
 
 type config struct {
-	sub, pub, body       string
+	sub, pub, body, tag  string
 	jsonBody             bool
 	subscribers          int
 	rate                 float64
@@ -70,7 +77,8 @@ type config struct {
 func main() {
 	var c config
 	flag.StringVar(&c.sub, "sub", "", "subscribe URL (GET, text/event-stream)")
-	flag.StringVar(&c.pub, "pub", "", "publish URL (POST)")
+	flag.StringVar(&c.pub, "pub", "", "publish URL (POST); a comma-separated list is published to round-robin")
+	flag.StringVar(&c.tag, "tag", "", "this process's tag: {seq} becomes \"<seq>@<tag>\" and events of other tags (other load processes on the same topic) are not counted")
 	flag.StringVar(&c.body, "body", "{ts}", "publish body; {ts} becomes the publish time in Unix nanoseconds, {seq} the publish's sequence number (write \"{ts} {seq}\" for exact lost/duplicated counts)")
 	flag.BoolVar(&c.jsonBody, "json-body", false, "send the body as application/json")
 	flag.IntVar(&c.subscribers, "subscribers", 2000, "streams to open")
@@ -179,16 +187,22 @@ type load struct {
 	// received counts data events (duplicates included), unique the
 	// distinct (stream, seq) pairs among them.
 	received, unique, dups atomic.Int64
+	deliveries             atomic.Int64 // every event received, other tags' included
 	open                   atomic.Int64 // streams answered 200 at least once
 	refused                counts       // refusals by HTTP status or in-band error code
 	reconnects             counts       // reconnections by the cause of the stream's end
 	withSeq                bool         // the body carries {seq}
+	tag                    []byte       // "@" + -tag, or nil
 }
 
 func run(ctx context.Context, c config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	l := &load{c: c, hist: newShardedHist(), withSeq: strings.Contains(c.body, "{seq}")}
+	if c.tag != "" {
+		l.tag = []byte("@" + c.tag)
+	}
+	pubs := strings.Split(c.pub, ",")
 	tr := &http.Transport{MaxIdleConnsPerHost: c.publishers * 2}
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	var wg sync.WaitGroup
@@ -252,10 +266,10 @@ func run(ctx context.Context, c config) error {
 			for {
 				n := int(seq.Add(1) - 1)
 				body := strings.ReplaceAll(c.body, "{ts}", strconv.FormatInt(time.Now().UnixNano(), 10))
-				body = strings.ReplaceAll(body, "{seq}", strconv.Itoa(n))
+				body = strings.ReplaceAll(body, "{seq}", strconv.Itoa(n)+string(l.tag))
 				// ctx, not pubCtx: the phase's end does not cut a publish
 				// in flight, whose event the server may have stored.
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.pub, strings.NewReader(body))
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, pubs[n%len(pubs)], strings.NewReader(body))
 				if c.jsonBody {
 					req.Header.Set("Content-Type", "application/json")
 				}
@@ -303,7 +317,7 @@ func run(ctx context.Context, c config) error {
 	rep := map[string]any{
 		"streams": l.open.Load(), "subscribers": c.subscribers, "refused": l.refused.snapshot(),
 		"reconnects": l.reconnects.snapshot(), "published": sent.Load(), "publish_errors": failed.Load(),
-		"received": received, "expected": want,
+		"received": received, "expected": want, "deliveries": l.deliveries.Load(),
 		"p50_ms": ms(50), "p90_ms": ms(90), "p99_ms": ms(99), "p999_ms": ms(99.9), "max_ms": float64(hist.Max()) / 1000,
 		"self_cpu_s": self,
 	}
@@ -341,6 +355,14 @@ func (l *load) record(s *sseStream, shard int, data []byte) {
 	t, err := strconv.ParseInt(string(ts), 10, 64)
 	if err != nil {
 		return
+	}
+	l.deliveries.Add(1)
+	if l.tag != nil {
+		seq, ok := bytes.CutSuffix(rest, l.tag)
+		if !ok {
+			return // another load process's event on the shared topic
+		}
+		rest = seq
 	}
 	l.received.Add(1)
 	l.hist.record(shard, time.Since(time.Unix(0, t)))

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,11 +22,11 @@ import (
 )
 
 // startHerald runs one dev-mode Herald node over a real redis-server and a
-// real HTTP listener. Its queues take maxLag as MaxLag: a tiny one makes the
-// node cut every stream as slow at its first live write after the replay
-// (the server-side lag cut-off of a starved client), so every event then
-// reaches the client only by resuming from its Last-Event-ID.
-func startHerald(t *testing.T, maxLag time.Duration) (*server.Server, string) {
+// real HTTP listener. Its queues take queue as their limits: a MaxBytes of
+// one byte makes the node cut every stream as slow at its first live event
+// after the replay (the server-side cut-off of a slow client), so every
+// event then reaches the client only by resuming from its Last-Event-ID.
+func startHerald(t *testing.T, queue hub.Limits) (*server.Server, string) {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rs := redistest.StartServer(t)
@@ -42,7 +43,7 @@ func startHerald(t *testing.T, maxLag time.Duration) (*server.Server, string) {
 		Node: node.Config{Name: "n1"}, Store: store, Hub: h, Dev: true, Logger: quiet,
 		Stream: pushstream.Config{
 			Heartbeat: time.Second, RetryMin: 20 * time.Millisecond, RetryMax: 60 * time.Millisecond,
-			Queue: hub.Limits{MaxLag: maxLag},
+			Queue: queue,
 		},
 	})
 	if err != nil {
@@ -101,8 +102,10 @@ func runTool(t *testing.T, bin string, args ...string) report {
 	return r
 }
 
-// TestResumeAfterSlowCutoff: the node cuts every stream as slow (MaxLag of
-// 1ns: the first live write after each replay lags), so a subscriber that
+// TestResumeAfterSlowCutoff: the node cuts every stream as slow (a queue of
+// one byte: the first live event after each replay overflows it; a MaxLag
+// of 1ns did this before ADR 0036, which counts only a connection's stalled
+// writes as lag), so a subscriber that
 // does not resume with Last-Event-ID loses every event after its first cut.
 // The tool's subscribers must reconnect like a Herald client and account
 // for every published event exactly: none lost, none duplicated.
@@ -111,7 +114,7 @@ func TestResumeAfterSlowCutoff(t *testing.T) {
 		t.Skip("builds the tool and runs a node")
 	}
 	bin := buildTool(t)
-	srv, url := startHerald(t, time.Nanosecond)
+	srv, url := startHerald(t, hub.Limits{MaxBytes: 1})
 	const subs = 20
 	r := runTool(t, bin,
 		"-sub", url+"/v1/stream?topic=t", "-pub", url+"/v1/topics/t/events",
@@ -136,5 +139,44 @@ func TestResumeAfterSlowCutoff(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatalf("no reconnect counted though the node cut %d streams as slow", st.SlowEnded)
+	}
+}
+
+// TestSharedTopicTags: two load processes on one topic (scale.sh's shared
+// shape), each publishing round-robin over a list of URLs with its own
+// -tag: every stream receives both processes' events, and each process
+// counts exactly its own — none lost, none duplicated, received equal to
+// expected — passing over the other's.
+func TestSharedTopicTags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the tool and runs a node")
+	}
+	bin := buildTool(t)
+	srv, url := startHerald(t, hub.Limits{})
+	pub := url + "/v1/topics/t/events"
+	var published atomic.Int64
+	t.Run("processes", func(t *testing.T) {
+		for _, tag := range []string{"p0", "p1"} {
+			t.Run(tag, func(t *testing.T) {
+				t.Parallel()
+				r := runTool(t, bin,
+					"-sub", url+"/v1/stream?topic=t", "-pub", pub+","+pub, "-tag", tag,
+					"-body", `{"data":"{ts} {seq}"}`, "-json-body",
+					"-subscribers", "10", "-rate", "10", "-duration", "2s", "-drain", "10s", "-connect-rate", "200")
+				published.Add(r.Published)
+				if r.Lost == nil || r.Duplicated == nil {
+					t.Fatalf("the report has no exact lost/duplicated counts")
+				}
+				if r.Streams != 10 || r.Published < 10 || *r.Lost != 0 || *r.Duplicated != 0 || r.Received != r.Expected {
+					t.Fatalf("streams %d, published %d, lost %d, duplicated %d, received %d of %d: want 10 streams, ≥ 10 events, each of its own once",
+						r.Streams, r.Published, *r.Lost, *r.Duplicated, r.Received, r.Expected)
+				}
+			})
+		}
+	})
+	// Each process's own events reach its 10 streams; sharing the topic,
+	// its streams also get the other's.
+	if st := srv.Stats(); st.Delivered <= uint64(published.Load())*10 {
+		t.Fatalf("node delivered %d events of %d published: the processes' streams did not share the topic", st.Delivered, published.Load())
 	}
 }
