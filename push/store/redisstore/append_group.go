@@ -18,13 +18,13 @@ import (
 // trip on its own pooled connection: a write and a read system call, a pool
 // checkout and two socket deadlines per publish. The committer sends the
 // calls that are waiting as one pipeline instead: one write and one read for
-// all of them. It never waits for company: an append that finds the
-// committer idle goes out at once, alone, exactly as before; appends that
-// arrive while a batch is in flight queue and go out together as the next
-// batch the moment the reply of the previous one is in (classic group
-// commit). One batch is in flight at a time; Redis runs scripts one at a
-// time anyway, so a second connection would add system calls, not
-// throughput.
+// all of them. It never waits for company: an append that finds nothing in
+// flight and nothing queued is sent at once from its caller's goroutine,
+// exactly as before; appends that arrive while a call or batch is in flight
+// queue, and the committer's goroutine sends them together as the next batch
+// the moment the reply of the previous one is in (classic group commit). One
+// batch is in flight at a time; Redis runs scripts one at a time anyway, so
+// a second connection would add system calls, not throughput.
 //
 // Each call stays its own script with its own result: one call's script
 // error (say WRONGTYPE on a key that is not a stream) fails that call only.
@@ -33,13 +33,16 @@ import (
 // go-redis per node (every call's keys share one hash slot), and MOVED/ASK
 // are followed there as for any pipeline.
 //
-// Context. A caller whose context ends while its call is still queued gets
-// the context's error and its call is never sent. A caller whose context
+// Context. A caller whose context ends while its call is queued gets the
+// context's error and its call is never sent. A queued caller whose context
 // ends after its call was sent gets the context's error at once and the
 // outcome is unknown (the batch goes on for the others and its reply for
 // this call is dropped): the same ambiguity as a lost reply, resolved the
-// same way, by retrying with the same idempotency key. A batch's own
-// network deadline is the latest of its calls' deadlines.
+// same way, by retrying with the same idempotency key. A batch's network
+// deadline is the latest of its calls' deadlines. A call sent alone from its
+// caller's goroutine is the call Append made before group commit: go-redis
+// bounds it by its context's deadline (every call has one, OpTimeout by
+// default); a cancellation without a deadline is not seen mid-read.
 //
 // Bounds. A batch carries at most maxBatch calls and, unless it is a single
 // call, about maxBatchBytes of payload. At most maxQueue calls wait unsent;
@@ -93,6 +96,7 @@ type committer struct {
 
 	mu     sync.Mutex
 	queue  []*appendCall
+	busy   bool // a batch (or a lone call) is in flight
 	closed bool
 
 	batches atomic.Uint64 // round trips (batches) sent, for tests and stats
@@ -114,6 +118,19 @@ func newCommitter(client redis.UniversalClient, maxBatch, maxQueue int) *committ
 // do runs one append script call through the committer and returns its
 // reply. ctx must have a deadline (Store.opCtx gives it one).
 func (c *committer) do(ctx context.Context, keys []string, args []any, size int) ([]any, error) {
+	c.mu.Lock()
+	if !c.busy && len(c.queue) == 0 && !c.closed {
+		// Nothing in flight, nothing waiting: send it now, from this
+		// goroutine, as Append did before group commit.
+		c.busy = true
+		c.mu.Unlock()
+		c.batches.Add(1)
+		c.calls.Add(1)
+		raw, err := appendScript.Run(ctx, c.client, keys, args...).Slice()
+		c.idle()
+		return raw, err
+	}
+	c.mu.Unlock()
 	select {
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -150,6 +167,21 @@ func (c *committer) do(ctx context.Context, keys []string, args []any, size int)
 	}
 }
 
+// idle ends the batch in flight and hands what queued meanwhile to the
+// committer's goroutine.
+func (c *committer) idle() {
+	c.mu.Lock()
+	c.busy = false
+	pending := len(c.queue) > 0
+	c.mu.Unlock()
+	if pending {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 func (c *committer) run() {
 	defer close(c.done)
 	for {
@@ -173,11 +205,14 @@ func (c *committer) run() {
 		// Until the queue is empty or close was called (the select above
 		// then fails what is left).
 		for !c.stopping() {
-			batch := c.take()
-			if len(batch) == 0 {
-				break
+			batch, ok := c.take()
+			if !ok {
+				break // idle, or a lone call in flight: its idle wakes us
 			}
-			c.send(batch)
+			if len(batch) > 0 {
+				c.send(batch)
+			}
+			c.idle()
 		}
 	}
 }
@@ -191,13 +226,18 @@ func (c *committer) stopping() bool {
 	}
 }
 
-// take removes the next batch from the queue: up to maxBatch calls and about
-// MaxAppendBatchBytes, at least one call, skipping (and dropping) calls
-// whose callers gave up. Every call taken is marked sent before it is.
-func (c *committer) take() []*appendCall {
+// take marks a batch in flight and removes it from the queue: up to maxBatch
+// calls and about MaxAppendBatchBytes, at least one call, skipping (and
+// dropping) calls whose callers gave up; every call taken is marked sent
+// before it is. ok is false, and nothing taken, when the queue is empty or
+// a batch is already in flight.
+func (c *committer) take() (batch []*appendCall, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var batch []*appendCall
+	if c.busy || len(c.queue) == 0 {
+		return nil, false
+	}
+	c.busy = true
 	bytes, n := 0, 0
 	for n < len(c.queue) && len(batch) < c.maxBatch {
 		call := c.queue[n]
@@ -215,21 +255,13 @@ func (c *committer) take() []*appendCall {
 	rest := copy(c.queue, c.queue[n:])
 	clear(c.queue[rest:])
 	c.queue = c.queue[:rest]
-	return batch
+	return batch, true
 }
 
 // send runs one batch and completes its calls.
 func (c *committer) send(batch []*appendCall) {
 	c.batches.Add(1)
 	c.calls.Add(uint64(len(batch)))
-	if len(batch) == 1 {
-		// Alone: exactly the call an Append made before group commit, on
-		// the caller's own context.
-		call := batch[0]
-		call.raw, call.err = appendScript.Run(call.ctx, c.client, call.keys, call.args...).Slice()
-		close(call.done)
-		return
-	}
 	// The batch outlives any one caller's cancellation, but not the latest
 	// deadline among its calls; values (trace context) come from the first.
 	deadline := time.Time{}
@@ -240,6 +272,12 @@ func (c *committer) send(batch []*appendCall) {
 	}
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(batch[0].ctx), deadline)
 	defer cancel()
+	if len(batch) == 1 {
+		call := batch[0]
+		call.raw, call.err = appendScript.Run(ctx, c.client, call.keys, call.args...).Slice()
+		close(call.done)
+		return
+	}
 	cmds := c.pipeline(ctx, batch, appendScript.EvalSha)
 	var retry []*appendCall
 	for i, cmd := range cmds {

@@ -24,8 +24,15 @@ import (
 )
 
 // wireCount counts, over every connection of a client, the writes that
-// carry append script calls (round trips) and the calls they carry.
-type wireCount struct{ writes, calls atomic.Int64 }
+// carry append script calls (round trips) and the calls they carry. While
+// hold is set such a write waits, before it reaches Redis, until the test
+// sends on release.
+type wireCount struct {
+	writes, calls atomic.Int64
+	hold          atomic.Bool
+	held          atomic.Int64 // writes waiting on release
+	release       chan struct{}
+}
 
 type countConn struct {
 	net.Conn
@@ -38,6 +45,11 @@ func (c countConn) Write(p []byte) (int, error) {
 	if k := bytes.Count(p, evalshaArg); k > 0 {
 		c.n.writes.Add(1)
 		c.n.calls.Add(int64(k))
+		if c.n.hold.Load() {
+			c.n.held.Add(1)
+			<-c.n.release
+			c.n.held.Add(-1)
+		}
 	}
 	return c.Conn.Write(p)
 }
@@ -48,7 +60,7 @@ func (c countConn) Write(p []byte) (int, error) {
 // round trips, not connection set-up).
 func countedStore(t *testing.T, srv *redistest.Server, conns int) (*Store, *wireCount) {
 	t.Helper()
-	n := &wireCount{}
+	n := &wireCount{release: make(chan struct{})}
 	client := redis.NewClient(&redis.Options{
 		Addr: srv.Addr(), ContextTimeoutEnabled: true, PoolSize: conns + 4,
 		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -183,52 +195,80 @@ func TestGroupCommitIsolatesErrors(t *testing.T) {
 }
 
 // A caller whose context ends while its call is queued gets an error and the
-// call is never sent; one whose call was sent gets its context's error at
-// once, and a retry with the same idempotency key settles the outcome.
+// call is never sent; one whose call was sent in a batch gets its context's
+// error at once, and a retry with the same idempotency key settles the
+// outcome. Writes are held before they reach Redis (the outcome of a held
+// one is still open: exactly the ambiguous case).
 func TestGroupCommitContext(t *testing.T) {
 	t.Parallel()
 	srv := redistest.StartServer(t)
 	s, n := countedStore(t, srv, 4)
-	srv.Pause()
-	defer srv.Resume()
-	actx, acancel := context.WithCancel(context.Background())
-	bctx, bcancel := context.WithCancel(context.Background())
-	defer acancel()
-	defer bcancel()
-	a, b := make(chan error, 1), make(chan error, 1)
-	go func() {
-		_, err := s.Append(actx, "a", []push.Draft{{Type: "e", IdempotencyKey: "ka"}})
-		a <- err
+	n.hold.Store(true)
+	released := false
+	defer func() {
+		if !released {
+			n.hold.Store(false)
+			close(n.release)
+		}
 	}()
-	waitFor(t, func() bool { return n.calls.Load() == 1 }) // a is in flight
-	go func() {
-		_, err := s.Append(bctx, "b", []push.Draft{{Type: "e"}})
-		b <- err
-	}()
-	waitFor(t, func() bool { return queuedAppends(s) == 1 }) // b waits behind it
-	bcancel()
-	if err := waitErr(t, b); !errors.Is(err, context.Canceled) || !errors.Is(err, push.ErrUnavailable) {
+	bg := testContext(t)
+	cctx, ccancel := context.WithCancel(bg)
+	dctx, dcancel := context.WithCancel(bg)
+	defer ccancel()
+	defer dcancel()
+	a, c, d, e := make(chan error, 1), make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	appendTo := func(ctx context.Context, topic, key string, out chan error) {
+		_, err := s.Append(ctx, topic, []push.Draft{{Type: "e", IdempotencyKey: key}})
+		out <- err
+	}
+	go appendTo(bg, "a", "ka", a)
+	waitFor(t, func() bool { return n.held.Load() == 1 }) // a in flight, alone
+	go appendTo(cctx, "c", "kc", c)
+	waitFor(t, func() bool { return queuedAppends(s) == 1 })
+	go appendTo(dctx, "d", "kd", d)
+	waitFor(t, func() bool { return queuedAppends(s) == 2 })
+	// d gives up while queued: never sent.
+	dcancel()
+	if err := waitErr(t, d); !errors.Is(err, context.Canceled) || !errors.Is(err, push.ErrUnavailable) {
 		t.Fatalf("queued append whose context ended: %v", err)
 	}
-	acancel()
-	if err := waitErr(t, a); !errors.Is(err, context.Canceled) || !errors.Is(err, push.ErrUnavailable) {
+	go appendTo(bg, "e", "ke", e)
+	waitFor(t, func() bool { return queuedAppends(s) == 2 }) // c and e
+	n.release <- struct{}{}                                  // a reaches Redis
+	if err := waitErr(t, a); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return n.held.Load() == 1 }) // the batch of c and e, in flight
+	if q := queuedAppends(s); q != 0 {
+		t.Fatalf("%d calls still queued", q)
+	}
+	// c gives up after its batch was sent: it returns now, outcome unknown.
+	ccancel()
+	if err := waitErr(t, c); !errors.Is(err, context.Canceled) || !errors.Is(err, push.ErrUnavailable) {
 		t.Fatalf("sent append whose context ended: %v", err)
 	}
-	srv.Resume()
-	ctx := testContext(t)
-	res, err := s.Append(ctx, "a", []push.Draft{{Type: "e", IdempotencyKey: "ka"}})
-	if err != nil || res[0].Offset != 1 {
+	n.hold.Store(false)
+	close(n.release)
+	released = true
+	if err := waitErr(t, e); err != nil {
+		t.Fatalf("c's batch-mate: %v", err)
+	}
+	res, err := s.Append(bg, "c", []push.Draft{{Type: "e", IdempotencyKey: "kc"}})
+	if err != nil || res[0].Offset != 1 || !res[0].Duplicate {
 		t.Fatalf("retry of the ambiguous append: %+v %v", res, err)
 	}
-	in, err := s.Info(ctx, []string{"a", "b"})
+	in, err := s.Info(bg, []string{"a", "c", "d", "e"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in[0].Last != 1 || in[1].Last != 0 {
-		t.Fatalf("a last %d (want 1), b last %d (want 0: never sent)", in[0].Last, in[1].Last)
+	for i, want := range []uint64{1, 1, 0, 1} {
+		if in[i].Last != want {
+			t.Fatalf("%s: last offset %d, want %d", in[i].Topic, in[i].Last, want)
+		}
 	}
-	if c := n.calls.Load(); c != 2 { // a, then its retry; never b
-		t.Fatalf("%d append calls reached Redis, want 2", c)
+	// a alone, c and e together, c's retry; d never.
+	if w, k := n.writes.Load(), n.calls.Load(); w != 3 || k != 4 {
+		t.Fatalf("%d round trips carrying %d calls, want 3 carrying 4", w, k)
 	}
 }
 
