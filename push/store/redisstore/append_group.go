@@ -98,9 +98,6 @@ type committer struct {
 	queue  []*appendCall
 	busy   bool // a batch (or a lone call) is in flight
 	closed bool
-
-	batches atomic.Uint64 // round trips (batches) sent, for tests and stats
-	calls   atomic.Uint64 // calls sent
 }
 
 func newCommitter(client redis.UniversalClient, maxBatch, maxQueue int) *committer {
@@ -124,8 +121,6 @@ func (c *committer) do(ctx context.Context, keys []string, args []any, size int)
 		// goroutine, as Append did before group commit.
 		c.busy = true
 		c.mu.Unlock()
-		c.batches.Add(1)
-		c.calls.Add(1)
 		raw, err := appendScript.Run(ctx, c.client, keys, args...).Slice()
 		c.idle()
 		return raw, err
@@ -260,8 +255,6 @@ func (c *committer) take() (batch []*appendCall, ok bool) {
 
 // send runs one batch and completes its calls.
 func (c *committer) send(batch []*appendCall) {
-	c.batches.Add(1)
-	c.calls.Add(uint64(len(batch)))
 	// The batch outlives any one caller's cancellation, but not the latest
 	// deadline among its calls; values (trace context) come from the first.
 	deadline := time.Time{}
