@@ -70,6 +70,15 @@ type Config struct {
 	// OpTimeout bounds each Redis call whose context has no deadline. Zero
 	// means 2s.
 	OpTimeout time.Duration
+	// AppendBatch is the largest number of concurrent Append calls sent to
+	// Redis in one round trip (group commit, ADR 0032). An Append that finds
+	// no batch in flight is sent at once, alone; those that arrive while one
+	// is in flight go out together as the next. Zero means 64; 1 turns group
+	// commit off (every Append its own round trip).
+	AppendBatch int
+	// AppendQueue bounds the Append calls waiting to be sent; beyond it a
+	// caller waits for room or for its context. Zero means 1024.
+	AppendQueue int
 }
 
 // Validate reports configuration errors. New calls it.
@@ -94,6 +103,9 @@ func (c Config) Validate() error {
 	}
 	if c.IdempotencyWindow < 0 || c.ResyncInterval < 0 || c.OpTimeout < 0 {
 		errs = append(errs, errors.New("idempotency_window, resync_interval and op_timeout must not be negative"))
+	}
+	if c.AppendBatch < 0 || c.AppendQueue < 0 {
+		errs = append(errs, fmt.Errorf("append_batch %d and append_queue %d must not be negative", c.AppendBatch, c.AppendQueue))
 	}
 	if err := c.Retention.Validate(); err != nil {
 		errs = append(errs, err)
@@ -122,6 +134,12 @@ func (c *Config) fill() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.AppendBatch == 0 {
+		c.AppendBatch = DefaultAppendBatch
+	}
+	if c.AppendQueue == 0 {
+		c.AppendQueue = DefaultAppendQueue
 	}
 }
 

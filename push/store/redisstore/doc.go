@@ -6,6 +6,9 @@
 // and expiring idempotency keys per (topic, origin), all in one cluster
 // slot; one Lua script per Append; one read-only Lua script per Read and per
 // topic of Info; notifications over Pub/Sub carrying the whole event.
+// Concurrent Appends share round trips (group commit, ADR 0032): one that
+// finds none in flight is sent at once; those arriving meanwhile go out
+// together as the next pipeline, each its own script with its own result.
 //
 // Guarantees (the push.Store contract, checked by push/store/storetest, plus
 // Redis-specific tests):
@@ -45,7 +48,11 @@
 //     also every ResyncInterval as a backstop. A connection that stops
 //     answering pings is replaced.
 //
-// Concurrency: all methods are safe for concurrent use. Sinks are called
+// Concurrency: all methods are safe for concurrent use. A writable store
+// owns one goroutine, the append committer, stopped by Close. An Append
+// whose context ends while it is queued is never sent; one whose context
+// ends after it was sent returns at once and its outcome is unknown (retry
+// with the same idempotency key). Sinks are called
 // from the listener's goroutine only, one call at a time, and must not
 // block. Close stops every listener and waits for its goroutine.
 package redisstore

@@ -27,6 +27,7 @@ type Store struct {
 	client    redis.UniversalClient
 	ownClient bool
 	closed    atomic.Bool
+	commit    *committer // nil when ReadOnly or AppendBatch is 1
 
 	mu        sync.Mutex
 	listeners map[*listener]struct{}
@@ -51,6 +52,9 @@ func New(cfg Config) (*Store, error) {
 			}
 		}
 		s.client, s.ownClient = redis.NewUniversalClient(opts), true
+	}
+	if !cfg.ReadOnly && cfg.AppendBatch > 1 {
+		s.commit = newCommitter(s.client, cfg.AppendBatch, cfg.AppendQueue)
 	}
 	return s, nil
 }
@@ -94,6 +98,7 @@ func idemKey(tag, key string) string {
 
 // Append appends drafts to topic in one Lua script: all or nothing unless
 // Redis itself fails mid-script, in order, with contiguous offsets.
+// Concurrent Appends share round trips (group commit, append_group.go).
 func (s *Store) Append(ctx context.Context, topic string, drafts []push.Draft) ([]push.AppendResult, error) {
 	if s.closed.Load() {
 		return nil, push.ErrClosed
@@ -110,6 +115,31 @@ func (s *Store) Append(ctx context.Context, topic string, drafts []push.Draft) (
 	if len(drafts) == 0 {
 		return nil, nil
 	}
+	keys, args, size := s.appendArgs(topic, drafts)
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	var raw []any
+	var err error
+	if s.commit != nil {
+		if raw, err = s.commit.do(ctx, keys, args, size); errors.Is(err, push.ErrClosed) {
+			return nil, err
+		}
+	} else {
+		raw, err = appendScript.Run(ctx, s.client, keys, args...).Slice()
+	}
+	if err != nil {
+		return nil, unavailable("append to", topic, err)
+	}
+	res, err := parseAppend(raw, len(drafts))
+	if err != nil {
+		return nil, unavailable("append to", topic, err)
+	}
+	return res, nil
+}
+
+// appendArgs builds the append script's keys and arguments for drafts, and
+// the call's approximate size in bytes (group commit bounds batches by it).
+func (s *Store) appendArgs(topic string, drafts []push.Draft) ([]string, []any, int) {
 	ret := s.cfg.Retention.For(topic)
 	tag := s.tag(topic)
 	// KEYS[3] names this call: the script records its result there, so a
@@ -132,6 +162,7 @@ func (s *Store) Append(ctx context.Context, topic string, drafts []push.Draft) (
 		approx = "1"
 	}
 	gran := max(ret.MaxAge/100, 10*time.Millisecond)
+	size := 256 // keys and fixed arguments, about
 	args := make([]any, 0, 10+4*len(drafts))
 	args = append(args,
 		epoch, s.channel(topic),
@@ -150,18 +181,9 @@ func (s *Store) Append(ctx context.Context, topic string, drafts []push.Draft) (
 			data = []byte{}
 		}
 		args = append(args, storeutil.TypeOf(d), data, d.TraceParent, ik)
+		size += len(data) + len(d.Type) + len(d.TraceParent) + len(d.IdempotencyKey) + 96
 	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	raw, err := appendScript.Run(ctx, s.client, keys, args...).Slice()
-	if err != nil {
-		return nil, unavailable("append to", topic, err)
-	}
-	res, err := parseAppend(raw, len(drafts))
-	if err != nil {
-		return nil, unavailable("append to", topic, err)
-	}
-	return res, nil
+	return keys, args, size
 }
 
 func parseAppend(raw []any, n int) ([]push.AppendResult, error) {
@@ -389,6 +411,9 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	for _, l := range ls {
 		_ = l.Close()
+	}
+	if s.commit != nil {
+		s.commit.close()
 	}
 	if s.ownClient {
 		return s.client.Close()
