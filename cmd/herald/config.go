@@ -222,7 +222,7 @@ type LimitsConfig struct {
 	// QueueMaxLag disconnects a stream as slow when its writes to the client
 	// have stalled for longer while events wait in its queue (≥ 100ms); it
 	// resumes from its cursor. Time the node takes to run the stream (CPU
-	// starvation) does not count (ADR 0036).
+	// starvation) does not count (ADR 0034).
 	QueueMaxLag time.Duration `koanf:"queue_max_lag"`
 }
 

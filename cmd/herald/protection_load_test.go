@@ -772,7 +772,7 @@ func protectionSlowConsumersCutOffAndResume(t *testing.T) {
 	// stalls past the queue's lag bound or misses its deadline; how long
 	// the socket takes to fill depends on the kernel's buffer sizing (on
 	// the loaded 2-core machine 17–32 s over SSE, 27–58 s over WebSocket:
-	// the series below logs it). Since ADR 0036 a loaded node's own delay
+	// the series below logs it). Since ADR 0034 a loaded node's own delay
 	// no longer cuts streams early, so the socket's fill time is all there
 	// is: one run at load 24 took over 90 s over WebSocket.
 	eventually(t, 150*time.Second, "the node cutting off every slow reader", func() bool {

@@ -19,7 +19,7 @@
 //     from its cursor. The publisher and the other subscribers never wait.
 //     So is one whose connection's writes (bracketed by Writing and Wrote)
 //     have stalled for longer than MaxLag while events waited; time its
-//     goroutine waits for a CPU does not count (ADR 0036).
+//     goroutine waits for a CPU does not count (ADR 0034).
 //   - The SSE body of an event (event and data lines) is encoded once per
 //     event and shared by every subscriber.
 //   - A subscriber is woken at most once per take of its queue. A dispatch

@@ -40,7 +40,7 @@ type Config struct {
 	Logger *slog.Logger
 	// Now stamps each dispatch (Delivery.At); nil means time.Now. Tests
 	// set it to play a node whose streams run late or whose connections
-	// stall (ADR 0036).
+	// stall (ADR 0034).
 	Now func() time.Time
 }
 

@@ -574,7 +574,7 @@ func newHubWithClock(tb testing.TB, store push.Store, clk *fakeClock) *hub.Hub {
 // A subscriber whose connection wrote promptly is not cut off however old
 // its queued events are: on a starved node the stream's goroutine waits
 // for a CPU while events queue up, which is not the consumer's doing (ADR
-// 0036). The queue's head here is 10s older than MaxLag allows, at the
+// 0034). The queue's head here is 10s older than MaxLag allows, at the
 // hub's enqueue and at the connection's take.
 func TestQueueLagNotFooledByStarvedNode(t *testing.T) {
 	store := newSpyStore(t, memstore.Config{})

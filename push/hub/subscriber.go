@@ -75,7 +75,7 @@ type Limits struct {
 	// since its oldest queued event was enqueued is cut off (it resumes
 	// from its cursor). Time the connection's goroutine spends waiting
 	// for a CPU does not count: a consumer is slow when it does not drain,
-	// not when its node could not run the stream (ADR 0036; the queue
+	// not when its node could not run the stream (ADR 0034; the queue
 	// stays bounded by MaxEvents and MaxBytes). Zero means 2s.
 	MaxLag time.Duration
 }
@@ -193,7 +193,7 @@ func (s *Subscriber) Reason() Reason {
 
 // Writing tells the subscriber that its connection begins a write at now
 // (its socket write, flush included); Wrote ends it. The time between
-// counts against MaxLag while events wait in the queue (ADR 0036). Called
+// counts against MaxLag while events wait in the queue (ADR 0034). Called
 // by the connection's goroutine only, never twice without a Wrote.
 func (s *Subscriber) Writing(now time.Time) {
 	s.mu.Lock()

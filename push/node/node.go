@@ -180,7 +180,7 @@ type Stats struct {
 	Delivered uint64 `json:"delivered"` // events written in total
 	// LagCutoffs counts streams that ended because their writes had stalled
 	// for longer than the queue's MaxLag since their oldest queued event
-	// arrived, found when the stream got to run (ADR 0036).
+	// arrived, found when the stream got to run (ADR 0034).
 	LagCutoffs uint64 `json:"lag_cutoffs"`
 	// SlowCutoffs counts subscribers the hub cut off because their queue
 	// overflowed (events or bytes).

@@ -13,7 +13,7 @@ import (
 // TestStarvedNodeKeepsPromptReaders: on a CPU-starved node a stream's
 // goroutine gets to run long after the hub queued its event, so every
 // queue head is older than MaxLag when the stream takes it; a client that
-// reads promptly is not slow and must not be cut off (ADR 0036). The
+// reads promptly is not slow and must not be cut off (ADR 0034). The
 // starvation is injected, not burned: the hub stamps every dispatch 10s
 // in the past (hub.Config.Now), which is what the stream sees when it
 // runs 10s late.

@@ -289,7 +289,7 @@ func (st *Stream) maybeFlush() error {
 // flush writes the buffered frames. Once the stream is subscribed, the
 // write is timed on its subscriber: the time a write blocks (the client not
 // draining its socket) is the lag the queue's MaxLag bounds, and the time
-// the stream's goroutine waits for a CPU is not (ADR 0036).
+// the stream's goroutine waits for a CPU is not (ADR 0034).
 func (st *Stream) flush() error {
 	if st.sub == nil {
 		return st.w.Flush()

@@ -104,7 +104,7 @@ func runTool(t *testing.T, bin string, args ...string) report {
 
 // TestResumeAfterSlowCutoff: the node cuts every stream as slow (a queue of
 // one byte: the first live event after each replay overflows it; a MaxLag
-// of 1ns did this before ADR 0036, which counts only a connection's stalled
+// of 1ns did this before ADR 0034, which counts only a connection's stalled
 // writes as lag), so a subscriber that
 // does not resume with Last-Event-ID loses every event after its first cut.
 // The tool's subscribers must reconnect like a Herald client and account
