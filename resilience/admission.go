@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/alibaba/sentinel-golang/api"
 	"github.com/alibaba/sentinel-golang/core/base"
 	"github.com/alibaba/sentinel-golang/core/config"
 	"github.com/alibaba/sentinel-golang/core/flow"
@@ -91,13 +90,19 @@ func (g *Guards) Admit(clientIP string) (Stream, *Blocked) {
 		g.perIP.release(clientIP)
 		return Stream{}, g.block(LayerAdmission, ResourceConnect, ReasonStarved, c.BusyRetryAfter)
 	}
-	e, blk := api.Entry(g.resHandshake)
+	e, blk := g.enterHandshake()
 	if blk != nil {
 		g.streams.Add(-1)
 		g.perIP.release(clientIP)
 		return Stream{}, g.block(LayerAdmission, ResourceConnect, ReasonRate, rateRetryAfter())
 	}
 	return Stream{s: &stream{g: g, ip: clientIP, handshake: e}}, nil
+}
+
+// enterHandshake opens a stream's handshake entry on layer 2's own slot
+// chain (newAdmissionChain).
+func (g *Guards) enterHandshake() (*base.SentinelEntry, *base.BlockError) {
+	return enterChain(g.admissionChain, g.rwHandshake, 1, nil)
 }
 
 // Request admits one non-stream request from clientIP (layer 2): at most

@@ -42,3 +42,22 @@ func BenchmarkBreakerDo(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAdmit is layer 2's cost per stream, default configuration (the
+// connect rate with its warm-up, the stream caps): Admit, Live at the end
+// of the handshake, Done when the stream ends. The connect rate is raised
+// so that the loop is not refused: the rule is still checked on every call.
+func BenchmarkAdmit(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.Admission.ConnectRate = 1e9
+	g := mustNew(b, cfg, Options{})
+	b.ReportAllocs()
+	for b.Loop() {
+		s, blk := g.Admit("10.0.0.1")
+		if blk != nil {
+			b.Fatal(blk)
+		}
+		s.Live()
+		s.Done()
+	}
+}

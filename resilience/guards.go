@@ -53,10 +53,12 @@ type Guards struct {
 	resHandshake string // sentinel resource of layer 2's rate and system checks
 
 	// Slot chains of the publish path's entries (sentinel.go), built in New.
-	ingressChain *base.SlotChain
-	breakerChain *base.SlotChain
-	rwPublish    *base.ResourceWrapper // resPublish's, built once (ingress.go)
-	passes       passPool              // layer 1's entries (ingress.go)
+	ingressChain   *base.SlotChain
+	breakerChain   *base.SlotChain
+	admissionChain *base.SlotChain
+	rwPublish      *base.ResourceWrapper // resPublish's, built once (ingress.go)
+	rwHandshake    *base.ResourceWrapper // resHandshake's, built once (admission.go)
+	passes         passPool              // layer 1's entries (ingress.go)
 
 	cfg atomic.Pointer[Config] // current configuration with defaults filled in
 
@@ -107,8 +109,9 @@ func New(cfg Config, opts Options) (*Guards, error) {
 	}
 	g.resPublish = g.ns + "/" + LayerIngress + "/" + ResourcePublish
 	g.resHandshake = g.ns + "/" + LayerAdmission + "/" + ResourceConnect
-	g.ingressChain, g.breakerChain = newIngressChain(), newBreakerChain()
+	g.ingressChain, g.breakerChain, g.admissionChain = newIngressChain(), newBreakerChain(), newAdmissionChain()
 	g.rwPublish = base.NewResourceWrapper(g.resPublish, base.ResTypeCommon, base.Outbound)
+	g.rwHandshake = base.NewResourceWrapper(g.resHandshake, base.ResTypeCommon, base.Outbound)
 	g.perIP.init()
 	g.perIPRequests.init()
 

@@ -80,24 +80,10 @@ func (pp *passPool) put(p *pass) {
 	pp.Put(p)
 }
 
-// enter runs layer 1's slot chain for n publishes of p: the steps of
-// sentinel's api.Entry, with the resource built once per Guards and the
-// arguments from p (api.Entry allocates both per call).
+// enter runs layer 1's slot chain for n publishes of p, with the arguments
+// from p (api.Entry allocates them per call).
 func (g *Guards) enter(p *pass, n uint32) (*base.SentinelEntry, *base.BlockError) {
-	sc := g.ingressChain
-	ctx := sc.GetPooledContext()
-	ctx.Resource = g.rwPublish
-	ctx.Input.BatchCount = n
-	ctx.Input.Args = p.args[:]
-	e := base.NewSentinelEntry(ctx, g.rwPublish, sc)
-	ctx.SetEntry(e)
-	r := sc.Entry(ctx)
-	if r != nil && r.Status() == base.ResultStatusBlocked {
-		blk := base.NewBlockErrorFromDeepCopy(r.BlockError())
-		e.Exit()
-		return nil, blk
-	}
-	return e, nil
+	return enterChain(g.ingressChain, g.rwPublish, n, p.args[:])
 }
 
 // Publish decides whether tenant may publish to topic now (layer 1). On

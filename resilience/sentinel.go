@@ -12,9 +12,11 @@ import (
 	"github.com/alibaba/sentinel-golang/core/base"
 	"github.com/alibaba/sentinel-golang/core/circuitbreaker"
 	"github.com/alibaba/sentinel-golang/core/config"
+	"github.com/alibaba/sentinel-golang/core/flow"
 	"github.com/alibaba/sentinel-golang/core/hotspot"
 	"github.com/alibaba/sentinel-golang/core/stat"
 	"github.com/alibaba/sentinel-golang/core/system_metric"
+	"github.com/alibaba/sentinel-golang/util"
 )
 
 // This file is the only place that touches sentinel's process-global setup:
@@ -230,6 +232,91 @@ func newBreakerChain() *base.SlotChain {
 	sc.AddStatSlot(rtSlot{})
 	sc.AddStatSlot(circuitbreaker.DefaultMetricStatSlot)
 	return sc
+}
+
+// enterChain opens an entry of n on resource rw through slot chain sc:
+// the steps of sentinel's api.Entry, with the resource wrapper built once
+// by its owner and the chain of its own (api.Entry builds the wrapper and
+// its options per call and runs the global chain). A blocked entry is
+// exited here and only its block error returned.
+func enterChain(sc *base.SlotChain, rw *base.ResourceWrapper, n uint32, args []any) (*base.SentinelEntry, *base.BlockError) {
+	ctx := sc.GetPooledContext()
+	ctx.Resource = rw
+	ctx.Input.BatchCount = n
+	if len(args) > 0 {
+		ctx.Input.Args = args
+	}
+	e := base.NewSentinelEntry(ctx, rw, sc)
+	ctx.SetEntry(e)
+	r := sc.Entry(ctx)
+	if r != nil && r.Status() == base.ResultStatusBlocked {
+		blk := base.NewBlockErrorFromDeepCopy(r.BlockError())
+		e.Exit()
+		return nil, blk
+	}
+	return e, nil
+}
+
+// newAdmissionChain is layer 2's chain, for the handshake entry of every
+// stream (ADR 0028, amendment of session 14): the resource's statistic
+// node (prepare slot), the connect-rate flow check, and handshakeStatSlot,
+// which writes the passes the flow check counts and the handshakes in
+// flight, completions and response times the system check's BBR condition
+// reads (systemOverloaded). Left out: the system slot (layer
+// 2 checks CPU, load and BBR itself, on its own resource; no system rule
+// is ever loaded), the isolation, hotspot and circuit-breaker checks and
+// their statistic slots (no such rule on this resource), the log slot,
+// sentinel's own statistic slot (handshakeStatSlot writes the same
+// counts, without its Prometheus counter of handled entries, which no
+// registry of Herald's exports: labels built and hashed per entry),
+// and the flow rule's standalone statistic slot (admissionRules always
+// uses the resource node's own window, StatIntervalInMs =
+// MetricStatisticIntervalMs, so there is no standalone statistic to
+// write).
+func newAdmissionChain() *base.SlotChain {
+	sc := base.NewSlotChain()
+	sc.AddStatPrepareSlot(stat.DefaultResourceNodePrepareSlot)
+	sc.AddRuleCheckSlot(flow.DefaultSlot)
+	sc.AddStatSlot(handshakeStatSlot{})
+	return sc
+}
+
+// handshakeStatSlot is sentinel's statistic slot (stat.Slot) for an
+// outbound resource, less its exporter counter: the same counts on the
+// entry's resource node, in the same order.
+type handshakeStatSlot struct{}
+
+var _ base.StatSlot = handshakeStatSlot{}
+
+func (handshakeStatSlot) Order() uint32 { return stat.StatSlotOrder }
+
+func (handshakeStatSlot) OnEntryPassed(ctx *base.EntryContext) {
+	if sn := ctx.StatNode; sn != nil {
+		sn.IncreaseConcurrency()
+		sn.AddCount(base.MetricEventPass, int64(ctx.Input.BatchCount))
+	}
+}
+
+func (handshakeStatSlot) OnEntryBlocked(ctx *base.EntryContext, _ *base.BlockError) {
+	if sn := ctx.StatNode; sn != nil {
+		sn.AddCount(base.MetricEventBlock, int64(ctx.Input.BatchCount))
+	}
+}
+
+func (handshakeStatSlot) OnCompleted(ctx *base.EntryContext) {
+	rt := util.CurrentTimeMillis() - ctx.StartTime()
+	ctx.PutRt(rt)
+	sn := ctx.StatNode
+	if sn == nil {
+		return
+	}
+	n := int64(ctx.Input.BatchCount)
+	if ctx.Err() != nil {
+		sn.AddCount(base.MetricEventError, n)
+	}
+	sn.AddCount(base.MetricEventRt, int64(rt))
+	sn.AddCount(base.MetricEventComplete, n)
+	sn.DecreaseConcurrency()
 }
 
 // rtKey keys, in an entry's context Data, the response time (ms) the
