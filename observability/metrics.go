@@ -196,10 +196,10 @@ type GaugeSnapshot struct {
 // 256 distinct label sets per instrument (cached); beyond that each call
 // builds its attribute set.
 type Metrics struct {
-	streamsOpen    metric.Int64UpDownCounter
-	connects       metric.Int64Counter
+	streamsOpen    metric.Int64ObservableUpDownCounter
+	connects       metric.Int64ObservableCounter
 	disconnects    metric.Int64Counter
-	resumes        metric.Int64Counter
+	resumes        metric.Int64ObservableCounter
 	replayed       metric.Int64Histogram
 	publishes      metric.Int64Counter
 	publishDur     metric.Float64Histogram
@@ -218,9 +218,11 @@ type Metrics struct {
 	replLag        metric.Float64ObservableGauge
 	buildInfo      metric.Int64ObservableGauge
 
-	connectOpts    *optCache[[2]string]
+	// The counters of every stream connect, on atomics (counterVec).
+	open           atomic.Int64
+	connectCounts  *counterVec[[2]string]
+	resumeCounts   *counterVec[string]
 	disconnectOpts *optCache[[2]string]
-	resumeOpts     *optCache[string]
 	publishOpts    *optCache[string]
 	ownershipOpts  *optCache[string]
 	jwksRefOpts    *optCache[string]
@@ -253,13 +255,13 @@ func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region
 		return []metric.Float64HistogramOption{metric.WithUnit(d.unit), metric.WithDescription(d.desc), metric.WithExplicitBucketBoundaries(b...)}
 	}
 	var err error
-	m.streamsOpen, err = meter.Int64UpDownCounter(instruments[0].otel, metric.WithUnit(instruments[0].unit), metric.WithDescription(instruments[0].desc))
+	m.streamsOpen, err = meter.Int64ObservableUpDownCounter(instruments[0].otel, metric.WithUnit(instruments[0].unit), metric.WithDescription(instruments[0].desc))
 	check(err)
-	m.connects, err = meter.Int64Counter(instruments[1].otel, counterOpts(opts(1))...)
+	m.connects, err = meter.Int64ObservableCounter(instruments[1].otel, metric.WithUnit(instruments[1].unit), metric.WithDescription(instruments[1].desc))
 	check(err)
 	m.disconnects, err = meter.Int64Counter(instruments[2].otel, counterOpts(opts(2))...)
 	check(err)
-	m.resumes, err = meter.Int64Counter(instruments[3].otel, counterOpts(opts(3))...)
+	m.resumes, err = meter.Int64ObservableCounter(instruments[3].otel, metric.WithUnit(instruments[3].unit), metric.WithDescription(instruments[3].desc))
 	check(err)
 	m.replayed, err = meter.Int64Histogram(instruments[4].otel, metric.WithUnit(instruments[4].unit),
 		metric.WithDescription(instruments[4].desc), metric.WithExplicitBucketBoundaries(bucketsReplayed...))
@@ -298,9 +300,9 @@ func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region
 		return nil, errors.Join(errs...)
 	}
 
-	m.connectOpts = newOptCache(labels2(LabelTransport, LabelResult))
+	m.connectCounts = newCounterVec(labels2(LabelTransport, LabelResult))
 	m.disconnectOpts = newOptCache(labels2(LabelTransport, LabelReason))
-	m.resumeOpts = newOptCache(labels1(LabelOutcome))
+	m.resumeCounts = newCounterVec(labels1(LabelOutcome))
 	m.publishOpts = newOptCache(labels1(LabelResult))
 	m.ownershipOpts = newOptCache(labels1(LabelKind))
 	m.breakerOpts = newOptCache(labels1(LabelTarget))
@@ -320,14 +322,14 @@ func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region
 	ctx := context.Background()
 	for _, tr := range []string{TransportSSE, TransportWS} {
 		for _, v := range []string{ConnectAccepted, ConnectShed, ConnectRedirected, ConnectRejected, ConnectError} {
-			m.connects.Add(ctx, 0, m.connectOpts.get([2]string{tr, v}).add...)
+			m.connectCounts.add([2]string{tr, v}, 0)
 		}
 		for _, v := range []string{DisconnectClient, DisconnectSlow, DisconnectDrain, DisconnectAuth, DisconnectError, DisconnectTakeover, DisconnectAdmin, DisconnectShutdown} {
 			m.disconnects.Add(ctx, 0, m.disconnectOpts.get([2]string{tr, v}).add...)
 		}
 	}
 	for _, v := range []string{ResumeReplayed, ResumeReset, ResumeLive} {
-		m.resumes.Add(ctx, 0, m.resumeOpts.get(v).add...)
+		m.resumeCounts.add(v, 0)
 	}
 	for _, v := range []string{PublishOK, PublishDuplicate, PublishRejected, PublishUnavailable, PublishError} {
 		m.publishes.Add(ctx, 0, m.publishOpts.get(v).add...)
@@ -345,9 +347,9 @@ func newMetrics(meter metric.Meter, delivery *deliveryHistogram, version, region
 		m.ingestLines.Add(ctx, 0, m.ingestOpts.get(v).add...)
 	}
 	m.jwksKeys.Record(ctx, 0)
-	m.streamsOpen.Add(ctx, 0)
 
-	m.reg, err = meter.RegisterCallback(m.observe, m.queueDepth, m.gossipMember, m.gossipHealth, m.replLag, m.buildInfo)
+	m.reg, err = meter.RegisterCallback(m.observe, m.queueDepth, m.gossipMember, m.gossipHealth, m.replLag, m.buildInfo,
+		m.streamsOpen, m.connects, m.resumes)
 	if err != nil {
 		return nil, err
 	}
@@ -362,9 +364,12 @@ func counterOpts(o []metric.InstrumentOption) []metric.Int64CounterOption {
 	return out
 }
 
-// observe is the callback of the observable gauges.
+// observe is the callback of the observable instruments.
 func (m *Metrics) observe(_ context.Context, o metric.Observer) error {
 	o.ObserveInt64(m.buildInfo, 1, metric.WithAttributeSet(m.buildSet))
+	o.ObserveInt64(m.streamsOpen, m.open.Load())
+	m.connectCounts.observe(o, m.connects)
+	m.resumeCounts.observe(o, m.resumes)
 	var s GaugeSnapshot
 	if fn := m.gauges.Load(); fn != nil {
 		s = (*fn)()
@@ -407,7 +412,7 @@ func (m *Metrics) StreamOpened(ctx context.Context) {
 	if m == nil {
 		return
 	}
-	m.streamsOpen.Add(ctx, 1)
+	m.open.Add(1)
 }
 
 // StreamClosed counts a stream that ended (herald_streams_open -1) and why
@@ -416,7 +421,7 @@ func (m *Metrics) StreamClosed(ctx context.Context, transport, reason string) {
 	if m == nil {
 		return
 	}
-	m.streamsOpen.Add(ctx, -1)
+	m.open.Add(-1)
 	m.disconnects.Add(ctx, 1, m.disconnectOpts.get([2]string{transport, reason}).add...)
 }
 
@@ -427,7 +432,7 @@ func (m *Metrics) Connect(ctx context.Context, transport, result string) {
 	if m == nil {
 		return
 	}
-	m.connects.Add(ctx, 1, m.connectOpts.get([2]string{transport, result}).add...)
+	m.connectCounts.add([2]string{transport, result}, 1)
 }
 
 // Resume counts a stream start by resume outcome (Resume* constants) and
@@ -436,7 +441,7 @@ func (m *Metrics) Resume(ctx context.Context, outcome string, replayed int) {
 	if m == nil {
 		return
 	}
-	m.resumes.Add(ctx, 1, m.resumeOpts.get(outcome).add...)
+	m.resumeCounts.add(outcome, 1)
 	m.replayed.Record(ctx, int64(max(replayed, 0)))
 }
 
