@@ -1,7 +1,6 @@
 package observability
 
 import (
-	"sync"
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -22,8 +21,7 @@ import (
 // otel.metric.overflow=true, as the SDK's own cardinality limit does.
 type counterVec[K comparable] struct {
 	build    func(K) attribute.Set
-	mu       sync.Mutex // serialises writers
-	m        atomic.Pointer[map[K]*counterCell]
+	m        cowMap[K, *counterCell]
 	overflow counterCell
 }
 
@@ -39,44 +37,16 @@ func newCounterVec[K comparable](build func(K) attribute.Set) *counterVec[K] {
 }
 
 // add adds d to k's series, creating it (at zero) first if need be.
-func (c *counterVec[K]) add(k K, d int64) { c.cell(k).n.Add(d) }
-
-func (c *counterVec[K]) cell(k K) *counterCell {
-	if m := c.m.Load(); m != nil {
-		if e, ok := (*m)[k]; ok {
-			return e
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	old := c.m.Load()
-	if old != nil {
-		if e, ok := (*old)[k]; ok {
-			return e
-		}
-		if len(*old) >= maxCachedAttrSets {
-			return &c.overflow
-		}
-	}
-	e := &counterCell{opt: metric.WithAttributeSet(c.build(k))}
-	next := make(map[K]*counterCell, 1+mapLen(old))
-	if old != nil {
-		for kk, v := range *old {
-			next[kk] = v
-		}
-	}
-	next[k] = e
-	c.m.Store(&next)
-	return e
+func (c *counterVec[K]) add(k K, d int64) {
+	c.m.get(k,
+		func() *counterCell { return &counterCell{opt: metric.WithAttributeSet(c.build(k))} },
+		func() *counterCell { return &c.overflow },
+	).n.Add(d)
 }
 
 // observe reports every series to inst.
 func (c *counterVec[K]) observe(o metric.Observer, inst metric.Int64Observable) {
-	if m := c.m.Load(); m != nil {
-		for _, e := range *m {
-			o.ObserveInt64(inst, e.n.Load(), e.opt)
-		}
-	}
+	c.m.each(func(e *counterCell) { o.ObserveInt64(inst, e.n.Load(), e.opt) })
 	if n := c.overflow.n.Load(); n != 0 {
 		o.ObserveInt64(inst, n, c.overflow.opt)
 	}

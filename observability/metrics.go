@@ -600,8 +600,7 @@ func newAttrOpts(s attribute.Set) *attrOpts {
 // (copy-on-write map); it stops growing at maxCachedAttrSets entries.
 type optCache[K comparable] struct {
 	build func(K) attribute.Set
-	mu    sync.Mutex // serialises writers
-	m     atomic.Pointer[map[K]*attrOpts]
+	m     cowMap[K, *attrOpts]
 }
 
 func newOptCache[K comparable](build func(K) attribute.Set) *optCache[K] {
@@ -619,37 +618,54 @@ func labels1(key string) func(string) attribute.Set {
 }
 
 func (c *optCache[K]) get(k K) *attrOpts {
+	build := func() *attrOpts { return newAttrOpts(c.build(k)) }
+	return c.m.get(k, build, build) // past the cap: built per call
+}
+
+// cowMap is a copy-on-write map of at most maxCachedAttrSets entries:
+// reads are lock-free, writers are serialised.
+type cowMap[K comparable, V any] struct {
+	mu sync.Mutex // serialises writers
+	m  atomic.Pointer[map[K]V]
+}
+
+// get returns k's entry, adding build() first if there is none; when the
+// map is full it returns full() and adds nothing.
+func (c *cowMap[K, V]) get(k K, build, full func() V) V {
 	if m := c.m.Load(); m != nil {
-		if o, ok := (*m)[k]; ok {
-			return o
+		if v, ok := (*m)[k]; ok {
+			return v
 		}
 	}
-	o := newAttrOpts(c.build(k))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.m.Load()
+	n := 0
 	if old != nil {
-		if e, ok := (*old)[k]; ok {
-			return e
+		if v, ok := (*old)[k]; ok {
+			return v
 		}
-		if len(*old) >= maxCachedAttrSets {
-			return o
+		if n = len(*old); n >= maxCachedAttrSets {
+			return full()
 		}
 	}
-	next := make(map[K]*attrOpts, 1+mapLen(old))
+	v := build()
+	next := make(map[K]V, n+1)
 	if old != nil {
-		for kk, v := range *old {
-			next[kk] = v
+		for kk, vv := range *old {
+			next[kk] = vv
 		}
 	}
-	next[k] = o
+	next[k] = v
 	c.m.Store(&next)
-	return o
+	return v
 }
 
-func mapLen[K comparable, V any](m *map[K]V) int {
-	if m == nil {
-		return 0
+// each calls f on every entry.
+func (c *cowMap[K, V]) each(f func(V)) {
+	if m := c.m.Load(); m != nil {
+		for _, v := range *m {
+			f(v)
+		}
 	}
-	return len(*m)
 }
