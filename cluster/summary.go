@@ -304,6 +304,10 @@ func (c *Cluster) mergeSummary(s summary) {
 // fit bucketAnswerBudget (the rest differ again at the next exchange).
 func (c *Cluster) onDigestReq(m message) {
 	self := c.cfg.NodeName
+	if m.from == self || c.liveNode(m.from) == nil { // before walking the table
+		c.st.exchangeDrops.Add(1)
+		return
+	}
 	var count [summaryBuckets]int
 	c.recMu.RLock()
 	c.memMu.RLock()

@@ -1,8 +1,11 @@
 package cluster
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 )
@@ -196,5 +199,56 @@ func TestSummariesAgreeAcrossAPool(t *testing.T) {
 	eventually(t, 5*time.Second, func() bool { _, ok := d.Lookup(lost); return ok }, "d gets %s back", lost)
 	if got := requested() - before; got == 0 || got > 8 {
 		t.Fatalf("%d buckets requested for one lost record", got)
+	}
+}
+
+// TestSummaryMessagesRoundTripAndRefuseMalformed: the three messages of
+// ADR 0035 decode to what was encoded, and a truncated or inconsistent one
+// is refused with ErrMalformed (FuzzDecodeMessage explores the rest).
+func TestSummaryMessagesRoundTripAndRefuseMalformed(t *testing.T) {
+	var sums [summaryBuckets]uint64
+	sums[3], sums[summaryBuckets-1] = 7, 1<<63
+	sm := encodeSummary("n0", []string{"n1", "n2"}, [][summaryBuckets]uint64{sums, {}})
+	m, err := decodeMessage(sm)
+	if err != nil || m.kind != msgSummary || m.from != "n0" || len(m.sum.peers) != 2 {
+		t.Fatalf("summary: %v %+v", err, m.sum.peers)
+	}
+	if sec, ok := m.sum.section("n1"); !ok || binary.BigEndian.Uint64(sec[3*8:]) != 7 || binary.BigEndian.Uint64(sec[(summaryBuckets-1)*8:]) != 1<<63 {
+		t.Fatalf("section n1 wrong")
+	}
+	if _, ok := m.sum.section("n3"); ok {
+		t.Fatalf("section for an absent peer")
+	}
+	var mask bucketMask
+	mask.set(5)
+	rq, err := decodeMessage(encodeDigestReq("n1", mask))
+	if err != nil || rq.kind != msgDigestReq || rq.mask != mask {
+		t.Fatalf("request: %v", err)
+	}
+	in := newDigestBuilder("n2", 1)
+	var h uint64
+	for i := uint64(1); bucketOf(h) != 5; i++ {
+		h = sessionHash(fmt.Sprint(i))
+	}
+	in.add(h, "n0", 3, false, 0)
+	bd, err := decodeMessage(in.encodeBuckets("n2", mask))
+	if err != nil || bd.kind != msgBucketDigest || bd.mask != mask || bd.dig.len() != 1 {
+		t.Fatalf("bucket digest: %v", err)
+	}
+	var other bucketMask
+	other.set(6)
+	out := newDigestBuilder("n2", 1)
+	out.add(h, "n0", 3, false, 0)
+	for name, b := range map[string][]byte{
+		"summary truncated":     sm[:len(sm)-1],
+		"summary trailing":      append(slices.Clone(sm), 0),
+		"summary bucket bits":   slices.Concat(sm[:5], []byte{summaryBits + 1}, sm[6:]),
+		"request without mask":  encodeDigestReq("n1", mask)[:5],
+		"request empty mask":    encodeDigestReq("n1", bucketMask{}),
+		"entry outside buckets": out.encodeBuckets("n2", other),
+	} {
+		if _, err := decodeMessage(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v", name, err)
+		}
 	}
 }
