@@ -52,6 +52,9 @@ type Cluster struct {
 	qSeq      uint64
 	queries   map[uint64]chan []Record
 	answering chan struct{} // bounds answers in flight
+	// exchanging bounds bucket digest requests and answers in flight
+	// (summary.go).
+	exchanging chan struct{}
 
 	metaMu sync.Mutex
 	meta   nodeMeta
@@ -114,7 +117,8 @@ func New(cfg Config) (*Cluster, error) {
 		fwdKick:    make(chan struct{}, 1),
 		queries:    make(map[uint64]chan []Record),
 		answering:  make(chan struct{}, maxAnswering),
-		meta: nodeMeta{V: 1, W: wireBinaryBatches, Region: cfg.Region, Zone: cfg.Zone, URL: cfg.HTTPURL,
+		exchanging: make(chan struct{}, maxExchanging),
+		meta: nodeMeta{V: 1, W: wireBinaryBatches | wireSummaries, Region: cfg.Region, Zone: cfg.Zone, URL: cfg.HTTPURL,
 			Version: cfg.Version, State: metaAlive},
 		members: make(map[string]*memberEntry),
 		records: newTable(),
@@ -247,8 +251,10 @@ func (c *Cluster) handle(it inboxItem, now time.Time) {
 		c.queuedStates.Add(-1)
 		m, err := decodeMessage(it.data)
 		switch {
+		case err == nil && m.kind == msgSummary:
+			c.mergeSummary(m.sum)
 		case err == nil && m.kind == msgDigest:
-			c.mergeDigest(m.dig)
+			c.mergeDigest(m.dig, nil)
 		case err == nil && m.kind == msgState: // a peer from before digests (ADR 0030)
 			c.mergeState(m, now)
 		default:
@@ -278,6 +284,12 @@ func (c *Cluster) handle(it inboxItem, now time.Time) {
 			c.onQuery(m)
 		case msgAnswer:
 			c.onAnswer(m)
+		case msgDigestReq:
+			c.onDigestReq(m)
+		case msgBucketDigest:
+			c.mergeDigest(m.dig, &m.mask)
+		default: // msgDigest, msgSummary: push/pull only
+			c.st.invalid.Add(1)
 		}
 	}
 }

@@ -38,9 +38,16 @@ func (d delegate) NotifyMsg(b []byte) {
 // every node (ADR 0026); they travel by direct messages (forward.go).
 func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 
-// LocalState is a digest of the records this node holds, not the records
-// themselves (digest.go, ADR 0030).
-func (d delegate) LocalState(join bool) []byte { return d.c.localDigest() }
+// LocalState is, for a join, a digest of the records this node holds, not
+// the records themselves (digest.go, ADR 0030); for a periodic exchange a
+// constant-size summary (summary.go, ADR 0035), unless a live member does
+// not advertise summaries.
+func (d delegate) LocalState(join bool) []byte {
+	if !join && d.c.speaksSummaries() {
+		return d.c.localSummary()
+	}
+	return d.c.localDigest()
+}
 
 func (d delegate) MergeRemoteState(buf []byte, join bool) {
 	c := d.c

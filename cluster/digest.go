@@ -116,9 +116,24 @@ func (b *digestBuilder) add(h uint64, node string, inc uint64, ended bool, budge
 
 // encode returns the msgDigest, entries sorted by hash.
 func (b *digestBuilder) encode(from string) []byte {
+	return b.encodeTo(make([]byte, 0, b.size+2), msgDigest, from)
+}
+
+// encodeBuckets returns a msgBucketDigest answering for the buckets of
+// mask (summary.go).
+func (b *digestBuilder) encodeBuckets(from string, mask bucketMask) []byte {
+	out := make([]byte, 0, b.size+2+bucketMaskLen)
+	return b.encodeTo(append(out, wireVersion, msgBucketDigest), 0, from, mask[:]...)
+}
+
+// encodeTo appends the header (unless kind is 0: out has it), then pre,
+// then the digest payload.
+func (b *digestBuilder) encodeTo(out []byte, kind byte, from string, pre ...byte) []byte {
 	slices.SortFunc(b.ents, func(x, y digestEnt) int { return cmp.Compare(x.h, y.h) })
-	out := make([]byte, 0, b.size)
-	out = append(out, wireVersion, msgDigest)
+	if kind != 0 {
+		out = append(out, wireVersion, kind)
+	}
+	out = append(out, pre...)
 	out = binary.AppendUvarint(out, uint64(len(from)))
 	out = append(out, from...)
 	out = binary.AppendUvarint(out, uint64(len(b.order)))
@@ -206,8 +221,10 @@ func decodeDigest(p []byte) (digest, error) {
 
 // mergeDigest compares the records held here with a peer's digest and
 // queues the full records the peer needs or must answer (see the comment
-// at the top of this file).
-func (c *Cluster) mergeDigest(d digest) {
+// at the top of this file). With a mask (a msgBucketDigest, summary.go)
+// only the records in its buckets are compared: the digest covers no
+// others.
+func (c *Cluster) mergeDigest(d digest, mask *bucketMask) {
 	c.st.merges.Add(1)
 	self, from := c.cfg.NodeName, d.from
 	if from == self {
@@ -227,6 +244,9 @@ func (c *Cluster) mergeDigest(d digest) {
 	defer c.recMu.Unlock()
 	for s, e := range c.records.all() {
 		sh := s.fnv()
+		if mask != nil && !mask.has(bucketOf(mix64(sh))) {
+			continue
+		}
 		theirs, ok := d.find(mix64(sh))
 		send := false
 		switch {

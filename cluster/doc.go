@@ -59,7 +59,12 @@
 //     tombstone) of a node's own records and the records it is home of, of
 //     owners it sees alive; each side forwards the full records where it
 //     holds a newer one, where its own claim is older, or where the peer is
-//     a home missing its record (digest.go, ADR 0030).
+//     a home missing its record (digest.go, ADR 0030). Periodic exchanges
+//     carry instead a constant-size summary (per peer, 128 bucket sums over
+//     the records both should hold); only the buckets that differ have
+//     their digests asked for by reliable message and merged the same way
+//     (summary.go, ADR 0035). Joins, and every exchange while a live member
+//     does not advertise summaries, still carry the full digest.
 //   - rehoming: when the live ring changes, each owner sends its records to
 //     the homes they gained; a node drops records it is no longer home of.
 //
@@ -87,7 +92,8 @@
 //     ~0.6 s after the heal, before peers even list it alive again). If a cut
 //     was too short for anyone to be declared dead and the new owner never
 //     knew the old claim, the next periodic push/pull (at most
-//     PushPullInterval, 10 s in the preset) settles it.
+//     PushPullInterval, 10 s in the preset, plus a bucket request's round
+//     trip) settles it.
 //   - PresenceAll is what the owners serve when asked; Find sees a claim as
 //     soon as its home has it. Records of a dead or departed node stay on
 //     their homes for DeadGrace and then disappear; tombstones likewise.

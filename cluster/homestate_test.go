@@ -175,7 +175,7 @@ func BenchmarkMergeDigest(b *testing.B) {
 	b.ReportMetric(float64(c.records.len()), "records")
 	b.ResetTimer()
 	for range b.N {
-		c.mergeDigest(m.dig)
+		c.mergeDigest(m.dig, nil)
 		c.fwdMu.Lock()
 		c.fwd, c.fwdLen = make(map[string][]fwdItem), 0
 		c.fwdMu.Unlock()

@@ -19,7 +19,8 @@ import (
 // which is b's cost per homed record (the join's push/pull and a's rehoming
 // bring them); then b makes four more push/pulls with a (a Join of a's
 // address: a full state exchange each way), the garbage each exchange makes
-// per record held. Periodic push/pull is left at its default (10 s) so that
+// per record held, and four periodic exchanges (summaries, ADR 0035), the
+// garbage of one (a state each way, with the delegate's callbacks). Periodic push/pull is left at its default (10 s) so that
 // no exchange is in flight when the heap is read.
 // Heap figures are after runtime.GC; the process holds both nodes, so each
 // phase is the difference to the one before. N is HOMED_RECORDS (default
@@ -127,6 +128,13 @@ func measureHomed(b *testing.B, n int) {
 	}
 	m3 := heapAfterGC()
 	b.ReportMetric(float64(a.Stats().DigestRepairs+h.Stats().DigestRepairs-repairs), "repairs")
+	// Periodic exchanges (not joins) send summaries (ADR 0035): through the
+	// delegate as memberlist's periodic push/pull calls it, each way.
+	for range exchanges {
+		periodicExchange(b, a, h)
+	}
+	m4 := heapAfterGC()
+	b.ReportMetric((float64(m4.TotalAlloc)-float64(m3.TotalAlloc))/(2*exchanges), "periodic-pushpull-alloc-B")
 
 	per := func(x, y uint64) float64 { return (float64(x) - float64(y)) / float64(n) }
 	b.ReportMetric(per(m1.HeapAlloc, m0.HeapAlloc), "owner-heap-B/record")

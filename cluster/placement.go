@@ -106,13 +106,25 @@ func homesOf(session string, ring []string, k int) []string {
 
 // homesAt is homesOf of the session whose FNV-1a is sh.
 func homesAt(sh uint64, ring []string, k int) []string {
+	var buf [4]scored
+	top := topAt(sh, ring, k, buf[:0])
+	out := make([]string, len(top))
+	for i, t := range top {
+		out[i] = t.name
+	}
+	return out
+}
+
+// topAt returns the k best-scored members of ring for the session whose
+// FNV-1a is sh, best first, in buf's memory when it has the capacity (no
+// allocation: summarySums places every record held).
+func topAt(sh uint64, ring []string, k int, buf []scored) []scored {
 	k = min(k, len(ring))
 	if k <= 0 {
 		return nil
 	}
-	var buf [4]scored
 	top := buf[:0]
-	if k > len(buf) {
+	if k > cap(buf) {
 		top = make([]scored, 0, k)
 	}
 	for _, m := range ring {
@@ -131,11 +143,7 @@ func homesAt(sh uint64, ring []string, k int) []string {
 		}
 		top[i] = c
 	}
-	out := make([]string, len(top))
-	for i, t := range top {
-		out[i] = t.name
-	}
-	return out
+	return top
 }
 
 // ring returns the names of the live members, this node included, sorted.

@@ -24,11 +24,15 @@ type Stats struct {
 	QueryDrops uint64 // queries from peers dropped (too many answers in flight)
 
 	// Anti-entropy.
-	Merges         uint64 // push/pull digests (or an older peer's states) merged
-	DigestRepairs  uint64 // records forwarded because a peer's digest differed
-	StateTruncated uint64 // local states cut at the size budget
-	Syncs          uint64 // prompt push/pulls with a member that came back
-	SyncDrops      uint64 // prompt push/pull requests dropped (queue full)
+	Merges        uint64 // push/pull digests (or an older peer's states) merged
+	DigestRepairs uint64 // records forwarded because a peer's digest differed
+	// Periodic push/pull summaries (ADR 0035).
+	Summaries        uint64 // peers' summaries compared
+	BucketsRequested uint64 // summary buckets that differed, whose digests were asked for
+	ExchangeDrops    uint64 // bucket requests or answers not sent (too many in flight, peer not live)
+	StateTruncated   uint64 // local states cut at the size budget
+	Syncs            uint64 // prompt push/pulls with a member that came back
+	SyncDrops        uint64 // prompt push/pull requests dropped (queue full)
 
 	// Ownership.
 	Revocations         uint64 // OnRevoke deliveries queued, all reasons
@@ -59,6 +63,7 @@ type counters struct {
 	corrections, noticesSent, noticeFailures, noticeDrops         atomic.Uint64
 	disconnectsReceived, invalidClaims, expired                   atomic.Uint64
 	joinAttempts, joinFailures, digestRepairs                     atomic.Uint64
+	summaries, bucketsRequested, exchangeDrops                    atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -71,7 +76,9 @@ func (c *Cluster) Stats() Stats {
 		QueueLen: c.queueLen(),
 		Queries:  c.st.queries.Load(), Answered: c.st.answered.Load(), QueryDrops: c.st.queryDrops.Load(),
 		Merges: c.st.merges.Load(), DigestRepairs: c.st.digestRepairs.Load(), StateTruncated: c.st.stateTruncated.Load(),
-		Syncs: c.st.syncs.Load(), SyncDrops: c.st.syncDrops.Load(),
+		Summaries: c.st.summaries.Load(), BucketsRequested: c.st.bucketsRequested.Load(),
+		ExchangeDrops: c.st.exchangeDrops.Load(),
+		Syncs:         c.st.syncs.Load(), SyncDrops: c.st.syncDrops.Load(),
 		Revocations: c.st.revocations.Load(), RevocationsTakeover: c.st.revocationsTakeover.Load(),
 		RevocationsAdmin: c.st.revocationsAdmin.Load(), Corrections: c.st.corrections.Load(),
 		NoticesSent: c.st.noticesSent.Load(), NoticeFailures: c.st.noticeFailures.Load(),

@@ -13,9 +13,10 @@ import (
 //
 //	byte 0   wire version (wireVersion); other versions are counted and dropped
 //	byte 1   message kind (msgRecord, msgState, msgDisconnect, msgQuery, msgAnswer,
-//	         msgDigest, msgBatch)
-//	byte 2…  JSON payload (wirePayload) with one-letter keys; for msgDigest
-//	         and msgBatch a binary payload (digest.go, batch.go)
+//	         msgDigest, msgBatch, msgSummary, msgDigestReq, msgBucketDigest)
+//	byte 2…  JSON payload (wirePayload) with one-letter keys; for msgDigest,
+//	         msgBatch and the summary messages a binary payload (digest.go,
+//	         batch.go, summary.go)
 //
 // JSON keeps the format debuggable and forward compatible (unknown keys are
 // ignored); short keys and unix-nanosecond times keep a typical record under
@@ -32,6 +33,11 @@ const (
 	msgAnswer     byte = 5 // records answering a msgQuery
 	msgDigest     byte = 6 // push/pull digest (digest.go): binary, not JSON
 	msgBatch      byte = 7 // forwarded records (batch.go): binary, not JSON
+	// msgSummary (periodic push/pull), msgDigestReq and msgBucketDigest
+	// (reliable messages): summary.go, binary.
+	msgSummary      byte = 8
+	msgDigestReq    byte = 9
+	msgBucketDigest byte = 10
 
 	maxSmallMsg = 128 << 10 // record and disconnect messages (a full record is < 80 KiB)
 	maxStateMsg = 24 << 20  // push/pull state; memberlist itself caps it at 20 MiB
@@ -67,17 +73,19 @@ type wirePayload struct {
 type message struct {
 	kind    byte
 	from    string
-	rec     Record   // msgRecord
-	partial bool     // msgRecord: rec.Topics was trimmed
-	recs    []Record // msgState, msgAnswer
-	parts   []bool   // msgState, msgAnswer: partial flags, parallel to recs
-	batch   []byte   // msgBatch: its validated records, still encoded (each)
-	nbatch  int      // msgBatch: how many
-	session string   // msgDisconnect, msgQuery
-	inc     uint64   // msgDisconnect
-	qid     uint64   // msgQuery, msgAnswer
-	topic   string   // msgQuery
-	dig     digest   // msgDigest
+	rec     Record     // msgRecord
+	partial bool       // msgRecord: rec.Topics was trimmed
+	recs    []Record   // msgState, msgAnswer
+	parts   []bool     // msgState, msgAnswer: partial flags, parallel to recs
+	batch   []byte     // msgBatch: its validated records, still encoded (each)
+	nbatch  int        // msgBatch: how many
+	session string     // msgDisconnect, msgQuery
+	inc     uint64     // msgDisconnect
+	qid     uint64     // msgQuery, msgAnswer
+	topic   string     // msgQuery
+	dig     digest     // msgDigest, msgBucketDigest
+	sum     summary    // msgSummary
+	mask    bucketMask // msgDigestReq, msgBucketDigest
 }
 
 func toWire(r Record, partial bool) wireRecord {
@@ -281,7 +289,7 @@ func decodeMessage(b []byte) (message, error) {
 	}
 	m.kind = b[1]
 	limit := maxSmallMsg
-	if m.kind == msgState || m.kind == msgDigest {
+	if m.kind == msgState || m.kind == msgDigest || m.kind == msgSummary {
 		limit = maxStateMsg
 	}
 	if len(b) > limit {
@@ -294,6 +302,14 @@ func decodeMessage(b []byte) (message, error) {
 		return m, err
 	case msgBatch:
 		return m, decodeBatch(b[2:], &m)
+	case msgSummary:
+		s, err := decodeSummary(b[2:])
+		m.from, m.sum = s.from, s
+		return m, err
+	case msgDigestReq:
+		return m, decodeDigestReq(b[2:], &m)
+	case msgBucketDigest:
+		return m, decodeBucketDigest(b[2:], &m)
 	}
 	if !utf8.Valid(b[2:]) { // json would replace bad bytes instead of failing
 		return m, fmt.Errorf("%w: payload is not UTF-8", ErrMalformed)

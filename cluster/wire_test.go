@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
@@ -146,6 +147,20 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte{0xff})
 	dg, _ := encodeDigest("herald-6", []Record{r, ended}, 0)
 	f.Add(dg)
+	var sums [summaryBuckets]uint64
+	for i := range sums {
+		sums[i] = uint64(i) * 0x9e3779b97f4a7c15
+	}
+	f.Add(encodeSummary("herald-7", []string{"herald-1", "herald-2"}, [][summaryBuckets]uint64{sums, {}}))
+	f.Add(encodeSummary("herald-7", nil, nil))
+	var mask bucketMask
+	mask.set(bucketOf(sessionHash(r.Session)))
+	mask.set(summaryBuckets - 1)
+	f.Add(encodeDigestReq("herald-8", mask))
+	bd := newDigestBuilder("herald-9", 2)
+	bd.add(sessionHash(r.Session), r.Node, r.Incarnation, false, 0)
+	bd.add(sessionHash(r.Session)+1, "herald-3", 7, true, 0)
+	f.Add(bd.encodeBuckets("herald-9", mask))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeMessage(b)
 		if err != nil {
@@ -171,6 +186,19 @@ func FuzzDecodeMessage(f *testing.F) {
 			again, _ = encodeRecords(msgAnswer, m.from, m.qid, m.recs, m.parts, 0)
 		case msgDigest:
 			again = reencodeDigest(m.dig)
+		case msgBucketDigest:
+			d := reencodeDigest(m.dig)
+			again = append(append([]byte{wireVersion, msgBucketDigest}, m.mask[:]...), d[2:]...)
+		case msgDigestReq:
+			again = encodeDigestReq(m.from, m.mask)
+		case msgSummary:
+			sums := make([][summaryBuckets]uint64, len(m.sum.peers))
+			for i := range sums {
+				for j := range sums[i] {
+					sums[i][j] = binary.BigEndian.Uint64(m.sum.sums[(i*summaryBuckets+j)*8:])
+				}
+			}
+			again = encodeSummary(m.from, m.sum.peers, sums)
 		}
 		m2, err := decodeMessage(again)
 		if err != nil {
