@@ -370,3 +370,56 @@ func checkConcurrentAppends(t *testing.T, client redis.UniversalClient) {
 		}
 	}
 }
+
+// A call queued alone behind the one in flight is sent by its own caller
+// when that one's reply is in, not handed to the committer's goroutine (a
+// batch of one saves no round trip there and costs two goroutine
+// hand-offs); two or more queued go to the committer as one batch. Either
+// way, one round trip more.
+func TestGroupCommitSoloGoesDirect(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	for _, queued := range []int{1, 2, 5} {
+		t.Run(fmt.Sprintf("queued=%d", queued), func(t *testing.T) {
+			s, n := countedStore(t, srv, queued+1)
+			n.hold.Store(true)
+			released := false
+			defer func() {
+				if !released {
+					n.hold.Store(false)
+					close(n.release)
+				}
+			}()
+			ctx := testContext(t)
+			errs := make(chan error, queued+1)
+			appendTo := func(topic string) {
+				res, err := s.Append(ctx, topic, []push.Draft{{Type: "e"}})
+				if err == nil && res[0].Offset != 1 {
+					err = fmt.Errorf("%s: offset %d, want 1", topic, res[0].Offset)
+				}
+				errs <- err
+			}
+			go appendTo("first")
+			waitFor(t, func() bool { return n.held.Load() == 1 })
+			for i := range queued {
+				go appendTo(fmt.Sprintf("q%d", i))
+			}
+			waitFor(t, func() bool { return queuedAppends(s) == queued })
+			n.hold.Store(false)
+			close(n.release)
+			released = true
+			for range queued + 1 {
+				if err := waitErr(t, errs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wantBatches := int64(1)
+			if queued == 1 {
+				wantBatches = 0
+			}
+			if b, w, k := committerBatches(s), n.writes.Load(), n.calls.Load(); b != wantBatches || w != 2 || k != int64(queued+1) {
+				t.Fatalf("%d round trips (%d by the committer) carrying %d calls; want 2 (%d) carrying %d", w, b, k, wantBatches, queued+1)
+			}
+		})
+	}
+}
