@@ -14,8 +14,6 @@ import (
 // SDK's span would be, so the traceparent stored with the event is what it
 // was; nothing is recorded (issue 20 item 4).
 func TestPublishSpansWithoutExporterBuildNoSpan(t *testing.T) {
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
-	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
 	for _, tc := range []struct {
 		name        string
 		ratio       float64
@@ -28,11 +26,7 @@ func TestPublishSpansWithoutExporterBuildNoSpan(t *testing.T) {
 		{"remote-parent-unsampled", 1, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tel, err := Setup(context.Background(), Config{Node: "n", TraceSampleRatio: tc.ratio})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+			tel := telemetryWithoutExporter(t, tc.ratio)
 			ctx := context.Background()
 			if tc.traceparent != "" {
 				ctx = tel.Propagator().Extract(ctx, propagation.MapCarrier{"traceparent": tc.traceparent})
@@ -62,4 +56,51 @@ func TestPublishSpansWithoutExporterBuildNoSpan(t *testing.T) {
 			}
 		})
 	}
+}
+
+// telemetryWithoutExporter is a node's telemetry with no trace exporter
+// (no span processor), sampling roots at ratio.
+func telemetryWithoutExporter(tb testing.TB, ratio float64) *Telemetry {
+	tb.Helper()
+	if t, ok := tb.(*testing.T); ok {
+		t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+		t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	}
+	tel, err := Setup(context.Background(), Config{Node: "n", TraceSampleRatio: ratio})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	return tel
+}
+
+// BenchmarkPublishSpans: the publish path's three spans (request, publish,
+// store call) started and ended on a node that exports no traces, as the
+// SDK builds them ("sdk", what the path did before) and as it does now.
+func BenchmarkPublishSpans(b *testing.B) {
+	tel := telemetryWithoutExporter(b, 1)
+	server := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	client := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+	b.Run("sdk", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ctx, srv := tel.Tracer().Start(context.Background(), "POST /v1/topics/:topic/events", server...)
+			ctx, pub := tel.Tracer().Start(ctx, SpanPublish, producerSpan, trace.WithAttributes(KeyTopic.String("t")))
+			_, st := tel.Tracer().Start(ctx, "herald.store.append", client...)
+			st.End()
+			pub.End()
+			srv.End()
+		}
+	})
+	b.Run("now", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ctx, srv := tel.StartSpan(context.Background(), "POST /v1/topics/:topic/events", trace.SpanKindServer, server...)
+			ctx, pub := tel.StartPublish(ctx, "t")
+			_, st := tel.StartSpan(ctx, "herald.store.append", trace.SpanKindClient, client...)
+			st.End()
+			pub.End()
+			srv.End()
+		}
+	})
 }
