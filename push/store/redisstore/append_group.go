@@ -201,9 +201,8 @@ func (c *committer) direct(ctx context.Context, call *appendCall) ([]any, error)
 // A batch of one gains no system call over a lone call, and sent by the
 // committer it costs two goroutine hand-offs more: the committer is woken
 // to send it and woken again by the reply, then wakes the caller; sent by
-// its caller, the reply wakes the caller directly. Under a steady stream of
-// publishes that each overlap at most one other (the common case below
-// saturation), this is most queued calls.
+// its caller, the reply wakes the caller directly. Below saturation, where
+// a publish rarely overlaps more than one other, a batch of one is common.
 func (c *committer) idle() {
 	c.mu.Lock()
 	c.busy = false
