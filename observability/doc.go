@@ -94,6 +94,13 @@
 //	                (default 100), because one publish fans out to many subscribers. Unsampled
 //	                deliveries cost a flag check and no allocation.
 //
+// A node that exports no traces (no span processor: no OTLP endpoint, no
+// test recorder) builds no SDK span for sessions nor on the publish path
+// (the request's server span, herald.publish, the store call: StartSpan):
+// each gets a span context of its own, sampled as the SDK's span would be,
+// on a non-recording span, so stored traceparents, log trace ids, links and
+// exemplars are unchanged. Delivery spans are still built when sampled.
+//
 // Attributes: herald.session.id, herald.topics, herald.cursor,
 // herald.resumed, herald.reset, herald.replayed, herald.node, cloud.region,
 // messaging.destination.name (topic), herald.offset, herald.origin; links

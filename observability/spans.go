@@ -81,10 +81,30 @@ var producerSpan = trace.WithSpanKind(trace.SpanKindProducer)
 // the span in ctx (the HTTP server span, or the remote parent extracted from
 // the request's traceparent with Propagator). Record the stored offset with
 // KeyOffset and store EventTraceparent(ctx) with the event.
+//
+// A node that exports no traces builds no span (see StartSpan).
 func (t *Telemetry) StartPublish(ctx context.Context, topic string) (context.Context, trace.Span) {
+	if t != nil && !t.keepSpans {
+		return t.unrecordedSpan(ctx, SpanPublish, trace.SpanKindProducer, nil)
+	}
 	return t.Tracer().Start(ctx, SpanPublish, producerSpan,
 		trace.WithAttributes(semconv.MessagingSystemKey.String(messagingSystem),
 			semconv.MessagingOperationTypeSend, KeyTopic.String(topic)))
+}
+
+// StartSpan starts a span named name of kind kind under ctx, with opts
+// (which must carry kind when the SDK builds the span), like
+// Tracer().Start. A node that exports no traces (no span processor) builds
+// no span: as for StartSession, the span context is its own, sampled as the
+// SDK's would be, carried by a non-recording span, so traceparents stored
+// with events and the trace ids of logs and exemplars are what they were,
+// for a few allocations instead of the SDK span's (issue 20 item 4: the
+// publish path's server, publish and store spans).
+func (t *Telemetry) StartSpan(ctx context.Context, name string, kind trace.SpanKind, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	if t != nil && !t.keepSpans {
+		return t.unrecordedSpan(ctx, name, kind, nil)
+	}
+	return t.Tracer().Start(ctx, name, opts...)
 }
 
 // StartSession starts the server span of an SSE connection. Its parent is

@@ -153,9 +153,13 @@ func (b *Breaker) recordRT(e *base.SentinelEntry, start, end time.Time) {
 			b.g.emit(LayerDependency, b.target, ReasonStarvedCaller, KindExcused)
 		}
 	}
-	if ctx := e.Context(); ctx != nil && ctx.Data != nil {
-		// read by rtSlot; at least 1: sentinel takes 0 for "not measured"
-		ctx.Data[rtKey{}] = max(uint64(rt.Milliseconds()), 1)
+	if ctx := e.Context(); ctx != nil {
+		// Read by the circuit-breaker statistic slot on Exit; the breaker
+		// chain holds no slot that writes the wall time over it. At least
+		// 1: sentinel takes 0 for "not measured". Set on the context
+		// itself, not through its Data map: a map entry was an allocation
+		// per call, and the map another on the context's reuse.
+		ctx.PutRt(max(uint64(rt.Milliseconds()), 1))
 	}
 }
 

@@ -221,15 +221,15 @@ func newIngressChain() *base.SlotChain {
 	return sc
 }
 
-// newBreakerChain is layer 4's chain: the circuit-breaker check, rtSlot
-// (the call's excused response time) and the circuit-breaker statistic
-// slot that feeds the breakers. Without sentinel's statistic slot no one
-// writes the wall time first; a call whose time rtSlot did not set is
+// newBreakerChain is layer 4's chain: the circuit-breaker check and the
+// circuit-breaker statistic slot that feeds the breakers. Breaker.Do puts
+// the call's excused response time on the entry context before Exit; no
+// slot of this chain writes the wall time over it (sentinel's statistic
+// slot would, and is left out). A call whose time Do did not set is
 // measured as wall time by the entry context itself.
 func newBreakerChain() *base.SlotChain {
 	sc := base.NewSlotChain()
 	sc.AddRuleCheckSlot(circuitbreaker.DefaultSlot)
-	sc.AddStatSlot(rtSlot{})
 	sc.AddStatSlot(circuitbreaker.DefaultMetricStatSlot)
 	return sc
 }
@@ -317,26 +317,4 @@ func (handshakeStatSlot) OnCompleted(ctx *base.EntryContext) {
 	sn.AddCount(base.MetricEventRt, int64(rt))
 	sn.AddCount(base.MetricEventComplete, n)
 	sn.DecreaseConcurrency()
-}
-
-// rtKey keys, in an entry's context Data, the response time (ms) the
-// circuit breakers should see for the call instead of its wall time.
-type rtKey struct{}
-
-// rtSlot runs before the circuit-breaker statistic slot (which reads the
-// entry's response time): it puts in the time Breaker.Do recorded. Its
-// order is also after sentinel's own statistic slot (which writes the wall
-// time), should a chain hold both.
-type rtSlot struct{}
-
-var _ base.StatSlot = rtSlot{}
-
-func (rtSlot) Order() uint32 { return (stat.StatSlotOrder + circuitbreaker.StatSlotOrder) / 2 }
-
-func (rtSlot) OnEntryPassed(*base.EntryContext)                    {}
-func (rtSlot) OnEntryBlocked(*base.EntryContext, *base.BlockError) {}
-func (rtSlot) OnCompleted(ctx *base.EntryContext) {
-	if rt, ok := ctx.Data[rtKey{}].(uint64); ok {
-		ctx.PutRt(rt)
-	}
 }

@@ -127,7 +127,7 @@ func (s *Server) startPublish(c *gin.Context, topic string) (context.Context, tr
 	if tel != nil {
 		ctx = tel.Propagator().Extract(ctx, propagation.HeaderCarrier(c.Request.Header))
 	}
-	ctx, srv := tel.Tracer().Start(ctx, serverSpanName(c), serverSpan...)
+	ctx, srv := tel.StartSpan(ctx, serverSpanName(c), trace.SpanKindServer, serverSpan...)
 	ctx, span := tel.StartPublish(ctx, topic)
 	c.Request = c.Request.WithContext(ctx) // request-scoped logs carry the trace
 	return ctx, srv, span
@@ -174,7 +174,7 @@ func (s *Server) endPublish(ctx context.Context, srv, span trace.Span, result st
 
 // append is Store.Append inside a "store.append" span.
 func (s *Server) append(ctx context.Context, topic string, drafts []push.Draft) ([]push.AppendResult, error) {
-	ctx, span := s.cfg.Telemetry.Tracer().Start(ctx, "herald.store.append", clientSpan...)
+	ctx, span := s.cfg.Telemetry.StartSpan(ctx, "herald.store.append", trace.SpanKindClient, clientSpan...)
 	defer span.End()
 	res, err := s.store.Append(ctx, topic, drafts)
 	if err != nil {

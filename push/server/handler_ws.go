@@ -408,7 +408,7 @@ func (ws *wsConn) publish(p *auth.Principal, rq wire.Request) {
 	s := ws.s
 	start := time.Now()
 	tel := s.cfg.Telemetry
-	ctx, srv := tel.Tracer().Start(ws.ctx, "WS publish", trace.WithSpanKind(trace.SpanKindServer))
+	ctx, srv := tel.StartSpan(ws.ctx, "WS publish", trace.SpanKindServer, serverSpan...)
 	ctx, span := tel.StartPublish(ctx, rq.Topic)
 	res, result, err := ws.publishOne(ctx, span, p, rq)
 	s.endPublish(ctx, srv, span, result, start)

@@ -61,11 +61,14 @@ const (
 	MaxAppendBatchBytes = 1 << 20
 )
 
-// Call states: queued → sent, or queued → abandoned by its caller.
+// Call states: queued → sent (in a batch by the committer), queued →
+// direct (handed back to its caller to send alone), or queued → abandoned
+// by its caller.
 const (
 	callQueued int32 = iota
 	callSent
 	callAbandoned
+	callDirect
 )
 
 // appendCall is one Append's script call waiting for, or riding in, a batch.
@@ -98,6 +101,8 @@ type committer struct {
 	queue  []*appendCall
 	busy   bool // a batch (or a lone call) is in flight
 	closed bool
+
+	batches atomic.Int64 // round trips the committer's goroutine made
 }
 
 func newCommitter(client redis.UniversalClient, maxBatch, maxQueue int) *committer {
@@ -141,17 +146,35 @@ func (c *committer) do(ctx context.Context, keys []string, args []any, size int)
 		return nil, push.ErrClosed
 	}
 	c.queue = append(c.queue, call)
+	// Wake the committer only when nothing is in flight. While a call or
+	// batch is, whoever ends it (idle, or the committer's own loop) finds
+	// the queue non-empty and sends it; a wake now would run the
+	// committer's goroutine for nothing (take refuses while busy), one
+	// scheduler round trip per queued publish.
+	wake := !c.busy
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if wake {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
 	select {
 	case <-call.done:
+		if call.state.Load() == callDirect {
+			return c.direct(ctx, call)
+		}
 		return call.raw, call.err
 	case <-ctx.Done():
 		if call.state.CompareAndSwap(callQueued, callAbandoned) {
 			return nil, ctx.Err() // never sent
+		}
+		if call.state.Load() == callDirect {
+			// Handed back but not sent: give the turn on, unsent. done is
+			// closed right after the state is set, without blocking.
+			<-call.done
+			c.idle()
+			return nil, ctx.Err()
 		}
 		select { // sent: its reply may have landed in the same instant
 		case <-call.done:
@@ -162,13 +185,44 @@ func (c *committer) do(ctx context.Context, keys []string, args []any, size int)
 	}
 }
 
-// idle ends the batch in flight and hands what queued meanwhile to the
-// committer's goroutine.
+// direct sends a call handed back by idle from its caller's goroutine, as
+// a lone call, and then gives the turn on.
+func (c *committer) direct(ctx context.Context, call *appendCall) ([]any, error) {
+	raw, err := appendScript.Run(ctx, c.client, call.keys, call.args...).Slice()
+	c.idle()
+	return raw, err
+}
+
+// idle ends the call or batch in flight and passes the turn on: a single
+// call queued meanwhile goes back to its own caller, which sends it alone
+// (busy stays set for it); two or more go to the committer's goroutine as
+// the next batch.
+//
+// A batch of one gains no system call over a lone call, and sent by the
+// committer it costs two goroutine hand-offs more: the committer is woken
+// to send it and woken again by the reply, then wakes the caller; sent by
+// its caller, the reply wakes the caller directly. Below saturation, where
+// a publish rarely overlaps more than one other, a batch of one is common.
 func (c *committer) idle() {
 	c.mu.Lock()
 	c.busy = false
+	var solo *appendCall
+	if len(c.queue) == 1 && !c.closed {
+		call := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[:0]
+		<-c.slots
+		if call.state.CompareAndSwap(callQueued, callDirect) {
+			c.busy = true
+			solo = call
+		} // else abandoned while queued: never sent, dropped here
+	}
 	pending := len(c.queue) > 0
 	c.mu.Unlock()
+	if solo != nil {
+		close(solo.done)
+		return
+	}
 	if pending {
 		select {
 		case c.wake <- struct{}{}:
@@ -265,6 +319,7 @@ func (c *committer) send(batch []*appendCall) {
 	}
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(batch[0].ctx), deadline)
 	defer cancel()
+	c.batches.Add(1)
 	if len(batch) == 1 {
 		call := batch[0]
 		call.raw, call.err = appendScript.Run(ctx, c.client, call.keys, call.args...).Slice()

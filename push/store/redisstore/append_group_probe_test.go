@@ -15,3 +15,11 @@ func queuedAppends(s *Store) int {
 	}
 	return n
 }
+
+// committerBatches is how many round trips s's committer goroutine made.
+func committerBatches(s *Store) int64 {
+	if s.commit == nil {
+		return 0
+	}
+	return s.commit.batches.Load()
+}

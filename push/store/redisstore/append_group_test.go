@@ -32,6 +32,22 @@ type wireCount struct {
 	hold          atomic.Bool
 	held          atomic.Int64 // writes waiting on release
 	release       chan struct{}
+	releaseOnce   sync.Once
+}
+
+// holdWrites holds append writes from now until releaseAll, which runs at
+// the latest when the test ends (before its store and client close).
+func (n *wireCount) holdWrites(t *testing.T) {
+	n.hold.Store(true)
+	t.Cleanup(n.releaseAll)
+}
+
+// releaseAll lets held and later writes through. Idempotent.
+func (n *wireCount) releaseAll() {
+	n.releaseOnce.Do(func() {
+		n.hold.Store(false)
+		close(n.release)
+	})
 }
 
 type countConn struct {
@@ -203,14 +219,7 @@ func TestGroupCommitContext(t *testing.T) {
 	t.Parallel()
 	srv := redistest.StartServer(t)
 	s, n := countedStore(t, srv, 4)
-	n.hold.Store(true)
-	released := false
-	defer func() {
-		if !released {
-			n.hold.Store(false)
-			close(n.release)
-		}
-	}()
+	n.holdWrites(t)
 	bg := testContext(t)
 	cctx, ccancel := context.WithCancel(bg)
 	dctx, dcancel := context.WithCancel(bg)
@@ -247,9 +256,7 @@ func TestGroupCommitContext(t *testing.T) {
 	if err := waitErr(t, c); !errors.Is(err, context.Canceled) || !errors.Is(err, push.ErrUnavailable) {
 		t.Fatalf("sent append whose context ended: %v", err)
 	}
-	n.hold.Store(false)
-	close(n.release)
-	released = true
+	n.releaseAll()
 	if err := waitErr(t, e); err != nil {
 		t.Fatalf("c's batch-mate: %v", err)
 	}
@@ -368,5 +375,49 @@ func checkConcurrentAppends(t *testing.T, client redis.UniversalClient) {
 				t.Fatalf("%s offset %d holds %q, want %q", topic, ev.Offset, ev.Data, offs[ev.Offset])
 			}
 		}
+	}
+}
+
+// A call queued alone behind the one in flight is sent by its own caller
+// when that one's reply is in, not handed to the committer's goroutine (a
+// batch of one saves no round trip there and costs two goroutine
+// hand-offs); two or more queued go to the committer as one batch. Either
+// way, one round trip more.
+func TestGroupCommitSoloGoesDirect(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	for _, queued := range []int{1, 2, 5} {
+		t.Run(fmt.Sprintf("queued=%d", queued), func(t *testing.T) {
+			s, n := countedStore(t, srv, queued+1)
+			n.holdWrites(t)
+			ctx := testContext(t)
+			errs := make(chan error, queued+1)
+			appendTo := func(topic string) {
+				res, err := s.Append(ctx, topic, []push.Draft{{Type: "e"}})
+				if err == nil && res[0].Offset != 1 {
+					err = fmt.Errorf("%s: offset %d, want 1", topic, res[0].Offset)
+				}
+				errs <- err
+			}
+			go appendTo("first")
+			waitFor(t, func() bool { return n.held.Load() == 1 })
+			for i := range queued {
+				go appendTo(fmt.Sprintf("q%d", i))
+			}
+			waitFor(t, func() bool { return queuedAppends(s) == queued })
+			n.releaseAll()
+			for range queued + 1 {
+				if err := waitErr(t, errs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wantBatches := int64(1)
+			if queued == 1 {
+				wantBatches = 0
+			}
+			if b, w, k := committerBatches(s), n.writes.Load(), n.calls.Load(); b != wantBatches || w != 2 || k != int64(queued+1) {
+				t.Fatalf("%d round trips (%d by the committer) carrying %d calls; want 2 (%d) carrying %d", w, b, k, wantBatches, queued+1)
+			}
+		})
 	}
 }
