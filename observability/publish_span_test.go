@@ -21,8 +21,8 @@ func TestPublishSpansWithoutExporterBuildNoSpan(t *testing.T) {
 		wantSampled bool
 	}{
 		{"root-sampled", 1, "", true},
-		{"root-unsampled", 0, "", false},
-		{"remote-parent-sampled", 0, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", true},
+		{"root-unsampled", -1, "", false}, // negative: no new trace sampled (0 is the 0.1 default)
+		{"remote-parent-sampled", -1, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", true},
 		{"remote-parent-unsampled", 1, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
