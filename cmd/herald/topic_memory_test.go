@@ -35,7 +35,7 @@ func measureTopicMemory(t *testing.T, rs *redistest.Server, prefix string, n, ev
 	defer func() { _ = m.Close() }()
 	addr := strings.TrimPrefix(m.URL(), "http://")
 	buf := make([]byte, 4096)
-	conns := make([]net.Conn, 0, n)
+	conns := make([]net.Conn, 0, n+1)
 	defer func() {
 		for _, c := range conns {
 			_ = c.Close()
@@ -86,8 +86,8 @@ func measureTopicMemory(t *testing.T, rs *redistest.Server, prefix string, n, ev
 	c0 := open("warm")
 	publish("warm", 0)
 	readEvent(c0, 0)
-	h0, s0 := memAfterGC()
 	streams := make([]net.Conn, n)
+	h0, s0 := memAfterGC()
 	for i := range n {
 		streams[i] = open(fmt.Sprintf("t%d", i))
 	}
