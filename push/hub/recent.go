@@ -1,7 +1,9 @@
 package hub
 
 import (
+	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/heraldpush/herald/push"
 )
@@ -9,11 +11,31 @@ import (
 // recent is one stream's last dispatched events, contiguous in offset and
 // epoch, oldest first: the cache a node serves short resumes from while the
 // store is unreachable (protection layer 4). Guarded by its shard's lock.
+//
+// It keeps what a resume needs of each event in a compact entry, not the
+// *push.Event dispatched: an announced event's Epoch, Type and TraceParent
+// are substrings of the whole Pub/Sub payload it was decoded from, so
+// keeping the event kept the event (144 B) and the payload (~170 B for a
+// 64-byte event) alive as well as its data. An entry is 72 B plus its own
+// traceparent copy; the data is shared with the dispatched event (events
+// are immutable once dispatched). The run's epoch is kept once, and an
+// entry's type shares the previous entry's string when equal
+// (docs/benchmarks.md, "Issue 20 item 4 memory, session 14").
 type recent struct {
-	evs   []*push.Event // ring, grown on demand up to the cache size
+	evs   []recentEntry // ring, grown on demand up to the cache size
+	epoch string        // of every entry: a run is contiguous in one epoch
 	start int           // index of the oldest
 	n     int
 	bytes int
+}
+
+// recentEntry is one cached event (see recent).
+type recentEntry struct {
+	offset uint64
+	ns     int64 // push.Event.Time in Unix nanoseconds, 0 for the zero time
+	typ    string
+	tp     string // traceparent
+	data   []byte
 }
 
 // recentBudget bounds the bytes cached across a hub's streams.
@@ -24,19 +46,26 @@ type recentBudget struct {
 
 func eventBytes(ev *push.Event) int { return len(ev.Data) + len(ev.Type) + 64 }
 
+func entryBytes(e *recentEntry) int { return len(e.data) + len(e.typ) + 64 }
+
 // add appends ev (already deduplicated); a discontinuity restarts the run.
 func (r *recent) add(ev *push.Event, size int, b *recentBudget) {
 	if size <= 0 {
 		return
 	}
+	var last *recentEntry
 	if r.n > 0 {
-		last := r.evs[(r.start+r.n-1)%len(r.evs)]
-		if last.Epoch != ev.Epoch || ev.Offset != last.Offset+1 {
+		last = &r.evs[(r.start+r.n-1)%len(r.evs)]
+		if r.epoch != ev.Epoch || ev.Offset != last.offset+1 {
 			r.reset(b)
+			last = nil
 		}
 	}
 	if r.n == len(r.evs) && len(r.evs) < size {
 		r.grow(size)
+		if last != nil {
+			last = &r.evs[r.n-1]
+		}
 	}
 	sz := eventBytes(ev)
 	for r.n > 0 && (r.n == len(r.evs) || b.used.Load()+int64(sz) > b.limit) {
@@ -45,7 +74,22 @@ func (r *recent) add(ev *push.Event, size int, b *recentBudget) {
 	if b.used.Load()+int64(sz) > b.limit {
 		return // over budget even alone: not cached
 	}
-	r.evs[(r.start+r.n)%len(r.evs)] = ev
+	e := recentEntry{offset: ev.Offset, data: ev.Data, tp: strings.Clone(ev.TraceParent)}
+	if !ev.Time.IsZero() {
+		e.ns = ev.Time.UnixNano()
+	}
+	switch {
+	case last != nil && last.typ == ev.Type:
+		e.typ = last.typ
+	case ev.Type == push.DefaultEventType:
+		e.typ = push.DefaultEventType
+	default:
+		e.typ = strings.Clone(ev.Type)
+	}
+	if r.n == 0 && r.epoch != ev.Epoch {
+		r.epoch = strings.Clone(ev.Epoch)
+	}
+	r.evs[(r.start+r.n)%len(r.evs)] = e
 	r.n++
 	r.bytes += sz
 	b.used.Add(int64(sz))
@@ -56,7 +100,7 @@ func (r *recent) add(ev *push.Event, size int, b *recentBudget) {
 // them (a watched topic each; docs/benchmarks.md, "Issue 20 item 4
 // memory, session 12").
 func (r *recent) grow(size int) {
-	evs := make([]*push.Event, min(size, max(4, 2*len(r.evs))))
+	evs := make([]recentEntry, min(size, max(4, 2*len(r.evs))))
 	for i := range r.n {
 		evs[i] = r.evs[(r.start+i)%len(r.evs)]
 	}
@@ -64,11 +108,11 @@ func (r *recent) grow(size int) {
 }
 
 func (r *recent) dropOldest(b *recentBudget) {
-	ev := r.evs[r.start]
-	r.evs[r.start] = nil
+	e := &r.evs[r.start]
+	sz := entryBytes(e)
+	*e = recentEntry{}
 	r.start = (r.start + 1) % len(r.evs)
 	r.n--
-	sz := eventBytes(ev)
 	r.bytes -= sz
 	b.used.Add(-int64(sz))
 }
@@ -80,11 +124,19 @@ func (r *recent) reset(b *recentBudget) {
 	r.start = 0
 }
 
-// snapshot returns the cached events, oldest first.
-func (r *recent) snapshot() []*push.Event {
+// snapshot returns the cached events of (topic, origin), oldest first, as
+// new events (this path runs only while a store is away).
+func (r *recent) snapshot(topic, origin string) []*push.Event {
+	evs := make([]push.Event, r.n)
 	out := make([]*push.Event, r.n)
 	for i := range r.n {
-		out[i] = r.evs[(r.start+i)%len(r.evs)]
+		e := &r.evs[(r.start+i)%len(r.evs)]
+		ev := &evs[i]
+		*ev = push.Event{Topic: topic, Origin: origin, Epoch: r.epoch, Offset: e.offset, Type: e.typ, Data: e.data, TraceParent: e.tp}
+		if e.ns != 0 {
+			ev.Time = time.Unix(0, e.ns)
+		}
+		out[i] = ev
 	}
 	return out
 }
@@ -105,7 +157,7 @@ func (h *Hub) Recent(topic, origin string) (evs []*push.Event, ok bool) {
 	if st == nil || st.recent.n == 0 {
 		return nil, false
 	}
-	return st.recent.snapshot(), true
+	return st.recent.snapshot(topic, origin), true
 }
 
 // Head returns the position of the last event this hub dispatched for

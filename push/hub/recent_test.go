@@ -15,17 +15,17 @@ func TestRecentKeepsContiguousTailWithinBudget(t *testing.T) {
 	for off := uint64(1); off <= 10; off++ {
 		r.add(ev("e", off), 4, b)
 	}
-	got := r.snapshot()
+	got := r.snapshot("t", "o")
 	if len(got) != 4 || got[0].Offset != 7 || got[3].Offset != 10 {
 		t.Fatalf("ring holds %v, want offsets 7..10", offs(got))
 	}
 	// A jump or an epoch change restarts the run: the cache stays contiguous.
 	r.add(ev("e", 12), 4, b)
-	if got := r.snapshot(); len(got) != 1 || got[0].Offset != 12 {
+	if got := r.snapshot("t", "o"); len(got) != 1 || got[0].Offset != 12 {
 		t.Fatalf("after a jump: %v, want [12]", offs(got))
 	}
 	r.add(ev("f", 13), 4, b)
-	if got := r.snapshot(); len(got) != 1 || got[0].Epoch != "f" {
+	if got := r.snapshot("t", "o"); len(got) != 1 || got[0].Epoch != "f" {
 		t.Fatalf("after an epoch change: %v", offs(got))
 	}
 	// The byte budget is shared and released.
@@ -42,7 +42,7 @@ func TestRecentKeepsContiguousTailWithinBudget(t *testing.T) {
 	for off := uint64(1); off <= 5; off++ {
 		r2.add(ev("e", off), 64, tiny)
 	}
-	if got := r2.snapshot(); len(got) != 2 || got[1].Offset != 5 {
+	if got := r2.snapshot("t", "o"); len(got) != 2 || got[1].Offset != 5 {
 		t.Fatalf("tight budget keeps %v, want the last two", offs(got))
 	}
 }
