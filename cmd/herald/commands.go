@@ -71,6 +71,8 @@ on an in-memory store that is NOT durable.`,
 			if err != nil {
 				return problemList(configSource(cmd.Flags(), environ), err)
 			}
+			// The GC target (ADR 0036): go_gc_gogc_percent on /metrics shows it.
+			applyGCPercent(environ())
 			m := NewMain()
 			m.Config = cfg
 			if err := m.Run(cmd.Context()); err != nil {
