@@ -39,9 +39,11 @@ deps: ## install what tests need on a fresh Debian machine (redis-server, chromi
 .PHONY: test
 test: deps ## run every test with the race detector (starts its own redis-server processes)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
-	@# Allocation pins skip under -race (it makes sync.Pool drop items at
-	@# random): run them once more without it, so CI checks them too.
+	@# Allocation and memory pins skip under -race (it makes sync.Pool drop
+	@# items at random and changes what heaps and stacks hold): run them once
+	@# more without it, so CI checks them too.
 	$(GO) test -count=1 -run 'Allocs|SessionBinder' ./push ./resilience
+	$(GO) test -count=1 -run 'TestTopicStreamMemory' ./cmd/herald
 
 .PHONY: test-js
 test-js: deps build ## the JS client's tests alone (node --test: unit, then real Chromium against real nodes; make test runs them through go test)
