@@ -256,6 +256,46 @@ func (s *SentinelSet) WaitFailover(ctx context.Context) (string, error) {
 	}
 }
 
+// sentinelRejoinTimeout bounds WaitRejoined. Sentinel converts a restarted
+// old primary only after it has reported role master for 8 s (four publish
+// periods) on an INFO poll that runs every 10 s, then the replica syncs; a
+// Sentinel whose timer jumped by more than 2 s (a starved machine) enters
+// TILT mode and acts on nothing for 30 s. 75 s covers all of it.
+const sentinelRejoinTimeout = 75 * time.Second
+
+// WaitRejoined waits until srv, a former primary restarted after a
+// failover, has been made a replica by the Sentinels and its link to the
+// primary is up. On timeout the error carries each Sentinel's log tail
+// (+tilt, +convert-to-slave), which says why it did not happen.
+func (s *SentinelSet) WaitRejoined(ctx context.Context, srv *Server) (time.Duration, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, sentinelRejoinTimeout)
+	defer cancel()
+	var last error
+	for {
+		role, err := roleOf(ctx, srv.Addr())
+		if err == nil && role == "slave" {
+			err = replicaInSync(ctx, srv.Addr())
+		} else if err == nil {
+			err = fmt.Errorf("%s reports role %q", srv.Addr(), role)
+		}
+		if err == nil {
+			return time.Since(start), nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			var logs strings.Builder
+			for i, sn := range s.sentinels {
+				fmt.Fprintf(&logs, "\n--- sentinel %d (%s):\n%s", i, sn.Addr(), logTail(sn.LogPath(), 0))
+			}
+			return time.Since(start), fmt.Errorf("redistest: %s not back as an in-sync replica within %v: %w%s",
+				srv.Addr(), sentinelRejoinTimeout, last, logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 func masterAddr(ctx context.Context, sentinelAddr string) (string, error) {
 	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinelAddr, DialTimeout: time.Second, DialerRetries: 1, MaxRetries: -1})
 	defer sc.Close()

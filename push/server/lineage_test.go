@@ -69,10 +69,11 @@ func TestSentinelFailoverAndFailbackNoReset(t *testing.T) {
 	for _, d := range set.Servers() {
 		if !d.Running() {
 			d.Restart(t)
-			waitFor(t, 30*time.Second, "the old primary back as an in-sync replica", func() bool {
-				info, err := d.Client(t).Info(context.Background(), "replication").Result()
-				return err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_link_status:up")
-			})
+			took, err := set.WaitRejoined(context.Background(), d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("the old primary was back as an in-sync replica %v after its restart", took.Round(time.Millisecond))
 		}
 	}
 	failover("failback")
