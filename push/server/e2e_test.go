@@ -101,7 +101,9 @@ func runChecker(t *testing.T, n *testNode, vol checkerVolume, seed uint64) {
 
 	// Publishers: each sends its events in batches to random topics.
 	perTopic := make([]atomic.Uint64, vol.Topics)
-	var pubErr atomic.Value
+	// The first publisher error; later ones (of other types) are dropped.
+	var pubErrMu sync.Mutex
+	var pubErr error
 	var pwg sync.WaitGroup
 	start := time.Now()
 	for p := range vol.Publishers {
@@ -118,15 +120,19 @@ func runChecker(t *testing.T, n *testNode, vol checkerVolume, seed uint64) {
 					perTopic[ti].Add(1)
 				}
 				if err := publishBatch(ctx, client, n.URL, items); err != nil {
-					pubErr.Store(err)
+					pubErrMu.Lock()
+					if pubErr == nil {
+						pubErr = err
+					}
+					pubErrMu.Unlock()
 					return
 				}
 			}
 		}()
 	}
 	pwg.Wait()
-	if err, _ := pubErr.Load().(error); err != nil {
-		t.Fatalf("publisher: %v", err)
+	if pubErr != nil {
+		t.Fatalf("publisher: %v", pubErr)
 	}
 	pubDur := time.Since(start)
 	want := map[string]uint64{}
