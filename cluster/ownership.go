@@ -134,7 +134,7 @@ func (c *Cluster) Claim(session string, topics []string, trace string) Record {
 	it := c.storeLocked(rec, false, now)
 	c.records.getK(k).flags |= entServed
 	c.sendHomesLocked(it, ring)
-	if notify != "" && !slices.Contains(homesOf(session, ring, c.homeSlots()), notify) {
+	if notify != "" && !homeAt(k.fnv(), notify, self, ring, c.cfg.HomeReplicas) {
 		c.noticeLocked(notify, it)
 	}
 	return rec // the stored entry shares none of rec's memory
@@ -318,8 +318,13 @@ func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Ti
 			c.st.duplicates.Add(1)
 			return false
 		}
-		if !cur.ended() && cur.who.node != self && cur.who.node != r.Node {
-			c.noticeLocked(cur.who.node, fwdItem{k, c.intern.entry(r, partial, now)})
+		if !cur.ended() && cur.who.node != r.Node {
+			it := fwdItem{k, c.intern.entry(r, partial, now)}
+			if cur.who.node != self {
+				c.noticeLocked(cur.who.node, it)
+			} else {
+				c.sendFormerHomesLocked(it, ring)
+			}
 		}
 	}
 	if (r.Ended && now.Sub(r.EndedAt) > c.cfg.DeadGrace) || (r.Node != self && c.ownerExpired(r.Node, now)) {
@@ -337,7 +342,7 @@ func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Ti
 			return true
 		}
 	}
-	if r.Node != self && !c.isHome(k, ring) {
+	if r.Node != self && !c.isHome(k, r.Node, ring) {
 		c.st.notHome.Add(1)
 		if exists {
 			c.deleteLocked(k)
@@ -402,7 +407,7 @@ func (c *Cluster) sweep(now time.Time) {
 			if (m == nil && now.Sub(time.Unix(0, e.at)) > grace) || (m != nil && m.down && now.Sub(m.downSince) > grace) {
 				drop = append(drop, s)
 				orphaned++
-			} else if checkHomes && !c.isHome(s, ring) {
+			} else if checkHomes && !c.isHome(s, e.who.node, ring) {
 				drop = append(drop, s) // rehomed: the owner sent it to its new homes
 			}
 		}
