@@ -283,7 +283,10 @@ func (c *Cluster) adminRevokeLocked(session string, inc uint64, by string) {
 //     held here, sent to that node (it learns it lost the session). An
 //     identical claim with the full topic list replaces a trimmed one.
 //  3. A newer record that supersedes a live claim of a third node held here
-//     is sent to that node as a takeover notice.
+//     is sent to that node as a takeover notice; one that supersedes this
+//     node's own live claim is sent to the homes that claim had and the
+//     new one has not (sendFormerHomesLocked: homes move with the owner,
+//     ADR 0037), which drop their copy at step 6.
 //  4. Records of an owner down for more than DeadGrace, and tombstones older
 //     than DeadGrace, are not stored (no resurrection of forgotten records
 //     by a peer that still had them); they still remove what they supersede.
@@ -291,7 +294,8 @@ func (c *Cluster) adminRevokeLocked(session string, inc uint64, by string) {
 //     from before a restart) is replaced by a tombstone: each node is the
 //     authority on its own claims.
 //  6. Other nodes' records are stored only by the session's home nodes
-//     (ADR 0026); elsewhere they are dropped after steps 1–3.
+//     under the record's owner (ADR 0026, 0037); elsewhere they are
+//     dropped after steps 1–3, and a copy held here is deleted.
 func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Time) bool {
 	self := c.cfg.NodeName
 	k := sidOf(r.Session)
