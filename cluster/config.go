@@ -124,10 +124,11 @@ type Config struct {
 	Version string
 
 	// HomeReplicas is how many home nodes keep a copy of each session's
-	// ownership record besides its owner (ADR 0026): the live members with
-	// the highest rendezvous score for the session. Zero means 1; more
-	// keeps takeovers prompt through the loss of a home node, at a memory
-	// cost of HomeReplicas/N of the pool's sessions per node.
+	// ownership record besides its owner (ADR 0026, 0037): the live members
+	// other than the owner with the highest rendezvous score for the
+	// session. Zero means 1; more keeps takeovers prompt through the loss
+	// of a home node, at a memory cost of HomeReplicas/N of the pool's
+	// sessions per node.
 	HomeReplicas int
 
 	// DeadGrace is how long the ownership records of a dead or departed

@@ -231,7 +231,7 @@ func (c *Cluster) mergeDigest(d digest, mask *bucketMask) {
 		return
 	}
 	ring := c.ring()
-	k := c.homeSlots()
+	r := c.cfg.HomeReplicas
 	live := make(map[string]bool, len(ring)) // not slices.Contains per record: O(N) each
 	for _, m := range ring {
 		live[m] = true
@@ -253,16 +253,16 @@ func (c *Cluster) mergeDigest(d digest, mask *bucketMask) {
 		case ok:
 			switch compareRecords(e.key(), theirs) {
 			case 1:
-				send = !theirs.Ended || inHomesAt(sh, from, ring, k)
+				send = !theirs.Ended || homeAt(sh, from, e.who.node, ring, r)
 			case -1:
 				send = e.who.node == self && !e.ended()
 			}
 		case e.who.node == self:
-			send = !rehomePending && inHomesAt(sh, from, ring, k)
+			send = !rehomePending && homeAt(sh, from, self, ring, r)
 		case !e.ended() && live[e.who.node]:
 			// Another home of a live owner's record: it may hear from the
 			// owner later, but this exchange is here now.
-			send = inHomesAt(sh, from, ring, k)
+			send = homeAt(sh, from, e.who.node, ring, r)
 		}
 		if send {
 			c.st.digestRepairs.Add(1)

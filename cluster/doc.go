@@ -44,7 +44,9 @@
 //
 // Records are not replicated to every node (ADR 0026): a session's record
 // is held by its owner and by its home nodes, the Config.HomeReplicas live
-// members with the highest rendezvous score for the session (placement.go).
+// members other than the owner with the highest rendezvous score for the
+// session (placement.go, ADR 0037); a takeover moves the homes with the
+// owner.
 // Records travel four ways:
 //   - forwards: every claim and release is queued for the session's homes
 //     and sent in per-destination batches over TCP (SendReliable) by the
@@ -67,8 +69,11 @@
 //     does not advertise summaries, still carry the full digest.
 //   - rehoming: when the live ring changes, each owner sends its records to
 //     the homes they gained; a node drops records it is no longer home of.
+//     A takeover moves a session's homes with its owner: the old owner
+//     sends the new record to its former homes, which drop theirs.
 //
-// Reads: Lookup answers from this node's records; Find asks the homes and
+// Reads: Lookup answers from this node's records; Find asks the top
+// HomeReplicas+1 members (the homes whoever owns the session) and
 // the owner they name; PresenceAll asks every member for the sessions it
 // serves (queries and answers over TCP, bounded in flight).
 //

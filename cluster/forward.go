@@ -58,11 +58,32 @@ func (c *Cluster) forwardLocked(dest string, it fwdItem) {
 	}
 }
 
-// sendHomesLocked queues it for each home of its session other than self.
+// sendHomesLocked queues it for each home of its session (owned by its
+// owner) other than self.
 func (c *Cluster) sendHomesLocked(it fwdItem, ring []string) {
-	for _, h := range homesAt(it.k.fnv(), ring, c.homeSlots()) {
-		if h != c.cfg.NodeName {
-			c.forwardLocked(h, it)
+	var buf [4]scored
+	for _, h := range homeSetAt(it.k.fnv(), it.e.who.node, ring, c.cfg.HomeReplicas, buf[:0]) {
+		if h.name != c.cfg.NodeName {
+			c.forwardLocked(h.name, it)
+		}
+	}
+}
+
+// sendFormerHomesLocked queues it, a record that superseded this node's
+// own live claim of its session, for the homes the session had under this
+// node's ownership that are homes no more (nor the new owner): the new
+// owner sends the record to its own homes only, and the former homes
+// would keep the superseded record until the ring changes. They drop
+// their copy on receipt (applyLocked). The old owner always hears of a
+// takeover: the new owner or a common home sends it a notice, or it is a
+// home of the new record itself.
+func (c *Cluster) sendFormerHomesLocked(it fwdItem, ring []string) {
+	self, owner, r := c.cfg.NodeName, it.e.who.node, c.cfg.HomeReplicas
+	var buf [4]scored
+	sh := it.k.fnv()
+	for _, h := range homeSetAt(sh, self, ring, r, buf[:0]) {
+		if h.name != owner && !homeAt(sh, h.name, owner, ring, r) {
+			c.forwardLocked(h.name, it)
 		}
 	}
 }
@@ -215,18 +236,19 @@ func (c *Cluster) sendRecords(dest string, items []fwdItem) error {
 // rehoming instead of queueing them too (a joining node received every
 // record twice).
 func (c *Cluster) rehome(old, cur []string) {
-	self, k := c.cfg.NodeName, c.homeSlots()
+	self, r := c.cfg.NodeName, c.cfg.HomeReplicas
 	c.rehomed.Store(&cur)
 	out := make(map[string][]fwdItem)
+	var buf [4]scored
 	c.recMu.RLock()
 	for s, e := range c.records.all() {
 		if e.who.node != self {
 			continue
 		}
 		sh := s.fnv()
-		for _, h := range homesAt(sh, cur, k) {
-			if h != self && !inHomesAt(sh, h, old, k) {
-				out[h] = append(out[h], fwdItem{s, *e})
+		for _, h := range homeSetAt(sh, self, cur, r, buf[:0]) {
+			if !homeAt(sh, h.name, self, old, r) {
+				out[h.name] = append(out[h.name], fwdItem{s, *e})
 			}
 		}
 	}
@@ -250,7 +272,7 @@ func (c *Cluster) Find(ctx context.Context, session string) (Record, bool, error
 	best, ok := c.Lookup(session)
 	asked := map[string]bool{c.cfg.NodeName: true}
 	var targets []string
-	for _, h := range homesOf(session, c.ring(), c.homeSlots()) {
+	for _, h := range homesOf(session, c.ring(), c.lookupSlots()) {
 		if !asked[h] {
 			asked[h] = true
 			targets = append(targets, h)

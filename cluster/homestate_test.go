@@ -148,7 +148,7 @@ func TestSweepDropsRecordsNoLongerHomed(t *testing.T) {
 		want := 0
 		c.recMu.RLock()
 		for s := range c.records.all() {
-			if c.isHome(s, ring) {
+			if e := c.records.getK(s); c.isHome(s, e.who.node, ring) {
 				want++
 			}
 		}

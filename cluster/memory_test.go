@@ -15,7 +15,8 @@ import (
 
 // BenchmarkHomedRecords measures what ownership costs in heap (issue 25):
 // node a claims N sessions alone (the owner's cost per stream), then b joins
-// and becomes home of all of them (two-node pool: HomeReplicas+1 = 2 slots),
+// and becomes home of all of them (two-node pool: the one node besides the
+// owner is the home of every session, ADR 0037),
 // which is b's cost per homed record (the join's push/pull and a's rehoming
 // bring them); then b makes four more push/pulls with a (a Join of a's
 // address: a full state exchange each way), the garbage each exchange makes

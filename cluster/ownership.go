@@ -134,7 +134,7 @@ func (c *Cluster) Claim(session string, topics []string, trace string) Record {
 	it := c.storeLocked(rec, false, now)
 	c.records.getK(k).flags |= entServed
 	c.sendHomesLocked(it, ring)
-	if notify != "" && !slices.Contains(homesOf(session, ring, c.homeSlots()), notify) {
+	if notify != "" && !homeAt(k.fnv(), notify, self, ring, c.cfg.HomeReplicas) {
 		c.noticeLocked(notify, it)
 	}
 	return rec // the stored entry shares none of rec's memory
@@ -283,7 +283,10 @@ func (c *Cluster) adminRevokeLocked(session string, inc uint64, by string) {
 //     held here, sent to that node (it learns it lost the session). An
 //     identical claim with the full topic list replaces a trimmed one.
 //  3. A newer record that supersedes a live claim of a third node held here
-//     is sent to that node as a takeover notice.
+//     is sent to that node as a takeover notice; one that supersedes this
+//     node's own live claim is sent to the homes that claim had and the
+//     new one has not (sendFormerHomesLocked: homes move with the owner,
+//     ADR 0037), which drop their copy at step 6.
 //  4. Records of an owner down for more than DeadGrace, and tombstones older
 //     than DeadGrace, are not stored (no resurrection of forgotten records
 //     by a peer that still had them); they still remove what they supersede.
@@ -291,7 +294,8 @@ func (c *Cluster) adminRevokeLocked(session string, inc uint64, by string) {
 //     from before a restart) is replaced by a tombstone: each node is the
 //     authority on its own claims.
 //  6. Other nodes' records are stored only by the session's home nodes
-//     (ADR 0026); elsewhere they are dropped after steps 1–3.
+//     under the record's owner (ADR 0026, 0037); elsewhere they are
+//     dropped after steps 1–3, and a copy held here is deleted.
 func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Time) bool {
 	self := c.cfg.NodeName
 	k := sidOf(r.Session)
@@ -318,8 +322,13 @@ func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Ti
 			c.st.duplicates.Add(1)
 			return false
 		}
-		if !cur.ended() && cur.who.node != self && cur.who.node != r.Node {
-			c.noticeLocked(cur.who.node, fwdItem{k, c.intern.entry(r, partial, now)})
+		if !cur.ended() && cur.who.node != r.Node {
+			it := fwdItem{k, c.intern.entry(r, partial, now)}
+			if cur.who.node != self {
+				c.noticeLocked(cur.who.node, it)
+			} else {
+				c.sendFormerHomesLocked(it, ring)
+			}
 		}
 	}
 	if (r.Ended && now.Sub(r.EndedAt) > c.cfg.DeadGrace) || (r.Node != self && c.ownerExpired(r.Node, now)) {
@@ -337,7 +346,7 @@ func (c *Cluster) applyLocked(r Record, partial bool, ring []string, now time.Ti
 			return true
 		}
 	}
-	if r.Node != self && !c.isHome(k, ring) {
+	if r.Node != self && !c.isHome(k, r.Node, ring) {
 		c.st.notHome.Add(1)
 		if exists {
 			c.deleteLocked(k)
@@ -402,7 +411,7 @@ func (c *Cluster) sweep(now time.Time) {
 			if (m == nil && now.Sub(time.Unix(0, e.at)) > grace) || (m != nil && m.down && now.Sub(m.downSince) > grace) {
 				drop = append(drop, s)
 				orphaned++
-			} else if checkHomes && !c.isHome(s, ring) {
+			} else if checkHomes && !c.isHome(s, e.who.node, ring) {
 				drop = append(drop, s) // rehomed: the owner sent it to its new homes
 			}
 		}

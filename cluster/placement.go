@@ -6,16 +6,25 @@ import (
 	"slices"
 )
 
-// Placement of ownership records (ADR 0026). A session's record is kept by
-// its owner and by its home nodes: the Config.HomeReplicas+1 live members
-// (this node included; one more in case the owner is among them, see
-// homeSlots) with the highest rendezvous score
-// score(session, member). Every node computes the same homes from the same
-// member list, a member joining or leaving moves only the records it wins
-// or held (about 1/N of them), and no node stores records it is neither
-// owner nor home of. Claims, releases and takeover notices are sent to the
+// Placement of ownership records (ADR 0026, amended by ADR 0037). A
+// session's record is kept by its owner and by its home nodes: the
+// Config.HomeReplicas live members other than the owner with the highest
+// rendezvous score score(session, member) — equivalently, the first
+// HomeReplicas members of the top HomeReplicas+1 (lookupSlots) that are
+// not the owner. Exactly HomeReplicas nodes besides the owner keep each
+// record (one in a two-node pool: the record, and the trace link a resume
+// continues, outlive the owner's death), and a reader that does not know
+// the owner asks the top HomeReplicas+1 members, which hold every home and
+// the owner when it ranks among them. Every node computes the same homes
+// from the same member list and owner; a member joining or leaving moves
+// only the records it wins or held (about 1/N of them), and no node stores
+// records it is neither owner nor home of. The home set depends on the
+// owner, so a takeover can move it: the new owner sends the record to its
+// homes, and the old owner, which always hears of the takeover, sends it
+// to its former homes that are homes no more, which drop their copy
+// (applyLocked). Claims, releases and takeover notices are sent to the
 // homes directly (forward.go); a node asked about a session it does not
-// hold asks the homes (Find, PresenceAll).
+// hold asks the top HomeReplicas+1 members (Find, PresenceAll).
 
 // score is the rendezvous (highest random weight) score of member for
 // session: FNV-1a 64 of both (a zero byte between them), finished with a
@@ -70,30 +79,68 @@ func sessionHash(session string) uint64 { return mix64(fnvAdd(fnvOffset, session
 // hash is sessionHash of the session k stands for.
 func (k sid) hash() uint64 { return mix64(k.fnv()) }
 
-// inHomes reports whether member is among the k homes of session in ring
-// (as homesOf would place it) without allocating: member is in ring and
-// fewer than k members outrank it. Each member is scored once, and the
-// scan stops at the k-th member found above it: most sessions are not
-// homed at a given member, and for them the scan is short (about 2 ln N
-// scores on average for k = 2) — mergeDigest asks this for every record
-// held, at every push/pull.
+// inHomes reports whether member is among the k best-scored members of
+// ring for session (as homesOf would place it) without allocating.
 func inHomes(session, member string, ring []string, k int) bool {
-	return inHomesAt(fnvAdd(fnvOffset, session), member, ring, k)
+	return homeAt(fnvAdd(fnvOffset, session), member, "", ring, k)
 }
 
 // inHomesAt is inHomes of the session whose FNV-1a is sh.
 func inHomesAt(sh uint64, member string, ring []string, k int) bool {
+	return homeAt(sh, member, "", ring, k)
+}
+
+// homeAt reports whether member is one of the r homes of the session whose
+// FNV-1a is sh when owner owns it (homesFor): member is in ring, is not
+// the owner, and fewer than r members other than the owner outrank it.
+// An owner that is not in ring (a dead owner's record; "" for none)
+// excludes nobody. No allocation: each member is scored once, and the scan
+// stops at the r-th member found above it — most sessions are not homed at
+// a given member, and for them the scan is short (about 2 ln N scores on
+// average for r = 2). mergeDigest asks this for every record held, at
+// every push/pull.
+func homeAt(sh uint64, member, owner string, ring []string, r int) bool {
+	if member == owner {
+		return false
+	}
 	me := scored{scoreAt(sh, member), member}
 	above := 0
 	for _, m := range ring {
-		if m != member && (scored{scoreAt(sh, m), m}).before(me) {
+		if m != member && m != owner && (scored{scoreAt(sh, m), m}).before(me) {
 			above++
-			if above >= k {
+			if above >= r {
 				return false
 			}
 		}
 	}
 	return slices.Contains(ring, member)
+}
+
+// homesFor returns the r homes of session when owner owns it: the r
+// best-scored members of ring other than owner, best first.
+func homesFor(session, owner string, ring []string, r int) []string {
+	var buf [4]scored
+	top := homeSetAt(fnvAdd(fnvOffset, session), owner, ring, r, buf[:0])
+	out := make([]string, len(top))
+	for i, t := range top {
+		out[i] = t.name
+	}
+	return out
+}
+
+// homeSetAt is homesFor of the session whose FNV-1a is sh, as scored
+// members in buf's memory when it has the capacity (no allocation:
+// summarySums places every record held): the first r members of the top
+// r+1 that are not owner.
+func homeSetAt(sh uint64, owner string, ring []string, r int, buf []scored) []scored {
+	top := topAt(sh, ring, r+1, buf)
+	out := top[:0]
+	for _, t := range top {
+		if t.name != owner && len(out) < r {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // homesOf returns the k members of ring with the highest score for
@@ -175,9 +222,10 @@ func (c *Cluster) ring() []string {
 	return out
 }
 
-// isHome reports whether self is among the homes of session in ring.
-func (c *Cluster) isHome(k sid, ring []string) bool {
-	return inHomesAt(k.fnv(), c.cfg.NodeName, ring, c.homeSlots())
+// isHome reports whether self is among the homes of session k, owned by
+// owner, in ring.
+func (c *Cluster) isHome(k sid, owner string, ring []string) bool {
+	return homeAt(k.fnv(), c.cfg.NodeName, owner, ring, c.cfg.HomeReplicas)
 }
 
 // ringID is a fingerprint of a ring, to notice membership changes cheaply.
@@ -192,9 +240,7 @@ func ringID(ring []string) uint64 {
 	return h.Sum64()
 }
 
-// homeSlots is how many top-scored members hold a session's record: the
-// HomeReplicas homes besides the owner, plus one in case the owner itself
-// scores among them, so that at least HomeReplicas other nodes keep it and
-// the record (and the trace link a resume continues) outlives the owner's
-// death even in a two-node pool.
-func (c *Cluster) homeSlots() int { return c.cfg.HomeReplicas + 1 }
+// lookupSlots is how many top-scored members a reader that does not know
+// a session's owner asks (Find): the HomeReplicas homes are among them
+// whoever the owner is, and so is the owner when it ranks there.
+func (c *Cluster) lookupSlots() int { return c.cfg.HomeReplicas + 1 }

@@ -33,8 +33,9 @@ import (
 //   - claims_s, claim_B/claim: time and bytes (less the idle gossip) to
 //     place SIM_SESSIONS claims made at once, spread over the nodes;
 //   - recs/node, recs_max, copies/session: ownership records held per node
-//     and copies per session (ADR 0026: the owner plus HomeReplicas+1 home
-//     slots, so HomeReplicas+2 at most, 3 - 2/N on average);
+//     and copies per session (ADR 0037: the owner plus HomeReplicas homes
+//     other than the owner, so HomeReplicas+1 exactly; 3 - 2/N on average
+//     under ADR 0026's HomeReplicas+1 slots);
 //   - ownership_heap_MiB/node, heap_B/record: Go heap grown by the claims
 //     (noise at the default session count; see BenchmarkOwnershipState);
 //   - false_dead: members seen dead at the end that were never stopped,

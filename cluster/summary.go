@@ -220,7 +220,7 @@ func (c *Cluster) speaksSummaries() bool {
 // members other than this node): what summarises, per peer, the records
 // this node would put in its digest that the peer should hold too.
 func (c *Cluster) summarySums(peers []string) [][summaryBuckets]uint64 {
-	self, k := c.cfg.NodeName, c.homeSlots()
+	self, r := c.cfg.NodeName, c.cfg.HomeReplicas
 	ring := c.ring()
 	sums := make([][summaryBuckets]uint64, len(peers))
 	idx := make(map[string]int, len(peers))
@@ -243,8 +243,8 @@ func (c *Cluster) summarySums(peers []string) [][summaryBuckets]uint64 {
 		if ownerPeer {
 			sums[oi][b] += v
 		}
-		for _, t := range topAt(sh, ring, k, buf[:0]) {
-			if i, ok := idx[t.name]; ok && t.name != owner {
+		for _, t := range homeSetAt(sh, owner, ring, r, buf[:0]) {
+			if i, ok := idx[t.name]; ok {
 				sums[i][b] += v
 			}
 		}
