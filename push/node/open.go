@@ -117,7 +117,9 @@ func (o *Opened) Close() {
 }
 
 // Live runs the stream's live loop until it ends (see stream.Stream.Live).
-// A stream that joins a large fan-out grows its stack first (ADR 0011).
+// A stream that joins a large fan-out grows its stack first (ADR 0011); an
+// SSE stream's was grown before routing (stream.GrowStackEarly), so this
+// copies nothing for it.
 func (o *Opened) Live() {
 	if o.st.FanOut() > hub.PacedFanOut {
 		stream.GrowStack(0)

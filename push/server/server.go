@@ -196,7 +196,19 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Handler returns the public HTTP handler.
-func (s *Server) Handler() http.Handler { return s.engine }
+func (s *Server) Handler() http.Handler { return streamStacks{s.engine} }
+
+// streamStacks is the public handler: a GET of the stream route grows its
+// goroutine's stack before routing (stream.GrowStackEarly), where the copy
+// is cheap; every other request goes to the router as it came.
+type streamStacks struct{ next http.Handler }
+
+func (h streamStacks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == streamPath {
+		stream.GrowStackEarly(0)
+	}
+	h.next.ServeHTTP(w, r)
+}
 
 // Node is the node behind the server: its streams, drain, regions.
 func (s *Server) Node() *node.Node { return s.node }

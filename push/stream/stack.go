@@ -101,5 +101,27 @@ func GrowStack(i int) byte {
 	return pad[i%len(pad)]
 }
 
+// earlyStackPad is a frame that, called within the first few frames of a
+// connection's goroutine (net/http's conn.serve and the handler that routes,
+// about 1.5 KiB), needs more than its 4 KiB stack and less than 8 KiB: the
+// runtime doubles the stack once, to the 8 KiB a live stream parks with and
+// its deliveries fit in (ADR 0011).
+const earlyStackPad = 4 << 10
+
+// GrowStackEarly grows the calling goroutine's stack, if it must, to hold an
+// earlyStackPad frame below the caller. The public handler calls it first
+// for a stream request, before the router: the stack of a stream's goroutine
+// reaches 8 KiB anyway by the time it goes live (the live loop's set-up, or
+// GrowStack), and a stack copy costs per frame on it (each frame's pointers
+// are adjusted), so copying it here, three frames deep, costs a fraction of
+// the copy a dozen frames down, under gin and the connect (ADR 0011,
+// Amendment).
+//
+//go:noinline
+func GrowStackEarly(i int) byte {
+	var pad [earlyStackPad]byte
+	return pad[i%len(pad)]
+}
+
 // Stack is the goroutine stack f panicked on.
 func (p *FreshStackPanic) Stack() []byte { return p.stack }
