@@ -76,20 +76,25 @@ func (s *Server) handlePublish(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	writePublishResult(c, res)
+	s.writePublishResult(c, res)
 }
 
 // jsonContentType is the Content-Type gin's c.JSON writes. Read-only.
 var jsonContentType = []string{"application/json; charset=utf-8"}
 
 // writePublishResult answers 201 with res, as c.JSON would, without its
-// reflection and copies where res encodes by hand (wire.PublishResult.AppendJSON).
-func writePublishResult(c *gin.Context, res wire.PublishResult) {
-	b, ok := res.AppendJSON(make([]byte, 0, 192))
+// reflection and copies where res encodes by hand (wire.PublishResult.AppendJSON),
+// in a buffer borrowed from the SSE writers' pool (Write copies it into
+// the connection's buffer before it goes back).
+func (s *Server) writePublishResult(c *gin.Context, res wire.PublishResult) {
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	b, ok := res.AppendJSON((*bp)[:0])
 	if !ok {
 		c.JSON(http.StatusCreated, res)
 		return
 	}
+	*bp = b[:0]
 	c.Writer.Header()["Content-Type"] = jsonContentType
 	c.Writer.WriteHeader(http.StatusCreated)
 	_, _ = c.Writer.Write(b)
