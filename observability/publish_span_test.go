@@ -104,3 +104,22 @@ func BenchmarkPublishSpans(b *testing.B) {
 		}
 	})
 }
+
+// A node that exports no traces builds no delivery span, even for a
+// sampled publish: nothing would export it, and its context goes nowhere.
+func TestDeliverySpanWithoutExporterIsFree(t *testing.T) {
+	tel := telemetryWithoutExporter(t, 1)
+	ctx := context.Background()
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	gotCtx, span := tel.StartDelivery(ctx, tp, DeliveryAttrs{Topic: "t", Origin: "eu", Offset: 1})
+	if span.IsRecording() || gotCtx != ctx {
+		t.Fatal("StartDelivery built a span on a node that exports no traces")
+	}
+	span.End()
+	if allocs := testing.AllocsPerRun(100, func() {
+		_, s := tel.StartDelivery(ctx, tp, DeliveryAttrs{Topic: "t", Origin: "eu", Offset: 1})
+		s.End()
+	}); allocs != 0 {
+		t.Errorf("StartDelivery without an exporter: %v allocations", allocs)
+	}
+}

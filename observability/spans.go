@@ -180,11 +180,17 @@ func (t *Telemetry) StartSession(ctx context.Context, a SessionAttrs, links ...t
 // publishTraceparent (stored with the event) and to the session span in ctx
 // — never their child, so one publish fanned out to thousands of
 // subscribers does not make one giant trace. It is recorded only when the
-// publish was sampled and the node's DeliverySpanRate allows; otherwise it
-// returns ctx and a non-recording span without allocating. End the span
+// publish was sampled, the node's DeliverySpanRate allows and the node
+// exports traces; otherwise it returns ctx and a non-recording span without
+// allocating. End the span
 // after the write.
 func (t *Telemetry) StartDelivery(ctx context.Context, publishTraceparent string, d DeliveryAttrs) (context.Context, trace.Span) {
-	if t == nil || !traceparentSampled(publishTraceparent) {
+	if t == nil || !t.keepSpans || !traceparentSampled(publishTraceparent) {
+		// A node that exports no traces builds no delivery span: unlike
+		// the publish and session spans, a delivery's span context goes
+		// nowhere (no traceparent is stored or sent from it), so nothing
+		// would ever see it but the latency exemplar, which would name a
+		// trace no backend has.
 		return ctx, noopSpan()
 	}
 	pub, ok := parseTraceparent(publishTraceparent)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -61,12 +60,7 @@ func (s *Server) handlePublish(c *gin.Context) {
 		return
 	}
 	defer endPublish()
-	var req publishRequest
-	if err := s.decodeJSON(c, s.cfg.Limits.MaxEventBytes*2+4096, &req); err != nil {
-		s.writeError(c, err)
-		return
-	}
-	d, err := s.draft(req.Event, req.Data, c.GetHeader("Idempotency-Key"), p)
+	d, err := s.publishBody(c, p)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -76,20 +70,25 @@ func (s *Server) handlePublish(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	writePublishResult(c, res)
+	s.writePublishResult(c, res)
 }
 
 // jsonContentType is the Content-Type gin's c.JSON writes. Read-only.
 var jsonContentType = []string{"application/json; charset=utf-8"}
 
 // writePublishResult answers 201 with res, as c.JSON would, without its
-// reflection and copies where res encodes by hand (wire.PublishResult.AppendJSON).
-func writePublishResult(c *gin.Context, res wire.PublishResult) {
-	b, ok := res.AppendJSON(make([]byte, 0, 192))
+// reflection and copies where res encodes by hand (wire.PublishResult.AppendJSON),
+// in a buffer borrowed from the SSE writers' pool (Write copies it into
+// the connection's buffer before it goes back).
+func (s *Server) writePublishResult(c *gin.Context, res wire.PublishResult) {
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	b, ok := res.AppendJSON((*bp)[:0])
 	if !ok {
 		c.JSON(http.StatusCreated, res)
 		return
 	}
+	*bp = b[:0]
 	c.Writer.Header()["Content-Type"] = jsonContentType
 	c.Writer.WriteHeader(http.StatusCreated)
 	_, _ = c.Writer.Write(b)
@@ -435,22 +434,46 @@ func (s *Server) decodeJSON(c *gin.Context, limit int, v any) error {
 	if err := requireJSON(c); err != nil {
 		return err
 	}
-	body := http.MaxBytesReader(c.Writer, c.Request.Body, int64(limit))
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if isBodyError(err) {
-			return err
-		}
-		return errf(http.StatusBadRequest, CodeInvalidJSON, "malformed JSON body: "+err.Error())
+	return decodeStrict(http.MaxBytesReader(c.Writer, c.Request.Body, int64(limit)), v)
+}
+
+// publishBody reads and validates a single publish's body into a draft,
+// as decodeJSON and draft would: the body (at most MaxEventBytes*2+4096
+// bytes) is read whole into a pooled buffer, the usual shape is parsed in
+// place (parsePublishBody) and anything else is decoded by encoding/json
+// from the same bytes, followed by the same read error if there was one, so
+// every body gets the answer it got from the streaming decoder. draft
+// copies what it keeps, so the buffer goes back to the pool.
+func (s *Server) publishBody(c *gin.Context, p *auth.Principal) (push.Draft, error) {
+	if err := requireJSON(c); err != nil {
+		return push.Draft{}, err
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if isBodyError(err) {
-			return err
+	limit := s.cfg.Limits.MaxEventBytes*2 + 4096
+	bp := s.bufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 64<<10 {
+			s.bufs.Put(bp)
 		}
-		return errf(http.StatusBadRequest, CodeInvalidJSON, "trailing data after the JSON body")
+	}()
+	b, rerr := readBody((*bp)[:0], http.MaxBytesReader(c.Writer, c.Request.Body, int64(limit)))
+	*bp = b[:0]
+	if rerr == nil {
+		if event, data, ok := parsePublishBody(b); ok {
+			return s.draft(string(event), data, c.GetHeader("Idempotency-Key"), p)
+		}
 	}
-	return nil
+	var req publishRequest
+	if err := decodeStrict(&errAfter{b: b, err: orEOF(rerr)}, &req); err != nil {
+		return push.Draft{}, err
+	}
+	return s.draft(req.Event, req.Data, c.GetHeader("Idempotency-Key"), p)
+}
+
+func orEOF(err error) error {
+	if err == nil {
+		return io.EOF
+	}
+	return err
 }
 
 // topicInfo is the body of GET /v1/topics/{topic}.

@@ -28,6 +28,9 @@ type Store struct {
 	ownClient bool
 	closed    atomic.Bool
 	commit    *committer // nil when ReadOnly or AppendBatch is 1
+	// retArgs holds each configured retention's fixed script arguments
+	// (retentionArgs); built in New, read-only after.
+	retArgs map[push.Retention][]any
 
 	mu        sync.Mutex
 	listeners map[*listener]struct{}
@@ -43,6 +46,10 @@ func New(cfg Config) (*Store, error) {
 	}
 	cfg.fill()
 	s := &Store{cfg: cfg, client: cfg.Client, listeners: map[*listener]struct{}{}}
+	s.retArgs = map[push.Retention][]any{}
+	for _, ret := range append([]push.Retention{push.RetentionPolicy{Default: cfg.Retention.Default}.For("")}, retentions(cfg.Retention)...) {
+		s.retArgs[ret] = s.buildRetentionArgs(ret)
+	}
 	if s.client == nil {
 		opts := cfg.Options
 		if opts == nil {
@@ -57,6 +64,15 @@ func New(cfg Config) (*Store, error) {
 		s.commit = newCommitter(s.client, cfg.AppendBatch, cfg.AppendQueue)
 	}
 	return s, nil
+}
+
+// retentions lists the retention of every rule of p.
+func retentions(p push.RetentionPolicy) []push.Retention {
+	out := make([]push.Retention, len(p.Rules))
+	for i, r := range p.Rules {
+		out[i] = r.Retention
+	}
+	return out
 }
 
 // Origin returns the configured region.
@@ -140,35 +156,57 @@ func (s *Store) Append(ctx context.Context, topic string, drafts []push.Draft) (
 // appendArgs builds the append script's keys and arguments for drafts, and
 // the call's approximate size in bytes (group commit bounds batches by it).
 func (s *Store) appendArgs(topic string, drafts []push.Draft) ([]string, []any, int) {
-	ret := s.cfg.Retention.For(topic)
-	tag := s.tag(topic)
+	fixed := s.retentionArgs(topic)
 	// KEYS[3] names this call: the script records its result there, so a
 	// call the driver retries after losing the reply (go-redis retries
 	// network errors, ClusterClient even across nodes) returns the recorded
 	// result instead of appending the drafts a second time.
 	// The call's 32 hex characters and the epoch a new stream would take
-	// (16) come from one crypto/rand read, encoded once: a publish pays for
-	// one random read and one string instead of three of each.
+	// (16) come from one crypto/rand read. Every name the call uses (the
+	// three keys, the channel, the epoch) is a substring of one string:
+	// a publish pays for one random read and one string.
 	var rnd [24]byte
 	_, _ = rand.Read(rnd[:]) // never fails on supported platforms (Go 1.24+)
 	var hx [48]byte
 	hex.Encode(hx[:], rnd[:])
-	ids := string(hx[:])
-	callID, epoch := ids[:32], ids[32:]
-	keys := make([]string, 3, 3+len(drafts))
-	keys[0], keys[1], keys[2] = tag+"s", tag+"m", tag+"c:"+callID
-	approx := "0"
-	if ret.MaxLen >= ExactTrimBelow {
-		approx = "1"
+	p, o := s.cfg.KeyPrefix, s.cfg.Origin
+	tagLen := len(p) + 2 + len(topic) + 1 + len(o) + 2 // "P:{T@O}:"
+	chLen := len(p) + 3 + len(topic) + 1 + len(o)      // "P:n:T@O"
+	var b strings.Builder
+	b.Grow(3*tagLen + 4 + 32 + chLen + 16)
+	writeTag := func() {
+		b.WriteString(p)
+		b.WriteString(":{")
+		b.WriteString(topic)
+		b.WriteByte('@')
+		b.WriteString(o)
+		b.WriteString("}:")
 	}
-	gran := max(ret.MaxAge/100, 10*time.Millisecond)
+	writeTag()
+	b.WriteByte('s')
+	writeTag()
+	b.WriteByte('m')
+	writeTag()
+	b.WriteString("c:")
+	b.Write(hx[:32])
+	b.WriteString(p)
+	b.WriteString(":n:")
+	b.WriteString(topic)
+	b.WriteByte('@')
+	b.WriteString(o)
+	b.Write(hx[32:])
+	names := b.String()
+	tag := names[:tagLen]
+	i := tagLen + 1
+	keys := make([]string, 3, 3+len(drafts))
+	keys[0], keys[1], keys[2] = names[:i], names[i:i+tagLen+1], names[i+tagLen+1:i+2*tagLen+35]
+	i += 2*tagLen + 35
+	channel, epoch := names[i:i+chLen], names[i+chLen:]
 	size := 256 // keys and fixed arguments, about
 	args := make([]any, 0, 10+4*len(drafts))
-	args = append(args,
-		epoch, s.channel(topic),
-		ret.MaxLen, approx, ret.MaxAge.Milliseconds(),
-		s.cfg.idleTTL(ret).Milliseconds(), s.cfg.IdempotencyWindow.Milliseconds(), gran.Milliseconds(),
-		push.MaxLineage, len(drafts))
+	args = append(args, epoch, channel)
+	args = append(args, fixed...)
+	args = append(args, len(drafts))
 	for i := range drafts {
 		d := &drafts[i]
 		ik := 0
@@ -180,10 +218,42 @@ func (s *Store) appendArgs(topic string, drafts []push.Draft) ([]string, []any, 
 		if data == nil {
 			data = []byte{}
 		}
-		args = append(args, storeutil.TypeOf(d), data, d.TraceParent, ik)
+		var typ any = push.DefaultEventType // a constant: boxed without an allocation
+		if d.Type != "" {
+			typ = d.Type
+		}
+		var tp any = ""
+		if d.TraceParent != "" {
+			tp = d.TraceParent
+		}
+		args = append(args, typ, data, tp, ik)
 		size += len(data) + len(d.Type) + len(d.TraceParent) + len(d.IdempotencyKey) + 96
 	}
 	return keys, args, size
+}
+
+// retentionArgs returns the append script's ARGV[3..9] for topic's
+// retention (MAXLEN, approximate trimming, max age, idle TTL, idempotency
+// window, trim granularity, lineage bound), as the decimal text go-redis
+// would send for the integers. They depend only on the configuration, so
+// they are built once per retention in New (retArgs) and shared, read-only.
+func (s *Store) retentionArgs(topic string) []any {
+	ret := s.cfg.Retention.For(topic)
+	if a, ok := s.retArgs[ret]; ok {
+		return a
+	}
+	return s.buildRetentionArgs(ret) // not reached: New covers every rule
+}
+
+func (s *Store) buildRetentionArgs(ret push.Retention) []any {
+	approx := "0"
+	if ret.MaxLen >= ExactTrimBelow {
+		approx = "1"
+	}
+	gran := max(ret.MaxAge/100, 10*time.Millisecond)
+	ms := func(d time.Duration) any { return strconv.FormatInt(d.Milliseconds(), 10) }
+	return []any{strconv.FormatInt(ret.MaxLen, 10), approx, ms(ret.MaxAge),
+		ms(s.cfg.idleTTL(ret)), ms(s.cfg.IdempotencyWindow), ms(gran), strconv.Itoa(push.MaxLineage)}
 }
 
 func parseAppend(raw []any, n int) ([]push.AppendResult, error) {
