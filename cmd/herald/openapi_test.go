@@ -16,7 +16,6 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
-	"github.com/gin-gonic/gin"
 
 	"github.com/heraldpush/herald/push"
 	"github.com/heraldpush/herald/push/auth"
@@ -90,7 +89,7 @@ func (rs routeSet) add(method, path string) {
 func nodeRoutes(t *testing.T, m *Main) routeSet {
 	t.Helper()
 	rs := routeSet{}
-	for _, r := range m.Server.Handler().(*gin.Engine).Routes() {
+	for _, r := range m.Server.Routes() {
 		rs.add(r.Method, r.Path)
 	}
 	for _, r := range m.adminHandler().Routes() {

@@ -198,6 +198,10 @@ func New(cfg Config) (*Server, error) {
 // Handler returns the public HTTP handler.
 func (s *Server) Handler() http.Handler { return streamStacks{s.engine} }
 
+// Routes lists the public router's routes (the OpenAPI coverage test);
+// Handler wraps the router, so it is not a *gin.Engine.
+func (s *Server) Routes() gin.RoutesInfo { return s.engine.Routes() }
+
 // streamStacks is the public handler: a GET of the stream route grows its
 // goroutine's stack before routing (stream.GrowStackEarly), where the copy
 // is cheap; every other request goes to the router as it came.
