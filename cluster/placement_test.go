@@ -73,15 +73,7 @@ func TestRecordsLiveOnOwnerAndHomesOnly(t *testing.T) {
 	}
 	quiet(t, nodes...)
 	ring := a.ring()
-	holders := func(id string) []string {
-		var out []string
-		for _, x := range nodes {
-			if _, ok := x.Lookup(id); ok {
-				out = append(out, x.name)
-			}
-		}
-		return out
-	}
+	holders := func(id string) []string { return holdersOf(nodes, id) }
 	for _, id := range ids {
 		// The owner plus HomeReplicas (default 1) other members.
 		want := append([]string{"a"}, wantHomes(id, "a", ring, 1)...)
@@ -266,15 +258,7 @@ func TestTakeoverMovesHomesWithTheOwner(t *testing.T) {
 		byName[n.name] = n
 	}
 	ring := nodes[0].ring()
-	holders := func(id string) []string {
-		var out []string
-		for _, x := range nodes {
-			if _, ok := x.Lookup(id); ok {
-				out = append(out, x.name)
-			}
-		}
-		return out
-	}
+	holders := func(id string) []string { return holdersOf(nodes, id) }
 	others := func(not ...string) []string {
 		var out []string
 		for _, m := range ring {
@@ -332,4 +316,15 @@ func TestTakeoverMovesHomesWithTheOwner(t *testing.T) {
 			}
 		})
 	}
+}
+
+// holdersOf returns the names of the nodes that hold a record of id.
+func holdersOf(nodes []*testNode, id string) []string {
+	var out []string
+	for _, x := range nodes {
+		if _, ok := x.Lookup(id); ok {
+			out = append(out, x.name)
+		}
+	}
+	return out
 }

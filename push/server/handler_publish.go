@@ -455,7 +455,9 @@ func (s *Server) publishBody(c *gin.Context, p *auth.Principal) (push.Draft, err
 			s.bufs.Put(bp)
 		}
 	}()
-	b, rerr := readBody((*bp)[:0], http.MaxBytesReader(c.Writer, c.Request.Body, int64(limit)))
+	body := bytes.NewBuffer((*bp)[:0])
+	_, rerr := body.ReadFrom(http.MaxBytesReader(c.Writer, c.Request.Body, int64(limit)))
+	b := body.Bytes()
 	*bp = b[:0]
 	if rerr == nil {
 		if event, data, ok := parsePublishBody(b); ok {

@@ -9,25 +9,6 @@ import (
 	"unicode/utf8"
 )
 
-// readBody appends r's bytes to buf until EOF or an error, which it
-// returns (nil at EOF). The publish handler reads its (capped) body whole
-// into a pooled buffer, so the usual body decodes without a json.Decoder.
-func readBody(buf []byte, r io.Reader) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
 // errAfter is a reader of b that then fails with err: the bytes a
 // streaming reader delivered before its error, replayed.
 type errAfter struct {
